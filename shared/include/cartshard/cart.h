@@ -1,0 +1,125 @@
+/*
+ * cart.h: the cart model. Applying an event to a cart is a pure function: no I/O, no clock,
+ * no randomness (the caller passes the time and the id a new cart would get), so the whole
+ * business logic is unit-testable and the worker's storage code only persists its outcome.
+ *
+ * Versions are per user and only ever go up: a new cart (after a checkout or a delete) starts
+ * at the previous cart's version + 1, so a cache entry of an older cart can never win over a
+ * newer one by version.
+ */
+#ifndef CARTSHARD_CART_H
+#define CARTSHARD_CART_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cartshard/event.h"
+#include "cartshard/status.h"
+
+typedef enum cart_state {
+    CART_NONE = 0,     /* the user never had a cart */
+    CART_ACTIVE,       /* the user's current cart */
+    CART_CHECKED_OUT,  /* the last cart was checked out; no active cart */
+    CART_DELETED       /* the last cart was deleted; no active cart */
+} cart_state;
+
+typedef struct cart_item {
+    char sku[CART_ID_MAX + 1];
+    int32_t quantity; /* always >= 1: a line with 0 does not exist */
+} cart_item;
+
+/* A user's latest cart. Caller-owned struct: cart_init / cart_cleanup. */
+typedef struct cart {
+    char user_id[CART_ID_MAX + 1];
+    /** UUID of the latest cart; empty when state is CART_NONE. */
+    char cart_id[37];
+    cart_state state;
+    /** Version of the latest cart; 0 when state is CART_NONE. */
+    int64_t version;
+    /** Lines sorted by sku (strcmp order); owned by the cart. */
+    cart_item *items;
+    size_t nitems;
+    size_t cap;
+    int64_t created_at_ms;
+    int64_t updated_at_ms;
+} cart;
+
+typedef struct cart_limits {
+    int32_t max_quantity; /* largest quantity of one line (contract default 999) */
+    uint32_t max_lines;   /* most distinct lines (contract default 100) */
+} cart_limits;
+
+/* What an applied event did; the storage layer writes exactly this. */
+typedef struct cart_outcome {
+    /** CART_OK when applied (even if nothing changed), else why it was refused:
+     * CART_ERR_NOT_FOUND, CART_ERR_CONFLICT, CART_ERR_PRECONDITION, CART_ERR_LIMIT. */
+    cart_status status;
+    /** The HTTP status the gateway answers with: 200, 201, 204, 404, 409, 412 or 422. */
+    int http_status;
+    /** True if the cart changed and its version went up by one. */
+    bool changed;
+    /** True if a new cart was started (new cart_id, created_at); the row must be inserted. */
+    bool created;
+    /** For item events that changed a line: that sku, and its new quantity (0 = line removed). */
+    char sku[CART_ID_MAX + 1];
+    int32_t line_quantity;
+    bool line_changed;
+    /** A short reason for a refusal ("cart is empty", "quantity 1000 is over the limit 999"). */
+    char detail[128];
+} cart_outcome;
+
+/* Initialises an empty cart (state CART_NONE) for `user_id` (copied, truncated to 64). */
+void cart_init(cart *c, const char *user_id);
+
+/* Frees the items; the struct may be re-initialised. Safe twice. */
+void cart_cleanup(cart *c);
+
+/* Sets the quantity of `sku` in the lines without any checks (0 removes), keeping them
+ * sorted. For the storage layer that loads a cart. CART_ERR_NOMEM. */
+cart_status cart_put_line(cart *c, const char *sku, int32_t quantity);
+
+/* The line for `sku`, or NULL. */
+const cart_item *cart_find_line(const cart *c, const char *sku);
+
+/* Sum of the quantities. */
+int64_t cart_item_count(const cart *c);
+
+/*
+ * Applies `ev` to `c` at time `now_ms`, enforcing `lim`. `new_cart_id` is the id a cart created
+ * by this event gets. On return *out says what happened; `c` is changed only when
+ * out->status is CART_OK and out->changed. Returns CART_ERR_NOMEM (c unchanged) or CART_OK
+ * (the outcome, refusals included, is in *out).
+ *
+ * Rules (see README "Cart semantics"):
+ *  - expected_version set and no active cart, or a different version: 412, nothing changes;
+ *  - created: an active cart exists -> 200 unchanged; else a new cart -> 201;
+ *  - item_added: quantity 1..max_quantity, and the line's total <= max_quantity, else 422;
+ *    a new line beyond max_lines is 422; creates the cart if there is none; -> 200;
+ *  - item_quantity_set: quantity 0..max_quantity else 422; 0 removes the line; creates the
+ *    cart when there is none and quantity > 0; with no cart and quantity 0 -> 404;
+ *    setting the quantity a line already has is 200 unchanged;
+ *  - item_removed: no active cart -> 404; absent line -> 200 unchanged;
+ *  - deleted: -> 204; the active cart is gone (state CART_DELETED); none -> 204 unchanged;
+ *  - checked_out: no active cart or no lines -> 409; else state CART_CHECKED_OUT -> 200.
+ * Every change bumps version by one and sets updated_at to now_ms.
+ */
+cart_status cart_apply(cart *c, const cart_event *ev, const cart_limits *lim, int64_t now_ms,
+                       const char *new_cart_id, cart_outcome *out);
+
+/*
+ * Renders the cart as the contract's JSON (items sorted by sku, item_count, RFC 3339 times,
+ * "status": "active" | "checked_out" | "deleted"). Returns a malloc'd NUL-terminated string
+ * (length in *len if len is non-NULL) the caller frees, or NULL when out of memory or when the
+ * state is CART_NONE.
+ */
+char *cart_to_json(const cart *c, size_t *len);
+
+/*
+ * Parses what cart_to_json wrote (a cache entry) into *c (initialised by the caller; its old
+ * lines are replaced). Strict: anything malformed, out of range or unsorted is CART_ERR_INVALID,
+ * so that a corrupt cache entry is treated as a miss. CART_ERR_NOMEM.
+ */
+cart_status cart_from_json(cart *c, const char *json, size_t len);
+
+#endif

@@ -1,0 +1,106 @@
+/*
+ * config.h: settings from environment variables, every one validated.
+ *
+ * A bad value stops start-up with a message that names the variable and says what was expected,
+ * e.g. "CART_PARTITIONS: expected an integer from 1 to 65536, got \"abc\"". Unset variables take
+ * their documented defaults (README "Configuration"). The environment is read through a lookup
+ * function so that tests can feed any set of variables.
+ */
+#ifndef CARTSHARD_CONFIG_H
+#define CARTSHARD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cartshard/log.h"
+#include "cartshard/status.h"
+
+/* Which process is loading: decides which variables are read and checked. */
+typedef enum cart_config_role {
+    CART_ROLE_GATEWAY = 1, /* cart-gateway */
+    CART_ROLE_STORE,       /* cart-store (worker, migrate) */
+} cart_config_role;
+
+#define CART_CONFIG_MAX_SHARDS 64
+
+/* Looks a variable up; returns NULL when unset. The result must stay valid until
+ * cart_config_load returns (getenv's does). */
+typedef const char *(*cart_env_fn)(const char *name, void *ud);
+
+typedef struct cart_config {
+    /* --- read by both roles --- */
+    /** NATS_URL, default "nats://127.0.0.1:4222"; comma-separated URLs allowed (a cluster). */
+    char *nats_url;
+    /** REDIS_URL, default "redis://127.0.0.1:6380"; form redis://[:password@]host[:port][/db]. */
+    char *redis_url;
+    /** Parsed from redis_url. */
+    char *redis_host;
+    int redis_port;
+    char *redis_password; /* NULL when none */
+    int redis_db;
+    /** SHARD_DSNS: comma-separated libpq connection strings (URI or key=value), in shard order. */
+    char *shard_dsns[CART_CONFIG_MAX_SHARDS];
+    uint32_t nshards;
+    /** CART_PARTITIONS, default 32, 1..65536, and >= the number of shards. */
+    uint32_t partitions;
+    /** LOG_LEVEL: debug|info|warn|error, default info. */
+    cart_log_level log_level;
+    /** CART_MAX_QUANTITY, default 999, 1..1000000: the largest quantity of one line. */
+    int32_t max_quantity;
+    /** CART_MAX_LINES, default 100, 1..10000: the most distinct lines in one cart. */
+    uint32_t max_lines;
+    /** CART_STREAM_REPLICAS, default 1, 1..5: replicas of the CARTS streams when created. */
+    int stream_replicas;
+
+    /* --- gateway --- */
+    /** GATEWAY_HOST, default "0.0.0.0": the address to listen on. */
+    char *gateway_host;
+    /** GATEWAY_PORT, default 8080, 1..65535. */
+    int gateway_port;
+    /** GATEWAY_THREADS, default the number of online CPUs, 1..256. */
+    int gateway_threads;
+    /** CART_SYNC_TIMEOUT_MS, default 2000, 0..60000: how long a write waits for the commit. */
+    int sync_timeout_ms;
+    /** CART_MAX_BODY_BYTES, default 16384, 256..1048576. */
+    size_t max_body_bytes;
+    /** RATE_LIMIT_RPS, default 100, 0..1000000 (0 turns rate limiting off). */
+    int rate_limit_rps;
+    /** RATE_LIMIT_BURST, default 200, 1..10000000. */
+    int rate_limit_burst;
+    /** AUTH_JWT_SECRET: unset or empty means auth off; when set, at least 32 bytes. */
+    char *auth_jwt_secret;
+    /** GATEWAY_ID, default "<hostname>-<pid>": names this gateway's reply subject. */
+    char *gateway_id;
+
+    /* --- cart-store --- */
+    /** CART_STORE_ADMIN_HOST, default "0.0.0.0". */
+    char *store_admin_host;
+    /** CART_STORE_ADMIN_PORT, default 9101, 1..65535: /healthz, /readyz, /metrics. */
+    int store_admin_port;
+    /** CART_STORE_BATCH, default 256, 1..10000: most events applied in one transaction. */
+    int store_batch;
+    /** CART_STORE_ID, default "<hostname>-<pid>": names the worker in logs and locks. */
+    char *store_id;
+    /** CART_IDLE_TTL, default "30d": carts untouched this long expire. Accepts a number of
+     * seconds or a number with s, m, h or d; at least 60 s. */
+    int64_t idle_ttl_ms;
+} cart_config;
+
+/*
+ * Fills *cfg for `role` from the variables that `env` returns (pass cart_env_getenv for the
+ * process environment). On success the caller owns *cfg and releases it with
+ * cart_config_cleanup. On CART_ERR_INVALID, `err` (of `errlen` bytes) holds one line naming the
+ * variable and what was expected, and *cfg holds nothing to release. CART_ERR_NOMEM when out of
+ * memory.
+ */
+cart_status cart_config_load(cart_config *cfg, cart_config_role role, cart_env_fn env, void *ud, char *err,
+                             size_t errlen);
+
+/* Releases what cart_config_load allocated; safe on a zeroed struct and twice. */
+void cart_config_cleanup(cart_config *cfg);
+
+/* A cart_env_fn over the process environment (getenv); `ud` is unused. */
+const char *cart_env_getenv(const char *name, void *ud);
+
+#endif

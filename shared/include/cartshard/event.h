@@ -1,0 +1,88 @@
+/*
+ * event.h: the event envelope of the external contract (section 4), encoded with jansson.
+ *
+ *   {"event_id": "...", "type": "cart.item_added", "user_id": "u1",
+ *    "occurred_at": "2026-11-22T10:00:00Z", "data": {"sku": "A1", "quantity": 2},
+ *    "expected_version": 3}
+ *
+ * Unknown fields are ignored. The decoder is strict about the fields it knows: a missing or
+ * mistyped field is CART_ERR_INVALID with a reason that ends up in the DLQ's Cart-Error header.
+ * Range limits (quantity 1..999 and so on) are NOT checked here: they are the cart model's
+ * business (cart_apply) so that they yield a 422 outcome rather than a dead letter.
+ */
+#ifndef CARTSHARD_EVENT_H
+#define CARTSHARD_EVENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cartshard/status.h"
+
+#define CART_ID_MAX       64  /* longest user_id or sku */
+#define CART_EVENT_ID_MAX 128 /* longest event_id */
+#define CART_TRACE_MAX    127 /* longest trace context string carried in an event */
+
+typedef enum cart_event_type {
+    CART_EV_CREATED = 1,      /* cart.created */
+    CART_EV_ITEM_ADDED,       /* cart.item_added        data: {sku, quantity} */
+    CART_EV_ITEM_QUANTITY_SET,/* cart.item_quantity_set data: {sku, quantity} */
+    CART_EV_ITEM_REMOVED,     /* cart.item_removed      data: {sku} */
+    CART_EV_DELETED,          /* cart.deleted */
+    CART_EV_CHECKED_OUT       /* cart.checked_out */
+} cart_event_type;
+
+/* A decoded event. Plain value type: no heap memory, copy freely. */
+typedef struct cart_event {
+    /** 1..128 visible ASCII characters (0x21..0x7e). */
+    char event_id[CART_EVENT_ID_MAX + 1];
+    cart_event_type type;
+    /** 1..64 characters of [A-Za-z0-9._:-]. */
+    char user_id[CART_ID_MAX + 1];
+    /** occurred_at in ms since the epoch. */
+    int64_t occurred_at_ms;
+    /** data.sku, for item events; empty otherwise. */
+    char sku[CART_ID_MAX + 1];
+    /** data.quantity, for added and set events; 0 otherwise. Any value that fits int64 decodes. */
+    int64_t quantity;
+    /** expected_version, when present (If-Match). */
+    bool has_expected_version;
+    int64_t expected_version;
+    /** Optional "trace" field: W3C traceparent or request id; empty when absent. */
+    char trace[CART_TRACE_MAX + 1];
+} cart_event;
+
+/* The contract's name of `t` ("cart.item_added"...), or NULL for a value outside the enum. */
+const char *cart_event_type_name(cart_event_type t);
+
+/* Parses a type name. CART_OK and *out set, or CART_ERR_INVALID for an unknown name. */
+cart_status cart_event_type_parse(const char *name, cart_event_type *out);
+
+/* True if s[0..len) is a valid user_id or sku: 1..64 characters of [A-Za-z0-9._:-]. */
+bool cart_valid_id(const char *s, size_t len);
+
+/* True if s[0..len) is a valid event_id or Idempotency-Key: 1..128 characters 0x21..0x7e. */
+bool cart_valid_event_id(const char *s, size_t len);
+
+/*
+ * Decodes an event from JSON text `json` of `len` bytes (need not be NUL-terminated) into *ev.
+ * CART_ERR_INVALID for bad JSON, a non-object, an unknown type, or a missing or invalid field;
+ * then `err` (of `errlen` bytes, may be 0) holds a reason such as "data.sku: missing". *ev is
+ * written only on CART_OK.
+ */
+cart_status cart_event_decode(const char *json, size_t len, cart_event *ev, char *err, size_t errlen);
+
+/*
+ * Encodes *ev as compact JSON with the fields in the order shown above. On CART_OK *out is a
+ * malloc'd NUL-terminated string the caller frees, and *outlen its length. CART_ERR_INVALID if
+ * the event could not be decoded back (bad type, invalid ids), CART_ERR_NOMEM.
+ */
+cart_status cart_event_encode(const cart_event *ev, char **out, size_t *outlen);
+
+/* Fills ev->event_id with a new random UUID v4 (lowercase, 36 characters). */
+void cart_event_new_id(cart_event *ev);
+
+/* Writes a random UUID v4 into `buf` (37 bytes with the NUL). Uses getrandom(2). */
+void cart_uuid_v4(char buf[37]);
+
+#endif
