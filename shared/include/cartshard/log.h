@@ -9,7 +9,9 @@
  *   cart_log(CART_LOG_INFO, "batch applied", CART_LI("partition", p), CART_LI("events", n), NULL);
  *
  * Each line is written with a single write(2), so lines from several threads never interleave.
- * Strings are JSON-escaped; a line longer than 8 KiB has its last string value truncated.
+ * Strings are JSON-escaped (invalid UTF-8 becomes U+FFFD). A line is at most 8 KiB: the string
+ * value that would overflow it is shortened, the fields after it are dropped, and the line ends
+ * with "truncated":true.
  */
 #ifndef CARTSHARD_LOG_H
 #define CARTSHARD_LOG_H
