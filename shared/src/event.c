@@ -1,1 +1,419 @@
-/* placeholder: implemented by its owner */
+/*
+ * event.c: the event envelope codec (contract section 4).
+ *
+ * The decoder reads into a local cart_event and copies it out only when every field checked out,
+ * so *ev is never half-written. Every reason it gives starts with the name of the field at fault
+ * and holds printable ASCII only: it travels in the Cart-Error header of a dead letter.
+ */
+#include "cartshard/event.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "cartshard/clock.h"
+
+/* The range of times cart_time_format writes with a four-digit year, so that every decoded
+ * occurred_at encodes back to something the decoder accepts:
+ * 0000-01-01T00:00:00.000Z .. 9999-12-31T23:59:59.999Z. */
+#define TIME_MIN_MS (-62167219200000LL)
+#define TIME_MAX_MS 253402300799999LL
+
+/* How much of an offending value an error message quotes. */
+#define QUOTE_MAX 64
+
+static const char *const type_names[] = {
+    [CART_EV_CREATED] = "cart.created",
+    [CART_EV_ITEM_ADDED] = "cart.item_added",
+    [CART_EV_ITEM_QUANTITY_SET] = "cart.item_quantity_set",
+    [CART_EV_ITEM_REMOVED] = "cart.item_removed",
+    [CART_EV_DELETED] = "cart.deleted",
+    [CART_EV_CHECKED_OUT] = "cart.checked_out",
+};
+
+#define NTYPES (sizeof type_names / sizeof type_names[0])
+
+static const char ID_CHARS_MSG[] = "expected 1-64 characters of [A-Za-z0-9._:-]";
+static const char EVENT_ID_MSG[] = "expected 1-128 visible ASCII characters";
+static const char TRACE_MSG[] = "expected at most 127 visible ASCII characters";
+
+const char *cart_event_type_name(cart_event_type t)
+{
+    if ((unsigned)t >= NTYPES)
+        return NULL;
+    return type_names[t];
+}
+
+cart_status cart_event_type_parse(const char *name, cart_event_type *out)
+{
+    if (name == NULL)
+        return CART_ERR_INVALID;
+    for (size_t i = 0; i < NTYPES; i++) {
+        if (type_names[i] != NULL && strcmp(type_names[i], name) == 0) {
+            *out = (cart_event_type)i;
+            return CART_OK;
+        }
+    }
+    return CART_ERR_INVALID;
+}
+
+static bool is_id_char(unsigned char ch)
+{
+    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
+           ch == ':' || ch == '-';
+}
+
+static bool is_visible(unsigned char ch)
+{
+    return ch >= 0x21 && ch <= 0x7e;
+}
+
+bool cart_valid_id(const char *s, size_t len)
+{
+    if (s == NULL || len < 1 || len > CART_ID_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (!is_id_char((unsigned char)s[i]))
+            return false;
+    }
+    return true;
+}
+
+bool cart_valid_event_id(const char *s, size_t len)
+{
+    if (s == NULL || len < 1 || len > CART_EVENT_ID_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (!is_visible((unsigned char)s[i]))
+            return false;
+    }
+    return true;
+}
+
+/* A trace is optional: empty is fine. */
+static bool valid_trace(const char *s, size_t len)
+{
+    if (len > CART_TRACE_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (!is_visible((unsigned char)s[i]))
+            return false;
+    }
+    return true;
+}
+
+/* Length of the NUL-terminated string in a fixed array, or `size` when it is not terminated. */
+static size_t field_len(const char *s, size_t size)
+{
+    const char *nul = memchr(s, '\0', size);
+    return nul ? (size_t)(nul - s) : size;
+}
+
+/* Makes an error message safe for a header or a log line: printable ASCII only. */
+static void sanitize(char *s)
+{
+    for (; *s; s++) {
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+            *s = '?';
+    }
+}
+
+/* Writes "field: msg" into err (if there is room for anything). Returns CART_ERR_INVALID. */
+static cart_status fail(char *err, size_t errlen, const char *field, const char *msg)
+{
+    if (err != NULL && errlen > 0) {
+        snprintf(err, errlen, "%s: %s", field, msg);
+        sanitize(err);
+    }
+    return CART_ERR_INVALID;
+}
+
+/* Reports an unknown type, quoting at most QUOTE_MAX bytes of it. */
+static cart_status fail_type(char *err, size_t errlen, const char *name, size_t len)
+{
+    char quoted[QUOTE_MAX + 4];
+
+    if (err == NULL || errlen == 0)
+        return CART_ERR_INVALID;
+    if (len > QUOTE_MAX) {
+        memcpy(quoted, name, QUOTE_MAX);
+        memcpy(quoted + QUOTE_MAX, "...", 4);
+    } else {
+        memcpy(quoted, name, len);
+        quoted[len] = '\0';
+    }
+    /* A NUL inside the name would cut the quote short; show it as '?' like other control bytes. */
+    for (size_t i = 0; i < (len > QUOTE_MAX ? QUOTE_MAX : len); i++) {
+        if (quoted[i] == '\0')
+            quoted[i] = '?';
+    }
+    snprintf(err, errlen, "type: unknown event type \"%s\"", quoted);
+    sanitize(err);
+    return CART_ERR_INVALID;
+}
+
+/* Fetches a required string member. NULL (and err set) when it is missing or not a string. */
+static json_t *get_string(json_t *obj, const char *key, const char *field, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(obj, key);
+
+    if (v == NULL) {
+        fail(err, errlen, field, "missing");
+        return NULL;
+    }
+    if (!json_is_string(v)) {
+        fail(err, errlen, field, "expected a string");
+        return NULL;
+    }
+    return v;
+}
+
+/* Reads a required id member (user_id, data.sku) into dst (CART_ID_MAX + 1 bytes). */
+static cart_status get_id(json_t *obj, const char *key, const char *field, char *dst, char *err, size_t errlen)
+{
+    json_t *v = get_string(obj, key, field, err, errlen);
+
+    if (v == NULL)
+        return CART_ERR_INVALID;
+    size_t len = json_string_length(v);
+    if (!cart_valid_id(json_string_value(v), len))
+        return fail(err, errlen, field, ID_CHARS_MSG);
+    memcpy(dst, json_string_value(v), len);
+    dst[len] = '\0';
+    return CART_OK;
+}
+
+static cart_status decode_data(json_t *root, cart_event *ev, char *err, size_t errlen)
+{
+    json_t *data = json_object_get(root, "data");
+    cart_status st;
+
+    if (data == NULL)
+        return fail(err, errlen, "data", "missing");
+    if (!json_is_object(data))
+        return fail(err, errlen, "data", "expected an object");
+    if ((st = get_id(data, "sku", "data.sku", ev->sku, err, errlen)) != CART_OK)
+        return st;
+    if (ev->type == CART_EV_ITEM_REMOVED)
+        return CART_OK;
+
+    json_t *q = json_object_get(data, "quantity");
+    if (q == NULL)
+        return fail(err, errlen, "data.quantity", "missing");
+    /* jansson keeps 2.0 a real and refuses integers beyond int64, so this is exact. */
+    if (!json_is_integer(q))
+        return fail(err, errlen, "data.quantity", "expected an integer");
+    ev->quantity = (int64_t)json_integer_value(q);
+    return CART_OK;
+}
+
+static cart_status decode_fields(json_t *root, cart_event *ev, char *err, size_t errlen)
+{
+    json_t *v;
+    size_t len;
+    cart_status st;
+
+    if ((v = get_string(root, "event_id", "event_id", err, errlen)) == NULL)
+        return CART_ERR_INVALID;
+    len = json_string_length(v);
+    if (!cart_valid_event_id(json_string_value(v), len))
+        return fail(err, errlen, "event_id", EVENT_ID_MSG);
+    memcpy(ev->event_id, json_string_value(v), len);
+    ev->event_id[len] = '\0';
+
+    if ((v = get_string(root, "type", "type", err, errlen)) == NULL)
+        return CART_ERR_INVALID;
+    len = json_string_length(v);
+    /* A name with a NUL inside would match a known name by strcmp, so check the length too. */
+    if (strlen(json_string_value(v)) != len || cart_event_type_parse(json_string_value(v), &ev->type) != CART_OK)
+        return fail_type(err, errlen, json_string_value(v), len);
+
+    if ((st = get_id(root, "user_id", "user_id", ev->user_id, err, errlen)) != CART_OK)
+        return st;
+
+    if ((v = get_string(root, "occurred_at", "occurred_at", err, errlen)) == NULL)
+        return CART_ERR_INVALID;
+    if (cart_time_parse(json_string_value(v), json_string_length(v), &ev->occurred_at_ms) != CART_OK ||
+        ev->occurred_at_ms < TIME_MIN_MS || ev->occurred_at_ms > TIME_MAX_MS)
+        return fail(err, errlen, "occurred_at", "expected an RFC 3339 timestamp");
+
+    if (ev->type == CART_EV_ITEM_ADDED || ev->type == CART_EV_ITEM_QUANTITY_SET || ev->type == CART_EV_ITEM_REMOVED) {
+        if ((st = decode_data(root, ev, err, errlen)) != CART_OK)
+            return st;
+    }
+
+    v = json_object_get(root, "expected_version");
+    if (v != NULL && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0)
+            return fail(err, errlen, "expected_version", "expected an integer >= 0");
+        ev->has_expected_version = true;
+        ev->expected_version = (int64_t)json_integer_value(v);
+    }
+
+    v = json_object_get(root, "trace");
+    if (v != NULL && !json_is_null(v)) {
+        if (!json_is_string(v))
+            return fail(err, errlen, "trace", "expected a string");
+        len = json_string_length(v);
+        if (!valid_trace(json_string_value(v), len))
+            return fail(err, errlen, "trace", TRACE_MSG);
+        memcpy(ev->trace, json_string_value(v), len);
+        ev->trace[len] = '\0';
+    }
+    return CART_OK;
+}
+
+cart_status cart_event_decode(const char *json, size_t len, cart_event *ev, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *root = NULL;
+    cart_event tmp;
+    cart_status st = CART_ERR_INVALID;
+
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    if (json == NULL && len > 0) {
+        fail(err, errlen, "event", "no input");
+        goto out;
+    }
+    /* JSON_ALLOW_NUL so that "u\u0000" reaches the id check and gets a reason naming the field. */
+    root = json_loadb(json != NULL ? json : "", len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    if (root == NULL) {
+        if (json_error_code(&jerr) == json_error_out_of_memory) {
+            st = CART_ERR_NOMEM;
+            goto out;
+        }
+        if (err != NULL && errlen > 0) {
+            snprintf(err, errlen, "invalid JSON at byte %d: %s", jerr.position, jerr.text);
+            sanitize(err);
+        }
+        goto out;
+    }
+    if (!json_is_object(root)) {
+        fail(err, errlen, "event", "expected a JSON object");
+        goto out;
+    }
+    memset(&tmp, 0, sizeof tmp);
+    if ((st = decode_fields(root, &tmp, err, errlen)) != CART_OK)
+        goto out;
+    *ev = tmp;
+out:
+    json_decref(root);
+    return st;
+}
+
+static bool is_item_event(cart_event_type t)
+{
+    return t == CART_EV_ITEM_ADDED || t == CART_EV_ITEM_QUANTITY_SET || t == CART_EV_ITEM_REMOVED;
+}
+
+/* Adds a string member; false when out of memory. */
+static bool set_string(json_t *obj, const char *key, const char *s, size_t len)
+{
+    return json_object_set_new(obj, key, json_stringn(s, len)) == 0;
+}
+
+/* Checks everything the decoder would check, so that an encoded event always decodes back. */
+static bool encodable(const cart_event *ev)
+{
+    if (cart_event_type_name(ev->type) == NULL)
+        return false;
+    if (!cart_valid_event_id(ev->event_id, field_len(ev->event_id, sizeof ev->event_id)))
+        return false;
+    if (!cart_valid_id(ev->user_id, field_len(ev->user_id, sizeof ev->user_id)))
+        return false;
+    if (ev->occurred_at_ms < TIME_MIN_MS || ev->occurred_at_ms > TIME_MAX_MS)
+        return false;
+    if (is_item_event(ev->type) && !cart_valid_id(ev->sku, field_len(ev->sku, sizeof ev->sku)))
+        return false;
+    if (ev->has_expected_version && ev->expected_version < 0)
+        return false;
+    return valid_trace(ev->trace, field_len(ev->trace, sizeof ev->trace));
+}
+
+cart_status cart_event_encode(const cart_event *ev, char **out, size_t *outlen)
+{
+    json_t *root = NULL;
+    json_t *data = NULL;
+    char *text = NULL;
+    char when[CART_TIME_BUFSZ];
+    cart_status st = CART_ERR_NOMEM;
+
+    if (!encodable(ev)) {
+        st = CART_ERR_INVALID;
+        goto out;
+    }
+    cart_time_format(ev->occurred_at_ms, when);
+    if ((root = json_object()) == NULL)
+        goto out;
+    if (!set_string(root, "event_id", ev->event_id, strlen(ev->event_id)) ||
+        !set_string(root, "type", cart_event_type_name(ev->type), strlen(cart_event_type_name(ev->type))) ||
+        !set_string(root, "user_id", ev->user_id, strlen(ev->user_id)) ||
+        !set_string(root, "occurred_at", when, strlen(when)))
+        goto out;
+    if (is_item_event(ev->type)) {
+        if ((data = json_object()) == NULL || !set_string(data, "sku", ev->sku, strlen(ev->sku)))
+            goto out;
+        if (ev->type != CART_EV_ITEM_REMOVED &&
+            json_object_set_new(data, "quantity", json_integer((json_int_t)ev->quantity)) != 0)
+            goto out;
+        /* json_object_set_new takes the reference even when it fails. */
+        json_t *moved = data;
+        data = NULL;
+        if (json_object_set_new(root, "data", moved) != 0)
+            goto out;
+    }
+    if (ev->has_expected_version &&
+        json_object_set_new(root, "expected_version", json_integer((json_int_t)ev->expected_version)) != 0)
+        goto out;
+    if (ev->trace[0] != '\0' && !set_string(root, "trace", ev->trace, strlen(ev->trace)))
+        goto out;
+    if ((text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL)
+        goto out;
+    *out = text;
+    if (outlen != NULL)
+        *outlen = strlen(text);
+    st = CART_OK;
+out:
+    json_decref(data);
+    json_decref(root);
+    return st;
+}
+
+void cart_uuid_v4(char buf[37])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char b[16];
+    size_t got = 0;
+
+    while (got < sizeof b) {
+        ssize_t n = getrandom(b + got, sizeof b - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            /* Only ENOSYS (a kernel before 3.17) gets here. A predictable id would make the
+             * dedup table drop real events, so there is no safe fallback. */
+            abort();
+        }
+        got += (size_t)n;
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* variant 10 */
+
+    char *p = buf;
+    for (size_t i = 0; i < sizeof b; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *p++ = '-';
+        *p++ = hex[b[i] >> 4];
+        *p++ = hex[b[i] & 0x0f];
+    }
+    *p = '\0';
+}
+
+void cart_event_new_id(cart_event *ev)
+{
+    cart_uuid_v4(ev->event_id);
+}

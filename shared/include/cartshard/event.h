@@ -39,16 +39,17 @@ typedef struct cart_event {
     cart_event_type type;
     /** 1..64 characters of [A-Za-z0-9._:-]. */
     char user_id[CART_ID_MAX + 1];
-    /** occurred_at in ms since the epoch. */
+    /** occurred_at in ms since the epoch; within years 0000..9999 UTC, so it encodes back. */
     int64_t occurred_at_ms;
     /** data.sku, for item events; empty otherwise. */
     char sku[CART_ID_MAX + 1];
     /** data.quantity, for added and set events; 0 otherwise. Any value that fits int64 decodes. */
     int64_t quantity;
-    /** expected_version, when present (If-Match). */
+    /** expected_version, when present (If-Match): >= 0. JSON null counts as absent. */
     bool has_expected_version;
     int64_t expected_version;
-    /** Optional "trace" field: W3C traceparent or request id; empty when absent. */
+    /** Optional "trace" field: W3C traceparent or request id, at most 127 characters
+     * 0x21..0x7e; empty when absent (or null). */
     char trace[CART_TRACE_MAX + 1];
 } cart_event;
 
