@@ -53,9 +53,12 @@ typedef struct cart_limits {
 /* What an applied event did; the storage layer writes exactly this. */
 typedef struct cart_outcome {
     /** CART_OK when applied (even if nothing changed), else why it was refused:
-     * CART_ERR_NOT_FOUND, CART_ERR_CONFLICT, CART_ERR_PRECONDITION, CART_ERR_LIMIT. */
+     * CART_ERR_NOT_FOUND, CART_ERR_CONFLICT, CART_ERR_PRECONDITION, CART_ERR_LIMIT; and
+     * CART_ERR_INVALID (400) for an event the decoder would not have produced (type outside
+     * the enum, invalid sku on an item event). */
     cart_status status;
-    /** The HTTP status the gateway answers with: 200, 201, 204, 404, 409, 412 or 422. */
+    /** The HTTP status the gateway answers with: 200, 201, 204, 404, 409, 412 or 422 (400 for
+     * CART_ERR_INVALID). */
     int http_status;
     /** True if the cart changed and its version went up by one. */
     bool changed;
@@ -75,8 +78,9 @@ void cart_init(cart *c, const char *user_id);
 /* Frees the items; the struct may be re-initialised. Safe twice. */
 void cart_cleanup(cart *c);
 
-/* Sets the quantity of `sku` in the lines without any checks (0 removes), keeping them
- * sorted. For the storage layer that loads a cart. CART_ERR_NOMEM. */
+/* Sets the quantity of `sku` in the lines without any limit checks (0 removes), keeping them
+ * sorted. For the storage layer that loads a cart. CART_ERR_NOMEM; CART_ERR_INVALID (nothing
+ * changes) for a NULL or empty sku, one longer than 64 characters, or a negative quantity. */
 cart_status cart_put_line(cart *c, const char *sku, int32_t quantity);
 
 /* The line for `sku`, or NULL. */
@@ -102,7 +106,8 @@ int64_t cart_item_count(const cart *c);
  *  - item_removed: no active cart -> 404; absent line -> 200 unchanged;
  *  - deleted: -> 204; the active cart is gone (state CART_DELETED); none -> 204 unchanged;
  *  - checked_out: no active cart or no lines -> 409; else state CART_CHECKED_OUT -> 200.
- * Every change bumps version by one and sets updated_at to now_ms.
+ * Every change bumps version by one and sets updated_at to now_ms; one event is one change, also
+ * when it starts a new cart. A change that would take version past INT64_MAX is 409.
  */
 cart_status cart_apply(cart *c, const cart_event *ev, const cart_limits *lim, int64_t now_ms,
                        const char *new_cart_id, cart_outcome *out);
@@ -117,8 +122,9 @@ char *cart_to_json(const cart *c, size_t *len);
 
 /*
  * Parses what cart_to_json wrote (a cache entry) into *c (initialised by the caller; its old
- * lines are replaced). Strict: anything malformed, out of range or unsorted is CART_ERR_INVALID,
- * so that a corrupt cache entry is treated as a miss. CART_ERR_NOMEM.
+ * lines are replaced). Strict: anything malformed, out of range or unsorted, a missing or an
+ * unknown key, or (when c->user_id is set) another user's cart is CART_ERR_INVALID, so that a
+ * corrupt cache entry is treated as a miss. CART_ERR_NOMEM. *c changes only on CART_OK.
  */
 cart_status cart_from_json(cart *c, const char *json, size_t len);
 
