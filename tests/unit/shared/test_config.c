@@ -1,0 +1,629 @@
+#define _POSIX_C_SOURCE 200809L
+#include <check.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cartshard/config.h"
+
+/* A fake environment: a small table of variables, and a record of every name looked up. */
+#define MAX_VARS    16
+#define MAX_LOOKUPS 64
+
+typedef struct fake_env {
+    const char *names[MAX_VARS];
+    const char *values[MAX_VARS];
+    int n;
+    const char *looked_up[MAX_LOOKUPS];
+    int nlooked;
+} fake_env;
+
+static const char *fake_lookup(const char *name, void *ud)
+{
+    fake_env *e = ud;
+    if (e->nlooked < MAX_LOOKUPS)
+        e->looked_up[e->nlooked++] = name;
+    for (int i = 0; i < e->n; i++) {
+        if (strcmp(e->names[i], name) == 0)
+            return e->values[i];
+    }
+    return NULL;
+}
+
+static int was_looked_up(const fake_env *e, const char *name)
+{
+    for (int i = 0; i < e->nlooked; i++) {
+        if (strcmp(e->looked_up[i], name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Fills e from NAME, VALUE pairs ended by NULL. */
+static void env_set(fake_env *e, va_list ap)
+{
+    const char *name;
+    memset(e, 0, sizeof *e);
+    while ((name = va_arg(ap, const char *)) != NULL) {
+        ck_assert_int_lt(e->n, MAX_VARS);
+        e->names[e->n] = name;
+        e->values[e->n++] = va_arg(ap, const char *);
+    }
+}
+
+static char err[512];
+
+/* Loads with the given NAME, VALUE pairs and expects success. */
+static void load_ok(cart_config *cfg, cart_config_role role, ...)
+{
+    fake_env e;
+    va_list ap;
+    va_start(ap, role);
+    env_set(&e, ap);
+    va_end(ap);
+    cart_status st = cart_config_load(cfg, role, fake_lookup, &e, err, sizeof err);
+    if (st != CART_OK)
+        ck_abort_msg("expected success, got %d: %s", st, err);
+    ck_assert_str_eq(err, "");
+}
+
+/* Loads with the given pairs and expects CART_ERR_INVALID with an error that starts with
+ * `prefix`; returns the message (in the static buffer). */
+static const char *load_bad(cart_config_role role, const char *prefix, ...)
+{
+    fake_env e;
+    cart_config cfg;
+    va_list ap;
+    va_start(ap, prefix);
+    env_set(&e, ap);
+    va_end(ap);
+    memset(&cfg, 0xa5, sizeof cfg);
+    cart_status st = cart_config_load(&cfg, role, fake_lookup, &e, err, sizeof err);
+    if (st != CART_ERR_INVALID)
+        ck_abort_msg("expected CART_ERR_INVALID for %s=\"%s\", got %d", e.n ? e.names[0] : "-", e.n ? e.values[0] : "-",
+                     st);
+    if (strncmp(err, prefix, strlen(prefix)) != 0)
+        ck_abort_msg("error \"%s\" does not start with \"%s\"", err, prefix);
+    ck_assert_ptr_null(strchr(err, '\n'));
+    /* Nothing is left to release. */
+    ck_assert_ptr_null(cfg.nats_url);
+    ck_assert_ptr_null(cfg.shard_dsns[0]);
+    ck_assert_uint_eq(cfg.nshards, 0);
+    return err;
+}
+
+START_TEST(test_gateway_defaults)
+{
+    cart_config c;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    load_ok(&c, CART_ROLE_GATEWAY, NULL);
+    ck_assert_str_eq(c.nats_url, "nats://127.0.0.1:4222");
+    ck_assert_str_eq(c.redis_url, "redis://127.0.0.1:6380");
+    ck_assert_str_eq(c.redis_host, "127.0.0.1");
+    ck_assert_int_eq(c.redis_port, 6380);
+    ck_assert_ptr_null(c.redis_password);
+    ck_assert_int_eq(c.redis_db, 0);
+    ck_assert_uint_eq(c.nshards, 2);
+    ck_assert_str_eq(c.shard_dsns[0], "postgresql://postgres@127.0.0.1:5433/cartshard");
+    ck_assert_str_eq(c.shard_dsns[1], "postgresql://postgres@127.0.0.1:5434/cartshard");
+    ck_assert_ptr_null(c.shard_dsns[2]);
+    ck_assert_uint_eq(c.partitions, 32);
+    ck_assert_int_eq(c.log_level, CART_LOG_INFO);
+    ck_assert_int_eq(c.max_quantity, 999);
+    ck_assert_uint_eq(c.max_lines, 100);
+    ck_assert_int_eq(c.stream_replicas, 1);
+    ck_assert_str_eq(c.gateway_host, "0.0.0.0");
+    ck_assert_int_eq(c.gateway_port, 8080);
+    ck_assert_int_eq(c.gateway_threads, ncpu < 1 ? 1 : ncpu > 256 ? 256 : (int)ncpu);
+    ck_assert_int_eq(c.sync_timeout_ms, 2000);
+    ck_assert_uint_eq(c.max_body_bytes, 16384);
+    ck_assert_int_eq(c.rate_limit_rps, 100);
+    ck_assert_int_eq(c.rate_limit_burst, 200);
+    ck_assert_ptr_null(c.auth_jwt_secret);
+    ck_assert_ptr_nonnull(c.gateway_id);
+    /* Store settings are not read for the gateway. */
+    ck_assert_ptr_null(c.store_admin_host);
+    ck_assert_ptr_null(c.store_id);
+    ck_assert_int_eq(c.store_admin_port, 0);
+    ck_assert_int_eq(c.idle_ttl_ms, 0);
+    cart_config_cleanup(&c);
+    cart_config_cleanup(&c); /* twice is harmless */
+}
+END_TEST
+
+START_TEST(test_store_defaults)
+{
+    cart_config c;
+    load_ok(&c, CART_ROLE_STORE, NULL);
+    ck_assert_str_eq(c.nats_url, "nats://127.0.0.1:4222");
+    ck_assert_uint_eq(c.nshards, 2);
+    ck_assert_str_eq(c.store_admin_host, "0.0.0.0");
+    ck_assert_int_eq(c.store_admin_port, 9101);
+    ck_assert_int_eq(c.store_batch, 256);
+    ck_assert_ptr_nonnull(c.store_id);
+    ck_assert_int_eq(c.idle_ttl_ms, 30LL * 86400 * 1000);
+    ck_assert_ptr_null(c.gateway_host);
+    ck_assert_ptr_null(c.gateway_id);
+    ck_assert_int_eq(c.gateway_port, 0);
+    ck_assert_int_eq(c.gateway_threads, 0);
+    cart_config_cleanup(&c);
+}
+END_TEST
+
+START_TEST(test_default_ids)
+{
+    cart_config c;
+    char suffix[32];
+    snprintf(suffix, sizeof suffix, "-%ld", (long)getpid());
+    load_ok(&c, CART_ROLE_GATEWAY, NULL);
+    size_t n = strlen(c.gateway_id), sl = strlen(suffix);
+    ck_assert_uint_gt(n, sl);
+    ck_assert_uint_le(n, 64);
+    ck_assert_str_eq(c.gateway_id + n - sl, suffix);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_ptr_nonnull(
+            strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", c.gateway_id[i]));
+    cart_config_cleanup(&c);
+    load_ok(&c, CART_ROLE_STORE, NULL);
+    ck_assert_str_eq(c.store_id + strlen(c.store_id) - sl, suffix);
+    cart_config_cleanup(&c);
+}
+END_TEST
+
+START_TEST(test_role_specific_reading)
+{
+    fake_env e = {.names = {"CART_STORE_BATCH", "CART_IDLE_TTL", "CART_STORE_ID", "CART_STORE_ADMIN_PORT"},
+                  .values = {"nope", "nope", "bad id", "0"},
+                  .n = 4};
+    cart_config c;
+    /* Bad store settings do not stop a gateway, which never looks at them. */
+    ck_assert_int_eq(cart_config_load(&c, CART_ROLE_GATEWAY, fake_lookup, &e, err, sizeof err), CART_OK);
+    ck_assert(was_looked_up(&e, "GATEWAY_PORT"));
+    ck_assert(was_looked_up(&e, "CART_PARTITIONS"));
+    ck_assert(!was_looked_up(&e, "CART_STORE_BATCH"));
+    ck_assert(!was_looked_up(&e, "CART_IDLE_TTL"));
+    ck_assert(!was_looked_up(&e, "CART_STORE_ID"));
+    ck_assert(!was_looked_up(&e, "CART_STORE_ADMIN_HOST"));
+    cart_config_cleanup(&c);
+
+    fake_env g = {.names = {"GATEWAY_PORT", "RATE_LIMIT_RPS", "AUTH_JWT_SECRET", "GATEWAY_ID"},
+                  .values = {"x", "x", "short", "bad id"},
+                  .n = 4};
+    ck_assert_int_eq(cart_config_load(&c, CART_ROLE_STORE, fake_lookup, &g, err, sizeof err), CART_OK);
+    ck_assert(was_looked_up(&g, "CART_STORE_BATCH"));
+    ck_assert(was_looked_up(&g, "SHARD_DSNS"));
+    ck_assert(!was_looked_up(&g, "GATEWAY_PORT"));
+    ck_assert(!was_looked_up(&g, "GATEWAY_THREADS"));
+    ck_assert(!was_looked_up(&g, "RATE_LIMIT_RPS"));
+    ck_assert(!was_looked_up(&g, "AUTH_JWT_SECRET"));
+    ck_assert(!was_looked_up(&g, "GATEWAY_ID"));
+    cart_config_cleanup(&c);
+}
+END_TEST
+
+START_TEST(test_exact_message)
+{
+    load_bad(CART_ROLE_GATEWAY, "CART_PARTITIONS: expected an integer from 1 to 65536, got \"abc\"", "CART_PARTITIONS",
+             "abc", NULL);
+    ck_assert_str_eq(err, "CART_PARTITIONS: expected an integer from 1 to 65536, got \"abc\"");
+    /* Unprintable bytes are shown escaped, long values shortened. */
+    load_bad(CART_ROLE_GATEWAY, "GATEWAY_PORT", "GATEWAY_PORT", "8\n0\"\x01", NULL);
+    ck_assert_str_eq(err, "GATEWAY_PORT: expected an integer from 1 to 65535, got \"8\\x0a0\\\"\\x01\"");
+    load_bad(CART_ROLE_GATEWAY, "GATEWAY_PORT", "GATEWAY_PORT",
+             "1111111111222222222233333333334444444444555555555566666666667777777777", NULL);
+    ck_assert_ptr_nonnull(strstr(err, "\"..."));
+    ck_assert_uint_lt(strlen(err), 160);
+}
+END_TEST
+
+/* Every integer variable: its role, range and default. */
+static const struct int_var {
+    const char *name;
+    cart_config_role role;
+    long long min, max;
+} int_vars[] = {
+    {"CART_PARTITIONS", CART_ROLE_GATEWAY, 1, 65536},      {"CART_MAX_QUANTITY", CART_ROLE_STORE, 1, 1000000},
+    {"CART_MAX_LINES", CART_ROLE_GATEWAY, 1, 10000},       {"CART_STREAM_REPLICAS", CART_ROLE_STORE, 1, 5},
+    {"GATEWAY_PORT", CART_ROLE_GATEWAY, 1, 65535},         {"GATEWAY_THREADS", CART_ROLE_GATEWAY, 1, 256},
+    {"CART_SYNC_TIMEOUT_MS", CART_ROLE_GATEWAY, 0, 60000}, {"CART_MAX_BODY_BYTES", CART_ROLE_GATEWAY, 256, 1048576},
+    {"RATE_LIMIT_RPS", CART_ROLE_GATEWAY, 0, 1000000},     {"RATE_LIMIT_BURST", CART_ROLE_GATEWAY, 1, 10000000},
+    {"CART_STORE_ADMIN_PORT", CART_ROLE_STORE, 1, 65535},  {"CART_STORE_BATCH", CART_ROLE_STORE, 1, 10000},
+};
+
+/* The value an integer variable ended up as. */
+static long long int_field(const cart_config *c, const char *name)
+{
+    if (!strcmp(name, "CART_PARTITIONS"))
+        return c->partitions;
+    if (!strcmp(name, "CART_MAX_QUANTITY"))
+        return c->max_quantity;
+    if (!strcmp(name, "CART_MAX_LINES"))
+        return c->max_lines;
+    if (!strcmp(name, "CART_STREAM_REPLICAS"))
+        return c->stream_replicas;
+    if (!strcmp(name, "GATEWAY_PORT"))
+        return c->gateway_port;
+    if (!strcmp(name, "GATEWAY_THREADS"))
+        return c->gateway_threads;
+    if (!strcmp(name, "CART_SYNC_TIMEOUT_MS"))
+        return c->sync_timeout_ms;
+    if (!strcmp(name, "CART_MAX_BODY_BYTES"))
+        return (long long)c->max_body_bytes;
+    if (!strcmp(name, "RATE_LIMIT_RPS"))
+        return c->rate_limit_rps;
+    if (!strcmp(name, "RATE_LIMIT_BURST"))
+        return c->rate_limit_burst;
+    if (!strcmp(name, "CART_STORE_ADMIN_PORT"))
+        return c->store_admin_port;
+    if (!strcmp(name, "CART_STORE_BATCH"))
+        return c->store_batch;
+    ck_abort_msg("unknown variable %s", name);
+    return -1;
+}
+
+START_TEST(test_integers)
+{
+    static const char *const garbage[] = {"",
+                                          "abc",
+                                          " 5",
+                                          "5 ",
+                                          "5x",
+                                          "0x10",
+                                          "1.5",
+                                          "1e3",
+                                          "--1",
+                                          "+-1",
+                                          "\t7",
+                                          "7\n",
+                                          "١٢",
+                                          "99999999999999999999",
+                                          "-99999999999999999999"};
+    const struct int_var *v = &int_vars[_i];
+    char val[32], prefix[128];
+    cart_config c;
+
+    /* One shard, so that CART_PARTITIONS=1 is valid. */
+    snprintf(prefix, sizeof prefix, "%s: expected an integer from %lld to %lld, got ", v->name, v->min, v->max);
+    for (size_t g = 0; g < sizeof garbage / sizeof garbage[0]; g++)
+        load_bad(v->role, prefix, v->name, garbage[g], "SHARD_DSNS", "host=a", NULL);
+    snprintf(val, sizeof val, "%lld", v->min - 1);
+    load_bad(v->role, prefix, v->name, val, "SHARD_DSNS", "host=a", NULL);
+    snprintf(val, sizeof val, "%lld", v->max + 1);
+    load_bad(v->role, prefix, v->name, val, "SHARD_DSNS", "host=a", NULL);
+
+    /* The bounds themselves are accepted, and so is a leading plus sign. */
+    snprintf(val, sizeof val, "%lld", v->min);
+    load_ok(&c, v->role, v->name, val, "SHARD_DSNS", "host=a", NULL);
+    ck_assert_int_eq(int_field(&c, v->name), v->min);
+    cart_config_cleanup(&c);
+    snprintf(val, sizeof val, "%lld", v->max);
+    load_ok(&c, v->role, v->name, val, "SHARD_DSNS", "host=a", NULL);
+    ck_assert_int_eq(int_field(&c, v->name), v->max);
+    cart_config_cleanup(&c);
+    snprintf(val, sizeof val, "+%lld", v->max);
+    load_ok(&c, v->role, v->name, val, "SHARD_DSNS", "host=a", NULL);
+    ck_assert_int_eq(int_field(&c, v->name), v->max);
+    cart_config_cleanup(&c);
+}
+END_TEST
+
+START_TEST(test_shard_dsns)
+{
+    cart_config c;
+    load_ok(&c, CART_ROLE_STORE, "SHARD_DSNS", "host=a dbname=x", NULL);
+    ck_assert_uint_eq(c.nshards, 1);
+    ck_assert_str_eq(c.shard_dsns[0], "host=a dbname=x");
+    cart_config_cleanup(&c);
+
+    load_ok(&c, CART_ROLE_STORE, "SHARD_DSNS", " postgres://a/db , host=b ,postgresql:///c", NULL);
+    ck_assert_uint_eq(c.nshards, 3);
+    ck_assert_str_eq(c.shard_dsns[0], "postgres://a/db");
+    ck_assert_str_eq(c.shard_dsns[1], "host=b");
+    ck_assert_str_eq(c.shard_dsns[2], "postgresql:///c");
+    cart_config_cleanup(&c);
+
+    /* As many shards as partitions is fine; more is not, and both variables are named. */
+    load_ok(&c, CART_ROLE_STORE, "SHARD_DSNS", "host=a,host=b,host=c", "CART_PARTITIONS", "3", NULL);
+    ck_assert_uint_eq(c.nshards, 3);
+    ck_assert_uint_eq(c.partitions, 3);
+    cart_config_cleanup(&c);
+    load_bad(CART_ROLE_STORE, "SHARD_DSNS: 3 shards need CART_PARTITIONS to be at least 3, but it is 2", "SHARD_DSNS",
+             "host=a,host=b,host=c", "CART_PARTITIONS", "2", NULL);
+    load_bad(CART_ROLE_GATEWAY, "SHARD_DSNS: 2 shards need CART_PARTITIONS", "CART_PARTITIONS", "1", NULL);
+
+    load_bad(CART_ROLE_STORE, "SHARD_DSNS: expected comma-separated libpq connection strings, but entry 1 is empty",
+             "SHARD_DSNS", "", NULL);
+    load_bad(CART_ROLE_STORE, "SHARD_DSNS: expected comma-separated libpq connection strings, but entry 2 is empty",
+             "SHARD_DSNS", "host=a,,host=b", NULL);
+    load_bad(CART_ROLE_STORE, "SHARD_DSNS: expected comma-separated libpq connection strings, but entry 2 is empty",
+             "SHARD_DSNS", "host=a, ", NULL);
+    load_bad(CART_ROLE_STORE, "SHARD_DSNS: entry 1 is not a libpq connection string", "SHARD_DSNS", "justtext", NULL);
+    load_bad(CART_ROLE_STORE, "SHARD_DSNS: entry 2 is not a libpq connection string", "SHARD_DSNS",
+             "host=a,mysql://u:pw@h/db?x=1", NULL);
+    /* A password in a DSN is never echoed. */
+    load_bad(CART_ROLE_STORE, "SHARD_DSNS", "SHARD_DSNS", "postgresql://u:s3cret@h/db,,host=b", NULL);
+    ck_assert_ptr_null(strstr(err, "s3cret"));
+
+    /* At most 64 shards. */
+    char many[65 * 8 + 1] = "";
+    for (int i = 0; i < 64; i++)
+        strcat(many, i ? ",host=h" : "host=h");
+    load_ok(&c, CART_ROLE_STORE, "SHARD_DSNS", many, "CART_PARTITIONS", "64", NULL);
+    ck_assert_uint_eq(c.nshards, 64);
+    ck_assert_str_eq(c.shard_dsns[63], "host=h");
+    cart_config_cleanup(&c);
+    strcat(many, ",host=h");
+    load_bad(CART_ROLE_STORE, "SHARD_DSNS: expected at most 64 comma-separated connection strings, got 65",
+             "SHARD_DSNS", many, "CART_PARTITIONS", "100", NULL);
+}
+END_TEST
+
+START_TEST(test_redis_url)
+{
+    cart_config c;
+    load_ok(&c, CART_ROLE_GATEWAY, "REDIS_URL", "redis://:p%40ss%2Fw@cache.local:1234/5", NULL);
+    ck_assert_str_eq(c.redis_url, "redis://:p%40ss%2Fw@cache.local:1234/5");
+    ck_assert_str_eq(c.redis_host, "cache.local");
+    ck_assert_int_eq(c.redis_port, 1234);
+    ck_assert_str_eq(c.redis_password, "p@ss/w");
+    ck_assert_int_eq(c.redis_db, 5);
+    cart_config_cleanup(&c);
+
+    load_ok(&c, CART_ROLE_GATEWAY, "REDIS_URL", "redis://localhost", NULL);
+    ck_assert_str_eq(c.redis_host, "localhost");
+    ck_assert_int_eq(c.redis_port, 6379);
+    ck_assert_ptr_null(c.redis_password);
+    ck_assert_int_eq(c.redis_db, 0);
+    cart_config_cleanup(&c);
+
+    load_ok(&c, CART_ROLE_GATEWAY, "REDIS_URL", "redis://:@[::1]:6380/", NULL);
+    ck_assert_str_eq(c.redis_host, "::1");
+    ck_assert_int_eq(c.redis_port, 6380);
+    ck_assert_ptr_null(c.redis_password);
+    ck_assert_int_eq(c.redis_db, 0);
+    cart_config_cleanup(&c);
+
+    load_ok(&c, CART_ROLE_STORE, "REDIS_URL", "redis://h:65535/65535", NULL);
+    ck_assert_int_eq(c.redis_port, 65535);
+    ck_assert_int_eq(c.redis_db, 65535);
+    cart_config_cleanup(&c);
+
+    static const char *const bad[] = {"",
+                                      "rediss://h",
+                                      "http://h:6379",
+                                      "h:6379",
+                                      "redis://",
+                                      "redis://:6379",
+                                      "redis://h:0",
+                                      "redis://h:65536",
+                                      "redis://h:abc",
+                                      "redis://h:",
+                                      "redis://h:-1",
+                                      "redis://user:pw@h",
+                                      "redis://h/x",
+                                      "redis://h/65536",
+                                      "redis://h/1/2",
+                                      "redis://h?db=1",
+                                      "redis://h#x",
+                                      "redis://:p%zz@h",
+                                      "redis://:p%4@h",
+                                      "redis://:p%00@h",
+                                      "redis://[::1",
+                                      "redis://[::1]x",
+                                      "redis://h h",
+                                      "redis://h\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        load_bad(CART_ROLE_GATEWAY, "REDIS_URL: ", "REDIS_URL", bad[i], NULL);
+    load_bad(CART_ROLE_GATEWAY, "REDIS_URL: expected redis://[:password@]host[:port][/db], got the scheme \"rediss\"",
+             "REDIS_URL", "rediss://:hunter2@h", NULL);
+    load_bad(CART_ROLE_STORE, "REDIS_URL", "REDIS_URL", "redis://:hunter2@h:99999", NULL);
+    ck_assert_ptr_null(strstr(err, "hunter2"));
+}
+END_TEST
+
+START_TEST(test_nats_url)
+{
+    cart_config c;
+    static const char *const good[] = {
+        "nats://a:4222,nats://b:4223", "tls://u:p@h:4222", "localhost:4222", "nats://h:4222/",
+        "nats://[::1]:4222",           "nats://token@h"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        load_ok(&c, CART_ROLE_GATEWAY, "NATS_URL", good[i], NULL);
+        ck_assert_str_eq(c.nats_url, good[i]);
+        cart_config_cleanup(&c);
+    }
+    static const char *const bad[] = {"",          "nats://a,,nats://b", "nats://a,",  "http://h",
+                                      "nats://",   "nats://h:99999",     "nats://h:x", "nats://h h",
+                                      "nats://h/x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        load_bad(CART_ROLE_STORE, "NATS_URL: expected nats://host[:port] URLs separated by commas", "NATS_URL", bad[i],
+                 NULL);
+    load_bad(CART_ROLE_STORE, "NATS_URL", "NATS_URL", "nats://u:topsecret@h:0", NULL);
+    ck_assert_ptr_null(strstr(err, "topsecret"));
+}
+END_TEST
+
+START_TEST(test_log_level)
+{
+    cart_config c;
+    load_ok(&c, CART_ROLE_GATEWAY, "LOG_LEVEL", "DEBUG", NULL);
+    ck_assert_int_eq(c.log_level, CART_LOG_DEBUG);
+    cart_config_cleanup(&c);
+    load_ok(&c, CART_ROLE_STORE, "LOG_LEVEL", "error", NULL);
+    ck_assert_int_eq(c.log_level, CART_LOG_ERROR);
+    cart_config_cleanup(&c);
+    load_bad(CART_ROLE_GATEWAY, "LOG_LEVEL: expected one of debug, info, warn, error, got \"verbose\"", "LOG_LEVEL",
+             "verbose", NULL);
+    load_bad(CART_ROLE_GATEWAY, "LOG_LEVEL: expected one of", "LOG_LEVEL", "", NULL);
+}
+END_TEST
+
+START_TEST(test_idle_ttl)
+{
+    static const struct {
+        const char *text;
+        long long ms;
+    } good[] = {{"30d", 30LL * 86400000},
+                {"12h", 12LL * 3600000},
+                {"90m", 90LL * 60000},
+                {"3600s", 3600000},
+                {"3600", 3600000},
+                {"60", 60000},
+                {"1m", 60000},
+                {"1H", 3600000},
+                {"3650d", 3650LL * 86400000},
+                {"0060s", 60000}};
+    cart_config c;
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        load_ok(&c, CART_ROLE_STORE, "CART_IDLE_TTL", good[i].text, NULL);
+        ck_assert_int_eq(c.idle_ttl_ms, good[i].ms);
+        cart_config_cleanup(&c);
+    }
+    static const char *const bad[] = {
+        "59",     "59s", "0", "", "30x", "30dd", "d", "-5m", "3651d", "1.5h", " 30d", "30d ", "99999999999999999999",
+        "87601h", "+60"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        load_bad(CART_ROLE_STORE, "CART_IDLE_TTL: expected a duration from 60s to 3650d", "CART_IDLE_TTL", bad[i],
+                 NULL);
+}
+END_TEST
+
+START_TEST(test_jwt_secret)
+{
+    cart_config c;
+    const char *s32 = "0123456789abcdef0123456789abcdef";
+    load_ok(&c, CART_ROLE_GATEWAY, "AUTH_JWT_SECRET", "", NULL);
+    ck_assert_ptr_null(c.auth_jwt_secret);
+    cart_config_cleanup(&c);
+    load_ok(&c, CART_ROLE_GATEWAY, "AUTH_JWT_SECRET", s32, NULL);
+    ck_assert_str_eq(c.auth_jwt_secret, s32);
+    cart_config_cleanup(&c);
+    load_bad(CART_ROLE_GATEWAY,
+             "AUTH_JWT_SECRET: expected at least 32 bytes (or unset it to turn auth off), got 31 bytes",
+             "AUTH_JWT_SECRET", s32 + 1, NULL);
+    ck_assert_ptr_null(strstr(err, s32 + 1)); /* the secret is not echoed */
+}
+END_TEST
+
+START_TEST(test_ids)
+{
+    static const char *const names[] = {"GATEWAY_ID", "CART_STORE_ID"};
+    static const cart_config_role roles[] = {CART_ROLE_GATEWAY, CART_ROLE_STORE};
+    char id64[65], id65[66];
+    memset(id64, 'a', 64);
+    id64[64] = '\0';
+    memset(id65, 'b', 65);
+    id65[65] = '\0';
+
+    for (int k = 0; k < 2; k++) {
+        cart_config c;
+        char prefix[128];
+        load_ok(&c, roles[k], names[k], "gw-1_A", NULL);
+        ck_assert_str_eq(k ? c.store_id : c.gateway_id, "gw-1_A");
+        cart_config_cleanup(&c);
+        load_ok(&c, roles[k], names[k], id64, NULL);
+        ck_assert_str_eq(k ? c.store_id : c.gateway_id, id64);
+        cart_config_cleanup(&c);
+        load_ok(&c, roles[k], names[k], "x", NULL);
+        cart_config_cleanup(&c);
+
+        snprintf(prefix, sizeof prefix, "%s: expected 1 to 64 characters of A-Z, a-z, 0-9, '-' and '_', got ",
+                 names[k]);
+        static const char *const bad[] = {"", "a.b", "a b", "a*", "a>", "é"};
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+            load_bad(roles[k], prefix, names[k], bad[i], NULL);
+        load_bad(roles[k], prefix, names[k], id65, NULL);
+    }
+}
+END_TEST
+
+START_TEST(test_hosts)
+{
+    static const char *const names[] = {"GATEWAY_HOST", "CART_STORE_ADMIN_HOST"};
+    static const cart_config_role roles[] = {CART_ROLE_GATEWAY, CART_ROLE_STORE};
+    for (int k = 0; k < 2; k++) {
+        cart_config c;
+        static const char *const good[] = {"::", "localhost", "10.0.0.1", "my-host.example_1"};
+        for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+            load_ok(&c, roles[k], names[k], good[i], NULL);
+            ck_assert_str_eq(k ? c.store_admin_host : c.gateway_host, good[i]);
+            cart_config_cleanup(&c);
+        }
+        static const char *const bad[] = {"", "a b", "[::1]", "h/x", "h:80\n"};
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+            load_bad(roles[k], names[k], names[k], bad[i], NULL);
+    }
+}
+END_TEST
+
+START_TEST(test_failure_releases_everything)
+{
+    /* Fail at the last variable read, after every string was allocated (checked by ASan/valgrind). */
+    load_bad(CART_ROLE_STORE, "CART_IDLE_TTL", "REDIS_URL", "redis://:pw@h:1/2", "SHARD_DSNS", "host=a,host=b",
+             "CART_IDLE_TTL", "1s", NULL);
+    load_bad(CART_ROLE_GATEWAY, "GATEWAY_ID", "REDIS_URL", "redis://:pw@h:1/2", "AUTH_JWT_SECRET",
+             "0123456789abcdef0123456789abcdef", "GATEWAY_ID", "no good", NULL);
+    /* The first bad variable in reading order is the one reported. */
+    load_bad(CART_ROLE_GATEWAY, "NATS_URL", "GATEWAY_PORT", "x", "NATS_URL", "", NULL);
+}
+END_TEST
+
+START_TEST(test_api_edges)
+{
+    cart_config c;
+    fake_env e = {.n = 0};
+    char small[16];
+
+    /* A short error buffer gets a truncated, terminated line; no buffer at all is fine too. */
+    fake_env bad = {.names = {"CART_PARTITIONS"}, .values = {"abc"}, .n = 1};
+    ck_assert_int_eq(cart_config_load(&c, CART_ROLE_GATEWAY, fake_lookup, &bad, small, sizeof small), CART_ERR_INVALID);
+    ck_assert_str_eq(small, "CART_PARTITIONS");
+    ck_assert_int_eq(cart_config_load(&c, CART_ROLE_GATEWAY, fake_lookup, &bad, NULL, 0), CART_ERR_INVALID);
+
+    ck_assert_int_eq(cart_config_load(&c, (cart_config_role)0, fake_lookup, &e, err, sizeof err), CART_ERR_INVALID);
+    ck_assert_int_eq(cart_config_load(&c, CART_ROLE_GATEWAY, NULL, &e, err, sizeof err), CART_ERR_INVALID);
+    ck_assert_int_eq(cart_config_load(NULL, CART_ROLE_GATEWAY, fake_lookup, &e, err, sizeof err), CART_ERR_INVALID);
+
+    memset(&c, 0, sizeof c);
+    cart_config_cleanup(&c);
+    cart_config_cleanup(NULL);
+
+    /* The real-environment lookup: only a read of a variable nobody sets. */
+    ck_assert_ptr_null(cart_env_getenv("CARTSHARD_TEST_SURELY_UNSET_1c9f", NULL));
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_gateway_defaults);
+    tcase_add_test(tc, test_store_defaults);
+    tcase_add_test(tc, test_default_ids);
+    tcase_add_test(tc, test_role_specific_reading);
+    tcase_add_test(tc, test_exact_message);
+    tcase_add_loop_test(tc, test_integers, 0, (int)(sizeof int_vars / sizeof int_vars[0]));
+    tcase_add_test(tc, test_shard_dsns);
+    tcase_add_test(tc, test_redis_url);
+    tcase_add_test(tc, test_nats_url);
+    tcase_add_test(tc, test_log_level);
+    tcase_add_test(tc, test_idle_ttl);
+    tcase_add_test(tc, test_jwt_secret);
+    tcase_add_test(tc, test_ids);
+    tcase_add_test(tc, test_hosts);
+    tcase_add_test(tc, test_failure_releases_everything);
+    tcase_add_test(tc, test_api_edges);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(config_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
