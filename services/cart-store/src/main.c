@@ -1,4 +1,261 @@
-int main(void)
+/*
+ * cart-store: applies cart events from NATS JetStream to the PostgreSQL shards.
+ *
+ *   cart-store [run]    the worker (admin HTTP on CART_STORE_ADMIN_PORT: /healthz /readyz /metrics)
+ *   cart-store migrate  applies the SQL migrations to every shard and creates the JetStream streams
+ *
+ * The main thread runs a libuv loop for the admin port and the signals; the shard runners are
+ * threads of their own (runner.c).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "cartshard/bus.h"
+#include "cartshard/config.h"
+#include "cartshard/http.h"
+#include "cartshard/log.h"
+#include "cartshard/metrics.h"
+#include "migrate.h"
+#include "worker.h"
+
+#define CS_VERSION "0.1.0"
+
+typedef struct admin_handler {
+    h2o_handler_t super;
+    cs_worker *w;
+} admin_handler;
+
+static int on_admin_req(h2o_handler_t *self, h2o_req_t *req)
 {
+    cs_worker *w = ((admin_handler *)self)->w;
+
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
+        !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
+        cart_http_header(req, "Allow", "GET, HEAD");
+        cart_http_problem(req, 405, "method-not-allowed", "the admin port only serves GET");
+        return 0;
+    }
+    if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/healthz"))) {
+        cart_http_send(req, 200, "text/plain; charset=utf-8", "ok\n", 3);
+    } else if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/readyz"))) {
+        bool nats_ok = natsConnection_Status(w->nc) == NATS_CONN_STATUS_CONNECTED;
+        bool pg_ok = cs_worker_ready(w);
+        char body[128];
+        int n = snprintf(body, sizeof body, "{\"ready\":%s,\"nats\":%s,\"shards\":%s}\n",
+                         nats_ok && pg_ok ? "true" : "false", nats_ok ? "true" : "false", pg_ok ? "true" : "false");
+        cart_http_send(req, nats_ok && pg_ok ? 200 : 503, "application/json", body, (size_t)n);
+    } else if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/metrics"))) {
+        size_t len = 0;
+        char *text = cart_metrics_render(w->metrics, &len);
+        if (text == NULL) {
+            cart_http_problem(req, 503, "unavailable", "out of memory");
+            return 0;
+        }
+        cart_http_send(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+        free(text);
+    } else {
+        cart_http_problem(req, 404, "not-found", "the admin port serves /healthz, /readyz and /metrics");
+    }
     return 0;
+}
+
+static void register_metrics(cs_worker *w)
+{
+    cart_metrics *r = w->metrics;
+    static const double batch_buckets[] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+
+    w->m_applied = cart_metrics_series(cart_metrics_family(r, "cartshard_events_applied_total",
+                                                           "Events applied to a shard (refusals included).",
+                                                           CART_METRIC_COUNTER, NULL, NULL, 0),
+                                       NULL);
+    w->m_duplicates = cart_metrics_series(cart_metrics_family(r, "cartshard_events_duplicate_total",
+                                                              "Events dropped because their event_id was applied.",
+                                                              CART_METRIC_COUNTER, NULL, NULL, 0),
+                                          NULL);
+    w->m_dlq = cart_metrics_series(cart_metrics_family(r, "cartshard_events_dead_lettered_total",
+                                                       "Events sent to the CARTS_DLQ stream.", CART_METRIC_COUNTER,
+                                                       NULL, NULL, 0),
+                                   NULL);
+    w->m_rejected = cart_metrics_series(cart_metrics_family(r, "cartshard_events_refused_total",
+                                                            "Events refused by the cart rules (404, 409, 412, 422).",
+                                                            CART_METRIC_COUNTER, NULL, NULL, 0),
+                                        NULL);
+    w->m_batches = cart_metrics_series(cart_metrics_family(r, "cartshard_batches_total",
+                                                           "Transactions committed by the shard runners.",
+                                                           CART_METRIC_COUNTER, NULL, NULL, 0),
+                                       NULL);
+    w->m_batch_seconds = cart_metrics_series(
+        cart_metrics_family(r, "cartshard_batch_duration_seconds", "Time to apply and commit one batch.",
+                            CART_METRIC_HISTOGRAM, NULL, batch_buckets, sizeof batch_buckets / sizeof batch_buckets[0]),
+        NULL);
+    w->m_sessions = cart_metrics_series(cart_metrics_family(r, "cartshard_shard_sessions",
+                                                            "Open shard sessions of this worker.", CART_METRIC_GAUGE,
+                                                            NULL, NULL, 0),
+                                        NULL);
+    w->m_owned = cart_metrics_series(cart_metrics_family(r, "cartshard_partitions_owned",
+                                                         "Partitions this worker currently applies.",
+                                                         CART_METRIC_GAUGE, NULL, NULL, 0),
+                                     NULL);
+}
+
+static uv_signal_t sig_term, sig_int;
+static cart_http_server *admin_srv;
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    cart_log(CART_LOG_INFO, "stopping", CART_LS("signal", signum == SIGTERM ? "SIGTERM" : "SIGINT"), NULL);
+    uv_signal_stop(&sig_term);
+    uv_signal_stop(&sig_int);
+    cart_http_server_stop_accepting(admin_srv);
+    uv_stop(h->loop);
+}
+
+static int connect_bus(const cart_config *cfg, natsConnection **nc)
+{
+    char err[256];
+
+    if (cart_bus_connect(cfg, cfg->store_id, nc, err, sizeof err) != CART_OK) {
+        cart_log(CART_LOG_ERROR, "nats connection failed", CART_LS("error", err), NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* `cart-store migrate`: SQL migrations on every shard, then the streams. */
+static int cmd_migrate(const cart_config *cfg)
+{
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    char err[256];
+    int rc = 1;
+
+    if (cs_migrate_shards(cfg) != 0)
+        goto out;
+    if (connect_bus(cfg, &nc) != 0)
+        goto out;
+    /* Wait for the first connection (the connect runs in the background). */
+    for (int i = 0; i < 300 && natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED; i++)
+        nats_Sleep(100);
+    if (natsConnection_JetStream(&js, nc, NULL) != NATS_OK) {
+        cart_log(CART_LOG_ERROR, "jetstream context failed", NULL);
+        goto out;
+    }
+    if (cart_bus_ensure_streams(js, cfg, err, sizeof err) != CART_OK) {
+        cart_log(CART_LOG_ERROR, "creating streams failed", CART_LS("error", err), NULL);
+        goto out;
+    }
+    cart_log(CART_LOG_INFO, "streams ready", CART_LS("streams", "CARTS CARTS_DLQ CARTS_CHANGES"), NULL);
+    rc = 0;
+out:
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return rc;
+}
+
+static int cmd_run(const cart_config *cfg)
+{
+    uv_loop_t loop;
+    cart_http_server srv;
+    cs_worker w;
+    char err[256];
+    int rc = 1;
+    bool loop_ready = false, started = false;
+
+    memset(&w, 0, sizeof w);
+    memset(&srv, 0, sizeof srv);
+    w.cfg = cfg;
+    w.metrics = cart_metrics_new();
+    if (w.metrics == NULL)
+        goto out;
+    register_metrics(&w);
+    if (connect_bus(cfg, &w.nc) != 0)
+        goto out;
+    uv_loop_init(&loop);
+    loop_ready = true;
+    if (cart_http_server_init(&srv, &loop, cfg->store_admin_host, cfg->store_admin_port, false, on_admin_req,
+                              sizeof(admin_handler), 1024, err, sizeof err) != 0) {
+        cart_log(CART_LOG_ERROR, "admin server failed", CART_LS("error", err), NULL);
+        goto out;
+    }
+    ((admin_handler *)srv.handler)->w = &w;
+    admin_srv = &srv;
+    if (cs_worker_start(&w) != 0) {
+        cart_log(CART_LOG_ERROR, "starting shard runners failed", NULL);
+        goto out;
+    }
+    started = true;
+    uv_signal_init(&loop, &sig_term);
+    uv_signal_init(&loop, &sig_int);
+    uv_signal_start(&sig_term, on_signal, SIGTERM);
+    uv_signal_start(&sig_int, on_signal, SIGINT);
+    cart_log(CART_LOG_INFO, "cart-store started", CART_LS("id", cfg->store_id), CART_LI("shards", cfg->nshards),
+             CART_LI("partitions", cfg->partitions), CART_LI("admin_port", cfg->store_admin_port), NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    rc = 0;
+out:
+    if (started)
+        cs_worker_stop(&w); /* finishes the batches in flight, releases the partitions */
+    if (loop_ready) {
+        cart_http_server_stop_accepting(&srv);
+        uv_close((uv_handle_t *)&sig_term, NULL);
+        uv_close((uv_handle_t *)&sig_int, NULL);
+        uv_run(&loop, UV_RUN_NOWAIT);
+        cart_http_server_cleanup(&srv);
+    }
+    if (w.nc) {
+        natsConnection_FlushTimeout(w.nc, 2000);
+        natsConnection_Destroy(w.nc);
+    }
+    cart_metrics_free(w.metrics);
+    if (rc == 0)
+        cart_log(CART_LOG_INFO, "cart-store stopped", NULL);
+    return rc;
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: cart-store [run | migrate | version | help]\n"
+          "  run      apply cart events to the PostgreSQL shards (default)\n"
+          "  migrate  apply SQL migrations to every shard and create the JetStream streams\n"
+          "Settings come from environment variables; see the README's Configuration section.\n",
+          f);
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : "run";
+    cart_config cfg;
+    char err[512];
+    int rc;
+
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("cart-store %s\n", CS_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "run") != 0 && strcmp(cmd, "migrate") != 0) {
+        fprintf(stderr, "cart-store: unknown command \"%s\"\n", cmd);
+        usage(stderr);
+        return 2;
+    }
+    cart_log_init("cart-store", CART_LOG_INFO);
+    if (cart_config_load(&cfg, CART_ROLE_STORE, cart_env_getenv, NULL, err, sizeof err) != CART_OK) {
+        cart_log(CART_LOG_ERROR, "invalid configuration", CART_LS("error", err), NULL);
+        fprintf(stderr, "cart-store: %s\n", err);
+        return 2;
+    }
+    cart_log_init("cart-store", cfg.log_level);
+    signal(SIGPIPE, SIG_IGN);
+    rc = strcmp(cmd, "migrate") == 0 ? cmd_migrate(&cfg) : cmd_run(&cfg);
+    cart_config_cleanup(&cfg);
+    nats_Close();
+    return rc;
 }

@@ -1,4 +1,150 @@
-int main(void)
+/*
+ * cart-gateway: the HTTP front of cartshard. Validates requests, turns writes into events on
+ * NATS JetStream and answers with the committed cart; reads carts from the owning shard.
+ *
+ * The main thread loads the configuration, starts GATEWAY_THREADS loop threads (server.c), keeps
+ * the Redis health flag up to date, and waits for SIGTERM/SIGINT to drain and stop.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <hiredis.h>
+
+#include "cartshard/bus.h"
+#include "cartshard/config.h"
+#include "cartshard/log.h"
+#include "cartshard/metrics.h"
+#include "gateway.h"
+
+#define GW_VERSION "0.1.0"
+
+static void register_metrics(gw_app *app)
 {
-    return 0;
+    cart_metrics *r = app->metrics;
+
+    app->m_requests = cart_metrics_family(r, "cartshard_http_requests_total", "HTTP requests by route and status.",
+                                          CART_METRIC_COUNTER, "route,status", NULL, 0);
+    app->m_latency = cart_metrics_family(r, "cartshard_http_request_duration_seconds",
+                                         "HTTP request latency by route.", CART_METRIC_HISTOGRAM, "route", NULL, 0);
+    app->m_publish_errors = cart_metrics_series(cart_metrics_family(r, "cartshard_publish_errors_total",
+                                                                    "Events JetStream did not acknowledge.",
+                                                                    CART_METRIC_COUNTER, NULL, NULL, 0),
+                                                NULL);
+}
+
+/* One Redis PING with a short timeout; keeps `ctx` between calls. */
+static bool redis_ping(const cart_config *cfg, redisContext **ctx)
+{
+    struct timeval tv = {0, 500000};
+    redisReply *reply;
+    bool ok;
+
+    if (*ctx == NULL || (*ctx)->err) {
+        if (*ctx)
+            redisFree(*ctx);
+        *ctx = redisConnectWithTimeout(cfg->redis_host, cfg->redis_port, tv);
+        if (*ctx == NULL || (*ctx)->err)
+            return false;
+        redisSetTimeout(*ctx, tv);
+        if (cfg->redis_password) {
+            reply = redisCommand(*ctx, "AUTH %s", cfg->redis_password);
+            ok = reply && reply->type != REDIS_REPLY_ERROR;
+            freeReplyObject(reply);
+            if (!ok)
+                return false;
+        }
+    }
+    reply = redisCommand(*ctx, "PING");
+    ok = reply && reply->type == REDIS_REPLY_STATUS;
+    freeReplyObject(reply);
+    return ok;
+}
+
+int main(int argc, char **argv)
+{
+    cart_config cfg;
+    gw_app app;
+    gw_thread *threads = NULL;
+    redisContext *redis = NULL;
+    char err[512];
+    sigset_t sigs;
+    int rc = 1, sig = 0;
+
+    if (argc > 1 && (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0)) {
+        printf("cart-gateway %s\n", GW_VERSION);
+        return 0;
+    }
+    if (argc > 1) {
+        fprintf(stderr, "usage: cart-gateway [version]\nSettings come from environment variables; see the README.\n");
+        return strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ? 0 : 2;
+    }
+    cart_log_init("cart-gateway", CART_LOG_INFO);
+    if (cart_config_load(&cfg, CART_ROLE_GATEWAY, cart_env_getenv, NULL, err, sizeof err) != CART_OK) {
+        cart_log(CART_LOG_ERROR, "invalid configuration", CART_LS("error", err), NULL);
+        fprintf(stderr, "cart-gateway: %s\n", err);
+        return 2;
+    }
+    cart_log_init("cart-gateway", cfg.log_level);
+    /* Signals are taken by this thread with sigwait; the loop threads inherit the mask. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    memset(&app, 0, sizeof app);
+    app.cfg = &cfg;
+    app.metrics = cart_metrics_new();
+    if (app.metrics == NULL)
+        goto out;
+    register_metrics(&app);
+    if (cart_bus_connect(&cfg, cfg.gateway_id, &app.nc, err, sizeof err) != CART_OK) {
+        cart_log(CART_LOG_ERROR, "nats connection failed", CART_LS("error", err), NULL);
+        goto out;
+    }
+    atomic_store(&app.redis_ok, redis_ping(&cfg, &redis));
+    threads = calloc((size_t)cfg.gateway_threads, sizeof *threads);
+    if (threads == NULL)
+        goto out;
+    for (int i = 0; i < cfg.gateway_threads; i++) {
+        threads[i].app = &app;
+        threads[i].index = i;
+        if (gw_thread_start(&threads[i]) != 0)
+            goto out;
+    }
+    cart_log(CART_LOG_INFO, "cart-gateway started", CART_LS("id", cfg.gateway_id), CART_LS("host", cfg.gateway_host),
+             CART_LI("port", cfg.gateway_port), CART_LI("threads", cfg.gateway_threads),
+             CART_LI("partitions", cfg.partitions), CART_LI("shards", cfg.nshards), NULL);
+    for (;;) {
+        struct timespec tick = {1, 0};
+        sig = sigtimedwait(&sigs, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT)
+            break;
+        atomic_store(&app.redis_ok, redis_ping(&cfg, &redis));
+    }
+    cart_log(CART_LOG_INFO, "stopping", CART_LS("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"), NULL);
+    rc = 0;
+out:
+    atomic_store(&app.stopping, true);
+    if (threads)
+        for (int i = 0; i < cfg.gateway_threads; i++)
+            gw_thread_stop(&threads[i]);
+    free(threads);
+    if (app.nc) {
+        natsConnection_FlushTimeout(app.nc, 2000);
+        natsConnection_Destroy(app.nc);
+    }
+    if (redis)
+        redisFree(redis);
+    cart_metrics_free(app.metrics);
+    cart_config_cleanup(&cfg);
+    nats_Close();
+    if (rc == 0)
+        cart_log(CART_LOG_INFO, "cart-gateway stopped", NULL);
+    return rc;
 }

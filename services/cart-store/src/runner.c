@@ -1,0 +1,927 @@
+/*
+ * runner.c: a shard runner, the thread that applies the events of the partitions it owns on one
+ * PostgreSQL shard. See worker.h for the ownership and ordering design.
+ *
+ * Threads: nats.c delivers messages on its own threads (on_event), which only queue them under
+ * the runner's mutex and signal it; everything else (SQL, acks, replies, publishing) happens on
+ * the runner thread, so the blocking nats.c and libpq calls never stall an event loop.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "cartshard/bus.h"
+#include "cartshard/clock.h"
+#include "cartshard/log.h"
+#include "cartshard/partition.h"
+#include "cartshard/pg.h"
+#include "store.h"
+#include "worker.h"
+
+#define REBALANCE_MS     1000
+#define OUTBOX_SWEEP_MS  5000
+#define BACKOFF_MIN_MS   100
+#define BACKOFF_MAX_MS   5000
+#define PUBLISH_WAIT_MS  5000
+#define MAX_ACK_PENDING  1024
+#define ACK_WAIT_MS      30000
+
+typedef struct cs_partition cs_partition;
+
+/* One queued message. */
+typedef struct cs_qmsg {
+    natsMsg *msg;
+    uint64_t seq;
+    struct cs_qmsg *next;
+} cs_qmsg;
+
+/* The closure of one subscription; freed by nats.c's on-complete callback, so a late callback of
+ * an old subscription never touches freed memory. */
+typedef struct cs_binding {
+    cs_partition *part;
+    bool active; /* guarded by the runner's mutex */
+} cs_binding;
+
+struct cs_partition {
+    uint32_t id;
+    cs_shard *shard;
+    bool owned;
+    natsSubscription *sub;
+    cs_binding *binding;
+    /* Guarded by the runner's mutex: */
+    uint64_t max_seen;
+    cs_qmsg *head, *tail;
+    size_t len;
+};
+
+struct cs_shard {
+    cs_worker *w;
+    uint32_t index;
+    uint32_t first, last; /* partition range */
+    cs_partition *parts;  /* last - first + 1 */
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    PGconn *pg;
+    jsCtx *js;
+    atomic_bool session_ok;
+    int64_t *outbox_done; /* published outbox ids to delete in the next transaction */
+    size_t noutbox_done, outbox_cap;
+    char name[32];
+};
+
+/* One event of a batch, with what applying it produced. */
+typedef struct cs_item {
+    natsMsg *msg;
+    cs_partition *part;
+    uint64_t seq;
+    cart_event ev;
+    bool decoded;
+    char dlq_reason[320]; /* non-empty: goes to the DLQ */
+    int http_status;
+    char detail[128];
+    char *cart_json; /* the cart after this event, for the reply; NULL for none */
+    bool changed;
+    char *change_json; /* outbox payload */
+    int64_t outbox_id;
+} cs_item;
+
+/* --- message intake (nats.c threads) --- */
+
+static void free_qmsgs(cs_qmsg *q)
+{
+    while (q) {
+        cs_qmsg *next = q->next;
+        natsMsg_Destroy(q->msg);
+        free(q);
+        q = next;
+    }
+}
+
+static void on_event(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    cs_binding *b = closure;
+    cs_partition *p = b->part;
+    cs_shard *sh = p->shard;
+    jsMsgMetaData *meta = NULL;
+    cs_qmsg *q = NULL;
+    uint64_t seq;
+
+    if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) {
+        /* Not a JetStream message (a flow-control or heartbeat is handled by nats.c itself). */
+        natsMsg_Destroy(msg);
+        return;
+    }
+    seq = meta->Sequence.Stream;
+    jsMsgMetaData_Destroy(meta);
+    q = malloc(sizeof *q);
+    pthread_mutex_lock(&sh->mu);
+    /* A redelivery of something already queued (or committed) is dropped: the queue is the
+     * partition's stream order, and the consumer restarts from the committed offset anyway. */
+    if (q == NULL || !b->active || seq <= p->max_seen) {
+        pthread_mutex_unlock(&sh->mu);
+        natsMsg_Destroy(msg);
+        free(q);
+        return;
+    }
+    q->msg = msg;
+    q->seq = seq;
+    q->next = NULL;
+    if (p->tail)
+        p->tail->next = q;
+    else
+        p->head = q;
+    p->tail = q;
+    p->len++;
+    p->max_seen = seq;
+    pthread_cond_signal(&sh->cv);
+    pthread_mutex_unlock(&sh->mu);
+}
+
+static void on_sub_complete(void *closure)
+{
+    free(closure);
+}
+
+/* --- ownership --- */
+
+static cs_partition *part_of(cs_shard *sh, uint32_t id)
+{
+    return &sh->parts[id - sh->first];
+}
+
+/* Stops consuming `p` and forgets what was queued (never acknowledged: the next owner replays it
+ * from the committed offset). Runner thread only. */
+static void release_partition(cs_shard *sh, cs_partition *p, bool unlock)
+{
+    cs_qmsg *q;
+    cs_store_err e;
+
+    if (!p->owned)
+        return;
+    pthread_mutex_lock(&sh->mu);
+    if (p->binding)
+        p->binding->active = false;
+    q = p->head;
+    p->head = p->tail = NULL;
+    p->len = 0;
+    p->max_seen = 0;
+    pthread_mutex_unlock(&sh->mu);
+    free_qmsgs(q);
+    if (p->sub) {
+        natsSubscription_Unsubscribe(p->sub); /* deletes the ephemeral consumer */
+        natsSubscription_Destroy(p->sub);
+    }
+    p->sub = NULL;
+    p->binding = NULL; /* freed by on_sub_complete */
+    p->owned = false;
+    cart_gauge_add(sh->w->m_owned, -1);
+    if (unlock && sh->pg)
+        cs_store_unlock(sh->pg, CS_LOCK_NS_PARTITION, (int32_t)p->id, &e);
+    cart_log(CART_LOG_INFO, "partition released", CART_LS("shard", sh->name), CART_LI("partition", p->id), NULL);
+}
+
+/* Starts consuming `p`, whose lock this session just took, right after its committed offset. */
+static int acquire_partition(cs_shard *sh, cs_partition *p)
+{
+    jsSubOptions so;
+    jsErrCode jerr = 0;
+    cs_store_err e;
+    uint64_t offset = 0;
+    char subject[CART_SUBJECT_MAX], desc[96];
+    cs_binding *b = NULL;
+    natsStatus s;
+
+    if (cs_store_get_offset(sh->pg, p->id, &offset, &e) != CART_OK) {
+        cart_log(CART_LOG_WARN, "reading partition offset failed", CART_LS("shard", sh->name),
+                 CART_LI("partition", p->id), CART_LS("error", e.msg), NULL);
+        return -1;
+    }
+    b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return -1;
+    b->part = p;
+    b->active = true;
+    pthread_mutex_lock(&sh->mu);
+    p->max_seen = offset;
+    pthread_mutex_unlock(&sh->mu);
+
+    jsSubOptions_Init(&so);
+    so.Stream = CART_STREAM_EVENTS;
+    so.ManualAck = true;
+    snprintf(desc, sizeof desc, "cart-store %s shard %u", sh->w->cfg->store_id, sh->index);
+    so.Config.Description = desc;
+    so.Config.FilterSubject = cart_bus_subject(subject, CART_SUBJ_EVENTS, p->id);
+    so.Config.DeliverPolicy = offset ? js_DeliverByStartSequence : js_DeliverAll;
+    so.Config.OptStartSeq = offset ? offset + 1 : 0;
+    so.Config.AckPolicy = js_AckAll;
+    so.Config.AckWait = (int64_t)ACK_WAIT_MS * 1000000;
+    so.Config.MaxAckPending = MAX_ACK_PENDING;
+    so.Config.FlowControl = true;
+    so.Config.Heartbeat = 5LL * 1000000000;
+    s = js_Subscribe(&p->sub, sh->js, subject, on_event, b, NULL, &so, &jerr);
+    if (s == NATS_OK)
+        s = natsSubscription_SetPendingLimits(p->sub, -1, -1);
+    if (s == NATS_OK)
+        s = natsSubscription_SetOnCompleteCB(p->sub, on_sub_complete, b);
+    if (s != NATS_OK) {
+        cart_log(CART_LOG_WARN, "subscribing to partition failed", CART_LS("shard", sh->name),
+                 CART_LI("partition", p->id), CART_LS("error", natsStatus_GetText(s)), CART_LI("js_error", jerr),
+                 NULL);
+        if (p->sub) {
+            natsSubscription_Unsubscribe(p->sub);
+            natsSubscription_Destroy(p->sub); /* on-complete frees b if it was set */
+            p->sub = NULL;
+        } else {
+            free(b);
+        }
+        return -1;
+    }
+    p->binding = b;
+    p->owned = true;
+    cart_gauge_add(sh->w->m_owned, 1);
+    cart_log(CART_LOG_INFO, "partition acquired", CART_LS("shard", sh->name), CART_LI("partition", p->id),
+             CART_LI("offset", (long long)offset), NULL);
+    return 0;
+}
+
+/* Takes or gives partitions so that this runner holds its fair share. */
+static void rebalance(cs_shard *sh)
+{
+    uint32_t n = sh->last - sh->first + 1, owned = 0, target;
+    int members = 1;
+    cs_store_err e;
+
+    if (cs_store_count_locks(sh->pg, CS_LOCK_NS_GROUP, &members, &e) != CART_OK || members < 1)
+        members = 1;
+    target = (n + (uint32_t)members - 1) / (uint32_t)members;
+    for (uint32_t i = 0; i < n; i++)
+        owned += sh->parts[i].owned;
+    /* Give back the highest partitions first; the others pick them up on their next round. */
+    for (uint32_t i = n; i-- > 0 && owned > target;) {
+        if (sh->parts[i].owned) {
+            release_partition(sh, &sh->parts[i], true);
+            owned--;
+        }
+    }
+    for (uint32_t i = 0; i < n && owned < target && sh->pg; i++) {
+        cs_partition *p = &sh->parts[i];
+        bool got = false;
+        if (p->owned)
+            continue;
+        if (cs_store_try_lock(sh->pg, CS_LOCK_NS_PARTITION, (int32_t)p->id, &got, &e) != CART_OK)
+            return;
+        if (!got)
+            continue;
+        if (acquire_partition(sh, p) == 0)
+            owned++;
+        else
+            cs_store_unlock(sh->pg, CS_LOCK_NS_PARTITION, (int32_t)p->id, &e);
+    }
+}
+
+/* --- the session --- */
+
+static void drop_session(cs_shard *sh, const char *why)
+{
+    uint32_t n = sh->last - sh->first + 1;
+
+    for (uint32_t i = 0; i < n; i++)
+        release_partition(sh, &sh->parts[i], false);
+    if (sh->pg) {
+        cart_log(CART_LOG_WARN, "shard session lost", CART_LS("shard", sh->name), CART_LS("error", why), NULL);
+        PQfinish(sh->pg);
+        cart_gauge_add(sh->w->m_sessions, -1);
+    }
+    sh->pg = NULL;
+    sh->noutbox_done = 0; /* the sweep will find those rows and publish them again (deduplicated) */
+    atomic_store(&sh->session_ok, false);
+}
+
+static int open_session(cs_shard *sh)
+{
+    const char *dsn = sh->w->cfg->shard_dsns[sh->index];
+    char app[96], redacted[512];
+    cs_store_err e;
+    PGconn *pg;
+
+    snprintf(app, sizeof app, "cart-store %s", sh->w->cfg->store_id);
+    pg = cart_pg_open(dsn, app, 5, false);
+    if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
+        cart_log(CART_LOG_WARN, "shard connect failed", CART_LS("shard", sh->name),
+                 CART_LS("dsn", cart_pg_redact(dsn, redacted, sizeof redacted)),
+                 CART_LS("error", pg ? PQerrorMessage(pg) : "out of memory"), NULL);
+        PQfinish(pg);
+        return -1;
+    }
+    if (cs_store_prepare(pg, &e) != CART_OK || cs_store_join(pg, CS_LOCK_NS_GROUP, &e) != CART_OK) {
+        cart_log(CART_LOG_WARN, "shard session setup failed", CART_LS("shard", sh->name), CART_LS("error", e.msg),
+                 NULL);
+        PQfinish(pg);
+        return -1;
+    }
+    sh->pg = pg;
+    atomic_store(&sh->session_ok, true);
+    cart_gauge_add(sh->w->m_sessions, 1);
+    cart_log(CART_LOG_INFO, "shard session open", CART_LS("shard", sh->name),
+             CART_LS("dsn", cart_pg_redact(dsn, redacted, sizeof redacted)), NULL);
+    return 0;
+}
+
+/* --- applying a batch --- */
+
+/* Takes up to `max` queued messages, partition by partition (each in stream order). */
+static size_t take_batch(cs_shard *sh, cs_item *items, size_t max)
+{
+    uint32_t n = sh->last - sh->first + 1;
+    size_t k = 0;
+
+    for (uint32_t i = 0; i < n && k < max; i++) {
+        cs_partition *p = &sh->parts[i];
+        while (p->head && k < max) {
+            cs_qmsg *q = p->head;
+            p->head = q->next;
+            if (p->head == NULL)
+                p->tail = NULL;
+            p->len--;
+            memset(&items[k], 0, sizeof items[k]);
+            items[k].msg = q->msg;
+            items[k].seq = q->seq;
+            items[k].part = p;
+            k++;
+            free(q);
+        }
+    }
+    return k;
+}
+
+/* Decodes every item; an undecodable one or one for another partition is marked for the DLQ. */
+static void decode_items(cs_shard *sh, cs_item *items, size_t n)
+{
+    uint32_t parts = sh->w->cfg->partitions;
+
+    for (size_t i = 0; i < n; i++) {
+        cs_item *it = &items[i];
+        const char *data = natsMsg_GetData(it->msg);
+        int len = natsMsg_GetDataLength(it->msg);
+        char err[200] = "";
+
+        if (cart_event_decode(data ? data : "", (size_t)len, &it->ev, err, sizeof err) != CART_OK) {
+            snprintf(it->dlq_reason, sizeof it->dlq_reason, "invalid event: %s", err);
+            continue;
+        }
+        if (cart_partition_of(it->ev.user_id, strlen(it->ev.user_id), parts) != it->part->id) {
+            snprintf(it->dlq_reason, sizeof it->dlq_reason, "wrong partition: user %s belongs to partition %u, not %u",
+                     it->ev.user_id, cart_partition_of(it->ev.user_id, strlen(it->ev.user_id), parts),
+                     it->part->id);
+            continue;
+        }
+        it->decoded = true;
+    }
+}
+
+/* The batch's working set of carts, so a user's events in one batch build on each other. */
+typedef struct cart_cache {
+    cart *carts;
+    size_t n, cap;
+} cart_cache;
+
+static void cart_cache_clear(cart_cache *cc)
+{
+    for (size_t i = 0; i < cc->n; i++)
+        cart_cleanup(&cc->carts[i]);
+    cc->n = 0;
+}
+
+static cart *cart_cache_get(cart_cache *cc, PGconn *pg, const char *user_id, cs_store_err *e)
+{
+    cart *c;
+
+    for (size_t i = 0; i < cc->n; i++)
+        if (strcmp(cc->carts[i].user_id, user_id) == 0)
+            return &cc->carts[i];
+    if (cc->n == cc->cap) {
+        size_t cap = cc->cap ? cc->cap * 2 : 64;
+        cart *nc = realloc(cc->carts, cap * sizeof *nc);
+        if (nc == NULL) {
+            e->transient = true;
+            snprintf(e->msg, sizeof e->msg, "out of memory");
+            return NULL;
+        }
+        cc->carts = nc;
+        cc->cap = cap;
+    }
+    c = &cc->carts[cc->n];
+    cart_init(c, user_id);
+    if (cs_store_load_cart(pg, user_id, c, e) != CART_OK) {
+        cart_cleanup(c);
+        return NULL;
+    }
+    cc->n++;
+    return c;
+}
+
+static char *change_payload(const cart_event *ev, const cart *c, uint32_t partition, int64_t now)
+{
+    char *cart_txt = cart_to_json(c, NULL);
+    json_t *doc = NULL, *cj = NULL;
+    char *out = NULL, ts[CART_TIME_BUFSZ];
+
+    if (cart_txt == NULL)
+        return NULL;
+    cj = json_loads(cart_txt, 0, NULL);
+    free(cart_txt);
+    if (cj == NULL)
+        return NULL;
+    cart_time_format(now, ts);
+    doc = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O, s:i, s:O, s:O, s:s}", "event_id", ev->event_id, "type",
+                    cart_event_type_name(ev->type), "user_id", ev->user_id, "cart_id", json_object_get(cj, "cart_id"),
+                    "version", json_object_get(cj, "version"), "status", json_object_get(cj, "status"), "partition",
+                    (json_int_t)partition, "items", json_object_get(cj, "items"), "item_count",
+                    json_object_get(cj, "item_count"), "applied_at", ts);
+    if (doc)
+        out = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(doc);
+    json_decref(cj);
+    return out;
+}
+
+static void item_reset(cs_item *it)
+{
+    free(it->cart_json);
+    free(it->change_json);
+    it->cart_json = NULL;
+    it->change_json = NULL;
+    it->changed = false;
+    it->http_status = 0;
+    it->detail[0] = '\0';
+    it->outbox_id = 0;
+}
+
+/* Applies one decoded item inside the open transaction. */
+static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size_t idx, cs_store_err *e)
+{
+    cs_item *it = &items[idx];
+    const cart_config *cfg = sh->w->cfg;
+    cart_limits lim = {cfg->max_quantity, cfg->max_lines};
+    cart_outcome o;
+    bool dup = false;
+    int recorded = 0;
+    char new_id[37], subject[CART_SUBJECT_MAX], msg_id[CART_EVENT_ID_MAX + 8];
+    int64_t now = cart_now_ms();
+    cart *c;
+
+    /* A duplicate inside the batch, then one committed earlier. */
+    for (size_t j = 0; j < idx && !dup; j++) {
+        if (items[j].decoded && !items[j].dlq_reason[0] && strcmp(items[j].ev.event_id, it->ev.event_id) == 0) {
+            dup = true;
+            recorded = items[j].http_status;
+        }
+    }
+    if (!dup && cs_store_processed(sh->pg, it->ev.event_id, &dup, &recorded, e) != CART_OK)
+        return CART_ERR_UNAVAILABLE;
+    c = cart_cache_get(cc, sh->pg, it->ev.user_id, e);
+    if (c == NULL)
+        return CART_ERR_UNAVAILABLE;
+    if (dup) {
+        it->http_status = recorded;
+        it->cart_json = c->state == CART_ACTIVE ? cart_to_json(c, NULL) : NULL;
+        cart_counter_inc(sh->w->m_duplicates);
+        return CART_OK;
+    }
+    cart_uuid_v4(new_id);
+    if (cart_apply(c, &it->ev, &lim, now, new_id, &o) != CART_OK) {
+        e->transient = true;
+        snprintf(e->msg, sizeof e->msg, "out of memory");
+        return CART_ERR_NOMEM;
+    }
+    it->http_status = o.http_status;
+    snprintf(it->detail, sizeof it->detail, "%s", o.detail);
+    if (o.status == CART_OK && o.changed) {
+        if (cs_store_save(sh->pg, c, &o, it->part->id, e) != CART_OK)
+            return CART_ERR_UNAVAILABLE;
+        it->changed = true;
+        it->change_json = change_payload(&it->ev, c, it->part->id, now);
+        snprintf(msg_id, sizeof msg_id, "chg-%s", it->ev.event_id);
+        if (it->change_json == NULL ||
+            cs_store_outbox_add(sh->pg, it->part->id, cart_bus_subject(subject, CART_SUBJ_CHANGES, it->part->id),
+                                msg_id, it->change_json, &it->outbox_id, e) != CART_OK) {
+            if (it->change_json == NULL) {
+                e->transient = true;
+                snprintf(e->msg, sizeof e->msg, "out of memory");
+            }
+            return CART_ERR_UNAVAILABLE;
+        }
+    }
+    if (o.status != CART_OK)
+        cart_counter_inc(sh->w->m_rejected);
+    if (cs_store_mark_processed(sh->pg, &it->ev, it->part->id, it->seq, it->http_status, c->version, e) != CART_OK)
+        return CART_ERR_UNAVAILABLE;
+    /* The reply carries the cart as this event left it (none after a delete or a refusal on no cart). */
+    it->cart_json = (c->state == CART_ACTIVE || (o.status == CART_OK && c->state == CART_CHECKED_OUT))
+                        ? cart_to_json(c, NULL)
+                        : NULL;
+    return CART_OK;
+}
+
+/* Sends a dead letter and waits for JetStream's ack: it must be stored before the offset moves. */
+static int publish_dlq(cs_shard *sh, cs_item *it)
+{
+    natsMsg *m = NULL;
+    jsPubOptions po;
+    jsPubAck *ack = NULL;
+    jsErrCode jerr = 0;
+    char subject[CART_SUBJECT_MAX], msg_id[48];
+    const char *data = natsMsg_GetData(it->msg);
+    natsStatus s;
+
+    cart_bus_subject(subject, CART_SUBJ_DLQ, it->part->id);
+    snprintf(msg_id, sizeof msg_id, "dlq-%" PRIu64, it->seq);
+    s = natsMsg_Create(&m, subject, NULL, data ? data : "", natsMsg_GetDataLength(it->msg));
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, CART_HDR_ERROR, it->dlq_reason);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, CART_HDR_MSG_ID, msg_id);
+    if (s == NATS_OK) {
+        jsPubOptions_Init(&po);
+        po.MaxWait = PUBLISH_WAIT_MS;
+        s = js_PublishMsg(&ack, sh->js, m, &po, &jerr);
+    }
+    jsPubAck_Destroy(ack);
+    natsMsg_Destroy(m);
+    if (s != NATS_OK) {
+        cart_log(CART_LOG_WARN, "dead letter publish failed", CART_LS("shard", sh->name),
+                 CART_LI("partition", it->part->id), CART_LS("error", natsStatus_GetText(s)), NULL);
+        return -1;
+    }
+    cart_counter_inc(sh->w->m_dlq);
+    cart_log(CART_LOG_WARN, "event dead-lettered", CART_LS("shard", sh->name), CART_LI("partition", it->part->id),
+             CART_LI("seq", (long long)it->seq), CART_LS("reason", it->dlq_reason), NULL);
+    return 0;
+}
+
+/* Tells a waiting gateway how its event ended. */
+static void send_reply(cs_shard *sh, cs_item *it)
+{
+    const char *reply_to = NULL;
+    natsMsg *m = NULL;
+    char status[8];
+
+    if (!it->decoded || it->dlq_reason[0] || natsMsgHeader_Get(it->msg, CART_HDR_REPLY_TO, &reply_to) != NATS_OK ||
+        reply_to == NULL || *reply_to == '\0')
+        return;
+    snprintf(status, sizeof status, "%d", it->http_status);
+    if (natsMsg_Create(&m, reply_to, NULL, it->cart_json ? it->cart_json : "",
+                       it->cart_json ? (int)strlen(it->cart_json) : 0) != NATS_OK)
+        return;
+    natsMsgHeader_Set(m, "Cart-Event-Id", it->ev.event_id);
+    natsMsgHeader_Set(m, "Cart-Status", status);
+    if (it->detail[0])
+        natsMsgHeader_Set(m, "Cart-Detail", it->detail);
+    natsConnection_PublishMsg(sh->w->nc, m);
+    natsMsg_Destroy(m);
+}
+
+static int outbox_done_push(cs_shard *sh, int64_t id)
+{
+    if (sh->noutbox_done == sh->outbox_cap) {
+        size_t cap = sh->outbox_cap ? sh->outbox_cap * 2 : 256;
+        int64_t *n = realloc(sh->outbox_done, cap * sizeof *n);
+        if (n == NULL)
+            return -1;
+        sh->outbox_done = n;
+        sh->outbox_cap = cap;
+    }
+    sh->outbox_done[sh->noutbox_done++] = id;
+    return 0;
+}
+
+/* Publishes changes (subject, msg id, payload) and waits for JetStream; the ids of what was
+ * stored are queued for deletion in the next transaction. */
+static void publish_changes(cs_shard *sh, size_t n, const char *const *subjects, const char *const *msg_ids,
+                            const char *const *payloads, const int64_t *ids)
+{
+    jsPubOptions po;
+    size_t sent = 0;
+
+    if (n == 0)
+        return;
+    jsPubOptions_Init(&po);
+    po.MaxWait = PUBLISH_WAIT_MS;
+    for (size_t i = 0; i < n; i++) {
+        natsMsg *m = NULL;
+        if (natsMsg_Create(&m, subjects[i], NULL, payloads[i], (int)strlen(payloads[i])) != NATS_OK)
+            break;
+        natsMsgHeader_Set(m, CART_HDR_MSG_ID, msg_ids[i]);
+        if (js_PublishMsgAsync(sh->js, &m, &po) != NATS_OK) {
+            natsMsg_Destroy(m);
+            break;
+        }
+        sent++;
+    }
+    /* All or nothing: without per-message acks here, only a complete flush counts as stored. */
+    if (js_PublishAsyncComplete(sh->js, &po) == NATS_OK && sent == n) {
+        for (size_t i = 0; i < n; i++)
+            if (outbox_done_push(sh, ids[i]) != 0)
+                break;
+    }
+}
+
+/* Applies a batch in one transaction; returns 0 when it committed (or when nothing needed to),
+ * -1 when the session failed (the batch is dropped and will be replayed). */
+static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
+{
+    cs_store_err e = {0};
+    int64_t t0 = cart_mono_ms();
+    size_t applied = 0;
+
+    decode_items(sh, items, n);
+    for (int attempt = 0;; attempt++) {
+        size_t failed_at = n;
+        cart_cache_clear(cc);
+        for (size_t i = 0; i < n; i++)
+            item_reset(&items[i]);
+        if (cs_store_exec(sh->pg, "BEGIN", &e) != CART_OK)
+            goto session_failed;
+        if (cs_store_outbox_delete(sh->pg, sh->outbox_done, sh->noutbox_done, &e) != CART_OK)
+            goto stmt_failed;
+        for (size_t i = 0; i < n; i++) {
+            cs_item *it = &items[i];
+            if (it->dlq_reason[0]) {
+                if (publish_dlq(sh, it) != 0) {
+                    cs_store_exec(sh->pg, "ROLLBACK", &e);
+                    return -1;
+                }
+                continue;
+            }
+            if (apply_item(sh, cc, items, i, &e) != CART_OK) {
+                failed_at = i;
+                goto stmt_failed;
+            }
+        }
+        /* Offsets: the last sequence of every partition in the batch. */
+        for (size_t i = 0; i < n; i++) {
+            if (i + 1 < n && items[i + 1].part == items[i].part)
+                continue;
+            if (cs_store_set_offset(sh->pg, items[i].part->id, items[i].seq, &e) != CART_OK)
+                goto stmt_failed;
+        }
+        if (cs_store_exec(sh->pg, "COMMIT", &e) != CART_OK)
+            goto session_failed;
+        sh->noutbox_done = 0;
+        break;
+
+    stmt_failed:
+        cs_store_exec(sh->pg, "ROLLBACK", &e);
+        if (e.transient || failed_at == n || attempt > (int)n)
+            goto session_failed;
+        /* The data is at fault: this one event cannot be stored. Dead-letter it, redo the rest. */
+        snprintf(items[failed_at].dlq_reason, sizeof items[failed_at].dlq_reason, "rejected by the shard: %s",
+                 e.msg);
+        continue;
+
+    session_failed:
+        drop_session(sh, e.msg[0] ? e.msg : "transaction failed");
+        return -1;
+    }
+
+    /* Committed: acknowledge (AckAll: the last message of each partition covers the rest), answer the
+     * gateways, and relay the changes. */
+    {
+        const char **subjects = calloc(n, sizeof *subjects), **msg_ids = calloc(n, sizeof *msg_ids);
+        const char **payloads = calloc(n, sizeof *payloads);
+        int64_t *ids = calloc(n, sizeof *ids);
+        char (*idbuf)[CART_EVENT_ID_MAX + 8] = calloc(n, sizeof *idbuf);
+        char (*subjbuf)[CART_SUBJECT_MAX] = calloc(n, sizeof *subjbuf);
+        size_t nchg = 0;
+
+        for (size_t i = 0; i < n; i++) {
+            cs_item *it = &items[i];
+            if (i + 1 == n || items[i + 1].part != it->part)
+                natsMsg_Ack(it->msg, NULL);
+            send_reply(sh, it);
+            if (it->changed && it->change_json && subjects && msg_ids && payloads && ids && idbuf && subjbuf) {
+                snprintf(idbuf[nchg], sizeof idbuf[nchg], "chg-%s", it->ev.event_id);
+                subjects[nchg] = cart_bus_subject(subjbuf[nchg], CART_SUBJ_CHANGES, it->part->id);
+                msg_ids[nchg] = idbuf[nchg];
+                payloads[nchg] = it->change_json;
+                ids[nchg] = it->outbox_id;
+                nchg++;
+            }
+            if (it->decoded && !it->dlq_reason[0])
+                applied++;
+        }
+        publish_changes(sh, nchg, subjects, msg_ids, payloads, ids);
+        free(subjects);
+        free(msg_ids);
+        free(payloads);
+        free(ids);
+        free(idbuf);
+        free(subjbuf);
+    }
+    cart_counter_add(sh->w->m_applied, (double)applied);
+    cart_counter_inc(sh->w->m_batches);
+    cart_histogram_observe(sh->w->m_batch_seconds, (double)(cart_mono_ms() - t0) / 1000.0);
+    if (cart_log_enabled(CART_LOG_DEBUG))
+        cart_log(CART_LOG_DEBUG, "batch committed", CART_LS("shard", sh->name), CART_LI("events", n),
+                 CART_LI("ms", cart_mono_ms() - t0), NULL);
+    return 0;
+}
+
+static void free_items(cs_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        item_reset(&items[i]);
+        natsMsg_Destroy(items[i].msg);
+        items[i].msg = NULL;
+    }
+}
+
+/* Publishes what the outbox still holds for the owned partitions (after a crash between commit
+ * and publish, or a failed publish). */
+static void sweep_outbox(cs_shard *sh)
+{
+    uint32_t n = sh->last - sh->first + 1;
+    char *arr = malloc((size_t)n * 12 + 3);
+    size_t len = 0;
+    PGresult *rows = NULL;
+    cs_store_err e;
+    int count;
+
+    if (arr == NULL)
+        return;
+    arr[len++] = '{';
+    for (uint32_t i = 0; i < n; i++)
+        if (sh->parts[i].owned)
+            len += (size_t)sprintf(arr + len, "%s%u", len > 1 ? "," : "", sh->parts[i].id);
+    arr[len++] = '}';
+    arr[len] = '\0';
+    if (len == 2 || cs_store_outbox_list(sh->pg, arr, &rows, &e) != CART_OK)
+        goto out;
+    count = PQntuples(rows);
+    if (count > 0) {
+        const char **subjects = calloc((size_t)count, sizeof *subjects);
+        const char **msg_ids = calloc((size_t)count, sizeof *msg_ids);
+        const char **payloads = calloc((size_t)count, sizeof *payloads);
+        int64_t *ids = calloc((size_t)count, sizeof *ids);
+        if (subjects && msg_ids && payloads && ids) {
+            for (int i = 0; i < count; i++) {
+                ids[i] = strtoll(PQgetvalue(rows, i, 0), NULL, 10);
+                subjects[i] = PQgetvalue(rows, i, 1);
+                msg_ids[i] = PQgetvalue(rows, i, 2);
+                payloads[i] = PQgetvalue(rows, i, 3);
+            }
+            publish_changes(sh, (size_t)count, subjects, msg_ids, payloads, ids);
+            if (sh->noutbox_done && cs_store_outbox_delete(sh->pg, sh->outbox_done, sh->noutbox_done, &e) == CART_OK)
+                sh->noutbox_done = 0;
+            cart_log(CART_LOG_INFO, "outbox relayed", CART_LS("shard", sh->name), CART_LI("changes", count), NULL);
+        }
+        free(subjects);
+        free(msg_ids);
+        free(payloads);
+        free(ids);
+    }
+out:
+    PQclear(rows);
+    free(arr);
+}
+
+static void *runner_main(void *arg)
+{
+    cs_shard *sh = arg;
+    cs_worker *w = sh->w;
+    size_t max = (size_t)w->cfg->store_batch;
+    cs_item *items = calloc(max, sizeof *items);
+    cart_cache cc = {0};
+    int64_t next_rebalance = 0, next_sweep = 0, backoff = BACKOFF_MIN_MS;
+
+    if (items == NULL) {
+        cart_log(CART_LOG_ERROR, "out of memory starting runner", CART_LS("shard", sh->name), NULL);
+        return NULL;
+    }
+    while (!atomic_load(&w->stopping)) {
+        int64_t now = cart_mono_ms();
+        size_t n;
+
+        if (sh->pg == NULL) {
+            if (open_session(sh) != 0) {
+                struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000};
+                nanosleep(&ts, NULL);
+                backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+                continue;
+            }
+            backoff = BACKOFF_MIN_MS;
+            next_rebalance = 0;
+        }
+        if (now >= next_rebalance) {
+            rebalance(sh);
+            next_rebalance = now + REBALANCE_MS;
+        }
+        if (sh->pg && now >= next_sweep) {
+            sweep_outbox(sh);
+            next_sweep = now + OUTBOX_SWEEP_MS;
+        }
+        pthread_mutex_lock(&sh->mu);
+        n = take_batch(sh, items, max);
+        if (n == 0 && !atomic_load(&w->stopping)) {
+            struct timespec until;
+            int64_t wait_ms = next_rebalance - cart_mono_ms();
+            if (wait_ms < 1)
+                wait_ms = 1;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += wait_ms / 1000;
+            until.tv_nsec += (wait_ms % 1000) * 1000000;
+            if (until.tv_nsec >= 1000000000) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&sh->cv, &sh->mu, &until);
+            n = take_batch(sh, items, max);
+        }
+        pthread_mutex_unlock(&sh->mu);
+        if (n > 0 && sh->pg)
+            apply_batch(sh, items, n, &cc);
+        free_items(items, n);
+    }
+    drop_session(sh, "shutting down");
+    cart_cache_clear(&cc);
+    free(cc.carts);
+    free(items);
+    return NULL;
+}
+
+int cs_worker_start(cs_worker *w)
+{
+    const cart_config *cfg = w->cfg;
+
+    w->nshards = cfg->nshards;
+    w->shards = calloc(cfg->nshards, sizeof *w->shards);
+    if (w->shards == NULL)
+        return -1;
+    for (uint32_t s = 0; s < cfg->nshards; s++) {
+        cs_shard *sh = &w->shards[s];
+        jsOptions jo;
+        sh->w = w;
+        sh->index = s;
+        snprintf(sh->name, sizeof sh->name, "shard-%u", s);
+        cart_shard_partitions(s, cfg->partitions, cfg->nshards, &sh->first, &sh->last);
+        sh->parts = calloc(sh->last - sh->first + 1, sizeof *sh->parts);
+        if (sh->parts == NULL)
+            return -1;
+        for (uint32_t p = sh->first; p <= sh->last; p++) {
+            part_of(sh, p)->id = p;
+            part_of(sh, p)->shard = sh;
+        }
+        pthread_mutex_init(&sh->mu, NULL);
+        pthread_cond_init(&sh->cv, NULL);
+        jsOptions_Init(&jo);
+        jo.PublishAsync.MaxPending = 4096;
+        if (natsConnection_JetStream(&sh->js, w->nc, &jo) != NATS_OK)
+            return -1;
+        if (pthread_create(&sh->thread, NULL, runner_main, sh) != 0)
+            return -1;
+        sh->started = true;
+    }
+    return 0;
+}
+
+void cs_worker_stop(cs_worker *w)
+{
+    atomic_store(&w->stopping, true);
+    for (uint32_t s = 0; s < w->nshards; s++) {
+        cs_shard *sh = &w->shards[s];
+        if (!sh->started)
+            continue;
+        pthread_mutex_lock(&sh->mu);
+        pthread_cond_broadcast(&sh->cv);
+        pthread_mutex_unlock(&sh->mu);
+    }
+    for (uint32_t s = 0; s < w->nshards; s++) {
+        cs_shard *sh = &w->shards[s];
+        if (sh->started)
+            pthread_join(sh->thread, NULL);
+        jsCtx_Destroy(sh->js);
+        pthread_mutex_destroy(&sh->mu);
+        pthread_cond_destroy(&sh->cv);
+        free(sh->parts);
+        free(sh->outbox_done);
+    }
+    free(w->shards);
+    w->shards = NULL;
+    w->nshards = 0;
+}
+
+bool cs_worker_ready(cs_worker *w)
+{
+    for (uint32_t s = 0; s < w->nshards; s++)
+        if (!atomic_load(&w->shards[s].session_ok))
+            return false;
+    return w->nshards > 0;
+}

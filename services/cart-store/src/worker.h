@@ -1,0 +1,60 @@
+/*
+ * worker.h: the cart-store worker process: one shard runner thread per PostgreSQL shard.
+ *
+ * Partition ownership: a runner owns a partition while its shard session holds the advisory
+ * lock (CS_LOCK_NS_PARTITION, partition). Changes are applied on that same session, so a runner
+ * that lost its session (and with it the lock) can no longer commit anything: fencing comes with
+ * the lock. Each owned partition has its own JetStream push consumer that starts right after the
+ * partition's committed offset (table partition_offsets, written in the same transaction as the
+ * changes), so a new owner replays exactly what its predecessor did not commit, in order.
+ * Runners share the partitions of a shard fairly: each takes at most ceil(partitions of the shard
+ * / live workers), where live workers are the sessions holding the shard's group lock.
+ */
+#ifndef CS_WORKER_H
+#define CS_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+#include <nats/nats.h>
+
+#include "cartshard/cart.h"
+#include "cartshard/config.h"
+#include "cartshard/metrics.h"
+
+#define CS_LOCK_NS_PARTITION 0x43415254 /* 'CART': one lock per partition */
+#define CS_LOCK_NS_GROUP     0x47525550 /* 'GRUP': shared by every live worker of the shard */
+
+typedef struct cs_shard cs_shard;
+
+/* The process-wide state every runner shares. */
+typedef struct cs_worker {
+    /** Settings; owned by main. */
+    const cart_config *cfg;
+    /** The NATS connection (thread-safe); owned by main. */
+    natsConnection *nc;
+    /** One runner per shard; owned here. */
+    cs_shard *shards;
+    uint32_t nshards;
+    /** Set once to ask every runner to finish its batch and stop. */
+    atomic_bool stopping;
+    /** Metrics; owned by main. */
+    cart_metrics *metrics;
+    cart_metric *m_applied, *m_duplicates, *m_dlq, *m_rejected, *m_batches, *m_batch_seconds, *m_sessions;
+    cart_metric *m_owned;
+} cs_worker;
+
+/* Starts a runner thread for every shard. 0, or -1 (logged). */
+int cs_worker_start(cs_worker *w);
+
+/* Asks the runners to stop, wakes them and joins them: each finishes its batch, commits,
+ * acknowledges, releases its partitions and closes its session. */
+void cs_worker_stop(cs_worker *w);
+
+/* True if every runner has a working shard session (for /readyz). */
+bool cs_worker_ready(cs_worker *w);
+
+#endif

@@ -1,0 +1,73 @@
+/*
+ * gateway.h: the cart-gateway's threads.
+ *
+ * Each thread runs its own libuv loop with its own h2o context and listening socket
+ * (SO_REUSEPORT spreads connections), its own JetStream context, reply subscription
+ * (CART_REPLY_PREFIX.<gateway-id>.<thread>) and shard read connections. Nothing on a loop thread
+ * blocks: JetStream acks and worker replies arrive on nats.c's threads and are handed to the loop
+ * through a mutex-protected inbox and a uv_async_t.
+ */
+#ifndef GW_GATEWAY_H
+#define GW_GATEWAY_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <nats/nats.h>
+#include <uv.h>
+
+#include "cartshard/config.h"
+#include "cartshard/event.h"
+#include "cartshard/http.h"
+#include "cartshard/metrics.h"
+#include "pgread.h"
+
+typedef struct gw_pending gw_pending;
+typedef struct gw_note gw_note;
+
+/* What the whole process shares. */
+typedef struct gw_app {
+    const cart_config *cfg;
+    natsConnection *nc;          /* thread-safe; owned by main */
+    cart_metrics *metrics;       /* owned by main */
+    cart_metric_family *m_requests, *m_latency;
+    cart_metric *m_publish_errors;
+    atomic_bool redis_ok;        /* kept up to date by main's health thread */
+    atomic_bool stopping;
+} gw_app;
+
+#define GW_PENDING_BUCKETS 4096
+
+typedef struct gw_thread {
+    gw_app *app;
+    int index;
+    pthread_t thread;
+    uv_loop_t loop;
+    cart_http_server http;
+    jsCtx *js;
+    natsSubscription *reply_sub;
+    char reply_subject[CART_ID_MAX + 64];
+    gw_pg **shards;              /* one read connection per shard */
+    /* Inbox from nats.c threads. */
+    pthread_mutex_t inbox_mu;
+    gw_note *inbox;
+    uv_async_t wake;
+    /* Writes in flight, by event_id. Loop thread only. */
+    gw_pending *pending[GW_PENDING_BUCKETS];
+    int npending;
+    uv_timer_t drain_timer;
+    bool draining;
+    int64_t drain_deadline_ms;
+    bool started;
+} gw_thread;
+
+/* Starts thread `t` (already zeroed with app and index set). 0 or -1 (logged). */
+int gw_thread_start(gw_thread *t);
+
+/* Asks the thread to stop accepting, finish its requests in flight (at most the sync timeout
+ * plus a second) and exit; then joins it. */
+void gw_thread_stop(gw_thread *t);
+
+#endif

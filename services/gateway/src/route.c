@@ -1,0 +1,140 @@
+#include "route.h"
+
+#include <string.h>
+
+static int is(const char *s, size_t len, const char *lit)
+{
+    return len == strlen(lit) && memcmp(s, lit, len) == 0;
+}
+
+/* Splits the path into at most `max` segments after a leading "/"; returns the count, or -1 for
+ * an empty segment (a double or trailing slash) or too many segments. */
+static int split(const char *path, size_t len, const char **seg, size_t *seglen, int max)
+{
+    int n = 0;
+    size_t i = 0;
+
+    if (len == 0 || path[0] != '/')
+        return -1;
+    i = 1;
+    if (len == 1)
+        return 0;
+    while (i <= len) {
+        size_t start = i;
+        while (i < len && path[i] != '/')
+            i++;
+        if (i == start || n == max)
+            return -1;
+        seg[n] = path + start;
+        seglen[n] = i - start;
+        n++;
+        i++;
+    }
+    return n;
+}
+
+static void set(gw_route *r, gw_route_id id, const char *name)
+{
+    r->id = id;
+    r->name = name;
+}
+
+static void bad_method(gw_route *r, const char *allow)
+{
+    r->id = GW_R_BAD_METHOD;
+    r->allow = allow;
+}
+
+void gw_route_match(const char *method, size_t mlen, const char *path, size_t plen, gw_route *r)
+{
+    const char *seg[5];
+    size_t seglen[5];
+    const char *q = memchr(path, '?', plen);
+    int get, post, put, del, n;
+
+    memset(r, 0, sizeof *r);
+    r->name = "other";
+    if (q)
+        plen = (size_t)(q - path);
+    get = is(method, mlen, "GET") || is(method, mlen, "HEAD");
+    post = is(method, mlen, "POST");
+    put = is(method, mlen, "PUT");
+    del = is(method, mlen, "DELETE");
+    n = split(path, plen, seg, seglen, 5);
+    if (n < 1) {
+        set(r, GW_R_NOT_FOUND, "other");
+        return;
+    }
+    if (n == 1 && (is(seg[0], seglen[0], "healthz") || is(seg[0], seglen[0], "readyz") ||
+                   is(seg[0], seglen[0], "metrics"))) {
+        r->name = seg[0][0] == 'h' ? "healthz" : seg[0][0] == 'r' ? "readyz" : "metrics";
+        if (!get)
+            bad_method(r, "GET, HEAD");
+        else
+            r->id = seg[0][0] == 'h' ? GW_R_HEALTHZ : seg[0][0] == 'r' ? GW_R_READYZ : GW_R_METRICS;
+        return;
+    }
+    if (n < 2 || !is(seg[0], seglen[0], "v1") || !is(seg[1], seglen[1], "carts")) {
+        set(r, GW_R_NOT_FOUND, "other");
+        return;
+    }
+    if (n == 2) {
+        r->name = "create_cart";
+        if (post)
+            r->id = GW_R_CREATE_CART;
+        else
+            bad_method(r, "POST");
+        return;
+    }
+    /* /v1/carts/{user_id}[/...] */
+    if (n >= 4 && !(n == 4 && (is(seg[3], seglen[3], "items") || is(seg[3], seglen[3], "checkout"))) &&
+        !(n == 5 && is(seg[3], seglen[3], "items"))) {
+        set(r, GW_R_NOT_FOUND, "other");
+        return;
+    }
+    if (n == 3) {
+        r->name = "cart";
+        if (get)
+            set(r, GW_R_GET_CART, "get_cart");
+        else if (del)
+            set(r, GW_R_DELETE_CART, "delete_cart");
+        else
+            bad_method(r, "GET, HEAD, DELETE");
+    } else if (n == 4 && is(seg[3], seglen[3], "items")) {
+        r->name = "add_item";
+        if (post)
+            r->id = GW_R_ADD_ITEM;
+        else
+            bad_method(r, "POST");
+    } else if (n == 4) {
+        r->name = "checkout";
+        if (post)
+            r->id = GW_R_CHECKOUT;
+        else
+            bad_method(r, "POST");
+    } else {
+        r->name = "item";
+        if (put)
+            set(r, GW_R_SET_ITEM, "set_item");
+        else if (del)
+            set(r, GW_R_REMOVE_ITEM, "remove_item");
+        else
+            bad_method(r, "PUT, DELETE");
+    }
+    if (r->id == GW_R_BAD_METHOD)
+        return;
+    if (!cart_valid_id(seg[2], seglen[2])) {
+        r->id = GW_R_BAD_ID;
+        r->detail = "user_id: expected 1-64 characters of [A-Za-z0-9._:-]";
+        return;
+    }
+    memcpy(r->user_id, seg[2], seglen[2]);
+    if (n == 5) {
+        if (!cart_valid_id(seg[4], seglen[4])) {
+            r->id = GW_R_BAD_ID;
+            r->detail = "sku: expected 1-64 characters of [A-Za-z0-9._:-]";
+            return;
+        }
+        memcpy(r->sku, seg[4], seglen[4]);
+    }
+}

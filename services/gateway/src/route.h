@@ -1,0 +1,45 @@
+/*
+ * route.h: maps a request line to an API route. Pure: no I/O, no allocation.
+ */
+#ifndef GW_ROUTE_H
+#define GW_ROUTE_H
+
+#include <stddef.h>
+
+#include "cartshard/event.h"
+
+typedef enum gw_route_id {
+    GW_R_NOT_FOUND = 0, /* no such resource (404) */
+    GW_R_HEALTHZ,       /* GET /healthz */
+    GW_R_READYZ,        /* GET /readyz */
+    GW_R_METRICS,       /* GET /metrics */
+    GW_R_CREATE_CART,   /* POST /v1/carts */
+    GW_R_GET_CART,      /* GET /v1/carts/{user_id} */
+    GW_R_DELETE_CART,   /* DELETE /v1/carts/{user_id} */
+    GW_R_ADD_ITEM,      /* POST /v1/carts/{user_id}/items */
+    GW_R_SET_ITEM,      /* PUT /v1/carts/{user_id}/items/{sku} */
+    GW_R_REMOVE_ITEM,   /* DELETE /v1/carts/{user_id}/items/{sku} */
+    GW_R_CHECKOUT,      /* POST /v1/carts/{user_id}/checkout */
+    GW_R_BAD_METHOD,    /* the path exists, the method does not (405; see allow) */
+    GW_R_BAD_ID         /* the path's shape is right but an id is invalid (400; see detail) */
+} gw_route_id;
+
+typedef struct gw_route {
+    gw_route_id id;
+    /** For routes under /v1/carts/{user_id}: the user id, NUL-terminated. */
+    char user_id[CART_ID_MAX + 1];
+    /** For item routes: the sku. */
+    char sku[CART_ID_MAX + 1];
+    /** For GW_R_BAD_METHOD: the Allow header value. */
+    const char *allow;
+    /** For GW_R_BAD_ID: what is wrong. */
+    const char *detail;
+    /** A stable low-cardinality name for metrics and logs ("get_cart", ...). */
+    const char *name;
+} gw_route;
+
+/* Routes `method` and `path` (the raw request target; a query string is ignored). HEAD is
+ * routed like GET. Always fills *r. */
+void gw_route_match(const char *method, size_t method_len, const char *path, size_t path_len, gw_route *r);
+
+#endif

@@ -1,0 +1,877 @@
+/*
+ * server.c: a gateway loop thread: HTTP requests in, events to JetStream, answers out.
+ *
+ * A write becomes one event, published asynchronously with its event_id as Nats-Msg-Id. The
+ * request waits (gw_pending) for two things, in either order: JetStream's ack (via the ack
+ * handler) and, unless the client asked for respond-async, the worker's reply after commit (on
+ * this thread's reply subject). No 2xx goes out before the ack; a failed or timed-out ack is a 503.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+
+#include "cartshard/bus.h"
+#include "cartshard/cart.h"
+#include "cartshard/clock.h"
+#include "cartshard/event.h"
+#include "cartshard/log.h"
+#include "cartshard/partition.h"
+#include "cartshard/problem.h"
+#include "gateway.h"
+#include "route.h"
+
+#define RETRY_AFTER_S "1"
+
+typedef enum { NOTE_ACK, NOTE_REPLY } note_kind;
+
+/* Something nats.c's threads tell the loop. */
+struct gw_note {
+    note_kind kind;
+    char event_id[CART_EVENT_ID_MAX + 1];
+    bool ok;        /* NOTE_ACK: stored by JetStream */
+    int status;     /* NOTE_REPLY: the HTTP status the worker decided */
+    char detail[128];
+    char *body;     /* NOTE_REPLY: the cart JSON, or NULL */
+    size_t body_len;
+    char error[128];
+    gw_note *next;
+};
+
+/* A write waiting for its ack and reply. */
+struct gw_pending {
+    gw_thread *t;
+    char event_id[CART_EVENT_ID_MAX + 1];
+    char user_id[CART_ID_MAX + 1];
+    h2o_req_t *req; /* NULL once the client has gone */
+    const char *route;
+    int64_t started_ms;
+    bool async;       /* Prefer: respond-async */
+    bool acked;       /* JetStream stored the event */
+    bool timed_out;   /* the sync wait ran out */
+    bool replied;
+    int reply_status;
+    char reply_detail[128];
+    char *reply_body;
+    size_t reply_len;
+    uv_timer_t timer;
+    struct req_ref *ref; /* in the request's pool; NULL once the request is gone */
+    gw_pending *next;    /* hash chain */
+};
+
+/* Lives in the request's pool: tells the pending write when h2o disposes of the request. */
+typedef struct req_ref {
+    gw_pending *p;
+} req_ref;
+
+typedef struct gw_handler {
+    h2o_handler_t super;
+    gw_thread *t;
+} gw_handler;
+
+/* --- metrics and responses --- */
+
+static void observe(gw_thread *t, const char *route, int status, int64_t started_ms)
+{
+    char code[8];
+    const char *lv_req[2] = {route, code};
+    const char *lv_lat[1] = {route};
+
+    snprintf(code, sizeof code, "%d", status);
+    cart_counter_inc(cart_metrics_series(t->app->m_requests, lv_req));
+    cart_histogram_observe(cart_metrics_series(t->app->m_latency, lv_lat),
+                           (double)(cart_mono_ms() - started_ms) / 1000.0);
+}
+
+static void send_problem(gw_thread *t, h2o_req_t *req, const char *route, int64_t started, int status,
+                         const char *slug, const char *detail)
+{
+    if (status == 503 || status == 429)
+        cart_http_header(req, "Retry-After", RETRY_AFTER_S);
+    cart_http_problem(req, status, slug, detail);
+    observe(t, route, status, started);
+}
+
+static const char *slug_for(int status)
+{
+    switch (status) {
+    case 400:
+        return "invalid-request";
+    case 404:
+        return "not-found";
+    case 409:
+        return "conflict";
+    case 412:
+        return "precondition-failed";
+    case 422:
+        return "limit-exceeded";
+    case 503:
+        return "unavailable";
+    default:
+        return NULL;
+    }
+}
+
+/* Answers with a cart document and its ETag. */
+static void send_cart(gw_thread *t, h2o_req_t *req, const char *route, int64_t started, int status, const char *body,
+                      size_t len)
+{
+    json_t *doc = json_loadb(body, len, 0, NULL);
+    json_t *v = doc ? json_object_get(doc, "version") : NULL;
+    char etag[32];
+
+    if (json_is_integer(v)) {
+        snprintf(etag, sizeof etag, "\"%" JSON_INTEGER_FORMAT "\"", json_integer_value(v));
+        cart_http_header(req, "ETag", etag);
+    }
+    json_decref(doc);
+    cart_http_send(req, status, "application/json", body, len);
+    observe(t, route, status, started);
+}
+
+/* --- pending writes --- */
+
+static size_t bucket_of(const char *event_id)
+{
+    return cart_fnv1a32(event_id, strlen(event_id)) % GW_PENDING_BUCKETS;
+}
+
+static gw_pending *pending_find(gw_thread *t, const char *event_id)
+{
+    for (gw_pending *p = t->pending[bucket_of(event_id)]; p; p = p->next)
+        if (strcmp(p->event_id, event_id) == 0)
+            return p;
+    return NULL;
+}
+
+static void pending_unlink(gw_thread *t, gw_pending *p)
+{
+    gw_pending **pp = &t->pending[bucket_of(p->event_id)];
+
+    while (*pp && *pp != p)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = p->next;
+    t->npending--;
+}
+
+static void on_pending_timer_closed(uv_handle_t *h)
+{
+    gw_pending *p = h->data;
+
+    free(p->reply_body);
+    free(p);
+}
+
+/* Ends a pending write: unlinks it and frees it once its timer is closed. */
+static void pending_finish(gw_pending *p)
+{
+    pending_unlink(p->t, p);
+    if (p->ref)
+        p->ref->p = NULL; /* the request may outlive us: cut its link */
+    uv_timer_stop(&p->timer);
+    uv_close((uv_handle_t *)&p->timer, on_pending_timer_closed);
+}
+
+static void on_req_dispose(void *arg)
+{
+    req_ref *ref = arg;
+
+    if (ref->p) {
+        ref->p->req = NULL;
+        ref->p->ref = NULL;
+    }
+}
+
+/* Sends the answer a pending write has earned, if it has earned one yet. */
+static void pending_settle(gw_pending *p)
+{
+    gw_thread *t = p->t;
+    h2o_req_t *req = p->req;
+    char location[CART_ID_MAX + 16], body[CART_EVENT_ID_MAX + 48];
+
+    if (!p->acked)
+        return;
+    if (p->replied && !p->async) {
+        if (req) {
+            if (p->reply_status == 204) {
+                req->res.status = 204;
+                req->res.reason = "No Content";
+                h2o_send_inline(req, NULL, 0);
+                observe(t, p->route, 204, p->started_ms);
+            } else if (p->reply_status >= 400) {
+                send_problem(t, req, p->route, p->started_ms, p->reply_status, slug_for(p->reply_status),
+                             p->reply_detail[0] ? p->reply_detail : NULL);
+            } else if (p->reply_body && p->reply_len) {
+                send_cart(t, req, p->route, p->started_ms, p->reply_status, p->reply_body, p->reply_len);
+            } else {
+                req->res.status = p->reply_status;
+                req->res.reason = cart_http_reason(p->reply_status);
+                h2o_send_inline(req, NULL, 0);
+                observe(t, p->route, p->reply_status, p->started_ms);
+            }
+        }
+        pending_finish(p);
+        return;
+    }
+    if (p->async || p->timed_out) {
+        if (req) {
+            /* Accepted: stored durably, applied later (or not yet known). */
+            snprintf(location, sizeof location, "/v1/carts/%s", p->user_id);
+            if (p->async)
+                cart_http_header(req, "Preference-Applied", "respond-async");
+            cart_http_header(req, "Location", location);
+            int n = snprintf(body, sizeof body, "{\"event_id\":\"%s\",\"status\":\"accepted\"}", p->event_id);
+            cart_http_send(req, 202, "application/json", body, (size_t)n);
+            observe(t, p->route, 202, p->started_ms);
+        }
+        pending_finish(p);
+    }
+}
+
+static void on_pending_timeout(uv_timer_t *timer)
+{
+    gw_pending *p = timer->data;
+
+    p->timed_out = true;
+    pending_settle(p);
+}
+
+/* --- notes from nats.c threads --- */
+
+static void post_note(gw_thread *t, gw_note *n)
+{
+    pthread_mutex_lock(&t->inbox_mu);
+    n->next = t->inbox;
+    t->inbox = n;
+    pthread_mutex_unlock(&t->inbox_mu);
+    uv_async_send(&t->wake);
+}
+
+static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    gw_thread *t = closure;
+    const char *id = NULL;
+    gw_note *n = calloc(1, sizeof *n);
+
+    if (n && natsMsgHeader_Get(msg, CART_HDR_MSG_ID, &id) == NATS_OK && id) {
+        n->kind = NOTE_ACK;
+        snprintf(n->event_id, sizeof n->event_id, "%s", id);
+        n->ok = pa != NULL;
+        if (pae)
+            snprintf(n->error, sizeof n->error, "%s", pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err));
+        post_note(t, n);
+        n = NULL;
+    }
+    free(n);
+    natsMsg_Destroy(msg);
+}
+
+static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    gw_thread *t = closure;
+    const char *id = NULL, *status = NULL, *detail = NULL;
+    gw_note *n = calloc(1, sizeof *n);
+    int len = natsMsg_GetDataLength(msg);
+
+    if (n == NULL || natsMsgHeader_Get(msg, "Cart-Event-Id", &id) != NATS_OK ||
+        natsMsgHeader_Get(msg, "Cart-Status", &status) != NATS_OK)
+        goto out;
+    n->kind = NOTE_REPLY;
+    snprintf(n->event_id, sizeof n->event_id, "%s", id);
+    n->status = atoi(status);
+    if (natsMsgHeader_Get(msg, "Cart-Detail", &detail) == NATS_OK && detail)
+        snprintf(n->detail, sizeof n->detail, "%s", detail);
+    if (len > 0) {
+        n->body = malloc((size_t)len);
+        if (n->body == NULL)
+            goto out;
+        memcpy(n->body, natsMsg_GetData(msg), (size_t)len);
+        n->body_len = (size_t)len;
+    }
+    if (n->status < 200 || n->status > 599)
+        goto out;
+    post_note(t, n);
+    n = NULL;
+out:
+    if (n)
+        free(n->body);
+    free(n);
+    natsMsg_Destroy(msg);
+}
+
+static void begin_drain(gw_thread *t);
+
+static void on_wake(uv_async_t *h)
+{
+    gw_thread *t = h->data;
+    gw_note *list, *rev = NULL;
+
+    if (atomic_load(&t->app->stopping))
+        begin_drain(t);
+
+    pthread_mutex_lock(&t->inbox_mu);
+    list = t->inbox;
+    t->inbox = NULL;
+    pthread_mutex_unlock(&t->inbox_mu);
+    while (list) { /* restore arrival order */
+        gw_note *next = list->next;
+        list->next = rev;
+        rev = list;
+        list = next;
+    }
+    while (rev) {
+        gw_note *n = rev;
+        gw_pending *p = pending_find(t, n->event_id);
+        rev = n->next;
+        if (p && n->kind == NOTE_ACK) {
+            if (n->ok) {
+                p->acked = true;
+                pending_settle(p);
+            } else if (!p->replied) {
+                cart_counter_inc(t->app->m_publish_errors);
+                cart_log(CART_LOG_WARN, "event publish failed", CART_LS("event_id", p->event_id),
+                         CART_LS("error", n->error), NULL);
+                if (p->req)
+                    send_problem(t, p->req, p->route, p->started_ms, 503, "unavailable",
+                                 "the event bus did not acknowledge the change; retry with the same Idempotency-Key");
+                pending_finish(p);
+            } else {
+                /* The worker applied it: the store happened even if the ack got lost. */
+                p->acked = true;
+                pending_settle(p);
+            }
+        } else if (p && n->kind == NOTE_REPLY && !p->replied) {
+            p->replied = true;
+            p->reply_status = n->status;
+            snprintf(p->reply_detail, sizeof p->reply_detail, "%s", n->detail);
+            p->reply_body = n->body;
+            p->reply_len = n->body_len;
+            n->body = NULL;
+            pending_settle(p);
+        }
+        free(n->body);
+        free(n);
+    }
+}
+
+/* --- the write path --- */
+
+/* Looks a header up; returns its value or a zero iovec. */
+static h2o_iovec_t header(h2o_req_t *req, const h2o_token_t *token)
+{
+    ssize_t i = h2o_find_header(&req->headers, token, -1);
+
+    return i >= 0 ? req->headers.entries[i].value : h2o_iovec_init(NULL, 0);
+}
+
+static h2o_iovec_t header_by_name(h2o_req_t *req, const char *name)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, name, strlen(name), -1);
+
+    return i >= 0 ? req->headers.entries[i].value : h2o_iovec_init(NULL, 0);
+}
+
+static bool prefers_async(h2o_req_t *req)
+{
+    h2o_iovec_t v = header_by_name(req, "prefer");
+
+    for (size_t i = 0; v.base && i + 13 <= v.len; i++)
+        if (strncasecmp(v.base + i, "respond-async", 13) == 0)
+            return true;
+    return false;
+}
+
+/* Reads the JSON body as an object. On failure answers the request and returns NULL. */
+static json_t *read_body(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started)
+{
+    h2o_iovec_t ct = header(req, H2O_TOKEN_CONTENT_TYPE);
+    json_error_t jerr;
+    json_t *doc;
+    char detail[200];
+
+    if (ct.base == NULL || ct.len < 16 || strncasecmp(ct.base, "application/json", 16) != 0 ||
+        (ct.len > 16 && ct.base[16] != ';' && ct.base[16] != ' ')) {
+        send_problem(t, req, r->name, started, 415, "unsupported-media-type", "the body must be application/json");
+        return NULL;
+    }
+    doc = json_loadb(req->entity.base ? req->entity.base : "", req->entity.len, JSON_REJECT_DUPLICATES, &jerr);
+    if (doc == NULL || !json_is_object(doc)) {
+        snprintf(detail, sizeof detail, "malformed JSON: %s", doc ? "expected an object" : jerr.text);
+        json_decref(doc);
+        send_problem(t, req, r->name, started, 400, "malformed-json", detail);
+        return NULL;
+    }
+    return doc;
+}
+
+/* Reads an integer field; returns 0, or -1 after answering 400. */
+static int int_field(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started, json_t *doc,
+                     const char *name, int64_t *out)
+{
+    json_t *v = json_object_get(doc, name);
+    char detail[96];
+
+    if (!json_is_integer(v)) {
+        snprintf(detail, sizeof detail, "%s: expected an integer", name);
+        send_problem(t, req, r->name, started, 400, "invalid-field", detail);
+        return -1;
+    }
+    *out = json_integer_value(v);
+    return 0;
+}
+
+/* Reads a string id field; returns 0, or -1 after answering 400. */
+static int id_field(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started, json_t *doc, const char *name,
+                    char out[CART_ID_MAX + 1])
+{
+    json_t *v = json_object_get(doc, name);
+    char detail[96];
+
+    if (!json_is_string(v) || !cart_valid_id(json_string_value(v), json_string_length(v))) {
+        snprintf(detail, sizeof detail, "%s: expected 1-64 characters of [A-Za-z0-9._:-]", name);
+        send_problem(t, req, r->name, started, 400, "invalid-field", detail);
+        return -1;
+    }
+    memcpy(out, json_string_value(v), json_string_length(v) + 1);
+    return 0;
+}
+
+/* Builds the event of a write request. Returns 0, or -1 after answering. */
+static int build_event(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started, cart_event *ev)
+{
+    const cart_config *cfg = t->app->cfg;
+    json_t *doc = NULL;
+    h2o_iovec_t ifmatch;
+    int rc = -1;
+
+    memset(ev, 0, sizeof *ev);
+    snprintf(ev->user_id, sizeof ev->user_id, "%s", r->user_id);
+    ev->occurred_at_ms = cart_now_ms();
+    cart_event_new_id(ev);
+    switch (r->id) {
+    case GW_R_CREATE_CART:
+        ev->type = CART_EV_CREATED;
+        if ((doc = read_body(t, req, r, started)) == NULL ||
+            id_field(t, req, r, started, doc, "user_id", ev->user_id) != 0)
+            goto out;
+        break;
+    case GW_R_ADD_ITEM:
+    case GW_R_SET_ITEM: {
+        int64_t lo = r->id == GW_R_ADD_ITEM ? 1 : 0;
+        ev->type = r->id == GW_R_ADD_ITEM ? CART_EV_ITEM_ADDED : CART_EV_ITEM_QUANTITY_SET;
+        if ((doc = read_body(t, req, r, started)) == NULL)
+            goto out;
+        if (r->id == GW_R_ADD_ITEM) {
+            if (id_field(t, req, r, started, doc, "sku", ev->sku) != 0)
+                goto out;
+        } else {
+            snprintf(ev->sku, sizeof ev->sku, "%s", r->sku);
+        }
+        if (int_field(t, req, r, started, doc, "quantity", &ev->quantity) != 0)
+            goto out;
+        if (ev->quantity < lo || ev->quantity > cfg->max_quantity) {
+            char detail[96];
+            snprintf(detail, sizeof detail, "quantity: must be from %lld to %d", (long long)lo, (int)cfg->max_quantity);
+            send_problem(t, req, r->name, started, 422, "limit-exceeded", detail);
+            goto out;
+        }
+        break;
+    }
+    case GW_R_REMOVE_ITEM:
+        ev->type = CART_EV_ITEM_REMOVED;
+        snprintf(ev->sku, sizeof ev->sku, "%s", r->sku);
+        break;
+    case GW_R_DELETE_CART:
+        ev->type = CART_EV_DELETED;
+        break;
+    case GW_R_CHECKOUT:
+        ev->type = CART_EV_CHECKED_OUT;
+        break;
+    default:
+        goto out;
+    }
+    ifmatch = header(req, H2O_TOKEN_IF_MATCH);
+    if (ifmatch.base) {
+        char buf[32];
+        char *end;
+        if (ifmatch.len < 3 || ifmatch.len >= sizeof buf || ifmatch.base[0] != '"' ||
+            ifmatch.base[ifmatch.len - 1] != '"') {
+            send_problem(t, req, r->name, started, 400, "invalid-header", "If-Match: expected \"<version>\"");
+            goto out;
+        }
+        memcpy(buf, ifmatch.base + 1, ifmatch.len - 2);
+        buf[ifmatch.len - 2] = '\0';
+        ev->expected_version = strtoll(buf, &end, 10);
+        if (*end != '\0' || buf[0] == '-' || buf[0] == '+') {
+            send_problem(t, req, r->name, started, 400, "invalid-header", "If-Match: expected \"<version>\"");
+            goto out;
+        }
+        ev->has_expected_version = true;
+    }
+    rc = 0;
+out:
+    json_decref(doc);
+    return rc;
+}
+
+static void handle_write(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started)
+{
+    const cart_config *cfg = t->app->cfg;
+    cart_event ev;
+    char *payload = NULL, subject[CART_SUBJECT_MAX];
+    size_t len = 0;
+    natsMsg *msg = NULL;
+    jsPubOptions po;
+    gw_pending *p = NULL;
+    req_ref *ref;
+    uint32_t part;
+
+    if (build_event(t, req, r, started, &ev) != 0)
+        return;
+    if (natsConnection_Status(t->app->nc) != NATS_CONN_STATUS_CONNECTED) {
+        send_problem(t, req, r->name, started, 503, "unavailable", "the event bus is unreachable");
+        return;
+    }
+    if (cart_event_encode(&ev, &payload, &len) != CART_OK) {
+        send_problem(t, req, r->name, started, 400, "invalid-request", "the change could not be encoded");
+        return;
+    }
+    part = cart_partition_of(ev.user_id, strlen(ev.user_id), cfg->partitions);
+    p = calloc(1, sizeof *p);
+    if (p == NULL ||
+        natsMsg_Create(&msg, cart_bus_subject(subject, CART_SUBJ_EVENTS, part), NULL, payload, (int)len) != NATS_OK ||
+        natsMsgHeader_Set(msg, CART_HDR_MSG_ID, ev.event_id) != NATS_OK ||
+        (!prefers_async(req) && natsMsgHeader_Set(msg, CART_HDR_REPLY_TO, t->reply_subject) != NATS_OK)) {
+        free(p);
+        natsMsg_Destroy(msg);
+        free(payload);
+        send_problem(t, req, r->name, started, 503, "unavailable", "out of memory");
+        return;
+    }
+    free(payload);
+    p->t = t;
+    snprintf(p->event_id, sizeof p->event_id, "%s", ev.event_id);
+    snprintf(p->user_id, sizeof p->user_id, "%s", ev.user_id);
+    p->req = req;
+    p->route = r->name;
+    p->started_ms = started;
+    p->async = prefers_async(req);
+    uv_timer_init(&t->loop, &p->timer);
+    p->timer.data = p;
+    ref = h2o_mem_alloc_shared(&req->pool, sizeof *ref, on_req_dispose);
+    ref->p = p;
+    p->ref = ref;
+    p->next = t->pending[bucket_of(p->event_id)];
+    t->pending[bucket_of(p->event_id)] = p;
+    t->npending++;
+
+    jsPubOptions_Init(&po);
+    po.MaxWait = cfg->sync_timeout_ms > 0 && cfg->sync_timeout_ms < 5000 ? 5000 : cfg->sync_timeout_ms + 1000;
+    if (js_PublishMsgAsync(t->js, &msg, &po) != NATS_OK) {
+        natsMsg_Destroy(msg);
+        pending_finish(p);
+        cart_counter_inc(t->app->m_publish_errors);
+        send_problem(t, req, r->name, started, 503, "unavailable", "the event bus refused the change");
+        return;
+    }
+    if (!p->async)
+        uv_timer_start(&p->timer, on_pending_timeout, (uint64_t)cfg->sync_timeout_ms, 0);
+}
+
+/* --- the read path --- */
+
+typedef struct read_ctx {
+    gw_thread *t;
+    struct read_ctx **slot; /* in the request's pool; NULL once the request is gone */
+    h2o_req_t *req; /* NULL once the client has gone */
+    char user_id[CART_ID_MAX + 1];
+    int64_t started;
+    char if_none_match[40];
+} read_ctx;
+
+static void on_read_dispose(void *arg)
+{
+    read_ctx **slot = arg;
+
+    if (*slot) {
+        (*slot)->req = NULL;
+        (*slot)->slot = NULL;
+    }
+}
+
+static const char *const sql_get_cart =
+    "SELECT c.cart_id::text, c.version, (extract(epoch FROM c.created_at) * 1000)::bigint,"
+    " (extract(epoch FROM c.updated_at) * 1000)::bigint, i.sku, i.quantity"
+    " FROM carts c LEFT JOIN cart_items i ON i.cart_id = c.cart_id"
+    " WHERE c.user_id = $1 AND c.status = 'active'";
+
+static void on_cart_rows(void *arg, const PGresult *res, const char *err)
+{
+    read_ctx *rc = arg;
+    gw_thread *t = rc->t;
+    h2o_req_t *req = rc->req;
+    cart c;
+    char *body = NULL, etag[32];
+    size_t len = 0;
+
+    if (req == NULL)
+        goto out;
+    if (res == NULL) {
+        cart_log(CART_LOG_WARN, "shard read failed", CART_LS("user_id", rc->user_id), CART_LS("error", err), NULL);
+        send_problem(t, req, "get_cart", rc->started, 503, "unavailable", "the cart's shard is unreachable");
+        goto out;
+    }
+    if (PQntuples(res) == 0) {
+        send_problem(t, req, "get_cart", rc->started, 404, "not-found", "this user has no active cart");
+        goto out;
+    }
+    cart_init(&c, rc->user_id);
+    snprintf(c.cart_id, sizeof c.cart_id, "%s", PQgetvalue(res, 0, 0));
+    c.state = CART_ACTIVE;
+    c.version = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    c.created_at_ms = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+    c.updated_at_ms = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+    for (int i = 0; i < PQntuples(res); i++)
+        if (!PQgetisnull(res, i, 4))
+            cart_put_line(&c, PQgetvalue(res, i, 4), (int32_t)strtol(PQgetvalue(res, i, 5), NULL, 10));
+    snprintf(etag, sizeof etag, "\"%" PRId64 "\"", c.version);
+    if (rc->if_none_match[0] && strcmp(rc->if_none_match, etag) == 0) {
+        cart_http_header(req, "ETag", etag);
+        req->res.status = 304;
+        req->res.reason = "Not Modified";
+        h2o_send_inline(req, NULL, 0);
+        observe(t, "get_cart", 304, rc->started);
+        cart_cleanup(&c);
+        goto out;
+    }
+    body = cart_to_json(&c, &len);
+    cart_cleanup(&c);
+    if (body == NULL) {
+        send_problem(t, req, "get_cart", rc->started, 503, "unavailable", "out of memory");
+        goto out;
+    }
+    send_cart(t, req, "get_cart", rc->started, 200, body, len);
+out:
+    if (rc->slot)
+        *rc->slot = NULL; /* the request may outlive rc */
+    free(body);
+    free(rc);
+}
+
+static void handle_get(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started)
+{
+    const cart_config *cfg = t->app->cfg;
+    uint32_t part = cart_partition_of(r->user_id, strlen(r->user_id), cfg->partitions);
+    uint32_t shard = cart_shard_of(part, cfg->partitions, cfg->nshards);
+    read_ctx *rc = calloc(1, sizeof *rc);
+    read_ctx **slot;
+    h2o_iovec_t inm;
+    const char *params[1];
+
+    if (rc == NULL) {
+        send_problem(t, req, r->name, started, 503, "unavailable", "out of memory");
+        return;
+    }
+    rc->t = t;
+    rc->req = req;
+    rc->started = started;
+    snprintf(rc->user_id, sizeof rc->user_id, "%s", r->user_id);
+    inm = header(req, H2O_TOKEN_IF_NONE_MATCH);
+    if (inm.base && inm.len < sizeof rc->if_none_match) {
+        memcpy(rc->if_none_match, inm.base, inm.len);
+        rc->if_none_match[inm.len] = '\0';
+    }
+    slot = h2o_mem_alloc_shared(&req->pool, sizeof *slot, on_read_dispose);
+    *slot = rc;
+    rc->slot = slot;
+    params[0] = rc->user_id;
+    if (gw_pg_query(t->shards[shard], sql_get_cart, 1, params, on_cart_rows, rc) != 0) {
+        *slot = NULL;
+        free(rc);
+        send_problem(t, req, r->name, started, 503, "unavailable", "the cart's shard is unreachable");
+    }
+}
+
+/* --- operations endpoints --- */
+
+static void handle_ops(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started)
+{
+    gw_app *app = t->app;
+
+    if (r->id == GW_R_HEALTHZ) {
+        cart_http_send(req, 200, "text/plain; charset=utf-8", "ok\n", 3);
+        observe(t, r->name, 200, started);
+    } else if (r->id == GW_R_READYZ) {
+        bool nats_ok = natsConnection_Status(app->nc) == NATS_CONN_STATUS_CONNECTED;
+        bool redis_ok = atomic_load(&app->redis_ok);
+        bool ready = nats_ok && redis_ok && !atomic_load(&app->stopping);
+        char body[128];
+        int n = snprintf(body, sizeof body, "{\"ready\":%s,\"nats\":%s,\"redis\":%s}\n", ready ? "true" : "false",
+                         nats_ok ? "true" : "false", redis_ok ? "true" : "false");
+        cart_http_send(req, ready ? 200 : 503, "application/json", body, (size_t)n);
+        observe(t, r->name, ready ? 200 : 503, started);
+    } else {
+        size_t len = 0;
+        char *text = cart_metrics_render(app->metrics, &len);
+        if (text == NULL) {
+            send_problem(t, req, r->name, started, 503, "unavailable", "out of memory");
+            return;
+        }
+        cart_http_send(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+        free(text);
+        observe(t, r->name, 200, started);
+    }
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    gw_thread *t = ((gw_handler *)self)->t;
+    int64_t started = cart_mono_ms();
+    gw_route r;
+
+    gw_route_match(req->method.base, req->method.len, req->path.base, req->path.len, &r);
+    switch (r.id) {
+    case GW_R_HEALTHZ:
+    case GW_R_READYZ:
+    case GW_R_METRICS:
+        handle_ops(t, req, &r, started);
+        break;
+    case GW_R_GET_CART:
+        handle_get(t, req, &r, started);
+        break;
+    case GW_R_CREATE_CART:
+    case GW_R_DELETE_CART:
+    case GW_R_ADD_ITEM:
+    case GW_R_SET_ITEM:
+    case GW_R_REMOVE_ITEM:
+    case GW_R_CHECKOUT:
+        if (atomic_load(&t->app->stopping)) {
+            send_problem(t, req, r.name, started, 503, "unavailable", "the gateway is shutting down");
+            break;
+        }
+        handle_write(t, req, &r, started);
+        break;
+    case GW_R_BAD_METHOD:
+        cart_http_header(req, "Allow", r.allow);
+        send_problem(t, req, r.name, started, 405, "method-not-allowed", "this method is not allowed here");
+        break;
+    case GW_R_BAD_ID:
+        send_problem(t, req, r.name, started, 400, "invalid-field", r.detail);
+        break;
+    case GW_R_NOT_FOUND:
+    default:
+        send_problem(t, req, r.name, started, 404, "not-found", "no such resource");
+        break;
+    }
+    return 0;
+}
+
+/* --- thread lifecycle --- */
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void on_drain_tick(uv_timer_t *timer)
+{
+    gw_thread *t = timer->data;
+
+    /* Stop once the writes in flight are answered; they are bounded by the sync timeout and the
+     * ack wait, and the deadline is a last resort. */
+    if (t->npending == 0 || cart_mono_ms() > t->drain_deadline_ms)
+        uv_stop(&t->loop);
+}
+
+/* Runs on the thread's loop when the process is stopping. */
+static void begin_drain(gw_thread *t)
+{
+    if (t->draining)
+        return;
+    t->draining = true;
+    t->drain_deadline_ms = cart_mono_ms() + t->app->cfg->sync_timeout_ms + 6000;
+    cart_http_server_stop_accepting(&t->http);
+    uv_timer_start(&t->drain_timer, on_drain_tick, 0, 20);
+}
+
+static void *thread_main(void *arg)
+{
+    gw_thread *t = arg;
+
+    uv_run(&t->loop, UV_RUN_DEFAULT);
+    /* Shutdown: close everything left on the loop and let it settle. */
+    natsSubscription_Unsubscribe(t->reply_sub);
+    for (uint32_t s = 0; s < t->app->cfg->nshards; s++)
+        gw_pg_free(t->shards[s]);
+    cart_http_server_stop_accepting(&t->http);
+    uv_walk(&t->loop, close_walk, NULL);
+    uv_run(&t->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+int gw_thread_start(gw_thread *t)
+{
+    const cart_config *cfg = t->app->cfg;
+    jsOptions jo;
+    char err[256], app_name[96];
+
+    uv_loop_init(&t->loop);
+    pthread_mutex_init(&t->inbox_mu, NULL);
+    uv_async_init(&t->loop, &t->wake, on_wake);
+    t->wake.data = t;
+    uv_timer_init(&t->loop, &t->drain_timer);
+    t->drain_timer.data = t;
+    if (cart_http_server_init(&t->http, &t->loop, cfg->gateway_host, cfg->gateway_port, true, on_req,
+                              sizeof(gw_handler), cfg->max_body_bytes, err, sizeof err) != 0) {
+        cart_log(CART_LOG_ERROR, "http listener failed", CART_LS("error", err), NULL);
+        return -1;
+    }
+    ((gw_handler *)t->http.handler)->t = t;
+    jsOptions_Init(&jo);
+    jo.PublishAsync.MaxPending = 65536;
+    jo.PublishAsync.AckHandler = on_pub_ack;
+    jo.PublishAsync.AckHandlerClosure = t;
+    if (natsConnection_JetStream(&t->js, t->app->nc, &jo) != NATS_OK) {
+        cart_log(CART_LOG_ERROR, "jetstream context failed", NULL);
+        return -1;
+    }
+    snprintf(t->reply_subject, sizeof t->reply_subject, "%s.%s.%d", CART_REPLY_PREFIX, cfg->gateway_id, t->index);
+    if (natsConnection_Subscribe(&t->reply_sub, t->app->nc, t->reply_subject, on_reply, t) != NATS_OK ||
+        natsSubscription_SetPendingLimits(t->reply_sub, -1, -1) != NATS_OK) {
+        cart_log(CART_LOG_ERROR, "reply subscription failed", CART_LS("subject", t->reply_subject), NULL);
+        return -1;
+    }
+    t->shards = calloc(cfg->nshards, sizeof *t->shards);
+    if (t->shards == NULL)
+        return -1;
+    snprintf(app_name, sizeof app_name, "cart-gateway %s/%d", cfg->gateway_id, t->index);
+    for (uint32_t s = 0; s < cfg->nshards; s++)
+        if ((t->shards[s] = gw_pg_new(&t->loop, cfg->shard_dsns[s], app_name)) == NULL)
+            return -1;
+    if (pthread_create(&t->thread, NULL, thread_main, t) != 0)
+        return -1;
+    t->started = true;
+    return 0;
+}
+
+void gw_thread_stop(gw_thread *t)
+{
+    if (!t->started)
+        return;
+    /* on_wake sees app->stopping and starts draining. */
+    uv_async_send(&t->wake);
+    pthread_join(t->thread, NULL);
+    t->started = false;
+    cart_http_server_cleanup(&t->http);
+    natsSubscription_Destroy(t->reply_sub);
+    jsCtx_Destroy(t->js);
+    free(t->shards);
+    pthread_mutex_destroy(&t->inbox_mu);
+    uv_loop_close(&t->loop);
+}

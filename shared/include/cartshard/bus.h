@@ -1,0 +1,61 @@
+/*
+ * bus.h: NATS and JetStream plumbing shared by both services (links nats.c).
+ *
+ * Names on the bus (external contract, section 4):
+ *   stream CARTS          subjects carts.events.<partition>   the cart events
+ *   stream CARTS_DLQ      subjects carts.dlq.<partition>      events that cannot be applied
+ *   stream CARTS_CHANGES  subjects carts.changes.<partition>  applied changes (outbox relay)
+ * Internal: a write that waits for its commit carries the header Cart-Reply-To with the subject
+ * the worker answers on (CART_REPLY_PREFIX.<gateway-id>.<thread>).
+ */
+#ifndef CARTSHARD_BUS_H
+#define CARTSHARD_BUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <nats/nats.h>
+
+#include "cartshard/config.h"
+#include "cartshard/status.h"
+
+#define CART_STREAM_EVENTS   "CARTS"
+#define CART_STREAM_DLQ      "CARTS_DLQ"
+#define CART_STREAM_CHANGES  "CARTS_CHANGES"
+#define CART_SUBJ_EVENTS     "carts.events"
+#define CART_SUBJ_DLQ        "carts.dlq"
+#define CART_SUBJ_CHANGES    "carts.changes"
+#define CART_REPLY_PREFIX    "_CARTSHARD.reply"
+#define CART_HDR_MSG_ID      "Nats-Msg-Id"
+#define CART_HDR_REPLY_TO    "Cart-Reply-To"
+#define CART_HDR_ERROR       "Cart-Error"
+/* Longest subject this project builds (prefix, a 64-character id, numbers). */
+#define CART_SUBJECT_MAX 160
+
+/*
+ * Connects to cfg->nats_url (comma-separated URLs allowed) as `client_name`, reconnecting
+ * forever in the background (also when the server is not up yet at start). On CART_OK *nc is
+ * the caller's (natsConnection_Destroy). CART_ERR_UNAVAILABLE with a reason in `err` if the
+ * options are refused. Disconnects and reconnects are logged.
+ */
+cart_status cart_bus_connect(const cart_config *cfg, const char *client_name, natsConnection **nc, char *err,
+                             size_t errlen);
+
+/*
+ * Creates the three streams if missing, or updates their settings (replicas excepted) if they
+ * exist: file storage, cfg->stream_replicas replicas, a 2-minute duplicate window on CARTS.
+ * Blocking (JetStream API requests): never call it on an event-loop thread. CART_OK, or
+ * CART_ERR_UNAVAILABLE with the reason in `err`.
+ */
+cart_status cart_bus_ensure_streams(jsCtx *js, const cart_config *cfg, char *err, size_t errlen);
+
+/* Writes "<prefix>.<partition>" into buf; returns buf. */
+const char *cart_bus_subject(char buf[CART_SUBJECT_MAX], const char *prefix, uint32_t partition);
+
+/* Parses the partition token at the end of `subject` (after prefix and a dot). CART_OK and
+ * *partition, or CART_ERR_INVALID if the subject is not "<prefix>.<digits>" with a value below
+ * `partitions`. */
+cart_status cart_bus_subject_partition(const char *subject, const char *prefix, uint32_t partitions,
+                                       uint32_t *partition);
+
+#endif

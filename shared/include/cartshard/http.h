@@ -1,0 +1,53 @@
+/*
+ * http.h: a small h2o (libuv build) server shell shared by the gateway and the cart-store's
+ * admin port: listening (optionally with SO_REUSEPORT, one listener per loop thread), one
+ * handler for every path, and helpers for plain and problem+json answers.
+ */
+#ifndef CARTSHARD_HTTP_H
+#define CARTSHARD_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <h2o.h>
+#include <uv.h>
+
+typedef int (*cart_http_fn)(h2o_handler_t *self, h2o_req_t *req);
+
+/* One server on one loop. Caller-owned: cart_http_server_init / cart_http_server_cleanup. */
+typedef struct cart_http_server {
+    h2o_globalconf_t config;  /* h2o's configuration (one host, one path "/") */
+    h2o_context_t ctx;        /* the loop's h2o context */
+    h2o_accept_ctx_t accept;  /* what new connections are handed to */
+    uv_tcp_t listener;        /* the listening socket */
+    h2o_handler_t *handler;   /* the handler; allocated by h2o with the size asked for */
+    bool listening;           /* the listener is open */
+    bool ctx_ready;           /* ctx was initialised */
+} cart_http_server;
+
+/*
+ * Sets up `srv` on `loop`, listening on host:port (reuseport: SO_REUSEPORT, for one listener per
+ * thread), every request going to `fn` with a handler of `handler_size` bytes (>= sizeof
+ * h2o_handler_t; the extra space is the caller's, reachable from srv->handler). Request bodies
+ * above `max_body` are refused by h2o with 413. Returns 0, or -1 with the reason in `err`; on -1
+ * call cart_http_server_cleanup all the same.
+ */
+int cart_http_server_init(cart_http_server *srv, uv_loop_t *loop, const char *host, int port, bool reuseport,
+                          cart_http_fn fn, size_t handler_size, size_t max_body, char *err, size_t errlen);
+
+/* Stops accepting new connections; requests in flight go on. */
+void cart_http_server_stop_accepting(cart_http_server *srv);
+
+/* Releases the context and configuration. Call after the loop has no more requests. */
+void cart_http_server_cleanup(cart_http_server *srv);
+
+/* Sends a complete answer; `body` is copied into the request's pool. */
+void cart_http_send(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len);
+
+/* Sends an RFC 9457 problem+json answer (see cartshard/problem.h). */
+void cart_http_problem(h2o_req_t *req, int status, const char *slug, const char *detail);
+
+/* Adds a response header (name and value are copied into the request's pool). */
+void cart_http_header(h2o_req_t *req, const char *name, const char *value);
+
+#endif

@@ -1,0 +1,162 @@
+#define _POSIX_C_SOURCE 200809L
+#include "cartshard/bus.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cartshard/log.h"
+
+#define NS_PER_MS 1000000LL
+
+static void on_disconnected(natsConnection *nc, void *closure)
+{
+    cart_log(CART_LOG_WARN, "nats disconnected", CART_LS("client", closure), NULL);
+}
+
+static void on_reconnected(natsConnection *nc, void *closure)
+{
+    char url[256] = "";
+
+    natsConnection_GetConnectedUrl(nc, url, sizeof url);
+    cart_log(CART_LOG_INFO, "nats reconnected", CART_LS("client", closure), CART_LS("url", url), NULL);
+}
+
+static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+    cart_log(CART_LOG_WARN, "nats asynchronous error", CART_LS("client", closure),
+             CART_LS("error", natsStatus_GetText(err)), NULL);
+}
+
+cart_status cart_bus_connect(const cart_config *cfg, const char *client_name, natsConnection **nc, char *err,
+                             size_t errlen)
+{
+    natsOptions *opts = NULL;
+    natsConnection *conn = NULL;
+    natsStatus s;
+    cart_status st = CART_ERR_UNAVAILABLE;
+
+    s = natsOptions_Create(&opts);
+    if (s == NATS_OK)
+        s = natsOptions_SetURL(opts, cfg->nats_url);
+    if (s == NATS_OK)
+        s = natsOptions_SetName(opts, client_name);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(opts, -1);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectWait(opts, 250);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectJitter(opts, 100, 1000);
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(opts, 2000);
+    if (s == NATS_OK)
+        s = natsOptions_SetPingInterval(opts, 5000);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxPingsOut(opts, 3);
+    if (s == NATS_OK)
+        s = natsOptions_SetRetryOnFailedConnect(opts, true, NULL, NULL);
+    if (s == NATS_OK)
+        s = natsOptions_SetDisconnectedCB(opts, on_disconnected, (void *)client_name);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectedCB(opts, on_reconnected, (void *)client_name);
+    if (s == NATS_OK)
+        s = natsOptions_SetErrorHandler(opts, on_async_error, (void *)client_name);
+    if (s != NATS_OK) {
+        snprintf(err, errlen, "NATS_URL: %s", natsStatus_GetText(s));
+        goto out;
+    }
+    /* With retry-on-failed-connect, NATS_NOT_YET_CONNECTED means "connecting in the background". */
+    s = natsConnection_Connect(&conn, opts);
+    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
+        snprintf(err, errlen, "NATS_URL: cannot connect: %s", natsStatus_GetText(s));
+        goto out;
+    }
+    *nc = conn;
+    conn = NULL;
+    st = CART_OK;
+out:
+    natsConnection_Destroy(conn);
+    natsOptions_Destroy(opts);
+    return st;
+}
+
+/* Creates or updates one stream; `subject` is "<prefix>.*". */
+static cart_status ensure_stream(jsCtx *js, const char *name, const char *subject, int replicas, int64_t dup_ms,
+                                 char *err, size_t errlen)
+{
+    jsStreamConfig sc;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    const char *subjects[1] = {subject};
+    natsStatus s;
+
+    jsStreamConfig_Init(&sc);
+    sc.Name = name;
+    sc.Subjects = subjects;
+    sc.SubjectsLen = 1;
+    sc.Storage = js_FileStorage;
+    sc.Retention = js_LimitsPolicy;
+    sc.Replicas = replicas;
+    sc.Duplicates = dup_ms * NS_PER_MS;
+    sc.MaxAge = 7LL * 24 * 3600 * 1000 * NS_PER_MS;
+    s = js_AddStream(&si, js, &sc, NULL, &jerr);
+    if (s != NATS_OK && jerr == JSStreamNameExistErr) {
+        /* It exists: bring the settings we own up to date (replicas cannot change in 2.9). */
+        jsStreamInfo *cur = NULL;
+        s = js_GetStreamInfo(&cur, js, name, NULL, &jerr);
+        if (s == NATS_OK) {
+            sc.Replicas = cur->Config->Replicas;
+            jsStreamInfo_Destroy(cur);
+            s = js_UpdateStream(&si, js, &sc, NULL, &jerr);
+        }
+    }
+    jsStreamInfo_Destroy(si);
+    if (s != NATS_OK) {
+        snprintf(err, errlen, "stream %s: %s (JetStream error %d)", name, natsStatus_GetText(s), (int)jerr);
+        return CART_ERR_UNAVAILABLE;
+    }
+    return CART_OK;
+}
+
+cart_status cart_bus_ensure_streams(jsCtx *js, const cart_config *cfg, char *err, size_t errlen)
+{
+    cart_status st;
+
+    st = ensure_stream(js, CART_STREAM_EVENTS, CART_SUBJ_EVENTS ".*", cfg->stream_replicas, 2 * 60 * 1000, err,
+                       errlen);
+    if (st == CART_OK)
+        st = ensure_stream(js, CART_STREAM_DLQ, CART_SUBJ_DLQ ".*", cfg->stream_replicas, 2 * 60 * 1000, err, errlen);
+    if (st == CART_OK)
+        st = ensure_stream(js, CART_STREAM_CHANGES, CART_SUBJ_CHANGES ".*", cfg->stream_replicas, 2 * 60 * 1000, err,
+                           errlen);
+    return st;
+}
+
+const char *cart_bus_subject(char buf[CART_SUBJECT_MAX], const char *prefix, uint32_t partition)
+{
+    snprintf(buf, CART_SUBJECT_MAX, "%s.%u", prefix, partition);
+    return buf;
+}
+
+cart_status cart_bus_subject_partition(const char *subject, const char *prefix, uint32_t partitions,
+                                       uint32_t *partition)
+{
+    size_t plen = strlen(prefix);
+    const char *p;
+    uint64_t v = 0;
+
+    if (strncmp(subject, prefix, plen) != 0 || subject[plen] != '.')
+        return CART_ERR_INVALID;
+    p = subject + plen + 1;
+    if (*p == '\0' || (*p == '0' && p[1] != '\0'))
+        return CART_ERR_INVALID;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return CART_ERR_INVALID;
+        v = v * 10 + (uint64_t)(*p - '0');
+        if (v >= partitions)
+            return CART_ERR_INVALID;
+    }
+    *partition = (uint32_t)v;
+    return CART_OK;
+}

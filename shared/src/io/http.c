@@ -1,0 +1,152 @@
+#define _GNU_SOURCE
+#include "cartshard/http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cartshard/log.h"
+#include "cartshard/problem.h"
+
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void on_accept(uv_stream_t *listener, int status)
+{
+    cart_http_server *srv = listener->data;
+    uv_tcp_t *conn;
+    h2o_socket_t *sock;
+
+    if (status != 0)
+        return;
+    conn = malloc(sizeof *conn);
+    if (conn == NULL)
+        return;
+    uv_tcp_init(listener->loop, conn);
+    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
+        uv_close((uv_handle_t *)conn, free_handle);
+        return;
+    }
+    uv_tcp_nodelay(conn, 1);
+    sock = h2o_uv_socket_create((uv_stream_t *)conn, free_handle);
+    h2o_accept(&srv->accept, sock);
+}
+
+/* A listening socket made by hand, so SO_REUSEPORT can be set before bind. */
+static int open_socket(const char *host, int port, bool reuseport, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    int fd = -1, on = 1;
+
+    memset(&ss, 0, sizeof ss);
+    if (inet_pton(AF_INET, host, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+        ((struct sockaddr_in *)&ss)->sin_family = AF_INET;
+        ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+        sslen = sizeof(struct sockaddr_in);
+    } else if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+        ((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+        sslen = sizeof(struct sockaddr_in6);
+    } else {
+        snprintf(err, errlen, "\"%s\" is not an IPv4 or IPv6 address", host);
+        return -1;
+    }
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) ||
+        bind(fd, (struct sockaddr *)&ss, sslen) != 0 || listen(fd, 1024) != 0) {
+        snprintf(err, errlen, "listen on %s:%d: %s", host, port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int cart_http_server_init(cart_http_server *srv, uv_loop_t *loop, const char *host, int port, bool reuseport,
+                          cart_http_fn fn, size_t handler_size, size_t max_body, char *err, size_t errlen)
+{
+    h2o_hostconf_t *hostconf;
+    h2o_pathconf_t *pathconf;
+    int fd;
+
+    memset(srv, 0, sizeof *srv);
+    h2o_config_init(&srv->config);
+    srv->config.max_request_entity_size = max_body;
+    srv->config.server_name = h2o_iovec_init(H2O_STRLIT("cartshard"));
+    hostconf = h2o_config_register_host(&srv->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    pathconf = h2o_config_register_path(hostconf, "/", 0);
+    srv->handler = h2o_create_handler(pathconf, handler_size);
+    srv->handler->on_req = fn;
+
+    h2o_context_init(&srv->ctx, loop, &srv->config);
+    srv->ctx_ready = true;
+    srv->accept.ctx = &srv->ctx;
+    srv->accept.hosts = srv->config.hosts;
+
+    fd = open_socket(host, port, reuseport, err, errlen);
+    if (fd < 0)
+        return -1;
+    uv_tcp_init(loop, &srv->listener);
+    srv->listener.data = srv;
+    srv->listening = true;
+    if (uv_tcp_open(&srv->listener, fd) != 0 || uv_listen((uv_stream_t *)&srv->listener, 1024, on_accept) != 0) {
+        snprintf(err, errlen, "listen on %s:%d failed", host, port);
+        return -1;
+    }
+    return 0;
+}
+
+void cart_http_server_stop_accepting(cart_http_server *srv)
+{
+    if (srv->listening) {
+        uv_close((uv_handle_t *)&srv->listener, NULL);
+        srv->listening = false;
+    }
+}
+
+void cart_http_server_cleanup(cart_http_server *srv)
+{
+    cart_http_server_stop_accepting(srv);
+    if (srv->ctx_ready)
+        h2o_context_dispose(&srv->ctx);
+    srv->ctx_ready = false;
+    h2o_config_dispose(&srv->config);
+}
+
+void cart_http_header(h2o_req_t *req, const char *name, const char *value)
+{
+    size_t nlen = strlen(name), vlen = strlen(value);
+    char *n = h2o_mem_alloc_pool(&req->pool, nlen + 1);
+    char *v = h2o_mem_alloc_pool(&req->pool, vlen + 1);
+
+    memcpy(n, name, nlen + 1);
+    memcpy(v, value, vlen + 1);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, n, nlen, 0, NULL, v, vlen);
+}
+
+void cart_http_send(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = cart_http_reason(status);
+    if (content_type)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
+                       strlen(content_type));
+    h2o_send_inline(req, body, len);
+}
+
+void cart_http_problem(h2o_req_t *req, int status, const char *slug, const char *detail)
+{
+    char buf[1024];
+    int n = cart_problem_render(buf, sizeof buf, status, slug, detail);
+
+    cart_http_send(req, status, CART_PROBLEM_MEDIA_TYPE, buf, n > 0 ? (size_t)n : 0);
+}

@@ -1,0 +1,59 @@
+#define _POSIX_C_SOURCE 200809L
+#include "cartshard/pg.h"
+
+#include <stdio.h>
+#include <string.h>
+
+PGconn *cart_pg_open(const char *dsn, const char *app, int connect_timeout_s, bool nonblocking)
+{
+    char timeout[16];
+    /* The dsn is expanded first; the later keywords override what it says about keepalives. */
+    const char *keys[] = {"dbname",  "application_name",   "connect_timeout",     "keepalives",
+                          "keepalives_idle", "keepalives_interval", "keepalives_count", NULL};
+    const char *vals[] = {dsn, app, timeout, "1", "5", "2", "3", NULL};
+
+    snprintf(timeout, sizeof timeout, "%d", connect_timeout_s);
+    if (nonblocking)
+        return PQconnectStartParams(keys, vals, 1);
+    return PQconnectdbParams(keys, vals, 1);
+}
+
+const char *cart_pg_redact(const char *dsn, char *buf, size_t cap)
+{
+    const char *scheme = strstr(dsn, "://");
+    const char *at, *colon, *pw;
+
+    snprintf(buf, cap, "%s", dsn);
+    if (scheme) {
+        /* postgresql://user:password@host/db */
+        at = strchr(scheme + 3, '@');
+        colon = strchr(scheme + 3, ':');
+        if (at && colon && colon < at)
+            snprintf(buf, cap, "%.*s:***%s", (int)(colon - dsn), dsn, at);
+        return buf;
+    }
+    /* key=value form: hide the value of password=... */
+    pw = strstr(dsn, "password=");
+    if (pw) {
+        const char *end = strchr(pw, ' ');
+        snprintf(buf, cap, "%.*spassword=***%s", (int)(pw - dsn), dsn, end ? end : "");
+    }
+    return buf;
+}
+
+bool cart_pg_error_is_transient(const PGconn *conn, const PGresult *res)
+{
+    const char *state;
+
+    if (conn == NULL || PQstatus(conn) != CONNECTION_OK)
+        return true;
+    if (res == NULL)
+        return true;
+    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    if (state == NULL)
+        return true; /* no SQLSTATE: the client lost the server */
+    if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P0", 4) == 0 || strcmp(state, "40001") == 0 ||
+        strcmp(state, "40P01") == 0 || strncmp(state, "53", 2) == 0)
+        return true;
+    return false;
+}
