@@ -50,17 +50,19 @@ void cart_time_format(int64_t ms, char buf[CART_TIME_BUFSZ])
     int64_t secs = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
     int frac = (int)(ms - secs * 1000);
     int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
-    int64_t rem = secs - days * 86400;
+    int rem = (int)(secs - days * 86400);
     int64_t y;
-    int m, d;
+    int m, d, year;
 
     civil_from_days(days, &y, &m, &d);
+    /* RFC 3339 has four-digit years: times outside 0000..9999 are clamped to its ends. */
+    year = y < 0 ? 0 : y > 9999 ? 9999 : (int)y;
     if (frac)
-        snprintf(buf, CART_TIME_BUFSZ, "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ", (long long)y, m, d, (int)(rem / 3600),
-                 (int)(rem / 60 % 60), (int)(rem % 60), frac);
+        snprintf(buf, CART_TIME_BUFSZ, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", year % 10000, m % 100, d % 100,
+                 rem / 3600 % 100, rem / 60 % 60, rem % 60, frac % 1000);
     else
-        snprintf(buf, CART_TIME_BUFSZ, "%04lld-%02d-%02dT%02d:%02d:%02dZ", (long long)y, m, d, (int)(rem / 3600),
-                 (int)(rem / 60 % 60), (int)(rem % 60));
+        snprintf(buf, CART_TIME_BUFSZ, "%04d-%02d-%02dT%02d:%02d:%02dZ", year % 10000, m % 100, d % 100,
+                 rem / 3600 % 100, rem / 60 % 60, rem % 60);
 }
 
 /* Reads exactly n digits at s[*i]; -1 if they are not all there. */

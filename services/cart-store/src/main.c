@@ -93,13 +93,13 @@ static void register_metrics(cs_worker *w)
         cart_metrics_family(r, "cartshard_batch_duration_seconds", "Time to apply and commit one batch.",
                             CART_METRIC_HISTOGRAM, NULL, batch_buckets, sizeof batch_buckets / sizeof batch_buckets[0]),
         NULL);
-    w->m_sessions = cart_metrics_series(cart_metrics_family(r, "cartshard_shard_sessions",
-                                                            "Open shard sessions of this worker.", CART_METRIC_GAUGE,
-                                                            NULL, NULL, 0),
-                                        NULL);
+    w->m_sessions =
+        cart_metrics_series(cart_metrics_family(r, "cartshard_shard_sessions", "Open shard sessions of this worker.",
+                                                CART_METRIC_GAUGE, NULL, NULL, 0),
+                            NULL);
     w->m_owned = cart_metrics_series(cart_metrics_family(r, "cartshard_partitions_owned",
-                                                         "Partitions this worker currently applies.",
-                                                         CART_METRIC_GAUGE, NULL, NULL, 0),
+                                                         "Partitions this worker currently applies.", CART_METRIC_GAUGE,
+                                                         NULL, NULL, 0),
                                      NULL);
 }
 

@@ -24,13 +24,13 @@
 #include "store.h"
 #include "worker.h"
 
-#define REBALANCE_MS     1000
-#define OUTBOX_SWEEP_MS  5000
-#define BACKOFF_MIN_MS   100
-#define BACKOFF_MAX_MS   5000
-#define PUBLISH_WAIT_MS  5000
-#define MAX_ACK_PENDING  1024
-#define ACK_WAIT_MS      30000
+#define REBALANCE_MS    1000
+#define OUTBOX_SWEEP_MS 5000
+#define BACKOFF_MIN_MS  100
+#define BACKOFF_MAX_MS  5000
+#define PUBLISH_WAIT_MS 5000
+#define MAX_ACK_PENDING 1024
+#define ACK_WAIT_MS     30000
 
 typedef struct cs_partition cs_partition;
 
@@ -233,8 +233,7 @@ static int acquire_partition(cs_shard *sh, cs_partition *p)
         s = natsSubscription_SetOnCompleteCB(p->sub, on_sub_complete, b);
     if (s != NATS_OK) {
         cart_log(CART_LOG_WARN, "subscribing to partition failed", CART_LS("shard", sh->name),
-                 CART_LI("partition", p->id), CART_LS("error", natsStatus_GetText(s)), CART_LI("js_error", jerr),
-                 NULL);
+                 CART_LI("partition", p->id), CART_LS("error", natsStatus_GetText(s)), CART_LI("js_error", jerr), NULL);
         if (p->sub) {
             natsSubscription_Unsubscribe(p->sub);
             natsSubscription_Destroy(p->sub); /* on-complete frees b if it was set */
@@ -379,8 +378,7 @@ static void decode_items(cs_shard *sh, cs_item *items, size_t n)
         }
         if (cart_partition_of(it->ev.user_id, strlen(it->ev.user_id), parts) != it->part->id) {
             snprintf(it->dlq_reason, sizeof it->dlq_reason, "wrong partition: user %s belongs to partition %u, not %u",
-                     it->ev.user_id, cart_partition_of(it->ev.user_id, strlen(it->ev.user_id), parts),
-                     it->part->id);
+                     it->ev.user_id, cart_partition_of(it->ev.user_id, strlen(it->ev.user_id), parts), it->part->id);
             continue;
         }
         it->decoded = true;
@@ -683,8 +681,7 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
         if (e.transient || failed_at == n || attempt > (int)n)
             goto session_failed;
         /* The data is at fault: this one event cannot be stored. Dead-letter it, redo the rest. */
-        snprintf(items[failed_at].dlq_reason, sizeof items[failed_at].dlq_reason, "rejected by the shard: %s",
-                 e.msg);
+        snprintf(items[failed_at].dlq_reason, sizeof items[failed_at].dlq_reason, "rejected by the shard: %s", e.msg);
         continue;
 
     session_failed:
@@ -698,8 +695,8 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
         const char **subjects = calloc(n, sizeof *subjects), **msg_ids = calloc(n, sizeof *msg_ids);
         const char **payloads = calloc(n, sizeof *payloads);
         int64_t *ids = calloc(n, sizeof *ids);
-        char (*idbuf)[CART_EVENT_ID_MAX + 8] = calloc(n, sizeof *idbuf);
-        char (*subjbuf)[CART_SUBJECT_MAX] = calloc(n, sizeof *subjbuf);
+        char(*idbuf)[CART_EVENT_ID_MAX + 8] = calloc(n, sizeof *idbuf);
+        char(*subjbuf)[CART_SUBJECT_MAX] = calloc(n, sizeof *subjbuf);
         size_t nchg = 0;
 
         for (size_t i = 0; i < n; i++) {

@@ -52,8 +52,7 @@ static const struct stmt {
     {"unlock", "SELECT pg_advisory_unlock($1::int, $2::int)", 2},
     {"join", "SELECT pg_advisory_lock_shared($1::int, 0)", 1},
     {"outbox_list",
-     "SELECT id, subject, msg_id, payload FROM outbox WHERE partition = ANY($1::int[]) ORDER BY id LIMIT 500",
-     1},
+     "SELECT id, subject, msg_id, payload FROM outbox WHERE partition = ANY($1::int[]) ORDER BY id LIMIT 500", 1},
     {"count_locks",
      "SELECT count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::int::oid"
      " AND objsubid = 2 AND granted",
@@ -106,8 +105,9 @@ cart_status cs_store_prepare(PGconn *pg, cs_store_err *e)
         }
         PQclear(res);
     }
-    return cs_store_exec(pg, "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2;"
-                             " SET tcp_keepalives_count = 3; SET statement_timeout = '30s'",
+    return cs_store_exec(pg,
+                         "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2;"
+                         " SET tcp_keepalives_count = 3; SET statement_timeout = '30s'",
                          e);
 }
 

@@ -30,11 +30,11 @@ typedef struct gw_note gw_note;
 /* What the whole process shares. */
 typedef struct gw_app {
     const cart_config *cfg;
-    natsConnection *nc;          /* thread-safe; owned by main */
-    cart_metrics *metrics;       /* owned by main */
+    natsConnection *nc;    /* thread-safe; owned by main */
+    cart_metrics *metrics; /* owned by main */
     cart_metric_family *m_requests, *m_latency;
     cart_metric *m_publish_errors;
-    atomic_bool redis_ok;        /* kept up to date by main's health thread */
+    atomic_bool redis_ok; /* kept up to date by main's health thread */
     atomic_bool stopping;
 } gw_app;
 
@@ -49,7 +49,7 @@ typedef struct gw_thread {
     jsCtx *js;
     natsSubscription *reply_sub;
     char reply_subject[CART_ID_MAX + 64];
-    gw_pg **shards;              /* one read connection per shard */
+    gw_pg **shards; /* one read connection per shard */
     /* Inbox from nats.c threads. */
     pthread_mutex_t inbox_mu;
     gw_note *inbox;

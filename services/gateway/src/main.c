@@ -29,8 +29,8 @@ static void register_metrics(gw_app *app)
 
     app->m_requests = cart_metrics_family(r, "cartshard_http_requests_total", "HTTP requests by route and status.",
                                           CART_METRIC_COUNTER, "route,status", NULL, 0);
-    app->m_latency = cart_metrics_family(r, "cartshard_http_request_duration_seconds",
-                                         "HTTP request latency by route.", CART_METRIC_HISTOGRAM, "route", NULL, 0);
+    app->m_latency = cart_metrics_family(r, "cartshard_http_request_duration_seconds", "HTTP request latency by route.",
+                                         CART_METRIC_HISTOGRAM, "route", NULL, 0);
     app->m_publish_errors = cart_metrics_series(cart_metrics_family(r, "cartshard_publish_errors_total",
                                                                     "Events JetStream did not acknowledge.",
                                                                     CART_METRIC_COUNTER, NULL, NULL, 0),

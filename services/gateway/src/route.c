@@ -65,8 +65,8 @@ void gw_route_match(const char *method, size_t mlen, const char *path, size_t pl
         set(r, GW_R_NOT_FOUND, "other");
         return;
     }
-    if (n == 1 && (is(seg[0], seglen[0], "healthz") || is(seg[0], seglen[0], "readyz") ||
-                   is(seg[0], seglen[0], "metrics"))) {
+    if (n == 1 &&
+        (is(seg[0], seglen[0], "healthz") || is(seg[0], seglen[0], "readyz") || is(seg[0], seglen[0], "metrics"))) {
         r->name = seg[0][0] == 'h' ? "healthz" : seg[0][0] == 'r' ? "readyz" : "metrics";
         if (!get)
             bad_method(r, "GET, HEAD");

@@ -33,10 +33,10 @@ typedef enum { NOTE_ACK, NOTE_REPLY } note_kind;
 struct gw_note {
     note_kind kind;
     char event_id[CART_EVENT_ID_MAX + 1];
-    bool ok;        /* NOTE_ACK: stored by JetStream */
-    int status;     /* NOTE_REPLY: the HTTP status the worker decided */
+    bool ok;    /* NOTE_ACK: stored by JetStream */
+    int status; /* NOTE_REPLY: the HTTP status the worker decided */
     char detail[128];
-    char *body;     /* NOTE_REPLY: the cart JSON, or NULL */
+    char *body; /* NOTE_REPLY: the cart JSON, or NULL */
     size_t body_len;
     char error[128];
     gw_note *next;
@@ -50,9 +50,9 @@ struct gw_pending {
     h2o_req_t *req; /* NULL once the client has gone */
     const char *route;
     int64_t started_ms;
-    bool async;       /* Prefer: respond-async */
-    bool acked;       /* JetStream stored the event */
-    bool timed_out;   /* the sync wait ran out */
+    bool async;     /* Prefer: respond-async */
+    bool acked;     /* JetStream stored the event */
+    bool timed_out; /* the sync wait ran out */
     bool replied;
     int reply_status;
     char reply_detail[128];
@@ -87,8 +87,8 @@ static void observe(gw_thread *t, const char *route, int status, int64_t started
                            (double)(cart_mono_ms() - started_ms) / 1000.0);
 }
 
-static void send_problem(gw_thread *t, h2o_req_t *req, const char *route, int64_t started, int status,
-                         const char *slug, const char *detail)
+static void send_problem(gw_thread *t, h2o_req_t *req, const char *route, int64_t started, int status, const char *slug,
+                         const char *detail)
 {
     if (status == 503 || status == 429)
         cart_http_header(req, "Retry-After", RETRY_AFTER_S);
@@ -410,8 +410,8 @@ static json_t *read_body(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_
 }
 
 /* Reads an integer field; returns 0, or -1 after answering 400. */
-static int int_field(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started, json_t *doc,
-                     const char *name, int64_t *out)
+static int int_field(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started, json_t *doc, const char *name,
+                     int64_t *out)
 {
     json_t *v = json_object_get(doc, name);
     char detail[96];
@@ -588,7 +588,7 @@ static void handle_write(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_
 typedef struct read_ctx {
     gw_thread *t;
     struct read_ctx **slot; /* in the request's pool; NULL once the request is gone */
-    h2o_req_t *req; /* NULL once the client has gone */
+    h2o_req_t *req;         /* NULL once the client has gone */
     char user_id[CART_ID_MAX + 1];
     int64_t started;
     char if_none_match[40];

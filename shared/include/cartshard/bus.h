@@ -19,16 +19,16 @@
 #include "cartshard/config.h"
 #include "cartshard/status.h"
 
-#define CART_STREAM_EVENTS   "CARTS"
-#define CART_STREAM_DLQ      "CARTS_DLQ"
-#define CART_STREAM_CHANGES  "CARTS_CHANGES"
-#define CART_SUBJ_EVENTS     "carts.events"
-#define CART_SUBJ_DLQ        "carts.dlq"
-#define CART_SUBJ_CHANGES    "carts.changes"
-#define CART_REPLY_PREFIX    "_CARTSHARD.reply"
-#define CART_HDR_MSG_ID      "Nats-Msg-Id"
-#define CART_HDR_REPLY_TO    "Cart-Reply-To"
-#define CART_HDR_ERROR       "Cart-Error"
+#define CART_STREAM_EVENTS  "CARTS"
+#define CART_STREAM_DLQ     "CARTS_DLQ"
+#define CART_STREAM_CHANGES "CARTS_CHANGES"
+#define CART_SUBJ_EVENTS    "carts.events"
+#define CART_SUBJ_DLQ       "carts.dlq"
+#define CART_SUBJ_CHANGES   "carts.changes"
+#define CART_REPLY_PREFIX   "_CARTSHARD.reply"
+#define CART_HDR_MSG_ID     "Nats-Msg-Id"
+#define CART_HDR_REPLY_TO   "Cart-Reply-To"
+#define CART_HDR_ERROR      "Cart-Error"
 /* Longest subject this project builds (prefix, a 64-character id, numbers). */
 #define CART_SUBJECT_MAX 160
 

@@ -18,10 +18,10 @@
 #include "cartshard/status.h"
 
 typedef enum cart_state {
-    CART_NONE = 0,     /* the user never had a cart */
-    CART_ACTIVE,       /* the user's current cart */
-    CART_CHECKED_OUT,  /* the last cart was checked out; no active cart */
-    CART_DELETED       /* the last cart was deleted; no active cart */
+    CART_NONE = 0,    /* the user never had a cart */
+    CART_ACTIVE,      /* the user's current cart */
+    CART_CHECKED_OUT, /* the last cart was checked out; no active cart */
+    CART_DELETED      /* the last cart was deleted; no active cart */
 } cart_state;
 
 typedef struct cart_item {
@@ -109,8 +109,8 @@ int64_t cart_item_count(const cart *c);
  * Every change bumps version by one and sets updated_at to now_ms; one event is one change, also
  * when it starts a new cart. A change that would take version past INT64_MAX is 409.
  */
-cart_status cart_apply(cart *c, const cart_event *ev, const cart_limits *lim, int64_t now_ms,
-                       const char *new_cart_id, cart_outcome *out);
+cart_status cart_apply(cart *c, const cart_event *ev, const cart_limits *lim, int64_t now_ms, const char *new_cart_id,
+                       cart_outcome *out);
 
 /*
  * Renders the cart as the contract's JSON (items sorted by sku, item_count, RFC 3339 times,

@@ -24,12 +24,12 @@
 #define CART_TRACE_MAX    127 /* longest trace context string carried in an event */
 
 typedef enum cart_event_type {
-    CART_EV_CREATED = 1,      /* cart.created */
-    CART_EV_ITEM_ADDED,       /* cart.item_added        data: {sku, quantity} */
-    CART_EV_ITEM_QUANTITY_SET,/* cart.item_quantity_set data: {sku, quantity} */
-    CART_EV_ITEM_REMOVED,     /* cart.item_removed      data: {sku} */
-    CART_EV_DELETED,          /* cart.deleted */
-    CART_EV_CHECKED_OUT       /* cart.checked_out */
+    CART_EV_CREATED = 1,       /* cart.created */
+    CART_EV_ITEM_ADDED,        /* cart.item_added        data: {sku, quantity} */
+    CART_EV_ITEM_QUANTITY_SET, /* cart.item_quantity_set data: {sku, quantity} */
+    CART_EV_ITEM_REMOVED,      /* cart.item_removed      data: {sku} */
+    CART_EV_DELETED,           /* cart.deleted */
+    CART_EV_CHECKED_OUT        /* cart.checked_out */
 } cart_event_type;
 
 /* A decoded event. Plain value type: no heap memory, copy freely. */

@@ -16,13 +16,13 @@ typedef int (*cart_http_fn)(h2o_handler_t *self, h2o_req_t *req);
 
 /* One server on one loop. Caller-owned: cart_http_server_init / cart_http_server_cleanup. */
 typedef struct cart_http_server {
-    h2o_globalconf_t config;  /* h2o's configuration (one host, one path "/") */
-    h2o_context_t ctx;        /* the loop's h2o context */
-    h2o_accept_ctx_t accept;  /* what new connections are handed to */
-    uv_tcp_t listener;        /* the listening socket */
-    h2o_handler_t *handler;   /* the handler; allocated by h2o with the size asked for */
-    bool listening;           /* the listener is open */
-    bool ctx_ready;           /* ctx was initialised */
+    h2o_globalconf_t config; /* h2o's configuration (one host, one path "/") */
+    h2o_context_t ctx;       /* the loop's h2o context */
+    h2o_accept_ctx_t accept; /* what new connections are handed to */
+    uv_tcp_t listener;       /* the listening socket */
+    h2o_handler_t *handler;  /* the handler; allocated by h2o with the size asked for */
+    bool listening;          /* the listener is open */
+    bool ctx_ready;          /* ctx was initialised */
 } cart_http_server;
 
 /*

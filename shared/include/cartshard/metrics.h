@@ -39,9 +39,8 @@ void cart_metrics_free(cart_metrics *reg);
  * in seconds (0.0005 .. 10). Returns NULL for an invalid name, a clash of type or labels with
  * an existing family, or no memory. The registry owns the family.
  */
-cart_metric_family *cart_metrics_family(cart_metrics *reg, const char *name, const char *help,
-                                        cart_metric_type type, const char *label_names, const double *buckets,
-                                        size_t nbuckets);
+cart_metric_family *cart_metrics_family(cart_metrics *reg, const char *name, const char *help, cart_metric_type type,
+                                        const char *label_names, const double *buckets, size_t nbuckets);
 
 /* The series of `fam` with these label values (as many as the family has label names; NULL
  * when it has none), created on first use. Values are escaped when rendered. NULL only when out

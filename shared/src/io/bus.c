@@ -122,8 +122,7 @@ cart_status cart_bus_ensure_streams(jsCtx *js, const cart_config *cfg, char *err
 {
     cart_status st;
 
-    st = ensure_stream(js, CART_STREAM_EVENTS, CART_SUBJ_EVENTS ".*", cfg->stream_replicas, 2 * 60 * 1000, err,
-                       errlen);
+    st = ensure_stream(js, CART_STREAM_EVENTS, CART_SUBJ_EVENTS ".*", cfg->stream_replicas, 2 * 60 * 1000, err, errlen);
     if (st == CART_OK)
         st = ensure_stream(js, CART_STREAM_DLQ, CART_SUBJ_DLQ ".*", cfg->stream_replicas, 2 * 60 * 1000, err, errlen);
     if (st == CART_OK)

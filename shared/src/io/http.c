@@ -139,8 +139,7 @@ void cart_http_send(h2o_req_t *req, int status, const char *content_type, const 
     req->res.reason = cart_http_reason(status);
     req->res.content_length = len;
     if (content_type)
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
-                       strlen(content_type));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
     h2o_send_inline(req, body, len);
 }
 

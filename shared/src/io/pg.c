@@ -8,7 +8,7 @@ PGconn *cart_pg_open(const char *dsn, const char *app, int connect_timeout_s, bo
 {
     char timeout[16];
     /* The dsn is expanded first; the later keywords override what it says about keepalives. */
-    const char *keys[] = {"dbname",  "application_name",   "connect_timeout",     "keepalives",
+    const char *keys[] = {"dbname",          "application_name",    "connect_timeout",  "keepalives",
                           "keepalives_idle", "keepalives_interval", "keepalives_count", NULL};
     const char *vals[] = {dsn, app, timeout, "1", "5", "2", "3", NULL};
 
