@@ -1,0 +1,130 @@
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "route.h"
+
+static gw_route match(const char *method, const char *path)
+{
+    gw_route r;
+
+    gw_route_match(method, strlen(method), path, strlen(path), &r);
+    return r;
+}
+
+START_TEST(test_api_routes)
+{
+    gw_route r = match("POST", "/v1/carts");
+    ck_assert_int_eq(r.id, GW_R_CREATE_CART);
+
+    r = match("GET", "/v1/carts/u1");
+    ck_assert_int_eq(r.id, GW_R_GET_CART);
+    ck_assert_str_eq(r.user_id, "u1");
+    ck_assert_int_eq(match("HEAD", "/v1/carts/u1").id, GW_R_GET_CART);
+    ck_assert_int_eq(match("DELETE", "/v1/carts/u1").id, GW_R_DELETE_CART);
+    ck_assert_int_eq(match("POST", "/v1/carts/u1/items").id, GW_R_ADD_ITEM);
+    ck_assert_int_eq(match("POST", "/v1/carts/u1/checkout").id, GW_R_CHECKOUT);
+
+    r = match("PUT", "/v1/carts/u.1:x-y_z/items/SKU-9");
+    ck_assert_int_eq(r.id, GW_R_SET_ITEM);
+    ck_assert_str_eq(r.user_id, "u.1:x-y_z");
+    ck_assert_str_eq(r.sku, "SKU-9");
+    ck_assert_int_eq(match("DELETE", "/v1/carts/u1/items/A").id, GW_R_REMOVE_ITEM);
+    /* A query string is ignored; ".." is a valid id, not a path step. */
+    ck_assert_int_eq(match("GET", "/v1/carts/u1?x=1").id, GW_R_GET_CART);
+    r = match("GET", "/v1/carts/..");
+    ck_assert_int_eq(r.id, GW_R_GET_CART);
+    ck_assert_str_eq(r.user_id, "..");
+}
+END_TEST
+
+START_TEST(test_ops_routes)
+{
+    ck_assert_int_eq(match("GET", "/healthz").id, GW_R_HEALTHZ);
+    ck_assert_int_eq(match("GET", "/readyz").id, GW_R_READYZ);
+    ck_assert_int_eq(match("GET", "/metrics").id, GW_R_METRICS);
+    ck_assert_int_eq(match("POST", "/metrics").id, GW_R_BAD_METHOD);
+}
+END_TEST
+
+START_TEST(test_methods_and_allow)
+{
+    gw_route r = match("PATCH", "/v1/carts/u1");
+    ck_assert_int_eq(r.id, GW_R_BAD_METHOD);
+    ck_assert_str_eq(r.allow, "GET, HEAD, DELETE");
+    r = match("GET", "/v1/carts");
+    ck_assert_int_eq(r.id, GW_R_BAD_METHOD);
+    ck_assert_str_eq(r.allow, "POST");
+    ck_assert_str_eq(match("GET", "/v1/carts/u1/items").allow, "POST");
+    ck_assert_str_eq(match("POST", "/v1/carts/u1/items/A").allow, "PUT, DELETE");
+}
+END_TEST
+
+START_TEST(test_not_found_and_bad_ids)
+{
+    const char *missing[] = {"/",
+                             "",
+                             "/v2/carts/u1",
+                             "/v1",
+                             "/v1/carts/u1/other",
+                             "/v1/carts/u1/items/a/b",
+                             "/v1//carts",
+                             "/v1/carts/u1/",
+                             "/v1/carts//items",
+                             "x/v1/carts",
+                             "/v1/carts/u1/checkout/x"};
+    for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++)
+        ck_assert_msg(match("GET", missing[i]).id == GW_R_NOT_FOUND || match("POST", missing[i]).id == GW_R_NOT_FOUND,
+                      "%s", missing[i]);
+
+    gw_route r = match("GET", "/v1/carts/u%201");
+    ck_assert_int_eq(r.id, GW_R_BAD_ID);
+    ck_assert_ptr_nonnull(strstr(r.detail, "user_id"));
+    char long_id[80];
+    memset(long_id, 'a', 65);
+    long_id[65] = '\0';
+    char path[128] = "/v1/carts/";
+    strcat(path, long_id);
+    ck_assert_int_eq(match("GET", path).id, GW_R_BAD_ID);
+    r = match("PUT", "/v1/carts/u1/items/bad$sku");
+    ck_assert_int_eq(r.id, GW_R_BAD_ID);
+    ck_assert_ptr_nonnull(strstr(r.detail, "sku"));
+}
+END_TEST
+
+/* Every prefix of a valid path routes without reading past it (run under ASan). */
+START_TEST(test_prefixes)
+{
+    const char *p = "/v1/carts/user-1/items/SKU-1?a=b";
+    for (size_t n = 0; n <= strlen(p); n++) {
+        char *copy = malloc(n ? n : 1);
+        memcpy(copy, p, n);
+        gw_route r;
+        gw_route_match("PUT", 3, copy, n, &r);
+        ck_assert_ptr_nonnull(r.name);
+        free(copy);
+    }
+}
+END_TEST
+
+static Suite *route_suite(void)
+{
+    Suite *s = suite_create("route");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_api_routes);
+    tcase_add_test(tc, test_ops_routes);
+    tcase_add_test(tc, test_methods_and_allow);
+    tcase_add_test(tc, test_not_found_and_bad_ids);
+    tcase_add_test(tc, test_prefixes);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(route_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
