@@ -3,6 +3,7 @@
  * error answer can still be produced when memory is short.
  */
 #include "cartshard/problem.h"
+#include "utf8.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -135,36 +136,6 @@ static int put_str(out *o, const char *s)
     return put(o, s, strlen(s));
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if the bytes there are not one. */
-static size_t utf8_seq(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0];
-    size_t n;
-    unsigned cp, min;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2, cp = c & 0x1fu, min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3, cp = c & 0x0fu, min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4, cp = c & 0x07u, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (avail < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3fu);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
 /*
  * Appends the JSON-escaped body of s (no quotes). Stops before the first character that does not
  * fit, never inside one, and returns -1 then; 0 when all of s was written. Invalid UTF-8 bytes
@@ -193,7 +164,7 @@ static int put_escaped(out *o, const char *s)
         } else if (c < 0x20 || c == 0x7f) {
             snprintf(esc, sizeof esc, "\\u%04x", c);
             ulen = 6;
-        } else if ((adv = utf8_seq(p + i, n - i)) > 0) {
+        } else if ((adv = cart_utf8_seq(p + i, n - i)) > 0) {
             unit = (const char *)p + i;
             ulen = adv;
         } else {

@@ -1,0 +1,14 @@
+/*
+ * utf8.h: UTF-8 validation shared inside libcartshard (not a public header).
+ */
+#ifndef CARTSHARD_UTF8_H
+#define CARTSHARD_UTF8_H
+
+#include <stddef.h>
+
+/* Length (1..4) of the valid UTF-8 sequence at s, of which `avail` bytes may be read, or 0 if
+ * the bytes there are not one (overlong forms, surrogates and code points above U+10FFFF are
+ * invalid). `avail` must be at least 1. */
+size_t cart_utf8_seq(const unsigned char *s, size_t avail);
+
+#endif
