@@ -109,30 +109,9 @@ static int put_json_str(line *ln, const char *s)
     ln->buf[ln->len++] = '"';
     ln->limit--;
     for (size_t i = 0; i < n;) {
-        const char *unit = esc;
-        size_t ulen = 2, adv = 1;
-        unsigned char c = p[i];
+        const char *unit;
+        size_t ulen, adv = cart_json_escape_unit(p + i, n - i, esc, &unit, &ulen);
 
-        esc[0] = '\\';
-        if (c == '"' || c == '\\') {
-            esc[1] = (char)c;
-        } else if (c == '\n') {
-            esc[1] = 'n';
-        } else if (c == '\r') {
-            esc[1] = 'r';
-        } else if (c == '\t') {
-            esc[1] = 't';
-        } else if (c < 0x20 || c == 0x7f) {
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            ulen = 6;
-        } else if ((adv = cart_utf8_seq(p + i, n - i)) > 0) {
-            unit = (const char *)p + i;
-            ulen = adv;
-        } else {
-            unit = "\\ufffd";
-            ulen = 6;
-            adv = 1;
-        }
         if (put(ln, unit, ulen) != 0) {
             ln->limit++;
             ln->buf[ln->len++] = '"';

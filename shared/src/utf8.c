@@ -1,5 +1,7 @@
 #include "utf8.h"
 
+#include <stdio.h>
+
 size_t cart_utf8_seq(const unsigned char *s, size_t avail)
 {
     unsigned char c = s[0];
@@ -28,4 +30,34 @@ size_t cart_utf8_seq(const unsigned char *s, size_t avail)
     if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
         return 0;
     return n;
+}
+
+size_t cart_json_escape_unit(const unsigned char *s, size_t avail, char esc[8], const char **unit, size_t *ulen)
+{
+    unsigned char c = s[0];
+    size_t adv;
+
+    *unit = esc;
+    *ulen = 2;
+    esc[0] = '\\';
+    if (c == '"' || c == '\\') {
+        esc[1] = (char)c;
+    } else if (c == '\n') {
+        esc[1] = 'n';
+    } else if (c == '\r') {
+        esc[1] = 'r';
+    } else if (c == '\t') {
+        esc[1] = 't';
+    } else if (c < 0x20 || c == 0x7f) {
+        snprintf(esc, 8, "\\u%04x", c);
+        *ulen = 6;
+    } else if ((adv = cart_utf8_seq(s, avail)) > 0) {
+        *unit = (const char *)s;
+        *ulen = adv;
+        return adv;
+    } else {
+        *unit = "\\ufffd";
+        *ulen = 6;
+    }
+    return 1;
 }

@@ -11,4 +11,10 @@
  * invalid). `avail` must be at least 1. */
 size_t cart_utf8_seq(const unsigned char *s, size_t avail);
 
+/* The JSON string form of the character at s (`avail` >= 1 bytes readable): sets *unit and
+ * *ulen to what to write (pointing into s for valid UTF-8, into `esc` for an escape, or to a
+ * static "\ufffd" for an invalid byte) and returns how many bytes of s it stands for (>= 1).
+ * Quotes, backslashes and control characters are escaped; nothing else is. */
+size_t cart_json_escape_unit(const unsigned char *s, size_t avail, char esc[8], const char **unit, size_t *ulen);
+
 #endif
