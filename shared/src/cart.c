@@ -316,3 +316,27 @@ cart_status cart_apply(cart *c, const cart_event *ev, const cart_limits *lim, in
     }
     return refuse(out, CART_ERR_INVALID, "unknown event type");
 }
+
+void cart_expire(cart *c, int64_t now_ms, int64_t idle_ttl_ms, cart_outcome *out)
+{
+    memset(out, 0, sizeof *out);
+    out->status = CART_OK;
+    if (c->state != CART_ACTIVE) {
+        refuse(out, CART_ERR_NOT_FOUND, "no active cart");
+        return;
+    }
+    /* now_ms - idle_ttl_ms could overflow for absurd inputs; compare without subtracting. */
+    if (idle_ttl_ms < 0 || c->updated_at_ms > now_ms || now_ms - c->updated_at_ms < idle_ttl_ms) {
+        refuse(out, CART_ERR_CONFLICT, "the cart is not idle long enough");
+        return;
+    }
+    if (c->version == INT64_MAX) {
+        refuse(out, CART_ERR_CONFLICT, "version limit reached");
+        return;
+    }
+    c->state = CART_EXPIRED;
+    c->version++;
+    c->updated_at_ms = now_ms;
+    out->changed = true;
+    out->http_status = 200;
+}

@@ -26,6 +26,8 @@ static const char *state_name(cart_state s)
         return "checked_out";
     case CART_DELETED:
         return "deleted";
+    case CART_EXPIRED:
+        return "expired";
     case CART_NONE:
         break;
     }
@@ -145,7 +147,7 @@ static bool get_state(json_t *obj, cart_state *st)
 
     if (!json_is_string(v))
         return false;
-    for (cart_state s = CART_ACTIVE; s <= CART_DELETED; s++) {
+    for (cart_state s = CART_ACTIVE; s <= CART_EXPIRED; s++) {
         const char *name = state_name(s);
         if (json_string_length(v) == strlen(name) && strcmp(json_string_value(v), name) == 0) {
             *st = s;

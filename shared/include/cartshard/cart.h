@@ -21,7 +21,8 @@ typedef enum cart_state {
     CART_NONE = 0,    /* the user never had a cart */
     CART_ACTIVE,      /* the user's current cart */
     CART_CHECKED_OUT, /* the last cart was checked out; no active cart */
-    CART_DELETED      /* the last cart was deleted; no active cart */
+    CART_DELETED,     /* the last cart was deleted; no active cart */
+    CART_EXPIRED      /* the last cart was abandoned (idle longer than CART_IDLE_TTL); no active cart */
 } cart_state;
 
 typedef struct cart_item {
@@ -113,8 +114,18 @@ cart_status cart_apply(cart *c, const cart_event *ev, const cart_limits *lim, in
                        cart_outcome *out);
 
 /*
+ * Expires an abandoned cart: if `c` is active and was last changed at or before
+ * now_ms - idle_ttl_ms, its state becomes CART_EXPIRED (the lines stay, so the announcement
+ * carries what was abandoned), the version goes up by one and updated_at becomes now_ms; *out
+ * says changed with http_status 200. Otherwise nothing changes and *out says so (status
+ * CART_ERR_NOT_FOUND for no active cart, CART_ERR_CONFLICT for a cart touched too recently or at
+ * the version limit). Like cart_apply, pure.
+ */
+void cart_expire(cart *c, int64_t now_ms, int64_t idle_ttl_ms, cart_outcome *out);
+
+/*
  * Renders the cart as the contract's JSON (items sorted by sku, item_count, RFC 3339 times,
- * "status": "active" | "checked_out" | "deleted"). Returns a malloc'd NUL-terminated string
+ * "status": "active" | "checked_out" | "deleted" | "expired"). Returns a malloc'd NUL-terminated string
  * (length in *len if len is non-NULL) the caller frees, or NULL when out of memory or when the
  * state is CART_NONE.
  */

@@ -613,6 +613,65 @@ START_TEST(test_checkout_empty)
 }
 END_TEST
 
+START_TEST(test_expire)
+{
+    const int64_t ttl = 1000;
+    cart c;
+    cart_outcome out;
+    snapshot before;
+
+    cart_init(&c, "u1");
+    cart_expire(&c, T2, ttl, &out);
+    ck_assert_int_eq(out.status, CART_ERR_NOT_FOUND);
+    ck_assert(!out.changed);
+
+    apply(&c, ev_of(CART_EV_ITEM_ADDED, "A1", 2), T0, ID1);
+    snap(&before, &c);
+    /* Touched too recently: one millisecond short of the TTL. */
+    cart_expire(&c, T0 + ttl - 1, ttl, &out);
+    ck_assert_int_eq(out.status, CART_ERR_CONFLICT);
+    ck_assert(!out.changed);
+    assert_same(&before, &c);
+    /* A clock that went backwards never expires anything. */
+    cart_expire(&c, T0 - 5, 0, &out);
+    ck_assert_int_eq(out.status, CART_ERR_CONFLICT);
+    assert_same(&before, &c);
+
+    cart_expire(&c, T0 + ttl, ttl, &out);
+    ck_assert_int_eq(out.status, CART_OK);
+    ck_assert_int_eq(out.http_status, 200);
+    ck_assert(out.changed);
+    ck_assert(!out.created);
+    ck_assert_int_eq(c.state, CART_EXPIRED);
+    ck_assert_int_eq(c.version, 2);
+    ck_assert_int_eq(c.updated_at_ms, T0 + ttl);
+    ck_assert_uint_eq(c.nitems, 1); /* the abandoned lines stay for the announcement */
+
+    /* Expired is not active: a second expiry finds nothing, checkout is 409, If-Match 412, and
+     * the next add starts a new cart with a higher version. */
+    cart_expire(&c, T2, ttl, &out);
+    ck_assert_int_eq(out.status, CART_ERR_NOT_FOUND);
+    ck_assert_int_eq(apply(&c, ev_of(CART_EV_CHECKED_OUT, NULL, 0), T2, ID2).http_status, 409);
+    cart_event ev = ev_of(CART_EV_ITEM_ADDED, "B1", 1);
+    ev.has_expected_version = true;
+    ev.expected_version = 2;
+    ck_assert_int_eq(apply(&c, ev, T2, ID2).http_status, 412);
+    out = apply(&c, ev_of(CART_EV_ITEM_ADDED, "B1", 1), T2, ID2);
+    ck_assert(out.created);
+    ck_assert_int_eq(c.state, CART_ACTIVE);
+    ck_assert_str_eq(c.cart_id, ID2);
+    ck_assert_int_eq(c.version, 3);
+    ck_assert_uint_eq(c.nitems, 1);
+    ck_assert_ptr_null(cart_find_line(&c, "A1"));
+
+    c.version = INT64_MAX;
+    cart_expire(&c, T2 + ttl, ttl, &out);
+    ck_assert_int_eq(out.status, CART_ERR_CONFLICT);
+    ck_assert_int_eq(c.state, CART_ACTIVE);
+    cart_cleanup(&c);
+}
+END_TEST
+
 START_TEST(test_invalid_events)
 {
     cart c;
@@ -761,6 +820,7 @@ static Suite *cart_suite(void)
     tcase_add_test(tc, test_version_across_carts);
     tcase_add_test(tc, test_checkout_empty);
     tcase_add_test(tc, test_invalid_events);
+    tcase_add_test(tc, test_expire);
     tcase_add_test(tc, test_version_overflow);
     suite_add_tcase(s, tc);
     return s;

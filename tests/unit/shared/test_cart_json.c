@@ -153,6 +153,24 @@ START_TEST(test_to_json_states)
                         "\"updated_at\":\"2026-11-22T10:01:02Z\"}");
     free(s);
     cart_cleanup(&c);
+
+    /* An expired cart keeps its lines, and reads back. */
+    example_cart(&c);
+    c.state = CART_EXPIRED;
+    c.version = 4;
+    s = cart_to_json(&c, NULL);
+    ck_assert_str_eq(s, "{\"user_id\":\"u1\",\"cart_id\":\"" CID "\",\"status\":\"expired\",\"version\":4,"
+                        "\"items\":[{\"sku\":\"A1\",\"quantity\":2},{\"sku\":\"B7\",\"quantity\":1}],"
+                        "\"item_count\":3,\"created_at\":\"2026-11-22T10:00:00Z\","
+                        "\"updated_at\":\"2026-11-22T10:01:02Z\"}");
+    cart back;
+    cart_init(&back, "u1");
+    ck_assert_int_eq(cart_from_json(&back, s, strlen(s)), CART_OK);
+    ck_assert_int_eq(back.state, CART_EXPIRED);
+    ck_assert_uint_eq(back.nitems, 2);
+    cart_cleanup(&back);
+    free(s);
+    cart_cleanup(&c);
 }
 END_TEST
 
