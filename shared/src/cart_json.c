@@ -17,7 +17,7 @@
 
 #define UUID_LEN 36
 
-static const char *state_name(cart_state s)
+const char *cart_state_name(cart_state s)
 {
     switch (s) {
     case CART_ACTIVE:
@@ -77,7 +77,7 @@ static json_t *items_to_json(const cart *c)
 
 char *cart_to_json(const cart *c, size_t *len)
 {
-    const char *status = state_name(c->state);
+    const char *status = cart_state_name(c->state);
     json_t *root = NULL;
     char *text = NULL;
 
@@ -141,20 +141,23 @@ static bool get_time(json_t *obj, const char *key, int64_t *ms)
     return json_is_string(v) && cart_time_parse(json_string_value(v), json_string_length(v), ms) == CART_OK;
 }
 
+cart_status cart_state_parse(const char *name, size_t len, cart_state *out)
+{
+    for (cart_state s = CART_ACTIVE; s <= CART_EXPIRED; s++) {
+        const char *n = cart_state_name(s);
+        if (len == strlen(n) && memcmp(name, n, len) == 0) {
+            *out = s;
+            return CART_OK;
+        }
+    }
+    return CART_ERR_INVALID;
+}
+
 static bool get_state(json_t *obj, cart_state *st)
 {
     json_t *v = json_object_get(obj, "status");
 
-    if (!json_is_string(v))
-        return false;
-    for (cart_state s = CART_ACTIVE; s <= CART_EXPIRED; s++) {
-        const char *name = state_name(s);
-        if (json_string_length(v) == strlen(name) && strcmp(json_string_value(v), name) == 0) {
-            *st = s;
-            return true;
-        }
-    }
-    return false;
+    return json_is_string(v) && cart_state_parse(json_string_value(v), json_string_length(v), st) == CART_OK;
 }
 
 /* Reads the items into a new array *out of *n lines (NULL when there are none). */

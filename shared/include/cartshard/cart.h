@@ -123,6 +123,13 @@ cart_status cart_apply(cart *c, const cart_event *ev, const cart_limits *lim, in
  */
 void cart_expire(cart *c, int64_t now_ms, int64_t idle_ttl_ms, cart_outcome *out);
 
+/* The contract's name of a state ("active", "checked_out", "deleted", "expired"), or NULL for
+ * CART_NONE and values outside the enum. */
+const char *cart_state_name(cart_state s);
+
+/* Parses name[0..len) as a state name (not "none"). CART_OK and *out, or CART_ERR_INVALID. */
+cart_status cart_state_parse(const char *name, size_t len, cart_state *out);
+
 /*
  * Renders the cart as the contract's JSON (items sorted by sku, item_count, RFC 3339 times,
  * "status": "active" | "checked_out" | "deleted" | "expired"). Returns a malloc'd NUL-terminated string

@@ -121,6 +121,25 @@ START_TEST(test_to_json_example)
 }
 END_TEST
 
+START_TEST(test_state_names)
+{
+    cart_state st = CART_NONE;
+
+    ck_assert_str_eq(cart_state_name(CART_ACTIVE), "active");
+    ck_assert_str_eq(cart_state_name(CART_EXPIRED), "expired");
+    ck_assert_ptr_null(cart_state_name(CART_NONE));
+    ck_assert_ptr_null(cart_state_name((cart_state)99));
+    ck_assert_int_eq(cart_state_parse("checked_out", 11, &st), CART_OK);
+    ck_assert_int_eq(st, CART_CHECKED_OUT);
+    ck_assert_int_eq(cart_state_parse("expiredX", 7, &st), CART_OK); /* only len bytes count */
+    ck_assert_int_eq(st, CART_EXPIRED);
+    ck_assert_int_eq(cart_state_parse("none", 4, &st), CART_ERR_INVALID);
+    ck_assert_int_eq(cart_state_parse("activ", 5, &st), CART_ERR_INVALID);
+    ck_assert_int_eq(cart_state_parse("", 0, &st), CART_ERR_INVALID);
+    ck_assert_int_eq(st, CART_EXPIRED);
+}
+END_TEST
+
 START_TEST(test_to_json_states)
 {
     cart c;
@@ -502,6 +521,7 @@ static Suite *cart_json_suite(void)
     Suite *s = suite_create("cart_json");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_to_json_example);
+    tcase_add_test(tc, test_state_names);
     tcase_add_test(tc, test_to_json_states);
     tcase_add_test(tc, test_from_json_example);
     tcase_add_test(tc, test_roundtrip);
