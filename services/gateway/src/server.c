@@ -23,9 +23,12 @@
 #include "cartshard/partition.h"
 #include "cartshard/problem.h"
 #include "gateway.h"
+#include "idem.h"
 #include "route.h"
 
 #define RETRY_AFTER_S "1"
+/* How often a repeated write looks for its first answer while the first is still being applied. */
+#define DUP_POLL_MS 20
 
 typedef enum { NOTE_ACK, NOTE_REPLY } note_kind;
 
@@ -34,6 +37,7 @@ struct gw_note {
     note_kind kind;
     char event_id[CART_EVENT_ID_MAX + 1];
     bool ok;    /* NOTE_ACK: stored by JetStream */
+    bool dup;   /* NOTE_ACK: JetStream already had this event_id (a repeated Idempotency-Key) */
     int status; /* NOTE_REPLY: the HTTP status the worker decided */
     char detail[128];
     char *body; /* NOTE_REPLY: the cart JSON, or NULL */
@@ -54,6 +58,9 @@ struct gw_pending {
     bool acked;     /* JetStream stored the event */
     bool timed_out; /* the sync wait ran out */
     bool replied;
+    bool dup_wait;             /* a repeat: looking up the first answer in processed_events */
+    int64_t deadline_ms;       /* when the sync wait runs out (monotonic) */
+    struct dup_lookup *lookup; /* in flight; NULL when none */
     int reply_status;
     char reply_detail[128];
     char *reply_body;
@@ -62,6 +69,11 @@ struct gw_pending {
     struct req_ref *ref; /* in the request's pool; NULL once the request is gone */
     gw_pending *next;    /* hash chain */
 };
+
+/* A processed_events query of a repeated write; outlives the pending write if need be. */
+typedef struct dup_lookup {
+    gw_pending *p; /* NULL once the pending write is gone */
+} dup_lookup;
 
 /* Lives in the request's pool: tells the pending write when h2o disposes of the request. */
 typedef struct req_ref {
@@ -140,9 +152,12 @@ static size_t bucket_of(const char *event_id)
     return cart_fnv1a32(event_id, strlen(event_id)) % GW_PENDING_BUCKETS;
 }
 
-static gw_pending *pending_find(gw_thread *t, const char *event_id)
+/* The next pending write after `from` (NULL: the first) with this event_id. Several writes with
+ * one Idempotency-Key can wait on one thread at once: every note about the event is for all of
+ * them. */
+static gw_pending *pending_next(gw_thread *t, gw_pending *from, const char *event_id)
 {
-    for (gw_pending *p = t->pending[bucket_of(event_id)]; p; p = p->next)
+    for (gw_pending *p = from ? from->next : t->pending[bucket_of(event_id)]; p; p = p->next)
         if (strcmp(p->event_id, event_id) == 0)
             return p;
     return NULL;
@@ -173,6 +188,8 @@ static void pending_finish(gw_pending *p)
     pending_unlink(p->t, p);
     if (p->ref)
         p->ref->p = NULL; /* the request may outlive us: cut its link */
+    if (p->lookup)
+        p->lookup->p = NULL; /* so does a lookup in flight */
     uv_timer_stop(&p->timer);
     uv_close((uv_handle_t *)&p->timer, on_pending_timer_closed);
 }
@@ -233,12 +250,117 @@ static void pending_settle(gw_pending *p)
     }
 }
 
+static void start_lookup(gw_pending *p);
+
 static void on_pending_timeout(uv_timer_t *timer)
 {
     gw_pending *p = timer->data;
 
+    if (p->dup_wait && cart_mono_ms() < p->deadline_ms) {
+        start_lookup(p);
+        return;
+    }
     p->timed_out = true;
     pending_settle(p);
+}
+
+/* --- repeated writes: the first answer, from the owning shard --- */
+
+static const char *const sql_first_answer =
+    "SELECT p.http_status, coalesce(p.detail, ''), c.cart_id::text, c.status, c.version,"
+    " (extract(epoch FROM c.created_at) * 1000)::bigint, (extract(epoch FROM c.updated_at) * 1000)::bigint,"
+    " i.sku, i.quantity"
+    " FROM processed_events p"
+    " LEFT JOIN LATERAL (SELECT * FROM carts WHERE user_id = p.user_id ORDER BY version DESC LIMIT 1) c ON true"
+    " LEFT JOIN cart_items i ON i.cart_id = c.cart_id"
+    " WHERE p.event_id = $1 AND p.user_id = $2";
+
+/* Fills `c` (initialised for its user) from rows whose columns from `col` on are cart_id, status,
+ * version, created_at and updated_at in ms, sku and quantity (one row per line; a NULL cart_id
+ * means no cart, a NULL sku no lines). */
+static void cart_from_rows(const PGresult *res, int col, cart *c)
+{
+    const char *status;
+
+    if (PQntuples(res) == 0 || PQgetisnull(res, 0, col))
+        return;
+    status = PQgetvalue(res, 0, col + 1);
+    if (cart_state_parse(status, strlen(status), &c->state) != CART_OK)
+        return;
+    snprintf(c->cart_id, sizeof c->cart_id, "%s", PQgetvalue(res, 0, col));
+    c->version = strtoll(PQgetvalue(res, 0, col + 2), NULL, 10);
+    c->created_at_ms = strtoll(PQgetvalue(res, 0, col + 3), NULL, 10);
+    c->updated_at_ms = strtoll(PQgetvalue(res, 0, col + 4), NULL, 10);
+    for (int i = 0; i < PQntuples(res); i++)
+        if (!PQgetisnull(res, i, col + 5))
+            cart_put_line(c, PQgetvalue(res, i, col + 5), (int32_t)strtol(PQgetvalue(res, i, col + 6), NULL, 10));
+}
+
+/* Runs the pending write's timer in `ms`, or at its deadline if that is sooner. */
+static void rearm(gw_pending *p, int64_t ms)
+{
+    int64_t left = p->deadline_ms - cart_mono_ms();
+
+    if (left < 0)
+        left = 0;
+    uv_timer_start(&p->timer, on_pending_timeout, (uint64_t)(ms < left ? ms : left), 0);
+}
+
+static void on_first_answer(void *arg, const PGresult *res, const char *err)
+{
+    dup_lookup *lk = arg;
+    gw_pending *p = lk->p;
+
+    free(lk);
+    if (p == NULL)
+        return;
+    p->lookup = NULL;
+    if (p->replied)
+        return; /* the worker's own reply came first */
+    if (res && PQntuples(res) > 0) {
+        cart c;
+        int status = atoi(PQgetvalue(res, 0, 0));
+        p->replied = true;
+        p->dup_wait = false;
+        p->reply_status = status;
+        snprintf(p->reply_detail, sizeof p->reply_detail, "%s", PQgetvalue(res, 0, 1));
+        if (status == 200 || status == 201) {
+            cart_init(&c, p->user_id);
+            cart_from_rows(res, 2, &c);
+            p->reply_body = cart_to_json(&c, &p->reply_len); /* NULL when the user has no cart */
+            cart_cleanup(&c);
+        }
+        pending_settle(p);
+        return;
+    }
+    if (res == NULL)
+        cart_log(CART_LOG_DEBUG, "first answer lookup failed", CART_LS("event_id", p->event_id), CART_LS("error", err),
+                 NULL);
+    /* Not applied yet (the first attempt is still on its way), or the shard is away: look again
+     * soon, until the sync wait runs out (then 202: the event is stored and will be applied). */
+    rearm(p, DUP_POLL_MS);
+}
+
+static void start_lookup(gw_pending *p)
+{
+    const cart_config *cfg = p->t->app->cfg;
+    uint32_t part = cart_partition_of(p->user_id, strlen(p->user_id), cfg->partitions);
+    uint32_t shard = cart_shard_of(part, cfg->partitions, cfg->nshards);
+    const char *params[2] = {p->event_id, p->user_id};
+    dup_lookup *lk;
+
+    if (p->lookup || p->replied)
+        return;
+    lk = malloc(sizeof *lk);
+    if (lk && gw_pg_query(p->t->shards[shard], sql_first_answer, 2, params, on_first_answer, lk) == 0) {
+        lk->p = p;
+        p->lookup = lk;
+        /* Whatever the shard does, the client is answered by the deadline. */
+        rearm(p, INT64_MAX);
+        return;
+    }
+    free(lk);
+    rearm(p, DUP_POLL_MS); /* could not even queue the query: try again soon */
 }
 
 /* --- notes from nats.c threads --- */
@@ -262,6 +384,7 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
         n->kind = NOTE_ACK;
         snprintf(n->event_id, sizeof n->event_id, "%s", id);
         n->ok = pa != NULL;
+        n->dup = pa != NULL && pa->Duplicate;
         if (pae)
             snprintf(n->error, sizeof n->error, "%s", pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err));
         post_note(t, n);
@@ -306,6 +429,50 @@ out:
 
 static void begin_drain(gw_thread *t);
 
+static void on_ack_note(gw_thread *t, gw_pending *p, const gw_note *n)
+{
+    if (p->acked)
+        return; /* an earlier write with the same event_id got this far already */
+    if (n->ok) {
+        p->acked = true;
+        if (n->dup && !p->replied && !p->async) {
+            /* JetStream had the event already, so no worker will answer this publish: read the
+             * first answer from the shard, waiting for it if the first attempt is still in flight. */
+            p->dup_wait = true;
+            start_lookup(p);
+            return;
+        }
+        pending_settle(p);
+    } else if (!p->replied) {
+        cart_counter_inc(t->app->m_publish_errors);
+        cart_log(CART_LOG_WARN, "event publish failed", CART_LS("event_id", p->event_id), CART_LS("error", n->error),
+                 NULL);
+        if (p->req)
+            send_problem(t, p->req, p->route, p->started_ms, 503, "unavailable",
+                         "the event bus did not acknowledge the change; retry with the same Idempotency-Key");
+        pending_finish(p);
+    } else {
+        /* The worker applied it: the store happened even if the ack got lost. */
+        p->acked = true;
+        pending_settle(p);
+    }
+}
+
+static void on_reply_note(gw_pending *p, const gw_note *n)
+{
+    if (p->replied)
+        return;
+    p->replied = true;
+    p->dup_wait = false;
+    p->reply_status = n->status;
+    snprintf(p->reply_detail, sizeof p->reply_detail, "%s", n->detail);
+    if (n->body_len > 0 && (p->reply_body = malloc(n->body_len)) != NULL) {
+        memcpy(p->reply_body, n->body, n->body_len);
+        p->reply_len = n->body_len;
+    }
+    pending_settle(p);
+}
+
 static void on_wake(uv_async_t *h)
 {
     gw_thread *t = h->data;
@@ -326,33 +493,14 @@ static void on_wake(uv_async_t *h)
     }
     while (rev) {
         gw_note *n = rev;
-        gw_pending *p = pending_find(t, n->event_id);
         rev = n->next;
-        if (p && n->kind == NOTE_ACK) {
-            if (n->ok) {
-                p->acked = true;
-                pending_settle(p);
-            } else if (!p->replied) {
-                cart_counter_inc(t->app->m_publish_errors);
-                cart_log(CART_LOG_WARN, "event publish failed", CART_LS("event_id", p->event_id),
-                         CART_LS("error", n->error), NULL);
-                if (p->req)
-                    send_problem(t, p->req, p->route, p->started_ms, 503, "unavailable",
-                                 "the event bus did not acknowledge the change; retry with the same Idempotency-Key");
-                pending_finish(p);
-            } else {
-                /* The worker applied it: the store happened even if the ack got lost. */
-                p->acked = true;
-                pending_settle(p);
-            }
-        } else if (p && n->kind == NOTE_REPLY && !p->replied) {
-            p->replied = true;
-            p->reply_status = n->status;
-            snprintf(p->reply_detail, sizeof p->reply_detail, "%s", n->detail);
-            p->reply_body = n->body;
-            p->reply_len = n->body_len;
-            n->body = NULL;
-            pending_settle(p);
+        /* pending_finish unlinks but frees later, so `next` stays valid. */
+        for (gw_pending *p = pending_next(t, NULL, n->event_id), *next; p; p = next) {
+            next = pending_next(t, p, n->event_id);
+            if (n->kind == NOTE_ACK)
+                on_ack_note(t, p, n);
+            else
+                on_reply_note(p, n);
         }
         free(n->body);
         free(n);
@@ -446,7 +594,7 @@ static int build_event(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t 
 {
     const cart_config *cfg = t->app->cfg;
     json_t *doc = NULL;
-    h2o_iovec_t ifmatch;
+    h2o_iovec_t ifmatch, idem;
     int rc = -1;
 
     memset(ev, 0, sizeof *ev);
@@ -493,6 +641,12 @@ static int build_event(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t 
         ev->type = CART_EV_CHECKED_OUT;
         break;
     default:
+        goto out;
+    }
+    idem = header_by_name(req, "idempotency-key");
+    if (idem.base && gw_idem_event_id(ev->user_id, idem.base, idem.len, ev->event_id) != 0) {
+        send_problem(t, req, r->name, started, 400, "invalid-header",
+                     "Idempotency-Key: expected 1-128 visible ASCII characters");
         goto out;
     }
     ifmatch = header(req, H2O_TOKEN_IF_MATCH);
@@ -579,8 +733,9 @@ static void handle_write(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_
         send_problem(t, req, r->name, started, 503, "unavailable", "the event bus refused the change");
         return;
     }
+    p->deadline_ms = started + cfg->sync_timeout_ms;
     if (!p->async)
-        uv_timer_start(&p->timer, on_pending_timeout, (uint64_t)cfg->sync_timeout_ms, 0);
+        rearm(p, INT64_MAX);
 }
 
 /* --- the read path --- */
@@ -605,7 +760,7 @@ static void on_read_dispose(void *arg)
 }
 
 static const char *const sql_get_cart =
-    "SELECT c.cart_id::text, c.version, (extract(epoch FROM c.created_at) * 1000)::bigint,"
+    "SELECT c.cart_id::text, c.status, c.version, (extract(epoch FROM c.created_at) * 1000)::bigint,"
     " (extract(epoch FROM c.updated_at) * 1000)::bigint, i.sku, i.quantity"
     " FROM carts c LEFT JOIN cart_items i ON i.cart_id = c.cart_id"
     " WHERE c.user_id = $1 AND c.status = 'active'";
@@ -631,14 +786,7 @@ static void on_cart_rows(void *arg, const PGresult *res, const char *err)
         goto out;
     }
     cart_init(&c, rc->user_id);
-    snprintf(c.cart_id, sizeof c.cart_id, "%s", PQgetvalue(res, 0, 0));
-    c.state = CART_ACTIVE;
-    c.version = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-    c.created_at_ms = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-    c.updated_at_ms = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
-    for (int i = 0; i < PQntuples(res); i++)
-        if (!PQgetisnull(res, i, 4))
-            cart_put_line(&c, PQgetvalue(res, i, 4), (int32_t)strtol(PQgetvalue(res, i, 5), NULL, 10));
+    cart_from_rows(res, 0, &c);
     snprintf(etag, sizeof etag, "\"%" PRId64 "\"", c.version);
     if (rc->if_none_match[0] && strcmp(rc->if_none_match, etag) == 0) {
         cart_http_header(req, "ETag", etag);
