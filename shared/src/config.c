@@ -579,6 +579,9 @@ static cart_status load_common(loader *ld, cart_config *c)
     if ((st = get_int(ld, "CART_STREAM_REPLICAS", 1, 1, 5, &n)))
         return st;
     c->stream_replicas = (int)n;
+    if ((st = get_int(ld, "CART_CACHE_TTL", 3600, 1, 2592000, &n)))
+        return st;
+    c->cache_ttl_s = (int)n;
     return CART_OK;
 }
 

@@ -52,6 +52,9 @@ typedef struct cart_config {
     uint32_t max_lines;
     /** CART_STREAM_REPLICAS, default 1, 1..5: replicas of the CARTS streams when created. */
     int stream_replicas;
+    /** CART_CACHE_TTL, default 3600, 1..2592000 (30 days): seconds a Redis cache entry lives after
+     * its last write. Read by both roles, so a gateway that fills the cache agrees with the stores. */
+    int cache_ttl_s;
 
     /* --- gateway --- */
     /** GATEWAY_HOST, default "0.0.0.0": the address to listen on. */

@@ -114,6 +114,7 @@ START_TEST(test_gateway_defaults)
     ck_assert_int_eq(c.max_quantity, 999);
     ck_assert_uint_eq(c.max_lines, 100);
     ck_assert_int_eq(c.stream_replicas, 1);
+    ck_assert_int_eq(c.cache_ttl_s, 3600);
     ck_assert_str_eq(c.gateway_host, "0.0.0.0");
     ck_assert_int_eq(c.gateway_port, 8080);
     ck_assert_int_eq(c.gateway_threads, ncpu < 1 ? 1 : ncpu > 256 ? 256 : (int)ncpu);
@@ -144,6 +145,7 @@ START_TEST(test_store_defaults)
     ck_assert_int_eq(c.store_batch, 256);
     ck_assert_ptr_nonnull(c.store_id);
     ck_assert_int_eq(c.idle_ttl_ms, 30LL * 86400 * 1000);
+    ck_assert_int_eq(c.cache_ttl_s, 3600);
     ck_assert_ptr_null(c.gateway_host);
     ck_assert_ptr_null(c.gateway_id);
     ck_assert_int_eq(c.gateway_port, 0);
@@ -218,6 +220,23 @@ START_TEST(test_exact_message)
 }
 END_TEST
 
+START_TEST(test_cache_ttl)
+{
+    cart_config c;
+    load_ok(&c, CART_ROLE_STORE, "CART_CACHE_TTL", "86400", NULL);
+    ck_assert_int_eq(c.cache_ttl_s, 86400);
+    cart_config_cleanup(&c);
+    load_ok(&c, CART_ROLE_GATEWAY, "CART_CACHE_TTL", "60", NULL);
+    ck_assert_int_eq(c.cache_ttl_s, 60);
+    cart_config_cleanup(&c);
+    /* Plain seconds only: the units CART_IDLE_TTL accepts are a natural mistake here. */
+    load_bad(CART_ROLE_STORE, "CART_CACHE_TTL", "CART_CACHE_TTL", "1h", NULL);
+    ck_assert_str_eq(err, "CART_CACHE_TTL: expected an integer from 1 to 2592000, got \"1h\"");
+    load_bad(CART_ROLE_GATEWAY, "CART_CACHE_TTL", "CART_CACHE_TTL", "0", NULL);
+    ck_assert_str_eq(err, "CART_CACHE_TTL: expected an integer from 1 to 2592000, got \"0\"");
+}
+END_TEST
+
 /* Every integer variable: its role, range and default. */
 static const struct int_var {
     const char *name;
@@ -230,6 +249,7 @@ static const struct int_var {
     {"CART_SYNC_TIMEOUT_MS", CART_ROLE_GATEWAY, 0, 60000}, {"CART_MAX_BODY_BYTES", CART_ROLE_GATEWAY, 256, 1048576},
     {"RATE_LIMIT_RPS", CART_ROLE_GATEWAY, 0, 1000000},     {"RATE_LIMIT_BURST", CART_ROLE_GATEWAY, 1, 10000000},
     {"CART_STORE_ADMIN_PORT", CART_ROLE_STORE, 1, 65535},  {"CART_STORE_BATCH", CART_ROLE_STORE, 1, 10000},
+    {"CART_CACHE_TTL", CART_ROLE_STORE, 1, 2592000},       {"CART_CACHE_TTL", CART_ROLE_GATEWAY, 1, 2592000},
 };
 
 /* The value an integer variable ended up as. */
@@ -259,6 +279,8 @@ static long long int_field(const cart_config *c, const char *name)
         return c->store_admin_port;
     if (!strcmp(name, "CART_STORE_BATCH"))
         return c->store_batch;
+    if (!strcmp(name, "CART_CACHE_TTL"))
+        return c->cache_ttl_s;
     ck_abort_msg("unknown variable %s", name);
     return -1;
 }
@@ -604,6 +626,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_default_ids);
     tcase_add_test(tc, test_role_specific_reading);
     tcase_add_test(tc, test_exact_message);
+    tcase_add_test(tc, test_cache_ttl);
     tcase_add_loop_test(tc, test_integers, 0, (int)(sizeof int_vars / sizeof int_vars[0]));
     tcase_add_test(tc, test_shard_dsns);
     tcase_add_test(tc, test_redis_url);
