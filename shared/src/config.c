@@ -635,6 +635,9 @@ static cart_status load_store(loader *ld, cart_config *c)
     c->store_batch = (int)n;
     if ((st = load_id(ld, "CART_STORE_ID", &c->store_id)))
         return st;
+    if ((st = get_int(ld, "CART_EXPIRY_INTERVAL_MS", 60000, 100, 86400000, &n)))
+        return st;
+    c->expiry_interval_ms = n;
     return load_idle_ttl(ld, c);
 }
 

@@ -64,43 +64,37 @@ static int on_admin_req(h2o_handler_t *self, h2o_req_t *req)
     return 0;
 }
 
+/* The one series of a metric without labels. */
+static cart_metric *plain_metric(cart_metrics *r, const char *name, const char *help, cart_metric_type type)
+{
+    return cart_metrics_series(cart_metrics_family(r, name, help, type, NULL, NULL, 0), NULL);
+}
+
 static void register_metrics(cs_worker *w)
 {
     cart_metrics *r = w->metrics;
     static const double batch_buckets[] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
 
-    w->m_applied = cart_metrics_series(cart_metrics_family(r, "cartshard_events_applied_total",
-                                                           "Events applied to a shard (refusals included).",
-                                                           CART_METRIC_COUNTER, NULL, NULL, 0),
-                                       NULL);
-    w->m_duplicates = cart_metrics_series(cart_metrics_family(r, "cartshard_events_duplicate_total",
-                                                              "Events dropped because their event_id was applied.",
-                                                              CART_METRIC_COUNTER, NULL, NULL, 0),
-                                          NULL);
-    w->m_dlq = cart_metrics_series(cart_metrics_family(r, "cartshard_events_dead_lettered_total",
-                                                       "Events sent to the CARTS_DLQ stream.", CART_METRIC_COUNTER,
-                                                       NULL, NULL, 0),
-                                   NULL);
-    w->m_rejected = cart_metrics_series(cart_metrics_family(r, "cartshard_events_refused_total",
-                                                            "Events refused by the cart rules (404, 409, 412, 422).",
-                                                            CART_METRIC_COUNTER, NULL, NULL, 0),
-                                        NULL);
-    w->m_batches = cart_metrics_series(cart_metrics_family(r, "cartshard_batches_total",
-                                                           "Transactions committed by the shard runners.",
-                                                           CART_METRIC_COUNTER, NULL, NULL, 0),
-                                       NULL);
+    w->m_applied = plain_metric(r, "cartshard_events_applied_total", "Events applied to a shard (refusals included).",
+                                CART_METRIC_COUNTER);
+    w->m_duplicates = plain_metric(r, "cartshard_events_duplicate_total",
+                                   "Events dropped because their event_id was applied.", CART_METRIC_COUNTER);
+    w->m_dlq = plain_metric(r, "cartshard_events_dead_lettered_total", "Events sent to the CARTS_DLQ stream.",
+                            CART_METRIC_COUNTER);
+    w->m_rejected = plain_metric(r, "cartshard_events_refused_total",
+                                 "Events refused by the cart rules (404, 409, 412, 422).", CART_METRIC_COUNTER);
+    w->m_expired =
+        plain_metric(r, "cartshard_carts_expired_total", "Idle carts expired (CART_IDLE_TTL).", CART_METRIC_COUNTER);
+    w->m_batches =
+        plain_metric(r, "cartshard_batches_total", "Transactions committed by the shard runners.", CART_METRIC_COUNTER);
     w->m_batch_seconds = cart_metrics_series(
         cart_metrics_family(r, "cartshard_batch_duration_seconds", "Time to apply and commit one batch.",
                             CART_METRIC_HISTOGRAM, NULL, batch_buckets, sizeof batch_buckets / sizeof batch_buckets[0]),
         NULL);
     w->m_sessions =
-        cart_metrics_series(cart_metrics_family(r, "cartshard_shard_sessions", "Open shard sessions of this worker.",
-                                                CART_METRIC_GAUGE, NULL, NULL, 0),
-                            NULL);
-    w->m_owned = cart_metrics_series(cart_metrics_family(r, "cartshard_partitions_owned",
-                                                         "Partitions this worker currently applies.", CART_METRIC_GAUGE,
-                                                         NULL, NULL, 0),
-                                     NULL);
+        plain_metric(r, "cartshard_shard_sessions", "Open shard sessions of this worker.", CART_METRIC_GAUGE);
+    w->m_owned =
+        plain_metric(r, "cartshard_partitions_owned", "Partitions this worker currently applies.", CART_METRIC_GAUGE);
 }
 
 static uv_signal_t sig_term, sig_int;

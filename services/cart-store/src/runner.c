@@ -21,6 +21,7 @@
 #include "cartshard/log.h"
 #include "cartshard/partition.h"
 #include "cartshard/pg.h"
+#include "cache.h"
 #include "store.h"
 #include "worker.h"
 
@@ -31,6 +32,10 @@
 #define PUBLISH_WAIT_MS 5000
 #define MAX_ACK_PENDING 1024
 #define ACK_WAIT_MS     30000
+#define EXPIRE_BATCH    200
+#define PRUNE_BATCH     10000
+/* Dedup rows outlive the stream's 7-day MaxAge and the 24 h Idempotency-Key promise. */
+#define DEDUP_RETENTION_MS (8LL * 24 * 3600 * 1000)
 
 typedef struct cs_partition cs_partition;
 
@@ -56,6 +61,7 @@ struct cs_partition {
     cs_binding *binding;
     /* Guarded by the runner's mutex: */
     uint64_t max_seen;
+    uint64_t committed; /* the offset this owner committed */
     cs_qmsg *head, *tail;
     size_t len;
 };
@@ -74,6 +80,7 @@ struct cs_shard {
     atomic_bool session_ok;
     int64_t *outbox_done; /* published outbox ids to delete in the next transaction */
     size_t noutbox_done, outbox_cap;
+    cs_cache *cache;
     char name[32];
 };
 
@@ -124,9 +131,13 @@ static void on_event(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
     q = malloc(sizeof *q);
     pthread_mutex_lock(&sh->mu);
     /* A redelivery of something already queued (or committed) is dropped: the queue is the
-     * partition's stream order, and the consumer restarts from the committed offset anyway. */
+     * partition's stream order, and the consumer restarts from the committed offset anyway. One
+     * already committed is acknowledged again, since its first ack was evidently lost. */
     if (q == NULL || !b->active || seq <= p->max_seen) {
+        bool reack = b->active && seq <= p->committed;
         pthread_mutex_unlock(&sh->mu);
+        if (reack)
+            natsMsg_Ack(msg, NULL);
         natsMsg_Destroy(msg);
         free(q);
         return;
@@ -173,6 +184,7 @@ static void release_partition(cs_shard *sh, cs_partition *p, bool unlock)
     p->head = p->tail = NULL;
     p->len = 0;
     p->max_seen = 0;
+    p->committed = 0;
     pthread_mutex_unlock(&sh->mu);
     free_qmsgs(q);
     if (p->sub) {
@@ -211,6 +223,7 @@ static int acquire_partition(cs_shard *sh, cs_partition *p)
     b->active = true;
     pthread_mutex_lock(&sh->mu);
     p->max_seen = offset;
+    p->committed = offset;
     pthread_mutex_unlock(&sh->mu);
 
     jsSubOptions_Init(&so);
@@ -386,28 +399,33 @@ static void decode_items(cs_shard *sh, cs_item *items, size_t n)
 }
 
 /* The batch's working set of carts, so a user's events in one batch build on each other. */
+typedef struct cart_slot {
+    cart c;
+    bool changed; /* by this batch: its cache entry is rewritten after commit */
+} cart_slot;
+
 typedef struct cart_cache {
-    cart *carts;
+    cart_slot *carts;
     size_t n, cap;
 } cart_cache;
 
 static void cart_cache_clear(cart_cache *cc)
 {
     for (size_t i = 0; i < cc->n; i++)
-        cart_cleanup(&cc->carts[i]);
+        cart_cleanup(&cc->carts[i].c);
     cc->n = 0;
 }
 
-static cart *cart_cache_get(cart_cache *cc, PGconn *pg, const char *user_id, cs_store_err *e)
+static cart_slot *cart_cache_get(cart_cache *cc, PGconn *pg, const char *user_id, cs_store_err *e)
 {
-    cart *c;
+    cart_slot *slot;
 
     for (size_t i = 0; i < cc->n; i++)
-        if (strcmp(cc->carts[i].user_id, user_id) == 0)
+        if (strcmp(cc->carts[i].c.user_id, user_id) == 0)
             return &cc->carts[i];
     if (cc->n == cc->cap) {
         size_t cap = cc->cap ? cc->cap * 2 : 64;
-        cart *nc = realloc(cc->carts, cap * sizeof *nc);
+        cart_slot *nc = realloc(cc->carts, cap * sizeof *nc);
         if (nc == NULL) {
             e->transient = true;
             snprintf(e->msg, sizeof e->msg, "out of memory");
@@ -416,17 +434,19 @@ static cart *cart_cache_get(cart_cache *cc, PGconn *pg, const char *user_id, cs_
         cc->carts = nc;
         cc->cap = cap;
     }
-    c = &cc->carts[cc->n];
-    cart_init(c, user_id);
-    if (cs_store_load_cart(pg, user_id, c, e) != CART_OK) {
-        cart_cleanup(c);
+    slot = &cc->carts[cc->n];
+    slot->changed = false;
+    cart_init(&slot->c, user_id);
+    if (cs_store_load_cart(pg, user_id, &slot->c, e) != CART_OK) {
+        cart_cleanup(&slot->c);
         return NULL;
     }
     cc->n++;
-    return c;
+    return slot;
 }
 
-static char *change_payload(const cart_event *ev, const cart *c, uint32_t partition, int64_t now)
+/* The carts.changes.<partition> document of a change: which event made it, and the cart after it. */
+static char *change_payload(const char *event_id, const char *type, const cart *c, uint32_t partition, int64_t now)
 {
     char *cart_txt = cart_to_json(c, NULL);
     json_t *doc = NULL, *cj = NULL;
@@ -439,11 +459,10 @@ static char *change_payload(const cart_event *ev, const cart *c, uint32_t partit
     if (cj == NULL)
         return NULL;
     cart_time_format(now, ts);
-    doc = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O, s:i, s:O, s:O, s:s}", "event_id", ev->event_id, "type",
-                    cart_event_type_name(ev->type), "user_id", ev->user_id, "cart_id", json_object_get(cj, "cart_id"),
-                    "version", json_object_get(cj, "version"), "status", json_object_get(cj, "status"), "partition",
-                    (json_int_t)partition, "items", json_object_get(cj, "items"), "item_count",
-                    json_object_get(cj, "item_count"), "applied_at", ts);
+    doc = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O, s:i, s:O, s:O, s:s}", "event_id", event_id, "type", type, "user_id",
+                    c->user_id, "cart_id", json_object_get(cj, "cart_id"), "version", json_object_get(cj, "version"),
+                    "status", json_object_get(cj, "status"), "partition", (json_int_t)partition, "items",
+                    json_object_get(cj, "items"), "item_count", json_object_get(cj, "item_count"), "applied_at", ts);
     if (doc)
         out = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(doc);
@@ -474,6 +493,7 @@ static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size
     int recorded = 0;
     char new_id[37], subject[CART_SUBJECT_MAX], msg_id[CART_EVENT_ID_MAX + 8];
     int64_t now = cart_now_ms();
+    cart_slot *slot;
     cart *c;
 
     /* A duplicate inside the batch, then one committed earlier. */
@@ -481,16 +501,20 @@ static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size
         if (items[j].decoded && !items[j].dlq_reason[0] && strcmp(items[j].ev.event_id, it->ev.event_id) == 0) {
             dup = true;
             recorded = items[j].http_status;
+            snprintf(it->detail, sizeof it->detail, "%s", items[j].detail);
         }
     }
-    if (!dup && cs_store_processed(sh->pg, it->ev.event_id, &dup, &recorded, e) != CART_OK)
+    if (!dup &&
+        cs_store_processed(sh->pg, it->ev.event_id, &dup, &recorded, it->detail, sizeof it->detail, e) != CART_OK)
         return CART_ERR_UNAVAILABLE;
-    c = cart_cache_get(cc, sh->pg, it->ev.user_id, e);
-    if (c == NULL)
+    slot = cart_cache_get(cc, sh->pg, it->ev.user_id, e);
+    if (slot == NULL)
         return CART_ERR_UNAVAILABLE;
+    c = &slot->c;
     if (dup) {
+        /* The first answer again, with the cart as it is now. */
         it->http_status = recorded;
-        it->cart_json = c->state == CART_ACTIVE ? cart_to_json(c, NULL) : NULL;
+        it->cart_json = recorded == 200 || recorded == 201 ? cart_to_json(c, NULL) : NULL;
         cart_counter_inc(sh->w->m_duplicates);
         return CART_OK;
     }
@@ -506,7 +530,8 @@ static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size
         if (cs_store_save(sh->pg, c, &o, it->part->id, e) != CART_OK)
             return CART_ERR_UNAVAILABLE;
         it->changed = true;
-        it->change_json = change_payload(&it->ev, c, it->part->id, now);
+        slot->changed = true;
+        it->change_json = change_payload(it->ev.event_id, cart_event_type_name(it->ev.type), c, it->part->id, now);
         snprintf(msg_id, sizeof msg_id, "chg-%s", it->ev.event_id);
         if (it->change_json == NULL ||
             cs_store_outbox_add(sh->pg, it->part->id, cart_bus_subject(subject, CART_SUBJ_CHANGES, it->part->id),
@@ -520,7 +545,8 @@ static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size
     }
     if (o.status != CART_OK)
         cart_counter_inc(sh->w->m_rejected);
-    if (cs_store_mark_processed(sh->pg, &it->ev, it->part->id, it->seq, it->http_status, c->version, e) != CART_OK)
+    if (cs_store_mark_processed(sh->pg, &it->ev, it->part->id, it->seq, it->http_status, c->version, it->detail, e) !=
+        CART_OK)
         return CART_ERR_UNAVAILABLE;
     /* The reply carries the cart as this event left it (none after a delete or a refusal on no cart). */
     it->cart_json = (c->state == CART_ACTIVE || (o.status == CART_OK && c->state == CART_CHECKED_OUT))
@@ -632,6 +658,32 @@ static void publish_changes(cs_shard *sh, size_t n, const char *const *subjects,
     }
 }
 
+/* Writes the committed state of every cart the batch changed to the Redis cache (one round trip). */
+static void update_cache(cs_shard *sh, cart_cache *cc)
+{
+    cs_cache_entry *entries;
+    size_t k = 0;
+
+    if (sh->cache == NULL || cc->n == 0)
+        return;
+    entries = calloc(cc->n, sizeof *entries);
+    if (entries == NULL)
+        return;
+    for (size_t i = 0; i < cc->n; i++) {
+        cart_slot *slot = &cc->carts[i];
+        if (!slot->changed)
+            continue;
+        entries[k].user_id = slot->c.user_id;
+        entries[k].json = cart_to_json(&slot->c, NULL); /* NULL (no memory): the entry is dropped */
+        entries[k].version = slot->c.version;
+        k++;
+    }
+    cs_cache_put(sh->cache, entries, k);
+    for (size_t i = 0; i < k; i++)
+        free((char *)entries[i].json);
+    free(entries);
+}
+
 /* Applies a batch in one transaction; returns 0 when it committed (or when nothing needed to),
  * -1 when the session failed (the batch is dropped and will be replayed). */
 static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
@@ -654,8 +706,10 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
             cs_item *it = &items[i];
             if (it->dlq_reason[0]) {
                 if (publish_dlq(sh, it) != 0) {
+                    /* Nothing of this batch may be skipped: start over from the committed offsets. */
+                    snprintf(e.msg, sizeof e.msg, "dead letter could not be stored");
                     cs_store_exec(sh->pg, "ROLLBACK", &e);
-                    return -1;
+                    goto session_failed;
                 }
                 continue;
             }
@@ -689,8 +743,15 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
         return -1;
     }
 
-    /* Committed: acknowledge (AckAll: the last message of each partition covers the rest), answer the
-     * gateways, and relay the changes. */
+    /* Committed: refresh the cache (before answering, so a client reads its own write), acknowledge
+     * (AckAll: the last message of each partition covers the rest), answer the gateways, and relay
+     * the changes. */
+    pthread_mutex_lock(&sh->mu);
+    for (size_t i = 0; i < n; i++)
+        if (items[i].seq > items[i].part->committed && items[i].part->owned)
+            items[i].part->committed = items[i].seq;
+    pthread_mutex_unlock(&sh->mu);
+    update_cache(sh, cc);
     {
         const char **subjects = calloc(n, sizeof *subjects), **msg_ids = calloc(n, sizeof *msg_ids);
         const char **payloads = calloc(n, sizeof *payloads);
@@ -741,26 +802,46 @@ static void free_items(cs_item *items, size_t n)
     }
 }
 
-/* Publishes what the outbox still holds for the owned partitions (after a crash between commit
- * and publish, or a failed publish). */
-static void sweep_outbox(cs_shard *sh)
+/* The owned partitions as a PostgreSQL array literal ("{3,4,9}"), only those with nothing queued
+ * when `idle_only`; NULL when there are none (or no memory). The caller frees it. */
+static char *owned_array(cs_shard *sh, bool idle_only)
 {
     uint32_t n = sh->last - sh->first + 1;
     char *arr = malloc((size_t)n * 12 + 3);
     size_t len = 0;
+
+    if (arr == NULL)
+        return NULL;
+    arr[len++] = '{';
+    pthread_mutex_lock(&sh->mu);
+    for (uint32_t i = 0; i < n; i++)
+        if (sh->parts[i].owned && (!idle_only || sh->parts[i].len == 0))
+            len += (size_t)sprintf(arr + len, "%s%u", len > 1 ? "," : "", sh->parts[i].id);
+    pthread_mutex_unlock(&sh->mu);
+    arr[len++] = '}';
+    arr[len] = '\0';
+    if (len == 2) {
+        free(arr);
+        return NULL;
+    }
+    return arr;
+}
+
+/* Publishes what the outbox still holds for the owned partitions (after a crash between commit
+ * and publish, or a failed publish). */
+static void sweep_outbox(cs_shard *sh)
+{
+    char *arr = owned_array(sh, false);
     PGresult *rows = NULL;
     cs_store_err e;
     int count;
 
     if (arr == NULL)
         return;
-    arr[len++] = '{';
-    for (uint32_t i = 0; i < n; i++)
-        if (sh->parts[i].owned)
-            len += (size_t)sprintf(arr + len, "%s%u", len > 1 ? "," : "", sh->parts[i].id);
-    arr[len++] = '}';
-    arr[len] = '\0';
-    if (len == 2 || cs_store_outbox_list(sh->pg, arr, &rows, &e) != CART_OK)
+    /* First forget what the last batches already published, so it is not sent twice. */
+    if (sh->noutbox_done && cs_store_outbox_delete(sh->pg, sh->outbox_done, sh->noutbox_done, &e) == CART_OK)
+        sh->noutbox_done = 0;
+    if (cs_store_outbox_list(sh->pg, arr, &rows, &e) != CART_OK)
         goto out;
     count = PQntuples(rows);
     if (count > 0) {
@@ -790,6 +871,124 @@ out:
     free(arr);
 }
 
+/* Expires the carts of the owned partitions that nobody touched for CART_IDLE_TTL, in one
+ * transaction, and announces each as cart.expired. Only partitions with nothing queued take part,
+ * so an expiry does not overtake a change already waiting for that cart. 0, or -1 when the
+ * session failed. */
+static int expire_idle(cs_shard *sh, cart_cache *cc)
+{
+    const cart_config *cfg = sh->w->cfg;
+    int64_t now = cart_now_ms();
+    char *arr = owned_array(sh, true);
+    PGresult *rows = NULL;
+    cs_store_err e = {0};
+    size_t nchg = 0, cap;
+    char **payloads = NULL, (*msg_ids)[CART_EVENT_ID_MAX + 8] = NULL, (*subjects)[CART_SUBJECT_MAX] = NULL;
+    int64_t *ids = NULL;
+    int rc = 0, count;
+
+    if (arr == NULL || cfg->idle_ttl_ms <= 0)
+        goto out;
+    if (cs_store_idle_users(sh->pg, arr, now - cfg->idle_ttl_ms, EXPIRE_BATCH, &rows, &e) != CART_OK)
+        goto failed;
+    count = PQntuples(rows);
+    if (count == 0)
+        goto out;
+    cap = (size_t)count;
+    payloads = calloc(cap, sizeof *payloads);
+    msg_ids = calloc(cap, sizeof *msg_ids);
+    subjects = calloc(cap, sizeof *subjects);
+    ids = calloc(cap, sizeof *ids);
+    if (payloads == NULL || msg_ids == NULL || subjects == NULL || ids == NULL)
+        goto out;
+    cart_cache_clear(cc);
+    if (cs_store_exec(sh->pg, "BEGIN", &e) != CART_OK)
+        goto failed;
+    for (int i = 0; i < count; i++) {
+        const char *user = PQgetvalue(rows, i, 0);
+        uint32_t part = cart_partition_of(user, strlen(user), cfg->partitions);
+        char event_id[CART_EVENT_ID_MAX + 1];
+        cart_slot *slot = cart_cache_get(cc, sh->pg, user, &e);
+        cart_outcome o;
+
+        if (slot == NULL)
+            goto rollback;
+        cart_expire(&slot->c, now, cfg->idle_ttl_ms, &o);
+        if (!o.changed)
+            continue;
+        if (cs_store_save(sh->pg, &slot->c, &o, part, &e) != CART_OK)
+            goto rollback;
+        slot->changed = true;
+        /* The expiry of one cart is one change, whoever announces it. */
+        snprintf(event_id, sizeof event_id, "exp-%s", slot->c.cart_id);
+        snprintf(msg_ids[nchg], sizeof msg_ids[nchg], "chg-%s", event_id);
+        cart_bus_subject(subjects[nchg], CART_SUBJ_CHANGES, part);
+        payloads[nchg] = change_payload(event_id, "cart.expired", &slot->c, part, now);
+        if (payloads[nchg] == NULL)
+            goto rollback;
+        if (cs_store_outbox_add(sh->pg, part, subjects[nchg], msg_ids[nchg], payloads[nchg], &ids[nchg], &e) !=
+            CART_OK) {
+            nchg++;
+            goto rollback;
+        }
+        nchg++;
+    }
+    if (cs_store_exec(sh->pg, "COMMIT", &e) != CART_OK)
+        goto failed;
+    update_cache(sh, cc);
+    {
+        const char *subj[EXPIRE_BATCH], *mid[EXPIRE_BATCH], *pay[EXPIRE_BATCH];
+        for (size_t i = 0; i < nchg; i++) {
+            subj[i] = subjects[i];
+            mid[i] = msg_ids[i];
+            pay[i] = payloads[i];
+        }
+        publish_changes(sh, nchg, subj, mid, pay, ids);
+    }
+    cart_counter_add(sh->w->m_expired, (double)nchg);
+    if (nchg > 0)
+        cart_log(CART_LOG_INFO, "idle carts expired", CART_LS("shard", sh->name), CART_LI("carts", nchg), NULL);
+    goto out;
+
+rollback:
+    cs_store_exec(sh->pg, "ROLLBACK", &e);
+    if (!e.transient) {
+        cart_log(CART_LOG_WARN, "expiring idle carts failed", CART_LS("shard", sh->name), CART_LS("error", e.msg),
+                 NULL);
+        goto out;
+    }
+failed:
+    drop_session(sh, e.msg[0] ? e.msg : "expiry failed");
+    rc = -1;
+out:
+    cart_cache_clear(cc);
+    for (size_t i = 0; i < nchg; i++)
+        free(payloads[i]);
+    free(payloads);
+    free(msg_ids);
+    free(subjects);
+    free(ids);
+    PQclear(rows);
+    free(arr);
+    return rc;
+}
+
+/* Deletes dedup rows older than the retention, a bounded number per round. */
+static void prune_processed(cs_shard *sh)
+{
+    char *arr = owned_array(sh, false);
+    long deleted = 0;
+    cs_store_err e;
+
+    if (arr == NULL)
+        return;
+    if (cs_store_prune_processed(sh->pg, arr, cart_now_ms() - DEDUP_RETENTION_MS, PRUNE_BATCH, &deleted, &e) != CART_OK)
+        cart_log(CART_LOG_WARN, "pruning dedup rows failed", CART_LS("shard", sh->name), CART_LS("error", e.msg), NULL);
+    else if (deleted > 0)
+        cart_log(CART_LOG_INFO, "dedup rows pruned", CART_LS("shard", sh->name), CART_LI("rows", deleted), NULL);
+    free(arr);
+}
+
 static void *runner_main(void *arg)
 {
     cs_shard *sh = arg;
@@ -797,10 +996,12 @@ static void *runner_main(void *arg)
     size_t max = (size_t)w->cfg->store_batch;
     cs_item *items = calloc(max, sizeof *items);
     cart_cache cc = {0};
-    int64_t next_rebalance = 0, next_sweep = 0, backoff = BACKOFF_MIN_MS;
+    int64_t next_rebalance = 0, next_sweep = 0, next_maint = 0, backoff = BACKOFF_MIN_MS;
 
-    if (items == NULL) {
+    sh->cache = cs_cache_new(w->cfg, w->metrics, sh->name);
+    if (items == NULL || sh->cache == NULL) {
         cart_log(CART_LOG_ERROR, "out of memory starting runner", CART_LS("shard", sh->name), NULL);
+        free(items);
         return NULL;
     }
     while (!atomic_load(&w->stopping)) {
@@ -825,6 +1026,12 @@ static void *runner_main(void *arg)
             sweep_outbox(sh);
             next_sweep = now + OUTBOX_SWEEP_MS;
         }
+        if (sh->pg && now >= next_maint) {
+            /* Not right after taking partitions over: their backlog goes first. */
+            if (next_maint != 0 && expire_idle(sh, &cc) == 0)
+                prune_processed(sh);
+            next_maint = now + w->cfg->expiry_interval_ms;
+        }
         pthread_mutex_lock(&sh->mu);
         n = take_batch(sh, items, max);
         if (n == 0 && !atomic_load(&w->stopping)) {
@@ -848,6 +1055,8 @@ static void *runner_main(void *arg)
         free_items(items, n);
     }
     drop_session(sh, "shutting down");
+    cs_cache_free(sh->cache);
+    sh->cache = NULL;
     cart_cache_clear(&cc);
     free(cc.carts);
     free(items);

@@ -20,11 +20,19 @@ static const struct stmt {
      " ORDER BY version DESC LIMIT 1",
      1},
     {"load_items", "SELECT sku, quantity FROM cart_items WHERE cart_id = $1::uuid", 1},
-    {"processed", "SELECT http_status FROM processed_events WHERE event_id = $1", 1},
+    {"processed", "SELECT http_status, coalesce(detail, '') FROM processed_events WHERE event_id = $1", 1},
     {"mark",
-     "INSERT INTO processed_events (event_id, user_id, partition, stream_seq, http_status, cart_version)"
-     " VALUES ($1, $2, $3, NULLIF($4::bigint, 0), $5, NULLIF($6::bigint, 0))",
-     6},
+     "INSERT INTO processed_events (event_id, user_id, partition, stream_seq, http_status, cart_version, detail)"
+     " VALUES ($1, $2, $3, NULLIF($4::bigint, 0), $5, NULLIF($6::bigint, 0), NULLIF($7, ''))",
+     7},
+    {"idle_users",
+     "SELECT user_id FROM carts WHERE status = 'active' AND partition = ANY($1::int[])"
+     " AND updated_at <= to_timestamp($2::double precision / 1000) ORDER BY updated_at LIMIT $3",
+     3},
+    {"prune",
+     "DELETE FROM processed_events WHERE event_id IN (SELECT event_id FROM processed_events"
+     " WHERE partition = ANY($1::int[]) AND processed_at < to_timestamp($2::double precision / 1000) LIMIT $3)",
+     3},
     {"ins_cart",
      "INSERT INTO carts (cart_id, user_id, partition, status, version, created_at, updated_at)"
      " VALUES ($1::uuid, $2, $3, $4, $5, to_timestamp($6::double precision / 1000),"
@@ -124,27 +132,6 @@ cart_status cs_store_exec(PGconn *pg, const char *sql, cs_store_err *e)
     return CART_OK;
 }
 
-static cart_state state_from_text(const char *s)
-{
-    if (strcmp(s, "active") == 0)
-        return CART_ACTIVE;
-    if (strcmp(s, "checked_out") == 0)
-        return CART_CHECKED_OUT;
-    return CART_DELETED;
-}
-
-static const char *state_text(cart_state s)
-{
-    switch (s) {
-    case CART_ACTIVE:
-        return "active";
-    case CART_CHECKED_OUT:
-        return "checked_out";
-    default:
-        return "deleted";
-    }
-}
-
 cart_status cs_store_load_cart(PGconn *pg, const char *user_id, cart *c, cs_store_err *e)
 {
     PGresult *res = NULL;
@@ -156,15 +143,17 @@ cart_status cs_store_load_cart(PGconn *pg, const char *user_id, cart *c, cs_stor
         return st;
     if (PQntuples(res) == 1) {
         snprintf(c->cart_id, sizeof c->cart_id, "%s", PQgetvalue(res, 0, 0));
-        c->state = state_from_text(PQgetvalue(res, 0, 1));
+        if (cart_state_parse(PQgetvalue(res, 0, 1), strlen(PQgetvalue(res, 0, 1)), &c->state) != CART_OK)
+            c->state = CART_DELETED; /* the schema's CHECK allows nothing else */
         c->version = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
         c->created_at_ms = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
         c->updated_at_ms = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
     }
     PQclear(res);
     res = NULL;
-    /* Only the active cart's lines matter: the next event on any other starts a new cart. */
-    if (c->state != CART_ACTIVE)
+    /* A deleted cart has no lines; a checked-out or expired one keeps them (a repeated checkout is
+     * answered with the cart it checked out). */
+    if (c->state == CART_NONE || c->state == CART_DELETED)
         return CART_OK;
     vals[0] = c->cart_id;
     st = run(pg, "load_items", 1, vals, PGRES_TUPLES_OK, &res, e);
@@ -180,7 +169,8 @@ cart_status cs_store_load_cart(PGconn *pg, const char *user_id, cart *c, cs_stor
     return st == CART_OK ? CART_OK : CART_ERR_UNAVAILABLE;
 }
 
-cart_status cs_store_processed(PGconn *pg, const char *event_id, bool *found, int *http_status, cs_store_err *e)
+cart_status cs_store_processed(PGconn *pg, const char *event_id, bool *found, int *http_status, char *detail,
+                               size_t detail_size, cs_store_err *e)
 {
     PGresult *res = NULL;
     const char *vals[1] = {event_id};
@@ -190,21 +180,23 @@ cart_status cs_store_processed(PGconn *pg, const char *event_id, bool *found, in
         return st;
     *found = PQntuples(res) > 0;
     *http_status = *found ? atoi(PQgetvalue(res, 0, 0)) : 0;
+    if (detail_size > 0)
+        snprintf(detail, detail_size, "%s", *found ? PQgetvalue(res, 0, 1) : "");
     PQclear(res);
     return CART_OK;
 }
 
 cart_status cs_store_mark_processed(PGconn *pg, const cart_event *ev, uint32_t partition, uint64_t stream_seq,
-                                    int http_status, int64_t version, cs_store_err *e)
+                                    int http_status, int64_t version, const char *detail, cs_store_err *e)
 {
     char part[16], seq[24], status[8], ver[24];
-    const char *vals[6] = {ev->event_id, ev->user_id, part, seq, status, ver};
+    const char *vals[7] = {ev->event_id, ev->user_id, part, seq, status, ver, detail ? detail : ""};
 
     snprintf(part, sizeof part, "%u", partition);
     snprintf(seq, sizeof seq, "%" PRIu64, stream_seq);
     snprintf(status, sizeof status, "%d", http_status);
     snprintf(ver, sizeof ver, "%" PRId64, version);
-    return run(pg, "mark", 6, vals, PGRES_COMMAND_OK, NULL, e);
+    return run(pg, "mark", 7, vals, PGRES_COMMAND_OK, NULL, e);
 }
 
 cart_status cs_store_save(PGconn *pg, const cart *c, const cart_outcome *o, uint32_t partition, cs_store_err *e)
@@ -217,10 +209,10 @@ cart_status cs_store_save(PGconn *pg, const cart *c, const cart_outcome *o, uint
     snprintf(created, sizeof created, "%" PRId64, c->created_at_ms);
     snprintf(updated, sizeof updated, "%" PRId64, c->updated_at_ms);
     if (o->created) {
-        const char *vals[7] = {c->cart_id, c->user_id, part, state_text(c->state), ver, created, updated};
+        const char *vals[7] = {c->cart_id, c->user_id, part, cart_state_name(c->state), ver, created, updated};
         st = run(pg, "ins_cart", 7, vals, PGRES_COMMAND_OK, NULL, e);
     } else {
-        const char *vals[4] = {c->cart_id, state_text(c->state), ver, updated};
+        const char *vals[4] = {c->cart_id, cart_state_name(c->state), ver, updated};
         st = run(pg, "upd_cart", 4, vals, PGRES_COMMAND_OK, NULL, e);
     }
     if (st != CART_OK)
@@ -365,4 +357,33 @@ cart_status cs_store_outbox_list(PGconn *pg, const char *partitions, PGresult **
     const char *vals[1] = {partitions};
 
     return run(pg, "outbox_list", 1, vals, PGRES_TUPLES_OK, rows, e);
+}
+
+cart_status cs_store_idle_users(PGconn *pg, const char *partitions, int64_t idle_before_ms, int limit, PGresult **rows,
+                                cs_store_err *e)
+{
+    char before[24], lim[16];
+    const char *vals[3] = {partitions, before, lim};
+
+    snprintf(before, sizeof before, "%" PRId64, idle_before_ms);
+    snprintf(lim, sizeof lim, "%d", limit);
+    return run(pg, "idle_users", 3, vals, PGRES_TUPLES_OK, rows, e);
+}
+
+cart_status cs_store_prune_processed(PGconn *pg, const char *partitions, int64_t older_than_ms, int limit,
+                                     long *deleted, cs_store_err *e)
+{
+    char before[24], lim[16];
+    const char *vals[3] = {partitions, before, lim};
+    PGresult *res = NULL;
+    cart_status st;
+
+    snprintf(before, sizeof before, "%" PRId64, older_than_ms);
+    snprintf(lim, sizeof lim, "%d", limit);
+    st = run(pg, "prune", 3, vals, PGRES_COMMAND_OK, &res, e);
+    if (st != CART_OK)
+        return st;
+    *deleted = strtol(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return CART_OK;
 }

@@ -35,12 +35,15 @@ cart_status cs_store_exec(PGconn *pg, const char *sql, cs_store_err *e);
  * cart_init for that user. A user without carts leaves c in state CART_NONE. */
 cart_status cs_store_load_cart(PGconn *pg, const char *user_id, cart *c, cs_store_err *e);
 
-/* Looks up a processed event: *found, and its recorded HTTP status in *http_status. */
-cart_status cs_store_processed(PGconn *pg, const char *event_id, bool *found, int *http_status, cs_store_err *e);
+/* Looks up a processed event: *found, its recorded HTTP status in *http_status and the reason of
+ * a refusal in `detail` (empty when none). */
+cart_status cs_store_processed(PGconn *pg, const char *event_id, bool *found, int *http_status, char *detail,
+                               size_t detail_size, cs_store_err *e);
 
-/* Records `ev` as processed with its outcome; `stream_seq` 0 means unknown. */
+/* Records `ev` as processed with its outcome (`detail`: the reason of a refusal, or NULL/"");
+ * `stream_seq` 0 means unknown. */
 cart_status cs_store_mark_processed(PGconn *pg, const cart_event *ev, uint32_t partition, uint64_t stream_seq,
-                                    int http_status, int64_t version, cs_store_err *e);
+                                    int http_status, int64_t version, const char *detail, cs_store_err *e);
 
 /* Persists what cart_apply did to `c` (o->changed must be true). */
 cart_status cs_store_save(PGconn *pg, const cart *c, const cart_outcome *o, uint32_t partition, cs_store_err *e);
@@ -74,5 +77,14 @@ cart_status cs_store_join(PGconn *pg, int32_t ns, cs_store_err *e);
 /* Lists up to 500 outbox rows of the partitions in `partitions` (an array literal "{1,2}"),
  * oldest first: columns id, subject, msg_id, payload. On CART_OK the caller owns *rows. */
 cart_status cs_store_outbox_list(PGconn *pg, const char *partitions, PGresult **rows, cs_store_err *e);
+
+/* Lists up to `limit` users of `partitions` (an array literal "{1,2}") whose active cart was last
+ * changed at or before `idle_before_ms`, oldest first: one column, user_id. The caller owns *rows. */
+cart_status cs_store_idle_users(PGconn *pg, const char *partitions, int64_t idle_before_ms, int limit, PGresult **rows,
+                                cs_store_err *e);
+
+/* Deletes up to `limit` dedup rows of `partitions` processed before `older_than_ms`; *deleted. */
+cart_status cs_store_prune_processed(PGconn *pg, const char *partitions, int64_t older_than_ms, int limit,
+                                     long *deleted, cs_store_err *e);
 
 #endif

@@ -88,6 +88,9 @@ typedef struct cart_config {
     /** CART_IDLE_TTL, default "30d": carts untouched this long expire. Accepts a number of
      * seconds or a number with s, m, h or d; at least 60 s. */
     int64_t idle_ttl_ms;
+    /** CART_EXPIRY_INTERVAL_MS, default 60000, 100..86400000: how often a worker looks for idle
+     * carts to expire (and prunes old dedup rows). */
+    int64_t expiry_interval_ms;
 } cart_config;
 
 /*
