@@ -1,0 +1,215 @@
+// Idempotency-Key (contract section 3): the same key for the same user is applied at most once,
+// however often and however concurrently it is retried, and a repeat gets the first answer's
+// status with the cart as it is now. Also the worker's side of it: an event_id that comes back
+// after JetStream's 2-minute duplicate window is still applied once and answered like the first.
+
+import assert from 'node:assert/strict';
+import { createHash, randomUUID } from 'node:crypto';
+import { after, describe, test } from 'node:test';
+
+import { headers as natsHeaders } from 'nats';
+
+import { TEST_OPTS, closeAll, http, nats, partitionOf, queryShard, shardOf, uniqueUser, userEvents } from './lib.mjs';
+
+after(closeAll);
+
+/** The event_id the gateway derives from a key (documented in README "Idempotency"). */
+function idemEventId(user, key) {
+  return `idem-${createHash('sha256').update(`${user}\n${key}`).digest('hex')}`;
+}
+
+function add(user, sku, quantity, headers = {}) {
+  return http('POST', `/v1/carts/${user}/items`, { body: { sku, quantity }, headers });
+}
+
+async function processedRows(user, eventId) {
+  return queryShard(shardOf(user), 'SELECT http_status, detail FROM processed_events WHERE event_id = $1', [eventId]);
+}
+
+describe('Idempotency-Key through the gateway', TEST_OPTS, () => {
+  test('sequential retries of one add apply it once and answer alike', TEST_OPTS, async () => {
+    const user = uniqueUser('idem');
+    const headers = { 'Idempotency-Key': 'order-42/add-1' };
+    const answers = [];
+    for (let i = 0; i < 4; i++) answers.push(await add(user, 'A1', 2, headers));
+    for (const a of answers) {
+      assert.equal(a.status, 200);
+      assert.equal(a.json.version, 1, 'every repeat shows the cart as it is: still version 1');
+      assert.deepEqual(a.json.items, [{ sku: 'A1', quantity: 2 }]);
+      assert.equal(a.headers.get('etag'), '"1"');
+    }
+    const rows = await processedRows(user, idemEventId(user, headers['Idempotency-Key']));
+    assert.equal(rows.length, 1, 'one dedup row, under the derived event_id');
+    assert.equal(rows[0].http_status, 200);
+    const events = await userEvents(user);
+    assert.equal(events.length, 1, 'JetStream stored the event once (Nats-Msg-Id dedup)');
+  });
+
+  test('20 concurrent retries of one add apply it once', TEST_OPTS, async () => {
+    const user = uniqueUser('idem');
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, () => add(user, 'B1', 1, { 'Idempotency-Key': 'burst' })),
+    );
+    for (const a of answers) assert.equal(a.status, 200, a.text);
+    const cart = await http('GET', `/v1/carts/${user}`);
+    assert.equal(cart.status, 200);
+    assert.deepEqual(cart.json.items, [{ sku: 'B1', quantity: 1 }]);
+    assert.equal(cart.json.version, 1);
+  });
+
+  test('the same key for two users, and two keys for one user, are separate changes', TEST_OPTS, async () => {
+    const u1 = uniqueUser('idem');
+    const u2 = uniqueUser('idem');
+    assert.equal((await add(u1, 'C1', 1, { 'Idempotency-Key': 'k' })).status, 200);
+    assert.equal((await add(u2, 'C1', 1, { 'Idempotency-Key': 'k' })).status, 200);
+    assert.equal((await add(u1, 'C1', 1, { 'Idempotency-Key': 'k2' })).status, 200);
+    assert.deepEqual((await http('GET', `/v1/carts/${u1}`)).json.items, [{ sku: 'C1', quantity: 2 }]);
+    assert.deepEqual((await http('GET', `/v1/carts/${u2}`)).json.items, [{ sku: 'C1', quantity: 1 }]);
+  });
+
+  test('a repeat gets the first status: 201 for a create, with the cart as it is now', TEST_OPTS, async () => {
+    const user = uniqueUser('idem');
+    const headers = { 'Idempotency-Key': 'create-1' };
+    const first = await http('POST', '/v1/carts', { body: { user_id: user }, headers });
+    assert.equal(first.status, 201);
+    assert.equal((await add(user, 'D1', 3)).status, 200);
+    const again = await http('POST', '/v1/carts', { body: { user_id: user }, headers });
+    assert.equal(again.status, 201, 'the first status again');
+    assert.equal(again.json.cart_id, first.json.cart_id);
+    assert.equal(again.json.version, 2, 'the cart as it is now, with the later add');
+    assert.deepEqual(again.json.items, [{ sku: 'D1', quantity: 3 }]);
+  });
+
+  test('a refusal is repeated as it was, even when the change would now succeed', TEST_OPTS, async () => {
+    const user = uniqueUser('idem');
+    assert.equal((await add(user, 'E1', 1)).status, 200); // version 1
+    assert.equal((await add(user, 'E1', 1)).status, 200); // version 2
+    const headers = { 'Idempotency-Key': 'cond', 'If-Match': '"1"' };
+    const first = await add(user, 'E1', 5, headers);
+    assert.equal(first.status, 412);
+    assert.match(first.headers.get('content-type'), /^application\/problem\+json/);
+    await http('PUT', `/v1/carts/${user}/items/E1`, { body: { quantity: 1 } }); // version 3
+    const byVersion = await http('GET', `/v1/carts/${user}`);
+    assert.equal(byVersion.json.version, 3);
+    const again = await add(user, 'E1', 5, { 'Idempotency-Key': 'cond', 'If-Match': '"3"' });
+    assert.equal(again.status, 412, 'the key was used: the first answer, not a new attempt');
+    assert.equal(again.json.detail, first.json.detail);
+    assert.deepEqual((await http('GET', `/v1/carts/${user}`)).json.items, [{ sku: 'E1', quantity: 1 }]);
+    const over = await add(user, 'E2', 1000, { 'Idempotency-Key': 'big' });
+    assert.equal(over.status, 422, 'over the limit (refused by the gateway, never published)');
+  });
+
+  test('a repeated checkout answers 200 with the checked-out cart', TEST_OPTS, async () => {
+    const user = uniqueUser('idem');
+    await add(user, 'F1', 2);
+    const headers = { 'Idempotency-Key': 'pay-1' };
+    const first = await http('POST', `/v1/carts/${user}/checkout`, { headers });
+    assert.equal(first.status, 200);
+    assert.equal(first.json.status, 'checked_out');
+    const again = await http('POST', `/v1/carts/${user}/checkout`, { headers });
+    assert.equal(again.status, 200);
+    assert.equal(again.json.status, 'checked_out');
+    assert.equal(again.json.cart_id, first.json.cart_id);
+    assert.deepEqual(again.json.items, [{ sku: 'F1', quantity: 2 }]);
+    const del = await http('DELETE', `/v1/carts/${user}`, { headers: { 'Idempotency-Key': 'del-1' } });
+    const delAgain = await http('DELETE', `/v1/carts/${user}`, { headers: { 'Idempotency-Key': 'del-1' } });
+    assert.equal(del.status, 204);
+    assert.equal(delAgain.status, 204);
+  });
+
+  test('respond-async repeats are 202 and still apply once', TEST_OPTS, async () => {
+    const user = uniqueUser('idem');
+    const headers = { 'Idempotency-Key': 'async-1', Prefer: 'respond-async' };
+    const a = await add(user, 'G1', 1, headers);
+    const b = await add(user, 'G1', 1, headers);
+    assert.equal(a.status, 202);
+    assert.equal(b.status, 202);
+    assert.equal(a.json.event_id, idemEventId(user, 'async-1'));
+    assert.equal(b.json.event_id, a.json.event_id);
+    const synced = await add(user, 'G1', 1, { 'Idempotency-Key': 'async-1' });
+    assert.equal(synced.status, 200, 'a sync repeat waits for the first answer');
+    assert.deepEqual(synced.json.items, [{ sku: 'G1', quantity: 1 }]);
+  });
+
+  test('an invalid key is 400 and publishes nothing', TEST_OPTS, async () => {
+    const user = uniqueUser('idem');
+    for (const key of ['with space', 'x'.repeat(129), 'caf\u00e9']) {
+      const res = await add(user, 'H1', 1, { 'Idempotency-Key': key }).catch((e) => ({ status: 0, text: String(e) }));
+      // fetch itself refuses a non-ASCII header value; the others reach the gateway
+      if (res.status === 0) continue;
+      assert.equal(res.status, 400, `key ${JSON.stringify(key)}: ${res.text}`);
+      assert.match(res.json.detail, /Idempotency-Key/);
+    }
+    assert.equal((await http('GET', `/v1/carts/${user}`)).status, 404);
+    assert.equal((await userEvents(user)).length, 0);
+  });
+});
+
+describe('an event_id seen again after the duplicate window', TEST_OPTS, () => {
+  /**
+   * Publishes `event` straight to CARTS with its own Nats-Msg-Id (so JetStream does not drop it,
+   * as after its 2-minute window) and waits for the worker's reply.
+   */
+  async function publishAndWait(event, msgId) {
+    const nc = await nats();
+    const inbox = `_CARTSHARD.test.${randomUUID()}`;
+    const sub = nc.subscribe(inbox, { max: 1, timeout: 8000 });
+    const h = natsHeaders();
+    h.set('Nats-Msg-Id', msgId);
+    h.set('Cart-Reply-To', inbox);
+    await nc.jetstream().publish(`carts.events.${partitionOf(event.user_id)}`, JSON.stringify(event), { headers: h });
+    for await (const m of sub) {
+      return {
+        status: Number(m.headers.get('Cart-Status')),
+        detail: m.headers.get('Cart-Detail'),
+        cart: m.data.length ? JSON.parse(new TextDecoder().decode(m.data)) : null,
+      };
+    }
+    throw new Error('no reply from the worker');
+  }
+
+  test('the worker answers a late repeat with the first status and the current cart', TEST_OPTS, async () => {
+    const user = uniqueUser('idem');
+    const first = await add(user, 'J1', 2, { 'Idempotency-Key': 'late' });
+    assert.equal(first.status, 200);
+    await add(user, 'J2', 1); // the cart moves on: version 2
+    const event = {
+      event_id: idemEventId(user, 'late'),
+      type: 'cart.item_added',
+      user_id: user,
+      occurred_at: new Date().toISOString(),
+      data: { sku: 'J1', quantity: 2 },
+    };
+    const reply = await publishAndWait(event, `late-${randomUUID()}`);
+    assert.equal(reply.status, 200);
+    assert.equal(reply.cart.version, 2, 'the cart as it is now');
+    assert.deepEqual(reply.cart.items, [
+      { sku: 'J1', quantity: 2 },
+      { sku: 'J2', quantity: 1 },
+    ]);
+    const rows = await processedRows(user, event.event_id);
+    assert.equal(rows.length, 1);
+  });
+
+  test('a late repeat of a refusal is refused again with the same detail', TEST_OPTS, async () => {
+    const user = uniqueUser('idem');
+    await add(user, 'K1', 1);
+    const event = {
+      event_id: `evt-${randomUUID()}`,
+      type: 'cart.item_quantity_set',
+      user_id: user,
+      occurred_at: new Date().toISOString(),
+      data: { sku: 'K1', quantity: 7 },
+      expected_version: 9,
+    };
+    const first = await publishAndWait(event, `a-${randomUUID()}`);
+    assert.equal(first.status, 412);
+    assert.ok(first.detail, 'a refusal has a detail');
+    const again = await publishAndWait({ ...event, expected_version: 1 }, `b-${randomUUID()}`);
+    assert.equal(again.status, 412, 'the event_id decides, not the body of the repeat');
+    assert.equal(again.detail, first.detail);
+    const rows = await processedRows(user, event.event_id);
+    assert.deepEqual(rows, [{ http_status: 412, detail: first.detail }]);
+    assert.deepEqual((await http('GET', `/v1/carts/${user}`)).json.items, [{ sku: 'K1', quantity: 1 }]);
+  });
+});
