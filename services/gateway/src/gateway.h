@@ -23,6 +23,8 @@
 #include "cartshard/http.h"
 #include "cartshard/metrics.h"
 #include "pgread.h"
+#include "ratelimit.h"
+#include "redis.h"
 
 typedef struct gw_pending gw_pending;
 typedef struct gw_note gw_note;
@@ -34,6 +36,8 @@ typedef struct gw_app {
     cart_metrics *metrics; /* owned by main */
     cart_metric_family *m_requests, *m_latency;
     cart_metric *m_publish_errors;
+    cart_metric *m_cache_hits, *m_cache_misses, *m_cache_corrupt, *m_cache_errors, *m_cache_fill_errors;
+    cart_metric *m_rate_limited, *m_rate_local, *m_redis_errors;
     atomic_bool redis_ok; /* kept up to date by main's health thread */
     atomic_bool stopping;
 } gw_app;
@@ -50,6 +54,8 @@ typedef struct gw_thread {
     natsSubscription *reply_sub;
     char reply_subject[CART_ID_MAX + 64];
     gw_pg **shards; /* one read connection per shard */
+    gw_redis *redis;
+    gw_local_limiter *limiter; /* when Redis cannot answer */
     /* Inbox from nats.c threads. */
     pthread_mutex_t inbox_mu;
     gw_note *inbox;

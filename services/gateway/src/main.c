@@ -23,18 +23,41 @@
 
 #define GW_VERSION "0.1.0"
 
+/* A counter series: without labels, or with one "dependency" label set to `dep`. */
+static cart_metric *counter(cart_metrics *r, const char *name, const char *help, const char *dep)
+{
+    const char *lv[1] = {dep};
+
+    return cart_metrics_series(
+        cart_metrics_family(r, name, help, CART_METRIC_COUNTER, dep ? "dependency" : NULL, NULL, 0), dep ? lv : NULL);
+}
+
 static void register_metrics(gw_app *app)
 {
     cart_metrics *r = app->metrics;
 
     app->m_requests = cart_metrics_family(r, "cartshard_http_requests_total", "HTTP requests by route and status.",
                                           CART_METRIC_COUNTER, "route,status", NULL, 0);
-    app->m_latency = cart_metrics_family(r, "cartshard_http_request_duration_seconds", "HTTP request latency by route.",
-                                         CART_METRIC_HISTOGRAM, "route", NULL, 0);
-    app->m_publish_errors = cart_metrics_series(cart_metrics_family(r, "cartshard_publish_errors_total",
-                                                                    "Events JetStream did not acknowledge.",
-                                                                    CART_METRIC_COUNTER, NULL, NULL, 0),
-                                                NULL);
+    app->m_latency =
+        cart_metrics_family(r, "cartshard_http_request_duration_seconds", "HTTP request latency by route and status.",
+                            CART_METRIC_HISTOGRAM, "route,status", NULL, 0);
+    app->m_publish_errors = counter(r, "cartshard_publish_errors_total", "Events JetStream did not acknowledge.", NULL);
+    cart_metric_family *cache =
+        cart_metrics_family(r, "cartshard_cache_reads_total", "Cart reads by how the Redis cache answered.",
+                            CART_METRIC_COUNTER, "result", NULL, 0);
+    app->m_cache_hits = cart_metrics_series(cache, (const char *[]){"hit"});
+    app->m_cache_misses = cart_metrics_series(cache, (const char *[]){"miss"});
+    app->m_cache_corrupt = counter(r, "cartshard_cache_corrupt_total",
+                                   "Cache entries that were not a valid cart of their user (read as a miss).", NULL);
+    app->m_cache_errors =
+        counter(r, "cartshard_cache_read_errors_total", "Cache reads that failed or timed out (read as a miss).", NULL);
+    app->m_cache_fill_errors =
+        counter(r, "cartshard_cache_fill_errors_total", "Cache fills after a miss that Redis did not take.", NULL);
+    app->m_rate_limited = counter(r, "cartshard_rate_limited_total", "Requests refused with 429.", NULL);
+    app->m_rate_local = counter(r, "cartshard_rate_limit_local_total",
+                                "Requests limited locally because Redis could not answer.", NULL);
+    app->m_redis_errors = counter(r, "cartshard_dependency_errors_total",
+                                  "Failed connects, timeouts and lost connections, by dependency.", "redis");
 }
 
 /* One Redis PING with a short timeout; keeps `ctx` between calls. */

@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "cartshard/bus.h"
+#include "cartshard/cache.h"
 #include "cartshard/cart.h"
 #include "cartshard/clock.h"
 #include "cartshard/event.h"
@@ -24,11 +25,17 @@
 #include "cartshard/problem.h"
 #include "gateway.h"
 #include "idem.h"
+#include "ratelimit.h"
+#include "redis.h"
 #include "route.h"
 
 #define RETRY_AFTER_S "1"
 /* How often a repeated write looks for its first answer while the first is still being applied. */
 #define DUP_POLL_MS 20
+/* A Redis that does not answer this fast counts as down (reads go to the shard, limits local). */
+#define REDIS_TIMEOUT_MS 250
+/* Clients each thread's local rate limiter remembers while Redis is away. */
+#define LOCAL_LIMITER_CLIENTS 65536
 
 typedef enum { NOTE_ACK, NOTE_REPLY } note_kind;
 
@@ -89,14 +96,12 @@ typedef struct gw_handler {
 
 static void observe(gw_thread *t, const char *route, int status, int64_t started_ms)
 {
-    char code[8];
-    const char *lv_req[2] = {route, code};
-    const char *lv_lat[1] = {route};
+    char code[12];
+    const char *lv[2] = {route, code};
 
     snprintf(code, sizeof code, "%d", status);
-    cart_counter_inc(cart_metrics_series(t->app->m_requests, lv_req));
-    cart_histogram_observe(cart_metrics_series(t->app->m_latency, lv_lat),
-                           (double)(cart_mono_ms() - started_ms) / 1000.0);
+    cart_counter_inc(cart_metrics_series(t->app->m_requests, lv));
+    cart_histogram_observe(cart_metrics_series(t->app->m_latency, lv), (double)(cart_mono_ms() - started_ms) / 1000.0);
 }
 
 static void send_problem(gw_thread *t, h2o_req_t *req, const char *route, int64_t started, int status, const char *slug,
@@ -740,6 +745,7 @@ static void handle_write(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_
 
 /* --- the read path --- */
 
+/* A GET in progress: first the cache, then (on a miss) the owning shard. */
 typedef struct read_ctx {
     gw_thread *t;
     struct read_ctx **slot; /* in the request's pool; NULL once the request is gone */
@@ -759,67 +765,150 @@ static void on_read_dispose(void *arg)
     }
 }
 
+static void read_done(read_ctx *rc)
+{
+    if (rc->slot)
+        *rc->slot = NULL; /* the request may outlive rc */
+    free(rc);
+}
+
+/* The user's latest cart, whatever its state, with its lines: what GET answers and what the
+ * cache holds. */
 static const char *const sql_get_cart =
     "SELECT c.cart_id::text, c.status, c.version, (extract(epoch FROM c.created_at) * 1000)::bigint,"
     " (extract(epoch FROM c.updated_at) * 1000)::bigint, i.sku, i.quantity"
-    " FROM carts c LEFT JOIN cart_items i ON i.cart_id = c.cart_id"
-    " WHERE c.user_id = $1 AND c.status = 'active'";
+    " FROM (SELECT * FROM carts WHERE user_id = $1 ORDER BY version DESC LIMIT 1) c"
+    " LEFT JOIN cart_items i ON i.cart_id = c.cart_id";
 
-static void on_cart_rows(void *arg, const PGresult *res, const char *err)
+/* Answers a GET with the user's latest cart: 200 (or 304) when it is active, else 404. */
+static void answer_cart(read_ctx *rc, const cart *c, const char *json, size_t len)
 {
-    read_ctx *rc = arg;
     gw_thread *t = rc->t;
     h2o_req_t *req = rc->req;
-    cart c;
     char *body = NULL, etag[32];
-    size_t len = 0;
 
-    if (req == NULL)
-        goto out;
-    if (res == NULL) {
-        cart_log(CART_LOG_WARN, "shard read failed", CART_LS("user_id", rc->user_id), CART_LS("error", err), NULL);
-        send_problem(t, req, "get_cart", rc->started, 503, "unavailable", "the cart's shard is unreachable");
-        goto out;
-    }
-    if (PQntuples(res) == 0) {
+    if (c->state != CART_ACTIVE) {
         send_problem(t, req, "get_cart", rc->started, 404, "not-found", "this user has no active cart");
-        goto out;
+        return;
     }
-    cart_init(&c, rc->user_id);
-    cart_from_rows(res, 0, &c);
-    snprintf(etag, sizeof etag, "\"%" PRId64 "\"", c.version);
+    snprintf(etag, sizeof etag, "\"%" PRId64 "\"", c->version);
     if (rc->if_none_match[0] && strcmp(rc->if_none_match, etag) == 0) {
         cart_http_header(req, "ETag", etag);
         req->res.status = 304;
         req->res.reason = "Not Modified";
         h2o_send_inline(req, NULL, 0);
         observe(t, "get_cart", 304, rc->started);
-        cart_cleanup(&c);
-        goto out;
+        return;
     }
-    body = cart_to_json(&c, &len);
-    cart_cleanup(&c);
-    if (body == NULL) {
+    if (json == NULL && (json = body = cart_to_json(c, &len)) == NULL) {
         send_problem(t, req, "get_cart", rc->started, 503, "unavailable", "out of memory");
+        return;
+    }
+    cart_http_header(req, "ETag", etag);
+    cart_http_send(req, 200, "application/json", json, len);
+    observe(t, "get_cart", 200, rc->started);
+    free(body);
+}
+
+static void on_cache_filled(void *arg, const redisReply *reply)
+{
+    gw_thread *t = arg;
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+        cart_counter_inc(t->app->m_cache_fill_errors);
+}
+
+/* Puts a cart read from the shard into the cache, unless the cache has a newer one. */
+static void fill_cache(gw_thread *t, const cart *c)
+{
+    char key[CART_CACHE_KEY_MAX], ver[24], ttl[16];
+    char *json = cart_to_json(c, NULL);
+    const char *argv[4] = {key, ver, json, ttl};
+    size_t lens[4];
+
+    if (json == NULL || cart_cache_key(c->user_id, key, sizeof key) == NULL) {
+        free(json);
+        return;
+    }
+    snprintf(ver, sizeof ver, "%" PRId64, c->version);
+    snprintf(ttl, sizeof ttl, "%d", t->app->cfg->cache_ttl_s);
+    for (int i = 0; i < 4; i++)
+        lens[i] = strlen(argv[i]);
+    gw_redis_script(t->redis, GW_SCRIPT_CACHE_PUT, on_cache_filled, t, 1, 3, argv, lens);
+    free(json);
+}
+
+static void on_cart_rows(void *arg, const PGresult *res, const char *err)
+{
+    read_ctx *rc = arg;
+    cart c;
+
+    if (rc->req == NULL)
+        goto out;
+    if (res == NULL) {
+        cart_log(CART_LOG_WARN, "shard read failed", CART_LS("user_id", rc->user_id), CART_LS("error", err), NULL);
+        send_problem(rc->t, rc->req, "get_cart", rc->started, 503, "unavailable", "the cart's shard is unreachable");
         goto out;
     }
-    send_cart(t, req, "get_cart", rc->started, 200, body, len);
+    cart_init(&c, rc->user_id);
+    cart_from_rows(res, 0, &c);
+    answer_cart(rc, &c, NULL, 0);
+    if (c.state != CART_NONE)
+        fill_cache(rc->t, &c);
+    cart_cleanup(&c);
 out:
-    if (rc->slot)
-        *rc->slot = NULL; /* the request may outlive rc */
-    free(body);
-    free(rc);
+    read_done(rc);
+}
+
+static void read_shard(read_ctx *rc)
+{
+    const cart_config *cfg = rc->t->app->cfg;
+    uint32_t part = cart_partition_of(rc->user_id, strlen(rc->user_id), cfg->partitions);
+    uint32_t shard = cart_shard_of(part, cfg->partitions, cfg->nshards);
+    const char *params[1] = {rc->user_id};
+
+    if (gw_pg_query(rc->t->shards[shard], sql_get_cart, 1, params, on_cart_rows, rc) != 0) {
+        send_problem(rc->t, rc->req, "get_cart", rc->started, 503, "unavailable", "the cart's shard is unreachable");
+        read_done(rc);
+    }
+}
+
+static void on_cache_entry(void *arg, const redisReply *reply)
+{
+    read_ctx *rc = arg;
+    gw_app *app = rc->t->app;
+    cart c;
+
+    if (rc->req == NULL) {
+        read_done(rc);
+        return;
+    }
+    if (reply && reply->type == REDIS_REPLY_STRING) {
+        /* Strict: a corrupt, stale-format or foreign entry is a miss, never an error. */
+        cart_init(&c, rc->user_id);
+        if (cart_from_json(&c, reply->str, reply->len) == CART_OK) {
+            cart_counter_inc(app->m_cache_hits);
+            answer_cart(rc, &c, c.state == CART_ACTIVE ? reply->str : NULL, reply->len);
+            cart_cleanup(&c);
+            read_done(rc);
+            return;
+        }
+        cart_cleanup(&c);
+        cart_counter_inc(app->m_cache_corrupt);
+    } else if (reply == NULL || reply->type != REDIS_REPLY_NIL) {
+        cart_counter_inc(app->m_cache_errors);
+    }
+    cart_counter_inc(app->m_cache_misses);
+    read_shard(rc);
 }
 
 static void handle_get(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started)
 {
-    const cart_config *cfg = t->app->cfg;
-    uint32_t part = cart_partition_of(r->user_id, strlen(r->user_id), cfg->partitions);
-    uint32_t shard = cart_shard_of(part, cfg->partitions, cfg->nshards);
     read_ctx *rc = calloc(1, sizeof *rc);
-    read_ctx **slot;
     h2o_iovec_t inm;
-    const char *params[1];
+    char key[CART_CACHE_KEY_MAX];
+    const char *argv[2] = {"GET", key};
+    size_t lens[2] = {3, 0};
 
     if (rc == NULL) {
         send_problem(t, req, r->name, started, 503, "unavailable", "out of memory");
@@ -834,14 +923,13 @@ static void handle_get(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t 
         memcpy(rc->if_none_match, inm.base, inm.len);
         rc->if_none_match[inm.len] = '\0';
     }
-    slot = h2o_mem_alloc_shared(&req->pool, sizeof *slot, on_read_dispose);
-    *slot = rc;
-    rc->slot = slot;
-    params[0] = rc->user_id;
-    if (gw_pg_query(t->shards[shard], sql_get_cart, 1, params, on_cart_rows, rc) != 0) {
-        *slot = NULL;
-        free(rc);
-        send_problem(t, req, r->name, started, 503, "unavailable", "the cart's shard is unreachable");
+    rc->slot = h2o_mem_alloc_shared(&req->pool, sizeof *rc->slot, on_read_dispose);
+    *rc->slot = rc;
+    cart_cache_key(rc->user_id, key, sizeof key);
+    lens[1] = strlen(key);
+    if (gw_redis_cmd(t->redis, on_cache_entry, rc, 2, argv, lens) != 0) {
+        cart_counter_inc(t->app->m_cache_misses); /* Redis is away: straight to the shard */
+        read_shard(rc);
     }
 }
 
@@ -876,6 +964,170 @@ static void handle_ops(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t 
     }
 }
 
+/* Runs an API request that passed the guards. */
+static void dispatch(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started)
+{
+    switch (r->id) {
+    case GW_R_GET_CART:
+        handle_get(t, req, r, started);
+        break;
+    case GW_R_CREATE_CART:
+    case GW_R_DELETE_CART:
+    case GW_R_ADD_ITEM:
+    case GW_R_SET_ITEM:
+    case GW_R_REMOVE_ITEM:
+    case GW_R_CHECKOUT:
+        if (atomic_load(&t->app->stopping)) {
+            send_problem(t, req, r->name, started, 503, "unavailable", "the gateway is shutting down");
+            break;
+        }
+        handle_write(t, req, r, started);
+        break;
+    default:
+        send_problem(t, req, r->name, started, 404, "not-found", "no such resource");
+        break;
+    }
+}
+
+/* --- rate limiting --- */
+
+#define CLIENT_MAX 96
+
+/* An API request waiting for the shared limiter's verdict. */
+typedef struct guard {
+    gw_thread *t;
+    struct guard **slot; /* in the request's pool; NULL once the request is gone */
+    h2o_req_t *req;      /* NULL once the client has gone */
+    gw_route route;
+    int64_t started;
+    char client[CLIENT_MAX];
+} guard;
+
+static void on_guard_dispose(void *arg)
+{
+    guard **slot = arg;
+
+    if (*slot) {
+        (*slot)->req = NULL;
+        (*slot)->slot = NULL;
+    }
+}
+
+/* Who the limit applies to: the peer's address (the JWT subject when auth is on). */
+static void client_of(h2o_req_t *req, char out[CLIENT_MAX])
+{
+    struct sockaddr_storage ss;
+    char host[NI_MAXHOST];
+    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    size_t n = len ? h2o_socket_getnumerichost((struct sockaddr *)&ss, len, host) : SIZE_MAX;
+
+    if (n == SIZE_MAX)
+        snprintf(out, CLIENT_MAX, "ip:unknown");
+    else
+        snprintf(out, CLIENT_MAX, "ip:%.*s", (int)n, host);
+}
+
+/* Adds the RateLimit-* headers and lets the request through, or answers 429. */
+static void apply_verdict(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started, const gw_rate_verdict *v)
+{
+    char buf[24];
+
+    snprintf(buf, sizeof buf, "%d", t->app->cfg->rate_limit_burst);
+    cart_http_header(req, "RateLimit-Limit", buf);
+    snprintf(buf, sizeof buf, "%" PRId64, v->remaining < 0 ? 0 : v->remaining);
+    cart_http_header(req, "RateLimit-Remaining", buf);
+    snprintf(buf, sizeof buf, "%" PRId64, (v->reset_ms + 999) / 1000);
+    cart_http_header(req, "RateLimit-Reset", buf);
+    if (v->allowed) {
+        dispatch(t, req, r, started);
+        return;
+    }
+    cart_counter_inc(t->app->m_rate_limited);
+    snprintf(buf, sizeof buf, "%" PRId64, v->retry_after_ms < 1000 ? 1 : (v->retry_after_ms + 999) / 1000);
+    cart_http_header(req, "Retry-After", buf);
+    cart_http_problem(req, 429, "rate-limited", "too many requests: slow down and retry after Retry-After seconds");
+    observe(t, r->name, 429, started);
+}
+
+static gw_rate_verdict local_verdict(gw_thread *t, const char *client)
+{
+    const cart_config *cfg = t->app->cfg;
+    /* Each thread allows its share, so the process stays near the limit without Redis. */
+    double rate = (double)cfg->rate_limit_rps / (double)(cfg->gateway_threads > 0 ? cfg->gateway_threads : 1);
+    int64_t burst = cfg->rate_limit_burst / (cfg->gateway_threads > 0 ? cfg->gateway_threads : 1);
+
+    cart_counter_inc(t->app->m_rate_local);
+    return gw_local_limit(t->limiter, client, cart_mono_ms() * 1000, rate, burst < 1 ? 1 : burst);
+}
+
+/* Reads the script's {allowed, remaining, retry_after_ms, reset_ms}; false if it is not that. */
+static bool parse_verdict(const redisReply *reply, gw_rate_verdict *v)
+{
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4)
+        return false;
+    for (size_t i = 0; i < 4; i++)
+        if (reply->element[i]->type != REDIS_REPLY_INTEGER)
+            return false;
+    v->allowed = reply->element[0]->integer == 1;
+    v->remaining = reply->element[1]->integer;
+    v->retry_after_ms = reply->element[2]->integer;
+    v->reset_ms = reply->element[3]->integer;
+    return true;
+}
+
+static void on_rate_verdict(void *arg, const redisReply *reply)
+{
+    guard *g = arg;
+    gw_rate_verdict v;
+
+    if (g->req) {
+        if (!parse_verdict(reply, &v))
+            v = local_verdict(g->t, g->client);
+        apply_verdict(g->t, g->req, &g->route, g->started, &v);
+    }
+    if (g->slot)
+        *g->slot = NULL;
+    free(g);
+}
+
+/* Counts the request against its client's limit, then runs it (or answers 429). */
+static void guard_request(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started)
+{
+    const cart_config *cfg = t->app->cfg;
+    char client[CLIENT_MAX], key[CLIENT_MAX + 8], rate[24], burst[24];
+    const char *argv[3] = {key, rate, burst};
+    size_t lens[3];
+    gw_rate_verdict v;
+    guard *g;
+
+    if (cfg->rate_limit_rps <= 0) {
+        dispatch(t, req, r, started);
+        return;
+    }
+    client_of(req, client);
+    snprintf(key, sizeof key, "rl:{%s}", client);
+    snprintf(rate, sizeof rate, "%d", cfg->rate_limit_rps);
+    snprintf(burst, sizeof burst, "%d", cfg->rate_limit_burst);
+    for (int i = 0; i < 3; i++)
+        lens[i] = strlen(argv[i]);
+    g = calloc(1, sizeof *g);
+    if (g != NULL) {
+        g->t = t;
+        g->req = req;
+        g->route = *r;
+        g->started = started;
+        memcpy(g->client, client, sizeof client);
+        g->slot = h2o_mem_alloc_shared(&req->pool, sizeof *g->slot, on_guard_dispose);
+        *g->slot = g;
+        if (gw_redis_script(t->redis, GW_SCRIPT_RATE_LIMIT, on_rate_verdict, g, 1, 2, argv, lens) == 0)
+            return;
+        *g->slot = NULL;
+        free(g);
+    }
+    v = local_verdict(t, client);
+    apply_verdict(t, req, r, started, &v);
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     gw_thread *t = ((gw_handler *)self)->t;
@@ -890,19 +1142,13 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         handle_ops(t, req, &r, started);
         break;
     case GW_R_GET_CART:
-        handle_get(t, req, &r, started);
-        break;
     case GW_R_CREATE_CART:
     case GW_R_DELETE_CART:
     case GW_R_ADD_ITEM:
     case GW_R_SET_ITEM:
     case GW_R_REMOVE_ITEM:
     case GW_R_CHECKOUT:
-        if (atomic_load(&t->app->stopping)) {
-            send_problem(t, req, r.name, started, 503, "unavailable", "the gateway is shutting down");
-            break;
-        }
-        handle_write(t, req, &r, started);
+        guard_request(t, req, &r, started);
         break;
     case GW_R_BAD_METHOD:
         cart_http_header(req, "Allow", r.allow);
@@ -957,6 +1203,8 @@ static void *thread_main(void *arg)
     natsSubscription_Unsubscribe(t->reply_sub);
     for (uint32_t s = 0; s < t->app->cfg->nshards; s++)
         gw_pg_free(t->shards[s]);
+    gw_redis_free(t->redis);
+    t->redis = NULL;
     cart_http_server_stop_accepting(&t->http);
     uv_walk(&t->loop, close_walk, NULL);
     uv_run(&t->loop, UV_RUN_DEFAULT);
@@ -1002,6 +1250,10 @@ int gw_thread_start(gw_thread *t)
     for (uint32_t s = 0; s < cfg->nshards; s++)
         if ((t->shards[s] = gw_pg_new(&t->loop, cfg->shard_dsns[s], app_name)) == NULL)
             return -1;
+    t->redis = gw_redis_new(&t->loop, cfg, REDIS_TIMEOUT_MS, t->app->m_redis_errors);
+    t->limiter = gw_local_limiter_new(LOCAL_LIMITER_CLIENTS);
+    if (t->redis == NULL || t->limiter == NULL)
+        return -1;
     if (pthread_create(&t->thread, NULL, thread_main, t) != 0)
         return -1;
     t->started = true;
@@ -1020,6 +1272,7 @@ void gw_thread_stop(gw_thread *t)
     natsSubscription_Destroy(t->reply_sub);
     jsCtx_Destroy(t->js);
     free(t->shards);
+    gw_local_limiter_free(t->limiter);
     pthread_mutex_destroy(&t->inbox_mu);
     uv_loop_close(&t->loop);
 }

@@ -1,0 +1,81 @@
+/*
+ * jwt.h: verifies the bearer tokens of contract section 3 ("Auth"). Pure: no I/O, no clock (the
+ * caller passes `now`), no allocation that outlives a call.
+ *
+ * Accepted: a JWS in compact serialization (RFC 7515 section 7.1), three base64url parts without
+ * padding, signed with HS256 (HMAC-SHA256) under the gateway's AUTH_JWT_SECRET, whose payload is a
+ * JWT claims set (RFC 7519) with
+ *   - "sub": the user_id (1..64 characters of [A-Za-z0-9._:-]), required;
+ *   - "exp": a NumericDate, required;
+ *   - "nbf", "iat": NumericDates, optional.
+ * Other claims (iss, aud, jti, custom ones) are ignored. NumericDates may be integers or reals; a
+ * real counts as the next whole second up.
+ *
+ * Order of checks, so that nothing from the payload is believed before the signature holds:
+ *   1. shape: length, three parts, base64url                               -> MALFORMED
+ *   2. header: a JSON object, "typ" JWT if present, no "crit"              -> MALFORMED
+ *              "alg" exactly "HS256"                                       -> BAD_ALG
+ *   3. signature: HMAC-SHA256, compared in constant time                   -> BAD_SIGNATURE
+ *   4. payload: a JSON object                                              -> MALFORMED
+ *              sub, exp, nbf, iat present and typed as above               -> BAD_CLAIMS
+ *   5. time: exp and nbf against now, with GW_JWT_LEEWAY_S of clock skew   -> EXPIRED, NOT_YET_VALID
+ */
+#ifndef GW_JWT_H
+#define GW_JWT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cartshard/event.h"
+
+#define GW_JWT_MAX_LEN    8192 /* longest token accepted, in bytes; longer is MALFORMED */
+#define GW_JWT_MAX_DEPTH  16   /* deepest nesting of objects and arrays in header or payload */
+#define GW_JWT_SECRET_MIN 32   /* shortest HMAC key accepted (RFC 7518 section 3.2: >= hash size) */
+/* Clock skew tolerated between the token's issuer and the gateway, in seconds: a token is
+ * EXPIRED once now >= exp + 30, NOT_YET_VALID while now < nbf - 30. */
+#define GW_JWT_LEEWAY_S 30
+
+typedef enum gw_jwt_result {
+    GW_JWT_OK = 0,        /* valid; sub holds the subject */
+    GW_JWT_MALFORMED,     /* not a compact JWS: empty, too long, not three parts, bad base64url
+                           * (padding, other characters, non-zero trailing bits), header or payload
+                           * not a JSON object (or nested too deep, or with a duplicate key), "typ"
+                           * other than JWT, a "crit" header */
+    GW_JWT_BAD_ALG,       /* "alg" missing or anything but "HS256" ("none", "HS512", "hs256"...) */
+    GW_JWT_BAD_SIGNATURE, /* the signature is missing, of the wrong length, or does not match */
+    GW_JWT_EXPIRED,       /* now >= exp + GW_JWT_LEEWAY_S */
+    GW_JWT_NOT_YET_VALID, /* now < nbf - GW_JWT_LEEWAY_S */
+    GW_JWT_BAD_CLAIMS,    /* signed, but "sub" is missing, not a string or not a valid user_id, "exp"
+                           * is missing or not a number, or "nbf" / "iat" is not a number */
+    GW_JWT_INTERNAL       /* the server's fault, not the token's: secret shorter than
+                           * GW_JWT_SECRET_MIN, out of memory, HMAC failure */
+} gw_jwt_result;
+
+/* A stable low-cardinality name of `r` for metrics and logs ("ok", "malformed", "bad_alg",
+ * "bad_signature", "expired", "not_yet_valid", "bad_claims", "internal"); "unknown" outside the
+ * enum. Static storage. */
+const char *gw_jwt_result_name(gw_jwt_result r);
+
+/*
+ * Verifies token[0..len) (need not be NUL-terminated; NULL only with len 0) with the HMAC key
+ * secret[0..secret_len) at time now_s (seconds since the epoch).
+ *
+ * On GW_JWT_OK `sub` holds the NUL-terminated subject, already checked with cart_valid_id; on any
+ * other result it is the empty string. If `why` is not NULL, *why is set to a short reason in
+ * static storage ("token expired", "alg must be HS256"...), fit for a 401 detail: it never quotes
+ * the token or any part of it. Allocates only inside the call (jansson), frees it before return.
+ */
+gw_jwt_result gw_jwt_verify(const char *token, size_t len, const unsigned char *secret, size_t secret_len,
+                            int64_t now_s, char sub[CART_ID_MAX + 1], const char **why);
+
+/*
+ * Finds the token in an Authorization header value: the scheme "Bearer" (any case, RFC 9110
+ * section 11.1), one or more spaces, then the credentials up to trailing spaces or tabs. True, with
+ * *token pointing into `value` and *token_len its length (at least 1), or false (another scheme,
+ * no credentials, a space inside them) and the out-parameters untouched. The token itself is not
+ * checked: that is gw_jwt_verify's business.
+ */
+bool gw_jwt_bearer(const char *value, size_t len, const char **token, size_t *token_len);
+
+#endif
