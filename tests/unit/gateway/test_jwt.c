@@ -1,0 +1,748 @@
+#include <check.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "jwt.h"
+
+/*
+ * Test vectors: made with python3 (hmac, hashlib, base64; compact JSON separators) and checked
+ * against `openssl dgst -sha256 -hmac`. The comment above each gives its header . payload and the
+ * key it is signed with. "now" is NOW unless said otherwise: before every exp, and after every nbf
+ * but those of VALID_64 and NBF, whose tests pick their own now.
+ */
+static const unsigned char S32[] = "cartshard-unit-test-secret-32-by";
+static const unsigned char S64[] = "cartshard-unit-test-secret-64-bytes-long-enough-for-hs512-too!!!";
+static const unsigned char OTHER[] = "another-secret-of-thirty-two-byt";
+#define S32_LEN (sizeof S32 - 1)
+#define S64_LEN (sizeof S64 - 1)
+#define S31_LEN (S32_LEN - 1) /* S31 is S32 without its last byte */
+
+#define EXP 2000000000
+#define NOW 1900000000
+
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"u1","exp":2000000000} , S32 */
+#define VALID                                                                                                          \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0."                                    \
+    "b6rcXfqrOufAQ6Ew6mAyBbqyYdzREa0XQFQA3LQtAq8"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"user-64.key:x_y","exp":2000000000,"iat":1999996400,"nbf":1999996400} , S64 */
+#define VALID_64                                                                                                       \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."                                                                            \
+    "eyJzdWIiOiJ1c2VyLTY0LmtleTp4X3kiLCJleHAiOjIwMDAwMDAwMDAsImlhdCI6MTk5OTk5NjQwMCwibmJmIjoxOTk5OTk2NDAwfQ."          \
+    "g1S0nF9szIzVf5lum_HX_jytC-W8Rf-NdVqIj17CB6o"
+/* {"alg":"HS256"} . {"sub":"u1","exp":2000000000,"iss":"auth","aud":["cart"],"ctx":{"a":[1,{"b":null}]}} , S32 */
+#define VALID_NOTYP                                                                                                    \
+    "eyJhbGciOiJIUzI1NiJ9."                                                                                            \
+    "eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMCwiaXNzIjoiYXV0aCIsImF1ZCI6WyJjYXJ0Il0sImN0eCI6eyJhIjpbMSx7ImIiOm51bGx9XX19" \
+    ".1aKZlBBqF2DSuePzqGpcgSvE-maujbqVLm4tPztMrIc"
+/* {"alg":"HS256","typ":"jwt","kid":"k1"} . {"sub":"u1","exp":2000000000} , S32 */
+#define VALID_TYP_LOWER                                                                                                \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6Imp3dCIsImtpZCI6ImsxIn0.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0."                     \
+    "8IyRjoXAPz7Q8lOTOCVcscFZxXEq4M_qhkCxwOr0Q38"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"a" x 64,"exp":2000000000} , S32 */
+#define SUB_64                                                                                                         \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."                                                                            \
+    "eyJzdWIiOiJhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhIiwiZXhwIjoyMDAw" \
+    "MDAwMDAwfQ.IE_bMcSJ5zRbnaJ5VSwmXYf4eU1UN8KklSjlhgmLPNI"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"a" x 65,"exp":2000000000} , S32 */
+#define SUB_65                                                                                                         \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."                                                                            \
+    "eyJzdWIiOiJhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYSIsImV4cCI6MjAw" \
+    "MDAwMDAwMH0.KTVouMLQUqlPeI-H610iIF_R36mljFo1go-cDPit29U"
+/* VALID with bit 0 of the first signature byte flipped */
+#define FLIPPED_SIG                                                                                                    \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0."                                    \
+    "bqrcXfqrOufAQ6Ew6mAyBbqyYdzREa0XQFQA3LQtAq8"
+/* VALID with the top bit of the last signature byte flipped */
+#define FLIPPED_SIG_LAST                                                                                               \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0."                                    \
+    "b6rcXfqrOufAQ6Ew6mAyBbqyYdzREa0XQFQA3LQtAi8"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"u1","exp":2000000000} , OTHER */
+#define OTHER_SECRET                                                                                                   \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0."                                    \
+    "xBLHnHSP2PgoeWdA02jMj4lQWEBMOBz0dWTmGAUxuzU"
+/* VALID's header and signature around the payload {"sub":"u2","exp":2000000000} */
+#define SWAPPED_SUB                                                                                                    \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MiIsImV4cCI6MjAwMDAwMDAwMH0."                                    \
+    "b6rcXfqrOufAQ6Ew6mAyBbqyYdzREa0XQFQA3LQtAq8"
+/* VALID with a zero byte appended to the signature */
+#define SIG_33                                                                                                         \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0."                                    \
+    "b6rcXfqrOufAQ6Ew6mAyBbqyYdzREa0XQFQA3LQtAq8A"
+/* VALID without its signature */
+#define SIG_EMPTY "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0."
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"u1","exp":2000000000} , S31 */
+#define SIGNED_S31                                                                                                     \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0.mononY9bKMGwNCnsCKY6vOY_"            \
+    "8w2mEv3mEBkgMbbafmw"
+/* {"alg":"none","typ":"JWT"} . {"sub":"u1","exp":2000000000} , unsigned */
+#define ALG_NONE "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0."
+/* {"alg":"none"} . {"sub":"u1","exp":2000000000} , S32 */
+#define ALG_NONE_SIGNED                                                                                                \
+    "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0.5kGUx1tpSOo6oi-t_KZHaF2OJjg_IrE80YcBGJGHEhM"
+/* {"alg":"HS512","typ":"JWT"} . {"sub":"u1","exp":2000000000} , HMAC-SHA512 S64 */
+#define ALG_HS512                                                                                                      \
+    "eyJhbGciOiJIUzUxMiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0.6sJfibv1Q7VjeMM7mKxxM--"             \
+    "YJIu8uKr0dILnFa889FqgNdBh4y6UBj9ALghK-hYBjSwZxAim_pcJNPZi91tPJg"
+/* {"alg":"RS256","typ":"JWT"} . {"sub":"u1","exp":2000000000} , S32 */
+#define ALG_RS256                                                                                                      \
+    "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0.1E4hBBQOz6CqNGR1YsPr8jLw-"           \
+    "MONqj9QLFj-ykdt5U8"
+/* {"alg":"hs256","typ":"JWT"} . {"sub":"u1","exp":2000000000} , S32 */
+#define ALG_LOWER                                                                                                      \
+    "eyJhbGciOiJoczI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0.6tMEFkyC_"                           \
+    "i2My9vi9Wd9UdFHUNPrwzSbT5MknDMFxSU"
+/* {"typ":"JWT"} . {"sub":"u1","exp":2000000000} , S32 */
+#define ALG_MISSING                                                                                                    \
+    "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0.FLp7bgeDGLxEZ2KG-bj7Bn4uZQxrWxp3FkOV0E1-FMI"
+/* {"alg":256} . {"sub":"u1","exp":2000000000} , S32 */
+#define ALG_NUMBER "eyJhbGciOjI1Nn0.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0.JXgGdaeJXRoNjl9TeiMA5n6DGCsPyMibbQrojFBez_k"
+/* {"alg":"HS256 "} . {"sub":"u1","exp":2000000000} , S32 */
+#define ALG_SPACE                                                                                                      \
+    "eyJhbGciOiJIUzI1NiAifQ.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0.bSXuTotE6fX-znaUIvxE3DfYA2K0uAXAaSLjVXzu4Pw"
+/* {"alg":"HS256\u0000"} . {"sub":"u1","exp":2000000000} , S32 */
+#define ALG_NUL                                                                                                        \
+    "eyJhbGciOiJIUzI1Nlx1MDAwMCJ9.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0.2b1pxIPRKW3gp5Ml5r9Iso9V9bkxEqAs5T_Fash4Bok"
+/* {"alg":"HS256","typ":"JOSE"} . {"sub":"u1","exp":2000000000} , S32 */
+#define TYP_JOSE                                                                                                       \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpPU0UifQ.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0.nmmY0EPlvWirwhKGKcTgF-"            \
+    "GZhwWKohqIn6A8qFW7wKc"
+/* {"alg":"HS256","typ":1} . {"sub":"u1","exp":2000000000} , S32 */
+#define TYP_NUMBER                                                                                                     \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6MX0.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0."                                         \
+    "2zSshoFwelrG9yggjDo0Ed5XnPdp5xp8uU7yKERtVWw"
+/* {"alg":"HS256","crit":["exp"]} . {"sub":"u1","exp":2000000000} , S32 */
+#define CRIT                                                                                                           \
+    "eyJhbGciOiJIUzI1NiIsImNyaXQiOlsiZXhwIl19.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0.348X2dLGPbVBEXzOrOnPAKUcwZmvy-"  \
+    "X0dmLpVHwGVJk"
+/* {"alg":"HS256","alg":"none"} . {"sub":"u1","exp":2000000000} , S32 */
+#define HDR_DUP_ALG                                                                                                    \
+    "eyJhbGciOiJIUzI1NiIsImFsZyI6Im5vbmUifQ.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0."                                  \
+    "BgBwV1HXdG6DsurB36U419IBthYa3fuu3FUOo2jNhaY"
+/* alg=HS256 . {"sub":"u1","exp":2000000000} , S32 */
+#define HDR_NOT_JSON "YWxnPUhTMjU2.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0.Bu_I7aWE4UU1OVZLLp7hL5ykhETlkKLrdZtvn1OZ9TE"
+/* ["HS256"] . {"sub":"u1","exp":2000000000} , S32 */
+#define HDR_ARRAY "WyJIUzI1NiJd.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0.At7OJRGZetFG9FyFZk5qyBse1ZgXEEIjLgZwP8SZOOc"
+/* {"alg":"HS256"}x . {"sub":"u1","exp":2000000000} , S32 */
+#define HDR_TRAILING                                                                                                   \
+    "eyJhbGciOiJIUzI1NiJ9eA.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0.3agbNJAcN5kk3H5xX3EaJbde_NA-N_zWAvWc3QIbSkU"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"u1"} , S32 */
+#define NO_EXP "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSJ9.R93gCtFQrs7LI-qH9YOvQOH3KH9qgvzJylX9qIGvC_4"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"u1","exp":"2000000000"} , S32 */
+#define EXP_STRING                                                                                                     \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6IjIwMDAwMDAwMDAifQ."                                 \
+    "5xhERKzkE8aZPD1jUFzRcHm6kaklfPAb4-lvHirqDqc"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"u1","exp":null} , S32 */
+#define EXP_NULL                                                                                                       \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6bnVsbH0.lq22mLR9XV4czFO27OUiSjA5KT1zTi0PCXVc2Q_pFew"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"u1","exp":true} , S32 */
+#define EXP_BOOL                                                                                                       \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6dHJ1ZX0.SmnDR4T654LBq9ADJN4GHW3GC9RT78xYiYk97hEUjxE"
+/* {"alg":"HS256","typ":"JWT"} . {"exp":2000000000} , S32 */
+#define NO_SUB                                                                                                         \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJleHAiOjIwMDAwMDAwMDB9.lrm1yWGERkJQ_29BR6wVJnnxATt4bqL0lf89x1P6kAs"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":42,"exp":2000000000} , S32 */
+#define SUB_NUMBER                                                                                                     \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOjQyLCJleHAiOjIwMDAwMDAwMDB9.2_royt5dW-"                             \
+    "6PmVw16riFbmjhzyEFGzJsrgGH70vOzaM"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"","exp":2000000000} , S32 */
+#define SUB_EMPTY                                                                                                      \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIiLCJleHAiOjIwMDAwMDAwMDB9.utZEY-rraq4cVoL4g4weB-a5eX_"            \
+    "GM6zZFFVMsXgtIDg"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"u 1","exp":2000000000} , S32 */
+#define SUB_SPACE                                                                                                      \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1IDEiLCJleHAiOjIwMDAwMDAwMDB9.NlkEPkKEh_skUq_"                    \
+    "y3BqcMtqFud6yYTnAh45jD15TJ_k"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"u1/../u2","exp":2000000000} , S32 */
+#define SUB_SLASH                                                                                                      \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MS8uLi91MiIsImV4cCI6MjAwMDAwMDAwMH0.G9iw_"                       \
+    "EAMqkalcSdC7zWX3jsSkwSRTXh1V_XSSYEe3C4"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"u1","exp":2000000000,"nbf":1999999000} , S32 */
+#define NBF                                                                                                            \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMCwibmJmIjoxOTk5OTk5MDAwfQ."             \
+    "TJZrKv5dvXbxdEjR4CK32juCrRnEsPyyaOmvs5CGisc"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"u1","exp":2000000000,"nbf":"soon"} , S32 */
+#define NBF_STRING                                                                                                     \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMCwibmJmIjoic29vbiJ9."                   \
+    "TDYi6o2XKRC7aksrYpqmfsfQZI-051MBs_JznrBBJNE"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"u1","exp":2000000000,"iat":"now"} , S32 */
+#define IAT_STRING                                                                                                     \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMCwiaWF0Ijoibm93In0.0d6Q_"               \
+    "SrqOv2xNCy0i6BEYcYJU3hZ6c9jmMVGDHICkuY"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"u1","exp":2000000000,"iat":2000001000} , S32 */
+#define IAT_FUTURE                                                                                                     \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMCwiaWF0IjoyMDAwMDAxMDAwfQ."             \
+    "rKyrbKHQWX8Z_WTU-kU2LQkTrPvPFI49uxjyawDxYnQ"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"u1","exp":2000000000.5} , S32 */
+#define EXP_REAL                                                                                                       \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMC41fQ."                                 \
+    "OFUKzsaShJrL0ELp832iNkKFwZOZBRgT8kpI3K06v1o"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"u1","exp":9223372036854775807} , S32 */
+#define EXP_MAX                                                                                                        \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6OTIyMzM3MjAzNjg1NDc3NTgwN30.3NadWhyaMRq_a67juT8t_"   \
+    "0qib81UVQystDp4n-S4Lwk"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"u1","exp":-9223372036854775808} , S32 */
+#define EXP_MIN                                                                                                        \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6LTkyMjMzNzIwMzY4NTQ3NzU4MDh9.V9adiDdAzqiPGC_"        \
+    "5bQ6ld3IXOpyyMGDZ9heiQqM2VXI"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"u1","exp":1e300} , S32 */
+#define EXP_HUGE_REAL                                                                                                  \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6MWUzMDB9.P8BPztAJYxL7Ismj5SqCfFmVPMfhh7_"            \
+    "RBUnthu3Bod8"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"u1","exp":2000000000,"nbf":-9223372036854775808} , S32 */
+#define NBF_MIN                                                                                                        \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."                                                                            \
+    "eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMCwibmJmIjotOTIyMzM3MjAzNjg1NDc3NTgwOH0.NfcRb_b9hr2-MV_"                      \
+    "hlXzUmZne1bgCZUHZy1Pl3dIzAv4"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"u1","exp":9223372036854775807,"nbf":9223372036854775807} , S32 */
+#define NBF_MAX                                                                                                        \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."                                                                            \
+    "eyJzdWIiOiJ1MSIsImV4cCI6OTIyMzM3MjAzNjg1NDc3NTgwNywibmJmIjo5MjIzMzcyMDM2ODU0Nzc1ODA3fQ.cZHlrG0Q04n-"              \
+    "5m1l18oeV512NbkpBVRS3LuHcL_m6iM"
+/* {"alg":"HS256","typ":"JWT"} . [{"sub":"u1","exp":2000000000}] , S32 */
+#define PAY_ARRAY                                                                                                      \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.W3sic3ViIjoidTEiLCJleHAiOjIwMDAwMDAwMDB9XQ.mQo6HYMHeNWEsEok6xkustDxS_"       \
+    "KulIwTRqP-hWA9gxs"
+/* {"alg":"HS256","typ":"JWT"} . sub=u1 , S32 */
+#define PAY_NOT_JSON "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.c3ViPXUx.DVKu1NUmSroKzIAP8x7cvNu7BNW74_aYKCCyTxjlZew"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"u1","exp":2000000000,"sub":"u2"} , S32 */
+#define PAY_DUP_SUB                                                                                                    \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMCwic3ViIjoidTIifQ."                     \
+    "VmroYXI386E0GGyZSmRJ6h4_kVNWnTd6mhR61bp_r_8"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"u1","exp":2000000000} {} , S32 */
+#define PAY_TRAILING                                                                                                   \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0ge30.KzQhyDy1yAACSoqhdjOJBqr5Vy_"     \
+    "stGDmgTxNxyn2-f4"
+/* {"alg":"HS256","typ":"JWT"} . {"sub":"u1","exp":99999999999999999999} , S32 */
+#define PAY_BIG_INT                                                                                                    \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6OTk5OTk5OTk5OTk5OTk5OTk5OTl9."                       \
+    "HHr8LBSe4AvmDbHtahmPzuua32UoEQfhOeAgM-_Kh9o"
+/* VALID with its payload padded as standard base64 would ("=" to a multiple of 4) */
+#define PAY_PADDED                                                                                                     \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0=."                                   \
+    "b6rcXfqrOufAQ6Ew6mAyBbqyYdzREa0XQFQA3LQtAq8"
+/* VALID with the signature padded to a multiple of 4 */
+#define SIG_PADDED                                                                                                     \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV4cCI6MjAwMDAwMDAwMH0."                                    \
+    "b6rcXfqrOufAQ6Ew6mAyBbqyYdzREa0XQFQA3LQtAq8="
+
+/* RFC 7515 appendix A.1: the HS256 example, its key the JWK's "k" decoded. The header has "typ"
+ * first and CRLFs inside; the payload has no "sub". */
+#define RFC7515_A1                                                                                                     \
+    "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9"                                                                         \
+    ".eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ"                  \
+    ".dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+static const unsigned char RFC7515_A1_KEY[64] = {
+    0x03, 0x23, 0x35, 0x4b, 0x2b, 0x0f, 0xa5, 0xbc, 0x83, 0x7e, 0x06, 0x65, 0x77, 0x7b, 0xa6, 0x8f,
+    0x5a, 0xb3, 0x28, 0xe6, 0xf0, 0x54, 0xc9, 0x28, 0xa9, 0x0f, 0x84, 0xb2, 0xd2, 0x50, 0x2e, 0xbf,
+    0xd3, 0xfb, 0x5a, 0x92, 0xd2, 0x06, 0x47, 0xef, 0x96, 0x8a, 0xb4, 0xc3, 0x77, 0x62, 0x3d, 0x22,
+    0x3d, 0x2e, 0x21, 0x72, 0x05, 0x2e, 0x4f, 0x08, 0xc0, 0xcd, 0x9a, 0xf5, 0x67, 0xd0, 0x80, 0xa3};
+
+/* Verifies the NUL-terminated `token`; *why always set. `sub` starts dirty to show it is cleared. */
+static gw_jwt_result check_with(const char *token, const unsigned char *key, size_t key_len, int64_t now,
+                                char sub[CART_ID_MAX + 1], const char **why)
+{
+    strcpy(sub, "stale");
+    *why = NULL;
+    gw_jwt_result r = gw_jwt_verify(token, strlen(token), key, key_len, now, sub, why);
+    ck_assert_ptr_nonnull(*why);
+    if (r != GW_JWT_OK)
+        ck_assert_str_eq(sub, "");
+    return r;
+}
+
+/* The result of `token` under S32 at `now`, for the many cases that need nothing else. */
+static gw_jwt_result check_at(const char *token, int64_t now)
+{
+    char sub[CART_ID_MAX + 1];
+    const char *why;
+    return check_with(token, S32, S32_LEN, now, sub, &why);
+}
+
+static gw_jwt_result check(const char *token)
+{
+    return check_at(token, NOW);
+}
+
+/* The reason given for `token` under S32 at NOW. */
+static const char *why_of(const char *token)
+{
+    char sub[CART_ID_MAX + 1];
+    const char *why;
+    check_with(token, S32, S32_LEN, NOW, sub, &why);
+    return why;
+}
+
+/* For the size limits only, tokens are built here: unpadded base64url and HMAC-SHA256 by OpenSSL.
+ * The vectors above pin down that gw_jwt_verify signs the same way. */
+static size_t b64url(const char *in, size_t len, char *out)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t n = 0, i = 0;
+
+    for (; i + 2 < len; i += 3) {
+        unsigned v =
+            (unsigned)(unsigned char)in[i] << 16 | (unsigned)(unsigned char)in[i + 1] << 8 | (unsigned char)in[i + 2];
+        out[n++] = abc[v >> 18 & 63];
+        out[n++] = abc[v >> 12 & 63];
+        out[n++] = abc[v >> 6 & 63];
+        out[n++] = abc[v & 63];
+    }
+    if (len - i == 1) {
+        unsigned v = (unsigned)(unsigned char)in[i] << 16;
+        out[n++] = abc[v >> 18 & 63];
+        out[n++] = abc[v >> 12 & 63];
+    } else if (len - i == 2) {
+        unsigned v = (unsigned)(unsigned char)in[i] << 16 | (unsigned)(unsigned char)in[i + 1] << 8;
+        out[n++] = abc[v >> 18 & 63];
+        out[n++] = abc[v >> 12 & 63];
+        out[n++] = abc[v >> 6 & 63];
+    }
+    out[n] = '\0';
+    return n;
+}
+
+/* A malloc'd token of header . payload signed with S32. */
+static char *make_token(const char *header, const char *payload)
+{
+    size_t hl = strlen(header), pl = strlen(payload);
+    char *t = malloc((hl + pl) * 4 / 3 + 64);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int mac_len = 0;
+    size_t n;
+
+    ck_assert_ptr_nonnull(t);
+    n = b64url(header, hl, t);
+    t[n++] = '.';
+    n += b64url(payload, pl, t + n);
+    ck_assert_ptr_nonnull(HMAC(EVP_sha256(), S32, (int)S32_LEN, (unsigned char *)t, n, mac, &mac_len));
+    t[n++] = '.';
+    b64url((const char *)mac, mac_len, t + n);
+    return t;
+}
+
+#define HS256_JWT "{\"alg\":\"HS256\",\"typ\":\"JWT\"}"
+
+START_TEST(test_valid)
+{
+    char sub[CART_ID_MAX + 1];
+    const char *why;
+
+    ck_assert_int_eq(check_with(VALID, S32, S32_LEN, NOW, sub, &why), GW_JWT_OK);
+    ck_assert_str_eq(sub, "u1");
+    ck_assert_str_eq(why, "ok");
+    ck_assert_int_eq(check_with(VALID_NOTYP, S32, S32_LEN, NOW, sub, &why), GW_JWT_OK);
+    ck_assert_str_eq(sub, "u1");
+    ck_assert_int_eq(check_with(VALID_TYP_LOWER, S32, S32_LEN, NOW, sub, &why), GW_JWT_OK);
+    ck_assert_str_eq(sub, "u1");
+    ck_assert_int_eq(check_with(SUB_64, S32, S32_LEN, NOW, sub, &why), GW_JWT_OK);
+    ck_assert_uint_eq(strlen(sub), 64);
+
+    /* Only `len` bytes count: what follows is not part of the token. */
+    char longer[sizeof VALID + 8];
+    snprintf(longer, sizeof longer, "%s.extra", VALID);
+    ck_assert_int_eq(gw_jwt_verify(longer, strlen(VALID), S32, S32_LEN, NOW, sub, NULL), GW_JWT_OK);
+    ck_assert_int_eq(gw_jwt_verify(longer, strlen(longer), S32, S32_LEN, NOW, sub, NULL), GW_JWT_MALFORMED);
+}
+END_TEST
+
+START_TEST(test_secret_sizes)
+{
+    char sub[CART_ID_MAX + 1];
+    const char *why;
+
+    /* 64 bytes; its nbf and iat are EXP - 3600, an hour before the now used here. */
+    ck_assert_int_eq(check_with(VALID_64, S64, S64_LEN, EXP - 60, sub, &why), GW_JWT_OK);
+    ck_assert_str_eq(sub, "user-64.key:x_y");
+    /* Each key only verifies its own tokens. */
+    ck_assert_int_eq(check_with(VALID_64, S32, S32_LEN, NOW, sub, &why), GW_JWT_BAD_SIGNATURE);
+    ck_assert_int_eq(check_with(VALID, S64, S64_LEN, NOW, sub, &why), GW_JWT_BAD_SIGNATURE);
+    /* A key shorter than 32 bytes is the server's misconfiguration, even for a token it signed. */
+    ck_assert_int_eq(check_with(SIGNED_S31, S32, S31_LEN, NOW, sub, &why), GW_JWT_INTERNAL);
+    ck_assert_int_eq(check_with(VALID, NULL, 0, NOW, sub, &why), GW_JWT_INTERNAL);
+    ck_assert_str_eq(why, "server secret unusable");
+}
+END_TEST
+
+START_TEST(test_rfc7515_a1)
+{
+    char sub[CART_ID_MAX + 1];
+    const char *why;
+    char flipped[] = RFC7515_A1;
+
+    /* The signature holds (else BAD_SIGNATURE); then the missing sub is what fails. */
+    ck_assert_int_eq(check_with(RFC7515_A1, RFC7515_A1_KEY, sizeof RFC7515_A1_KEY, 1300819000, sub, &why),
+                     GW_JWT_BAD_CLAIMS);
+    ck_assert_str_eq(why, "sub missing");
+    /* 'd' -> 'c' flips the lowest bit of the signature's first 6-bit group. */
+    flipped[strlen(flipped) - 43] = 'c';
+    ck_assert_int_eq(check_with(flipped, RFC7515_A1_KEY, sizeof RFC7515_A1_KEY, 1300819000, sub, &why),
+                     GW_JWT_BAD_SIGNATURE);
+    ck_assert_int_eq(check_with(RFC7515_A1, S64, S64_LEN, 1300819000, sub, &why), GW_JWT_BAD_SIGNATURE);
+}
+END_TEST
+
+START_TEST(test_forged)
+{
+    ck_assert_int_eq(check(FLIPPED_SIG), GW_JWT_BAD_SIGNATURE);
+    ck_assert_int_eq(check(FLIPPED_SIG_LAST), GW_JWT_BAD_SIGNATURE);
+    ck_assert_str_eq(why_of(FLIPPED_SIG), "signature does not match");
+    ck_assert_int_eq(check(OTHER_SECRET), GW_JWT_BAD_SIGNATURE);
+    ck_assert_int_eq(check(SWAPPED_SUB), GW_JWT_BAD_SIGNATURE);
+    ck_assert_int_eq(check(SIG_33), GW_JWT_BAD_SIGNATURE);
+    ck_assert_str_eq(why_of(SIG_33), "signature has the wrong length");
+    ck_assert_int_eq(check(SIG_EMPTY), GW_JWT_BAD_SIGNATURE);
+    ck_assert_str_eq(why_of(SIG_EMPTY), "signature missing");
+
+    /* A bad signature wins over bad claims: nothing in the payload is looked at first. */
+    char sub[CART_ID_MAX + 1];
+    const char *why;
+    ck_assert_int_eq(check_with(OTHER_SECRET, OTHER, S32_LEN, NOW, sub, &why), GW_JWT_OK);
+    ck_assert_int_eq(check_with(OTHER_SECRET, OTHER, S32_LEN, EXP + 3600, sub, &why), GW_JWT_EXPIRED);
+    ck_assert_int_eq(check_with(OTHER_SECRET, S32, S32_LEN, EXP + 3600, sub, &why), GW_JWT_BAD_SIGNATURE);
+}
+END_TEST
+
+START_TEST(test_alg)
+{
+    ck_assert_int_eq(check(ALG_NONE), GW_JWT_BAD_ALG);
+    ck_assert_str_eq(why_of(ALG_NONE), "alg must be HS256");
+    ck_assert_int_eq(check(ALG_NONE_SIGNED), GW_JWT_BAD_ALG);
+    ck_assert_int_eq(check(ALG_HS512), GW_JWT_BAD_ALG);
+    ck_assert_int_eq(check(ALG_RS256), GW_JWT_BAD_ALG);
+    ck_assert_int_eq(check(ALG_LOWER), GW_JWT_BAD_ALG);
+    ck_assert_int_eq(check(ALG_MISSING), GW_JWT_BAD_ALG);
+    ck_assert_int_eq(check(ALG_NUMBER), GW_JWT_BAD_ALG);
+    ck_assert_int_eq(check(ALG_SPACE), GW_JWT_BAD_ALG);
+    /* "HS256\u0000": jansson refuses the NUL, so the header is not even JSON to us. */
+    ck_assert_int_eq(check(ALG_NUL), GW_JWT_MALFORMED);
+}
+END_TEST
+
+START_TEST(test_header)
+{
+    ck_assert_int_eq(check(TYP_JOSE), GW_JWT_MALFORMED);
+    ck_assert_str_eq(why_of(TYP_JOSE), "typ must be JWT");
+    ck_assert_int_eq(check(TYP_NUMBER), GW_JWT_MALFORMED);
+    ck_assert_int_eq(check(CRIT), GW_JWT_MALFORMED);
+    ck_assert_str_eq(why_of(CRIT), "crit header not supported");
+    /* {"alg":"HS256","alg":"none"}: no guessing which alg counts. */
+    ck_assert_int_eq(check(HDR_DUP_ALG), GW_JWT_MALFORMED);
+    ck_assert_int_eq(check(HDR_NOT_JSON), GW_JWT_MALFORMED);
+    ck_assert_str_eq(why_of(HDR_NOT_JSON), "header is not a JSON object");
+    ck_assert_int_eq(check(HDR_ARRAY), GW_JWT_MALFORMED);
+    ck_assert_int_eq(check(HDR_TRAILING), GW_JWT_MALFORMED);
+}
+END_TEST
+
+START_TEST(test_expiry)
+{
+    /* Expired from exp + GW_JWT_LEEWAY_S on. */
+    ck_assert_int_eq(check_at(VALID, EXP - 1), GW_JWT_OK);
+    ck_assert_int_eq(check_at(VALID, EXP), GW_JWT_OK);
+    ck_assert_int_eq(check_at(VALID, EXP + GW_JWT_LEEWAY_S - 1), GW_JWT_OK);
+    ck_assert_int_eq(check_at(VALID, EXP + GW_JWT_LEEWAY_S), GW_JWT_EXPIRED);
+    ck_assert_int_eq(check_at(VALID, INT64_MAX), GW_JWT_EXPIRED);
+    ck_assert_int_eq(check_at(VALID, INT64_MIN), GW_JWT_OK);
+    char sub[CART_ID_MAX + 1];
+    const char *why;
+    ck_assert_int_eq(check_with(VALID, S32, S32_LEN, EXP + 3600, sub, &why), GW_JWT_EXPIRED);
+    ck_assert_str_eq(why, "token expired");
+
+    /* exp 2000000000.5 counts as 2000000001. */
+    ck_assert_int_eq(check_at(EXP_REAL, EXP + GW_JWT_LEEWAY_S), GW_JWT_OK);
+    ck_assert_int_eq(check_at(EXP_REAL, EXP + GW_JWT_LEEWAY_S + 1), GW_JWT_EXPIRED);
+
+    /* The extremes do not overflow. */
+    ck_assert_int_eq(check_at(EXP_MAX, NOW), GW_JWT_OK);
+    ck_assert_int_eq(check_at(EXP_MAX, INT64_MAX), GW_JWT_OK); /* within the leeway of exp */
+    ck_assert_int_eq(check_at(EXP_MIN, NOW), GW_JWT_EXPIRED);
+    ck_assert_int_eq(check_at(EXP_MIN, INT64_MIN), GW_JWT_OK);
+    ck_assert_int_eq(check_at(EXP_MIN, INT64_MAX), GW_JWT_EXPIRED);
+    ck_assert_int_eq(check_at(EXP_HUGE_REAL, INT64_MAX - GW_JWT_LEEWAY_S), GW_JWT_OK);
+}
+END_TEST
+
+START_TEST(test_not_before)
+{
+    /* nbf = EXP - 1000: not yet valid until nbf - GW_JWT_LEEWAY_S. */
+    int64_t nbf = EXP - 1000;
+    ck_assert_int_eq(check_at(NBF, nbf - GW_JWT_LEEWAY_S - 1), GW_JWT_NOT_YET_VALID);
+    ck_assert_int_eq(check_at(NBF, nbf - GW_JWT_LEEWAY_S), GW_JWT_OK);
+    ck_assert_int_eq(check_at(NBF, nbf), GW_JWT_OK);
+    ck_assert_int_eq(check_at(NBF, NOW - 1000000), GW_JWT_NOT_YET_VALID);
+    ck_assert_int_eq(check_at(NBF, INT64_MIN), GW_JWT_NOT_YET_VALID);
+    char sub[CART_ID_MAX + 1];
+    const char *why;
+    ck_assert_int_eq(check_with(NBF, S32, S32_LEN, NOW, sub, &why), GW_JWT_NOT_YET_VALID);
+    ck_assert_str_eq(why, "token not yet valid");
+
+    ck_assert_int_eq(check_at(NBF_MIN, NOW), GW_JWT_OK);
+    ck_assert_int_eq(check_at(NBF_MAX, NOW), GW_JWT_NOT_YET_VALID);
+    ck_assert_int_eq(check_at(NBF_MAX, INT64_MAX), GW_JWT_OK);
+    /* iat is typed but not judged: one in the future is fine. */
+    ck_assert_int_eq(check(IAT_FUTURE), GW_JWT_OK);
+}
+END_TEST
+
+START_TEST(test_claims)
+{
+    ck_assert_int_eq(check(NO_EXP), GW_JWT_BAD_CLAIMS);
+    ck_assert_str_eq(why_of(NO_EXP), "exp missing");
+    ck_assert_int_eq(check(EXP_STRING), GW_JWT_BAD_CLAIMS);
+    ck_assert_str_eq(why_of(EXP_STRING), "exp is not a number");
+    ck_assert_int_eq(check(EXP_NULL), GW_JWT_BAD_CLAIMS);
+    ck_assert_int_eq(check(EXP_BOOL), GW_JWT_BAD_CLAIMS);
+    ck_assert_int_eq(check(NBF_STRING), GW_JWT_BAD_CLAIMS);
+    ck_assert_str_eq(why_of(NBF_STRING), "nbf is not a number");
+    ck_assert_int_eq(check(IAT_STRING), GW_JWT_BAD_CLAIMS);
+    ck_assert_str_eq(why_of(IAT_STRING), "iat is not a number");
+
+    ck_assert_int_eq(check(NO_SUB), GW_JWT_BAD_CLAIMS);
+    ck_assert_str_eq(why_of(NO_SUB), "sub missing");
+    ck_assert_int_eq(check(SUB_NUMBER), GW_JWT_BAD_CLAIMS);
+    ck_assert_str_eq(why_of(SUB_NUMBER), "sub is not a string");
+    ck_assert_int_eq(check(SUB_EMPTY), GW_JWT_BAD_CLAIMS);
+    ck_assert_str_eq(why_of(SUB_EMPTY), "sub is not a valid user_id");
+    ck_assert_int_eq(check(SUB_SPACE), GW_JWT_BAD_CLAIMS);
+    ck_assert_int_eq(check(SUB_SLASH), GW_JWT_BAD_CLAIMS);
+    ck_assert_int_eq(check(SUB_65), GW_JWT_BAD_CLAIMS);
+    /* Bad claims are bad even in an expired token. */
+    ck_assert_int_eq(check_at(NO_SUB, EXP + 3600), GW_JWT_BAD_CLAIMS);
+}
+END_TEST
+
+START_TEST(test_malformed_shape)
+{
+    char sub[CART_ID_MAX + 1];
+    const char *why = NULL;
+
+    ck_assert_int_eq(gw_jwt_verify(NULL, 0, S32, S32_LEN, NOW, sub, &why), GW_JWT_MALFORMED);
+    ck_assert_str_eq(why, "missing token");
+    ck_assert_int_eq(gw_jwt_verify("", 0, S32, S32_LEN, NOW, sub, NULL), GW_JWT_MALFORMED);
+    ck_assert_int_eq(check("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9"), GW_JWT_MALFORMED);
+    ck_assert_str_eq(why_of("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9"), "not three dot-separated parts");
+    ck_assert_int_eq(check(VALID ".AAAA"), GW_JWT_MALFORMED); /* four parts */
+    ck_assert_int_eq(check(VALID "."), GW_JWT_MALFORMED);
+    ck_assert_int_eq(check("nodots"), GW_JWT_MALFORMED);
+    ck_assert_int_eq(check(".."), GW_JWT_MALFORMED);
+    ck_assert_str_eq(why_of(".."), "empty header or payload");
+    ck_assert_int_eq(check(".eyJzdWIiOiJ1MSJ9.AAAA"), GW_JWT_MALFORMED);
+    ck_assert_int_eq(check("eyJhbGciOiJIUzI1NiJ9..AAAA"), GW_JWT_MALFORMED);
+    ck_assert_int_eq(check(" " VALID), GW_JWT_MALFORMED);
+    ck_assert_int_eq(check(VALID " "), GW_JWT_MALFORMED);
+    ck_assert_int_eq(gw_jwt_verify(VALID, sizeof VALID, S32, S32_LEN, NOW, sub, NULL), GW_JWT_MALFORMED); /* NUL */
+}
+END_TEST
+
+START_TEST(test_malformed_base64)
+{
+    char t[sizeof VALID];
+    size_t sig = strlen(VALID) - 43;
+
+    ck_assert_int_eq(check(PAY_PADDED), GW_JWT_MALFORMED);
+    ck_assert_str_eq(why_of(PAY_PADDED), "invalid base64url");
+    ck_assert_int_eq(check(SIG_PADDED), GW_JWT_MALFORMED);
+
+    /* Standard base64's '+' and '/' are not base64url. */
+    strcpy(t, VALID);
+    t[1] = '+';
+    ck_assert_int_eq(check(t), GW_JWT_MALFORMED);
+    strcpy(t, VALID);
+    t[sig + 5] = '/';
+    ck_assert_int_eq(check(t), GW_JWT_MALFORMED);
+    strcpy(t, VALID);
+    t[sig + 5] = '\xc3';
+    ck_assert_int_eq(check(t), GW_JWT_MALFORMED);
+
+    /* The signature's 43 characters carry 258 bits; the last 2 must be 0. '8' is 111100, '9'
+     * 111101: the same bytes, but not the canonical spelling. */
+    strcpy(t, VALID);
+    ck_assert_int_eq(t[strlen(t) - 1], '8');
+    t[strlen(t) - 1] = '9';
+    ck_assert_int_eq(check(t), GW_JWT_MALFORMED);
+
+    /* A length of 4n+1 cannot be base64 at all. */
+    strcpy(t, VALID);
+    t[sig + 41] = '\0'; /* 41 = 4 * 10 + 1 */
+    ck_assert_int_eq(check(t), GW_JWT_MALFORMED);
+}
+END_TEST
+
+START_TEST(test_malformed_payload)
+{
+    /* Correctly signed, but not a claims set. */
+    ck_assert_int_eq(check(PAY_ARRAY), GW_JWT_MALFORMED);
+    ck_assert_str_eq(why_of(PAY_ARRAY), "payload is not a JSON object");
+    ck_assert_int_eq(check(PAY_NOT_JSON), GW_JWT_MALFORMED);
+    ck_assert_int_eq(check(PAY_DUP_SUB), GW_JWT_MALFORMED); /* {"sub":"u1",...,"sub":"u2"} */
+    ck_assert_int_eq(check(PAY_TRAILING), GW_JWT_MALFORMED);
+    ck_assert_int_eq(check(PAY_BIG_INT), GW_JWT_MALFORMED); /* beyond int64: jansson refuses it */
+}
+END_TEST
+
+START_TEST(test_length_limit)
+{
+    /* Grow a "pad" claim until the token is exactly GW_JWT_MAX_LEN, then one more. */
+    char *payload = malloc(GW_JWT_MAX_LEN + 64);
+    size_t want[] = {GW_JWT_MAX_LEN, GW_JWT_MAX_LEN + 1};
+
+    ck_assert_ptr_nonnull(payload);
+    for (size_t w = 0; w < 2; w++) {
+        bool found = false;
+        for (int pad = 5900; pad < 6200 && !found; pad++) {
+            int n = snprintf(payload, GW_JWT_MAX_LEN + 64, "{\"sub\":\"u1\",\"exp\":%d,\"pad\":\"%*s\"}", EXP, pad, "");
+            ck_assert_int_gt(n, 0);
+            char *t = make_token(HS256_JWT, payload);
+            if (strlen(t) == want[w]) {
+                found = true;
+                ck_assert_int_eq(check(t), w == 0 ? GW_JWT_OK : GW_JWT_MALFORMED);
+                if (w == 1)
+                    ck_assert_str_eq(why_of(t), "token too long");
+            }
+            free(t);
+        }
+        ck_assert(found);
+    }
+    free(payload);
+
+    /* Far larger: refused on its length, unread. */
+    size_t huge = 1 << 20;
+    char *t = malloc(huge + 1);
+    char sub[CART_ID_MAX + 1];
+    ck_assert_ptr_nonnull(t);
+    memset(t, 'A', huge);
+    t[10] = '.';
+    t[20] = '.';
+    t[huge] = '\0';
+    ck_assert_int_eq(gw_jwt_verify(t, huge, S32, S32_LEN, NOW, sub, NULL), GW_JWT_MALFORMED);
+    free(t);
+}
+END_TEST
+
+/* {"sub":"u1","exp":EXP,"x":[[...]]} nesting `depth` levels in all, the outer object included. */
+static char *nested_payload(int depth)
+{
+    char *p = malloc((size_t)depth * 2 + 64);
+    int n;
+
+    ck_assert_ptr_nonnull(p);
+    n = sprintf(p, "{\"sub\":\"u1\",\"exp\":%d,\"x\":", EXP);
+    for (int i = 1; i < depth; i++)
+        p[n++] = '[';
+    for (int i = 1; i < depth; i++)
+        p[n++] = ']';
+    if (depth == 1)
+        p[n++] = '0';
+    p[n++] = '}';
+    p[n] = '\0';
+    return p;
+}
+
+START_TEST(test_depth_limit)
+{
+    int depths[] = {GW_JWT_MAX_DEPTH, GW_JWT_MAX_DEPTH + 1, 3000};
+    gw_jwt_result want[] = {GW_JWT_OK, GW_JWT_MALFORMED, GW_JWT_MALFORMED};
+
+    for (size_t i = 0; i < 3; i++) {
+        char *p = nested_payload(depths[i]);
+        char *t = make_token(HS256_JWT, p);
+        ck_assert_int_eq(check(t), want[i]);
+        free(t);
+        free(p);
+    }
+    /* Brackets inside strings do not count. */
+    char *t = make_token(HS256_JWT, "{\"sub\":\"u1\",\"exp\":2000000000,\"x\":\"[[[[[[[[[[[[[[[[[[[[\\\"[[[[\"}");
+    ck_assert_int_eq(check(t), GW_JWT_OK);
+    free(t);
+    /* Nor does the header escape the limit. */
+    t = make_token("{\"alg\":\"HS256\",\"x\":[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]}",
+                   "{\"sub\":\"u1\",\"exp\":2000000000}");
+    ck_assert_int_eq(check(t), GW_JWT_MALFORMED);
+    free(t);
+}
+END_TEST
+
+START_TEST(test_result_names)
+{
+    ck_assert_str_eq(gw_jwt_result_name(GW_JWT_OK), "ok");
+    ck_assert_str_eq(gw_jwt_result_name(GW_JWT_MALFORMED), "malformed");
+    ck_assert_str_eq(gw_jwt_result_name(GW_JWT_BAD_ALG), "bad_alg");
+    ck_assert_str_eq(gw_jwt_result_name(GW_JWT_BAD_SIGNATURE), "bad_signature");
+    ck_assert_str_eq(gw_jwt_result_name(GW_JWT_EXPIRED), "expired");
+    ck_assert_str_eq(gw_jwt_result_name(GW_JWT_NOT_YET_VALID), "not_yet_valid");
+    ck_assert_str_eq(gw_jwt_result_name(GW_JWT_BAD_CLAIMS), "bad_claims");
+    ck_assert_str_eq(gw_jwt_result_name(GW_JWT_INTERNAL), "internal");
+    ck_assert_str_eq(gw_jwt_result_name((gw_jwt_result)99), "unknown");
+}
+END_TEST
+
+/* gw_jwt_bearer on a NUL-terminated header value: the token, or NULL when refused. */
+static const char *bearer(const char *value, char *buf)
+{
+    const char *tok = NULL;
+    size_t len = 0;
+
+    if (!gw_jwt_bearer(value, strlen(value), &tok, &len))
+        return NULL;
+    memcpy(buf, tok, len);
+    buf[len] = '\0';
+    return buf;
+}
+
+START_TEST(test_bearer)
+{
+    char buf[64];
+
+    ck_assert_str_eq(bearer("Bearer abc.def.ghi", buf), "abc.def.ghi");
+    ck_assert_str_eq(bearer("bearer abc", buf), "abc");
+    ck_assert_str_eq(bearer("BEARER   abc \t", buf), "abc");
+    ck_assert_ptr_null(bearer("Basic dTE6cHc=", buf));
+    ck_assert_ptr_null(bearer("Bearer", buf));
+    ck_assert_ptr_null(bearer("Bearer ", buf));
+    ck_assert_ptr_null(bearer("Bearer    ", buf));
+    ck_assert_ptr_null(bearer("Bearerabc", buf));
+    ck_assert_ptr_null(bearer("Bearer\tabc", buf));
+    ck_assert_ptr_null(bearer("Bearer abc def", buf));
+    ck_assert_ptr_null(bearer("", buf));
+    ck_assert_ptr_null(bearer(" Bearer abc", buf));
+    ck_assert(!gw_jwt_bearer(NULL, 0, NULL, NULL));
+}
+END_TEST
+
+static Suite *jwt_suite(void)
+{
+    Suite *s = suite_create("jwt");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_valid);
+    tcase_add_test(tc, test_secret_sizes);
+    tcase_add_test(tc, test_rfc7515_a1);
+    tcase_add_test(tc, test_forged);
+    tcase_add_test(tc, test_alg);
+    tcase_add_test(tc, test_header);
+    tcase_add_test(tc, test_expiry);
+    tcase_add_test(tc, test_not_before);
+    tcase_add_test(tc, test_claims);
+    tcase_add_test(tc, test_malformed_shape);
+    tcase_add_test(tc, test_malformed_base64);
+    tcase_add_test(tc, test_malformed_payload);
+    tcase_add_test(tc, test_length_limit);
+    tcase_add_test(tc, test_depth_limit);
+    tcase_add_test(tc, test_result_names);
+    tcase_add_test(tc, test_bearer);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(jwt_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
