@@ -53,6 +53,7 @@ static void register_metrics(gw_app *app)
         counter(r, "cartshard_cache_read_errors_total", "Cache reads that failed or timed out (read as a miss).", NULL);
     app->m_cache_fill_errors =
         counter(r, "cartshard_cache_fill_errors_total", "Cache fills after a miss that Redis did not take.", NULL);
+    app->m_auth_failures = counter(r, "cartshard_auth_failures_total", "Requests refused with 401.", NULL);
     app->m_rate_limited = counter(r, "cartshard_rate_limited_total", "Requests refused with 429.", NULL);
     app->m_rate_local = counter(r, "cartshard_rate_limit_local_total",
                                 "Requests limited locally because Redis could not answer.", NULL);

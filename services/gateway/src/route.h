@@ -36,6 +36,8 @@ typedef struct gw_route {
     const char *detail;
     /** A stable low-cardinality name for metrics and logs ("get_cart", ...). */
     const char *name;
+    /** Not set by routing: the verified JWT subject when auth is on, else empty. */
+    char subject[CART_ID_MAX + 1];
 } gw_route;
 
 /* Routes `method` and `path` (the raw request target; a query string is ignored). HEAD is

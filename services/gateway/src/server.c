@@ -25,6 +25,7 @@
 #include "cartshard/problem.h"
 #include "gateway.h"
 #include "idem.h"
+#include "jwt.h"
 #include "ratelimit.h"
 #include "redis.h"
 #include "route.h"
@@ -612,6 +613,10 @@ static int build_event(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t 
         if ((doc = read_body(t, req, r, started)) == NULL ||
             id_field(t, req, r, started, doc, "user_id", ev->user_id) != 0)
             goto out;
+        if (r->subject[0] && strcmp(r->subject, ev->user_id) != 0) {
+            send_problem(t, req, r->name, started, 403, "forbidden", "the token's subject is not this user");
+            goto out;
+        }
         break;
     case GW_R_ADD_ITEM:
     case GW_R_SET_ITEM: {
@@ -1090,8 +1095,50 @@ static void on_rate_verdict(void *arg, const redisReply *reply)
     free(g);
 }
 
-/* Counts the request against its client's limit, then runs it (or answers 429). */
-static void guard_request(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started)
+/* With AUTH_JWT_SECRET set: checks the bearer token and records its subject in r. Returns 0, or
+ * -1 after answering 401 or 403. */
+static int authenticate(gw_thread *t, h2o_req_t *req, gw_route *r, int64_t started)
+{
+    const char *secret = t->app->cfg->auth_jwt_secret;
+    h2o_iovec_t auth = header(req, H2O_TOKEN_AUTHORIZATION);
+    const char *token = NULL, *why = NULL;
+    size_t token_len = 0;
+    gw_jwt_result res;
+    char challenge[192];
+
+    if (secret == NULL || secret[0] == '\0')
+        return 0;
+    if (auth.base == NULL || !gw_jwt_bearer(auth.base, auth.len, &token, &token_len)) {
+        cart_http_header(req, "WWW-Authenticate", "Bearer realm=\"cartshard\"");
+        send_problem(t, req, r->name, started, 401, "unauthorized", "missing bearer token");
+        return -1;
+    }
+    res = gw_jwt_verify(token, token_len, (const unsigned char *)secret, strlen(secret), cart_now_ms() / 1000,
+                        r->subject, &why);
+    if (res == GW_JWT_INTERNAL) {
+        send_problem(t, req, r->name, started, 503, "unavailable", "the token could not be checked");
+        return -1;
+    }
+    if (res != GW_JWT_OK) {
+        cart_counter_inc(t->app->m_auth_failures);
+        snprintf(challenge, sizeof challenge,
+                 "Bearer realm=\"cartshard\", error=\"invalid_token\", error_description=\"%s\"",
+                 why ? why : gw_jwt_result_name(res));
+        cart_http_header(req, "WWW-Authenticate", challenge);
+        send_problem(t, req, r->name, started, 401, "unauthorized", why ? why : gw_jwt_result_name(res));
+        return -1;
+    }
+    /* POST /v1/carts names its user in the body: build_event checks that one. */
+    if (r->user_id[0] && r->id != GW_R_CREATE_CART && strcmp(r->subject, r->user_id) != 0) {
+        send_problem(t, req, r->name, started, 403, "forbidden", "the token's subject is not this user");
+        return -1;
+    }
+    return 0;
+}
+
+/* Authenticates the request and counts it against its client's limit, then runs it (or answers
+ * 401, 403 or 429). */
+static void guard_request(gw_thread *t, h2o_req_t *req, gw_route *r, int64_t started)
 {
     const cart_config *cfg = t->app->cfg;
     char client[CLIENT_MAX], key[CLIENT_MAX + 8], rate[24], burst[24];
@@ -1100,11 +1147,17 @@ static void guard_request(gw_thread *t, h2o_req_t *req, const gw_route *r, int64
     gw_rate_verdict v;
     guard *g;
 
+    r->subject[0] = '\0';
+    if (authenticate(t, req, r, started) != 0)
+        return;
     if (cfg->rate_limit_rps <= 0) {
         dispatch(t, req, r, started);
         return;
     }
-    client_of(req, client);
+    if (r->subject[0])
+        snprintf(client, sizeof client, "sub:%s", r->subject);
+    else
+        client_of(req, client);
     snprintf(key, sizeof key, "rl:{%s}", client);
     snprintf(rate, sizeof rate, "%d", cfg->rate_limit_rps);
     snprintf(burst, sizeof burst, "%d", cfg->rate_limit_burst);
