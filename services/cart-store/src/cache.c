@@ -599,18 +599,32 @@ void cs_cache_free(cs_cache *c)
     free(c);
 }
 
+static void put(cs_cache *c, const cs_cache_entry *entries, size_t n, bool may_retry)
+{
+    bool was_connected = c->ctx != NULL;
+
+    /* Old damage first: a remembered key is deleted before this batch could write it again. */
+    if (!ensure_connected(c) || !flush_stale(c) || (c->wipe && !wipe_steps(c))) {
+        for (size_t i = 0; i < n; i++)
+            entry_failed(c, &entries[i]);
+    } else if (n > 0 && write_entries(c, entries, n)) {
+        c->warned_refused = false; /* a clean batch ends the incident */
+        return;
+    }
+    /* A connection that was fine until now broke under this batch (Redis restarted, a proxy
+     * closed it while idle): one more try on a fresh connection, which first deletes the keys
+     * just remembered and then writes them, rather than leaving them to the next batch. */
+    if (may_retry && was_connected && c->ctx == NULL) {
+        c->next_connect_ms = 0;
+        put(c, entries, n, false);
+    }
+}
+
 void cs_cache_put(cs_cache *c, const cs_cache_entry *entries, size_t n)
 {
     if (c == NULL || (n > 0 && entries == NULL))
         return;
     if (n == 0 && c->nstale == 0 && !c->wipe)
         return;
-    /* Old damage first: a remembered key is deleted before this batch could write it again. */
-    if (!ensure_connected(c) || !flush_stale(c) || (c->wipe && !wipe_steps(c))) {
-        for (size_t i = 0; i < n; i++)
-            entry_failed(c, &entries[i]);
-        return;
-    }
-    if (n > 0 && write_entries(c, entries, n))
-        c->warned_refused = false; /* a clean batch ends the incident */
+    put(c, entries, n, true);
 }
