@@ -1,0 +1,312 @@
+// The read path and the guard rails (contract sections 3 and 5): GET from the Redis cache with a
+// read-through fill, JWT auth, the rate limit shared through Redis by several gateways, and what
+// happens while Redis is down. Besides the test stack's own gateway this suite starts private
+// gateways (and one private Redis) on free loopback ports and stops them by pid.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { after, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import {
+  CART_PARTITIONS,
+  NATS_URL,
+  REDIS_URL,
+  SHARD_DSNS,
+  TEST_OPTS,
+  closeAll,
+  http,
+  redis,
+  uniqueUser,
+} from './lib.mjs';
+
+const GATEWAY_BIN =
+  process.env.CARTSHARD_GATEWAY_BIN ??
+  fileURLToPath(new URL('../../build/services/gateway/cart-gateway', import.meta.url));
+const SLOW = { timeout: 30_000 };
+const children = new Set();
+
+after(async () => {
+  for (const c of children) c.kill('SIGKILL');
+  await closeAll();
+});
+
+/** A TCP port nobody listens on right now (the kernel's pick). */
+async function freePort() {
+  const srv = createServer();
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const { port } = srv.address();
+  srv.close();
+  await once(srv, 'close');
+  return port;
+}
+
+async function waitFor(fn, ms, what) {
+  const until = Date.now() + ms;
+  for (;;) {
+    try {
+      if (await fn()) return;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Starts a child process; it is killed when the suite ends if the test did not stop it. */
+function start(cmd, args, env = {}) {
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    stderr = (stderr + d).slice(-4000);
+  });
+  child.log = () => stderr;
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+
+async function stop(child, signal = 'SIGTERM') {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill(signal);
+  await once(child, 'exit');
+}
+
+/** A private cart-gateway on the test stack's NATS and shards; `env` overrides settings. */
+async function startGateway(env = {}) {
+  assert.ok(existsSync(GATEWAY_BIN), `${GATEWAY_BIN} is built`);
+  const port = await freePort();
+  const child = start(GATEWAY_BIN, [], {
+    NATS_URL,
+    REDIS_URL,
+    SHARD_DSNS: SHARD_DSNS.join(','),
+    CART_PARTITIONS: String(CART_PARTITIONS),
+    GATEWAY_HOST: '127.0.0.1',
+    GATEWAY_PORT: String(port),
+    GATEWAY_THREADS: '1',
+    LOG_LEVEL: 'warn',
+    ...env,
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(async () => (await http('GET', `${url}/healthz`, { timeoutMs: 500 })).status === 200, 10_000, 'the gateway');
+  child.url = url;
+  return child;
+}
+
+/** Another database of the test stack's Redis, so private limits never touch the stack's keys. */
+function redisDb(n) {
+  const u = new URL(REDIS_URL);
+  u.pathname = `/${n}`;
+  return u.toString();
+}
+
+const b64 = (v) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
+function jwt(secret, payload, header = { alg: 'HS256', typ: 'JWT' }) {
+  const signing = `${b64(header)}.${b64(payload)}`;
+  return `${signing}.${createHmac('sha256', secret).update(signing).digest('base64url')}`;
+}
+
+const cacheKey = (user) => `cart:{${user}}`;
+
+describe('GET through the cache', TEST_OPTS, () => {
+  test('a hit is served from Redis; a miss is read from the shard and fills the cache', TEST_OPTS, async () => {
+    const user = uniqueUser('read');
+    const put = await http('POST', `/v1/carts/${user}/items`, { body: { sku: 'A1', quantity: 2 } });
+    assert.equal(put.status, 200);
+    const committed = put.json;
+
+    // A planted entry (valid, newer) proves where a hit comes from.
+    const planted = { ...committed, version: committed.version + 100, items: [{ sku: 'ZZ', quantity: 9 }], item_count: 9 };
+    await redis('SET', cacheKey(user), JSON.stringify(planted));
+    const hit = await http('GET', `/v1/carts/${user}`);
+    assert.equal(hit.status, 200);
+    assert.deepEqual(hit.json, planted);
+    assert.equal(hit.headers.get('etag'), `"${planted.version}"`);
+    const notModified = await http('GET', `/v1/carts/${user}`, { headers: { 'If-None-Match': `"${planted.version}"` } });
+    assert.equal(notModified.status, 304);
+
+    await redis('DEL', cacheKey(user));
+    const miss = await http('GET', `/v1/carts/${user}`);
+    assert.equal(miss.status, 200);
+    assert.deepEqual(miss.json, committed, 'a miss reads the shard');
+    await waitFor(async () => (await redis('GET', cacheKey(user))) !== null, 3000, 'the fill');
+    assert.deepEqual(JSON.parse(await redis('GET', cacheKey(user))), committed, 'and fills the cache');
+  });
+
+  test('a corrupt, foreign or malformed entry is a miss, never an error', TEST_OPTS, async () => {
+    const user = uniqueUser('read');
+    const other = uniqueUser('read');
+    const mine = (await http('POST', `/v1/carts/${user}/items`, { body: { sku: 'B1', quantity: 1 } })).json;
+    const theirs = (await http('POST', `/v1/carts/${other}/items`, { body: { sku: 'C1', quantity: 5 } })).json;
+    const bad = [
+      'garbage',
+      '{"version": 99',
+      JSON.stringify({ ...theirs, version: 99 }), // another user's cart
+      JSON.stringify({ ...mine, version: 99, items: [{ sku: 'B1', quantity: 0 }] }), // quantity 0
+      JSON.stringify({ ...mine, version: 99, extra: true }), // unknown key
+      JSON.stringify({ ...mine, version: 99, item_count: 7 }), // wrong sum
+    ];
+    for (const entry of bad) {
+      await redis('SET', cacheKey(user), entry);
+      const res = await http('GET', `/v1/carts/${user}`);
+      assert.equal(res.status, 200, `entry ${entry.slice(0, 40)}`);
+      assert.deepEqual(res.json, mine);
+    }
+    await redis('DEL', cacheKey(user));
+  });
+
+  test('a cached cart that is no longer active is a 404', TEST_OPTS, async () => {
+    const user = uniqueUser('read');
+    await http('POST', `/v1/carts/${user}/items`, { body: { sku: 'D1', quantity: 1 } });
+    assert.equal((await http('POST', `/v1/carts/${user}/checkout`)).status, 200);
+    const entry = JSON.parse(await redis('GET', cacheKey(user)));
+    assert.equal(entry.status, 'checked_out', 'the worker cached the checked-out cart');
+    assert.equal((await http('GET', `/v1/carts/${user}`)).status, 404);
+  });
+});
+
+describe('JWT auth', SLOW, () => {
+  const secret = 'test-secret-0123456789abcdef-0123456789';
+  const now = () => Math.floor(Date.now() / 1000);
+  let gw;
+
+  test('starts a gateway with AUTH_JWT_SECRET', SLOW, async () => {
+    gw = await startGateway({ AUTH_JWT_SECRET: secret, REDIS_URL: redisDb(2) });
+  });
+
+  test('no token, a forged one, alg none and an expired one are 401', SLOW, async () => {
+    const user = uniqueUser('jwt');
+    const path = `${gw.url}/v1/carts/${user}`;
+    const good = jwt(secret, { sub: user, exp: now() + 600 });
+    const cases = {
+      missing: {},
+      'not bearer': { Authorization: `Basic ${b64('a:b')}` },
+      forged: { Authorization: `Bearer ${jwt('another-secret-0123456789abcdef-0123', { sub: user, exp: now() + 600 })}` },
+      tampered: { Authorization: `Bearer ${good.slice(0, -2)}${good.endsWith('AA') ? 'AB' : 'AA'}` },
+      'alg none': { Authorization: `Bearer ${b64({ alg: 'none', typ: 'JWT' })}.${b64({ sub: user, exp: now() + 600 })}.` },
+      'alg HS512': { Authorization: `Bearer ${jwt(secret, { sub: user, exp: now() + 600 }, { alg: 'HS512' })}` },
+      expired: { Authorization: `Bearer ${jwt(secret, { sub: user, exp: now() - 120 })}` },
+      'no exp': { Authorization: `Bearer ${jwt(secret, { sub: user })}` },
+      malformed: { Authorization: 'Bearer abc.def' },
+    };
+    for (const [name, headers] of Object.entries(cases)) {
+      for (const method of ['GET', 'POST']) {
+        const res =
+          method === 'GET'
+            ? await http('GET', path, { headers })
+            : await http('POST', `${path}/items`, { headers, body: { sku: 'A1', quantity: 1 } });
+        assert.equal(res.status, 401, `${name} ${method}: ${res.text}`);
+        assert.match(res.headers.get('www-authenticate') ?? '', /^Bearer /, `${name}: WWW-Authenticate`);
+        assert.match(res.headers.get('content-type'), /^application\/problem\+json/);
+      }
+    }
+    assert.equal((await http('GET', `/v1/carts/${user}`)).status, 404, 'nothing was written');
+  });
+
+  test("a valid token works only for its own user: 403 for another's path or body", SLOW, async () => {
+    const user = uniqueUser('jwt');
+    const auth = { Authorization: `Bearer ${jwt(secret, { sub: user, exp: now() + 600 })}` };
+    const add = await http('POST', `${gw.url}/v1/carts/${user}/items`, { headers: auth, body: { sku: 'A1', quantity: 1 } });
+    assert.equal(add.status, 200, add.text);
+    assert.equal((await http('GET', `${gw.url}/v1/carts/${user}`, { headers: auth })).status, 200);
+    const other = uniqueUser('jwt');
+    assert.equal((await http('GET', `${gw.url}/v1/carts/${other}`, { headers: auth })).status, 403);
+    const del = await http('DELETE', `${gw.url}/v1/carts/${other}`, { headers: auth });
+    assert.equal(del.status, 403);
+    const create = await http('POST', `${gw.url}/v1/carts`, { headers: auth, body: { user_id: other } });
+    assert.equal(create.status, 403);
+    const createOwn = await http('POST', `${gw.url}/v1/carts`, { headers: auth, body: { user_id: user } });
+    assert.equal(createOwn.status, 200, 'the existing cart');
+    assert.equal((await http('GET', `${gw.url}/healthz`)).status, 200, 'probes need no token');
+    await stop(gw);
+  });
+});
+
+describe('rate limiting shared through Redis', SLOW, () => {
+  test('two gateways on one Redis together allow the limit, not twice it', SLOW, async () => {
+    const env = { RATE_LIMIT_RPS: '1', RATE_LIMIT_BURST: '10', REDIS_URL: redisDb(3) };
+    const [a, b] = await Promise.all([startGateway(env), startGateway(env)]);
+    const user = uniqueUser('rl');
+    const started = Date.now();
+    const answers = [];
+    for (let i = 0; i < 30; i++) answers.push(await http('GET', `${(i % 2 ? a : b).url}/v1/carts/${user}`));
+    const seconds = (Date.now() - started) / 1000;
+    const allowed = answers.filter((r) => r.status === 404).length;
+    const limited = answers.filter((r) => r.status === 429);
+    assert.equal(allowed + limited.length, 30, 'only 404 (allowed, no cart) and 429');
+    assert.ok(allowed >= 10, `the burst is allowed (${allowed})`);
+    assert.ok(allowed <= 10 + Math.ceil(seconds) + 1, `${allowed} allowed in ${seconds.toFixed(2)} s: one budget`);
+    const r = limited[0];
+    assert.match(r.headers.get('content-type'), /^application\/problem\+json/);
+    assert.equal(r.json.status, 429);
+    assert.ok(Number(r.headers.get('retry-after')) >= 1);
+    assert.equal(r.headers.get('ratelimit-limit'), '10');
+    assert.equal(r.headers.get('ratelimit-remaining'), '0');
+    assert.ok(Number(r.headers.get('ratelimit-reset')) >= 1);
+    const ok = answers.find((x) => x.status === 404);
+    assert.equal(ok.headers.get('ratelimit-limit'), '10');
+    await Promise.all([stop(a), stop(b)]);
+  });
+});
+
+describe('Redis down', SLOW, () => {
+  test('reads go to the shard, limits go local, and the cache refills when Redis is back', SLOW, async () => {
+    const port = await freePort();
+    const redisArgs = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+    let rds = start('redis-server', redisArgs);
+    const url = `redis://127.0.0.1:${port}`;
+    const priv = (...args) =>
+      new Promise((resolve, reject) => {
+        const c = spawn('redis-cli', ['-p', String(port), '--no-raw', ...args]);
+        let out = '';
+        c.stdout.on('data', (d) => {
+          out += d;
+        });
+        c.on('exit', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`redis-cli ${code}`))));
+      });
+    await waitFor(async () => (await priv('PING')) === 'PONG', 5000, 'the private redis');
+    const gw = await startGateway({ REDIS_URL: url, RATE_LIMIT_RPS: '2', RATE_LIMIT_BURST: '40' });
+    const user = uniqueUser('down');
+    assert.equal((await http('POST', `${gw.url}/v1/carts/${user}/items`, { body: { sku: 'A1', quantity: 3 } })).status, 200);
+    assert.equal((await http('GET', `${gw.url}/v1/carts/${user}`)).status, 200);
+    await waitFor(async () => (await priv('EXISTS', cacheKey(user))) === '(integer) 1', 3000, 'the fill');
+
+    await stop(rds, 'SIGKILL');
+    for (let i = 0; i < 5; i++) {
+      const res = await http('GET', `${gw.url}/v1/carts/${user}`);
+      assert.equal(res.status, 200, 'served from the shard');
+      assert.deepEqual(res.json.items, [{ sku: 'A1', quantity: 3 }]);
+    }
+    const write = await http('POST', `${gw.url}/v1/carts/${user}/items`, { body: { sku: 'A1', quantity: 1 } });
+    assert.equal(write.status, 200, 'writes do not need the gateway to reach Redis');
+    assert.equal((await http('GET', `${gw.url}/v1/carts/${user}`)).json.items[0].quantity, 4);
+    // The local limiter: 40 allowed at once, then about 2 per second.
+    const burst = [];
+    for (let i = 0; i < 60; i++) burst.push((await http('GET', `${gw.url}/v1/carts/${user}`)).status);
+    assert.ok(burst.includes(429), 'the local limiter refuses past the burst');
+    assert.ok(burst.filter((s) => s === 200).length >= 30, 'and serves the rest of the burst');
+    const metrics = (await http('GET', `${gw.url}/metrics`)).text;
+    assert.match(metrics, /^cartshard_rate_limit_local_total [1-9]/m);
+    assert.match(metrics, /^cartshard_dependency_errors_total\{dependency="redis"\} [1-9]/m);
+
+    rds = start('redis-server', redisArgs);
+    await waitFor(async () => (await priv('PING')) === 'PONG', 5000, 'redis again');
+    await new Promise((r) => setTimeout(r, 2500)); // the limiter's bucket refills; the client reconnects
+    await waitFor(
+      async () => {
+        await http('GET', `${gw.url}/v1/carts/${user}`);
+        return (await priv('EXISTS', cacheKey(user))) === '(integer) 1';
+      },
+      8000,
+      'the cache to refill',
+    );
+    await stop(gw);
+    await stop(rds);
+  });
+});
