@@ -22,6 +22,7 @@ import {
   http,
   redis,
   uniqueUser,
+  userEvents,
 } from './lib.mjs';
 
 const GATEWAY_BIN =
@@ -168,6 +169,24 @@ describe('GET through the cache', TEST_OPTS, () => {
     const entry = JSON.parse(await redis('GET', cacheKey(user)));
     assert.equal(entry.status, 'checked_out', 'the worker cached the checked-out cart');
     assert.equal((await http('GET', `/v1/carts/${user}`)).status, 404);
+  });
+});
+
+describe('request ids', TEST_OPTS, () => {
+  test('a traceparent or X-Request-Id is echoed and travels with the event', TEST_OPTS, async () => {
+    const user = uniqueUser('trace');
+    const tp = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const a = await http('POST', `/v1/carts/${user}/items`, { body: { sku: 'A1', quantity: 1 }, headers: { traceparent: tp } });
+    assert.equal(a.headers.get('x-request-id'), tp);
+    const b = await http('PUT', `/v1/carts/${user}/items/A1`, { body: { quantity: 2 }, headers: { 'X-Request-Id': 'req-42' } });
+    assert.equal(b.headers.get('x-request-id'), 'req-42');
+    const c = await http('DELETE', `/v1/carts/${user}/items/A1`, { headers: { traceparent: '00-bad' } });
+    assert.match(c.headers.get('x-request-id'), /^[0-9a-f-]{36}$/, 'an invalid traceparent gets a new id');
+    const events = await userEvents(user);
+    assert.deepEqual(
+      events.map((e) => e.body.trace),
+      [tp, 'req-42', c.headers.get('x-request-id')],
+    );
   });
 });
 

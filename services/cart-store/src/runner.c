@@ -543,8 +543,13 @@ static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size
             return CART_ERR_UNAVAILABLE;
         }
     }
-    if (o.status != CART_OK)
+    if (o.status != CART_OK) {
         cart_counter_inc(sh->w->m_rejected);
+        if (cart_log_enabled(CART_LOG_DEBUG))
+            cart_log(CART_LOG_DEBUG, "event refused", CART_LS("event_id", it->ev.event_id),
+                     CART_LS("trace", it->ev.trace), CART_LI("status", it->http_status), CART_LS("detail", o.detail),
+                     NULL);
+    }
     if (cs_store_mark_processed(sh->pg, &it->ev, it->part->id, it->seq, it->http_status, c->version, it->detail, e) !=
         CART_OK)
         return CART_ERR_UNAVAILABLE;
@@ -587,7 +592,9 @@ static int publish_dlq(cs_shard *sh, cs_item *it)
     }
     cart_counter_inc(sh->w->m_dlq);
     cart_log(CART_LOG_WARN, "event dead-lettered", CART_LS("shard", sh->name), CART_LI("partition", it->part->id),
-             CART_LI("seq", (long long)it->seq), CART_LS("reason", it->dlq_reason), NULL);
+             CART_LI("seq", (long long)it->seq), CART_LS("reason", it->dlq_reason),
+             CART_LS("event_id", it->decoded ? it->ev.event_id : ""), CART_LS("trace", it->decoded ? it->ev.trace : ""),
+             NULL);
     return 0;
 }
 

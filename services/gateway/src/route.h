@@ -38,6 +38,9 @@ typedef struct gw_route {
     const char *name;
     /** Not set by routing: the verified JWT subject when auth is on, else empty. */
     char subject[CART_ID_MAX + 1];
+    /** Not set by routing: the request's trace id (the client's traceparent or X-Request-Id, or a
+     * new UUID), echoed as X-Request-Id and carried by the event to the worker. */
+    char request_id[CART_TRACE_MAX + 1];
 } gw_route;
 
 /* Routes `method` and `path` (the raw request target; a query string is ignored). HEAD is

@@ -59,6 +59,7 @@ struct gw_pending {
     gw_thread *t;
     char event_id[CART_EVENT_ID_MAX + 1];
     char user_id[CART_ID_MAX + 1];
+    char request_id[CART_TRACE_MAX + 1];
     h2o_req_t *req; /* NULL once the client has gone */
     const char *route;
     int64_t started_ms;
@@ -451,8 +452,8 @@ static void on_ack_note(gw_thread *t, gw_pending *p, const gw_note *n)
         pending_settle(p);
     } else if (!p->replied) {
         cart_counter_inc(t->app->m_publish_errors);
-        cart_log(CART_LOG_WARN, "event publish failed", CART_LS("event_id", p->event_id), CART_LS("error", n->error),
-                 NULL);
+        cart_log(CART_LOG_WARN, "event publish failed", CART_LS("event_id", p->event_id),
+                 CART_LS("request_id", p->request_id), CART_LS("error", n->error), NULL);
         if (p->req)
             send_problem(t, p->req, p->route, p->started_ms, 503, "unavailable",
                          "the event bus did not acknowledge the change; retry with the same Idempotency-Key");
@@ -607,6 +608,7 @@ static int build_event(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t 
     snprintf(ev->user_id, sizeof ev->user_id, "%s", r->user_id);
     ev->occurred_at_ms = cart_now_ms();
     cart_event_new_id(ev);
+    snprintf(ev->trace, sizeof ev->trace, "%s", r->request_id);
     switch (r->id) {
     case GW_R_CREATE_CART:
         ev->type = CART_EV_CREATED;
@@ -721,6 +723,7 @@ static void handle_write(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_
     p->t = t;
     snprintf(p->event_id, sizeof p->event_id, "%s", ev.event_id);
     snprintf(p->user_id, sizeof p->user_id, "%s", ev.user_id);
+    snprintf(p->request_id, sizeof p->request_id, "%s", r->request_id);
     p->req = req;
     p->route = r->name;
     p->started_ms = started;
@@ -1095,6 +1098,49 @@ static void on_rate_verdict(void *arg, const redisReply *reply)
     free(g);
 }
 
+/* True if v is a W3C traceparent: 00-<32 hex>-<16 hex>-<2 hex>, ids not all zero. */
+static bool is_traceparent(h2o_iovec_t v)
+{
+    static const char shape[] = "xx-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx-xxxxxxxxxxxxxxxx-xx";
+    bool trace_zero = true, span_zero = true;
+
+    if (v.len != sizeof shape - 1 || v.base[0] == 'f' || v.base[1] == 'f')
+        return false;
+    for (size_t i = 0; i < v.len; i++) {
+        char ch = v.base[i];
+        if (shape[i] == '-') {
+            if (ch != '-')
+                return false;
+            continue;
+        }
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
+            return false;
+        if (ch != '0' && i >= 3 && i < 35)
+            trace_zero = false;
+        if (ch != '0' && i >= 36 && i < 52)
+            span_zero = false;
+    }
+    return !trace_zero && !span_zero;
+}
+
+/* The request's trace id: the client's traceparent, else its X-Request-Id (1-127 visible ASCII),
+ * else a new UUID. */
+static void request_id(h2o_req_t *req, char out[CART_TRACE_MAX + 1])
+{
+    h2o_iovec_t tp = header_by_name(req, "traceparent");
+    h2o_iovec_t rid = header_by_name(req, "x-request-id");
+
+    if (tp.base && is_traceparent(tp)) {
+        memcpy(out, tp.base, tp.len);
+        out[tp.len] = '\0';
+    } else if (rid.base && rid.len <= CART_TRACE_MAX && cart_valid_event_id(rid.base, rid.len)) {
+        memcpy(out, rid.base, rid.len);
+        out[rid.len] = '\0';
+    } else {
+        cart_uuid_v4(out);
+    }
+}
+
 /* With AUTH_JWT_SECRET set: checks the bearer token and records its subject in r. Returns 0, or
  * -1 after answering 401 or 403. */
 static int authenticate(gw_thread *t, h2o_req_t *req, gw_route *r, int64_t started)
@@ -1148,6 +1194,8 @@ static void guard_request(gw_thread *t, h2o_req_t *req, gw_route *r, int64_t sta
     guard *g;
 
     r->subject[0] = '\0';
+    request_id(req, r->request_id);
+    cart_http_header(req, "X-Request-Id", r->request_id);
     if (authenticate(t, req, r, started) != 0)
         return;
     if (cfg->rate_limit_rps <= 0) {
