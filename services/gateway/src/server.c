@@ -1236,6 +1236,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     gw_route r;
 
     gw_route_match(req->method.base, req->method.len, req->path.base, req->path.len, &r);
+    if (req->entity.len > t->app->cfg->max_body_bytes) {
+        char detail[96];
+        snprintf(detail, sizeof detail, "the body is over %zu bytes", t->app->cfg->max_body_bytes);
+        send_problem(t, req, r.name, started, 413, "payload-too-large", detail);
+        return 0;
+    }
     switch (r.id) {
     case GW_R_HEALTHZ:
     case GW_R_READYZ:

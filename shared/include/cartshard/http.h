@@ -28,10 +28,14 @@ typedef struct cart_http_server {
 /*
  * Sets up `srv` on `loop`, listening on host:port (reuseport: SO_REUSEPORT, for one listener per
  * thread), every request going to `fn` with a handler of `handler_size` bytes (>= sizeof
- * h2o_handler_t; the extra space is the caller's, reachable from srv->handler). Request bodies
- * above `max_body` are refused by h2o with 413. Returns 0, or -1 with the reason in `err`; on -1
- * call cart_http_server_cleanup all the same.
+ * h2o_handler_t; the extra space is the caller's, reachable from srv->handler). h2o buffers
+ * request bodies up to CART_HTTP_BODY_HARD_MAX or 4 x `max_body`, whichever is larger, so that
+ * the handler itself can refuse a body over `max_body` with a 413 problem+json; above that h2o
+ * answers 413 on its own (text/plain) without reading the body. Returns 0, or -1 with the reason
+ * in `err`; on -1 call cart_http_server_cleanup all the same.
  */
+#define CART_HTTP_BODY_HARD_MAX (1024 * 1024)
+
 int cart_http_server_init(cart_http_server *srv, uv_loop_t *loop, const char *host, int port, bool reuseport,
                           cart_http_fn fn, size_t handler_size, size_t max_body, char *err, size_t errlen);
 

@@ -80,7 +80,8 @@ int cart_http_server_init(cart_http_server *srv, uv_loop_t *loop, const char *ho
 
     memset(srv, 0, sizeof *srv);
     h2o_config_init(&srv->config);
-    srv->config.max_request_entity_size = max_body;
+    srv->config.max_request_entity_size =
+        max_body * 4 > CART_HTTP_BODY_HARD_MAX ? max_body * 4 : CART_HTTP_BODY_HARD_MAX;
     srv->config.server_name = h2o_iovec_init(H2O_STRLIT("cartshard"));
     hostconf = h2o_config_register_host(&srv->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     pathconf = h2o_config_register_path(hostconf, "/", 0);
