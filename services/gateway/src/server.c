@@ -541,6 +541,34 @@ static bool prefers_async(h2o_req_t *req)
     return false;
 }
 
+#define MAX_JSON_DEPTH 16
+
+/* True if the JSON text nests arrays and objects deeper than MAX_JSON_DEPTH (brackets inside
+ * strings do not count). Checked before parsing, so no input makes the parser recurse deeply. */
+static bool too_deep(const char *s, size_t len)
+{
+    int depth = 0;
+    bool in_string = false;
+
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (in_string) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                in_string = false;
+        } else if (ch == '"') {
+            in_string = true;
+        } else if (ch == '{' || ch == '[') {
+            if (++depth > MAX_JSON_DEPTH)
+                return true;
+        } else if (ch == '}' || ch == ']') {
+            depth--;
+        }
+    }
+    return false;
+}
+
 /* Reads the JSON body as an object. On failure answers the request and returns NULL. */
 static json_t *read_body(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started)
 {
@@ -552,6 +580,10 @@ static json_t *read_body(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_
     if (ct.base == NULL || ct.len < 16 || strncasecmp(ct.base, "application/json", 16) != 0 ||
         (ct.len > 16 && ct.base[16] != ';' && ct.base[16] != ' ')) {
         send_problem(t, req, r->name, started, 415, "unsupported-media-type", "the body must be application/json");
+        return NULL;
+    }
+    if (too_deep(req->entity.base, req->entity.len)) {
+        send_problem(t, req, r->name, started, 400, "malformed-json", "malformed JSON: nested too deeply");
         return NULL;
     }
     doc = json_loadb(req->entity.base ? req->entity.base : "", req->entity.len, JSON_REJECT_DUPLICATES, &jerr);
