@@ -1344,7 +1344,8 @@ static void *thread_main(void *arg)
         gw_pg_free(t->shards[s]);
     gw_redis_free(t->redis);
     t->redis = NULL;
-    cart_http_server_stop_accepting(&t->http);
+    /* h2o closes its own handles: before the walk below closes whatever is left. */
+    cart_http_server_cleanup(&t->http);
     uv_walk(&t->loop, close_walk, NULL);
     uv_run(&t->loop, UV_RUN_DEFAULT);
     return NULL;
@@ -1407,7 +1408,6 @@ void gw_thread_stop(gw_thread *t)
     uv_async_send(&t->wake);
     pthread_join(t->thread, NULL);
     t->started = false;
-    cart_http_server_cleanup(&t->http);
     natsSubscription_Destroy(t->reply_sub);
     jsCtx_Destroy(t->js);
     free(t->shards);
