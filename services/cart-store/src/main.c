@@ -93,6 +93,9 @@ static void register_metrics(cs_worker *w)
         NULL);
     w->m_sessions =
         plain_metric(r, "cartshard_shard_sessions", "Open shard sessions of this worker.", CART_METRIC_GAUGE);
+    w->m_lag = cart_metrics_family(r, "cartshard_partition_lag",
+                                   "Events of a partition this worker owns that are not committed yet.",
+                                   CART_METRIC_GAUGE, "partition", NULL, 0);
     w->m_owned =
         plain_metric(r, "cartshard_partitions_owned", "Partitions this worker currently applies.", CART_METRIC_GAUGE);
 }

@@ -27,6 +27,7 @@
 
 #define REBALANCE_MS    1000
 #define OUTBOX_SWEEP_MS 5000
+#define LAG_MS          5000
 #define BACKOFF_MIN_MS  100
 #define BACKOFF_MAX_MS  5000
 #define PUBLISH_WAIT_MS 5000
@@ -57,6 +58,7 @@ struct cs_partition {
     uint32_t id;
     cs_shard *shard;
     bool owned;
+    cart_metric *lag; /* events of the partition not yet committed, while owned here */
     natsSubscription *sub;
     cs_binding *binding;
     /* Guarded by the runner's mutex: */
@@ -195,6 +197,7 @@ static void release_partition(cs_shard *sh, cs_partition *p, bool unlock)
     p->binding = NULL; /* freed by on_sub_complete */
     p->owned = false;
     cart_gauge_add(sh->w->m_owned, -1);
+    cart_gauge_set(p->lag, 0); /* its new owner reports it */
     if (unlock && sh->pg)
         cs_store_unlock(sh->pg, CS_LOCK_NS_PARTITION, (int32_t)p->id, &e);
     cart_log(CART_LOG_INFO, "partition released", CART_LS("shard", sh->name), CART_LI("partition", p->id), NULL);
@@ -980,6 +983,28 @@ out:
     return rc;
 }
 
+/* Asks JetStream how far behind each owned partition is: messages not yet delivered plus those
+ * delivered and not yet acknowledged (committed), plus what waits in the local queue. */
+static void update_lag(cs_shard *sh)
+{
+    uint32_t n = sh->last - sh->first + 1;
+
+    for (uint32_t i = 0; i < n; i++) {
+        cs_partition *p = &sh->parts[i];
+        jsConsumerInfo *ci = NULL;
+        jsErrCode jerr = 0;
+        if (!p->owned || p->sub == NULL)
+            continue;
+        if (natsSubscription_GetConsumerInfo(&ci, p->sub, NULL, &jerr) != NATS_OK) {
+            /* NATS is slow or away: try again next round rather than stall the runner more. */
+            jsConsumerInfo_Destroy(ci);
+            return;
+        }
+        cart_gauge_set(p->lag, (double)ci->NumPending + (double)ci->NumAckPending);
+        jsConsumerInfo_Destroy(ci);
+    }
+}
+
 /* Deletes dedup rows older than the retention, a bounded number per round. */
 static void prune_processed(cs_shard *sh)
 {
@@ -1003,7 +1028,7 @@ static void *runner_main(void *arg)
     size_t max = (size_t)w->cfg->store_batch;
     cs_item *items = calloc(max, sizeof *items);
     cart_cache cc = {0};
-    int64_t next_rebalance = 0, next_sweep = 0, next_maint = 0, backoff = BACKOFF_MIN_MS;
+    int64_t next_rebalance = 0, next_sweep = 0, next_maint = 0, next_lag = 0, backoff = BACKOFF_MIN_MS;
 
     sh->cache = cs_cache_new(w->cfg, w->metrics, sh->name);
     if (items == NULL || sh->cache == NULL) {
@@ -1032,6 +1057,10 @@ static void *runner_main(void *arg)
         if (sh->pg && now >= next_sweep) {
             sweep_outbox(sh);
             next_sweep = now + OUTBOX_SWEEP_MS;
+        }
+        if (now >= next_lag) {
+            update_lag(sh);
+            next_lag = now + LAG_MS;
         }
         if (sh->pg && now >= next_maint) {
             /* Not right after taking partitions over: their backlog goes first. */
@@ -1089,13 +1118,18 @@ int cs_worker_start(cs_worker *w)
         if (sh->parts == NULL)
             return -1;
         for (uint32_t p = sh->first; p <= sh->last; p++) {
+            char label[16];
+            const char *lv[1] = {label};
+            snprintf(label, sizeof label, "%u", p);
             part_of(sh, p)->id = p;
             part_of(sh, p)->shard = sh;
+            part_of(sh, p)->lag = cart_metrics_series(w->m_lag, lv);
         }
         pthread_mutex_init(&sh->mu, NULL);
         pthread_cond_init(&sh->cv, NULL);
         jsOptions_Init(&jo);
         jo.PublishAsync.MaxPending = 4096;
+        jo.Wait = 2000; /* JetStream API calls (consumer info, subscribe): never the 5 s default */
         if (natsConnection_JetStream(&sh->js, w->nc, &jo) != NATS_OK)
             return -1;
         if (pthread_create(&sh->thread, NULL, runner_main, sh) != 0)

@@ -45,6 +45,7 @@ typedef struct cs_worker {
     cart_metrics *metrics;
     cart_metric *m_applied, *m_duplicates, *m_dlq, *m_rejected, *m_batches, *m_batch_seconds, *m_sessions;
     cart_metric *m_owned, *m_expired;
+    cart_metric_family *m_lag; /* by partition */
 } cs_worker;
 
 /* Starts a runner thread for every shard. 0, or -1 (logged). */
