@@ -329,3 +329,32 @@ describe('Redis down', SLOW, () => {
     await stop(rds);
   });
 });
+
+describe('graceful shutdown', SLOW, () => {
+  test('SIGTERM: writes in flight are answered, new connections refused, then a clean exit', SLOW, async () => {
+    const gw = await startGateway({ GATEWAY_THREADS: '2' });
+    const users = Array.from({ length: 20 }, () => uniqueUser('term'));
+    // Sync writes: each waits for its commit, so they are in flight when the signal lands.
+    const inflight = users.map((u) =>
+      http('POST', `${gw.url}/v1/carts/${u}/items`, { body: { sku: 'A1', quantity: 1 } }).catch((e) => ({ status: 0, error: e })),
+    );
+    await new Promise((r) => setTimeout(r, 5));
+    const exited = once(gw, 'exit');
+    gw.kill('SIGTERM');
+    const answers = await Promise.all(inflight);
+    const [code, signal] = await exited;
+    assert.equal(signal, null, `no crash: ${gw.log()}`);
+    assert.equal(code, 0, `exit status 0: ${gw.log()}`);
+    for (const a of answers) assert.ok([200, 202, 503, 0].includes(a.status), `status ${a.status}`);
+    const served = answers.filter((a) => a.status === 200 || a.status === 202).length;
+    assert.ok(served >= 1, 'the requests already in flight were answered');
+    // Whatever was answered 2xx is applied, once.
+    for (const [i, a] of answers.entries()) {
+      if (a.status !== 200 && a.status !== 202) continue;
+      await waitFor(async () => (await http('GET', `/v1/carts/${users[i]}`)).status === 200, 5000, 'the commit');
+      assert.deepEqual((await http('GET', `/v1/carts/${users[i]}`)).json.items, [{ sku: 'A1', quantity: 1 }]);
+    }
+    await assert.rejects(http('GET', `${gw.url}/healthz`, { timeoutMs: 1000 }), 'the port is closed');
+  });
+});
+

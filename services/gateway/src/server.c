@@ -1318,7 +1318,7 @@ static void on_drain_tick(uv_timer_t *timer)
 
     /* Stop once the writes in flight are answered; they are bounded by the sync timeout and the
      * ack wait, and the deadline is a last resort. */
-    if (t->npending == 0 || cart_mono_ms() > t->drain_deadline_ms)
+    if ((t->npending == 0 && cart_http_server_idle(&t->http)) || cart_mono_ms() > t->drain_deadline_ms)
         uv_stop(&t->loop);
 }
 
@@ -1329,7 +1329,7 @@ static void begin_drain(gw_thread *t)
         return;
     t->draining = true;
     t->drain_deadline_ms = cart_mono_ms() + t->app->cfg->sync_timeout_ms + 6000;
-    cart_http_server_stop_accepting(&t->http);
+    cart_http_server_shutdown(&t->http);
     uv_timer_start(&t->drain_timer, on_drain_tick, 0, 20);
 }
 

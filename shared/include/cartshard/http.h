@@ -42,6 +42,13 @@ int cart_http_server_init(cart_http_server *srv, uv_loop_t *loop, const char *ho
 /* Stops accepting new connections; requests in flight go on. */
 void cart_http_server_stop_accepting(cart_http_server *srv);
 
+/* Stops accepting and asks the open connections to close once their requests are answered (no
+ * more keep-alive). */
+void cart_http_server_shutdown(cart_http_server *srv);
+
+/* True when no connection is open. */
+bool cart_http_server_idle(cart_http_server *srv);
+
 /* Releases the context and configuration. Call after the loop has no more requests. */
 void cart_http_server_cleanup(cart_http_server *srv);
 

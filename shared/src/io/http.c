@@ -114,10 +114,25 @@ void cart_http_server_stop_accepting(cart_http_server *srv)
     }
 }
 
-void cart_http_server_cleanup(cart_http_server *srv)
+void cart_http_server_shutdown(cart_http_server *srv)
 {
     cart_http_server_stop_accepting(srv);
     if (srv->ctx_ready)
+        h2o_context_request_shutdown(&srv->ctx);
+}
+
+bool cart_http_server_idle(cart_http_server *srv)
+{
+    return !srv->ctx_ready ||
+           (h2o_linklist_is_empty(&srv->ctx.http1._conns) && h2o_linklist_is_empty(&srv->ctx.http2._conns));
+}
+
+void cart_http_server_cleanup(cart_http_server *srv)
+{
+    cart_http_server_stop_accepting(srv);
+    /* h2o cannot dispose of a context with connections still open (it asserts): then the
+     * process is exiting anyway, and the memory goes with it. */
+    if (srv->ctx_ready && cart_http_server_idle(srv))
         h2o_context_dispose(&srv->ctx);
     srv->ctx_ready = false;
     h2o_config_dispose(&srv->config);
