@@ -323,7 +323,7 @@ export function cartEvent(type, userId, data, extra = {}) {
 }
 
 /**
- * Publishes `payload` (a string as is, anything else as JSON) on `subject` through JetStream,
+ * Publishes `payload` (a Buffer or string as is, anything else as JSON) on `subject` through JetStream,
  * with `Nats-Msg-Id: msgId` and any other `headers`. Resolves to the PubAck
  * ({ stream, seq, duplicate }).
  */
@@ -331,8 +331,9 @@ export async function publishRaw(subject, payload, { msgId, headers = {} } = {})
   const js = (await nats()).jetstream();
   const h = natsHeaders();
   for (const [k, v] of Object.entries(headers)) h.set(k, v);
-  const data = typeof payload === 'string' ? payload : JSON.stringify(payload);
-  return js.publish(subject, Buffer.from(data, 'utf8'), { msgID: msgId, headers: h, timeout: STEP_TIMEOUT_MS });
+  let data = payload;
+  if (!Buffer.isBuffer(payload)) data = Buffer.from(typeof payload === 'string' ? payload : JSON.stringify(payload), 'utf8');
+  return js.publish(subject, data, { msgID: msgId, headers: h, timeout: STEP_TIMEOUT_MS });
 }
 
 /**
