@@ -256,12 +256,16 @@ export async function processedEvents(userId) {
 // ---------------------------------------------------------------------------------------------
 // NATS JetStream
 
+// The promise of the connection, so that callers racing on the first use share one connection.
 let nc = null;
 
 /** The suite's NATS connection (opened on first use). */
-export async function nats() {
+export function nats() {
   if (nc === null) {
-    nc = await natsConnect({ servers: NATS_URL, name: 'cartshard-integration', timeout: STEP_TIMEOUT_MS });
+    nc = natsConnect({ servers: NATS_URL, name: 'cartshard-integration', timeout: STEP_TIMEOUT_MS });
+    nc.catch(() => {
+      nc = null; // the next call tries again
+    });
   }
   return nc;
 }
@@ -526,7 +530,9 @@ export async function closeAll() {
   const jobs = [];
   if (pools !== null) jobs.push(...pools.map((p) => p.end()));
   pools = null;
-  if (nc !== null) jobs.push(nc.drain().catch(() => nc.close()));
+  if (nc !== null) {
+    jobs.push(nc.then((c) => c.drain().catch(() => c.close())));
+  }
   nc = null;
   await Promise.allSettled(jobs);
 }
