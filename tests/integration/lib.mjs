@@ -286,19 +286,25 @@ export async function streamMessages(stream, subject, keep = () => true) {
 
   const consumer = await js.consumers.get(stream, { filterSubjects: subject });
   let seen = 0;
+  let done = false;
   try {
-    while (seen < total) {
-      const m = await consumer.next({ expires: STEP_TIMEOUT_MS });
-      if (m === null) break;
-      seen += 1;
-      let body = null;
-      try {
-        body = m.json();
-      } catch {
-        body = null;
+    // In batches: one pull request per message is slow once a subject holds thousands.
+    while (!done && seen < total) {
+      const batch = await consumer.fetch({ max_messages: Math.min(total - seen, 500), expires: STEP_TIMEOUT_MS });
+      let got = 0;
+      for await (const m of batch) {
+        got += 1;
+        seen += 1;
+        let body = null;
+        try {
+          body = m.json();
+        } catch {
+          body = null;
+        }
+        if (keep(body, m)) out.push({ seq: m.seq, subject: m.subject, headers: m.headers, body, text: m.string() });
+        if (m.info.pending === 0) done = true;
       }
-      if (keep(body, m)) out.push({ seq: m.seq, subject: m.subject, headers: m.headers, body, text: m.string() });
-      if (m.info.pending === 0) break;
+      if (got === 0) break;
     }
   } finally {
     await consumer.delete().catch(() => {});
