@@ -1,10 +1,13 @@
-// kill -9 of a cart-store worker in the middle of a load: every write the gateway accepted (200 or
+// Faults during a load. kill -9 of a cart-store worker: every write the gateway accepted (200 or
 // 202) is applied exactly once, the dead worker's partitions are taken over and handed back when
-// it returns, and every applied change still reaches carts.changes.<partition>. Contract sections
-// 3 (no 2xx without JetStream's ack), 4 (at most once, transactional outbox) and 5.
+// it returns, and every applied change still reaches carts.changes.<partition>. kill -9 or SIGSTOP
+// of nats-server: writes are 503 with Retry-After (never a 2xx without JetStream's ack), what was
+// acknowledged before is still applied exactly once, and the stack serves again once it is back.
+// Contract sections 3 (no 2xx without JetStream's ack, 503 with Retry-After), 4 (at most once,
+// transactional outbox) and 5.
 //
 // Needs STACK_DIR, CARTSHARD_DEV and CARTSHARD_STACK (scripts/dev test sets them) to find the
-// worker's pid and to restart it with `scripts/dev stack-up <stack>`.
+// processes' pids and to restart them with `scripts/dev stack-up <stack>`.
 
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
@@ -32,7 +35,8 @@ import {
   waitFor,
 } from './lib.mjs';
 
-const WORKERS = ['cs-1', 'cs-2'];
+// The stack's processes this suite may kill, by pid-file name, with their program names.
+const PROGRAMS = { 'cs-1': 'cart-store', 'cs-2': 'cart-store', nats: 'nats-server', gateway: 'cart-gateway' };
 const ASYNC_EVERY = 4; // every ASYNC_EVERY-th add of a user asks for Prefer: respond-async
 const DEAD_MS = 1500; // how long a killed worker stays dead before the restart begins
 const CRASH_OPTS = {
@@ -41,13 +45,60 @@ const CRASH_OPTS = {
 };
 
 after(async () => {
-  // Later suites need both workers: whatever happened above, they run again.
+  // Later suites need the whole stack: whatever happened above, it runs again.
   try {
-    if (STACK_CONTROL && WORKERS.some((w) => stackPid(w) === null)) await stackUp();
+    if (STACK_CONTROL) {
+      for (const [name, program] of Object.entries(PROGRAMS)) {
+        const pid = stackPid(name);
+        if (pid !== null && procComm(pid) === program) process.kill(pid, 'SIGCONT'); // a test froze it
+      }
+      if (Object.keys(PROGRAMS).some((name) => stackPid(name) === null)) await stackUp();
+    }
   } finally {
     await closeAll();
   }
 });
+
+/** The pid of the stack's process `name`, checked to run the program it should. */
+function checkedPid(name) {
+  const pid = stackPid(name);
+  assert.ok(pid, `${name} runs (pid file in the stack's pids/)`);
+  assert.equal(procComm(pid), PROGRAMS[name], `pid ${pid} is ${PROGRAMS[name]}`);
+  return pid;
+}
+
+/**
+ * Waits until the stack serves writes again: every worker ready and owning its share of the
+ * partitions, and a sync add on every partition answered 200 (not 202, not 503).
+ */
+async function waitForHealthyStack(t) {
+  const owned = await waitFor(
+    'both workers to own partitions again',
+    async () => {
+      const texts = await workerMetrics();
+      if (texts === null) return null;
+      const counts = texts.map((x) => metricValue(x, 'cartshard_partitions_owned'));
+      return counts.every((n) => n > 0) && counts.reduce((a, b) => a + b, 0) === CART_PARTITIONS ? counts : null;
+    },
+    { timeoutMs: 20_000, intervalMs: 250 },
+  );
+  t.diagnostic(`partitions owned per worker: ${owned.join(', ')}`);
+  for (const u of CART_STORE_ADMIN_URLS) assert.equal((await http('GET', `${u}/readyz`)).status, 200, u);
+
+  const probes = new Map();
+  for (let i = 0; probes.size < CART_PARTITIONS && i < 10_000; i++) {
+    const u = uniqueUser('probe');
+    if (!probes.has(partitionOf(u))) probes.set(partitionOf(u), u);
+  }
+  await waitFor(
+    'a sync write on every partition to be answered 200',
+    async () => {
+      const answers = await Promise.all([...probes.values()].map((u) => addItem(u, 'P', 1).catch(() => null)));
+      return answers.every((r) => r?.status === 200);
+    },
+    { timeoutMs: 20_000, intervalMs: 500 },
+  );
+}
 
 /** The workers' /metrics texts, or null when one does not answer 200. */
 async function workerMetrics() {
@@ -121,15 +172,21 @@ class CrashRun {
     this.onAnswer = null; // called with the number of answers after each one
   }
 
+  /** How many events of this run's users the shards have applied so far. */
+  async applied() {
+    const rows = await queryAllShards('SELECT count(*)::int AS n FROM processed_events WHERE user_id = ANY($1)', [
+      this.users,
+    ]);
+    return rows.flat().reduce((n, r) => n + r.n, 0);
+  }
+
   at(what) {
     this.timeline.push(`${what} at ${Date.now() - this.started} ms (${this.answered} answers)`);
   }
 
   /** Kills `victim` with SIGKILL now; the restart (after DEAD_MS) runs in the background. */
   kill(victim) {
-    const pid = stackPid(victim);
-    assert.ok(pid, `${victim} runs (pid file in the stack's pids/)`);
-    assert.equal(procComm(pid), 'cart-store', `pid ${pid} is a cart-store`);
+    const pid = checkedPid(victim);
     this.victim = victim;
     this.victimPid = pid;
     const restart = async () => {
@@ -140,6 +197,9 @@ class CrashRun {
       this.at('restart begins');
       const out = await stackUp();
       this.at(`${victim} ready again`);
+      // This suite's own NATS connection lost its server too: start afresh rather than wait for
+      // the client's reconnect.
+      if (victim === 'nats') await closeAll();
       return out;
     };
     // Settled at once, so that a failure is reported by the test and not as an unhandled rejection.
@@ -149,10 +209,13 @@ class CrashRun {
     );
   }
 
-  /** Sends the i-th add of `user` (quantity 1 of sku K) and records its answer. */
-  async add(user, i) {
+  /**
+   * Sends the i-th add of `user` (quantity 1 of sku K) and records its answer; with Prefer:
+   * respond-async for every ASYNC_EVERY-th one, or for all when `allAsync`.
+   */
+  async add(user, i, allAsync = false) {
     const mine = this.log.get(user);
-    const async = i % ASYNC_EVERY === ASYNC_EVERY - 1;
+    const async = allAsync || i % ASYNC_EVERY === ASYNC_EVERY - 1;
     let res = null;
     try {
       res = await addItem(user, 'K', 1, async ? { Prefer: 'respond-async' } : {});
@@ -280,19 +343,8 @@ class CrashRun {
       );
     }
 
-    // Both workers serve again and share every partition between them.
-    const owned = await waitFor(
-      'both workers to own partitions again',
-      async () => {
-        const texts = await workerMetrics();
-        if (texts === null) return null;
-        const counts = texts.map((x) => metricValue(x, 'cartshard_partitions_owned'));
-        return counts.every((n) => n > 0) && counts.reduce((a, b) => a + b, 0) === CART_PARTITIONS ? counts : null;
-      },
-      { timeoutMs: 20_000, intervalMs: 250 },
-    );
-    t.diagnostic(`partitions owned per worker: ${owned.join(', ')}`);
-    for (const u of CART_STORE_ADMIN_URLS) assert.equal((await http('GET', `${u}/readyz`)).status, 200, u);
+    // The stack serves again: both workers share every partition between them.
+    await waitForHealthyStack(t);
   }
 }
 
@@ -315,19 +367,133 @@ describe('kill -9 of a cart-store during a load', CRASH_OPTS, () => {
   test('backlog (20 users x 50 events on the bus): kill -9 cs-2 while it applies them', CRASH_OPTS, async (t) => {
     const users = Array.from({ length: 20 }, () => uniqueUser('backlog'));
     const run = new CrashRun(users);
-    const applied = async () =>
-      (await queryAllShards('SELECT count(*)::int AS n FROM processed_events WHERE user_id = ANY($1)', [users]))
-        .flat()
-        .reduce((n, r) => n + r.n, 0);
     // Kill once a fifth is applied: the worker is most likely in the middle of a batch.
-    const killer = waitFor('a fifth of the backlog to be applied', async () => (await applied()) >= 200, {
+    const killer = waitFor('a fifth of the backlog to be applied', async () => (await run.applied()) >= 200, {
       timeoutMs: 15_000,
       intervalMs: 5,
     }).then(() => run.kill('cs-2'));
     await Promise.all(users.flatMap((user) => Array.from({ length: 50 }, () => run.publish(user))));
     run.at('backlog published');
     await killer;
-    run.at(`${await applied()} of ${users.length * 50} applied after the kill`);
+    run.at(`${await run.applied()} of ${users.length * 50} applied after the kill`);
     await run.verify(t);
+  });
+});
+
+describe('the event bus is unreachable', CRASH_OPTS, () => {
+  test('nats-server killed: every write is 503 with Retry-After; writes work again once it is back', CRASH_OPTS, async (t) => {
+    const user = uniqueUser('busdown');
+    const first = await addItem(user, 'A1', 1);
+    assert.equal(first.status, 200, first.text);
+
+    const pid = checkedPid('nats');
+    process.kill(pid, 'SIGKILL');
+    await waitFor('nats-server to die', () => stackPid('nats') !== pid, { timeoutMs: 5000 });
+    const writes = [
+      () => addItem(user, 'A1', 1),
+      () => addItem(user, 'A1', 1, { Prefer: 'respond-async' }),
+      () => http('PUT', `/v1/carts/${user}/items/A1`, { body: { quantity: 5 } }),
+      () => http('DELETE', `/v1/carts/${user}/items/A1`),
+      () => http('POST', `/v1/carts/${user}/checkout`),
+      () => http('DELETE', `/v1/carts/${user}`),
+      () => http('POST', '/v1/carts', { body: { user_id: uniqueUser('busdown') } }),
+    ];
+    let unavailable = 0;
+    try {
+      for (const w of writes) {
+        const res = await w();
+        assert.equal(res.status, 503, `no 2xx (or other answer) while the bus is down: ${res.status} ${res.text}`);
+        assert.match(res.headers.get('retry-after') ?? '', /^\d+$/, 'Retry-After in seconds');
+        assert.match(res.headers.get('content-type') ?? '', /^application\/problem\+json\b/i);
+        unavailable += 1;
+      }
+      assert.equal((await http('GET', '/readyz')).status, 503, 'the gateway is not ready without NATS');
+    } finally {
+      await stackUp();
+      await closeAll(); // this suite's NATS connection lost its server too: start afresh
+    }
+    assert.equal(unavailable, writes.length);
+    const back = await waitFor(
+      'a write to succeed after the restart',
+      async () => {
+        const r = await addItem(user, 'B2', 1);
+        assert.ok([200, 503].includes(r.status), `while NATS comes back: ${r.status} ${r.text}`);
+        return r.status === 200 ? r : null;
+      },
+      { timeoutMs: 20_000, intervalMs: 250 },
+    );
+    // The 503s were refused before publishing, so none of them changed the cart.
+    assert.deepEqual(back.json.items, [
+      { sku: 'A1', quantity: 1 },
+      { sku: 'B2', quantity: 1 },
+    ]);
+    assert.equal(back.json.version, 2);
+    await waitForHealthyStack(t);
+  });
+
+  test('nats-server killed before the workers saw 900 acknowledged writes: all are applied once', CRASH_OPTS, async (t) => {
+    const http202 = Array.from({ length: 10 }, () => uniqueUser('natskill-http'));
+    const bus = Array.from({ length: 20 }, () => uniqueUser('natskill-bus'));
+    const run = new CrashRun([...http202, ...bus]);
+    const natsPid = checkedPid('nats');
+    const workers = ['cs-1', 'cs-2'].map(checkedPid);
+    // The workers are frozen while the writes are acknowledged (respond-async answers 202 once
+    // JetStream stored the event), so when nats-server dies none of them is applied yet.
+    for (const pid of workers) process.kill(pid, 'SIGSTOP');
+    try {
+      await Promise.all([
+        ...http202.flatMap((user) => Array.from({ length: 10 }, (_, i) => run.add(user, i, true))),
+        ...bus.flatMap((user) => Array.from({ length: 40 }, () => run.publish(user))),
+      ]);
+      run.kill('nats');
+      await waitFor('nats-server to die', () => stackPid('nats') !== natsPid, { timeoutMs: 5000 });
+    } finally {
+      for (const pid of workers) process.kill(pid, 'SIGCONT');
+    }
+    run.at(`${await run.applied()} of ${run.answered} applied before nats-server is back`);
+    await run.verify(t);
+  });
+
+  test('nats-server frozen (SIGSTOP): no 2xx without the ack, 503 instead; fine once it resumes', CRASH_OPTS, async (t) => {
+    const user = uniqueUser('frozen');
+    const first = await addItem(user, 'A1', 1);
+    assert.equal(first.status, 200, first.text);
+
+    const pid = checkedPid('nats');
+    const started = Date.now();
+    let answers;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      // Both are published into a connection nobody reads: the sync wait (2 s) runs out before
+      // JetStream could acknowledge, which must not turn into a 202.
+      answers = await Promise.all([
+        addItem(user, 'A1', 1).catch((e) => ({ status: 0, text: String(e), headers: new Headers() })),
+        addItem(user, 'A1', 1, { Prefer: 'respond-async' }).catch((e) => ({
+          status: 0,
+          text: String(e),
+          headers: new Headers(),
+        })),
+      ]);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    t.diagnostic(`answered after ${Date.now() - started} ms: ${answers.map((r) => r.status).join(', ')}`);
+    for (const r of answers) {
+      assert.equal(r.status, 503, `no 2xx without JetStream's ack: ${r.status} ${r.text}`);
+      assert.match(r.headers.get('retry-after') ?? '', /^\d+$/, 'Retry-After in seconds');
+    }
+    // A 503 may or may not have been stored: once NATS runs again, the cart holds 1 to 3 of A1.
+    const next = await waitFor(
+      'a write to succeed after SIGCONT',
+      async () => {
+        const r = await addItem(user, 'B2', 1);
+        return r.status === 200 ? r : null;
+      },
+      { timeoutMs: 20_000, intervalMs: 250 },
+    );
+    const a1 = next.json.items.find((it) => it.sku === 'A1')?.quantity;
+    assert.ok(a1 >= 1 && a1 <= 3, `A1 quantity ${a1}`);
+    assert.equal(next.json.version, a1 + 1, 'one version per applied add');
+    await waitForHealthyStack(t);
   });
 });
