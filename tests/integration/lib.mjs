@@ -3,12 +3,21 @@
 // The stack's addresses come from the environment, as `scripts/dev test` sets them for its own
 // stack (and `eval "$(scripts/dev env)"` for the dev stack):
 //   GATEWAY_URL, NATS_URL, REDIS_URL, SHARD_DSNS (comma-separated, in shard order), CART_PARTITIONS.
+// `scripts/dev test` also tells the suites how to reach and restart the processes of its stack:
+//   CART_STORE_ADMIN_URLS (the workers' admin URLs, comma-separated), STACK_DIR (the stack's
+//   directory, with pids/<name>.pid), CARTSHARD_DEV (the path of scripts/dev) and CARTSHARD_STACK
+//   (its stack name, for `scripts/dev stack-up <stack>`).
 // Every connection is opened lazily and closed by closeAll(), which a suite calls in its after().
 
-import { randomBytes } from 'node:crypto';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 
-import { connect as natsConnect } from 'nats';
+import { connect as natsConnect, headers as natsHeaders } from 'nats';
 import pg from 'pg';
 
 function env(name, fallback) {
@@ -25,6 +34,12 @@ export const SHARD_DSNS = env(
 ).split(',');
 export const SHARDS = SHARD_DSNS.length;
 export const CART_PARTITIONS = Number.parseInt(env('CART_PARTITIONS', '32'), 10);
+export const CART_STORE_ADMIN_URLS = env('CART_STORE_ADMIN_URLS', 'http://127.0.0.1:9101,http://127.0.0.1:9102')
+  .split(',')
+  .map((u) => u.replace(/\/+$/, ''));
+export const STACK_DIR = env('STACK_DIR', '');
+export const CARTSHARD_DEV = env('CARTSHARD_DEV', '');
+export const CARTSHARD_STACK = env('CARTSHARD_STACK', 'test');
 
 // Bounds every single step, so that a hung service fails a test instead of stalling CI.
 export const STEP_TIMEOUT_MS = 8000;
@@ -82,6 +97,28 @@ export const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 export const RFC3339_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
 
 // ---------------------------------------------------------------------------------------------
+// waiting
+
+export { sleep };
+
+/**
+ * Calls `probe` until it resolves to a truthy value, and resolves to that value. Rejects naming
+ * `what` (and the last value seen) when `timeoutMs` runs out: the asynchronous parts of the write
+ * path (respond-async, the outbox relay, dead letters) are checked this way.
+ */
+export async function waitFor(what, probe, { timeoutMs = STEP_TIMEOUT_MS, intervalMs = 50 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() >= deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(v)})`);
+    }
+    await sleep(intervalMs);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // HTTP
 
 /**
@@ -104,6 +141,61 @@ export async function http(method, path, { body, headers = {}, timeoutMs = STEP_
     json = JSON.parse(text);
   }
   return { status: res.status, headers: res.headers, text, json };
+}
+
+/** POST /v1/carts/{user}/items {sku, quantity}: adds to a line. */
+export function addItem(userId, sku, quantity, headers = {}) {
+  return http('POST', `/v1/carts/${userId}/items`, { body: { sku, quantity }, headers });
+}
+
+/** PUT /v1/carts/{user}/items/{sku} {quantity}. */
+export function setItem(userId, sku, quantity, headers = {}) {
+  return http('PUT', `/v1/carts/${userId}/items/${sku}`, { body: { quantity }, headers });
+}
+
+/**
+ * Checks that `cart` is the contract's cart of `user` at `version` holding `items` (in this order),
+ * with `status` ('active' unless given).
+ */
+export function assertCart(cart, { user, version, items, status = 'active' }) {
+  assert.ok(cart && typeof cart === 'object', 'the body is a JSON object');
+  assert.equal(cart.user_id, user);
+  assert.match(cart.cart_id, UUID_RE, 'cart_id is a UUID');
+  assert.equal(cart.status, status);
+  if (version !== undefined) assert.equal(cart.version, version);
+  assert.deepEqual(cart.items, items);
+  assert.equal(
+    cart.item_count,
+    items.reduce((n, it) => n + it.quantity, 0),
+    'item_count is the sum of the quantities',
+  );
+  assert.match(cart.created_at, RFC3339_RE, 'created_at is RFC 3339');
+  assert.match(cart.updated_at, RFC3339_RE, 'updated_at is RFC 3339');
+  assert.ok(Date.parse(cart.updated_at) >= Date.parse(cart.created_at), 'updated_at >= created_at');
+}
+
+/**
+ * Checks that `res` is a cart response with `status` (200 unless given): application/json, the
+ * contract's cart (see assertCart) and ETag "<version>". Returns the cart.
+ */
+export function assertCartResponse(res, expected, status = 200) {
+  assert.equal(res.status, status, res.text);
+  assert.match(res.headers.get('content-type') ?? '', /^application\/json\b/i, 'Content-Type is application/json');
+  assertCart(res.json, expected);
+  assert.equal(res.headers.get('etag'), `"${res.json.version}"`, 'ETag is "<version>"');
+  return res.json;
+}
+
+/** Checks that `res` is an RFC 9457 problem with HTTP status `status`. Returns the problem. */
+export function assertProblem(res, status) {
+  assert.equal(res.status, status, res.text);
+  assert.match(res.headers.get('content-type') ?? '', /^application\/problem\+json\b/i, 'a problem+json body');
+  assert.ok(res.json && typeof res.json === 'object', 'the body is a JSON object');
+  assert.equal(typeof res.json.type, 'string', 'type');
+  assert.equal(typeof res.json.title, 'string', 'title');
+  assert.equal(res.json.status, status, 'status');
+  assert.equal(typeof res.json.detail, 'string', 'detail');
+  return res.json;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -132,23 +224,56 @@ export function queryAllShards(sql, params = []) {
   return Promise.all(SHARD_DSNS.map((_, i) => queryShard(i, sql, params)));
 }
 
+/**
+ * The active cart of a user as its shard holds it: { cart_id, version, items } (items sorted by
+ * sku, versions as numbers), or null when the user has no active cart.
+ */
+export async function shardCart(userId) {
+  const rows = await queryShard(
+    shardOf(userId),
+    `SELECT c.cart_id::text, c.version::bigint AS version, i.sku, i.quantity
+       FROM carts c LEFT JOIN cart_items i USING (cart_id)
+      WHERE c.user_id = $1 AND c.status = 'active' ORDER BY i.sku COLLATE "C"`,
+    [userId],
+  );
+  if (rows.length === 0) return null;
+  return {
+    cart_id: rows[0].cart_id,
+    version: Number(rows[0].version),
+    items: rows.filter((r) => r.sku !== null).map((r) => ({ sku: r.sku, quantity: r.quantity })),
+  };
+}
+
+/** The processed_events rows of a user on every shard, flattened: [{ event_id, partition, shard }]. */
+export async function processedEvents(userId) {
+  const perShard = await queryAllShards(
+    'SELECT event_id, partition, http_status, cart_version FROM processed_events WHERE user_id = $1',
+    [userId],
+  );
+  return perShard.flatMap((rows, shard) => rows.map((r) => ({ ...r, shard })));
+}
+
 // ---------------------------------------------------------------------------------------------
 // NATS JetStream
 
+// The promise of the connection, so that callers racing on the first use share one connection.
 let nc = null;
 
 /** The suite's NATS connection (opened on first use). */
-export async function nats() {
+export function nats() {
   if (nc === null) {
-    nc = await natsConnect({ servers: NATS_URL, name: 'cartshard-integration', timeout: STEP_TIMEOUT_MS });
+    nc = natsConnect({ servers: NATS_URL, name: 'cartshard-integration', timeout: STEP_TIMEOUT_MS });
+    nc.catch(() => {
+      nc = null; // the next call tries again
+    });
   }
   return nc;
 }
 
 /**
- * Every message stored on `subject` of `stream`, oldest first, that `keep(body)` accepts (the body
- * parsed as JSON; a body that is not JSON is passed as null). Each item is
- * { seq, subject, headers, body }. Reads through a short-lived ordered consumer, so it sees the
+ * Every message stored on `subject` of `stream`, oldest first, that `keep(body, msg)` accepts (the
+ * body parsed as JSON; a body that is not JSON is passed as null). Each item is
+ * { seq, subject, headers, body, text } (text: the body as it was stored). Reads through a short-lived ordered consumer, so it sees the
  * whole subject whoever else is publishing.
  */
 export async function streamMessages(stream, subject, keep = () => true) {
@@ -161,19 +286,25 @@ export async function streamMessages(stream, subject, keep = () => true) {
 
   const consumer = await js.consumers.get(stream, { filterSubjects: subject });
   let seen = 0;
+  let done = false;
   try {
-    while (seen < total) {
-      const m = await consumer.next({ expires: STEP_TIMEOUT_MS });
-      if (m === null) break;
-      seen += 1;
-      let body = null;
-      try {
-        body = m.json();
-      } catch {
-        body = null;
+    // In batches: one pull request per message is slow once a subject holds thousands.
+    while (!done && seen < total) {
+      const batch = await consumer.fetch({ max_messages: Math.min(total - seen, 500), expires: STEP_TIMEOUT_MS });
+      let got = 0;
+      for await (const m of batch) {
+        got += 1;
+        seen += 1;
+        let body = null;
+        try {
+          body = m.json();
+        } catch {
+          body = null;
+        }
+        if (keep(body, m)) out.push({ seq: m.seq, subject: m.subject, headers: m.headers, body, text: m.string() });
+        if (m.info.pending === 0) done = true;
       }
-      if (keep(body)) out.push({ seq: m.seq, subject: m.subject, headers: m.headers, body });
-      if (m.info.pending === 0) break;
+      if (got === 0) break;
     }
   } finally {
     await consumer.delete().catch(() => {});
@@ -184,6 +315,135 @@ export async function streamMessages(stream, subject, keep = () => true) {
 /** The events a user's writes produced on stream CARTS (subject carts.events.<partition>). */
 export function userEvents(userId) {
   return streamMessages('CARTS', `carts.events.${partitionOf(userId)}`, (b) => b?.user_id === userId);
+}
+
+/** The changes relayed for a user on stream CARTS_CHANGES (subject carts.changes.<partition>). */
+export function userChanges(userId) {
+  return streamMessages('CARTS_CHANGES', `carts.changes.${partitionOf(userId)}`, (b) => b?.user_id === userId);
+}
+
+/**
+ * A contract event (section 4) of `type` for `userId`, with a fresh event_id and occurred_at now;
+ * `data` is left out when undefined, and `extra` fields are merged over the result.
+ */
+export function cartEvent(type, userId, data, extra = {}) {
+  const ev = { event_id: randomUUID(), type, user_id: userId, occurred_at: new Date().toISOString() };
+  if (data !== undefined) ev.data = data;
+  return { ...ev, ...extra };
+}
+
+/**
+ * Publishes `payload` (a Buffer or string as is, anything else as JSON) on `subject` through JetStream,
+ * with `Nats-Msg-Id: msgId` and any other `headers`. Resolves to the PubAck
+ * ({ stream, seq, duplicate }).
+ */
+export async function publishRaw(subject, payload, { msgId, headers = {} } = {}) {
+  const js = (await nats()).jetstream();
+  const h = natsHeaders();
+  for (const [k, v] of Object.entries(headers)) h.set(k, v);
+  let data = payload;
+  if (!Buffer.isBuffer(payload)) data = Buffer.from(typeof payload === 'string' ? payload : JSON.stringify(payload), 'utf8');
+  return js.publish(subject, data, { msgID: msgId, headers: h, timeout: STEP_TIMEOUT_MS });
+}
+
+/**
+ * Publishes event `ev` on carts.events.<partition of its user> (or `subject`), with
+ * `Nats-Msg-Id: msgId` (the event_id unless given), as any client may (contract section 4).
+ * With `reply: true` it also asks for the worker's answer (header Cart-Reply-To) and resolves to
+ * { ack, reply: { status, eventId, detail, cart } } once the event was committed; else to { ack }.
+ */
+export async function publishEvent(ev, { msgId = ev.event_id, subject, reply = false } = {}) {
+  const subj = subject ?? `carts.events.${partitionOf(ev.user_id)}`;
+  if (!reply) return { ack: await publishRaw(subj, ev, { msgId }) };
+
+  const conn = await nats();
+  const inbox = `_INBOX.cartshard-it.${randomUUID()}`;
+  const sub = conn.subscribe(inbox, { max: 1, timeout: STEP_TIMEOUT_MS });
+  const answer = (async () => {
+    for await (const m of sub) return m;
+    return null;
+  })();
+  try {
+    const ack = await publishRaw(subj, ev, { msgId, headers: { 'Cart-Reply-To': inbox } });
+    const m = await answer;
+    assert.ok(m, `the worker answered event ${ev.event_id}`);
+    const text = m.string();
+    return {
+      ack,
+      reply: {
+        status: Number(m.headers?.get('Cart-Status')),
+        eventId: m.headers?.get('Cart-Event-Id'),
+        detail: m.headers?.get('Cart-Detail') ?? '',
+        cart: text === '' ? null : JSON.parse(text),
+      },
+    };
+  } finally {
+    sub.unsubscribe();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the workers' admin endpoints
+
+/** The value of the unlabelled Prometheus sample `name` in `text` (NaN when absent). */
+export function metricValue(text, name) {
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : Number.NaN;
+}
+
+/** The sum of metric `name` over every cart-store worker (CART_STORE_ADMIN_URLS). */
+export async function workersMetric(name) {
+  const texts = await Promise.all(CART_STORE_ADMIN_URLS.map((u) => http('GET', `${u}/metrics`)));
+  return texts.reduce((sum, r) => {
+    assert.equal(r.status, 200, `worker /metrics: ${r.text}`);
+    return sum + metricValue(r.text, name);
+  }, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// the stack's processes (STACK_DIR, CARTSHARD_DEV, CARTSHARD_STACK)
+
+/** True when the suites know how to find and restart the stack's processes. */
+export const STACK_CONTROL = STACK_DIR !== '' && CARTSHARD_DEV !== '';
+
+/** The pid of the stack's process `name` (gateway, cs-1, ...) when it is alive, else null. */
+export function stackPid(name) {
+  let pid;
+  try {
+    pid = Number.parseInt(readFileSync(path.join(STACK_DIR, 'pids', `${name}.pid`), 'utf8'), 10);
+  } catch {
+    return null;
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return null;
+  try {
+    // A zombie still has a /proc entry, but its state is Z.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z') ? null : pid;
+  } catch {
+    return null;
+  }
+}
+
+/** The program name (/proc/<pid>/comm) of `pid`, or null. */
+export function procComm(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Runs `scripts/dev stack-up <CARTSHARD_STACK>`: starts whatever of the stack is not running and
+ * waits until every service is ready. Resolves to its output; rejects with it on failure.
+ */
+export function stackUp({ timeoutMs = 60_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    execFile(CARTSHARD_DEV, ['stack-up', CARTSHARD_STACK], { timeout: timeoutMs }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${CARTSHARD_DEV} stack-up ${CARTSHARD_STACK} failed: ${err.message}\n${stdout}${stderr}`));
+      else resolve(stdout + stderr);
+    });
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -276,7 +536,9 @@ export async function closeAll() {
   const jobs = [];
   if (pools !== null) jobs.push(...pools.map((p) => p.end()));
   pools = null;
-  if (nc !== null) jobs.push(nc.drain().catch(() => nc.close()));
+  if (nc !== null) {
+    jobs.push(nc.then((c) => c.drain().catch(() => c.close())));
+  }
   nc = null;
   await Promise.allSettled(jobs);
 }

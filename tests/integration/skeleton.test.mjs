@@ -8,7 +8,7 @@ import {
   RFC3339_RE,
   SHARDS,
   TEST_OPTS,
-  UUID_RE,
+  assertCart,
   closeAll,
   http,
   partitionOf,
@@ -19,24 +19,6 @@ import {
 } from './lib.mjs';
 
 after(closeAll);
-
-/** Checks that `cart` is the contract's cart of `user` at `version` holding `items` (in order). */
-function assertCart(cart, { user, version, items }) {
-  assert.ok(cart && typeof cart === 'object', 'the body is a JSON object');
-  assert.equal(cart.user_id, user);
-  assert.match(cart.cart_id, UUID_RE, 'cart_id is a UUID');
-  assert.equal(cart.status, 'active');
-  assert.equal(cart.version, version);
-  assert.deepEqual(cart.items, items);
-  assert.equal(
-    cart.item_count,
-    items.reduce((n, it) => n + it.quantity, 0),
-    'item_count is the sum of the quantities',
-  );
-  assert.match(cart.created_at, RFC3339_RE, 'created_at is RFC 3339');
-  assert.match(cart.updated_at, RFC3339_RE, 'updated_at is RFC 3339');
-  assert.ok(Date.parse(cart.updated_at) >= Date.parse(cart.created_at), 'updated_at >= created_at');
-}
 
 function assertJson(res) {
   assert.match(res.headers.get('content-type') ?? '', /^application\/json\b/i, 'Content-Type is application/json');

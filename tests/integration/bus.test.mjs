@@ -1,0 +1,440 @@
+// Events published straight to JetStream, as any client may: they are applied like the gateway's,
+// each event_id at most once; what cannot be applied goes to CARTS_DLQ; every applied change is
+// relayed once on carts.changes.<partition>. Contract section 4.
+
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, describe, test } from 'node:test';
+
+import {
+  CART_PARTITIONS,
+  CART_STORE_ADMIN_URLS,
+  RFC3339_RE,
+  TEST_OPTS,
+  addItem,
+  assertCart,
+  cartEvent,
+  closeAll,
+  http,
+  partitionOf,
+  processedEvents,
+  publishEvent,
+  publishRaw,
+  setItem,
+  shardCart,
+  sleep,
+  streamMessages,
+  uniqueUser,
+  userChanges,
+  userEvents,
+  waitFor,
+  workersMetric,
+} from './lib.mjs';
+
+after(closeAll);
+
+const BUS_OPTS = { timeout: 20_000 };
+
+describe('events published by any client', BUS_OPTS, () => {
+  test('every event type is applied, with the worker\'s reply after commit', BUS_OPTS, async () => {
+    const user = uniqueUser('bus');
+    const steps = [
+      ['cart.created', undefined, 201, 1, []],
+      ['cart.item_added', { sku: 'B7', quantity: 2 }, 200, 2, [{ sku: 'B7', quantity: 2 }]],
+      [
+        'cart.item_added',
+        { sku: 'A1', quantity: 1 },
+        200,
+        3,
+        [
+          { sku: 'A1', quantity: 1 },
+          { sku: 'B7', quantity: 2 },
+        ],
+      ],
+      [
+        'cart.item_quantity_set',
+        { sku: 'A1', quantity: 4 },
+        200,
+        4,
+        [
+          { sku: 'A1', quantity: 4 },
+          { sku: 'B7', quantity: 2 },
+        ],
+      ],
+      ['cart.item_removed', { sku: 'B7' }, 200, 5, [{ sku: 'A1', quantity: 4 }]],
+    ];
+    let cartId = null;
+    for (const [type, data, status, version, items] of steps) {
+      const ev = cartEvent(type, user, data);
+      const { ack, reply } = await publishEvent(ev, { reply: true });
+      assert.equal(ack.stream, 'CARTS');
+      assert.equal(ack.duplicate, false);
+      assert.equal(reply.eventId, ev.event_id, 'Cart-Event-Id');
+      assert.equal(reply.status, status, `${type}: ${reply.detail}`);
+      assertCart(reply.cart, { user, version, items });
+      cartId ??= reply.cart.cart_id;
+      assert.equal(reply.cart.cart_id, cartId);
+    }
+    const co = await publishEvent(cartEvent('cart.checked_out', user), { reply: true });
+    assert.equal(co.reply.status, 200, co.reply.detail);
+    assertCart(co.reply.cart, { user, version: 6, items: [{ sku: 'A1', quantity: 4 }], status: 'checked_out' });
+    assert.equal((await http('GET', `/v1/carts/${user}`)).status, 404);
+
+    await publishEvent(cartEvent('cart.item_added', user, { sku: 'C3', quantity: 1 }), { reply: true });
+    const del = await publishEvent(cartEvent('cart.deleted', user), { reply: true });
+    assert.equal(del.reply.status, 204, del.reply.detail);
+    assert.equal(await shardCart(user), null);
+    assert.equal((await processedEvents(user)).length, 8, 'one processed_events row per event');
+  });
+
+  test('unknown fields are ignored; expected_version makes an event conditional', BUS_OPTS, async () => {
+    const user = uniqueUser('bus-x');
+    const ev = cartEvent('cart.item_added', user, { sku: 'A1', quantity: 2, colour: 'red' }, {
+      future_field: { nested: [1, 2] },
+    });
+    const first = await publishEvent(ev, { reply: true });
+    assert.equal(first.reply.status, 200, first.reply.detail);
+    assertCart(first.reply.cart, { user, version: 1, items: [{ sku: 'A1', quantity: 2 }] });
+
+    const stale = await publishEvent(cartEvent('cart.item_added', user, { sku: 'A1', quantity: 1 }, { expected_version: 0 }), {
+      reply: true,
+    });
+    assert.equal(stale.reply.status, 412, stale.reply.detail);
+    const current = await publishEvent(
+      cartEvent('cart.item_added', user, { sku: 'A1', quantity: 1 }, { expected_version: 1 }),
+      { reply: true },
+    );
+    assert.equal(current.reply.status, 200, current.reply.detail);
+    assert.deepEqual(await shardCart(user), {
+      cart_id: first.reply.cart.cart_id,
+      version: 2,
+      items: [{ sku: 'A1', quantity: 3 }],
+    });
+  });
+});
+
+describe('limits over the bus', BUS_OPTS, () => {
+  test('an event over a limit is answered 422 and changes nothing', BUS_OPTS, async () => {
+    const user = uniqueUser('bus-lim');
+    const first = await publishEvent(cartEvent('cart.item_added', user, { sku: 'A1', quantity: 998 }), { reply: true });
+    assert.equal(first.reply.status, 200, first.reply.detail);
+    for (const [type, data] of [
+      ['cart.item_added', { sku: 'A1', quantity: 2 }],
+      ['cart.item_added', { sku: 'B2', quantity: 0 }],
+      ['cart.item_added', { sku: 'B2', quantity: -1 }],
+      ['cart.item_added', { sku: 'B2', quantity: 1000 }],
+      ['cart.item_quantity_set', { sku: 'A1', quantity: 1000 }],
+      ['cart.item_quantity_set', { sku: 'A1', quantity: -5 }],
+      ['cart.item_added', { sku: 'B2', quantity: 2 ** 31 }],
+    ]) {
+      const r = await publishEvent(cartEvent(type, user, data), { reply: true });
+      assert.equal(r.reply.status, 422, `${type} ${JSON.stringify(data)}: ${r.reply.status} ${r.reply.detail}`);
+    }
+    assert.deepEqual(await shardCart(user), {
+      cart_id: first.reply.cart.cart_id,
+      version: 1,
+      items: [{ sku: 'A1', quantity: 998 }],
+    });
+  });
+});
+
+describe('duplicate events', BUS_OPTS, () => {
+  test('the same Nats-Msg-Id: JetStream stores the event once, it is applied once', BUS_OPTS, async () => {
+    const user = uniqueUser('dup-js');
+    const ev = cartEvent('cart.item_added', user, { sku: 'A1', quantity: 2 });
+    const acks = [];
+    for (let i = 0; i < 5; i++) acks.push((await publishEvent(ev)).ack);
+    assert.deepEqual(
+      acks.map((a) => a.duplicate),
+      [false, true, true, true, true],
+      'JetStream reports the repeats as duplicates',
+    );
+    assert.equal(new Set(acks.map((a) => a.seq)).size, 1, 'one stream sequence');
+
+    const marker = await publishEvent(cartEvent('cart.item_added', user, { sku: 'M', quantity: 1 }), { reply: true });
+    assert.equal(marker.reply.status, 200, marker.reply.detail);
+    assertCart(marker.reply.cart, {
+      user,
+      version: 2,
+      items: [
+        { sku: 'A1', quantity: 2 },
+        { sku: 'M', quantity: 1 },
+      ],
+    });
+    assert.equal((await userEvents(user)).length, 2, 'two messages on CARTS');
+    const rows = await processedEvents(user);
+    assert.equal(rows.filter((r) => r.event_id === ev.event_id).length, 1);
+    assert.equal(rows.length, 2);
+  });
+
+  test('other Nats-Msg-Ids: stored every time, applied once (processed_events)', BUS_OPTS, async () => {
+    const user = uniqueUser('dup-pg');
+    const dupsBefore = await workersMetric('cartshard_events_duplicate_total');
+    const ev = cartEvent('cart.item_added', user, { sku: 'A1', quantity: 2 });
+
+    // Five copies at once (most likely one batch), then two more after the first was committed.
+    const acks = await Promise.all(
+      [0, 1, 2, 3, 4].map((i) => publishEvent(ev, { msgId: i === 0 ? ev.event_id : `${ev.event_id}.copy${i}` })),
+    );
+    assert.deepEqual(
+      acks.map((a) => a.ack.duplicate),
+      [false, false, false, false, false],
+      'JetStream stores them all',
+    );
+    assert.equal(new Set(acks.map((a) => a.ack.seq)).size, 5);
+    const m1 = await publishEvent(cartEvent('cart.item_added', user, { sku: 'M', quantity: 1 }), { reply: true });
+    assert.equal(m1.reply.status, 200, m1.reply.detail);
+    assert.equal(m1.reply.cart.version, 2, 'the copies did not make versions');
+
+    // A late copy that even carries another body is still the same event: not applied again.
+    const late = { ...ev, data: { sku: 'A1', quantity: 50 } };
+    await publishEvent(late, { msgId: `${ev.event_id}.late1` });
+    await publishEvent(ev, { msgId: `${ev.event_id}.late2` });
+    const m2 = await publishEvent(cartEvent('cart.item_added', user, { sku: 'M', quantity: 1 }), { reply: true });
+    assert.equal(m2.reply.status, 200, m2.reply.detail);
+    assertCart(m2.reply.cart, {
+      user,
+      version: 3,
+      items: [
+        { sku: 'A1', quantity: 2 },
+        { sku: 'M', quantity: 2 },
+      ],
+    });
+
+    assert.equal((await userEvents(user)).length, 9, 'seven copies and two markers on CARTS');
+    const rows = await processedEvents(user);
+    assert.equal(rows.length, 3, 'three processed_events rows: the event and the two markers');
+    assert.equal(rows.filter((r) => r.event_id === ev.event_id).length, 1);
+    assert.equal(
+      (await workersMetric('cartshard_events_duplicate_total')) - dupsBefore,
+      6,
+      'cartshard_events_duplicate_total counted the six copies',
+    );
+  });
+
+  test('a copy with Cart-Reply-To is answered with the first outcome', BUS_OPTS, async () => {
+    const user = uniqueUser('dup-reply');
+    const ev = cartEvent('cart.item_added', user, { sku: 'A1', quantity: 3 });
+    const first = await publishEvent(ev, { reply: true });
+    assert.equal(first.reply.status, 200);
+    const again = await publishEvent(ev, { msgId: `${ev.event_id}.again`, reply: true });
+    assert.equal(again.ack.duplicate, false);
+    assert.equal(again.reply.status, 200, 'the status of the first application');
+    assertCart(again.reply.cart, { user, version: 1, items: [{ sku: 'A1', quantity: 3 }] });
+  });
+});
+
+describe('malformed events go to CARTS_DLQ', BUS_OPTS, () => {
+  test('each lands on carts.dlq.<partition> with its body and a Cart-Error; later events still apply', BUS_OPTS, async () => {
+    const user = uniqueUser('dlq');
+    const p = partitionOf(user);
+    let other = uniqueUser('dlq-other');
+    while (partitionOf(other) === p) other = uniqueUser('dlq-other');
+    const dlqBefore = await workersMetric('cartshard_events_dead_lettered_total');
+
+    const ev = (type, data, extra) => cartEvent(type, user, data, extra);
+    const without = (obj, ...keys) => {
+      const o = structuredClone(obj);
+      for (const k of keys) {
+        if (k.startsWith('data.')) delete o.data[k.slice(5)];
+        else delete o[k];
+      }
+      return o;
+    };
+    const add = () => ev('cart.item_added', { sku: 'A1', quantity: 1 });
+    const cases = [
+      ['bad JSON', `{"event_id":"${randomUUID()}","type":"cart.item_added",`, /JSON/i],
+      ['not an object', JSON.stringify(['cart.item_added', randomUUID()]), /object/i],
+      [
+        'not UTF-8',
+        Buffer.concat([Buffer.from(`{"event_id":"${randomUUID()}","type":"`), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]),
+        /JSON|UTF/i,
+      ],
+      ['nested 5000 deep', `{"event_id":"${randomUUID()}","x":${'['.repeat(5000)}${']'.repeat(5000)}}`, /JSON|depth/i],
+      ['null data', ev('cart.item_added', null), /data/],
+      ['unknown type', ev('cart.exploded', { sku: 'A1', quantity: 1 }), /type/],
+      ['type not a string', ev(7), /type/],
+      ['a type with CR LF in it', ev('x\r\nInjected: 1'), /type/],
+      ['no event_id', without(add(), 'event_id'), /event_id/],
+      ['event_id too long', add(), /event_id/, (e) => ({ ...e, event_id: 'e'.repeat(129) })],
+      ['no user_id', without(add(), 'user_id'), /user_id/],
+      ['invalid user_id', add(), /user_id/, (e) => ({ ...e, user_id: 'bad user' })],
+      ['no occurred_at', without(add(), 'occurred_at'), /occurred_at/],
+      ['invalid occurred_at', add(), /occurred_at/, (e) => ({ ...e, occurred_at: 'yesterday' })],
+      ['no data', without(add(), 'data'), /data/],
+      ['no data.sku', without(add(), 'data.sku'), /sku/],
+      ['invalid data.sku', ev('cart.item_added', { sku: 'a b', quantity: 1 }), /sku/],
+      ['no data.quantity', without(add(), 'data.quantity'), /quantity/],
+      ['data.quantity not an integer', ev('cart.item_quantity_set', { sku: 'A1', quantity: '3' }), /quantity/],
+      ['negative expected_version', ev('cart.deleted', undefined, { expected_version: -1 }), /expected_version/],
+      [
+        'a user of another partition',
+        cartEvent('cart.item_added', other, { sku: 'A1', quantity: 1 }),
+        /partition/,
+      ],
+    ];
+    const published = [];
+    for (const [name, body, errRe, tweak] of cases) {
+      const obj = tweak ? tweak(body) : body;
+      const raw = Buffer.isBuffer(obj) ? obj : Buffer.from(typeof obj === 'string' ? obj : JSON.stringify(obj));
+      const text = raw.toString('utf8');
+      const ack = await publishRaw(`carts.events.${p}`, raw, { msgId: `dlq-test-${randomUUID()}` });
+      assert.equal(ack.duplicate, false, name);
+      published.push({ name, text, errRe });
+    }
+
+    // A valid event after them, on the same partition, is still applied.
+    const okEvent = cartEvent('cart.item_added', user, { sku: 'OK', quantity: 1 });
+    const ok = await publishEvent(okEvent, { reply: true });
+    assert.equal(ok.reply.status, 200, ok.reply.detail);
+    assertCart(ok.reply.cart, { user, version: 1, items: [{ sku: 'OK', quantity: 1 }] });
+
+    const texts = new Set(published.map((x) => x.text));
+    const dead = await waitFor(
+      'the malformed events on CARTS_DLQ',
+      async () => {
+        const msgs = await streamMessages('CARTS_DLQ', `carts.dlq.${p}`, (_, m) => texts.has(m.string()));
+        return msgs.length >= published.length ? msgs : null;
+      },
+      { timeoutMs: 10_000, intervalMs: 200 },
+    );
+    for (const x of published) {
+      const found = dead.filter((m) => m.text === x.text);
+      assert.equal(found.length, 1, `${x.name}: one DLQ entry with the original body`);
+      assert.equal(found[0].subject, `carts.dlq.${p}`, x.name);
+      const why = found[0].headers?.get('Cart-Error') ?? '';
+      assert.ok(why.length > 0, `${x.name}: a Cart-Error header`);
+      assert.match(why, x.errRe, `${x.name}: Cart-Error names the fault`);
+      assert.doesNotMatch(why, /[\r\n]/, `${x.name}: Cart-Error is one header line`);
+    }
+    assert.equal(dead.length, published.length, 'nothing else of ours on the DLQ');
+
+    // None of them was applied.
+    const rows = await processedEvents(user);
+    assert.deepEqual(rows.map((r) => r.event_id), [okEvent.event_id]);
+    assert.equal(await shardCart(other), null, 'the other partition\'s user got nothing');
+    assert.ok(
+      (await workersMetric('cartshard_events_dead_lettered_total')) - dlqBefore >= published.length,
+      'cartshard_events_dead_lettered_total counted them',
+    );
+    for (const u of CART_STORE_ADMIN_URLS) {
+      assert.equal((await http('GET', `${u}/healthz`)).status, 200, `${u} still runs`);
+    }
+  });
+
+  test('a valid event on another partition\'s subject is dead-lettered, not applied', BUS_OPTS, async () => {
+    const user = uniqueUser('dlq-wrong');
+    const wrong = (partitionOf(user) + 1) % CART_PARTITIONS;
+    const ev = cartEvent('cart.item_added', user, { sku: 'A1', quantity: 1 });
+    await publishEvent(ev, { subject: `carts.events.${wrong}` });
+    const dead = await waitFor(
+      'the event on carts.dlq.<subject partition>',
+      async () => {
+        const msgs = await streamMessages('CARTS_DLQ', `carts.dlq.${wrong}`, (b) => b?.event_id === ev.event_id);
+        return msgs.length ? msgs : null;
+      },
+      { timeoutMs: 10_000, intervalMs: 200 },
+    );
+    assert.equal(dead.length, 1);
+    assert.deepEqual(dead[0].body, ev);
+    assert.match(dead[0].headers.get('Cart-Error') ?? '', /partition/);
+    assert.equal(await shardCart(user), null);
+    assert.deepEqual(await processedEvents(user), []);
+  });
+});
+
+describe('changes stream', BUS_OPTS, () => {
+  /** Waits for `n` changes of `user`, then a little longer to see that no more come. */
+  async function changesOf(user, n) {
+    await waitFor(`${n} changes of ${user}`, async () => (await userChanges(user)).length >= n, {
+      timeoutMs: 10_000,
+      intervalMs: 100,
+    });
+    await sleep(300);
+    return userChanges(user);
+  }
+
+  test('each applied change appears once, in order, with its version; checkout carries the items', BUS_OPTS, async () => {
+    const user = uniqueUser('chg');
+    const p = partitionOf(user);
+    const created = await http('POST', '/v1/carts', { body: { user_id: user } });
+    assert.equal(created.status, 201, created.text);
+    const writes = [
+      () => addItem(user, 'A1', 2),
+      () => http('POST', '/v1/carts', { body: { user_id: user } }), // no change
+      () => addItem(user, 'B7', 1),
+      () => setItem(user, 'A1', 5),
+      () => http('DELETE', `/v1/carts/${user}/items/NONE`), // no change
+      () => http('DELETE', `/v1/carts/${user}/items/B7`),
+      () => http('POST', `/v1/carts/${user}/checkout`),
+    ];
+    for (const w of writes) {
+      const r = await w();
+      assert.equal(r.status, 200, r.text);
+    }
+    const events = await userEvents(user);
+    assert.equal(events.length, 8);
+    const changing = events.filter((_, i) => i !== 2 && i !== 5).map((e) => e.body);
+
+    const changes = await changesOf(user, 6);
+    const expected = [
+      ['cart.created', []],
+      ['cart.item_added', [{ sku: 'A1', quantity: 2 }]],
+      [
+        'cart.item_added',
+        [
+          { sku: 'A1', quantity: 2 },
+          { sku: 'B7', quantity: 1 },
+        ],
+      ],
+      [
+        'cart.item_quantity_set',
+        [
+          { sku: 'A1', quantity: 5 },
+          { sku: 'B7', quantity: 1 },
+        ],
+      ],
+      ['cart.item_removed', [{ sku: 'A1', quantity: 5 }]],
+      ['cart.checked_out', [{ sku: 'A1', quantity: 5 }]],
+    ];
+    assert.deepEqual(
+      changes.map((c) => c.body.version),
+      [1, 2, 3, 4, 5, 6],
+      'one change per applied event, in order',
+    );
+    changes.forEach((c, i) => {
+      const [type, items] = expected[i];
+      assert.equal(c.subject, `carts.changes.${p}`);
+      assert.equal(c.body.event_id, changing[i].event_id, `change ${i + 1} is event ${changing[i].type}`);
+      assert.equal(c.headers?.get('Nats-Msg-Id'), `chg-${c.body.event_id}`);
+      assert.equal(c.body.type, type);
+      assert.equal(c.body.user_id, user);
+      assert.equal(c.body.cart_id, created.json.cart_id);
+      assert.equal(c.body.partition, p);
+      assert.equal(c.body.status, i === 5 ? 'checked_out' : 'active');
+      assert.deepEqual(c.body.items, items);
+      assert.equal(c.body.item_count, items.reduce((n, it) => n + it.quantity, 0));
+      assert.match(c.body.applied_at, RFC3339_RE);
+    });
+  });
+
+  test('a delete is relayed too, and the next cart continues the versions', BUS_OPTS, async () => {
+    const user = uniqueUser('chg-del');
+    const first = await addItem(user, 'A1', 1);
+    assert.equal(first.status, 200, first.text);
+    assert.equal((await http('DELETE', `/v1/carts/${user}`)).status, 204);
+    const again = await addItem(user, 'B2', 1);
+    assert.equal(again.status, 200, again.text);
+    const changes = await changesOf(user, 3);
+    assert.deepEqual(
+      changes.map((c) => [c.body.type, c.body.version, c.body.cart_id]),
+      [
+        ['cart.item_added', 1, first.json.cart_id],
+        ['cart.deleted', 2, first.json.cart_id],
+        ['cart.item_added', again.json.version, again.json.cart_id],
+      ],
+    );
+    assert.equal(again.json.version, 3);
+    assert.notEqual(changes[1].body.status, 'active', 'the deleted cart is not active');
+  });
+});

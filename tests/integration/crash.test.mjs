@@ -1,0 +1,499 @@
+// Faults during a load. kill -9 of a cart-store worker: every write the gateway accepted (200 or
+// 202) is applied exactly once, the dead worker's partitions are taken over and handed back when
+// it returns, and every applied change still reaches carts.changes.<partition>. kill -9 or SIGSTOP
+// of nats-server: writes are 503 with Retry-After (never a 2xx without JetStream's ack), what was
+// acknowledged before is still applied exactly once, and the stack serves again once it is back.
+// Contract sections 3 (no 2xx without JetStream's ack, 503 with Retry-After), 4 (at most once,
+// transactional outbox) and 5.
+//
+// Needs STACK_DIR, CARTSHARD_DEV and CARTSHARD_STACK (scripts/dev test sets them) to find the
+// processes' pids and to restart them with `scripts/dev stack-up <stack>`.
+
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+
+import {
+  CART_PARTITIONS,
+  CART_STORE_ADMIN_URLS,
+  STACK_CONTROL,
+  addItem,
+  cartEvent,
+  closeAll,
+  http,
+  metricValue,
+  partitionOf,
+  procComm,
+  publishEvent,
+  queryAllShards,
+  queryShard,
+  shardOf,
+  sleep,
+  stackPid,
+  stackUp,
+  streamMessages,
+  uniqueUser,
+  waitFor,
+} from './lib.mjs';
+
+// The stack's processes this suite may kill, by pid-file name, with their program names.
+const PROGRAMS = { 'cs-1': 'cart-store', 'cs-2': 'cart-store', nats: 'nats-server', gateway: 'cart-gateway' };
+const ASYNC_EVERY = 4; // every ASYNC_EVERY-th add of a user asks for Prefer: respond-async
+const DEAD_MS = 1500; // how long a killed worker stays dead before the restart begins
+const CRASH_OPTS = {
+  timeout: 90_000,
+  skip: STACK_CONTROL ? false : 'needs STACK_DIR and CARTSHARD_DEV (scripts/dev test sets them)',
+};
+
+after(async () => {
+  // Later suites need the whole stack: whatever happened above, it runs again.
+  try {
+    if (STACK_CONTROL) {
+      for (const [name, program] of Object.entries(PROGRAMS)) {
+        const pid = stackPid(name);
+        if (pid !== null && procComm(pid) === program) process.kill(pid, 'SIGCONT'); // a test froze it
+      }
+      if (Object.keys(PROGRAMS).some((name) => stackPid(name) === null)) await stackUp();
+    }
+  } finally {
+    await closeAll();
+  }
+});
+
+/** The pid of the stack's process `name`, checked to run the program it should. */
+function checkedPid(name) {
+  const pid = stackPid(name);
+  assert.ok(pid, `${name} runs (pid file in the stack's pids/)`);
+  assert.equal(procComm(pid), PROGRAMS[name], `pid ${pid} is ${PROGRAMS[name]}`);
+  return pid;
+}
+
+/**
+ * Waits until the stack serves writes again: every worker ready and owning its share of the
+ * partitions, and a sync add on every partition answered 200 (not 202, not 503).
+ */
+async function waitForHealthyStack(t) {
+  const owned = await waitFor(
+    'both workers to own partitions again',
+    async () => {
+      const texts = await workerMetrics();
+      if (texts === null) return null;
+      const counts = texts.map((x) => metricValue(x, 'cartshard_partitions_owned'));
+      return counts.every((n) => n > 0) && counts.reduce((a, b) => a + b, 0) === CART_PARTITIONS ? counts : null;
+    },
+    { timeoutMs: 20_000, intervalMs: 250 },
+  );
+  t.diagnostic(`partitions owned per worker: ${owned.join(', ')}`);
+  for (const u of CART_STORE_ADMIN_URLS) assert.equal((await http('GET', `${u}/readyz`)).status, 200, u);
+
+  const probes = new Map();
+  for (let i = 0; probes.size < CART_PARTITIONS && i < 10_000; i++) {
+    const u = uniqueUser('probe');
+    if (!probes.has(partitionOf(u))) probes.set(partitionOf(u), u);
+  }
+  await waitFor(
+    'a sync write on every partition to be answered 200',
+    async () => {
+      const answers = await Promise.all([...probes.values()].map((u) => addItem(u, 'P', 1).catch(() => null)));
+      return answers.every((r) => r?.status === 200);
+    },
+    { timeoutMs: 20_000, intervalMs: 500 },
+  );
+}
+
+/** The workers' /metrics texts, or null when one does not answer 200. */
+async function workerMetrics() {
+  const res = await Promise.all(CART_STORE_ADMIN_URLS.map((u) => http('GET', `${u}/metrics`).catch(() => null)));
+  return res.every((r) => r?.status === 200) ? res.map((r) => r.text) : null;
+}
+
+/** The stored events of `users` on stream CARTS, by user: Map user -> [event_id]. */
+async function storedEvents(users) {
+  const byPartition = new Map();
+  for (const u of users) byPartition.set(partitionOf(u), [...(byPartition.get(partitionOf(u)) ?? []), u]);
+  const out = new Map(users.map((u) => [u, []]));
+  for (const [p, mine] of byPartition) {
+    const set = new Set(mine);
+    for (const m of await streamMessages('CARTS', `carts.events.${p}`, (b) => set.has(b?.user_id))) {
+      out.get(m.body.user_id).push(m.body.event_id);
+    }
+  }
+  return out;
+}
+
+/** The changes of `users` on CARTS_CHANGES, by user: Map user -> [{ event_id, version }]. */
+async function relayedChanges(users) {
+  const byPartition = new Map();
+  for (const u of users) byPartition.set(partitionOf(u), [...(byPartition.get(partitionOf(u)) ?? []), u]);
+  const out = new Map(users.map((u) => [u, []]));
+  for (const [p, mine] of byPartition) {
+    const set = new Set(mine);
+    for (const m of await streamMessages('CARTS_CHANGES', `carts.changes.${p}`, (b) => set.has(b?.user_id))) {
+      out.get(m.body.user_id).push({ event_id: m.body.event_id, version: m.body.version });
+    }
+  }
+  return out;
+}
+
+/** Quantity, version and processed_events of one user on their shard. */
+async function userState(user) {
+  const [carts, events] = await Promise.all([
+    queryShard(
+      shardOf(user),
+      `SELECT c.version::int AS version, coalesce(i.quantity, 0) AS quantity
+         FROM carts c LEFT JOIN cart_items i ON i.cart_id = c.cart_id AND i.sku = 'K'
+        WHERE c.user_id = $1 AND c.status = 'active'`,
+      [user],
+    ),
+    queryShard(
+      shardOf(user),
+      'SELECT event_id, http_status, cart_version::int AS cart_version FROM processed_events WHERE user_id = $1',
+      [user],
+    ),
+  ]);
+  return { version: carts[0]?.version ?? 0, quantity: carts[0]?.quantity ?? 0, carts: carts.length, events };
+}
+
+/**
+ * One load with a kill in it: what every add was answered, per user, and when things happened.
+ * `killAndRestart(victim)` kills the victim and starts it again; `add(user, i)` sends and records
+ * one add; `verify(t)` checks the outcome once the load is over.
+ */
+class CrashRun {
+  constructor(users) {
+    this.users = users;
+    this.log = new Map(users.map((u) => [u, { accepted: 0, uncertain: 0, versions: [], asyncIds: [], other: [] }]));
+    this.tally = { 200: 0, '202 sync': 0, '202 async': 0, 503: 0, 'no answer': 0, other: 0 };
+    this.started = Date.now();
+    this.timeline = [];
+    this.answered = 0;
+    this.victim = null;
+    this.victimPid = null;
+    this.killed = null; // settles once the victim was killed and restarted
+    this.onAnswer = null; // called with the number of answers after each one
+  }
+
+  /** How many events of this run's users the shards have applied so far. */
+  async applied() {
+    const rows = await queryAllShards('SELECT count(*)::int AS n FROM processed_events WHERE user_id = ANY($1)', [
+      this.users,
+    ]);
+    return rows.flat().reduce((n, r) => n + r.n, 0);
+  }
+
+  at(what) {
+    this.timeline.push(`${what} at ${Date.now() - this.started} ms (${this.answered} answers)`);
+  }
+
+  /** Kills `victim` with SIGKILL now; the restart (after DEAD_MS) runs in the background. */
+  kill(victim) {
+    const pid = checkedPid(victim);
+    this.victim = victim;
+    this.victimPid = pid;
+    const restart = async () => {
+      process.kill(pid, 'SIGKILL');
+      this.at(`kill -9 ${victim}`);
+      await waitFor(`${victim} (pid ${pid}) to die`, () => stackPid(victim) !== pid, { timeoutMs: 5000 });
+      await sleep(DEAD_MS);
+      this.at('restart begins');
+      const out = await stackUp();
+      this.at(`${victim} ready again`);
+      // This suite's own NATS connection lost its server too: start afresh rather than wait for
+      // the client's reconnect.
+      if (victim === 'nats') await closeAll();
+      return out;
+    };
+    // Settled at once, so that a failure is reported by the test and not as an unhandled rejection.
+    this.killed = restart().then(
+      (out) => ({ out }),
+      (err) => ({ err }),
+    );
+  }
+
+  /**
+   * Sends the i-th add of `user` (quantity 1 of sku K) and records its answer; with Prefer:
+   * respond-async for every ASYNC_EVERY-th one, or for all when `allAsync`.
+   */
+  async add(user, i, allAsync = false) {
+    const mine = this.log.get(user);
+    const async = allAsync || i % ASYNC_EVERY === ASYNC_EVERY - 1;
+    let res = null;
+    try {
+      res = await addItem(user, 'K', 1, async ? { Prefer: 'respond-async' } : {});
+    } catch {
+      mine.uncertain += 1; // no answer: the event may or may not be stored
+      this.tally['no answer'] += 1;
+    }
+    if (res !== null) {
+      if (res.status === 200) {
+        mine.accepted += 1;
+        mine.versions.push(res.json.version);
+        this.tally[200] += 1;
+      } else if (res.status === 202) {
+        // Asked for, or the sync wait ran out (the worker was dead): both are stored in JetStream.
+        mine.accepted += 1;
+        if (res.json?.event_id) mine.asyncIds.push(res.json.event_id);
+        this.tally[async ? '202 async' : '202 sync'] += 1;
+      } else if (res.status === 503) {
+        mine.uncertain += 1;
+        if (!res.headers.get('retry-after')) mine.other.push('503 without Retry-After');
+        this.tally[503] += 1;
+      } else {
+        mine.other.push(`${res.status} ${res.text}`);
+        this.tally.other += 1;
+      }
+    }
+    this.answered += 1;
+    this.onAnswer?.(this.answered);
+  }
+
+  /** Publishes an add of `user` straight to JetStream (as any client may) and records the PubAck. */
+  async publish(user) {
+    const mine = this.log.get(user);
+    const ev = cartEvent('cart.item_added', user, { sku: 'K', quantity: 1 });
+    try {
+      await publishEvent(ev);
+      mine.accepted += 1;
+      mine.asyncIds.push(ev.event_id);
+      this.tally['bus ack'] = (this.tally['bus ack'] ?? 0) + 1;
+    } catch {
+      mine.uncertain += 1;
+      this.tally['no answer'] += 1;
+    }
+    this.answered += 1;
+  }
+
+  /** Checks, after the load: the victim is back, every accepted add applied once, every change relayed. */
+  async verify(t) {
+    const { users, log } = this;
+    this.at('load done');
+    assert.ok(this.killed, 'the kill happened during the load');
+    const restart = await this.killed;
+    assert.ifError(restart.err);
+    t.diagnostic(`answers: ${JSON.stringify(this.tally)}`);
+    t.diagnostic(this.timeline.join('; '));
+
+    const newPid = stackPid(this.victim);
+    assert.ok(newPid && newPid !== this.victimPid, `${this.victim} runs again with a new pid\n${restart.out}`);
+    for (const [user, l] of log) assert.deepEqual(l.other, [], `${user}: no answer other than 200, 202 or 503`);
+
+    // Every accepted add is applied: wait until each user's quantity reaches it.
+    await waitFor(
+      'every accepted add to be applied',
+      async () => {
+        for (const user of users) if ((await userState(user)).quantity < log.get(user).accepted) return false;
+        return true;
+      },
+      { timeoutMs: 30_000, intervalMs: 250 },
+    );
+    await sleep(500); // anything applied twice would show by now
+    const stored = await storedEvents(users);
+    const states = new Map();
+    let accepted = 0;
+    let sent = 0;
+    for (const user of users) {
+      const l = log.get(user);
+      const s = await userState(user);
+      states.set(user, s);
+      accepted += l.accepted;
+      sent += l.accepted + l.uncertain;
+      assert.equal(s.carts, 1, `${user}: one active cart`);
+      assert.ok(
+        s.quantity >= l.accepted && s.quantity <= l.accepted + l.uncertain,
+        `${user}: quantity ${s.quantity}, accepted ${l.accepted}, uncertain ${l.uncertain}`,
+      );
+      assert.equal(s.version, s.quantity, `${user}: one version per applied add`);
+      assert.equal(s.events.length, s.quantity, `${user}: one processed_events row per applied add`);
+      assert.deepEqual(
+        s.events.map((e) => e.cart_version).sort((a, b) => a - b),
+        Array.from({ length: s.quantity }, (_, i) => i + 1),
+        `${user}: each applied event made its own version`,
+      );
+      for (const e of s.events) assert.equal(e.http_status, 200, `${user}: event ${e.event_id}`);
+
+      // Each 200 named a distinct version; each 202's event was applied.
+      assert.equal(new Set(l.versions).size, l.versions.length, `${user}: two 200s named the same version`);
+      const done = new Set(s.events.map((e) => e.event_id));
+      for (const id of l.asyncIds) assert.ok(done.has(id), `${user}: the 202 event ${id} was applied`);
+      // Every event JetStream stored for the user was applied, and nothing else.
+      assert.deepEqual([...stored.get(user)].sort(), [...done].sort(), `${user}: stored events == applied events`);
+    }
+    assert.ok(accepted >= sent - 10, `almost every add was accepted (${accepted} of ${sent})`);
+
+    // The outbox relayed every applied change, once.
+    const changes = await waitFor(
+      'every change on carts.changes',
+      async () => {
+        const c = await relayedChanges(users);
+        return users.every((u) => c.get(u).length >= states.get(u).quantity) ? c : null;
+      },
+      { timeoutMs: 20_000, intervalMs: 500 },
+    );
+    for (const user of users) {
+      const s = states.get(user);
+      const c = changes.get(user);
+      assert.deepEqual(
+        c.map((x) => x.version).sort((a, b) => a - b),
+        Array.from({ length: s.quantity }, (_, i) => i + 1),
+        `${user}: one change per version`,
+      );
+      assert.deepEqual(
+        c.map((x) => x.event_id).sort(),
+        s.events.map((e) => e.event_id).sort(),
+        `${user}: the changes are the applied events`,
+      );
+    }
+
+    // The stack serves again: both workers share every partition between them.
+    await waitForHealthyStack(t);
+  }
+}
+
+describe('kill -9 of a cart-store during a load', CRASH_OPTS, () => {
+  test('paced load (30 users x 20 adds): kill -9 cs-1 a quarter in, restart it', CRASH_OPTS, async (t) => {
+    const users = Array.from({ length: 30 }, () => uniqueUser('crash'));
+    const run = new CrashRun(users);
+    run.onAnswer = (n) => n === 150 && run.kill('cs-1');
+    await Promise.all(
+      users.map(async (user) => {
+        for (let i = 0; i < 20; i++) {
+          await run.add(user, i);
+          await sleep(120); // so that the load spans the kill, the failover and the restart
+        }
+      }),
+    );
+    await run.verify(t);
+  });
+
+  test('backlog (20 users x 50 events on the bus): kill -9 cs-2 while it applies them', CRASH_OPTS, async (t) => {
+    const users = Array.from({ length: 20 }, () => uniqueUser('backlog'));
+    const run = new CrashRun(users);
+    // Kill once a fifth is applied: the worker is most likely in the middle of a batch.
+    const killer = waitFor('a fifth of the backlog to be applied', async () => (await run.applied()) >= 200, {
+      timeoutMs: 15_000,
+      intervalMs: 5,
+    }).then(() => run.kill('cs-2'));
+    await Promise.all(users.flatMap((user) => Array.from({ length: 50 }, () => run.publish(user))));
+    run.at('backlog published');
+    await killer;
+    run.at(`${await run.applied()} of ${users.length * 50} applied after the kill`);
+    await run.verify(t);
+  });
+});
+
+describe('the event bus is unreachable', CRASH_OPTS, () => {
+  test('nats-server killed: every write is 503 with Retry-After; writes work again once it is back', CRASH_OPTS, async (t) => {
+    const user = uniqueUser('busdown');
+    const first = await addItem(user, 'A1', 1);
+    assert.equal(first.status, 200, first.text);
+
+    const pid = checkedPid('nats');
+    process.kill(pid, 'SIGKILL');
+    await waitFor('nats-server to die', () => stackPid('nats') !== pid, { timeoutMs: 5000 });
+    const writes = [
+      () => addItem(user, 'A1', 1),
+      () => addItem(user, 'A1', 1, { Prefer: 'respond-async' }),
+      () => http('PUT', `/v1/carts/${user}/items/A1`, { body: { quantity: 5 } }),
+      () => http('DELETE', `/v1/carts/${user}/items/A1`),
+      () => http('POST', `/v1/carts/${user}/checkout`),
+      () => http('DELETE', `/v1/carts/${user}`),
+      () => http('POST', '/v1/carts', { body: { user_id: uniqueUser('busdown') } }),
+    ];
+    let unavailable = 0;
+    try {
+      for (const w of writes) {
+        const res = await w();
+        assert.equal(res.status, 503, `no 2xx (or other answer) while the bus is down: ${res.status} ${res.text}`);
+        assert.match(res.headers.get('retry-after') ?? '', /^\d+$/, 'Retry-After in seconds');
+        assert.match(res.headers.get('content-type') ?? '', /^application\/problem\+json\b/i);
+        unavailable += 1;
+      }
+      assert.equal((await http('GET', '/readyz')).status, 503, 'the gateway is not ready without NATS');
+    } finally {
+      await stackUp();
+      await closeAll(); // this suite's NATS connection lost its server too: start afresh
+    }
+    assert.equal(unavailable, writes.length);
+    const back = await waitFor(
+      'a write to succeed after the restart',
+      async () => {
+        const r = await addItem(user, 'B2', 1);
+        assert.ok([200, 503].includes(r.status), `while NATS comes back: ${r.status} ${r.text}`);
+        return r.status === 200 ? r : null;
+      },
+      { timeoutMs: 20_000, intervalMs: 250 },
+    );
+    // The 503s were refused before publishing, so none of them changed the cart.
+    assert.deepEqual(back.json.items, [
+      { sku: 'A1', quantity: 1 },
+      { sku: 'B2', quantity: 1 },
+    ]);
+    assert.equal(back.json.version, 2);
+    await waitForHealthyStack(t);
+  });
+
+  test('nats-server killed before the workers saw 900 acknowledged writes: all are applied once', CRASH_OPTS, async (t) => {
+    const http202 = Array.from({ length: 10 }, () => uniqueUser('natskill-http'));
+    const bus = Array.from({ length: 20 }, () => uniqueUser('natskill-bus'));
+    const run = new CrashRun([...http202, ...bus]);
+    const natsPid = checkedPid('nats');
+    const workers = ['cs-1', 'cs-2'].map(checkedPid);
+    // The workers are frozen while the writes are acknowledged (respond-async answers 202 once
+    // JetStream stored the event), so when nats-server dies none of them is applied yet.
+    for (const pid of workers) process.kill(pid, 'SIGSTOP');
+    try {
+      await Promise.all([
+        ...http202.flatMap((user) => Array.from({ length: 10 }, (_, i) => run.add(user, i, true))),
+        ...bus.flatMap((user) => Array.from({ length: 40 }, () => run.publish(user))),
+      ]);
+      run.kill('nats');
+      await waitFor('nats-server to die', () => stackPid('nats') !== natsPid, { timeoutMs: 5000 });
+    } finally {
+      for (const pid of workers) process.kill(pid, 'SIGCONT');
+    }
+    run.at(`${await run.applied()} of ${run.answered} applied before nats-server is back`);
+    await run.verify(t);
+  });
+
+  test('nats-server frozen (SIGSTOP): no 2xx without the ack, 503 instead; fine once it resumes', CRASH_OPTS, async (t) => {
+    const user = uniqueUser('frozen');
+    const first = await addItem(user, 'A1', 1);
+    assert.equal(first.status, 200, first.text);
+
+    const pid = checkedPid('nats');
+    const started = Date.now();
+    let answers;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      // Both are published into a connection nobody reads: the sync wait (2 s) runs out before
+      // JetStream could acknowledge, which must not turn into a 202.
+      answers = await Promise.all([
+        addItem(user, 'A1', 1).catch((e) => ({ status: 0, text: String(e), headers: new Headers() })),
+        addItem(user, 'A1', 1, { Prefer: 'respond-async' }).catch((e) => ({
+          status: 0,
+          text: String(e),
+          headers: new Headers(),
+        })),
+      ]);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    t.diagnostic(`answered after ${Date.now() - started} ms: ${answers.map((r) => r.status).join(', ')}`);
+    for (const r of answers) {
+      assert.equal(r.status, 503, `no 2xx without JetStream's ack: ${r.status} ${r.text}`);
+      assert.match(r.headers.get('retry-after') ?? '', /^\d+$/, 'Retry-After in seconds');
+    }
+    // A 503 may or may not have been stored: once NATS runs again, the cart holds 1 to 3 of A1.
+    const next = await waitFor(
+      'a write to succeed after SIGCONT',
+      async () => {
+        const r = await addItem(user, 'B2', 1);
+        return r.status === 200 ? r : null;
+      },
+      { timeoutMs: 20_000, intervalMs: 250 },
+    );
+    const a1 = next.json.items.find((it) => it.sku === 'A1')?.quantity;
+    assert.ok(a1 >= 1 && a1 <= 3, `A1 quantity ${a1}`);
+    assert.equal(next.json.version, a1 + 1, 'one version per applied add');
+    await waitForHealthyStack(t);
+  });
+});
