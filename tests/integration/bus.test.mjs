@@ -10,7 +10,6 @@ import {
   CART_PARTITIONS,
   CART_STORE_ADMIN_URLS,
   RFC3339_RE,
-  TEST_OPTS,
   addItem,
   assertCart,
   cartEvent,

@@ -10,11 +10,13 @@
 // processes' pids and to restart them with `scripts/dev stack-up <stack>`.
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { after, describe, test } from 'node:test';
 
 import {
   CART_PARTITIONS,
   CART_STORE_ADMIN_URLS,
+  NATS_URL,
   STACK_CONTROL,
   addItem,
   cartEvent,
@@ -58,6 +60,30 @@ after(async () => {
     await closeAll();
   }
 });
+
+/**
+ * Resets (ss -K) every TCP connection of process `pid` to NATS_URL's port, as a network fault
+ * would. Returns the local ports of the connections it reset; none when ss cannot (no
+ * CONFIG_INET_DIAG_DESTROY, or no CAP_NET_ADMIN).
+ */
+function resetNatsSockets(pid) {
+  const port = new URL(NATS_URL).port || '4222';
+  const mine = () =>
+    execFileSync('ss', ['-tnpH', `dport = :${port}`], { encoding: 'utf8' })
+      .split('\n')
+      .filter((line) => line.includes(`pid=${pid},`))
+      .map((line) => line.trim().split(/\s+/)[3].split(':').pop());
+  const before = mine();
+  for (const local of before) {
+    try {
+      execFileSync('ss', ['-K', `dport = :${port} and sport = :${local}`], { stdio: 'ignore' });
+    } catch {
+      // judged below by what is left
+    }
+  }
+  const left = new Set(mine());
+  return before.filter((local) => !left.has(local));
+}
 
 /** The pid of the stack's process `name`, checked to run the program it should. */
 function checkedPid(name) {
@@ -277,14 +303,26 @@ class CrashRun {
     for (const [user, l] of log) assert.deepEqual(l.other, [], `${user}: no answer other than 200, 202 or 503`);
 
     // Every accepted add is applied: wait until each user's quantity reaches it.
-    await waitFor(
-      'every accepted add to be applied',
-      async () => {
-        for (const user of users) if ((await userState(user)).quantity < log.get(user).accepted) return false;
-        return true;
-      },
-      { timeoutMs: 30_000, intervalMs: 250 },
-    );
+    const lagging = async () => {
+      const out = [];
+      for (const user of users) {
+        const q = (await userState(user)).quantity;
+        if (q < log.get(user).accepted) out.push({ user, partition: partitionOf(user), applied: q, accepted: log.get(user).accepted });
+      }
+      return out;
+    };
+    try {
+      await waitFor('every accepted add to be applied', async () => (await lagging()).length === 0, {
+        timeoutMs: 30_000,
+        intervalMs: 250,
+      });
+    } catch (err) {
+      // Say which users lag, and whether JetStream still holds their events.
+      const behind = await lagging();
+      const stored = await storedEvents(behind.map((b) => b.user));
+      for (const b of behind) b.stored = stored.get(b.user).length;
+      assert.fail(`${err.message}\n${behind.map((b) => JSON.stringify(b)).join('\n')}`);
+    }
     await sleep(500); // anything applied twice would show by now
     const stored = await storedEvents(users);
     const states = new Map();
@@ -317,7 +355,10 @@ class CrashRun {
       // Every event JetStream stored for the user was applied, and nothing else.
       assert.deepEqual([...stored.get(user)].sort(), [...done].sort(), `${user}: stored events == applied events`);
     }
-    assert.ok(accepted >= sent - 10, `almost every add was accepted (${accepted} of ${sent})`);
+    if (this.victim !== 'nats') {
+      // Only the bus going away refuses writes (503); a worker's death must not.
+      assert.ok(accepted >= sent - 10, `almost every add was accepted (${accepted} of ${sent})`);
+    }
 
     // The outbox relayed every applied change, once.
     const changes = await waitFor(
@@ -367,14 +408,32 @@ describe('kill -9 of a cart-store during a load', CRASH_OPTS, () => {
   test('backlog (20 users x 50 events on the bus): kill -9 cs-2 while it applies them', CRASH_OPTS, async (t) => {
     const users = Array.from({ length: 20 }, () => uniqueUser('backlog'));
     const run = new CrashRun(users);
-    // Kill once a fifth is applied: the worker is most likely in the middle of a batch.
-    const killer = waitFor('a fifth of the backlog to be applied', async () => (await run.applied()) >= 200, {
-      timeoutMs: 15_000,
-      intervalMs: 5,
-    }).then(() => run.kill('cs-2'));
-    await Promise.all(users.flatMap((user) => Array.from({ length: 50 }, () => run.publish(user))));
-    run.at('backlog published');
-    await killer;
+    const cs2 = checkedPid('cs-2');
+    // cs-2 is frozen while the backlog is published, so that its partitions' share queues up;
+    // once cs-1 has applied its share, cs-2 resumes and is killed as soon as it applies again:
+    // most likely in the middle of a batch.
+    let idle;
+    process.kill(cs2, 'SIGSTOP');
+    try {
+      await Promise.all(users.flatMap((user) => Array.from({ length: 50 }, () => run.publish(user))));
+      run.at('backlog published');
+      let last = -1;
+      idle = await waitFor(
+        "cs-1 to apply its share",
+        async () => {
+          const n = await run.applied();
+          const still = n === last;
+          last = n;
+          return still ? n : null;
+        },
+        { timeoutMs: 10_000, intervalMs: 200 },
+      );
+    } finally {
+      process.kill(cs2, 'SIGCONT');
+    }
+    run.at(`${idle} applied before cs-2 resumed`);
+    await waitFor('cs-2 to apply again', async () => (await run.applied()) > idle, { timeoutMs: 10_000, intervalMs: 2 });
+    run.kill('cs-2');
     run.at(`${await run.applied()} of ${users.length * 50} applied after the kill`);
     await run.verify(t);
   });
@@ -431,28 +490,67 @@ describe('the event bus is unreachable', CRASH_OPTS, () => {
     await waitForHealthyStack(t);
   });
 
-  test('nats-server killed before the workers saw 900 acknowledged writes: all are applied once', CRASH_OPTS, async (t) => {
-    const http202 = Array.from({ length: 10 }, () => uniqueUser('natskill-http'));
-    const bus = Array.from({ length: 20 }, () => uniqueUser('natskill-bus'));
-    const run = new CrashRun([...http202, ...bus]);
-    const natsPid = checkedPid('nats');
-    const workers = ['cs-1', 'cs-2'].map(checkedPid);
-    // The workers are frozen while the writes are acknowledged (respond-async answers 202 once
-    // JetStream stored the event), so when nats-server dies none of them is applied yet.
-    for (const pid of workers) process.kill(pid, 'SIGSTOP');
-    try {
-      await Promise.all([
-        ...http202.flatMap((user) => Array.from({ length: 10 }, (_, i) => run.add(user, i, true))),
-        ...bus.flatMap((user) => Array.from({ length: 40 }, () => run.publish(user))),
-      ]);
-      run.kill('nats');
-      await waitFor('nats-server to die', () => stackPid('nats') !== natsPid, { timeoutMs: 5000 });
-    } finally {
-      for (const pid of workers) process.kill(pid, 'SIGCONT');
-    }
-    run.at(`${await run.applied()} of ${run.answered} applied before nats-server is back`);
+  test('nats-server killed during a paced load (20 users x 25 adds): every accepted write applied once', CRASH_OPTS, async (t) => {
+    const users = Array.from({ length: 20 }, () => uniqueUser('natskill'));
+    const run = new CrashRun(users);
+    run.onAnswer = (n) => n === 100 && run.kill('nats');
+    await Promise.all(
+      users.map(async (user) => {
+        for (let i = 0; i < 25; i++) {
+          await run.add(user, i);
+          await sleep(150); // so that the load spans the outage and the restart
+        }
+      }),
+    );
+    assert.ok(run.tally[503] > 0, 'some writes met the dead bus');
     await run.verify(t);
   });
+
+  test(
+    "a worker's NATS connection reset with 1000 events in flight: none is lost or overtaken",
+    {
+      ...CRASH_OPTS,
+      todo:
+        'bug: events JetStream had pushed to a worker when its NATS connection dropped are never applied, while ' +
+        'later events of the same partition are (lost, order broken); nats.c reports "Mismatch", the runner only logs it',
+    },
+    async (t) => {
+      const user = uniqueUser('reset');
+      const workers = ['cs-1', 'cs-2'].map(checkedPid);
+      const reset = [];
+      // Frozen workers read nothing: of 1000 events of 40 KB, what the sockets do not hold waits in
+      // nats-server's outbound buffer, counted as delivered, when the connections are reset.
+      for (const pid of workers) process.kill(pid, 'SIGSTOP');
+      try {
+        await Promise.all(
+          Array.from({ length: 1000 }, (_, i) =>
+            publishEvent(cartEvent('cart.item_added', user, { sku: `K${i % 4}`, quantity: 1 }, { pad: 'x'.repeat(40_000) })),
+          ),
+        );
+        await sleep(300);
+        for (const pid of workers) reset.push(...resetNatsSockets(pid));
+      } finally {
+        for (const pid of workers) process.kill(pid, 'SIGCONT');
+      }
+      if (reset.length === 0) {
+        t.skip('ss -K cannot reset sockets on this machine');
+        return;
+      }
+      t.diagnostic(`reset ${reset.length} NATS connections of the workers`);
+
+      // An event published after the 1000 is applied after them (one user's events in publish order).
+      const marker = await publishEvent(cartEvent('cart.item_added', user, { sku: 'MARK', quantity: 1 }), { reply: true });
+      assert.equal(marker.reply.status, 200, marker.reply.detail);
+      const k = marker.reply.cart.items.filter((it) => it.sku.startsWith('K')).reduce((n, it) => n + it.quantity, 0);
+      t.diagnostic(`when the marker was applied: ${k} of the 1000 earlier events, version ${marker.reply.cart.version}`);
+      try {
+        assert.equal(k, 1000, 'all 1000 earlier events are applied before the marker');
+        assert.equal(marker.reply.cart.version, 1001);
+      } finally {
+        await waitForHealthyStack(t);
+      }
+    },
+  );
 
   test('nats-server frozen (SIGSTOP): no 2xx without the ack, 503 instead; fine once it resumes', CRASH_OPTS, async (t) => {
     const user = uniqueUser('frozen');
