@@ -508,12 +508,7 @@ describe('the event bus is unreachable', CRASH_OPTS, () => {
 
   test(
     "a worker's NATS connection reset with 1000 events in flight: none is lost or overtaken",
-    {
-      ...CRASH_OPTS,
-      todo:
-        'bug: events JetStream had pushed to a worker when its NATS connection dropped are never applied, while ' +
-        'later events of the same partition are (lost, order broken); nats.c reports "Mismatch", the runner only logs it',
-    },
+    CRASH_OPTS,
     async (t) => {
       const user = uniqueUser('reset');
       const workers = ['cs-1', 'cs-2'].map(checkedPid);

@@ -93,6 +93,10 @@ static void register_metrics(cs_worker *w)
         NULL);
     w->m_sessions =
         plain_metric(r, "cartshard_shard_sessions", "Open shard sessions of this worker.", CART_METRIC_GAUGE);
+    w->m_resyncs = plain_metric(r, "cartshard_partition_resyncs_total",
+                                "Times a runner restarted its partitions from the committed offsets because "
+                                "deliveries may have been lost.",
+                                CART_METRIC_COUNTER);
     w->m_lag = cart_metrics_family(r, "cartshard_partition_lag",
                                    "Events of a partition this worker owns that are not committed yet.",
                                    CART_METRIC_GAUGE, "partition", NULL, 0);
@@ -170,6 +174,7 @@ static int cmd_run(const cart_config *cfg)
     if (w.metrics == NULL)
         goto out;
     register_metrics(&w);
+    cart_bus_set_listener(cs_worker_on_bus_event, &w);
     if (connect_bus(cfg, &w.nc) != 0)
         goto out;
     uv_loop_init(&loop);

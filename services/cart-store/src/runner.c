@@ -63,7 +63,9 @@ struct cs_partition {
     cs_binding *binding;
     /* Guarded by the runner's mutex: */
     uint64_t max_seen;
-    uint64_t committed; /* the offset this owner committed */
+    uint64_t committed;     /* the offset this owner committed */
+    uint64_t last_delivery; /* the consumer's delivery sequence of the last message seen */
+    bool broken;            /* a delivery went missing: restart from the committed offset */
     cs_qmsg *head, *tail;
     size_t len;
 };
@@ -121,7 +123,7 @@ static void on_event(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
     cs_shard *sh = p->shard;
     jsMsgMetaData *meta = NULL;
     cs_qmsg *q = NULL;
-    uint64_t seq;
+    uint64_t seq, delivery;
 
     if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) {
         /* Not a JetStream message (a flow-control or heartbeat is handled by nats.c itself). */
@@ -129,9 +131,26 @@ static void on_event(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
         return;
     }
     seq = meta->Sequence.Stream;
+    delivery = meta->Sequence.Consumer;
     jsMsgMetaData_Destroy(meta);
     q = malloc(sizeof *q);
     pthread_mutex_lock(&sh->mu);
+    /* The consumer numbers its deliveries 1, 2, 3...: a jump means messages were lost on the way
+     * (a connection reset). Queuing what follows would commit past them, and the AckAll of the
+     * later ones would acknowledge them unseen, so the partition starts over from its committed
+     * offset instead. */
+    if (b->active && !p->broken && p->last_delivery != 0 && delivery > p->last_delivery + 1) {
+        p->broken = true;
+        pthread_cond_signal(&sh->cv);
+    }
+    if (b->active && !p->broken && delivery > p->last_delivery)
+        p->last_delivery = delivery;
+    if (p->broken) {
+        pthread_mutex_unlock(&sh->mu);
+        natsMsg_Destroy(msg);
+        free(q);
+        return;
+    }
     /* A redelivery of something already queued (or committed) is dropped: the queue is the
      * partition's stream order, and the consumer restarts from the committed offset anyway. One
      * already committed is acknowledged again, since its first ack was evidently lost. */
@@ -187,6 +206,8 @@ static void release_partition(cs_shard *sh, cs_partition *p, bool unlock)
     p->len = 0;
     p->max_seen = 0;
     p->committed = 0;
+    p->last_delivery = 0;
+    p->broken = false;
     pthread_mutex_unlock(&sh->mu);
     free_qmsgs(q);
     if (p->sub) {
@@ -227,6 +248,8 @@ static int acquire_partition(cs_shard *sh, cs_partition *p)
     pthread_mutex_lock(&sh->mu);
     p->max_seen = offset;
     p->committed = offset;
+    p->last_delivery = 0;
+    p->broken = false;
     pthread_mutex_unlock(&sh->mu);
 
     jsSubOptions_Init(&so);
@@ -1021,6 +1044,33 @@ static void prune_processed(cs_shard *sh)
     free(arr);
 }
 
+/* Gives up the partitions whose deliveries may have gaps (all of them after a bus resync), so
+ * that the next rebalance takes them again from their committed offsets. Nothing uncommitted
+ * was acknowledged, so nothing is lost. True if it released any. */
+static bool restart_lost(cs_shard *sh, unsigned *resync_seen)
+{
+    uint32_t n = sh->last - sh->first + 1;
+    unsigned gen = atomic_load(&sh->w->resync);
+    bool all = gen != *resync_seen, any = false;
+
+    *resync_seen = gen;
+    for (uint32_t i = 0; i < n; i++) {
+        cs_partition *p = &sh->parts[i];
+        bool broken;
+        pthread_mutex_lock(&sh->mu);
+        broken = p->broken;
+        pthread_mutex_unlock(&sh->mu);
+        if (!p->owned || !(all || broken))
+            continue;
+        cart_log(CART_LOG_WARN, "restarting partition from its committed offset", CART_LS("shard", sh->name),
+                 CART_LI("partition", p->id), CART_LS("why", broken ? "a delivery went missing" : "bus resync"), NULL);
+        release_partition(sh, p, true);
+        cart_counter_inc(sh->w->m_resyncs);
+        any = true;
+    }
+    return any;
+}
+
 static void *runner_main(void *arg)
 {
     cs_shard *sh = arg;
@@ -1029,6 +1079,7 @@ static void *runner_main(void *arg)
     cs_item *items = calloc(max, sizeof *items);
     cart_cache cc = {0};
     int64_t next_rebalance = 0, next_sweep = 0, next_maint = 0, next_lag = 0, backoff = BACKOFF_MIN_MS;
+    unsigned resync_seen = atomic_load(&w->resync);
 
     sh->cache = cs_cache_new(w->cfg, w->metrics, sh->name);
     if (items == NULL || sh->cache == NULL) {
@@ -1050,6 +1101,8 @@ static void *runner_main(void *arg)
             backoff = BACKOFF_MIN_MS;
             next_rebalance = 0;
         }
+        if (restart_lost(sh, &resync_seen))
+            next_rebalance = 0;
         if (now >= next_rebalance) {
             rebalance(sh);
             next_rebalance = now + REBALANCE_MS;
@@ -1171,4 +1224,15 @@ bool cs_worker_ready(cs_worker *w)
         if (!atomic_load(&w->shards[s].session_ok))
             return false;
     return w->nshards > 0;
+}
+
+void cs_worker_on_bus_event(cart_bus_event ev, natsStatus err, void *ud)
+{
+    cs_worker *w = ud;
+
+    if (ev == CART_BUS_RECONNECTED || err == NATS_MISMATCH || err == NATS_MISSED_HEARTBEAT ||
+        err == NATS_SLOW_CONSUMER) {
+        /* The runners notice within their next wait (at most the rebalance period). */
+        atomic_fetch_add(&w->resync, 1);
+    }
 }

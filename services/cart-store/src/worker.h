@@ -21,6 +21,7 @@
 #include <libpq-fe.h>
 #include <nats/nats.h>
 
+#include "cartshard/bus.h"
 #include "cartshard/cart.h"
 #include "cartshard/config.h"
 #include "cartshard/metrics.h"
@@ -41,10 +42,13 @@ typedef struct cs_worker {
     uint32_t nshards;
     /** Set once to ask every runner to finish its batch and stop. */
     atomic_bool stopping;
+    /** Bumped when the bus may have lost deliveries (a reconnect, a sequence mismatch, missed
+     * heartbeats): every runner then restarts its partitions from their committed offsets. */
+    atomic_uint resync;
     /** Metrics; owned by main. */
     cart_metrics *metrics;
     cart_metric *m_applied, *m_duplicates, *m_dlq, *m_rejected, *m_batches, *m_batch_seconds, *m_sessions;
-    cart_metric *m_owned, *m_expired;
+    cart_metric *m_owned, *m_expired, *m_resyncs;
     cart_metric_family *m_lag; /* by partition */
 } cs_worker;
 
@@ -54,6 +58,10 @@ int cs_worker_start(cs_worker *w);
 /* Asks the runners to stop, wakes them and joins them: each finishes its batch, commits,
  * acknowledges, releases its partitions and closes its session. */
 void cs_worker_stop(cs_worker *w);
+
+/* The bus listener (cart_bus_set_listener, `ud` the worker): asks for a resync when deliveries
+ * may have been lost. */
+void cs_worker_on_bus_event(cart_bus_event ev, natsStatus err, void *ud);
 
 /* True if every runner has a working shard session (for /readyz). */
 bool cs_worker_ready(cs_worker *w);

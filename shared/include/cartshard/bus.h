@@ -32,6 +32,18 @@
 /* Longest subject this project builds (prefix, a 64-character id, numbers). */
 #define CART_SUBJECT_MAX 160
 
+/* What the connection tells its listener, on one of nats.c's threads. */
+typedef enum cart_bus_event {
+    CART_BUS_RECONNECTED = 1, /* back after a disconnect: subscriptions may have missed messages */
+    CART_BUS_ASYNC_ERROR      /* `err` is NATS_MISMATCH, NATS_MISSED_HEARTBEAT, NATS_SLOW_CONSUMER... */
+} cart_bus_event;
+
+typedef void (*cart_bus_listener)(cart_bus_event ev, natsStatus err, void *ud);
+
+/* Sets the listener of the process's connection (call before cart_bus_connect). It must be quick
+ * and thread-safe: it runs on nats.c's threads. */
+void cart_bus_set_listener(cart_bus_listener fn, void *ud);
+
 /*
  * Connects to cfg->nats_url (comma-separated URLs allowed) as `client_name`, reconnecting
  * forever in the background (also when the server is not up yet at start). On CART_OK *nc is

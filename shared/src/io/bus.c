@@ -9,6 +9,16 @@
 
 #define NS_PER_MS 1000000LL
 
+/* The process's listener (one NATS connection per process). */
+static cart_bus_listener listener_fn;
+static void *listener_ud;
+
+void cart_bus_set_listener(cart_bus_listener fn, void *ud)
+{
+    listener_fn = fn;
+    listener_ud = ud;
+}
+
 static void on_disconnected(natsConnection *nc, void *closure)
 {
     cart_log(CART_LOG_WARN, "nats disconnected", CART_LS("client", closure), NULL);
@@ -20,12 +30,16 @@ static void on_reconnected(natsConnection *nc, void *closure)
 
     natsConnection_GetConnectedUrl(nc, url, sizeof url);
     cart_log(CART_LOG_INFO, "nats reconnected", CART_LS("client", closure), CART_LS("url", url), NULL);
+    if (listener_fn)
+        listener_fn(CART_BUS_RECONNECTED, NATS_OK, listener_ud);
 }
 
 static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
 {
     cart_log(CART_LOG_WARN, "nats asynchronous error", CART_LS("client", closure),
              CART_LS("error", natsStatus_GetText(err)), NULL);
+    if (listener_fn)
+        listener_fn(CART_BUS_ASYNC_ERROR, err, listener_ud);
 }
 
 cart_status cart_bus_connect(const cart_config *cfg, const char *client_name, natsConnection **nc, char *err,
