@@ -54,13 +54,47 @@ struct gw_note {
     gw_note *next;
 };
 
+/* --- requests that wait for something --- */
+
+/* Ties a context that outlives its request (a query or a Redis reply in flight) to the request:
+ * `req` becomes NULL when h2o disposes of the request (the client went away). The slot lives in
+ * the request's pool; unlink before freeing the context. */
+typedef struct req_link {
+    h2o_req_t *req;
+    struct req_link **slot;
+} req_link;
+
+static void on_link_dispose(void *arg)
+{
+    req_link **slot = arg;
+
+    if (*slot) {
+        (*slot)->req = NULL;
+        (*slot)->slot = NULL;
+    }
+}
+
+static void link_request(req_link *l, h2o_req_t *req)
+{
+    l->req = req;
+    l->slot = h2o_mem_alloc_shared(&req->pool, sizeof *l->slot, on_link_dispose);
+    *l->slot = l;
+}
+
+static void unlink_request(req_link *l)
+{
+    if (l->slot)
+        *l->slot = NULL;
+    l->slot = NULL;
+}
+
 /* A write waiting for its ack and reply. */
 struct gw_pending {
     gw_thread *t;
     char event_id[CART_EVENT_ID_MAX + 1];
     char user_id[CART_ID_MAX + 1];
     char request_id[CART_TRACE_MAX + 1];
-    h2o_req_t *req; /* NULL once the client has gone */
+    req_link link; /* link.req is NULL once the client has gone */
     const char *route;
     int64_t started_ms;
     bool async;     /* Prefer: respond-async */
@@ -75,19 +109,13 @@ struct gw_pending {
     char *reply_body;
     size_t reply_len;
     uv_timer_t timer;
-    struct req_ref *ref; /* in the request's pool; NULL once the request is gone */
-    gw_pending *next;    /* hash chain */
+    gw_pending *next; /* hash chain */
 };
 
 /* A processed_events query of a repeated write; outlives the pending write if need be. */
 typedef struct dup_lookup {
     gw_pending *p; /* NULL once the pending write is gone */
 } dup_lookup;
-
-/* Lives in the request's pool: tells the pending write when h2o disposes of the request. */
-typedef struct req_ref {
-    gw_pending *p;
-} req_ref;
 
 typedef struct gw_handler {
     h2o_handler_t super;
@@ -193,29 +221,18 @@ static void on_pending_timer_closed(uv_handle_t *h)
 static void pending_finish(gw_pending *p)
 {
     pending_unlink(p->t, p);
-    if (p->ref)
-        p->ref->p = NULL; /* the request may outlive us: cut its link */
+    unlink_request(&p->link); /* the request may outlive us */
     if (p->lookup)
         p->lookup->p = NULL; /* so does a lookup in flight */
     uv_timer_stop(&p->timer);
     uv_close((uv_handle_t *)&p->timer, on_pending_timer_closed);
 }
 
-static void on_req_dispose(void *arg)
-{
-    req_ref *ref = arg;
-
-    if (ref->p) {
-        ref->p->req = NULL;
-        ref->p->ref = NULL;
-    }
-}
-
 /* Sends the answer a pending write has earned, if it has earned one yet. */
 static void pending_settle(gw_pending *p)
 {
     gw_thread *t = p->t;
-    h2o_req_t *req = p->req;
+    h2o_req_t *req = p->link.req;
     char location[CART_ID_MAX + 16], body[CART_EVENT_ID_MAX + 48];
 
     if (!p->acked)
@@ -454,8 +471,8 @@ static void on_ack_note(gw_thread *t, gw_pending *p, const gw_note *n)
         cart_counter_inc(t->app->m_publish_errors);
         cart_log(CART_LOG_WARN, "event publish failed", CART_LS("event_id", p->event_id),
                  CART_LS("request_id", p->request_id), CART_LS("error", n->error), NULL);
-        if (p->req)
-            send_problem(t, p->req, p->route, p->started_ms, 503, "unavailable",
+        if (p->link.req)
+            send_problem(t, p->link.req, p->route, p->started_ms, 503, "unavailable",
                          "the event bus did not acknowledge the change; retry with the same Idempotency-Key");
         pending_finish(p);
     } else {
@@ -726,7 +743,6 @@ static void handle_write(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_
     natsMsg *msg = NULL;
     jsPubOptions po;
     gw_pending *p = NULL;
-    req_ref *ref;
     uint32_t part;
 
     if (build_event(t, req, r, started, &ev) != 0)
@@ -756,15 +772,12 @@ static void handle_write(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_
     snprintf(p->event_id, sizeof p->event_id, "%s", ev.event_id);
     snprintf(p->user_id, sizeof p->user_id, "%s", ev.user_id);
     snprintf(p->request_id, sizeof p->request_id, "%s", r->request_id);
-    p->req = req;
     p->route = r->name;
     p->started_ms = started;
     p->async = prefers_async(req);
     uv_timer_init(&t->loop, &p->timer);
     p->timer.data = p;
-    ref = h2o_mem_alloc_shared(&req->pool, sizeof *ref, on_req_dispose);
-    ref->p = p;
-    p->ref = ref;
+    link_request(&p->link, req);
     p->next = t->pending[bucket_of(p->event_id)];
     t->pending[bucket_of(p->event_id)] = p;
     t->npending++;
@@ -787,28 +800,16 @@ static void handle_write(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_
 
 /* A GET in progress: first the cache, then (on a miss) the owning shard. */
 typedef struct read_ctx {
+    req_link link; /* link.req is NULL once the client has gone */
     gw_thread *t;
-    struct read_ctx **slot; /* in the request's pool; NULL once the request is gone */
-    h2o_req_t *req;         /* NULL once the client has gone */
     char user_id[CART_ID_MAX + 1];
     int64_t started;
     char if_none_match[40];
 } read_ctx;
 
-static void on_read_dispose(void *arg)
-{
-    read_ctx **slot = arg;
-
-    if (*slot) {
-        (*slot)->req = NULL;
-        (*slot)->slot = NULL;
-    }
-}
-
 static void read_done(read_ctx *rc)
 {
-    if (rc->slot)
-        *rc->slot = NULL; /* the request may outlive rc */
+    unlink_request(&rc->link); /* the request may outlive rc */
     free(rc);
 }
 
@@ -824,7 +825,7 @@ static const char *const sql_get_cart =
 static void answer_cart(read_ctx *rc, const cart *c, const char *json, size_t len)
 {
     gw_thread *t = rc->t;
-    h2o_req_t *req = rc->req;
+    h2o_req_t *req = rc->link.req;
     char *body = NULL, etag[32];
 
     if (c->state != CART_ACTIVE) {
@@ -883,11 +884,12 @@ static void on_cart_rows(void *arg, const PGresult *res, const char *err)
     read_ctx *rc = arg;
     cart c;
 
-    if (rc->req == NULL)
+    if (rc->link.req == NULL)
         goto out;
     if (res == NULL) {
         cart_log(CART_LOG_WARN, "shard read failed", CART_LS("user_id", rc->user_id), CART_LS("error", err), NULL);
-        send_problem(rc->t, rc->req, "get_cart", rc->started, 503, "unavailable", "the cart's shard is unreachable");
+        send_problem(rc->t, rc->link.req, "get_cart", rc->started, 503, "unavailable",
+                     "the cart's shard is unreachable");
         goto out;
     }
     cart_init(&c, rc->user_id);
@@ -908,7 +910,8 @@ static void read_shard(read_ctx *rc)
     const char *params[1] = {rc->user_id};
 
     if (gw_pg_query(rc->t->shards[shard], sql_get_cart, 1, params, on_cart_rows, rc) != 0) {
-        send_problem(rc->t, rc->req, "get_cart", rc->started, 503, "unavailable", "the cart's shard is unreachable");
+        send_problem(rc->t, rc->link.req, "get_cart", rc->started, 503, "unavailable",
+                     "the cart's shard is unreachable");
         read_done(rc);
     }
 }
@@ -919,7 +922,7 @@ static void on_cache_entry(void *arg, const redisReply *reply)
     gw_app *app = rc->t->app;
     cart c;
 
-    if (rc->req == NULL) {
+    if (rc->link.req == NULL) {
         read_done(rc);
         return;
     }
@@ -955,7 +958,6 @@ static void handle_get(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t 
         return;
     }
     rc->t = t;
-    rc->req = req;
     rc->started = started;
     snprintf(rc->user_id, sizeof rc->user_id, "%s", r->user_id);
     inm = header(req, H2O_TOKEN_IF_NONE_MATCH);
@@ -963,8 +965,7 @@ static void handle_get(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t 
         memcpy(rc->if_none_match, inm.base, inm.len);
         rc->if_none_match[inm.len] = '\0';
     }
-    rc->slot = h2o_mem_alloc_shared(&req->pool, sizeof *rc->slot, on_read_dispose);
-    *rc->slot = rc;
+    link_request(&rc->link, req);
     cart_cache_key(rc->user_id, key, sizeof key);
     lens[1] = strlen(key);
     if (gw_redis_cmd(t->redis, on_cache_entry, rc, 2, argv, lens) != 0) {
@@ -1035,23 +1036,12 @@ static void dispatch(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t st
 
 /* An API request waiting for the shared limiter's verdict. */
 typedef struct guard {
+    req_link link; /* link.req is NULL once the client has gone */
     gw_thread *t;
-    struct guard **slot; /* in the request's pool; NULL once the request is gone */
-    h2o_req_t *req;      /* NULL once the client has gone */
     gw_route route;
     int64_t started;
     char client[CLIENT_MAX];
 } guard;
-
-static void on_guard_dispose(void *arg)
-{
-    guard **slot = arg;
-
-    if (*slot) {
-        (*slot)->req = NULL;
-        (*slot)->slot = NULL;
-    }
-}
 
 /* Who the limit applies to: the peer's address (the JWT subject when auth is on). */
 static void client_of(h2o_req_t *req, char out[CLIENT_MAX])
@@ -1120,13 +1110,12 @@ static void on_rate_verdict(void *arg, const redisReply *reply)
     guard *g = arg;
     gw_rate_verdict v;
 
-    if (g->req) {
+    if (g->link.req) {
         if (!parse_verdict(reply, &v))
             v = local_verdict(g->t, g->client);
-        apply_verdict(g->t, g->req, &g->route, g->started, &v);
+        apply_verdict(g->t, g->link.req, &g->route, g->started, &v);
     }
-    if (g->slot)
-        *g->slot = NULL;
+    unlink_request(&g->link);
     free(g);
 }
 
@@ -1246,15 +1235,13 @@ static void guard_request(gw_thread *t, h2o_req_t *req, gw_route *r, int64_t sta
     g = calloc(1, sizeof *g);
     if (g != NULL) {
         g->t = t;
-        g->req = req;
         g->route = *r;
         g->started = started;
         memcpy(g->client, client, sizeof client);
-        g->slot = h2o_mem_alloc_shared(&req->pool, sizeof *g->slot, on_guard_dispose);
-        *g->slot = g;
+        link_request(&g->link, req);
         if (gw_redis_script(t->redis, GW_SCRIPT_RATE_LIMIT, on_rate_verdict, g, 1, 2, argv, lens) == 0)
             return;
-        *g->slot = NULL;
+        unlink_request(&g->link);
         free(g);
     }
     v = local_verdict(t, client);
