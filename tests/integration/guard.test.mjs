@@ -7,97 +7,30 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { after, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
 import {
-  CART_PARTITIONS,
-  NATS_URL,
   REDIS_URL,
-  SHARD_DSNS,
   TEST_OPTS,
   closeAll,
+  freePort,
   http,
+  startGateway,
+  startProcess as start,
+  stopProcess as stop,
+  waitFor,
   redis,
   uniqueUser,
   userEvents,
 } from './lib.mjs';
 
-const GATEWAY_BIN =
-  process.env.CARTSHARD_GATEWAY_BIN ??
-  fileURLToPath(new URL('../../build/services/gateway/cart-gateway', import.meta.url));
 const SLOW = { timeout: 30_000 };
-const children = new Set();
 
-after(async () => {
-  for (const c of children) c.kill('SIGKILL');
-  await closeAll();
-});
+after(closeAll);
 
-/** A TCP port nobody listens on right now (the kernel's pick). */
-async function freePort() {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const { port } = srv.address();
-  srv.close();
-  await once(srv, 'close');
-  return port;
-}
-
-async function waitFor(fn, ms, what) {
-  const until = Date.now() + ms;
-  for (;;) {
-    try {
-      if (await fn()) return;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** Starts a child process; it is killed when the suite ends if the test did not stop it. */
-function start(cmd, args, env = {}) {
-  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d) => {
-    stderr = (stderr + d).slice(-4000);
-  });
-  child.log = () => stderr;
-  children.add(child);
-  child.on('exit', () => children.delete(child));
-  return child;
-}
-
-async function stop(child, signal = 'SIGTERM') {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill(signal);
-  await once(child, 'exit');
-}
-
-/** A private cart-gateway on the test stack's NATS and shards; `env` overrides settings. */
-async function startGateway(env = {}) {
-  assert.ok(existsSync(GATEWAY_BIN), `${GATEWAY_BIN} is built`);
-  const port = await freePort();
-  const child = start(GATEWAY_BIN, [], {
-    NATS_URL,
-    REDIS_URL,
-    SHARD_DSNS: SHARD_DSNS.join(','),
-    CART_PARTITIONS: String(CART_PARTITIONS),
-    GATEWAY_HOST: '127.0.0.1',
-    GATEWAY_PORT: String(port),
-    GATEWAY_THREADS: '1',
-    LOG_LEVEL: 'warn',
-    ...env,
-  });
-  const url = `http://127.0.0.1:${port}`;
-  await waitFor(async () => (await http('GET', `${url}/healthz`, { timeoutMs: 500 })).status === 200, 10_000, 'the gateway');
-  child.url = url;
-  return child;
+/** Polls `fn` (a throw counts as not yet) until it is truthy, at most `ms`. */
+function poll(fn, ms, what) {
+  return waitFor(what, () => Promise.resolve().then(fn).catch(() => false), { timeoutMs: ms });
 }
 
 /** Another database of the test stack's Redis, so private limits never touch the stack's keys. */
@@ -136,7 +69,7 @@ describe('GET through the cache', TEST_OPTS, () => {
     const miss = await http('GET', `/v1/carts/${user}`);
     assert.equal(miss.status, 200);
     assert.deepEqual(miss.json, committed, 'a miss reads the shard');
-    await waitFor(async () => (await redis('GET', cacheKey(user))) !== null, 3000, 'the fill');
+    await poll(async () => (await redis('GET', cacheKey(user))) !== null, 3000, 'the fill');
     assert.deepEqual(JSON.parse(await redis('GET', cacheKey(user))), committed, 'and fills the cache');
   });
 
@@ -289,12 +222,12 @@ describe('Redis down', SLOW, () => {
         });
         c.on('exit', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`redis-cli ${code}`))));
       });
-    await waitFor(async () => (await priv('PING')) === 'PONG', 5000, 'the private redis');
+    await poll(async () => (await priv('PING')) === 'PONG', 5000, 'the private redis');
     const gw = await startGateway({ REDIS_URL: url, RATE_LIMIT_RPS: '2', RATE_LIMIT_BURST: '40' });
     const user = uniqueUser('down');
     assert.equal((await http('POST', `${gw.url}/v1/carts/${user}/items`, { body: { sku: 'A1', quantity: 3 } })).status, 200);
     assert.equal((await http('GET', `${gw.url}/v1/carts/${user}`)).status, 200);
-    await waitFor(async () => (await priv('EXISTS', cacheKey(user))) === '(integer) 1', 3000, 'the fill');
+    await poll(async () => (await priv('EXISTS', cacheKey(user))) === '(integer) 1', 3000, 'the fill');
 
     await stop(rds, 'SIGKILL');
     for (let i = 0; i < 5; i++) {
@@ -315,9 +248,9 @@ describe('Redis down', SLOW, () => {
     assert.match(metrics, /^cartshard_dependency_errors_total\{dependency="redis"\} [1-9]/m);
 
     rds = start('redis-server', redisArgs);
-    await waitFor(async () => (await priv('PING')) === 'PONG', 5000, 'redis again');
+    await poll(async () => (await priv('PING')) === 'PONG', 5000, 'redis again');
     await new Promise((r) => setTimeout(r, 2500)); // the limiter's bucket refills; the client reconnects
-    await waitFor(
+    await poll(
       async () => {
         await http('GET', `${gw.url}/v1/carts/${user}`);
         return (await priv('EXISTS', cacheKey(user))) === '(integer) 1';
@@ -351,7 +284,7 @@ describe('graceful shutdown', SLOW, () => {
     // Whatever was answered 2xx is applied, once.
     for (const [i, a] of answers.entries()) {
       if (a.status !== 200 && a.status !== 202) continue;
-      await waitFor(async () => (await http('GET', `/v1/carts/${users[i]}`)).status === 200, 5000, 'the commit');
+      await poll(async () => (await http('GET', `/v1/carts/${users[i]}`)).status === 200, 5000, 'the commit');
       assert.deepEqual((await http('GET', `/v1/carts/${users[i]}`)).json.items, [{ sku: 'A1', quantity: 1 }]);
     }
     await assert.rejects(http('GET', `${gw.url}/healthz`, { timeoutMs: 1000 }), 'the port is closed');

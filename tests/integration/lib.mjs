@@ -10,12 +10,13 @@
 // Every connection is opened lazily and closed by closeAll(), which a suite calls in its after().
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 
 import { connect as natsConnect, headers as natsHeaders } from 'nats';
 import pg from 'pg';
@@ -532,7 +533,79 @@ function parseResp(buf, at) {
 // ---------------------------------------------------------------------------------------------
 
 /** Closes every connection the helpers opened. */
+// ---------------------------------------------------------------------------------------------
+// private processes: gateways (and servers) a suite starts on free loopback ports
+
+export const GATEWAY_BIN =
+  process.env.CARTSHARD_GATEWAY_BIN ??
+  fileURLToPath(new URL('../../build/services/gateway/cart-gateway', import.meta.url));
+
+const children = new Set();
+
+/** A TCP port nobody listens on right now (the kernel's pick). */
+export async function freePort() {
+  const srv = net.createServer();
+  await new Promise((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', resolve);
+  });
+  const { port } = srv.address();
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
+}
+
+/**
+ * Starts `cmd`; child.log() is the tail of its stderr. closeAll() kills it (by pid) if the suite
+ * did not stop it.
+ */
+export function startProcess(cmd, args, env = {}) {
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    stderr = (stderr + d).slice(-4000);
+  });
+  child.log = () => stderr;
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+
+/** Sends `signal` and waits for the exit (nothing if it has exited already). */
+export async function stopProcess(child, signal = 'SIGTERM') {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill(signal);
+  await exited;
+}
+
+/**
+ * A private cart-gateway on the stack's NATS, Redis and shards, one thread, on a free port; `env`
+ * overrides any setting. Resolves once its /readyz is 200 (at most 10 s), with child.url set.
+ */
+export async function startGateway(env = {}) {
+  assert.ok(existsSync(GATEWAY_BIN), `${GATEWAY_BIN} is built`);
+  const port = await freePort();
+  const child = startProcess(GATEWAY_BIN, [], {
+    NATS_URL,
+    REDIS_URL,
+    SHARD_DSNS: SHARD_DSNS.join(','),
+    CART_PARTITIONS: String(CART_PARTITIONS),
+    GATEWAY_HOST: '127.0.0.1',
+    GATEWAY_PORT: String(port),
+    GATEWAY_THREADS: '1',
+    LOG_LEVEL: 'warn',
+    ...env,
+  });
+  child.url = `http://127.0.0.1:${port}`;
+  await waitFor(`the private gateway on port ${port} to be ready (${child.log()})`, async () => {
+    assert.equal(child.exitCode, null, `the private gateway exited: ${child.log()}`);
+    return (await http('GET', `${child.url}/readyz`, { timeoutMs: 500 }).catch(() => ({}))).status === 200;
+  }, { timeoutMs: 10_000 });
+  return child;
+}
+
 export async function closeAll() {
+  for (const c of children) c.kill('SIGKILL');
   const jobs = [];
   if (pools !== null) jobs.push(...pools.map((p) => p.end()));
   pools = null;

@@ -11,26 +11,18 @@
 // Spectral (scripts/dev lint_openapi) does not look at `examples` inside schemas.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { readFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
 import Ajv2020 from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import YAML from 'yaml';
 
-import { CART_PARTITIONS, NATS_URL, REDIS_URL, SHARD_DSNS, TEST_OPTS, closeAll, http, uniqueUser } from './lib.mjs';
+import { REDIS_URL, TEST_OPTS, closeAll, http, startGateway, uniqueUser } from './lib.mjs';
 
-const children = new Set();
-
-after(async () => {
-  for (const c of children) c.kill('SIGKILL');
-  await closeAll();
-});
+after(closeAll);
 
 const SPEC_FILE = new URL('../../docs/openapi.yaml', import.meta.url);
 const spec = YAML.parse(readFileSync(SPEC_FILE, 'utf8'));
@@ -800,60 +792,14 @@ describe('repeats of a write after the cart has gone', TEST_OPTS, () => {
 // 401, 403 and 429: a private gateway on the stack's NATS, Redis and shards, with AUTH_JWT_SECRET
 // and a rate limit of 1 request/s with a burst of 2 (the stack's own gateway has neither).
 
-const GATEWAY_BIN =
-  process.env.CARTSHARD_GATEWAY_BIN ??
-  fileURLToPath(new URL('../../build/services/gateway/cart-gateway', import.meta.url));
 const SECRET = 'openapi-suite-secret-of-at-least-32-bytes';
 
-/** A TCP port nobody listens on right now (the kernel's pick). */
-async function freePort() {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const { port } = srv.address();
-  srv.close();
-  await once(srv, 'close');
-  return port;
-}
-
-/** Starts a private cart-gateway; it is killed when the suite ends if the test did not stop it. */
-async function startGateway(env) {
-  assert.ok(existsSync(GATEWAY_BIN), `${GATEWAY_BIN} is built`);
-  const port = await freePort();
+/** A private gateway with its own Redis database, so private limits never touch the stack's keys. */
+async function startPrivateGateway(env) {
   const redisUrl = new URL(REDIS_URL);
-  redisUrl.pathname = '/7'; // its own Redis database: private limits never touch the stack's keys
-  const child = spawn(GATEWAY_BIN, [], {
-    env: {
-      ...process.env,
-      NATS_URL,
-      REDIS_URL: redisUrl.toString(),
-      SHARD_DSNS: SHARD_DSNS.join(','),
-      CART_PARTITIONS: String(CART_PARTITIONS),
-      GATEWAY_HOST: '127.0.0.1',
-      GATEWAY_PORT: String(port),
-      GATEWAY_THREADS: '1',
-      LOG_LEVEL: 'warn',
-      ...env,
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.on('data', (d) => {
-    stderr = (stderr + d).slice(-2000);
-  });
-  children.add(child);
-  child.on('exit', () => children.delete(child));
-  const url = `http://127.0.0.1:${port}`;
-  for (const until = Date.now() + 10_000; ; ) {
-    const ok = await http('GET', `${url}/readyz`, { timeoutMs: 500 }).then(
-      (r) => r.status === 200,
-      () => false,
-    );
-    if (ok) break;
-    assert.ok(child.exitCode === null && Date.now() < until, `the private gateway is ready within 10 s: ${stderr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { child, url };
+  redisUrl.pathname = '/7';
+  const child = await startGateway({ REDIS_URL: redisUrl.toString(), ...env });
+  return { child, url: child.url };
 }
 
 const b64url = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
@@ -867,7 +813,7 @@ describe('401, 403 and 429 (a private gateway with auth and a small rate limit)'
   let gw;
 
   test('starts', { timeout: 15_000 }, async () => {
-    gw = await startGateway({ AUTH_JWT_SECRET: SECRET, RATE_LIMIT_RPS: '1', RATE_LIMIT_BURST: '2' });
+    gw = await startPrivateGateway({ AUTH_JWT_SECRET: SECRET, RATE_LIMIT_RPS: '1', RATE_LIMIT_BURST: '2' });
   });
 
   test('401 without a token or with a badly signed one', TEST_OPTS, async () => {
