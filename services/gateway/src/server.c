@@ -1325,6 +1325,10 @@ static void *thread_main(void *arg)
     gw_thread *t = arg;
 
     uv_run(&t->loop, UV_RUN_DEFAULT);
+    /* Connections that just closed finish closing in the next turns of the loop. */
+    uv_timer_stop(&t->drain_timer);
+    for (int i = 0; i < 100 && !cart_http_server_idle(&t->http); i++)
+        uv_run(&t->loop, UV_RUN_NOWAIT);
     /* Shutdown: close everything left on the loop and let it settle. */
     natsSubscription_Unsubscribe(t->reply_sub);
     for (uint32_t s = 0; s < t->app->cfg->nshards; s++)

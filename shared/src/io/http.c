@@ -123,8 +123,25 @@ void cart_http_server_shutdown(cart_http_server *srv)
 
 bool cart_http_server_idle(cart_http_server *srv)
 {
-    return !srv->ctx_ready ||
-           (h2o_linklist_is_empty(&srv->ctx.http1._conns) && h2o_linklist_is_empty(&srv->ctx.http2._conns));
+    h2o_context_t *c = &srv->ctx;
+    /* A closing connection leaves its list before its timers go: h2o asserts on both at dispose. */
+    h2o_timeout_t *timeouts[] = {&c->zero_timeout,
+                                 &c->one_sec_timeout,
+                                 &c->hundred_ms_timeout,
+                                 &c->handshake_timeout,
+                                 &c->http1.req_timeout,
+                                 &c->http2.idle_timeout,
+                                 &c->http2.graceful_shutdown_timeout,
+                                 &c->proxy.io_timeout};
+
+    if (!srv->ctx_ready)
+        return true;
+    if (!h2o_linklist_is_empty(&c->http1._conns) || !h2o_linklist_is_empty(&c->http2._conns))
+        return false;
+    for (size_t i = 0; i < sizeof timeouts / sizeof timeouts[0]; i++)
+        if (!h2o_linklist_is_empty(&timeouts[i]->_entries))
+            return false;
+    return true;
 }
 
 void cart_http_server_cleanup(cart_http_server *srv)
