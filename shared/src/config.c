@@ -555,6 +555,24 @@ static cart_status load_jwt_secret(loader *ld, cart_config *c)
     return set_str(ld, &c->auth_jwt_secret, v);
 }
 
+/* The files are read when the gateway starts; here only that both or neither are named. */
+static cart_status load_tls(loader *ld, cart_config *c)
+{
+    const char *cert = lookup(ld, "GATEWAY_TLS_CERT"), *key = lookup(ld, "GATEWAY_TLS_KEY");
+    bool has_cert = cert && *cert, has_key = key && *key;
+    cart_status st;
+
+    if (has_cert != has_key)
+        return fail(ld, "%s: expected the path of a PEM %s, since %s is set (set both for TLS, or neither)",
+                    has_cert ? "GATEWAY_TLS_KEY" : "GATEWAY_TLS_CERT", has_cert ? "private key" : "certificate",
+                    has_cert ? "GATEWAY_TLS_CERT" : "GATEWAY_TLS_KEY");
+    if (!has_cert)
+        return CART_OK;
+    if ((st = set_str(ld, &c->gateway_tls_cert, cert)))
+        return st;
+    return set_str(ld, &c->gateway_tls_key, key);
+}
+
 static cart_status load_common(loader *ld, cart_config *c)
 {
     long long n;
@@ -615,7 +633,7 @@ static cart_status load_gateway(loader *ld, cart_config *c)
     if ((st = get_int(ld, "RATE_LIMIT_BURST", 200, 1, 10000000, &n)))
         return st;
     c->rate_limit_burst = (int)n;
-    if ((st = load_jwt_secret(ld, c)))
+    if ((st = load_jwt_secret(ld, c)) || (st = load_tls(ld, c)))
         return st;
     return load_id(ld, "GATEWAY_ID", &c->gateway_id);
 }
@@ -683,6 +701,8 @@ void cart_config_cleanup(cart_config *cfg)
     free(cfg->gateway_host);
     free(cfg->auth_jwt_secret);
     free(cfg->gateway_id);
+    free(cfg->gateway_tls_cert);
+    free(cfg->gateway_tls_key);
     free(cfg->store_admin_host);
     free(cfg->store_id);
     memset(cfg, 0, sizeof *cfg);

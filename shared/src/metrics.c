@@ -686,3 +686,14 @@ char *cart_metrics_render(cart_metrics *reg, size_t *len)
         *len = b.len;
     return b.p;
 }
+
+cart_metric *cart_metrics_dependency_errors(cart_metrics *reg, const char *dep)
+{
+    const char *lv[] = {dep};
+
+    return cart_metrics_series(cart_metrics_family(reg, "cartshard_dependency_errors_total",
+                                                   "Failed connects, lost connections, timeouts and failed commands, "
+                                                   "by dependency.",
+                                                   CART_METRIC_COUNTER, "dependency", NULL, 0),
+                               lv);
+}

@@ -11,6 +11,8 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, describe, test } from 'node:test';
 
 import {
@@ -18,6 +20,7 @@ import {
   CART_STORE_ADMIN_URLS,
   NATS_URL,
   STACK_CONTROL,
+  STACK_DIR,
   addItem,
   cartEvent,
   closeAll,
@@ -41,6 +44,7 @@ import {
 const PROGRAMS = { 'cs-1': 'cart-store', 'cs-2': 'cart-store', nats: 'nats-server', gateway: 'cart-gateway' };
 const ASYNC_EVERY = 4; // every ASYNC_EVERY-th add of a user asks for Prefer: respond-async
 const DEAD_MS = 1500; // how long a killed worker stays dead before the restart begins
+const TERM_EXIT_MS = 15_000; // how long a worker may take to finish its batch and exit after SIGTERM
 const CRASH_OPTS = {
   timeout: 90_000,
   skip: STACK_CONTROL ? false : 'needs STACK_DIR and CARTSHARD_DEV (scripts/dev test sets them)',
@@ -210,15 +214,22 @@ class CrashRun {
     this.timeline.push(`${what} at ${Date.now() - this.started} ms (${this.answered} answers)`);
   }
 
-  /** Kills `victim` with SIGKILL now; the restart (after DEAD_MS) runs in the background. */
-  kill(victim) {
+  /**
+   * Sends `signal` (SIGKILL unless told) to `victim` now; the restart (after DEAD_MS) runs in the
+   * background. After SIGTERM the victim has TERM_EXIT_MS to finish its work and exit.
+   */
+  kill(victim, signal = 'SIGKILL') {
     const pid = checkedPid(victim);
     this.victim = victim;
     this.victimPid = pid;
+    this.signal = signal;
     const restart = async () => {
-      process.kill(pid, 'SIGKILL');
-      this.at(`kill -9 ${victim}`);
-      await waitFor(`${victim} (pid ${pid}) to die`, () => stackPid(victim) !== pid, { timeoutMs: 5000 });
+      process.kill(pid, signal);
+      this.at(`${signal} ${victim}`);
+      await waitFor(`${victim} (pid ${pid}) to exit after ${signal}`, () => stackPid(victim) !== pid, {
+        timeoutMs: signal === 'SIGKILL' ? 5000 : TERM_EXIT_MS,
+      });
+      this.at(`${victim} exited`);
       await sleep(DEAD_MS);
       this.at('restart begins');
       const out = await stackUp();
@@ -389,55 +400,97 @@ class CrashRun {
   }
 }
 
-describe('kill -9 of a cart-store during a load', CRASH_OPTS, () => {
-  test('paced load (30 users x 20 adds): kill -9 cs-1 a quarter in, restart it', CRASH_OPTS, async (t) => {
-    const users = Array.from({ length: 30 }, () => uniqueUser('crash'));
-    const run = new CrashRun(users);
-    run.onAnswer = (n) => n === 150 && run.kill('cs-1');
-    await Promise.all(
-      users.map(async (user) => {
-        for (let i = 0; i < 20; i++) {
-          await run.add(user, i);
-          await sleep(120); // so that the load spans the kill, the failover and the restart
-        }
-      }),
-    );
-    await run.verify(t);
-  });
+describe('a cart-store killed (kill -9) or stopped (SIGTERM) during a load', CRASH_OPTS, () => {
+  for (const signal of ['SIGKILL', 'SIGTERM']) {
+    const how = signal === 'SIGKILL' ? 'kill -9 cs-1' : 'SIGTERM to cs-1';
+    test(`paced load (30 users x 20 adds): ${how} a quarter in, restart it`, CRASH_OPTS, (t) => pacedRun(t, signal));
+  }
 
-  test('backlog (20 users x 50 events on the bus): kill -9 cs-2 while it applies them', CRASH_OPTS, async (t) => {
-    const users = Array.from({ length: 20 }, () => uniqueUser('backlog'));
-    const run = new CrashRun(users);
-    const cs2 = checkedPid('cs-2');
-    // cs-2 is frozen while the backlog is published, so that its partitions' share queues up;
-    // once cs-1 has applied its share, cs-2 resumes and is killed as soon as it applies again:
-    // most likely in the middle of a batch.
-    let idle;
-    process.kill(cs2, 'SIGSTOP');
-    try {
-      await Promise.all(users.flatMap((user) => Array.from({ length: 50 }, () => run.publish(user))));
-      run.at('backlog published');
-      let last = -1;
-      idle = await waitFor(
-        "cs-1 to apply its share",
-        async () => {
-          const n = await run.applied();
-          const still = n === last;
-          last = n;
-          return still ? n : null;
-        },
-        { timeoutMs: 10_000, intervalMs: 200 },
-      );
-    } finally {
-      process.kill(cs2, 'SIGCONT');
-    }
-    run.at(`${idle} applied before cs-2 resumed`);
-    await waitFor('cs-2 to apply again', async () => (await run.applied()) > idle, { timeoutMs: 10_000, intervalMs: 2 });
-    run.kill('cs-2');
-    run.at(`${await run.applied()} of ${users.length * 50} applied after the kill`);
-    await run.verify(t);
-  });
+  for (const signal of ['SIGKILL', 'SIGTERM']) {
+    const how = signal === 'SIGKILL' ? 'kill -9 cs-2' : 'SIGTERM to cs-2';
+    test(`backlog (20 users x 50 events on the bus): ${how} while it applies them`, CRASH_OPTS, (t) => backlogRun(t, signal));
+  }
 });
+
+/** A paced HTTP load of adds; cs-1 gets `signal` after 150 answers and is restarted. */
+async function pacedRun(t, signal) {
+  const users = Array.from({ length: 30 }, () => uniqueUser('crash'));
+  const run = new CrashRun(users);
+  const dupsBefore = await duplicatesByWorker();
+  run.onAnswer = (n) => n === 150 && run.kill('cs-1', signal);
+  await Promise.all(
+    users.map(async (user) => {
+      for (let i = 0; i < 20; i++) {
+        await run.add(user, i);
+        await sleep(120); // so that the load spans the kill, the failover and the restart
+      }
+    }),
+  );
+  await run.verify(t);
+  if (signal === 'SIGTERM') await assertCleanStop('cs-1', dupsBefore);
+}
+
+/** The duplicates each worker dropped so far, by admin URL (a restarted worker starts at 0). */
+async function duplicatesByWorker() {
+  return Promise.all(
+    CART_STORE_ADMIN_URLS.map(async (u) => metricValue((await http('GET', `${u}/metrics`)).text, 'cartshard_events_duplicate_total')),
+  );
+}
+
+/**
+ * After a SIGTERM to `victim` (cs-1 or cs-2) and its restart: it logged a clean stop, and no
+ * event came back as a duplicate to either worker since `dupsBefore` (duplicatesByWorker()), so
+ * the batch it was applying was committed and acknowledged before it left.
+ */
+async function assertCleanStop(victim, dupsBefore) {
+  const log = readFileSync(path.join(STACK_DIR, 'logs', `${victim}.log`), 'utf8');
+  const last = log.slice(log.lastIndexOf('"msg":"stopping"'));
+  assert.match(last, /"msg":"cart-store stopped"/, `${victim} logged a clean stop after SIGTERM`);
+  const mine = victim === 'cs-1' ? 0 : 1;
+  const after = await duplicatesByWorker();
+  // The other worker carried on; the victim is a new process, whose count began at 0.
+  assert.equal(after[1 - mine] - dupsBefore[1 - mine] + after[mine], 0, 'no event was delivered again after the SIGTERM');
+}
+
+/**
+ * A backlog published straight to the bus while cs-2 is frozen; cs-2 resumes and gets `signal`
+ * while it applies its share. After SIGTERM it must finish and commit its batch, acknowledge it
+ * and exit cleanly: then no event comes back to any worker as a duplicate.
+ */
+async function backlogRun(t, signal) {
+  const users = Array.from({ length: 20 }, () => uniqueUser('backlog'));
+  const run = new CrashRun(users);
+  const dupsBefore = await duplicatesByWorker();
+  const cs2 = checkedPid('cs-2');
+  // cs-2 is frozen while the backlog is published, so that its partitions' share queues up;
+  // once cs-1 has applied its share, cs-2 resumes and is killed as soon as it applies again:
+  // most likely in the middle of a batch.
+  let idle;
+  process.kill(cs2, 'SIGSTOP');
+  try {
+    await Promise.all(users.flatMap((user) => Array.from({ length: 50 }, () => run.publish(user))));
+    run.at('backlog published');
+    let last = -1;
+    idle = await waitFor(
+      "cs-1 to apply its share",
+      async () => {
+        const n = await run.applied();
+        const still = n === last;
+        last = n;
+        return still ? n : null;
+      },
+      { timeoutMs: 10_000, intervalMs: 200 },
+    );
+  } finally {
+    process.kill(cs2, 'SIGCONT');
+  }
+  run.at(`${idle} applied before cs-2 resumed`);
+  await waitFor('cs-2 to apply again', async () => (await run.applied()) > idle, { timeoutMs: 10_000, intervalMs: 2 });
+  run.kill('cs-2', signal);
+  run.at(`${await run.applied()} of ${users.length * 50} applied after the ${signal}`);
+  await run.verify(t);
+  if (signal === 'SIGTERM') await assertCleanStop('cs-2', dupsBefore);
+}
 
 describe('the event bus is unreachable', CRASH_OPTS, () => {
   test('nats-server killed: every write is 503 with Retry-After; writes work again once it is back', CRASH_OPTS, async (t) => {

@@ -10,7 +10,10 @@ import { once } from 'node:events';
 import { after, describe, test } from 'node:test';
 
 import {
+  CART_PARTITIONS,
+  NATS_URL,
   REDIS_URL,
+  STORE_BIN,
   STACK_CONTROL,
   TEST_OPTS,
   closeAll,
@@ -304,3 +307,74 @@ describe('graceful shutdown', SLOW, () => {
   });
 });
 
+
+describe('dependency errors on /metrics', SLOW, () => {
+  /** The value of cartshard_dependency_errors_total{dependency=`dep`} in a /metrics text. */
+  const depErrors = (text, dep) => {
+    const m = new RegExp(`^cartshard_dependency_errors_total\\{dependency="${dep}"\\} (\\S+)$`, 'm').exec(text);
+    return m ? Number(m[1]) : Number.NaN;
+  };
+  /** Two shard DSNs on loopback ports nobody listens on. */
+  const deadShards = async () => {
+    const ports = [await freePort(), await freePort()];
+    return ports.map((p) => `host=127.0.0.1 port=${p} dbname=cartshard user=cartshard connect_timeout=1`).join(',');
+  };
+
+  test('gateway: an unreachable shard is a 503 on a cache miss and a postgresql error', SLOW, async () => {
+    const gw = await startGateway({ SHARD_DSNS: await deadShards() });
+    const before = depErrors((await http('GET', `${gw.url}/metrics`)).text, 'postgresql');
+    assert.ok(Number.isFinite(before), 'the series is there from the start');
+    const res = await http('GET', `${gw.url}/v1/carts/${uniqueUser('deadshard')}`);
+    assert.equal(res.status, 503, res.text);
+    assert.match(res.headers.get('content-type'), /problem\+json/);
+    const after = depErrors((await http('GET', `${gw.url}/metrics`)).text, 'postgresql');
+    assert.ok(after > before, `postgresql errors counted (${before} -> ${after})`);
+    assert.ok(depErrors((await http('GET', `${gw.url}/metrics`)).text, 'nats') === 0, 'and no NATS error');
+    await stop(gw);
+  });
+
+  test('gateway: a bus without JetStream refuses writes with 503, counted as nats errors', SLOW, async () => {
+    const port = await freePort();
+    const nats = start('nats-server', ['-a', '127.0.0.1', '-p', String(port)]);
+    try {
+      const gw = await startGateway({ NATS_URL: `nats://127.0.0.1:${port}`, CART_SYNC_TIMEOUT_MS: '500' });
+      const res = await http('POST', `${gw.url}/v1/carts/${uniqueUser('nojs')}/items`, { body: { sku: 'A1', quantity: 1 } });
+      assert.equal(res.status, 503, res.text);
+      assert.match(res.headers.get('retry-after') ?? '', /^\d+$/);
+      const text = (await http('GET', `${gw.url}/metrics`)).text;
+      assert.ok(depErrors(text, 'nats') >= 1, text.match(/^cartshard_dependency.*$/gm)?.join('\n'));
+      await stop(gw);
+    } finally {
+      await stop(nats);
+    }
+  });
+
+  test('cart-store: unreachable shards keep it unready, with postgresql errors counted', SLOW, async () => {
+    const port = await freePort();
+    const store = start(STORE_BIN, [], {
+      NATS_URL,
+      REDIS_URL,
+      SHARD_DSNS: await deadShards(),
+      CART_PARTITIONS: String(CART_PARTITIONS),
+      CART_STORE_ADMIN_HOST: '127.0.0.1',
+      CART_STORE_ADMIN_PORT: String(port),
+      LOG_LEVEL: 'warn',
+    });
+    const admin = `http://127.0.0.1:${port}`;
+    try {
+      const text = await waitFor(`the private cart-store's /metrics to count errors (${store.log()})`, async () => {
+        assert.equal(store.exitCode, null, `the private cart-store exited: ${store.log()}`);
+        const r = await http('GET', `${admin}/metrics`, { timeoutMs: 500 }).catch(() => null);
+        return r && depErrors(r.text, 'postgresql') >= 2 ? r.text : null;
+      }, { timeoutMs: 10_000, intervalMs: 200 });
+      assert.equal(depErrors(text, 'redis'), 0);
+      const ready = await http('GET', `${admin}/readyz`);
+      assert.equal(ready.status, 503, ready.text);
+      assert.match(store.log(), /shard connect failed/);
+      await stop(store);
+      assert.equal(store.exitCode, 0, `a clean exit on SIGTERM: ${store.log()}`);
+    } finally {
+      await stop(store, 'SIGKILL');
+    }
+  });
+});

@@ -540,6 +540,10 @@ export const GATEWAY_BIN =
   process.env.CARTSHARD_GATEWAY_BIN ??
   fileURLToPath(new URL('../../build/services/gateway/cart-gateway', import.meta.url));
 
+export const STORE_BIN =
+  process.env.CARTSHARD_STORE_BIN ??
+  fileURLToPath(new URL('../../build/services/cart-store/cart-store', import.meta.url));
+
 const children = new Set();
 
 /** A TCP port nobody listens on right now (the kernel's pick). */
@@ -580,9 +584,10 @@ export async function stopProcess(child, signal = 'SIGTERM') {
 
 /**
  * A private cart-gateway on the stack's NATS, Redis and shards, one thread, on a free port; `env`
- * overrides any setting. Resolves once its /readyz is 200 (at most 10 s), with child.url set.
+ * overrides any setting. Resolves once `ready(url)` (by default: GET /readyz answers 200) holds,
+ * at most 10 s, with child.url set (https:// when env sets GATEWAY_TLS_CERT).
  */
-export async function startGateway(env = {}) {
+export async function startGateway(env = {}, { ready } = {}) {
   assert.ok(existsSync(GATEWAY_BIN), `${GATEWAY_BIN} is built`);
   const port = await freePort();
   const child = startProcess(GATEWAY_BIN, [], {
@@ -596,10 +601,12 @@ export async function startGateway(env = {}) {
     LOG_LEVEL: 'warn',
     ...env,
   });
-  child.url = `http://127.0.0.1:${port}`;
+  child.url = `${env.GATEWAY_TLS_CERT ? 'https' : 'http'}://127.0.0.1:${port}`;
+  const isReady =
+    ready ?? (async (url) => (await http('GET', `${url}/readyz`, { timeoutMs: 500 }).catch(() => ({}))).status === 200);
   await waitFor(`the private gateway on port ${port} to be ready (${child.log()})`, async () => {
     assert.equal(child.exitCode, null, `the private gateway exited: ${child.log()}`);
-    return (await http('GET', `${child.url}/readyz`, { timeoutMs: 500 }).catch(() => ({}))).status === 200;
+    return isReady(child.url).catch(() => false);
   }, { timeoutMs: 10_000 });
   return child;
 }

@@ -78,6 +78,7 @@ struct cs_cache {
     long long wiped;
     /** Metric series (NULL without a registry: updates are then no-ops). */
     cart_metric *m_written, *m_kept, *m_error, *m_invalidated;
+    cart_metric *m_dependency; /* cartshard_dependency_errors_total{dependency="redis"} */
 };
 
 static struct timeval ms_to_tv(int ms)
@@ -89,6 +90,7 @@ static struct timeval ms_to_tv(int ms)
 /* Logs `msg` as a warning unless the incident that *warned marks has had one. */
 static void warn_once(cs_cache *c, bool *warned, const char *msg, const char *error)
 {
+    cart_counter_inc(c->m_dependency); /* every failure counts; one warning per incident */
     if (*warned)
         return;
     *warned = true;
@@ -582,6 +584,7 @@ cs_cache *cs_cache_new(const cart_config *cfg, cart_metrics *metrics, const char
     c->m_kept = cart_metrics_series(writes, &results[1]);
     c->m_error = cart_metrics_series(writes, &results[2]);
     c->m_invalidated = cart_metrics_series(invalidations, NULL);
+    c->m_dependency = cart_metrics_dependency_errors(metrics, "redis");
     return c;
 }
 

@@ -102,6 +102,8 @@ static void register_metrics(cs_worker *w)
                                    CART_METRIC_GAUGE, "partition", NULL, 0);
     w->m_owned =
         plain_metric(r, "cartshard_partitions_owned", "Partitions this worker currently applies.", CART_METRIC_GAUGE);
+    w->m_pg_errors = cart_metrics_dependency_errors(r, "postgresql");
+    w->m_nats_errors = cart_metrics_dependency_errors(r, "nats");
 }
 
 static uv_signal_t sig_term, sig_int;
@@ -179,7 +181,7 @@ static int cmd_run(const cart_config *cfg)
         goto out;
     uv_loop_init(&loop);
     loop_ready = true;
-    if (cart_http_server_init(&srv, &loop, cfg->store_admin_host, cfg->store_admin_port, false, on_admin_req,
+    if (cart_http_server_init(&srv, &loop, cfg->store_admin_host, cfg->store_admin_port, false, NULL, on_admin_req,
                               sizeof(admin_handler), 1024, err, sizeof err) != 0) {
         cart_log(CART_LOG_ERROR, "admin server failed", CART_LS("error", err), NULL);
         goto out;

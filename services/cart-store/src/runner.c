@@ -236,6 +236,7 @@ static int acquire_partition(cs_shard *sh, cs_partition *p)
     natsStatus s;
 
     if (cs_store_get_offset(sh->pg, p->id, &offset, &e) != CART_OK) {
+        cart_counter_inc(sh->w->m_pg_errors);
         cart_log(CART_LOG_WARN, "reading partition offset failed", CART_LS("shard", sh->name),
                  CART_LI("partition", p->id), CART_LS("error", e.msg), NULL);
         return -1;
@@ -271,6 +272,7 @@ static int acquire_partition(cs_shard *sh, cs_partition *p)
     if (s == NATS_OK)
         s = natsSubscription_SetOnCompleteCB(p->sub, on_sub_complete, b);
     if (s != NATS_OK) {
+        cart_counter_inc(sh->w->m_nats_errors);
         cart_log(CART_LOG_WARN, "subscribing to partition failed", CART_LS("shard", sh->name),
                  CART_LI("partition", p->id), CART_LS("error", natsStatus_GetText(s)), CART_LI("js_error", jerr), NULL);
         if (p->sub) {
@@ -353,6 +355,7 @@ static int open_session(cs_shard *sh)
     snprintf(app, sizeof app, "cart-store %s", sh->w->cfg->store_id);
     pg = cart_pg_open(dsn, app, 5, false);
     if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
+        cart_counter_inc(sh->w->m_pg_errors);
         cart_log(CART_LOG_WARN, "shard connect failed", CART_LS("shard", sh->name),
                  CART_LS("dsn", cart_pg_redact(dsn, redacted, sizeof redacted)),
                  CART_LS("error", pg ? PQerrorMessage(pg) : "out of memory"), NULL);
@@ -360,6 +363,7 @@ static int open_session(cs_shard *sh)
         return -1;
     }
     if (cs_store_prepare(pg, &e) != CART_OK || cs_store_join(pg, CS_LOCK_NS_GROUP, &e) != CART_OK) {
+        cart_counter_inc(sh->w->m_pg_errors);
         cart_log(CART_LOG_WARN, "shard session setup failed", CART_LS("shard", sh->name), CART_LS("error", e.msg),
                  NULL);
         PQfinish(pg);
@@ -612,6 +616,7 @@ static int publish_dlq(cs_shard *sh, cs_item *it)
     jsPubAck_Destroy(ack);
     natsMsg_Destroy(m);
     if (s != NATS_OK) {
+        cart_counter_inc(sh->w->m_nats_errors);
         cart_log(CART_LOG_WARN, "dead letter publish failed", CART_LS("shard", sh->name),
                  CART_LI("partition", it->part->id), CART_LS("error", natsStatus_GetText(s)), NULL);
         return -1;
@@ -688,6 +693,8 @@ static void publish_changes(cs_shard *sh, size_t n, const char *const *subjects,
         for (size_t i = 0; i < n; i++)
             if (outbox_done_push(sh, ids[i]) != 0)
                 break;
+    } else {
+        cart_counter_inc(sh->w->m_nats_errors); /* the outbox sweep publishes them again */
     }
 }
 
@@ -772,6 +779,8 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
         continue;
 
     session_failed:
+        if (e.transient)
+            cart_counter_inc(sh->w->m_pg_errors);
         drop_session(sh, e.msg[0] ? e.msg : "transaction failed");
         return -1;
     }
@@ -991,6 +1000,7 @@ rollback:
         goto out;
     }
 failed:
+    cart_counter_inc(sh->w->m_pg_errors);
     drop_session(sh, e.msg[0] ? e.msg : "expiry failed");
     rc = -1;
 out:
@@ -1230,6 +1240,7 @@ void cs_worker_on_bus_event(cart_bus_event ev, natsStatus err, void *ud)
 {
     cs_worker *w = ud;
 
+    cart_counter_inc(w->m_nats_errors);
     if (ev == CART_BUS_RECONNECTED || err == NATS_MISMATCH || err == NATS_MISSED_HEARTBEAT ||
         err == NATS_SLOW_CONSUMER) {
         /* The runners notice within their next wait (at most the rebalance period). */

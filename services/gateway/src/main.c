@@ -23,13 +23,20 @@
 
 #define GW_VERSION "0.1.0"
 
-/* A counter series: without labels, or with one "dependency" label set to `dep`. */
-static cart_metric *counter(cart_metrics *r, const char *name, const char *help, const char *dep)
+/* A counter without labels. */
+static cart_metric *counter(cart_metrics *r, const char *name, const char *help)
 {
-    const char *lv[1] = {dep};
+    return cart_metrics_series(cart_metrics_family(r, name, help, CART_METRIC_COUNTER, NULL, NULL, 0), NULL);
+}
 
-    return cart_metrics_series(
-        cart_metrics_family(r, name, help, CART_METRIC_COUNTER, dep ? "dependency" : NULL, NULL, 0), dep ? lv : NULL);
+/* The bus listener: a reconnect or an asynchronous error of the NATS connection is a NATS error. */
+static void on_bus_event(cart_bus_event ev, natsStatus err, void *ud)
+{
+    gw_app *app = ud;
+
+    (void)ev;
+    (void)err;
+    cart_counter_inc(app->m_nats_errors);
 }
 
 static void register_metrics(gw_app *app)
@@ -41,24 +48,25 @@ static void register_metrics(gw_app *app)
     app->m_latency =
         cart_metrics_family(r, "cartshard_http_request_duration_seconds", "HTTP request latency by route and status.",
                             CART_METRIC_HISTOGRAM, "route,status", NULL, 0);
-    app->m_publish_errors = counter(r, "cartshard_publish_errors_total", "Events JetStream did not acknowledge.", NULL);
+    app->m_publish_errors = counter(r, "cartshard_publish_errors_total", "Events JetStream did not acknowledge.");
     cart_metric_family *cache =
         cart_metrics_family(r, "cartshard_cache_reads_total", "Cart reads by how the Redis cache answered.",
                             CART_METRIC_COUNTER, "result", NULL, 0);
     app->m_cache_hits = cart_metrics_series(cache, (const char *[]){"hit"});
     app->m_cache_misses = cart_metrics_series(cache, (const char *[]){"miss"});
     app->m_cache_corrupt = counter(r, "cartshard_cache_corrupt_total",
-                                   "Cache entries that were not a valid cart of their user (read as a miss).", NULL);
+                                   "Cache entries that were not a valid cart of their user (read as a miss).");
     app->m_cache_errors =
-        counter(r, "cartshard_cache_read_errors_total", "Cache reads that failed or timed out (read as a miss).", NULL);
+        counter(r, "cartshard_cache_read_errors_total", "Cache reads that failed or timed out (read as a miss).");
     app->m_cache_fill_errors =
-        counter(r, "cartshard_cache_fill_errors_total", "Cache fills after a miss that Redis did not take.", NULL);
-    app->m_auth_failures = counter(r, "cartshard_auth_failures_total", "Requests refused with 401.", NULL);
-    app->m_rate_limited = counter(r, "cartshard_rate_limited_total", "Requests refused with 429.", NULL);
+        counter(r, "cartshard_cache_fill_errors_total", "Cache fills after a miss that Redis did not take.");
+    app->m_auth_failures = counter(r, "cartshard_auth_failures_total", "Requests refused with 401.");
+    app->m_rate_limited = counter(r, "cartshard_rate_limited_total", "Requests refused with 429.");
     app->m_rate_local = counter(r, "cartshard_rate_limit_local_total",
-                                "Requests limited locally because Redis could not answer.", NULL);
-    app->m_redis_errors = counter(r, "cartshard_dependency_errors_total",
-                                  "Failed connects, timeouts and lost connections, by dependency.", "redis");
+                                "Requests limited locally because Redis could not answer.");
+    app->m_redis_errors = cart_metrics_dependency_errors(r, "redis");
+    app->m_nats_errors = cart_metrics_dependency_errors(r, "nats");
+    app->m_pg_errors = cart_metrics_dependency_errors(r, "postgresql");
 }
 
 /* One Redis PING with a short timeout; keeps `ctx` between calls. */
@@ -127,6 +135,16 @@ int main(int argc, char **argv)
     if (app.metrics == NULL)
         goto out;
     register_metrics(&app);
+    if (cfg.gateway_tls_cert) {
+        app.tls = cart_http_tls_new(cfg.gateway_tls_cert, cfg.gateway_tls_key, err, sizeof err);
+        if (app.tls == NULL) {
+            cart_log(CART_LOG_ERROR, "invalid configuration", CART_LS("error", err), NULL);
+            fprintf(stderr, "cart-gateway: %s\n", err);
+            rc = 2;
+            goto out;
+        }
+    }
+    cart_bus_set_listener(on_bus_event, &app);
     if (cart_bus_connect(&cfg, cfg.gateway_id, &app.nc, err, sizeof err) != CART_OK) {
         cart_log(CART_LOG_ERROR, "nats connection failed", CART_LS("error", err), NULL);
         goto out;
@@ -142,7 +160,8 @@ int main(int argc, char **argv)
             goto out;
     }
     cart_log(CART_LOG_INFO, "cart-gateway started", CART_LS("id", cfg.gateway_id), CART_LS("host", cfg.gateway_host),
-             CART_LI("port", cfg.gateway_port), CART_LI("threads", cfg.gateway_threads),
+             CART_LI("port", cfg.gateway_port), CART_LB("tls", app.tls != NULL),
+             CART_LI("threads", cfg.gateway_threads),
              CART_LI("partitions", cfg.partitions), CART_LI("shards", cfg.nshards), NULL);
     for (;;) {
         struct timespec tick = {1, 0};
@@ -166,6 +185,8 @@ out:
     if (redis)
         redisFree(redis);
     cart_metrics_free(app.metrics);
+    if (app.tls)
+        SSL_CTX_free(app.tls);
     cart_config_cleanup(&cfg);
     nats_Close();
     if (rc == 0)

@@ -36,6 +36,7 @@ struct gw_pg {
     int64_t backoff;
     bool closing;
     int open_handles;
+    cart_metric *errors; /* counts every reset (a failed connect or a lost connection) */
 };
 
 static void q_free(gw_pg_q *q)
@@ -97,6 +98,7 @@ static void reset(gw_pg *pg, const char *why)
 {
     if (pg->state == PG_READY || pg->state == PG_BUSY)
         cart_log(CART_LOG_WARN, "shard read connection lost", CART_LS("error", why), NULL);
+    cart_counter_inc(pg->errors);
     pg->state = PG_IDLE;
     fail_all(pg, why);
     if (pg->poll_open) {
@@ -141,10 +143,12 @@ static void on_result_ready(gw_pg *pg)
     q = q_pop(pg);
     pg->state = PG_READY;
     if (q) {
-        if (last && PQresultStatus(last) == PGRES_TUPLES_OK)
+        if (last && PQresultStatus(last) == PGRES_TUPLES_OK) {
             q->cb(q->arg, last, NULL);
-        else
+        } else {
+            cart_counter_inc(pg->errors);
             q->cb(q->arg, NULL, last ? PQresultErrorMessage(last) : PQerrorMessage(pg->conn));
+        }
         q_free(q);
     }
     PQclear(last);
@@ -226,13 +230,14 @@ static void start_connect(gw_pg *pg)
     uv_poll_start(&pg->poll, UV_WRITABLE, on_poll);
 }
 
-gw_pg *gw_pg_new(uv_loop_t *loop, const char *dsn, const char *app)
+gw_pg *gw_pg_new(uv_loop_t *loop, const char *dsn, const char *app, cart_metric *errors)
 {
     gw_pg *pg = calloc(1, sizeof *pg);
 
     if (pg == NULL)
         return NULL;
     pg->loop = loop;
+    pg->errors = errors;
     pg->dsn = strdup(dsn);
     pg->app = strdup(app);
     pg->backoff = BACKOFF_MIN_MS;
@@ -253,8 +258,12 @@ int gw_pg_query(gw_pg *pg, const char *sql, int nparams, const char *const *para
 {
     gw_pg_q *q;
 
-    if (pg->closing || pg->queued >= MAX_QUEUE || pg->state == PG_IDLE)
+    if (pg->closing)
         return -1;
+    if (pg->queued >= MAX_QUEUE || pg->state == PG_IDLE) {
+        cart_counter_inc(pg->errors); /* the shard is away (between connects) or not keeping up */
+        return -1;
+    }
     q = calloc(1, sizeof *q);
     if (q == NULL)
         return -1;

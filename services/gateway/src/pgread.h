@@ -14,14 +14,18 @@
 #include <libpq-fe.h>
 #include <uv.h>
 
+#include "cartshard/metrics.h"
+
 typedef struct gw_pg gw_pg;
 
 /* `res` is NULL on failure (then `err` says why); the callee does not keep `res` (it is cleared
  * after the callback returns). */
 typedef void (*gw_pg_cb)(void *arg, const PGresult *res, const char *err);
 
-/* A new client for `dsn` on `loop`; connects in the background. NULL when out of memory. */
-gw_pg *gw_pg_new(uv_loop_t *loop, const char *dsn, const char *app);
+/* A new client for `dsn` on `loop`; connects in the background. NULL when out of memory.
+ * `errors` (may be NULL) counts failed connects, lost connections, failed queries and queries
+ * refused while the shard is away. */
+gw_pg *gw_pg_new(uv_loop_t *loop, const char *dsn, const char *app, cart_metric *errors);
 
 /* Queues a query with text parameters (copied). -1 when the client is closing or the queue is
  * full (then the caller answers 503 at once). */

@@ -469,6 +469,7 @@ static void on_ack_note(gw_thread *t, gw_pending *p, const gw_note *n)
         pending_settle(p);
     } else if (!p->replied) {
         cart_counter_inc(t->app->m_publish_errors);
+        cart_counter_inc(t->app->m_nats_errors);
         cart_log(CART_LOG_WARN, "event publish failed", CART_LS("event_id", p->event_id),
                  CART_LS("request_id", p->request_id), CART_LS("error", n->error), NULL);
         if (p->link.req)
@@ -788,6 +789,7 @@ static void handle_write(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_
         natsMsg_Destroy(msg);
         pending_finish(p);
         cart_counter_inc(t->app->m_publish_errors);
+        cart_counter_inc(t->app->m_nats_errors);
         send_problem(t, req, r->name, started, 503, "unavailable", "the event bus refused the change");
         return;
     }
@@ -1354,7 +1356,7 @@ int gw_thread_start(gw_thread *t)
     t->wake.data = t;
     uv_timer_init(&t->loop, &t->drain_timer);
     t->drain_timer.data = t;
-    if (cart_http_server_init(&t->http, &t->loop, cfg->gateway_host, cfg->gateway_port, true, on_req,
+    if (cart_http_server_init(&t->http, &t->loop, cfg->gateway_host, cfg->gateway_port, true, t->app->tls, on_req,
                               sizeof(gw_handler), cfg->max_body_bytes, err, sizeof err) != 0) {
         cart_log(CART_LOG_ERROR, "http listener failed", CART_LS("error", err), NULL);
         return -1;
@@ -1379,7 +1381,7 @@ int gw_thread_start(gw_thread *t)
         return -1;
     snprintf(app_name, sizeof app_name, "cart-gateway %s/%d", cfg->gateway_id, t->index);
     for (uint32_t s = 0; s < cfg->nshards; s++)
-        if ((t->shards[s] = gw_pg_new(&t->loop, cfg->shard_dsns[s], app_name)) == NULL)
+        if ((t->shards[s] = gw_pg_new(&t->loop, cfg->shard_dsns[s], app_name, t->app->m_pg_errors)) == NULL)
             return -1;
     t->redis = gw_redis_new(&t->loop, cfg, REDIS_TIMEOUT_MS, t->app->m_redis_errors);
     t->limiter = gw_local_limiter_new(LOCAL_LIMITER_CLIENTS);

@@ -75,6 +75,11 @@ typedef struct cart_config {
     char *auth_jwt_secret;
     /** GATEWAY_ID, default "<hostname>-<pid>": names this gateway's reply subject. */
     char *gateway_id;
+    /** GATEWAY_TLS_CERT and GATEWAY_TLS_KEY: PEM files (certificate chain, private key). Both
+     * set: the gateway speaks TLS only, with HTTP/2 by ALPN; both unset: plain HTTP (HTTP/1.1,
+     * and HTTP/2 with prior knowledge). One without the other is an error. */
+    char *gateway_tls_cert;
+    char *gateway_tls_key;
 
     /* --- cart-store --- */
     /** CART_STORE_ADMIN_HOST, default "0.0.0.0". */

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include <h2o.h>
+#include <openssl/ssl.h>
 #include <uv.h>
 
 typedef int (*cart_http_fn)(h2o_handler_t *self, h2o_req_t *req);
@@ -26,8 +27,17 @@ typedef struct cart_http_server {
 } cart_http_server;
 
 /*
+ * A TLS server context from PEM files: the certificate chain (leaf first) and its private key,
+ * TLS 1.2 or newer, offering HTTP/2 ("h2") and HTTP/1.1 by ALPN. One context serves every loop
+ * thread; release it with SSL_CTX_free once the servers are cleaned up. Returns NULL with the
+ * reason in `err`, naming GATEWAY_TLS_CERT or GATEWAY_TLS_KEY and OpenSSL's error.
+ */
+SSL_CTX *cart_http_tls_new(const char *cert_file, const char *key_file, char *err, size_t errlen);
+
+/*
  * Sets up `srv` on `loop`, listening on host:port (reuseport: SO_REUSEPORT, for one listener per
- * thread), every request going to `fn` with a handler of `handler_size` bytes (>= sizeof
+ * thread; tls: a context from cart_http_tls_new, or NULL for plain HTTP, where h2o still speaks
+ * HTTP/2 to clients that start with its preface), every request going to `fn` with a handler of `handler_size` bytes (>= sizeof
  * h2o_handler_t; the extra space is the caller's, reachable from srv->handler). h2o buffers
  * request bodies up to CART_HTTP_BODY_HARD_MAX or 4 x `max_body`, whichever is larger, so that
  * the handler itself can refuse a body over `max_body` with a 413 problem+json; above that h2o
@@ -37,7 +47,8 @@ typedef struct cart_http_server {
 #define CART_HTTP_BODY_HARD_MAX (1024 * 1024)
 
 int cart_http_server_init(cart_http_server *srv, uv_loop_t *loop, const char *host, int port, bool reuseport,
-                          cart_http_fn fn, size_t handler_size, size_t max_body, char *err, size_t errlen);
+                          SSL_CTX *tls, cart_http_fn fn, size_t handler_size, size_t max_body, char *err,
+                          size_t errlen);
 
 /* Stops accepting new connections; requests in flight go on. */
 void cart_http_server_stop_accepting(cart_http_server *srv);
@@ -58,7 +69,8 @@ void cart_http_send(h2o_req_t *req, int status, const char *content_type, const 
 /* Sends an RFC 9457 problem+json answer (see cartshard/problem.h). */
 void cart_http_problem(h2o_req_t *req, int status, const char *slug, const char *detail);
 
-/* Adds a response header (name and value are copied into the request's pool). */
+/* Adds a response header (name, lower-cased for HTTP/2, and value are copied into the request's
+ * pool). */
 void cart_http_header(h2o_req_t *req, const char *name, const char *value);
 
 #endif

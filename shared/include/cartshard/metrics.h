@@ -47,6 +47,13 @@ cart_metric_family *cart_metrics_family(cart_metrics *reg, const char *name, con
  * of memory. Thread-safe; the family owns the series. */
 cart_metric *cart_metrics_series(cart_metric_family *fam, const char *const *label_values);
 
+/*
+ * The series of cartshard_dependency_errors_total{dependency=`dep`} ("postgresql", "redis",
+ * "nats"): failed connects, lost connections, timeouts and failed commands, which every service
+ * counts the same way. NULL only when out of memory.
+ */
+cart_metric *cart_metrics_dependency_errors(cart_metrics *reg, const char *dep);
+
 /* Counter and gauge updates; all atomic. Passing NULL is a no-op, so a failed lookup is harmless. */
 void cart_counter_inc(cart_metric *m);
 void cart_counter_add(cart_metric *m, double v);

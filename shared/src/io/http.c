@@ -10,6 +10,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include "cartshard/log.h"
 #include "cartshard/problem.h"
 
@@ -71,8 +75,58 @@ static int open_socket(const char *host, int port, bool reuseport, char *err, si
     return fd;
 }
 
+/* The last OpenSSL error of this thread, as text, after `what`. */
+static void tls_error(char *err, size_t errlen, const char *what)
+{
+    unsigned long e = ERR_peek_last_error();
+    char reason[256] = "unknown error";
+
+    if (e != 0)
+        ERR_error_string_n(e, reason, sizeof reason);
+    ERR_clear_error();
+    snprintf(err, errlen, "%s: %s", what, reason);
+}
+
+SSL_CTX *cart_http_tls_new(const char *cert_file, const char *key_file, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    char what[600];
+
+    ERR_clear_error();
+    if (ctx == NULL) {
+        tls_error(err, errlen, "TLS context");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+        snprintf(what, sizeof what, "GATEWAY_TLS_CERT: cannot use \"%s\" as a PEM certificate chain", cert_file);
+        goto fail;
+    }
+    /* OpenSSL checks the key against the certificate as it loads it. */
+    if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 &&
+        ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH) {
+        snprintf(what, sizeof what, "GATEWAY_TLS_KEY: cannot use \"%s\" as a PEM private key", key_file);
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(what, sizeof what, "GATEWAY_TLS_KEY: \"%s\" is not the key of the certificate in GATEWAY_TLS_CERT",
+                 key_file);
+        goto fail;
+    }
+    /* HTTP/2 first, then HTTP/1.1, chosen by ALPN in the handshake. */
+    h2o_ssl_register_alpn_protocols(ctx, h2o_alpn_protocols);
+    return ctx;
+
+fail:
+    tls_error(err, errlen, what);
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
 int cart_http_server_init(cart_http_server *srv, uv_loop_t *loop, const char *host, int port, bool reuseport,
-                          cart_http_fn fn, size_t handler_size, size_t max_body, char *err, size_t errlen)
+                          SSL_CTX *tls, cart_http_fn fn, size_t handler_size, size_t max_body, char *err,
+                          size_t errlen)
 {
     h2o_hostconf_t *hostconf;
     h2o_pathconf_t *pathconf;
@@ -92,6 +146,7 @@ int cart_http_server_init(cart_http_server *srv, uv_loop_t *loop, const char *ho
     srv->ctx_ready = true;
     srv->accept.ctx = &srv->ctx;
     srv->accept.hosts = srv->config.hosts;
+    srv->accept.ssl_ctx = tls;
 
     fd = open_socket(host, port, reuseport, err, errlen);
     if (fd < 0)
@@ -161,7 +216,9 @@ void cart_http_header(h2o_req_t *req, const char *name, const char *value)
     char *n = h2o_mem_alloc_pool(&req->pool, nlen + 1);
     char *v = h2o_mem_alloc_pool(&req->pool, vlen + 1);
 
-    memcpy(n, name, nlen + 1);
+    /* HTTP/2 allows only lower-case field names (RFC 9113 8.2.1), and HTTP/1.1 does not mind. */
+    for (size_t i = 0; i <= nlen; i++)
+        n[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] - 'A' + 'a' : name[i]);
     memcpy(v, value, vlen + 1);
     h2o_add_header_by_str(&req->pool, &req->res.headers, n, nlen, 0, NULL, v, vlen);
 }

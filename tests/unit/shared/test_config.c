@@ -541,6 +541,29 @@ START_TEST(test_jwt_secret)
 }
 END_TEST
 
+START_TEST(test_tls_files)
+{
+    cart_config c;
+    load_ok(&c, CART_ROLE_GATEWAY, NULL);
+    ck_assert_ptr_null(c.gateway_tls_cert);
+    ck_assert_ptr_null(c.gateway_tls_key);
+    cart_config_cleanup(&c);
+    load_ok(&c, CART_ROLE_GATEWAY, "GATEWAY_TLS_CERT", "", "GATEWAY_TLS_KEY", "", NULL);
+    ck_assert_ptr_null(c.gateway_tls_cert);
+    cart_config_cleanup(&c);
+    load_ok(&c, CART_ROLE_GATEWAY, "GATEWAY_TLS_CERT", "/etc/tls/tls.crt", "GATEWAY_TLS_KEY", "/etc/tls/tls.key", NULL);
+    ck_assert_str_eq(c.gateway_tls_cert, "/etc/tls/tls.crt");
+    ck_assert_str_eq(c.gateway_tls_key, "/etc/tls/tls.key");
+    cart_config_cleanup(&c);
+    load_bad(CART_ROLE_GATEWAY,
+             "GATEWAY_TLS_KEY: expected the path of a PEM private key, since GATEWAY_TLS_CERT is set (set both for "
+             "TLS, or neither)",
+             "GATEWAY_TLS_CERT", "/etc/tls/tls.crt", NULL);
+    load_bad(CART_ROLE_GATEWAY, "GATEWAY_TLS_CERT: expected the path of a PEM certificate", "GATEWAY_TLS_KEY",
+             "/etc/tls/tls.key", NULL);
+}
+END_TEST
+
 START_TEST(test_ids)
 {
     static const char *const names[] = {"GATEWAY_ID", "CART_STORE_ID"};
@@ -646,6 +669,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_log_level);
     tcase_add_test(tc, test_idle_ttl);
     tcase_add_test(tc, test_jwt_secret);
+    tcase_add_test(tc, test_tls_files);
     tcase_add_test(tc, test_ids);
     tcase_add_test(tc, test_hosts);
     tcase_add_test(tc, test_failure_releases_everything);
