@@ -167,6 +167,13 @@ function checkHeader(where, name, headerObj, value) {
   assertValid(`${where}: header ${name}`, h.schema, coerce(h.schema, value));
 }
 
+/** X-Request-Id comes with every /v1 answer, valid by its schema. */
+function checkRequestId(where, res) {
+  const value = res.headers.get('x-request-id');
+  assert.ok(value !== null, `${where}: every /v1 answer carries X-Request-Id`);
+  checkHeader(where, 'X-Request-Id', spec.components.headers.XRequestId, value);
+}
+
 /** RateLimit-* come with every /v1 answer that went through the limiter: valid wherever present. */
 function checkRateLimitHeaders(where, res) {
   for (const [name, component] of [
@@ -232,6 +239,7 @@ function conform(method, template, res) {
     resp,
     `${op.operationId}: status ${res.status} is not documented (documented: ${Object.keys(op.responses ?? {}).join(', ')}); body: ${res.text.slice(0, 200)}`,
   );
+  if (template.startsWith('/v1')) checkRequestId(`${op.operationId} ${res.status}`, res);
   return conformTo(`${op.operationId} ${res.status}`, method, resp, res);
 }
 
@@ -298,6 +306,7 @@ async function callOtherMethod(method, template, params = {}) {
     assert.ok(op.responses?.['405'], `${op.operationId} documents 405 (the answer to other methods)`);
     assert.deepEqual(op.responses['405'], documented[0].responses['405'], `${op.operationId}: the same 405`);
   }
+  if (template.startsWith('/v1')) checkRequestId(`${method} ${template} 405`, res);
   const data = conformTo(`${method} ${template} 405`, method, documented[0].responses['405'], res);
   const allow = res.headers.get('allow').split(',').map((m) => m.trim().toLowerCase());
   assert.deepEqual(allow.sort(), [...served].sort(), `Allow of ${template} lists the documented methods`);

@@ -815,8 +815,14 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
                 ids[nchg] = it->outbox_id;
                 nchg++;
             }
-            if (it->decoded && !it->dlq_reason[0])
+            if (it->decoded && !it->dlq_reason[0]) {
                 applied++;
+                if (cart_log_enabled(CART_LOG_DEBUG))
+                    cart_log(CART_LOG_DEBUG, "event applied", CART_LS("event_id", it->ev.event_id),
+                             CART_LS("trace", it->ev.trace), CART_LS("type", cart_event_type_name(it->ev.type)),
+                             CART_LI("partition", it->part->id), CART_LI("seq", (long long)it->seq),
+                             CART_LI("status", it->http_status), NULL);
+            }
         }
         publish_changes(sh, nchg, subjects, msg_ids, payloads, ids);
         free(subjects);

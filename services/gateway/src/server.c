@@ -1217,8 +1217,6 @@ static void guard_request(gw_thread *t, h2o_req_t *req, gw_route *r, int64_t sta
     guard *g;
 
     r->subject[0] = '\0';
-    request_id(req, r->request_id);
-    cart_http_header(req, "X-Request-Id", r->request_id);
     if (authenticate(t, req, r, started) != 0)
         return;
     if (cfg->rate_limit_rps <= 0) {
@@ -1257,6 +1255,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     gw_route r;
 
     gw_route_match(req->method.base, req->method.len, req->path.base, req->path.len, &r);
+    /* Every answer but the probes' and the metrics' names its request id. */
+    if (r.id != GW_R_HEALTHZ && r.id != GW_R_READYZ && r.id != GW_R_METRICS) {
+        request_id(req, r.request_id);
+        cart_http_header(req, "X-Request-Id", r.request_id);
+    }
     if (req->entity.len > t->app->cfg->max_body_bytes) {
         char detail[96];
         snprintf(detail, sizeof detail, "the body is over %zu bytes", t->app->cfg->max_body_bytes);
