@@ -17,6 +17,7 @@ import {
   http,
   partitionOf,
   processedEvents,
+  queryAllShards,
   publishEvent,
   publishRaw,
   setItem,
@@ -339,6 +340,57 @@ describe('malformed events go to CARTS_DLQ', BUS_OPTS, () => {
     assert.match(dead[0].headers.get('Cart-Error') ?? '', /partition/);
     assert.equal(await shardCart(user), null);
     assert.deepEqual(await processedEvents(user), []);
+  });
+
+  test('a change the shard refuses (a constraint error) is answered 400, dead-lettered, and the partition goes on', BUS_OPTS, async () => {
+    // A trigger makes every shard refuse lines whose sku starts with REFUSE, as a constraint would.
+    await queryAllShards(`CREATE OR REPLACE FUNCTION cartshard_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.sku LIKE 'REFUSE%' THEN
+          RAISE EXCEPTION 'test trigger refuses sku %', NEW.sku USING ERRCODE = 'check_violation';
+        END IF;
+        RETURN NEW;
+      END $$`);
+    await queryAllShards(`CREATE OR REPLACE TRIGGER cartshard_test_refuse BEFORE INSERT OR UPDATE ON cart_items
+      FOR EACH ROW EXECUTE FUNCTION cartshard_test_refuse()`);
+    try {
+      const user = uniqueUser('refused');
+      assert.equal((await addItem(user, 'A1', 1)).status, 200);
+      const key = { 'Idempotency-Key': `refuse-${user}` };
+      const t0 = Date.now();
+      const refused = await addItem(user, 'REFUSE1', 1, key);
+      assert.equal(refused.status, 400, refused.text);
+      assert.equal(refused.json.type, 'urn:cartshard:problem:invalid-request');
+      assert.match(refused.json.detail, /refused/);
+      assert.ok(Date.now() - t0 < 1500, 'answered by the worker, not by the sync timeout');
+      // The partition carries on: the user's next change and another in the same batch apply.
+      const next = await addItem(user, 'B2', 2);
+      assert.equal(next.status, 200, next.text);
+      assert.deepEqual(next.json.items, [{ sku: 'A1', quantity: 1 }, { sku: 'B2', quantity: 2 }]);
+      assert.equal(next.json.version, 2);
+      // A retry of the refused change gets the same answer, and applies nothing.
+      const again = await addItem(user, 'REFUSE1', 1, key);
+      assert.equal(again.status, 400, again.text);
+      assert.equal(again.json.detail, refused.json.detail);
+      const rows = await processedEvents(user);
+      assert.equal(rows.length, 3);
+      assert.equal(rows.filter((r) => r.http_status === 400).length, 1);
+      // The event itself is on the DLQ with the shard's reason.
+      const dead = await waitFor(
+        'the refused event on CARTS_DLQ',
+        async () => {
+          const msgs = await streamMessages('CARTS_DLQ', `carts.dlq.${partitionOf(user)}`, (b) => b?.user_id === user);
+          return msgs.length ? msgs : null;
+        },
+        { timeoutMs: 10_000, intervalMs: 200 },
+      );
+      assert.equal(dead.length, 1);
+      assert.equal(dead[0].body.data.sku, 'REFUSE1');
+      assert.match(dead[0].headers.get('Cart-Error') ?? '', /rejected by the shard: .*test trigger refuses sku REFUSE1/);
+    } finally {
+      await queryAllShards('DROP TRIGGER IF EXISTS cartshard_test_refuse ON cart_items');
+      await queryAllShards('DROP FUNCTION IF EXISTS cartshard_test_refuse()');
+    }
   });
 });
 

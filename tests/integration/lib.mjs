@@ -207,9 +207,13 @@ let pools = null;
 /** The pg.Pool of every shard, in shard order (created on first use). */
 export function shardPools() {
   if (pools === null) {
-    pools = SHARD_DSNS.map(
-      (dsn) => new pg.Pool({ connectionString: dsn, max: 4, connectionTimeoutMillis: STEP_TIMEOUT_MS }),
-    );
+    pools = SHARD_DSNS.map((dsn) => {
+      const pool = new pg.Pool({ connectionString: dsn, max: 4, connectionTimeoutMillis: STEP_TIMEOUT_MS });
+      // An idle connection dies when its shard restarts (the fault suites do that); the pool
+      // drops it and the next query opens another.
+      pool.on('error', () => {});
+      return pool;
+    });
   }
   return pools;
 }

@@ -96,6 +96,7 @@ typedef struct cs_item {
     cart_event ev;
     bool decoded;
     char dlq_reason[320]; /* non-empty: goes to the DLQ */
+    bool refused;         /* a decoded event the shard would not store (it goes to the DLQ too) */
     int http_status;
     char detail[128];
     char *cart_json; /* the cart after this event, for the reply; NULL for none */
@@ -636,7 +637,7 @@ static void send_reply(cs_shard *sh, cs_item *it)
     natsMsg *m = NULL;
     char status[8];
 
-    if (!it->decoded || it->dlq_reason[0] || natsMsgHeader_Get(it->msg, CART_HDR_REPLY_TO, &reply_to) != NATS_OK ||
+    if (!it->decoded || (it->dlq_reason[0] && !it->refused) || natsMsgHeader_Get(it->msg, CART_HDR_REPLY_TO, &reply_to) != NATS_OK ||
         reply_to == NULL || *reply_to == '\0')
         return;
     snprintf(status, sizeof status, "%d", it->http_status);
@@ -751,6 +752,17 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
                     cs_store_exec(sh->pg, "ROLLBACK", &e);
                     goto session_failed;
                 }
+                /* The writer is told, now and on every retry of its event_id, that its change
+                 * was refused: it is recorded as answered 400, never left as a silent 202. */
+                if (it->refused) {
+                    it->http_status = 400;
+                    snprintf(it->detail, sizeof it->detail, "the shard refused the change; it is kept in CARTS_DLQ");
+                    if (cs_store_mark_processed(sh->pg, &it->ev, it->part->id, it->seq, it->http_status, 0,
+                                                it->detail, &e) != CART_OK) {
+                        failed_at = i;
+                        goto stmt_failed;
+                    }
+                }
                 continue;
             }
             if (apply_item(sh, cc, items, i, &e) != CART_OK) {
@@ -775,6 +787,7 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
         if (e.transient || failed_at == n || attempt > (int)n)
             goto session_failed;
         /* The data is at fault: this one event cannot be stored. Dead-letter it, redo the rest. */
+        items[failed_at].refused = items[failed_at].decoded;
         snprintf(items[failed_at].dlq_reason, sizeof items[failed_at].dlq_reason, "rejected by the shard: %s", e.msg);
         continue;
 
@@ -1131,6 +1144,9 @@ static void *runner_main(void *arg)
             update_lag(sh);
             next_lag = now + LAG_MS;
         }
+        /* Keys whose write failed are deleted once Redis is back even if no batch comes to do it
+         * (a Redis restarted from its append-only file would serve them stale until their TTL). */
+        cs_cache_put(sh->cache, NULL, 0);
         if (sh->pg && now >= next_maint) {
             /* Not right after taking partitions over: their backlog goes first. */
             if (next_maint != 0 && expire_idle(sh, &cc) == 0)

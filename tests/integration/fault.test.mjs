@@ -1,0 +1,302 @@
+// The fault suite (issue 5): a model of what every client was told (model.mjs) checked against
+// the shards after faults injected into the real processes of the test stack, mid-load:
+//   kill -9 of a worker; kill -9 of nats-server; a PostgreSQL shard restarted; Redis killed;
+//   workers scaled 1 -> 3 -> 1; SIGTERM to a worker and to a gateway; poison and refused events.
+// After each: every acknowledged change applied exactly once, nothing refused applied, each
+// user's changes in order, final carts as the model says, reads equal to the shards.
+// The three-node NATS cluster scenario is in fault-cluster.test.mjs.
+//
+// Needs STACK_DIR, CARTSHARD_DEV and CARTSHARD_STACK (scripts/dev test sets them).
+
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+
+import {
+  CART_PARTITIONS,
+  CART_STORE_ADMIN_URLS,
+  GATEWAY_URL,
+  NATS_URL,
+  REDIS_URL,
+  SHARD_DSNS,
+  STACK_CONTROL,
+  STORE_BIN,
+  closeAll,
+  freePort,
+  http,
+  partitionOf,
+  procComm,
+  publishRaw,
+  queryAllShards,
+  redis,
+  sleep,
+  stackPid,
+  stackUp,
+  startGateway,
+  startProcess,
+  stopProcess,
+  uniqueUser,
+  waitFor,
+} from './lib.mjs';
+import { Workload } from './model.mjs';
+
+const FAULT_OPTS = {
+  timeout: 120_000,
+  skip: STACK_CONTROL ? false : 'needs STACK_DIR and CARTSHARD_DEV (scripts/dev test sets them)',
+};
+const PROGRAMS = { 'cs-1': 'cart-store', 'cs-2': 'cart-store', nats: 'nats-server', redis: 'redis-server', pg0: 'postgres', pg1: 'postgres', gateway: 'cart-gateway' };
+
+after(closeAll);
+
+/** The live pid of the stack's `name`, checked to be the program we mean to signal. */
+function checkedPid(name) {
+  const pid = stackPid(name);
+  assert.ok(pid, `${name} is running`);
+  assert.equal(procComm(pid), PROGRAMS[name], `pid ${pid} is ${PROGRAMS[name]}`);
+  return pid;
+}
+
+/** Sends `signal` to the stack's `name` and waits until it is gone. */
+async function signalAndWait(wl, name, signal, timeoutMs = 15_000) {
+  const pid = checkedPid(name);
+  process.kill(pid, signal);
+  wl.at(`${signal} ${name}`);
+  await waitFor(`${name} (pid ${pid}) to exit after ${signal}`, () => stackPid(name) !== pid, { timeoutMs });
+  wl.at(`${name} exited`);
+}
+
+/** Restarts whatever of the stack is down and waits until it is ready. */
+async function restartStack(wl) {
+  await stackUp();
+  wl.at('stack ready again');
+}
+
+/** Every worker's /readyz is 200 and both own partitions again (the stack is whole). */
+async function stackHealthy() {
+  await waitFor(
+    'both workers ready with partitions',
+    async () => {
+      const states = await Promise.all(
+        CART_STORE_ADMIN_URLS.map(async (u) => {
+          const r = await http('GET', `${u}/readyz`, { timeoutMs: 1000 }).catch(() => ({ status: 0 }));
+          const m = await http('GET', `${u}/metrics`, { timeoutMs: 1000 }).catch(() => ({ text: '' }));
+          const owned = Number(/^cartshard_partitions_owned (\S+)$/m.exec(m.text ?? '')?.[1] ?? 0);
+          return r.status === 200 && owned > 0;
+        }),
+      );
+      return states.every(Boolean);
+    },
+    { timeoutMs: 20_000, intervalMs: 250 },
+  );
+}
+
+/**
+ * Runs `wl` and calls `fault(wl)` once `at` operations are answered; waits for both, then
+ * checks the model and reports the figures.
+ */
+async function runScenario(t, wl, at, fault, checkOpts = {}) {
+  let faultRun = null;
+  wl.onAnswer = (n) => {
+    if (n === at && faultRun === null) {
+      faultRun = fault(wl).then(
+        () => null,
+        (err) => err,
+      );
+    }
+  };
+  await wl.run();
+  assert.ok(faultRun, `the fault was injected (${wl.answered} answers)`);
+  assert.ifError(await faultRun);
+  const summary = await wl.check(checkOpts);
+  t.diagnostic(JSON.stringify({ ...summary, timeline: undefined }));
+  t.diagnostic(summary.timeline);
+  await stackHealthy();
+  return summary;
+}
+
+/** A private cart-store on the stack's servers (one more member of the group), on a free admin port. */
+async function startWorker(name) {
+  const port = await freePort();
+  const child = startProcess(STORE_BIN, [], {
+    NATS_URL,
+    REDIS_URL,
+    SHARD_DSNS: SHARD_DSNS.join(','),
+    CART_PARTITIONS: String(CART_PARTITIONS),
+    CART_STORE_ADMIN_HOST: '127.0.0.1',
+    CART_STORE_ADMIN_PORT: String(port),
+    CART_STORE_ID: name,
+    LOG_LEVEL: 'warn',
+  });
+  child.admin = `http://127.0.0.1:${port}`;
+  await waitFor(`${name} to be ready (${child.log()})`, async () => {
+    assert.equal(child.exitCode, null, `${name} exited: ${child.log()}`);
+    return (await http('GET', `${child.admin}/readyz`, { timeoutMs: 500 }).catch(() => ({}))).status === 200;
+  }, { timeoutMs: 15_000 });
+  return child;
+}
+
+describe('faults mid-load, checked against the client model', FAULT_OPTS, () => {
+  test('1. kill -9 of a cart-store, then restart', FAULT_OPTS, async (t) => {
+    const wl = new Workload({ users: 20, ops: 30, pauseMs: 80 });
+    await runScenario(t, wl, 150, async () => {
+      await signalAndWait(wl, 'cs-1', 'SIGKILL');
+      await sleep(1500);
+      await restartStack(wl);
+    });
+  });
+
+  test('2. kill -9 of nats-server, then restart: 503 meanwhile, never a lost 2xx', FAULT_OPTS, async (t) => {
+    const wl = new Workload({ users: 20, ops: 30, pauseMs: 80, retries: 1 });
+    const s = await runScenario(t, wl, 150, async () => {
+      await signalAndWait(wl, 'nats', 'SIGKILL');
+      await sleep(1500);
+      await restartStack(wl);
+      await closeAll(); // this suite's own NATS connection lost its server too
+    });
+    assert.ok((s.statuses[503] ?? 0) > 0, 'writes were refused with 503 while the bus was away');
+  });
+
+  test('3. a PostgreSQL shard restarted: workers back off and retry, no partition is left dead', FAULT_OPTS, async (t) => {
+    const wl = new Workload({ users: 20, ops: 30, pauseMs: 80 });
+    const s = await runScenario(t, wl, 150, async () => {
+      await signalAndWait(wl, 'pg0', 'SIGINT'); // a fast shutdown, as a restart does
+      await sleep(1500);
+      await restartStack(wl);
+    });
+    assert.equal(s.uncertain, 0, 'a shard away is waited for (202), never a refused write');
+  });
+
+  test('4. Redis killed: writes and reads go on, the cache refills once it is back', FAULT_OPTS, async (t) => {
+    const wl = new Workload({ users: 20, ops: 30, pauseMs: 80 });
+    const reads = { during: [], statuses: {} };
+    let redisDown = false;
+    const readLoop = (async () => {
+      // A reader beside the writers: every answer while Redis is away must still be a cart or 404.
+      while (wl.answered < wl.users.length * wl.opsPerUser) {
+        const user = wl.users[Math.floor(Math.random() * wl.users.length)];
+        const r = await http('GET', `/v1/carts/${user}`).catch(() => ({ status: 0 }));
+        reads.statuses[r.status] = (reads.statuses[r.status] ?? 0) + 1;
+        if (redisDown) reads.during.push(r.status);
+        await sleep(20);
+      }
+    })();
+    await runScenario(t, wl, 150, async () => {
+      await signalAndWait(wl, 'redis', 'SIGKILL');
+      redisDown = true;
+      await sleep(2000);
+      await restartStack(wl);
+      redisDown = false;
+    }, { readSettleMs: 5000 });
+    await readLoop;
+    t.diagnostic(`reads: ${JSON.stringify(reads.statuses)}; ${reads.during.length} while Redis was away`);
+    assert.ok(reads.during.length > 0, 'reads happened while Redis was away');
+    for (const s of reads.during) assert.ok(s === 200 || s === 404, `a read while Redis was away: ${s}`);
+    // Refilled: a read puts each user's current cart back into Redis.
+    for (const user of wl.users.slice(0, 5)) {
+      const got = await http('GET', `/v1/carts/${user}`);
+      await waitFor(`cart:{${user}} in Redis at version ${got.json.version}`, async () => {
+        const entry = await redis('GET', `cart:{${user}}`).catch(() => null);
+        return entry !== null && JSON.parse(entry).version === got.json.version;
+      });
+    }
+  });
+
+  test('6. workers scaled 1 -> 3 -> 1 mid-load', FAULT_OPTS, async (t) => {
+    const wl = new Workload({ users: 20, ops: 40, pauseMs: 80 });
+    const extra = [];
+    await runScenario(t, wl, 100, async () => {
+      await signalAndWait(wl, 'cs-2', 'SIGTERM'); // 1 worker
+      extra.push(await startWorker('fault-cs-3'), await startWorker('fault-cs-4')); // 3 workers
+      wl.at('3 workers');
+      await sleep(2500);
+      for (const w of extra) await stopProcess(w, 'SIGTERM'); // 1 worker
+      for (const w of extra) assert.equal(w.exitCode, 0, `a clean exit: ${w.log()}`);
+      wl.at('1 worker');
+      await sleep(1500);
+      await restartStack(wl); // back to the stack's 2
+    });
+  });
+
+  test('7a. SIGTERM to a worker mid-load: its batch commits, nothing is delivered twice', FAULT_OPTS, async (t) => {
+    const dupsOf = async () =>
+      (await Promise.all(CART_STORE_ADMIN_URLS.map((u) => http('GET', `${u}/metrics`)))).map((r) =>
+        Number(/^cartshard_events_duplicate_total (\S+)$/m.exec(r.text)?.[1] ?? Number.NaN),
+      );
+    const before = await dupsOf();
+    const wl = new Workload({ users: 20, ops: 30, pauseMs: 80 });
+    await runScenario(t, wl, 150, async () => {
+      await signalAndWait(wl, 'cs-1', 'SIGTERM');
+      await sleep(1000);
+      await restartStack(wl);
+    });
+    const after = await dupsOf();
+    assert.equal(after[1] - before[1] + after[0], 0, 'no duplicate deliveries (cs-1 restarted at 0)');
+  });
+
+  test('7b. SIGTERM to a gateway mid-load: no request in flight is cut off', FAULT_OPTS, async (t) => {
+    const gw = await startGateway({ GATEWAY_THREADS: '2' });
+    let target = gw.url;
+    const wl = new Workload({ users: 20, ops: 30, pauseMs: 80, gateways: () => target });
+    const cutOff = [];
+    const send = wl.send.bind(wl);
+    wl.send = async (user, op) => {
+      const before = op.statuses.length;
+      await send(user, op);
+      // A connection refused before the request was sent is fine (the client goes elsewhere);
+      // an answer lost after it was sent is a request cut off.
+      op.statuses.slice(before).forEach((s, k) => {
+        if (String(s).startsWith('no answer') && !String(s).includes('ECONNREFUSED')) cutOff.push(`${user} op ${op.i} attempt ${k}: ${s}`);
+      });
+    };
+    await runScenario(t, wl, 150, async () => {
+      const exited = new Promise((resolve) => gw.once('exit', (code, signal) => resolve({ code, signal })));
+      gw.kill('SIGTERM');
+      wl.at('SIGTERM gateway');
+      // New connections are refused from here on: the clients move to the stack's gateway.
+      target = GATEWAY_URL;
+      const { code, signal } = await exited;
+      wl.at('gateway exited');
+      assert.equal(signal, null, gw.log());
+      assert.equal(code, 0, gw.log());
+    });
+    assert.deepEqual(cutOff, [], 'every request the gateway had taken was answered');
+  });
+
+  test('8. a poison event and a change the shard refuses do not stop a partition', FAULT_OPTS, async (t) => {
+    const wl = new Workload({ users: 20, ops: 30, pauseMs: 80 });
+    const partitions = [...new Set(wl.users.map(partitionOf))];
+    // Users on the same partitions as the workload, for the refused changes.
+    const victims = partitions.slice(0, 4).map((p) => {
+      for (;;) {
+        const u = uniqueUser('refuse');
+        if (partitionOf(u) === p) return u;
+      }
+    });
+    await queryAllShards(`CREATE OR REPLACE FUNCTION cartshard_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.sku LIKE 'REFUSE%' THEN
+          RAISE EXCEPTION 'test trigger refuses sku %', NEW.sku USING ERRCODE = 'check_violation';
+        END IF;
+        RETURN NEW;
+      END $$`);
+    await queryAllShards(`CREATE OR REPLACE TRIGGER cartshard_test_refuse BEFORE INSERT OR UPDATE ON cart_items
+      FOR EACH ROW EXECUTE FUNCTION cartshard_test_refuse()`);
+    const refused = [];
+    try {
+      await runScenario(t, wl, 100, async () => {
+        for (const p of partitions) await publishRaw(`carts.events.${p}`, '{"this is": "not an event"');
+        wl.at(`poison on ${partitions.length} partitions`);
+        for (const u of victims) {
+          refused.push(await http('POST', `/v1/carts/${u}/items`, { body: { sku: 'REFUSE1', quantity: 1 } }));
+        }
+        wl.at('refused changes sent');
+      });
+    } finally {
+      await queryAllShards('DROP TRIGGER IF EXISTS cartshard_test_refuse ON cart_items');
+      await queryAllShards('DROP FUNCTION IF EXISTS cartshard_test_refuse()');
+    }
+    for (const r of refused) {
+      assert.equal(r.status, 400, r.text);
+      assert.match(r.json.detail, /refused/);
+    }
+  });
+});
