@@ -637,8 +637,8 @@ static void send_reply(cs_shard *sh, cs_item *it)
     natsMsg *m = NULL;
     char status[8];
 
-    if (!it->decoded || (it->dlq_reason[0] && !it->refused) || natsMsgHeader_Get(it->msg, CART_HDR_REPLY_TO, &reply_to) != NATS_OK ||
-        reply_to == NULL || *reply_to == '\0')
+    if (!it->decoded || (it->dlq_reason[0] && !it->refused) ||
+        natsMsgHeader_Get(it->msg, CART_HDR_REPLY_TO, &reply_to) != NATS_OK || reply_to == NULL || *reply_to == '\0')
         return;
     snprintf(status, sizeof status, "%d", it->http_status);
     if (natsMsg_Create(&m, reply_to, NULL, it->cart_json ? it->cart_json : "",
@@ -757,8 +757,8 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
                 if (it->refused) {
                     it->http_status = 400;
                     snprintf(it->detail, sizeof it->detail, "the shard refused the change; it is kept in CARTS_DLQ");
-                    if (cs_store_mark_processed(sh->pg, &it->ev, it->part->id, it->seq, it->http_status, 0,
-                                                it->detail, &e) != CART_OK) {
+                    if (cs_store_mark_processed(sh->pg, &it->ev, it->part->id, it->seq, it->http_status, 0, it->detail,
+                                                &e) != CART_OK) {
                         failed_at = i;
                         goto stmt_failed;
                     }

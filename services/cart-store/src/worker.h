@@ -50,7 +50,7 @@ typedef struct cs_worker {
     cart_metric *m_applied, *m_duplicates, *m_dlq, *m_rejected, *m_batches, *m_batch_seconds, *m_sessions;
     cart_metric *m_owned, *m_expired, *m_resyncs;
     cart_metric *m_pg_errors, *m_nats_errors; /* cartshard_dependency_errors_total by dependency */
-    cart_metric_family *m_lag; /* by partition */
+    cart_metric_family *m_lag;                /* by partition */
 } cs_worker;
 
 /* Starts a runner thread for every shard. 0, or -1 (logged). */

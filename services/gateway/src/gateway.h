@@ -40,7 +40,7 @@ typedef struct gw_app {
     cart_metric *m_cache_hits, *m_cache_misses, *m_cache_corrupt, *m_cache_errors, *m_cache_fill_errors;
     cart_metric *m_rate_limited, *m_rate_local, *m_auth_failures;
     cart_metric *m_redis_errors, *m_nats_errors, *m_pg_errors; /* dependency_errors by dependency */
-    atomic_bool redis_ok; /* kept up to date by main's health thread */
+    atomic_bool redis_ok;                                      /* kept up to date by main's health thread */
     atomic_bool stopping;
 } gw_app;
 

@@ -62,8 +62,8 @@ static void register_metrics(gw_app *app)
         counter(r, "cartshard_cache_fill_errors_total", "Cache fills after a miss that Redis did not take.");
     app->m_auth_failures = counter(r, "cartshard_auth_failures_total", "Requests refused with 401.");
     app->m_rate_limited = counter(r, "cartshard_rate_limited_total", "Requests refused with 429.");
-    app->m_rate_local = counter(r, "cartshard_rate_limit_local_total",
-                                "Requests limited locally because Redis could not answer.");
+    app->m_rate_local =
+        counter(r, "cartshard_rate_limit_local_total", "Requests limited locally because Redis could not answer.");
     app->m_redis_errors = cart_metrics_dependency_errors(r, "redis");
     app->m_nats_errors = cart_metrics_dependency_errors(r, "nats");
     app->m_pg_errors = cart_metrics_dependency_errors(r, "postgresql");
@@ -161,8 +161,8 @@ int main(int argc, char **argv)
     }
     cart_log(CART_LOG_INFO, "cart-gateway started", CART_LS("id", cfg.gateway_id), CART_LS("host", cfg.gateway_host),
              CART_LI("port", cfg.gateway_port), CART_LB("tls", app.tls != NULL),
-             CART_LI("threads", cfg.gateway_threads),
-             CART_LI("partitions", cfg.partitions), CART_LI("shards", cfg.nshards), NULL);
+             CART_LI("threads", cfg.gateway_threads), CART_LI("partitions", cfg.partitions),
+             CART_LI("shards", cfg.nshards), NULL);
     for (;;) {
         struct timespec tick = {1, 0};
         sig = sigtimedwait(&sigs, NULL, &tick);

@@ -37,12 +37,11 @@ SSL_CTX *cart_http_tls_new(const char *cert_file, const char *key_file, char *er
 /*
  * Sets up `srv` on `loop`, listening on host:port (reuseport: SO_REUSEPORT, for one listener per
  * thread; tls: a context from cart_http_tls_new, or NULL for plain HTTP, where h2o still speaks
- * HTTP/2 to clients that start with its preface), every request going to `fn` with a handler of `handler_size` bytes (>= sizeof
- * h2o_handler_t; the extra space is the caller's, reachable from srv->handler). h2o buffers
- * request bodies up to CART_HTTP_BODY_HARD_MAX or 4 x `max_body`, whichever is larger, so that
- * the handler itself can refuse a body over `max_body` with a 413 problem+json; above that h2o
- * answers 413 on its own (text/plain) without reading the body. Returns 0, or -1 with the reason
- * in `err`; on -1 call cart_http_server_cleanup all the same.
+ * HTTP/2 to clients that start with its preface), every request going to `fn` with a handler of `handler_size` bytes
+ * (>= sizeof h2o_handler_t; the extra space is the caller's, reachable from srv->handler). h2o buffers request bodies
+ * up to CART_HTTP_BODY_HARD_MAX or 4 x `max_body`, whichever is larger, so that the handler itself can refuse a body
+ * over `max_body` with a 413 problem+json; above that h2o answers 413 on its own (text/plain) without reading the body.
+ * Returns 0, or -1 with the reason in `err`; on -1 call cart_http_server_cleanup all the same.
  */
 #define CART_HTTP_BODY_HARD_MAX (1024 * 1024)
 

@@ -125,8 +125,7 @@ fail:
 }
 
 int cart_http_server_init(cart_http_server *srv, uv_loop_t *loop, const char *host, int port, bool reuseport,
-                          SSL_CTX *tls, cart_http_fn fn, size_t handler_size, size_t max_body, char *err,
-                          size_t errlen)
+                          SSL_CTX *tls, cart_http_fn fn, size_t handler_size, size_t max_body, char *err, size_t errlen)
 {
     h2o_hostconf_t *hostconf;
     h2o_pathconf_t *pathconf;
