@@ -259,7 +259,9 @@ int main(int argc, char **argv)
     cart_log_init("cart-store", cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
     rc = strcmp(cmd, "migrate") == 0 ? cmd_migrate(&cfg) : cmd_run(&cfg);
+    /* nats.c's threads may still report the connection's close (logging its name, which lives
+     * in cfg): they are joined before cfg goes. */
+    nats_CloseAndWait(2000);
     cart_config_cleanup(&cfg);
-    nats_Close();
     return rc;
 }

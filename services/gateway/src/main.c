@@ -187,8 +187,10 @@ out:
     cart_metrics_free(app.metrics);
     if (app.tls)
         SSL_CTX_free(app.tls);
+    /* nats.c's threads may still report the connection's close (logging its name, which lives
+     * in cfg): they are joined before cfg goes. */
+    nats_CloseAndWait(2000);
     cart_config_cleanup(&cfg);
-    nats_Close();
     if (rc == 0)
         cart_log(CART_LOG_INFO, "cart-gateway stopped", NULL);
     return rc;
