@@ -1,0 +1,24 @@
+/*
+ * request.h: the parsers of what a request carries besides its line (route.h): header values and
+ * the shape of a JSON body. Pure: no I/O, no allocation; server.c applies them to h2o's request.
+ */
+#ifndef GW_REQUEST_H
+#define GW_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define GW_JSON_MAX_DEPTH 16 /* deepest nesting of arrays and objects accepted in a request body */
+
+/* True if the JSON text s[0..len) nests arrays and objects deeper than `max` (brackets inside
+ * strings do not count). Checked before parsing, so that no body makes the parser recurse deeply;
+ * exact for valid JSON, and for invalid JSON up to its first error, which is as far as a parser
+ * reads. */
+bool gw_json_too_deep(const char *s, size_t len, int max);
+
+/* True if v[0..len) is a W3C traceparent: <2 hex>-<32 hex>-<16 hex>-<2 hex> in lower case, a
+ * version without an 'f' digit (ff is invalid), trace id and parent id not all zero. */
+bool gw_traceparent_valid(const char *v, size_t len);
+
+#endif
