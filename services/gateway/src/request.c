@@ -24,6 +24,24 @@ bool gw_json_too_deep(const char *s, size_t len, int max)
     return false;
 }
 
+bool gw_if_match_parse(const char *v, size_t len, int64_t *version)
+{
+    int64_t n = 0;
+
+    /* strtoll would also take blanks, a sign and an out-of-range number (as INT64_MAX). */
+    if (len < 3 || len > 31 || v[0] != '"' || v[len - 1] != '"')
+        return false;
+    for (size_t i = 1; i < len - 1; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return false;
+        if (n > (INT64_MAX - (v[i] - '0')) / 10)
+            return false;
+        n = n * 10 + (v[i] - '0');
+    }
+    *version = n;
+    return true;
+}
+
 bool gw_traceparent_valid(const char *v, size_t len)
 {
     static const char shape[] = "xx-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx-xxxxxxxxxxxxxxxx-xx";

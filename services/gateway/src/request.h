@@ -17,6 +17,12 @@
  * reads. */
 bool gw_json_too_deep(const char *s, size_t len, int max);
 
+/* Parses an If-Match value v[0..len): one strong entity tag holding a cart version (what a cart's
+ * ETag is): '"', decimal digits, '"', at most 31 bytes in all, a number up to INT64_MAX (leading
+ * zeros allowed). True and *version, or false (a sign, a blank, a weak or a list of tags, a number
+ * too big) and *version untouched. */
+bool gw_if_match_parse(const char *v, size_t len, int64_t *version);
+
 /* True if v[0..len) is a W3C traceparent: <2 hex>-<32 hex>-<16 hex>-<2 hex> in lower case, a
  * version without an 'f' digit (ff is invalid), trace id and parent id not all zero. */
 bool gw_traceparent_valid(const char *v, size_t len);

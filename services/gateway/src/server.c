@@ -686,17 +686,7 @@ static int build_event(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t 
     }
     ifmatch = header(req, H2O_TOKEN_IF_MATCH);
     if (ifmatch.base) {
-        char buf[32];
-        char *end;
-        if (ifmatch.len < 3 || ifmatch.len >= sizeof buf || ifmatch.base[0] != '"' ||
-            ifmatch.base[ifmatch.len - 1] != '"') {
-            send_problem(t, req, r->name, started, 400, "invalid-header", "If-Match: expected \"<version>\"");
-            goto out;
-        }
-        memcpy(buf, ifmatch.base + 1, ifmatch.len - 2);
-        buf[ifmatch.len - 2] = '\0';
-        ev->expected_version = strtoll(buf, &end, 10);
-        if (*end != '\0' || buf[0] == '-' || buf[0] == '+') {
+        if (!gw_if_match_parse(ifmatch.base, ifmatch.len, &ev->expected_version)) {
             send_problem(t, req, r->name, started, 400, "invalid-header", "If-Match: expected \"<version>\"");
             goto out;
         }

@@ -51,12 +51,41 @@ START_TEST(test_traceparent)
 }
 END_TEST
 
+static bool if_match(const char *v, int64_t *version)
+{
+    *version = -7;
+    return gw_if_match_parse(v, strlen(v), version);
+}
+
+START_TEST(test_if_match)
+{
+    static const char *const bad[] = {
+        "", "\"", "\"\"", "5", "\"5", "W/\"5\"", "\"5\", \"6\"", "*",
+        /* strtoll took these: a sign after a blank, blanks, and out of range (as INT64_MAX). */
+        "\" -1\"", "\" 5\"", "\"\t5\"", "\"+5\"", "\"-0\"", "\"9223372036854775808\"", "\"99999999999999999999\"",
+        "\"0x10\"", "\"1e3\"", "\"5 \"", "\"000000000000000000000000000001\"", /* 32 bytes */
+    };
+    int64_t v;
+
+    ck_assert(if_match("\"0\"", &v) && v == 0);
+    ck_assert(if_match("\"3\"", &v) && v == 3);
+    ck_assert(if_match("\"0042\"", &v) && v == 42);
+    ck_assert(if_match("\"9223372036854775807\"", &v) && v == INT64_MAX);
+    ck_assert(if_match("\"00000000000000000000000000001\"", &v) && v == 1); /* 31 bytes */
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_msg(!if_match(bad[i], &v), "accepted %s", bad[i]);
+        ck_assert_int_eq(v, -7);
+    }
+}
+END_TEST
+
 static Suite *request_suite(void)
 {
     Suite *s = suite_create("request");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_json_depth);
     tcase_add_test(tc, test_traceparent);
+    tcase_add_test(tc, test_if_match);
     suite_add_tcase(s, tc);
     return s;
 }
