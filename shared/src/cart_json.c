@@ -134,11 +134,18 @@ static bool only_keys(json_t *obj, const char *const *keys, size_t n)
     return true;
 }
 
+/* A time cart_time_format writes back as it is: an offset can take an RFC 3339 text outside
+ * years 0000..9999 ("0000-01-01T00:00:00+01:00"), which would come back clamped. */
 static bool get_time(json_t *obj, const char *key, int64_t *ms)
 {
     json_t *v = json_object_get(obj, key);
+    int64_t t;
 
-    return json_is_string(v) && cart_time_parse(json_string_value(v), json_string_length(v), ms) == CART_OK;
+    if (!json_is_string(v) || cart_time_parse(json_string_value(v), json_string_length(v), &t) != CART_OK ||
+        t < CART_TIME_MIN_MS || t > CART_TIME_MAX_MS)
+        return false;
+    *ms = t;
+    return true;
 }
 
 cart_status cart_state_parse(const char *name, size_t len, cart_state *out)

@@ -16,12 +16,6 @@
 
 #include "cartshard/clock.h"
 
-/* The range of times cart_time_format writes with a four-digit year, so that every decoded
- * occurred_at encodes back to something the decoder accepts:
- * 0000-01-01T00:00:00.000Z .. 9999-12-31T23:59:59.999Z. */
-#define TIME_MIN_MS (-62167219200000LL)
-#define TIME_MAX_MS 253402300799999LL
-
 /* How much of an offending value an error message quotes. */
 #define QUOTE_MAX 64
 
@@ -237,7 +231,7 @@ static cart_status decode_fields(json_t *root, cart_event *ev, char *err, size_t
     if ((v = get_string(root, "occurred_at", "occurred_at", err, errlen)) == NULL)
         return CART_ERR_INVALID;
     if (cart_time_parse(json_string_value(v), json_string_length(v), &ev->occurred_at_ms) != CART_OK ||
-        ev->occurred_at_ms < TIME_MIN_MS || ev->occurred_at_ms > TIME_MAX_MS)
+        ev->occurred_at_ms < CART_TIME_MIN_MS || ev->occurred_at_ms > CART_TIME_MAX_MS)
         return fail(err, errlen, "occurred_at", "expected an RFC 3339 timestamp");
 
     if (ev->type == CART_EV_ITEM_ADDED || ev->type == CART_EV_ITEM_QUANTITY_SET || ev->type == CART_EV_ITEM_REMOVED) {
@@ -325,7 +319,7 @@ static bool encodable(const cart_event *ev)
         return false;
     if (!cart_valid_id(ev->user_id, field_len(ev->user_id, sizeof ev->user_id)))
         return false;
-    if (ev->occurred_at_ms < TIME_MIN_MS || ev->occurred_at_ms > TIME_MAX_MS)
+    if (ev->occurred_at_ms < CART_TIME_MIN_MS || ev->occurred_at_ms > CART_TIME_MAX_MS)
         return false;
     if (is_item_event(ev->type) && !cart_valid_id(ev->sku, field_len(ev->sku, sizeof ev->sku)))
         return false;

@@ -28,6 +28,7 @@
 #include "jwt.h"
 #include "ratelimit.h"
 #include "redis.h"
+#include "request.h"
 #include "route.h"
 
 #define RETRY_AFTER_S "1"
@@ -559,34 +560,6 @@ static bool prefers_async(h2o_req_t *req)
     return false;
 }
 
-#define MAX_JSON_DEPTH 16
-
-/* True if the JSON text nests arrays and objects deeper than MAX_JSON_DEPTH (brackets inside
- * strings do not count). Checked before parsing, so no input makes the parser recurse deeply. */
-static bool too_deep(const char *s, size_t len)
-{
-    int depth = 0;
-    bool in_string = false;
-
-    for (size_t i = 0; i < len; i++) {
-        char ch = s[i];
-        if (in_string) {
-            if (ch == '\\')
-                i++;
-            else if (ch == '"')
-                in_string = false;
-        } else if (ch == '"') {
-            in_string = true;
-        } else if (ch == '{' || ch == '[') {
-            if (++depth > MAX_JSON_DEPTH)
-                return true;
-        } else if (ch == '}' || ch == ']') {
-            depth--;
-        }
-    }
-    return false;
-}
-
 /* Reads the JSON body as an object. On failure answers the request and returns NULL. */
 static json_t *read_body(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started)
 {
@@ -600,7 +573,7 @@ static json_t *read_body(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_
         send_problem(t, req, r->name, started, 415, "unsupported-media-type", "the body must be application/json");
         return NULL;
     }
-    if (too_deep(req->entity.base, req->entity.len)) {
+    if (gw_json_too_deep(req->entity.base, req->entity.len, GW_JSON_MAX_DEPTH)) {
         send_problem(t, req, r->name, started, 400, "malformed-json", "malformed JSON: nested too deeply");
         return NULL;
     }
@@ -713,17 +686,7 @@ static int build_event(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t 
     }
     ifmatch = header(req, H2O_TOKEN_IF_MATCH);
     if (ifmatch.base) {
-        char buf[32];
-        char *end;
-        if (ifmatch.len < 3 || ifmatch.len >= sizeof buf || ifmatch.base[0] != '"' ||
-            ifmatch.base[ifmatch.len - 1] != '"') {
-            send_problem(t, req, r->name, started, 400, "invalid-header", "If-Match: expected \"<version>\"");
-            goto out;
-        }
-        memcpy(buf, ifmatch.base + 1, ifmatch.len - 2);
-        buf[ifmatch.len - 2] = '\0';
-        ev->expected_version = strtoll(buf, &end, 10);
-        if (*end != '\0' || buf[0] == '-' || buf[0] == '+') {
+        if (!gw_if_match_parse(ifmatch.base, ifmatch.len, &ev->expected_version)) {
             send_problem(t, req, r->name, started, 400, "invalid-header", "If-Match: expected \"<version>\"");
             goto out;
         }
@@ -1121,31 +1084,6 @@ static void on_rate_verdict(void *arg, const redisReply *reply)
     free(g);
 }
 
-/* True if v is a W3C traceparent: 00-<32 hex>-<16 hex>-<2 hex>, ids not all zero. */
-static bool is_traceparent(h2o_iovec_t v)
-{
-    static const char shape[] = "xx-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx-xxxxxxxxxxxxxxxx-xx";
-    bool trace_zero = true, span_zero = true;
-
-    if (v.len != sizeof shape - 1 || v.base[0] == 'f' || v.base[1] == 'f')
-        return false;
-    for (size_t i = 0; i < v.len; i++) {
-        char ch = v.base[i];
-        if (shape[i] == '-') {
-            if (ch != '-')
-                return false;
-            continue;
-        }
-        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
-            return false;
-        if (ch != '0' && i >= 3 && i < 35)
-            trace_zero = false;
-        if (ch != '0' && i >= 36 && i < 52)
-            span_zero = false;
-    }
-    return !trace_zero && !span_zero;
-}
-
 /* The request's trace id: the client's traceparent, else its X-Request-Id (1-127 visible ASCII),
  * else a new UUID. */
 static void request_id(h2o_req_t *req, char out[CART_TRACE_MAX + 1])
@@ -1153,7 +1091,7 @@ static void request_id(h2o_req_t *req, char out[CART_TRACE_MAX + 1])
     h2o_iovec_t tp = header_by_name(req, "traceparent");
     h2o_iovec_t rid = header_by_name(req, "x-request-id");
 
-    if (tp.base && is_traceparent(tp)) {
+    if (tp.base && gw_traceparent_valid(tp.base, tp.len)) {
         memcpy(out, tp.base, tp.len);
         out[tp.len] = '\0';
     } else if (rid.base && rid.len <= CART_TRACE_MAX && cart_valid_event_id(rid.base, rid.len)) {

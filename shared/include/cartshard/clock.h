@@ -12,6 +12,12 @@
 /* Size of a buffer that holds any timestamp cart_time_format writes, with its NUL. */
 #define CART_TIME_BUFSZ 32
 
+/* The times cart_time_format writes as they are (four-digit years):
+ * 0000-01-01T00:00:00.000Z .. 9999-12-31T23:59:59.999Z. Outside them it clamps the year, so a
+ * reader that must get back what it parsed checks this range after cart_time_parse. */
+#define CART_TIME_MIN_MS (-62167219200000LL)
+#define CART_TIME_MAX_MS 253402300799999LL
+
 /* Milliseconds since the epoch, from CLOCK_REALTIME. */
 int64_t cart_now_ms(void);
 

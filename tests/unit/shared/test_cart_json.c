@@ -338,6 +338,30 @@ START_TEST(test_from_json_values)
 }
 END_TEST
 
+/* Found by fuzz_cache_entry: an offset took a time outside years 0000..9999, which cart_to_json
+ * wrote back clamped, so the entry did not read back as the same cart. */
+START_TEST(test_from_json_time_range)
+{
+    static const char *const ok[] = {"\"0000-01-01T00:00:00Z\"", "\"0000-01-01T00:00:00-01:00\"",
+                                     "\"9999-12-31T23:59:59.999Z\"", "\"9999-12-31T23:59:59.999+00:01\""};
+    cart c;
+
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char *json = variant_at(-1, "created_at", ok[i]);
+        cart_init(&c, "u1");
+        ck_assert_msg(from_json(&c, json) == CART_OK, "refused: %s", json);
+        ck_assert_int_ge(c.created_at_ms, -62167219200000LL);
+        ck_assert_int_le(c.created_at_ms, 253402300799999LL);
+        cart_cleanup(&c);
+        free(json);
+    }
+    expect_variant_invalid(-1, "created_at", "\"0000-01-01T00:00:00+01:00\"");
+    expect_variant_invalid(-1, "created_at", "\"0000-01-01T00:00:00.5+00:01\"");
+    expect_variant_invalid(-1, "updated_at", "\"9999-12-31T23:59:59.999-00:01\"");
+    expect_variant_invalid(-1, "updated_at", "\"9999-12-31T23:59:60-23:59\"");
+}
+END_TEST
+
 START_TEST(test_from_json_items_order)
 {
     const char *head = "{\"user_id\":\"u1\",\"cart_id\":\"" CID "\",\"status\":\"active\",\"version\":3,\"items\":";
@@ -528,6 +552,7 @@ static Suite *cart_json_suite(void)
     tcase_add_test(tc, test_from_json_missing_and_extra);
     tcase_add_test(tc, test_from_json_wrong_types);
     tcase_add_test(tc, test_from_json_values);
+    tcase_add_test(tc, test_from_json_time_range);
     tcase_add_test(tc, test_from_json_items_order);
     tcase_add_test(tc, test_from_json_malformed);
     tcase_add_test(tc, test_from_json_other_user);

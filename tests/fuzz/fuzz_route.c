@@ -1,0 +1,283 @@
+/*
+ * fuzz_route: what the gateway does with a request before any I/O, through its pure modules:
+ * gw_route_match (method, raw target), the Idempotency-Key (gw_idem_*), the Authorization
+ * header's scheme (gw_jwt_bearer), If-Match and traceparent (request.h), and the JSON body: the
+ * depth check, then jansson as server.c's read_body calls it, then the fields build_event takes.
+ *
+ * Input: '\n'-separated fields: method, request target, Idempotency-Key, Authorization, If-Match,
+ * traceparent, then the body (the rest of the input); a missing field is an absent header.
+ *
+ * Oracles: the route's documented shape (ids valid and taken from the path, Allow and detail set
+ * when they should be), a query string and HEAD change nothing, an accepted Idempotency-Key gives
+ * a valid, repeatable event_id, If-Match gives exactly its digits, the depth check is exact for
+ * valid JSON, and the event of a request the gateway would accept (route, headers and body all
+ * valid) encodes and decodes back: otherwise the gateway would fail on a valid request.
+ *
+ * Building the event from the body stays in server.c (build_event, tied to h2o); the steps below
+ * follow it and must be kept in step with it.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <strings.h>
+
+#include <inttypes.h>
+#include <jansson.h>
+
+#include "fuzz.h"
+#include "idem.h"
+#include "jwt.h"
+#include "request.h"
+#include "route.h"
+
+static void check_same(const gw_route *a, const gw_route *b)
+{
+    FUZZ_CHECK(a->id == b->id);
+    FUZZ_CHECK(strcmp(a->user_id, b->user_id) == 0 && strcmp(a->sku, b->sku) == 0);
+    FUZZ_CHECK(a->allow == b->allow && a->detail == b->detail && a->name == b->name);
+}
+
+/* True if `id` is one whole segment of path[0..len) (between slashes). */
+static int is_segment(const char *path, size_t len, const char *id)
+{
+    size_t n = strlen(id);
+
+    for (size_t i = 1; i + n <= len; i++) {
+        if (path[i - 1] == '/' && memcmp(path + i, id, n) == 0 &&
+            (i + n == len || path[i + n] == '/' || path[i + n] == '?'))
+            return 1;
+    }
+    return 0;
+}
+
+static void route(const char *method, size_t mlen, const char *target, size_t tlen, gw_route *r)
+{
+    const char *q = memchr(target, '?', tlen);
+    gw_route plain;
+
+    gw_route_match(method, mlen, target, tlen, r);
+    FUZZ_CHECK(r->name != NULL);
+    FUZZ_CHECK(r->id >= GW_R_NOT_FOUND && r->id <= GW_R_BAD_ID);
+    FUZZ_CHECK((r->id == GW_R_BAD_METHOD) == (r->allow != NULL));
+    FUZZ_CHECK((r->id == GW_R_BAD_ID) == (r->detail != NULL));
+    FUZZ_CHECK(r->subject[0] == '\0' && r->request_id[0] == '\0');
+    switch (r->id) {
+    case GW_R_SET_ITEM:
+    case GW_R_REMOVE_ITEM:
+        FUZZ_CHECK(cart_valid_id(r->sku, strlen(r->sku)) && is_segment(target, tlen, r->sku));
+        /* fall through */
+    case GW_R_GET_CART:
+    case GW_R_DELETE_CART:
+    case GW_R_ADD_ITEM:
+    case GW_R_CHECKOUT:
+        FUZZ_CHECK(cart_valid_id(r->user_id, strlen(r->user_id)) && is_segment(target, tlen, r->user_id));
+        FUZZ_CHECK(tlen > 10 && memcmp(target, "/v1/carts/", 10) == 0);
+        break;
+    default:
+        FUZZ_CHECK(r->sku[0] == '\0');
+        break;
+    }
+    if (r->id != GW_R_SET_ITEM && r->id != GW_R_REMOVE_ITEM)
+        FUZZ_CHECK(r->sku[0] == '\0');
+
+    /* The query string is ignored. */
+    if (q != NULL) {
+        gw_route_match(method, mlen, target, (size_t)(q - target), &plain);
+        check_same(r, &plain);
+    }
+    /* HEAD is routed like GET. */
+    if (mlen == 4 && memcmp(method, "HEAD", 4) == 0) {
+        gw_route_match("GET", 3, target, tlen, &plain);
+        check_same(r, &plain);
+    }
+}
+
+static void idempotency_key(const char *user_id, const char *key, size_t len)
+{
+    char a[CART_EVENT_ID_MAX + 1], b[CART_EVENT_ID_MAX + 1];
+    int rc = gw_idem_event_id(user_id, key, len, a);
+
+    FUZZ_CHECK((rc == 0) == gw_idem_key_valid(key, len));
+    if (rc != 0) {
+        FUZZ_CHECK(a[0] == '\0');
+        return;
+    }
+    FUZZ_CHECK(strlen(a) == 5 + 64 && strncmp(a, GW_IDEM_PREFIX, 5) == 0);
+    FUZZ_CHECK(cart_valid_event_id(a, strlen(a)));
+    FUZZ_CHECK(gw_idem_event_id(user_id, key, len, b) == 0 && strcmp(a, b) == 0);
+}
+
+static void authorization(const char *value, size_t len)
+{
+    const char *token = NULL;
+    size_t token_len = 0;
+
+    if (!gw_jwt_bearer(value, len, &token, &token_len)) {
+        FUZZ_CHECK(token == NULL && token_len == 0);
+        return;
+    }
+    FUZZ_CHECK(token_len >= 1 && token > value && token + token_len <= value + len);
+    FUZZ_CHECK(memchr(token, ' ', token_len) == NULL && memchr(token, '\t', token_len) == NULL);
+    FUZZ_CHECK(strncasecmp(value, "bearer ", 7) == 0);
+}
+
+/* True if If-Match v[0..len) parses; then the value is what its digits say. */
+static bool if_match(const char *v, size_t len, int64_t *version)
+{
+    char text[32];
+    size_t skip = 1;
+
+    if (!gw_if_match_parse(v, len, version))
+        return false;
+    FUZZ_CHECK(*version >= 0);
+    while (skip + 2 < len && v[skip] == '0')
+        skip++; /* leading zeros, but not the last digit */
+    snprintf(text, sizeof text, "%" PRId64, *version);
+    FUZZ_CHECK(strlen(text) == len - 1 - skip && memcmp(text, v + skip, len - 1 - skip) == 0);
+    return true;
+}
+
+static int depth_of(const json_t *v)
+{
+    int deepest = 0;
+
+    if (json_is_object(v)) {
+        const char *key;
+        json_t *m;
+        json_object_foreach((json_t *)v, key, m)
+        {
+            int d = depth_of(m);
+            deepest = d > deepest ? d : deepest;
+        }
+        return deepest + 1;
+    }
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            int d = depth_of(json_array_get(v, i));
+            deepest = d > deepest ? d : deepest;
+        }
+        return deepest + 1;
+    }
+    return 0;
+}
+
+/* The body as read_body reads it: NULL unless a JSON object of acceptable depth. */
+static json_t *body_object(const char *body, size_t len)
+{
+    bool deep = gw_json_too_deep(body, len, GW_JSON_MAX_DEPTH);
+    json_error_t jerr;
+    json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+
+    if (doc != NULL)
+        FUZZ_CHECK(deep == (depth_of(doc) > GW_JSON_MAX_DEPTH));
+    if (deep || !json_is_object(doc)) {
+        json_decref(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+/* An id field of the body as id_field reads it; false when the gateway would answer 400. */
+static bool body_id(json_t *doc, const char *name, char out[CART_ID_MAX + 1])
+{
+    json_t *v = json_object_get(doc, name);
+
+    if (!json_is_string(v) || !cart_valid_id(json_string_value(v), json_string_length(v)))
+        return false;
+    memcpy(out, json_string_value(v), json_string_length(v) + 1);
+    return true;
+}
+
+/* The event build_event makes of an accepted write, which the gateway then encodes and publishes.
+ * False when the request would be refused; `doc` may be NULL (no valid body). */
+static bool build_event(const gw_route *r, json_t *doc, cart_event *ev)
+{
+    json_t *q;
+
+    switch (r->id) {
+    case GW_R_CREATE_CART:
+        ev->type = CART_EV_CREATED;
+        return doc != NULL && body_id(doc, "user_id", ev->user_id);
+    case GW_R_ADD_ITEM:
+    case GW_R_SET_ITEM:
+        ev->type = r->id == GW_R_ADD_ITEM ? CART_EV_ITEM_ADDED : CART_EV_ITEM_QUANTITY_SET;
+        if (doc == NULL || (r->id == GW_R_ADD_ITEM && !body_id(doc, "sku", ev->sku)))
+            return false;
+        if (r->id == GW_R_SET_ITEM)
+            memcpy(ev->sku, r->sku, sizeof ev->sku);
+        q = json_object_get(doc, "quantity");
+        if (!json_is_integer(q))
+            return false;
+        ev->quantity = json_integer_value(q);
+        /* The gateway's range check, with the largest CART_MAX_QUANTITY there can be. */
+        return ev->quantity >= (r->id == GW_R_ADD_ITEM ? 1 : 0) && ev->quantity <= 1000000;
+    case GW_R_REMOVE_ITEM:
+        ev->type = CART_EV_ITEM_REMOVED;
+        memcpy(ev->sku, r->sku, sizeof ev->sku);
+        return true;
+    case GW_R_DELETE_CART:
+        ev->type = CART_EV_DELETED;
+        return true;
+    case GW_R_CHECKOUT:
+        ev->type = CART_EV_CHECKED_OUT;
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void check_publishable(const cart_event *ev)
+{
+    cart_event back;
+    char *text = NULL;
+    size_t len = 0;
+    char err[128];
+
+    FUZZ_CHECK(cart_event_encode(ev, &text, &len) == CART_OK);
+    FUZZ_CHECK(cart_event_decode(text, len, &back, err, sizeof err) == CART_OK);
+    FUZZ_CHECK(strcmp(back.user_id, ev->user_id) == 0 && strcmp(back.sku, ev->sku) == 0);
+    FUZZ_CHECK(back.type == ev->type && back.quantity == ev->quantity);
+    FUZZ_CHECK(back.has_expected_version == ev->has_expected_version && back.expected_version == ev->expected_version);
+    FUZZ_CHECK(strcmp(back.trace, ev->trace) == 0 && strcmp(back.event_id, ev->event_id) == 0);
+    free(text);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    fuzz_input in = {data, size};
+    const char *method, *target, *key, *auth, *match, *trace;
+    size_t mlen, tlen, klen = 0, alen, match_len = 0, trace_len = 0;
+    bool accepted = true;
+    json_t *doc = NULL;
+    cart_event ev;
+    gw_route r;
+
+    if ((method = fuzz_field(&in, '\n', &mlen)) == NULL || (target = fuzz_field(&in, '\n', &tlen)) == NULL)
+        return 0;
+    route(method, mlen, target, tlen, &r);
+    memset(&ev, 0, sizeof ev);
+    memcpy(ev.user_id, r.user_id, sizeof ev.user_id);
+    ev.occurred_at_ms = 1795341600000LL;
+    strcpy(ev.event_id, "0af76519-16cd-43dd-8448-eb211c80319c");
+    if ((key = fuzz_field(&in, '\n', &klen)) != NULL) {
+        idempotency_key(r.user_id[0] ? r.user_id : "u1", key, klen);
+        accepted = gw_idem_key_valid(key, klen);
+    }
+    if ((auth = fuzz_field(&in, '\n', &alen)) != NULL)
+        authorization(auth, alen);
+    if ((match = fuzz_field(&in, '\n', &match_len)) != NULL) {
+        ev.has_expected_version = true;
+        accepted = accepted && if_match(match, match_len, &ev.expected_version);
+    }
+    if ((trace = fuzz_field(&in, '\n', &trace_len)) != NULL && gw_traceparent_valid(trace, trace_len)) {
+        FUZZ_CHECK(trace_len < sizeof ev.trace);
+        memcpy(ev.trace, trace, trace_len);
+    }
+    if (in.at != NULL)
+        doc = body_object((const char *)in.at, in.left);
+    if (build_event(&r, doc, &ev) && accepted) {
+        if (key != NULL)
+            FUZZ_CHECK(gw_idem_event_id(ev.user_id, key, klen, ev.event_id) == 0);
+        check_publishable(&ev);
+    }
+    json_decref(doc);
+    return 0;
+}
