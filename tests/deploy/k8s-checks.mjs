@@ -485,9 +485,10 @@ export function appContainers(objs) {
 
 /**
  * The shards: every cartshard container gets the same SHARD_DSNS (the partition -> shard map
- * depends on the order), shard i's DSN points at pg-shard-<i>-rw, and that Service exists (dev:
- * a Service selecting a PostgreSQL StatefulSet; prod: the -rw Service of CloudNativePG Cluster
- * pg-shard-<i>). CART_PARTITIONS is the same everywhere and at least the number of shards.
+ * depends on the order), each DSN names a different host, that host is a PostgreSQL of the
+ * render (dev: a Service in front of a PostgreSQL StatefulSet; prod: the -rw Service of a
+ * CloudNativePG Cluster), and passwords come from Secrets. CART_PARTITIONS is the same
+ * everywhere and at least the number of shards.
  */
 export function checkShards(objs) {
   const problems = [];
@@ -509,23 +510,30 @@ export function checkShards(objs) {
   const dsns = values[0].split(",").map((s) => s.trim());
   const partitions = Number([...parts][0] === "(unset: 32)" ? 32 : [...parts][0]);
   if (!(partitions >= dsns.length)) problems.push(`CART_PARTITIONS (${partitions}) is less than the number of shards (${dsns.length})`);
+  const hosts = new Set();
   dsns.forEach((dsn, i) => {
     const host = /(?:^|\s)host=(\S+)/.exec(dsn)?.[1] ?? /^postgres(?:ql)?:\/\/(?:[^@/]*@)?([^:/?]+)/.exec(dsn)?.[1];
-    if (host !== `pg-shard-${i}-rw`) {
-      problems.push(`SHARD_DSNS entry ${i}: host ${host}, expected pg-shard-${i}-rw (shards are in order)`);
+    const pw = /(?:^|\s)password=(\S+)/.exec(dsn)?.[1];
+    if (pw && !pw.startsWith("$(") && !pw.startsWith("<")) problems.push(`SHARD_DSNS entry ${i}: a literal password in a manifest; take it from a Secret`);
+    if (!host) {
+      problems.push(`SHARD_DSNS entry ${i}: no host`);
       return;
     }
-    const cluster = objs.find((o) => o.kind === "Cluster" && o.apiVersion === "postgresql.cnpg.io/v1" && o.metadata.name === `pg-shard-${i}`);
-    const svc = findObj(objs, "Service", host);
+    if (hosts.has(host)) problems.push(`SHARD_DSNS entry ${i}: host ${host} appears twice (two shards on one database)`);
+    hosts.add(host);
+    // CloudNativePG's read-write Service of a Cluster in the render ...
+    const cluster = objs.find((o) => o.kind === "Cluster" && o.apiVersion === "postgresql.cnpg.io/v1" && `${o.metadata.name}-rw` === host);
     if (cluster) return;
+    // ... or a Service of ours in front of a PostgreSQL StatefulSet.
+    const svc = findObj(objs, "Service", host);
     if (!svc) {
-      problems.push(`SHARD_DSNS entry ${i}: host ${host}: no Service and no CloudNativePG Cluster pg-shard-${i} in the render`);
+      problems.push(`SHARD_DSNS entry ${i}: host ${host}: no Service and no CloudNativePG Cluster ${host.replace(/-rw$/, "")} in the render`);
       return;
     }
     const sts = objs.find((o) => o.kind === "StatefulSet" && selects({ matchLabels: svc.spec?.selector || {} }, o.spec?.template?.metadata?.labels));
     if (!sts) problems.push(`Service/${host}: selects no StatefulSet's pods`);
-    const pw = /(?:^|\s)password=(\S+)/.exec(dsn)?.[1];
-    if (pw && !pw.startsWith("$(") && !pw.startsWith("<")) problems.push(`SHARD_DSNS entry ${i}: a literal password in a manifest; take it from a Secret`);
+    else if (!(sts.spec?.template?.spec?.containers || []).some((c) => /(^|\/)postgres(ql)?:/.test(c.image || "")))
+      problems.push(`SHARD_DSNS entry ${i}: ${objId(sts)} behind Service/${host} runs no PostgreSQL image`);
   });
   return problems;
 }

@@ -179,7 +179,7 @@ for (const overlay of OVERLAYS) {
       expectNone(checkReferences(objs, external), "references");
     });
 
-    it("gives every cartshard container the same shards, in order, each one a real PostgreSQL", () => {
+    it("gives every cartshard container the same shards in the same order, each one a PostgreSQL of the render", () => {
       expectNone(checkShards(objs), "shards");
     });
 
@@ -275,7 +275,7 @@ describe("k8s: the checks fail on broken objects", () => {
     expectSome(checkNats(objs), ["StatefulSet/nats: spec.replicas: 1, expected 3", "container migrate: CART_STREAM_REPLICAS is 1, expected 3"]);
   });
 
-  it("the reference and shard policies catch a missing Secret, a $(VAR) used too early and shards out of order", () => {
+  it("the reference and shard policies catch a missing Secret, a $(VAR) used too early, differing or unknown shards", () => {
     const objs = clone(dev).filter((o) => !(o.kind === "Secret" && o.metadata.name.startsWith("pg-shard-1-credentials")));
     expectSome(checkReferences(objs), ["Deployment/cart-gateway: container cart-gateway: env SHARD_1_USER: secretKeyRef pg-shard-1-credentials"]);
 
@@ -292,7 +292,21 @@ describe("k8s: the checks fail on broken objects", () => {
       const e = c.env.find((x) => x.name === "SHARD_DSNS");
       e.value = e3.value;
     }
-    expectSome(checkShards(objs3), ["SHARD_DSNS entry 0: host pg-shard-1-rw, expected pg-shard-0-rw"]);
+    assert.deepEqual(checkShards(objs3), [], "the same order everywhere is consistent, whichever it is");
+    const reversed = e3.value;
+    for (const { c } of appContainers(objs3)) {
+      const e = c.env.find((x) => x.name === "SHARD_DSNS");
+      e.value = `${reversed},host=pg-shard-9-rw password=secret`;
+    }
+    expectSome(checkShards(objs3), [
+      "SHARD_DSNS entry 2: host pg-shard-9-rw: no Service and no CloudNativePG Cluster pg-shard-9",
+      "SHARD_DSNS entry 2: a literal password in a manifest",
+    ]);
+    for (const { c } of appContainers(objs3)) {
+      const e = c.env.find((x) => x.name === "SHARD_DSNS");
+      e.value = `${reversed},${reversed.split(",")[0]}`;
+    }
+    expectSome(checkShards(objs3), ["SHARD_DSNS entry 2: host pg-shard-1-rw appears twice"]);
   });
 
   it("the network policy evaluation sees a missing allow and a needless one", () => {
