@@ -1,0 +1,788 @@
+// The checks of k8s.test.mjs, as plain functions over parsed objects: each returns a list of
+// problems ("<Kind>/<name>: <field>: <what is wrong>"), empty when all is well. Keeping them
+// pure lets the suite feed them deliberately broken objects and watch them fail.
+
+import { execFileSync } from "node:child_process";
+import { accessSync, constants } from "node:fs";
+import { parseAllDocuments } from "yaml";
+
+/* ------------------------------------------------------------------------------------------ */
+/* Rendering                                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Finds a program on PATH; returns its path or null. */
+export function which(name) {
+  for (const dir of (process.env.PATH || "").split(":")) {
+    if (!dir) continue;
+    try {
+      accessSync(`${dir}/${name}`, constants.X_OK);
+      return `${dir}/${name}`;
+    } catch {
+      /* not here */
+    }
+  }
+  return null;
+}
+
+/**
+ * The renderer: $KUBECTL (or kubectl on PATH) with its embedded kustomize, else a standalone
+ * kustomize. Returns {argv, label} or null when there is none.
+ */
+export function findRenderer() {
+  const kubectl = process.env.KUBECTL || which("kubectl");
+  if (kubectl) {
+    let version = "";
+    try {
+      version = execFileSync(kubectl, ["version", "--client"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
+        .split("\n")
+        .slice(0, 2)
+        .join(" ")
+        .trim();
+    } catch {
+      /* old clients print the version differently; the label is only informative */
+    }
+    return { argv: [kubectl, "kustomize"], label: `${kubectl} kustomize (${version})` };
+  }
+  const kustomize = which("kustomize");
+  if (kustomize) return { argv: [kustomize, "build"], label: `${kustomize} build` };
+  return null;
+}
+
+/** Renders one kustomization directory; returns the list of objects. Throws with kustomize's words. */
+export function render(renderer, dir) {
+  let out;
+  try {
+    out = execFileSync(renderer.argv[0], [...renderer.argv.slice(1), dir], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+      timeout: 120000,
+      maxBuffer: 64 * 1024 * 1024,
+    });
+  } catch (e) {
+    throw new Error(`${renderer.label} ${dir} failed: ${(e.stderr || e.message || "").toString().trim()}`);
+  }
+  return parseYamlStream(out, dir);
+}
+
+/** Parses a multi-document YAML text into plain objects (empty documents skipped). */
+export function parseYamlStream(text, where) {
+  const objs = [];
+  for (const doc of parseAllDocuments(text)) {
+    if (doc.errors.length > 0) throw new Error(`${where}: YAML: ${doc.errors[0].message}`);
+    const v = doc.toJS();
+    if (v != null) objs.push(v);
+  }
+  return objs;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Schemas                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/** The module of the model for an apiVersion and kind, or null when no package models it. */
+export function modelModule(apiVersion, kind) {
+  if (apiVersion === "postgresql.cnpg.io/v1") return `@kubernetes-models/cloudnative-pg/postgresql.cnpg.io/v1/${kind}`;
+  if (!/^[A-Za-z0-9.-]+(\/v[0-9a-z]+)?$/.test(apiVersion || "") || !/^[A-Z][A-Za-z0-9]*$/.test(kind || "")) return null;
+  return `kubernetes-models/${apiVersion}/${kind}`; // "v1" (core) and "group/version" alike
+}
+
+/**
+ * Validates one object against the JSON schema of its kind (kubernetes-models, and
+ * @kubernetes-models/cloudnative-pg for the CloudNativePG CRDs); offline, the schemas are
+ * compiled into those packages. Returns problems.
+ */
+export async function validateSchema(obj) {
+  const id = objId(obj);
+  const mod = modelModule(obj.apiVersion, obj.kind);
+  if (!mod) return [`${id}: apiVersion/kind: no schema known for ${obj.apiVersion} ${obj.kind}`];
+  let Model;
+  try {
+    Model = (await import(mod))[obj.kind];
+  } catch {
+    Model = undefined;
+  }
+  if (typeof Model !== "function") return [`${id}: apiVersion/kind: no schema known for ${obj.apiVersion} ${obj.kind}`];
+  try {
+    new Model(obj).validate();
+  } catch (e) {
+    return [`${id}: schema: ${e.message.replace(/\bdata\//g, "").replace(/\n/g, "; ")}`];
+  }
+  return [];
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Helpers                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+export function objId(o) {
+  return `${o?.kind ?? "?"}/${o?.metadata?.name ?? "?"}`;
+}
+
+export const WORKLOAD_KINDS = new Set(["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"]);
+
+/** The pod template of a workload, or null. */
+export function podTemplate(o) {
+  if (o.kind === "CronJob") return o.spec?.jobTemplate?.spec?.template ?? null;
+  if (WORKLOAD_KINDS.has(o.kind)) return o.spec?.template ?? null;
+  return null;
+}
+
+/** Does a label selector (matchLabels / matchExpressions) select these labels? {} selects all. */
+export function selects(selector, labels) {
+  if (selector == null) return false;
+  labels = labels || {};
+  for (const [k, v] of Object.entries(selector.matchLabels || {})) if (labels[k] !== v) return false;
+  for (const e of selector.matchExpressions || []) {
+    const has = Object.prototype.hasOwnProperty.call(labels, e.key);
+    if (e.operator === "In" && !(has && e.values.includes(labels[e.key]))) return false;
+    if (e.operator === "NotIn" && has && e.values.includes(labels[e.key])) return false;
+    if (e.operator === "Exists" && !has) return false;
+    if (e.operator === "DoesNotExist" && has) return false;
+  }
+  return true;
+}
+
+const CPU_RE = /^([0-9.]+)(m?)$/;
+const MEM_RE = /^([0-9.]+)(Ki|Mi|Gi|Ti|k|M|G|T)?$/;
+const MEM_MULT = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, k: 1e3, M: 1e6, G: 1e9, T: 1e12 };
+
+/** A resource quantity as a number (cores or bytes), or NaN. */
+export function quantity(resource, q) {
+  const s = String(q);
+  if (resource === "cpu") {
+    const m = CPU_RE.exec(s);
+    return m ? Number(m[1]) / (m[2] ? 1000 : 1) : NaN;
+  }
+  const m = MEM_RE.exec(s);
+  return m ? Number(m[1]) * (m[2] ? MEM_MULT[m[2]] : 1) : NaN;
+}
+
+export const RECOMMENDED_LABELS = [
+  "app.kubernetes.io/name",
+  "app.kubernetes.io/instance",
+  "app.kubernetes.io/component",
+  "app.kubernetes.io/part-of",
+  "app.kubernetes.io/managed-by",
+];
+
+/* ------------------------------------------------------------------------------------------ */
+/* Policy: labels                                                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Kubernetes recommended labels on every object and every pod template, part-of cartshard. */
+export function checkLabels(objs) {
+  const problems = [];
+  const need = (where, labels, keys) => {
+    for (const k of keys) {
+      if (!labels?.[k]) problems.push(`${where}: labels: missing ${k}`);
+    }
+    if (labels?.["app.kubernetes.io/part-of"] && labels["app.kubernetes.io/part-of"] !== "cartshard")
+      problems.push(`${where}: labels: app.kubernetes.io/part-of is "${labels["app.kubernetes.io/part-of"]}", expected "cartshard"`);
+  };
+  for (const o of objs) {
+    const id = objId(o);
+    need(id, o.metadata?.labels, RECOMMENDED_LABELS);
+    const t = podTemplate(o);
+    if (t) {
+      need(`${id}: spec.template`, t.metadata?.labels, RECOMMENDED_LABELS);
+      if (o.spec?.selector && !selects(o.spec.selector, t.metadata?.labels))
+        problems.push(`${id}: spec.selector does not select the pod template's labels`);
+    }
+    if (o.kind === "Cluster" && o.apiVersion === "postgresql.cnpg.io/v1")
+      need(`${id}: spec.inheritedMetadata`, o.spec?.inheritedMetadata?.labels, RECOMMENDED_LABELS.slice(0, 4));
+  }
+  return problems;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Policy: containers                                                                         */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * Every container: resource requests and limits for cpu and memory (requests <= limits), a
+ * non-root, read-only, no-escalation, no-capability, seccomp-confined security context; and
+ * where it serves (it declares ports) a liveness and a readiness probe. Exempt from probes:
+ * init containers (the API refuses probes on them: they run to completion, like `cart-store
+ * migrate`) and the containers of Jobs and CronJobs (none are rendered today).
+ */
+export function checkContainers(objs) {
+  const problems = [];
+  for (const o of objs) {
+    const t = podTemplate(o);
+    if (!t) continue;
+    const spec = t.spec || {};
+    const id = objId(o);
+    const psc = spec.securityContext || {};
+    const runsToCompletion = o.kind === "Job" || o.kind === "CronJob";
+    if (spec.automountServiceAccountToken !== false)
+      problems.push(`${id}: spec.template.spec.automountServiceAccountToken: must be false (no pod here calls the API)`);
+    if (spec.enableServiceLinks !== false)
+      problems.push(`${id}: spec.template.spec.enableServiceLinks: must be false (service links add *_PORT variables beside the settings)`);
+    const groups = [
+      ["initContainers", spec.initContainers || [], true],
+      ["containers", spec.containers || [], false],
+    ];
+    for (const [field, list, isInit] of groups) {
+      for (const c of list) {
+        const where = `${id}: ${field}[${c.name}]`;
+        // resources
+        for (const kind of ["requests", "limits"]) {
+          for (const r of ["cpu", "memory"]) {
+            const q = c.resources?.[kind]?.[r];
+            if (q == null) problems.push(`${where}.resources.${kind}.${r}: missing`);
+            else if (Number.isNaN(quantity(r, q))) problems.push(`${where}.resources.${kind}.${r}: not a quantity: ${q}`);
+          }
+        }
+        for (const r of ["cpu", "memory"]) {
+          const req = quantity(r, c.resources?.requests?.[r]);
+          const lim = quantity(r, c.resources?.limits?.[r]);
+          if (req > lim) problems.push(`${where}.resources: requests.${r} (${c.resources.requests[r]}) exceeds limits.${r} (${c.resources.limits[r]})`);
+        }
+        // security context: container over pod for the fields both have
+        const sc = c.securityContext || {};
+        const runAsNonRoot = sc.runAsNonRoot ?? psc.runAsNonRoot;
+        const runAsUser = sc.runAsUser ?? psc.runAsUser;
+        const seccomp = sc.seccompProfile ?? psc.seccompProfile;
+        if (runAsNonRoot !== true) problems.push(`${where}.securityContext.runAsNonRoot: must be true`);
+        if (!Number.isInteger(runAsUser) || runAsUser <= 0) problems.push(`${where}.securityContext.runAsUser: must be a non-zero uid, is ${runAsUser}`);
+        if (sc.readOnlyRootFilesystem !== true) problems.push(`${where}.securityContext.readOnlyRootFilesystem: must be true`);
+        if (sc.allowPrivilegeEscalation !== false) problems.push(`${where}.securityContext.allowPrivilegeEscalation: must be false`);
+        if (sc.privileged === true) problems.push(`${where}.securityContext.privileged: must not be true`);
+        if (!(sc.capabilities?.drop || []).includes("ALL")) problems.push(`${where}.securityContext.capabilities.drop: must include ALL`);
+        if ((sc.capabilities?.add || []).length > 0) problems.push(`${where}.securityContext.capabilities.add: must be empty`);
+        if (!["RuntimeDefault", "Localhost"].includes(seccomp?.type)) problems.push(`${where}.securityContext.seccompProfile.type: must be RuntimeDefault`);
+        // probes
+        const serves = (c.ports || []).length > 0;
+        if (isInit) {
+          if (c.livenessProbe || c.readinessProbe || c.startupProbe) {
+            if (c.restartPolicy !== "Always") problems.push(`${where}: an init container cannot have probes`);
+          }
+        } else if (serves && !runsToCompletion) {
+          if (!c.livenessProbe) problems.push(`${where}.livenessProbe: missing (it serves on ports ${c.ports.map((p) => p.containerPort).join(", ")})`);
+          if (!c.readinessProbe) problems.push(`${where}.readinessProbe: missing (it serves on ports ${c.ports.map((p) => p.containerPort).join(", ")})`);
+          for (const p of ["livenessProbe", "readinessProbe", "startupProbe"]) {
+            const port = c[p]?.httpGet?.port ?? c[p]?.tcpSocket?.port;
+            if (port != null && !(c.ports || []).some((cp) => cp.name === port || cp.containerPort === port))
+              problems.push(`${where}.${p}: port ${port} is not one of the container's ports`);
+          }
+        } else if (!serves && !runsToCompletion) {
+          problems.push(`${where}.ports: a long-running container must declare what it serves (its probes check it)`);
+        }
+        // images
+        problems.push(...checkImage(where, c.image));
+      }
+    }
+  }
+  return problems;
+}
+
+/** An image reference with an explicit tag or digest, and not "latest". */
+export function checkImage(where, image) {
+  if (typeof image !== "string" || image === "") return [`${where}.image: missing`];
+  if (/@sha256:[0-9a-f]{64}$/.test(image)) return [];
+  const last = image.split("/").pop();
+  const colon = last.lastIndexOf(":");
+  if (colon < 0) return [`${where}.image: ${image} has no tag (that means latest)`];
+  const tag = last.slice(colon + 1);
+  if (tag === "latest" || tag === "") return [`${where}.image: ${image} uses the tag "${tag}"`];
+  return [];
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Policy: availability                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * Every Deployment and StatefulSet: a PodDisruptionBudget whose selector selects its pods,
+ * topologySpreadConstraints whose labelSelector selects its pods; an HPA target has no fixed
+ * replicas. Every CloudNativePG Cluster: 3 instances, its PDBs on, resources, a spread.
+ */
+export function checkAvailability(objs) {
+  const problems = [];
+  const pdbs = objs.filter((o) => o.kind === "PodDisruptionBudget");
+  const hpas = objs.filter((o) => o.kind === "HorizontalPodAutoscaler");
+  for (const o of objs) {
+    const id = objId(o);
+    if (o.kind === "Deployment" || o.kind === "StatefulSet") {
+      const labels = o.spec?.template?.metadata?.labels || {};
+      const mine = pdbs.filter((p) => selects(p.spec?.selector, labels));
+      if (mine.length === 0) problems.push(`${id}: no PodDisruptionBudget selects its pods`);
+      if (mine.length > 1) problems.push(`${id}: ${mine.length} PodDisruptionBudgets select its pods (${mine.map(objId).join(", ")}): eviction fails`);
+      const tsc = o.spec?.template?.spec?.topologySpreadConstraints || [];
+      if (tsc.length === 0) problems.push(`${id}: spec.template.spec.topologySpreadConstraints: missing`);
+      tsc.forEach((c, i) => {
+        if (!selects(c.labelSelector, labels))
+          problems.push(`${id}: spec.template.spec.topologySpreadConstraints[${i}].labelSelector does not select its own pods`);
+      });
+      const hpa = hpas.find((h) => h.spec?.scaleTargetRef?.kind === o.kind && h.spec?.scaleTargetRef?.name === o.metadata.name);
+      if (hpa && o.spec.replicas != null)
+        problems.push(`${id}: spec.replicas: set although ${objId(hpa)} scales it (every apply would reset the count)`);
+    }
+    if (o.kind === "HorizontalPodAutoscaler") {
+      if (o.apiVersion !== "autoscaling/v2") problems.push(`${id}: apiVersion: ${o.apiVersion}, expected autoscaling/v2`);
+      const ref = o.spec?.scaleTargetRef || {};
+      if (!objs.some((t) => t.kind === ref.kind && t.metadata?.name === ref.name))
+        problems.push(`${id}: spec.scaleTargetRef: ${ref.kind}/${ref.name} is not in the render`);
+      if (!(o.spec?.metrics || []).some((m) => m.type === "Resource" && m.resource?.name === "cpu"))
+        problems.push(`${id}: spec.metrics: no CPU metric`);
+      if (!(o.spec?.minReplicas >= 1 && o.spec?.maxReplicas >= o.spec?.minReplicas))
+        problems.push(`${id}: spec.minReplicas/maxReplicas: ${o.spec?.minReplicas}/${o.spec?.maxReplicas}`);
+    }
+    if (o.kind === "Cluster" && o.apiVersion === "postgresql.cnpg.io/v1") {
+      const s = o.spec || {};
+      if (s.instances !== 3) problems.push(`${id}: spec.instances: ${s.instances}, expected 3`);
+      if (s.enablePDB === false) problems.push(`${id}: spec.enablePDB: must not be false`);
+      for (const kind of ["requests", "limits"])
+        for (const r of ["cpu", "memory"]) if (s.resources?.[kind]?.[r] == null) problems.push(`${id}: spec.resources.${kind}.${r}: missing`);
+      const spread = (s.topologySpreadConstraints || []).length > 0 || s.affinity?.enablePodAntiAffinity === true;
+      if (!spread) problems.push(`${id}: spec.topologySpreadConstraints/affinity: the instances are not spread`);
+      (s.topologySpreadConstraints || []).forEach((c, i) => {
+        if (!selects(c.labelSelector, { "cnpg.io/cluster": o.metadata.name, ...(s.inheritedMetadata?.labels || {}) }))
+          problems.push(`${id}: spec.topologySpreadConstraints[${i}].labelSelector does not select the cluster's pods`);
+      });
+      problems.push(...checkImage(`${id}: spec.imageName`, s.imageName));
+    }
+  }
+  return problems;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Policy: references and configuration                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+function findObj(objs, kind, name) {
+  return objs.find((o) => o.kind === kind && o.metadata?.name === name);
+}
+
+function secretKeys(s) {
+  return new Set([...Object.keys(s?.data || {}), ...Object.keys(s?.stringData || {})]);
+}
+
+function secretValue(s, key) {
+  if (s?.stringData && key in s.stringData) return String(s.stringData[key]);
+  if (s?.data && key in s.data) return Buffer.from(String(s.data[key] ?? ""), "base64").toString("utf8");
+  return undefined;
+}
+
+/**
+ * Every ConfigMap and Secret a pod or a Cluster refers to exists, with the keys asked for:
+ * in the render, or for Secrets in `external` (the Secrets an operator creates by hand,
+ * k8s/overlays/prod/secret.example.yaml). Optional references are exempt.
+ */
+export function checkReferences(objs, external = []) {
+  const problems = [];
+  const secret = (name) => findObj(objs, "Secret", name) || findObj(external, "Secret", name);
+  for (const o of objs) {
+    const id = objId(o);
+    const t = podTemplate(o);
+    if (t) {
+      const spec = t.spec || {};
+      for (const c of [...(spec.initContainers || []), ...(spec.containers || [])]) {
+        const where = `${id}: container ${c.name}`;
+        for (const ef of c.envFrom || []) {
+          if (ef.configMapRef && !ef.configMapRef.optional && !findObj(objs, "ConfigMap", ef.configMapRef.name))
+            problems.push(`${where}: envFrom configMapRef ${ef.configMapRef.name}: no such ConfigMap`);
+          if (ef.secretRef && !ef.secretRef.optional && !secret(ef.secretRef.name))
+            problems.push(`${where}: envFrom secretRef ${ef.secretRef.name}: no such Secret`);
+        }
+        for (const e of c.env || []) {
+          const sk = e.valueFrom?.secretKeyRef;
+          if (sk && !sk.optional) {
+            const s = secret(sk.name);
+            if (!s) problems.push(`${where}: env ${e.name}: secretKeyRef ${sk.name}: no such Secret`);
+            else if (!secretKeys(s).has(sk.key)) problems.push(`${where}: env ${e.name}: secretKeyRef ${sk.name} has no key ${sk.key}`);
+          }
+          const ck = e.valueFrom?.configMapKeyRef;
+          if (ck && !ck.optional) {
+            const cm = findObj(objs, "ConfigMap", ck.name);
+            if (!cm) problems.push(`${where}: env ${e.name}: configMapKeyRef ${ck.name}: no such ConfigMap`);
+            else if (!(ck.key in (cm.data || {}))) problems.push(`${where}: env ${e.name}: configMapKeyRef ${ck.name} has no key ${ck.key}`);
+          }
+        }
+        problems.push(...checkEnvOrder(where, c, objs));
+      }
+      for (const v of spec.volumes || []) {
+        if (v.configMap && !v.configMap.optional && !findObj(objs, "ConfigMap", v.configMap.name))
+          problems.push(`${id}: volume ${v.name}: configMap ${v.configMap.name}: no such ConfigMap`);
+        if (v.secret && !v.secret.optional && !secret(v.secret.secretName))
+          problems.push(`${id}: volume ${v.name}: secret ${v.secret.secretName}: no such Secret`);
+      }
+    }
+    if (o.kind === "Cluster" && o.apiVersion === "postgresql.cnpg.io/v1") {
+      const init = o.spec?.bootstrap?.initdb;
+      if (init?.secret?.name) {
+        const s = secret(init.secret.name);
+        if (!s) problems.push(`${id}: spec.bootstrap.initdb.secret ${init.secret.name}: no such Secret`);
+        else {
+          if (s.type !== "kubernetes.io/basic-auth") problems.push(`${id}: spec.bootstrap.initdb.secret ${init.secret.name}: type must be kubernetes.io/basic-auth`);
+          if (secretValue(s, "username") !== init.owner)
+            problems.push(`${id}: spec.bootstrap.initdb.secret ${init.secret.name}: username must be the owner "${init.owner}"`);
+          if (!secretKeys(s).has("password")) problems.push(`${id}: spec.bootstrap.initdb.secret ${init.secret.name}: no password`);
+        }
+      }
+    }
+  }
+  return problems;
+}
+
+/** $(VAR) in an env value is expanded only from variables defined before it (envFrom, then env above). */
+function checkEnvOrder(where, c, objs) {
+  const problems = [];
+  const known = new Set();
+  for (const ef of c.envFrom || []) {
+    const cm = ef.configMapRef && findObj(objs, "ConfigMap", ef.configMapRef.name);
+    for (const k of Object.keys(cm?.data || {})) known.add((ef.prefix || "") + k);
+  }
+  for (const e of c.env || []) {
+    for (const m of String(e.value ?? "").matchAll(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g)) {
+      if (!known.has(m[1])) problems.push(`${where}: env ${e.name}: refers to $(${m[1]}), which is not defined above it`);
+    }
+    known.add(e.name);
+  }
+  for (const field of ["command", "args"]) {
+    for (const a of c[field] || []) {
+      for (const m of String(a).matchAll(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g)) {
+        if (!known.has(m[1])) problems.push(`${where}: ${field}: refers to $(${m[1]}), which the container does not define`);
+      }
+    }
+  }
+  return problems;
+}
+
+/** A container's environment as Kubernetes builds it (envFrom ConfigMaps, then env values; secrets as "<secret>"). */
+export function effectiveEnv(c, objs) {
+  const env = {};
+  for (const ef of c.envFrom || []) {
+    const cm = ef.configMapRef && findObj(objs, "ConfigMap", ef.configMapRef.name);
+    for (const [k, v] of Object.entries(cm?.data || {})) env[(ef.prefix || "") + k] = String(v);
+  }
+  for (const e of c.env || []) {
+    if (e.value != null) env[e.name] = String(e.value).replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (all, n) => (n in env ? env[n] : all));
+    else if (e.valueFrom?.configMapKeyRef) {
+      const cm = findObj(objs, "ConfigMap", e.valueFrom.configMapKeyRef.name);
+      env[e.name] = String(cm?.data?.[e.valueFrom.configMapKeyRef.key] ?? "");
+    } else env[e.name] = `<${e.name}>`;
+  }
+  return env;
+}
+
+/** Every container of the workloads, with its object: [{o, c, init}]. */
+export function allContainers(objs) {
+  const out = [];
+  for (const o of objs) {
+    const t = podTemplate(o);
+    if (!t) continue;
+    for (const c of t.spec?.initContainers || []) out.push({ o, c, init: true });
+    for (const c of t.spec?.containers || []) out.push({ o, c, init: false });
+  }
+  return out;
+}
+
+/** The cartshard containers: the images cartshard/cart-gateway and cartshard/cart-store. */
+export function appContainers(objs) {
+  return allContainers(objs).filter(({ c }) => /(^|\/)cartshard\/cart-(gateway|store)(:|@|$)/.test(c.image || ""));
+}
+
+/**
+ * The shards: every cartshard container gets the same SHARD_DSNS (the partition -> shard map
+ * depends on the order), each DSN names a different host, that host is a PostgreSQL of the
+ * render (dev: a Service in front of a PostgreSQL StatefulSet; prod: the -rw Service of a
+ * CloudNativePG Cluster), and passwords come from Secrets. CART_PARTITIONS is the same
+ * everywhere and at least the number of shards.
+ */
+export function checkShards(objs) {
+  const problems = [];
+  const apps = appContainers(objs);
+  if (apps.length === 0) return ["no cartshard containers in the render"];
+  const seen = new Map();
+  const parts = new Set();
+  for (const { o, c } of apps) {
+    const e = effectiveEnv(c, objs);
+    const id = `${objId(o)}: container ${c.name}`;
+    if (!e.SHARD_DSNS) problems.push(`${id}: env SHARD_DSNS: missing`);
+    else seen.set(id, e.SHARD_DSNS);
+    parts.add(e.CART_PARTITIONS ?? "(unset: 32)");
+  }
+  const values = [...new Set(seen.values())];
+  if (values.length > 1) problems.push(`SHARD_DSNS differs between containers: ${[...seen].map(([k, v]) => `${k} = ${v}`).join(" | ")}`);
+  if (parts.size > 1) problems.push(`CART_PARTITIONS differs between containers: ${[...parts].join(", ")}`);
+  if (values.length === 0) return problems;
+  const dsns = values[0].split(",").map((s) => s.trim());
+  const partitions = Number([...parts][0] === "(unset: 32)" ? 32 : [...parts][0]);
+  if (!(partitions >= dsns.length)) problems.push(`CART_PARTITIONS (${partitions}) is less than the number of shards (${dsns.length})`);
+  const hosts = new Set();
+  dsns.forEach((dsn, i) => {
+    const host = /(?:^|\s)host=(\S+)/.exec(dsn)?.[1] ?? /^postgres(?:ql)?:\/\/(?:[^@/]*@)?([^:/?]+)/.exec(dsn)?.[1];
+    const pw = /(?:^|\s)password=(\S+)/.exec(dsn)?.[1];
+    if (pw && !pw.startsWith("$(") && !pw.startsWith("<")) problems.push(`SHARD_DSNS entry ${i}: a literal password in a manifest; take it from a Secret`);
+    if (!host) {
+      problems.push(`SHARD_DSNS entry ${i}: no host`);
+      return;
+    }
+    if (hosts.has(host)) problems.push(`SHARD_DSNS entry ${i}: host ${host} appears twice (two shards on one database)`);
+    hosts.add(host);
+    // CloudNativePG's read-write Service of a Cluster in the render ...
+    const cluster = objs.find((o) => o.kind === "Cluster" && o.apiVersion === "postgresql.cnpg.io/v1" && `${o.metadata.name}-rw` === host);
+    if (cluster) return;
+    // ... or a Service of ours in front of a PostgreSQL StatefulSet.
+    const svc = findObj(objs, "Service", host);
+    if (!svc) {
+      problems.push(`SHARD_DSNS entry ${i}: host ${host}: no Service and no CloudNativePG Cluster ${host.replace(/-rw$/, "")} in the render`);
+      return;
+    }
+    const sts = objs.find((o) => o.kind === "StatefulSet" && selects({ matchLabels: svc.spec?.selector || {} }, o.spec?.template?.metadata?.labels));
+    if (!sts) problems.push(`Service/${host}: selects no StatefulSet's pods`);
+    else if (!(sts.spec?.template?.spec?.containers || []).some((c) => /(^|\/)postgres(ql)?:/.test(c.image || "")))
+      problems.push(`SHARD_DSNS entry ${i}: ${objId(sts)} behind Service/${host} runs no PostgreSQL image`);
+  });
+  return problems;
+}
+
+/**
+ * NATS: the StatefulSet has 3 replicas, Parallel pod management and volume claims; its config
+ * enables JetStream with a file store on the volume, sync_interval, and routes to each of the
+ * replicas by the headless Service's names; the image is nats 2.10 or newer. The streams get 3
+ * replicas: the container that runs `cart-store migrate` (it creates them) and every cartshard
+ * container see CART_STREAM_REPLICAS=3, no more than there are servers.
+ */
+export function checkNats(objs) {
+  const problems = [];
+  const sts = findObj(objs, "StatefulSet", "nats");
+  if (!sts) return ["StatefulSet/nats: missing"];
+  const id = objId(sts);
+  const replicas = sts.spec?.replicas;
+  if (replicas !== 3) problems.push(`${id}: spec.replicas: ${replicas}, expected 3`);
+  if (sts.spec?.podManagementPolicy !== "Parallel") problems.push(`${id}: spec.podManagementPolicy: must be Parallel (a JetStream server needs its peers to become healthy)`);
+  const vct = sts.spec?.volumeClaimTemplates || [];
+  if (vct.length === 0) problems.push(`${id}: spec.volumeClaimTemplates: missing (JetStream's file store needs a persistent volume)`);
+  const c = (sts.spec?.template?.spec?.containers || []).find((x) => /(^|\/)nats:/.test(x.image || ""));
+  if (!c) return [...problems, `${id}: no container runs the nats image`];
+  const ver = /:(\d+)\.(\d+)/.exec(c.image);
+  if (!ver || Number(ver[1]) < 2 || (Number(ver[1]) === 2 && Number(ver[2]) < 10)) problems.push(`${id}: container ${c.name}.image: ${c.image}, expected nats 2.10 or newer`);
+  const headless = findObj(objs, "Service", sts.spec?.serviceName);
+  if (!headless) problems.push(`${id}: spec.serviceName: Service ${sts.spec?.serviceName} missing`);
+  else {
+    if (headless.spec?.clusterIP !== "None") problems.push(`Service/${headless.metadata.name}: spec.clusterIP: must be None (headless: stable names for the routes)`);
+    if (headless.spec?.publishNotReadyAddresses !== true) problems.push(`Service/${headless.metadata.name}: spec.publishNotReadyAddresses: must be true (routes before readiness)`);
+  }
+  const confVol = (sts.spec?.template?.spec?.volumes || []).find((v) => v.configMap);
+  const cm = confVol && findObj(objs, "ConfigMap", confVol.configMap.name);
+  const text = cm && Object.values(cm.data || {}).join("\n");
+  if (!text) problems.push(`${id}: no ConfigMap volume with the server configuration`);
+  else {
+    const conf = text.replace(/#.*$/gm, "");
+    const js = /jetstream\s*\{([^}]*)\}/.exec(conf)?.[1];
+    if (js == null) problems.push(`ConfigMap/${cm.metadata.name}: no jetstream block`);
+    else {
+      const storeDir = /store_dir:\s*"?([^\s"]+)/.exec(js)?.[1];
+      const mounts = (c.volumeMounts || []).filter((m) => vct.some((v) => v.metadata?.name === m.name)).map((m) => m.mountPath);
+      if (!storeDir || !mounts.some((m) => storeDir === m || storeDir.startsWith(m.replace(/\/?$/, "/"))))
+        problems.push(`ConfigMap/${cm.metadata.name}: jetstream.store_dir ${storeDir} is not on the claimed volume (${mounts.join(", ") || "none mounted"})`);
+      if (!/sync_interval\s*:/.test(js)) problems.push(`ConfigMap/${cm.metadata.name}: jetstream.sync_interval: not set`);
+    }
+    const routes = /routes\s*[:=]?\s*\[([^\]]*)\]/.exec(conf)?.[1];
+    const names = routes ? [...routes.matchAll(/nats:\/\/([^:\s,]+):6222/g)].map((m) => m[1]) : [];
+    for (let i = 0; i < (replicas || 0); i++) {
+      const want = `${sts.metadata.name}-${i}.${sts.spec.serviceName}`;
+      if (!names.includes(want)) problems.push(`ConfigMap/${cm.metadata.name}: cluster.routes: no route to ${want}:6222`);
+    }
+    if (!/server_name\s*:/.test(conf)) problems.push(`ConfigMap/${cm.metadata.name}: server_name: not set (JetStream clustering needs unique names)`);
+  }
+  const apps = appContainers(objs);
+  const migrators = apps.filter(({ c: x }) => [...(x.command || []), ...(x.args || [])].includes("migrate"));
+  if (migrators.length === 0) problems.push("no container runs `cart-store migrate` (it creates the streams)");
+  for (const { o, c: x } of apps) {
+    const r = effectiveEnv(x, objs).CART_STREAM_REPLICAS;
+    if (r !== "3") problems.push(`${objId(o)}: container ${x.name}: CART_STREAM_REPLICAS is ${r ?? "unset (1)"}, expected 3`);
+    else if (Number(r) > (replicas || 0)) problems.push(`${objId(o)}: container ${x.name}: CART_STREAM_REPLICAS ${r} exceeds the ${replicas} NATS servers`);
+  }
+  return problems;
+}
+
+/** Secrets that ship with the repository hold placeholders only. */
+export function checkSecretsFake(secrets, markers) {
+  const problems = [];
+  for (const s of secrets.filter((o) => o.kind === "Secret")) {
+    for (const k of secretKeys(s)) {
+      const v = secretValue(s, k);
+      if (k === "username") continue;
+      if (v !== "" && !markers.some((m) => v.includes(m)))
+        problems.push(`${objId(s)}: key ${k}: does not look like a placeholder (expected one of: ${markers.join(", ")})`);
+    }
+  }
+  return problems;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* NetworkPolicy evaluation                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * The pods an overlay makes: one entry per workload template and per CloudNativePG Cluster
+ * (its pods carry cnpg.io/cluster, cnpg.io/podRole and the inherited labels).
+ * Each: {id, ns, nsLabels, labels, ports: {name: number}}.
+ */
+export function podsOf(objs) {
+  const nsLabels = {};
+  for (const n of objs.filter((o) => o.kind === "Namespace")) nsLabels[n.metadata.name] = { "kubernetes.io/metadata.name": n.metadata.name, ...(n.metadata.labels || {}) };
+  const labelsOfNs = (ns) => nsLabels[ns] || { "kubernetes.io/metadata.name": ns };
+  const pods = [];
+  for (const o of objs) {
+    const t = podTemplate(o);
+    const ns = o.metadata?.namespace || "default";
+    if (t) {
+      const ports = {};
+      for (const c of t.spec?.containers || []) for (const p of c.ports || []) if (p.name) ports[p.name] = p.containerPort;
+      pods.push({ id: objId(o), ns, nsLabels: labelsOfNs(ns), labels: t.metadata?.labels || {}, ports });
+    }
+    if (o.kind === "Cluster" && o.apiVersion === "postgresql.cnpg.io/v1") {
+      pods.push({
+        id: objId(o),
+        ns,
+        nsLabels: labelsOfNs(ns),
+        labels: { ...(o.spec?.inheritedMetadata?.labels || {}), "cnpg.io/cluster": o.metadata.name, "cnpg.io/podRole": "instance" },
+        ports: { postgresql: 5432, metrics: 9187, status: 8000 },
+      });
+    }
+  }
+  return pods;
+}
+
+function policyTypes(p) {
+  if (p.spec?.policyTypes) return p.spec.policyTypes;
+  return p.spec?.egress ? ["Ingress", "Egress"] : ["Ingress"];
+}
+
+function ipInCidr(ip, cidr) {
+  const toInt = (s) => s.split(".").reduce((a, b) => a * 256 + Number(b), 0);
+  const [net, bits] = cidr.split("/");
+  if (!ip || !/^\d+\.\d+\.\d+\.\d+$/.test(ip) || !/^\d+\.\d+\.\d+\.\d+$/.test(net)) return false;
+  const size = 2 ** (32 - Number(bits));
+  return Math.floor(toInt(ip) / size) === Math.floor(toInt(net) / size);
+}
+
+function peerMatches(peer, policyNs, ep) {
+  if (peer.ipBlock) {
+    if (!ep.ip || !ipInCidr(ep.ip, peer.ipBlock.cidr)) return false;
+    return !(peer.ipBlock.except || []).some((c) => ipInCidr(ep.ip, c));
+  }
+  if (!ep.ns) return false; // an address outside the cluster matches only ipBlocks
+  if (peer.namespaceSelector) {
+    if (!selects(peer.namespaceSelector, ep.nsLabels)) return false;
+  } else if (ep.ns !== policyNs) return false;
+  if (peer.podSelector) return selects(peer.podSelector, ep.labels);
+  return true;
+}
+
+function portMatches(rulePorts, port, proto, ep) {
+  if (!rulePorts || rulePorts.length === 0) return true;
+  return rulePorts.some((p) => {
+    if ((p.protocol || "TCP") !== proto) return false;
+    if (p.port == null) return true;
+    const n = typeof p.port === "string" ? ep.ports?.[p.port] : p.port;
+    if (n == null) return false;
+    return port >= n && port <= (p.endPort ?? n);
+  });
+}
+
+/** Is this direction allowed by the policies that select `self` (no policy of that type: allowed)? */
+function sideAllows(policies, self, other, port, proto, type, portOwner) {
+  if (!self.ns) return true; // outside the cluster: not ours to police
+  const mine = policies.filter((p) => (p.metadata?.namespace || "default") === self.ns && selects(p.spec?.podSelector, self.labels) && policyTypes(p).includes(type));
+  if (mine.length === 0) return true;
+  const key = type === "Ingress" ? "ingress" : "egress";
+  const peerKey = type === "Ingress" ? "from" : "to";
+  return mine.some((p) =>
+    (p.spec?.[key] || []).some((r) => {
+      const peers = r[peerKey];
+      const peerOk = !peers || peers.length === 0 || peers.some((peer) => peerMatches(peer, p.metadata?.namespace || "default", other));
+      return peerOk && portMatches(r.ports, port, proto, portOwner);
+    }),
+  );
+}
+
+/** May `src` open a connection to `dst` on port/proto, given every NetworkPolicy? */
+export function flowAllowed(policies, src, dst, port, proto = "TCP") {
+  return sideAllows(policies, src, dst, port, proto, "Egress", dst) && sideAllows(policies, dst, src, port, proto, "Ingress", dst);
+}
+
+/** Endpoints outside the namespace that the flows name. */
+export const OUTSIDE = {
+  internet: { id: "a client on the internet", ip: "203.0.113.7" },
+  apiServer: { id: "the Kubernetes API server", ip: "10.96.0.1" },
+  dns: { id: "kube-dns", ns: "kube-system", nsLabels: { "kubernetes.io/metadata.name": "kube-system" }, labels: { "k8s-app": "kube-dns" }, ports: {} },
+  prometheus: { id: "Prometheus (namespace monitoring)", ns: "monitoring", nsLabels: { "kubernetes.io/metadata.name": "monitoring" }, labels: { "app.kubernetes.io/name": "prometheus" }, ports: {} },
+  cnpgOperator: { id: "the CloudNativePG operator", ns: "cnpg-system", nsLabels: { "kubernetes.io/metadata.name": "cnpg-system" }, labels: { "app.kubernetes.io/name": "cloudnative-pg" }, ports: {} },
+};
+
+/**
+ * NetworkPolicies: a default deny of both directions for the whole namespace, every pod selected
+ * by a policy of its own, and exactly the flows cartshard needs: the ones in `allowed` pass,
+ * the ones in `denied` are refused.
+ */
+export function checkNetworkPolicies(objs) {
+  const problems = [];
+  const policies = objs.filter((o) => o.kind === "NetworkPolicy");
+  const pods = podsOf(objs);
+  const deny = policies.find((p) => Object.keys(p.spec?.podSelector || { x: 1 }).length === 0 && !(p.spec?.ingress || []).length && !(p.spec?.egress || []).length);
+  if (!deny) problems.push("NetworkPolicy: no default deny (podSelector {} without rules)");
+  else if (!["Ingress", "Egress"].every((t) => policyTypes(deny).includes(t))) problems.push(`${objId(deny)}: spec.policyTypes: must deny both Ingress and Egress`);
+  for (const pod of pods) {
+    const own = policies.filter((p) => p !== deny && Object.keys(p.spec?.podSelector || {}).length > 0 && selects(p.spec.podSelector, pod.labels));
+    if (own.length === 0) problems.push(`${pod.id}: no NetworkPolicy of its own selects its pods (only the namespace-wide ones)`);
+  }
+  const by = (pred) => pods.filter((p) => pred(p.labels));
+  const name = (n) => (l) => l["app.kubernetes.io/name"] === n;
+  const gw = by(name("cart-gateway"));
+  const store = by(name("cart-store"));
+  const nats = by(name("nats"));
+  const redis = by(name("redis"));
+  const pg = by(name("postgresql"));
+  const cnpg = by((l) => "cnpg.io/cluster" in l);
+  for (const [what, list] of [["cart-gateway", gw], ["cart-store", store], ["nats", nats], ["redis", redis], ["postgresql", pg]])
+    if (list.length === 0) problems.push(`no ${what} pods in the render`);
+  const want = [];
+  const refuse = [];
+  for (const p of pods) {
+    want.push([p, OUTSIDE.dns, 53, "UDP"], [p, OUTSIDE.dns, 53, "TCP"]);
+    if (!cnpg.includes(p)) refuse.push([p, OUTSIDE.internet, 443, "TCP"]);
+  }
+  for (const g of gw) want.push([OUTSIDE.internet, g, 8080]);
+  for (const s of [...gw, ...store]) {
+    for (const n of nats) want.push([s, n, 4222]);
+    for (const r of redis) want.push([s, r, 6379]);
+    for (const d of pg) want.push([s, d, 5432]);
+  }
+  for (const a of nats) for (const b of nats) want.push([a, b, 6222]);
+  for (const s of store) want.push([OUTSIDE.prometheus, s, 9101]);
+  for (const n of nats) want.push([OUTSIDE.prometheus, n, 8222]);
+  for (const a of cnpg) {
+    for (const b of cnpg) want.push([a, b, 5432], [a, b, 8000]);
+    want.push([OUTSIDE.cnpgOperator, a, 8000], [a, OUTSIDE.apiServer, 443]);
+  }
+  for (const n of nats) refuse.push([OUTSIDE.internet, n, 4222], [OUTSIDE.internet, n, 8222]);
+  for (const r of redis) refuse.push([OUTSIDE.internet, r, 6379]);
+  for (const d of pg) refuse.push([OUTSIDE.internet, d, 5432]);
+  for (const s of store) refuse.push([OUTSIDE.internet, s, 9101]);
+  for (const g of gw) for (const n of nats) refuse.push([g, n, 6222]);
+  for (const s of store) for (const g of gw) refuse.push([s, g, 8080]);
+  for (const r of redis) for (const d of pg) refuse.push([r, d, 5432]);
+  for (const n of nats) for (const d of pg) refuse.push([n, d, 5432]);
+  for (const d of pg) for (const n of nats) refuse.push([d, n, 4222]);
+  // Only the CloudNativePG instances talk to the API server; nothing else leaves the cluster.
+  for (const p of pods) if (!cnpg.includes(p)) refuse.push([p, OUTSIDE.apiServer, 443]);
+  const seen = new Set();
+  for (const [src, dst, port, proto = "TCP"] of want) {
+    const key = `${src.id} -> ${dst.id}:${port}/${proto}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    if (!flowAllowed(policies, src, dst, port, proto)) problems.push(`NetworkPolicy: ${key} is needed but not allowed`);
+  }
+  for (const [src, dst, port, proto = "TCP"] of refuse) {
+    const key = `${src.id} -> ${dst.id}:${port}/${proto}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    if (flowAllowed(policies, src, dst, port, proto)) problems.push(`NetworkPolicy: ${key} is allowed but nothing needs it`);
+  }
+  return problems;
+}
