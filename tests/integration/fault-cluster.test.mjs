@@ -279,9 +279,12 @@ describe('fault 5: a three-node NATS cluster with R3 streams, the CARTS leader k
     // --- one gateway, two workers
     own.gateway = await startGateway({ ...env, GATEWAY_THREADS: '2' });
     own.workers.push(await startWorker(`r3-cs-1-${tag}`, env), await startWorker(`r3-cs-2-${tag}`, env));
-    await waitFor('the two workers to own every partition', async () => (await ownedPartitions()) === CART_PARTITIONS, {
+    let owned = 0;
+    await waitFor('the two workers to own every partition', async () => (owned = await ownedPartitions()) === CART_PARTITIONS, {
       timeoutMs: 15_000,
       intervalMs: 200,
+    }).catch((err) => {
+      throw new Error(`${err.message}: ${owned} owned\n${own.workers.map((w) => w.log()).join('\n')}`);
     });
     t.diagnostic(`set up in ${Date.now() - began} ms (meta leader ${metaLeader}, CARTS leader ${before.cluster.leader})`);
 
