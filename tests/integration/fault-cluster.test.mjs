@@ -40,6 +40,7 @@ import {
   startProcess,
   stopProcess,
   waitFor,
+  workersMetric,
 } from './lib.mjs';
 import { Workload } from './model.mjs';
 
@@ -358,6 +359,14 @@ describe('fault 5: a three-node NATS cluster with R3 streams, the CARTS leader k
         return mine && mine.state.last_seq >= lastSeq;
       },
       { timeoutMs: 10_000, intervalMs: 200 },
+    );
+
+    // The stack's own workers, on other databases of the same PostgreSQL servers, did not count
+    // this deployment's workers as members of their group: they still own all their partitions.
+    assert.equal(
+      await workersMetric('cartshard_partitions_owned'),
+      CART_PARTITIONS,
+      "the stack's workers own every partition (group members are counted per database)",
     );
 
     const figures = {
