@@ -32,15 +32,27 @@ export class Workload {
    * users: how many clients (one user each); ops: operations per user; pauseMs: pause between a
    * user's operations; retries: how often a 503 or a lost answer is retried with the same key;
    * gateways: a function returning the gateway URL to use for the next request (default the
-   * stack's); asyncEvery: every n-th operation asks for Prefer: respond-async (0: never).
+   * stack's); asyncEvery: every n-th operation asks for Prefer: respond-async (0: never);
+   * queryShards: runs one query on every shard of the deployment under test and resolves to the
+   * row arrays in shard order (default lib's queryAllShards, the stack's shards).
    */
-  constructor({ users = 20, ops = 20, pauseMs = 50, retries = 2, gateways = () => GATEWAY_URL, asyncEvery = 5, prefix = 'fault' } = {}) {
+  constructor({
+    users = 20,
+    ops = 20,
+    pauseMs = 50,
+    retries = 2,
+    gateways = () => GATEWAY_URL,
+    asyncEvery = 5,
+    prefix = 'fault',
+    queryShards = queryAllShards,
+  } = {}) {
     this.users = Array.from({ length: users }, () => uniqueUser(prefix));
     this.opsPerUser = ops;
     this.pauseMs = pauseMs;
     this.retries = retries;
     this.gateways = gateways;
     this.asyncEvery = asyncEvery;
+    this.queryShards = queryShards;
     this.log = new Map(this.users.map((u) => [u, []]));
     this.answered = 0;
     this.tally = { ok: 0, uncertain: 0, refused: 0, retries: 0, statuses: {} };
@@ -127,7 +139,7 @@ export class Workload {
   /** processed_events rows of this workload's users, by user. */
   async applied() {
     const rows = (
-      await queryAllShards(
+      await this.queryShards(
         'SELECT user_id, event_id, http_status, cart_version::int AS version FROM processed_events WHERE user_id = ANY($1)',
         [this.users],
       )
@@ -203,7 +215,7 @@ export class Workload {
       const expected = [];
       if (adds > 0) expected.push({ sku: 'C', quantity: adds });
       if (sets.length > 0) expected.push({ sku: 'S', quantity: sets.at(-1).value });
-      const cart = await queryAllShards(
+      const cart = await this.queryShards(
         `SELECT c.version::int AS version, coalesce(json_agg(json_build_object('sku', i.sku, 'quantity', i.quantity) ORDER BY i.sku)
            FILTER (WHERE i.sku IS NOT NULL), '[]') AS items
          FROM carts c LEFT JOIN cart_items i ON i.cart_id = c.cart_id

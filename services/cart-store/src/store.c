@@ -62,8 +62,11 @@ static const struct stmt {
     {"outbox_list",
      "SELECT id, subject, msg_id, payload FROM outbox WHERE partition = ANY($1::int[]) ORDER BY id LIMIT 500", 1},
     {"count_locks",
+     /* pg_locks lists the locks of every database of the server: only this database's members
+      * count (another deployment on the same server has a group of its own). */
      "SELECT count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::int::oid"
-     " AND objsubid = 2 AND granted",
+     " AND objsubid = 2 AND granted"
+     " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
      1},
 };
 

@@ -42,6 +42,40 @@ static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus
         listener_fn(CART_BUS_ASYNC_ERROR, err, listener_ud);
 }
 
+/*
+ * Gives nats.c every server of NATS_URL ("url1,url2,..."). natsOptions_SetURL takes one URL only:
+ * handed the whole list it parses garbage (the port of the first entry runs into the comma) and,
+ * with retry-on-failed-connect, never connects, so a clustered NATS_URL has to be split here into
+ * natsOptions_SetServers. Blanks around an entry are dropped; the config loader checked the rest.
+ */
+static natsStatus set_servers(natsOptions *opts, const char *list)
+{
+    char *copy = strdup(list), *save = NULL;
+    const char **urls = NULL;
+    int n = 0, cap = 1;
+    natsStatus s = NATS_NO_MEMORY;
+
+    for (const char *c = list; *c; c++)
+        cap += *c == ',';
+    urls = calloc((size_t)cap, sizeof *urls);
+    if (copy == NULL || urls == NULL)
+        goto out;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *end = tok + strlen(tok);
+        while (*tok == ' ' || *tok == '\t')
+            tok++;
+        while (end > tok && (end[-1] == ' ' || end[-1] == '\t'))
+            *--end = '\0';
+        if (*tok != '\0' && n < cap)
+            urls[n++] = tok;
+    }
+    s = n == 1 ? natsOptions_SetURL(opts, urls[0]) : natsOptions_SetServers(opts, urls, n);
+out:
+    free(urls);
+    free(copy);
+    return s;
+}
+
 cart_status cart_bus_connect(const cart_config *cfg, const char *client_name, natsConnection **nc, char *err,
                              size_t errlen)
 {
@@ -52,7 +86,7 @@ cart_status cart_bus_connect(const cart_config *cfg, const char *client_name, na
 
     s = natsOptions_Create(&opts);
     if (s == NATS_OK)
-        s = natsOptions_SetURL(opts, cfg->nats_url);
+        s = set_servers(opts, cfg->nats_url);
     if (s == NATS_OK)
         s = natsOptions_SetName(opts, client_name);
     if (s == NATS_OK)

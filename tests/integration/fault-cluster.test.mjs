@@ -1,0 +1,383 @@
+// The fault suite's scenario 5 (issue 5): a three-node NATS cluster on loopback with the streams
+// replicated (CART_STREAM_REPLICAS=3), and the node that leads stream CARTS killed with SIGKILL
+// mid-load, then restarted on the same store directory.
+//
+// It builds a deployment of its own beside the test stack, so that nothing collides with it:
+// three clustered nats-server processes on free ports (a config file and a store directory each
+// in a temp dir), two new databases (one on each of the stack's PostgreSQL servers), another
+// Redis database number on the stack's Redis, `cart-store migrate`, one gateway and two workers.
+// Then the client model (model.mjs) runs against that gateway and is checked against those
+// databases: every 2xx applied exactly once, nothing refused applied, each user's changes in
+// order, final carts as the model says, reads equal to the shards. Writes may be refused with 503
+// while the stream elects a new leader; a 2xx that is later lost fails the test. Afterwards the
+// stream must still be R3 with a leader and the restarted node must have caught up.
+//
+// Needs STACK_DIR, CARTSHARD_DEV and CARTSHARD_STACK (scripts/dev test sets them).
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, test } from 'node:test';
+
+import { connect as natsConnect } from 'nats';
+import pg from 'pg';
+
+import {
+  CART_PARTITIONS,
+  REDIS_URL,
+  SHARD_DSNS,
+  STACK_CONTROL,
+  STORE_BIN,
+  closeAll,
+  freePort,
+  http,
+  metricValue,
+  sleep,
+  startGateway,
+  startProcess,
+  stopProcess,
+  waitFor,
+  workersMetric,
+} from './lib.mjs';
+import { Workload } from './model.mjs';
+
+const OPTS = {
+  timeout: 90_000,
+  skip: STACK_CONTROL ? false : 'needs STACK_DIR and CARTSHARD_DEV (scripts/dev test sets them)',
+};
+// Debian installs nats-server in /usr/sbin, which a non-root PATH may lack.
+const PATH_ENV = `${process.env.PATH ?? ''}:/usr/sbin:/usr/local/sbin`;
+const NATS_SERVER_BIN = process.env.NATS_SERVER_BIN ?? 'nats-server';
+
+// Everything this suite starts or creates, for after().
+const own = {
+  tmp: null,
+  nodes: [], // { name, port, monitor, cluster, dir, conf, child }
+  gateway: null,
+  workers: [],
+  nc: null,
+  pools: [],
+  dbs: [], // { admin: dsn of the server's postgres database, name }
+};
+
+/** `dsn` with its database replaced by `db`. */
+function withDatabase(dsn, db) {
+  const u = new URL(dsn);
+  u.pathname = `/${db}`;
+  return u.toString();
+}
+
+/** Runs one statement on the server's `postgres` database (a short-lived connection). */
+async function adminQuery(adminDsn, sql) {
+  const c = new pg.Client({ connectionString: adminDsn, connectionTimeoutMillis: 8000 });
+  c.on('error', () => {});
+  await c.connect();
+  try {
+    return (await c.query(sql)).rows;
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+/** One query on every database of this deployment, in shard order (Workload's queryShards). */
+function queryOwnShards(sql, params = []) {
+  return Promise.all(own.pools.map(async (p) => (await p.query({ text: sql, values: params, query_timeout: 8000 })).rows));
+}
+
+/** Starts (or restarts, same config and store) nats-server node `node`. */
+function startNode(node) {
+  node.child = startProcess(NATS_SERVER_BIN, ['-c', node.conf], { PATH: PATH_ENV });
+  return node.child;
+}
+
+function writeNodeConfig(node, peers, clusterName) {
+  const routes = peers.filter((p) => p !== node).map((p) => `"nats://127.0.0.1:${p.cluster}"`);
+  writeFileSync(
+    node.conf,
+    [
+      `server_name: "${node.name}"`,
+      `listen: "127.0.0.1:${node.port}"`,
+      `http: "127.0.0.1:${node.monitor}"`,
+      `jetstream { store_dir: "${node.dir}" }`,
+      `cluster {`,
+      `  name: "${clusterName}"`,
+      `  listen: "127.0.0.1:${node.cluster}"`,
+      `  routes: [${routes.join(', ')}]`,
+      `}`,
+      '',
+    ].join('\n'),
+  );
+}
+
+/** The /jsz of a node (null when it does not answer). */
+async function jsz(node, query = '') {
+  const r = await http('GET', `http://127.0.0.1:${node.monitor}/jsz${query}`, { timeoutMs: 1000 }).catch(() => null);
+  return r?.status === 200 ? JSON.parse(r.text) : null;
+}
+
+/** Waits until every node of the cluster agrees on a JetStream meta leader among 3 peers. */
+async function waitMetaLeader(nodes, timeoutMs = 20_000) {
+  return waitFor(
+    'the JetStream meta leader of the three-node cluster',
+    async () => {
+      const all = await Promise.all(nodes.map((n) => jsz(n)));
+      const leaders = new Set(all.map((j) => j?.meta_cluster?.leader ?? ''));
+      const sized = all.every((j) => j?.meta_cluster?.cluster_size === 3);
+      return sized && leaders.size === 1 && !leaders.has('') ? [...leaders][0] : null;
+    },
+    { timeoutMs, intervalMs: 200 },
+  );
+}
+
+/** Stream CARTS as the cluster reports it (retried while a leader is being elected). */
+async function streamInfo(what, ok = (si) => Boolean(si.cluster?.leader), timeoutMs = 20_000) {
+  let last = null;
+  return waitFor(
+    what,
+    async () => {
+      try {
+        const jsm = await own.nc.jetstreamManager({ timeout: 2000, checkAPI: false });
+        last = await jsm.streams.info('CARTS');
+      } catch (err) {
+        last = { error: err.message };
+        return null;
+      }
+      return ok(last) ? last : null;
+    },
+    { timeoutMs, intervalMs: 200 },
+  ).catch((err) => {
+    throw new Error(`${err.message}; last stream info: ${JSON.stringify(last?.cluster ?? last)}`);
+  });
+}
+
+/** A worker of this deployment on a free admin port, ready. */
+async function startWorker(name, env) {
+  const port = await freePort();
+  const child = startProcess(STORE_BIN, [], {
+    ...env,
+    CART_STORE_ADMIN_HOST: '127.0.0.1',
+    CART_STORE_ADMIN_PORT: String(port),
+    CART_STORE_ID: name,
+  });
+  child.admin = `http://127.0.0.1:${port}`;
+  await waitFor(`${name} to be ready (${child.log()})`, async () => {
+    assert.equal(child.exitCode, null, `${name} exited: ${child.log()}`);
+    return (await http('GET', `${child.admin}/readyz`, { timeoutMs: 500 }).catch(() => ({}))).status === 200;
+  }, { timeoutMs: 15_000 });
+  return child;
+}
+
+/** Partitions owned by this deployment's workers, summed. */
+async function ownedPartitions() {
+  const texts = await Promise.all(own.workers.map((w) => http('GET', `${w.admin}/metrics`, { timeoutMs: 1000 }).catch(() => ({ text: '' }))));
+  return texts.reduce((n, r) => n + (metricValue(r.text ?? '', 'cartshard_partitions_owned') || 0), 0);
+}
+
+/** Stops `child` with SIGTERM, SIGKILL after `graceMs`. */
+async function stopBounded(child, graceMs = 5000) {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await stopProcess(child, 'SIGTERM');
+  clearTimeout(timer);
+}
+
+after(async () => {
+  const steps = [
+    ...[own.gateway, ...own.workers].map((c) => () => stopBounded(c)),
+    ...own.nodes.map((n) => () => stopBounded(n.child)),
+    () => own.nc?.close(),
+    ...own.pools.map((p) => () => p.end()),
+    // WITH (FORCE) terminates whatever is still connected to the database first.
+    ...own.dbs.map((d) => () => adminQuery(d.admin, `DROP DATABASE IF EXISTS "${d.name}" WITH (FORCE)`)),
+    () => own.tmp && rmSync(own.tmp, { recursive: true, force: true }),
+    closeAll,
+  ];
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (err) {
+      console.error(`fault-cluster cleanup: ${err.message}`);
+    }
+  }
+});
+
+describe('fault 5: a three-node NATS cluster with R3 streams, the CARTS leader killed mid-load', OPTS, () => {
+  test('kill -9 of the stream leader, then restart: 503 meanwhile, never a lost 2xx; the node catches up', OPTS, async (t) => {
+    const began = Date.now();
+    const tag = randomBytes(4).toString('hex');
+    own.tmp = mkdtempSync(path.join(os.tmpdir(), 'cartshard-r3-'));
+
+    // --- three clustered nats-server nodes
+    for (let i = 1; i <= 3; i++) {
+      const node = {
+        name: `r3-${tag}-n${i}`,
+        port: await freePort(),
+        monitor: await freePort(),
+        cluster: await freePort(),
+        dir: path.join(own.tmp, `n${i}`),
+        conf: path.join(own.tmp, `n${i}.conf`),
+        child: null,
+      };
+      own.nodes.push(node);
+    }
+    for (const node of own.nodes) writeNodeConfig(node, own.nodes, `cartshard-r3-${tag}`);
+    for (const node of own.nodes) startNode(node);
+    const metaLeader = await waitMetaLeader(own.nodes);
+    const natsUrl = own.nodes.map((n) => `nats://127.0.0.1:${n.port}`).join(',');
+    own.nc = await natsConnect({
+      servers: own.nodes.map((n) => `127.0.0.1:${n.port}`),
+      name: 'cartshard-fault-cluster',
+      timeout: 8000,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+    });
+
+    // --- two databases, one on each of the stack's PostgreSQL servers
+    const db = `cartshard_r3_${tag}`;
+    const dsns = [];
+    for (const dsn of SHARD_DSNS) {
+      const admin = withDatabase(dsn, 'postgres');
+      await adminQuery(admin, `CREATE DATABASE "${db}"`);
+      own.dbs.push({ admin, name: db });
+      dsns.push(withDatabase(dsn, db));
+    }
+    own.pools = dsns.map((dsn) => {
+      const pool = new pg.Pool({ connectionString: dsn, max: 4, connectionTimeoutMillis: 8000 });
+      pool.on('error', () => {});
+      return pool;
+    });
+
+    // --- Redis: the stack's server, database 7 (REDIS_URL takes /db)
+    const redisUrl = new URL(REDIS_URL);
+    redisUrl.pathname = '/7';
+
+    const env = {
+      NATS_URL: natsUrl,
+      SHARD_DSNS: dsns.join(','),
+      REDIS_URL: redisUrl.toString(),
+      CART_PARTITIONS: String(CART_PARTITIONS),
+      LOG_LEVEL: 'warn',
+    };
+
+    // --- migrate: the schema on both databases, the streams with 3 replicas
+    const migrated = await new Promise((resolve) => {
+      execFile(STORE_BIN, ['migrate'], { env: { ...process.env, ...env, CART_STREAM_REPLICAS: '3' }, timeout: 40_000 }, (err, stdout, stderr) =>
+        resolve({ err, out: stdout + stderr }),
+      );
+    });
+    assert.ifError(migrated.err ? new Error(`cart-store migrate failed: ${migrated.err.message}\n${migrated.out}`) : null);
+    const before = await streamInfo('stream CARTS to have a leader');
+    assert.equal(before.config.num_replicas, 3, 'stream CARTS is R3');
+    assert.equal((before.cluster.replicas ?? []).length, 2, `two followers besides the leader: ${JSON.stringify(before.cluster)}`);
+    for (const name of ['CARTS_DLQ', 'CARTS_CHANGES']) {
+      const si = await (await own.nc.jetstreamManager()).streams.info(name);
+      assert.equal(si.config.num_replicas, 3, `stream ${name} is R3`);
+    }
+
+    // --- one gateway, two workers
+    own.gateway = await startGateway({ ...env, GATEWAY_THREADS: '2' });
+    own.workers.push(await startWorker(`r3-cs-1-${tag}`, env), await startWorker(`r3-cs-2-${tag}`, env));
+    let owned = 0;
+    await waitFor('the two workers to own every partition', async () => (owned = await ownedPartitions()) === CART_PARTITIONS, {
+      timeoutMs: 15_000,
+      intervalMs: 200,
+    }).catch((err) => {
+      throw new Error(`${err.message}: ${owned} owned\n${own.workers.map((w) => w.log()).join('\n')}`);
+    });
+    t.diagnostic(`set up in ${Date.now() - began} ms (meta leader ${metaLeader}, CARTS leader ${before.cluster.leader})`);
+
+    // --- the load, and the fault after a quarter of it
+    const wl = new Workload({
+      users: 20,
+      ops: 30,
+      pauseMs: 80,
+      retries: 2,
+      gateways: () => own.gateway.url,
+      prefix: 'r3',
+      queryShards: queryOwnShards,
+    });
+    const total = wl.users.length * wl.opsPerUser;
+    let victim = null;
+    let fault = null;
+    wl.onAnswer = (n) => {
+      if (n !== Math.floor(total / 4) || fault !== null) return;
+      fault = (async () => {
+        const si = await streamInfo('stream CARTS to have a leader before the kill');
+        victim = own.nodes.find((node) => node.name === si.cluster.leader);
+        assert.ok(victim, `the leader ${si.cluster.leader} is one of this suite's nodes`);
+        const child = victim.child;
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        process.kill(child.pid, 'SIGKILL');
+        wl.at(`SIGKILL ${victim.name} (the CARTS leader)`);
+        await exited;
+        wl.at(`${victim.name} exited`);
+        const next = await streamInfo('a new CARTS leader', (s) => Boolean(s.cluster?.leader) && s.cluster.leader !== victim.name);
+        wl.at(`new CARTS leader ${next.cluster.leader}`);
+        await sleep(2000);
+        startNode(victim);
+        wl.at(`${victim.name} restarted`);
+        await waitFor(`${victim.name} to answer /jsz (${victim.child.log()})`, async () => {
+          assert.equal(victim.child.exitCode, null, `${victim.name} exited: ${victim.child.log()}`);
+          return (await jsz(victim)) !== null;
+        }, { timeoutMs: 10_000, intervalMs: 100 });
+        wl.at(`${victim.name} up`);
+      })().then(
+        () => null,
+        (err) => err,
+      );
+    };
+    await wl.run();
+    assert.ok(fault, `the fault was injected (${wl.answered} answers)`);
+    assert.ifError(await fault);
+
+    const summary = await wl.check({ gateway: own.gateway.url, timeoutMs: 30_000 });
+    wl.at('model checked');
+
+    // --- the stream is still R3, with a leader, and the restarted node has caught up
+    const caught = await streamInfo(
+      `${victim.name} to be a current replica of CARTS again`,
+      (s) =>
+        Boolean(s.cluster?.leader) &&
+        (s.cluster.leader === victim.name || (s.cluster.replicas ?? []).some((r) => r.name === victim.name && r.current)),
+      15_000,
+    );
+    wl.at(`${victim.name} current (leader ${caught.cluster.leader})`);
+    assert.equal(caught.config.num_replicas, 3, 'stream CARTS is still R3');
+    const peers = [caught.cluster.leader, ...(caught.cluster.replicas ?? []).map((r) => r.name)].sort();
+    assert.deepEqual(peers, own.nodes.map((n) => n.name).sort(), 'the three nodes hold CARTS');
+    // The restarted node holds every message itself, as its own /jsz reports.
+    const lastSeq = caught.state.last_seq;
+    await waitFor(
+      `${victim.name}'s own copy of CARTS to reach seq ${lastSeq}`,
+      async () => {
+        const j = await jsz(victim, '?accounts=true&streams=true');
+        const streams = (j?.account_details ?? []).flatMap((a) => a.stream_detail ?? []);
+        const mine = streams.find((s) => s.name === 'CARTS');
+        return mine && mine.state.last_seq >= lastSeq;
+      },
+      { timeoutMs: 10_000, intervalMs: 200 },
+    );
+
+    // The stack's own workers, on other databases of the same PostgreSQL servers, did not count
+    // this deployment's workers as members of their group: they still own all their partitions.
+    assert.equal(
+      await workersMetric('cartshard_partitions_owned'),
+      CART_PARTITIONS,
+      "the stack's workers own every partition (group members are counted per database)",
+    );
+
+    const figures = {
+      ...summary,
+      timeline: undefined,
+      status503: summary.statuses[503] ?? 0,
+      streamMessages: lastSeq,
+      durationMs: Date.now() - began,
+    };
+    t.diagnostic(JSON.stringify(figures));
+    t.diagnostic(wl.timeline.join('; '));
+    assert.ok(summary.ok > 0, 'writes were acknowledged');
+  });
+});
