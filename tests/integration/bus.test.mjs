@@ -17,7 +17,7 @@ import {
   http,
   partitionOf,
   processedEvents,
-  queryAllShards,
+  refuseSkusOnShards,
   publishEvent,
   publishRaw,
   setItem,
@@ -344,15 +344,7 @@ describe('malformed events go to CARTS_DLQ', BUS_OPTS, () => {
 
   test('a change the shard refuses (a constraint error) is answered 400, dead-lettered, and the partition goes on', BUS_OPTS, async () => {
     // A trigger makes every shard refuse lines whose sku starts with REFUSE, as a constraint would.
-    await queryAllShards(`CREATE OR REPLACE FUNCTION cartshard_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF NEW.sku LIKE 'REFUSE%' THEN
-          RAISE EXCEPTION 'test trigger refuses sku %', NEW.sku USING ERRCODE = 'check_violation';
-        END IF;
-        RETURN NEW;
-      END $$`);
-    await queryAllShards(`CREATE OR REPLACE TRIGGER cartshard_test_refuse BEFORE INSERT OR UPDATE ON cart_items
-      FOR EACH ROW EXECUTE FUNCTION cartshard_test_refuse()`);
+    const allow = await refuseSkusOnShards();
     try {
       const user = uniqueUser('refused');
       assert.equal((await addItem(user, 'A1', 1)).status, 200);
@@ -388,8 +380,7 @@ describe('malformed events go to CARTS_DLQ', BUS_OPTS, () => {
       assert.equal(dead[0].body.data.sku, 'REFUSE1');
       assert.match(dead[0].headers.get('Cart-Error') ?? '', /rejected by the shard: .*test trigger refuses sku REFUSE1/);
     } finally {
-      await queryAllShards('DROP TRIGGER IF EXISTS cartshard_test_refuse ON cart_items');
-      await queryAllShards('DROP FUNCTION IF EXISTS cartshard_test_refuse()');
+      await allow();
     }
   });
 });

@@ -23,6 +23,7 @@ import {
   STACK_DIR,
   addItem,
   cartEvent,
+  checkedStackPid,
   closeAll,
   http,
   metricValue,
@@ -87,14 +88,6 @@ function resetNatsSockets(pid) {
   }
   const left = new Set(mine());
   return before.filter((local) => !left.has(local));
-}
-
-/** The pid of the stack's process `name`, checked to run the program it should. */
-function checkedPid(name) {
-  const pid = stackPid(name);
-  assert.ok(pid, `${name} runs (pid file in the stack's pids/)`);
-  assert.equal(procComm(pid), PROGRAMS[name], `pid ${pid} is ${PROGRAMS[name]}`);
-  return pid;
 }
 
 /**
@@ -219,7 +212,7 @@ class CrashRun {
    * background. After SIGTERM the victim has TERM_EXIT_MS to finish its work and exit.
    */
   kill(victim, signal = 'SIGKILL') {
-    const pid = checkedPid(victim);
+    const pid = checkedStackPid(victim);
     this.victim = victim;
     this.victimPid = pid;
     this.signal = signal;
@@ -461,7 +454,7 @@ async function backlogRun(t, signal) {
   const users = Array.from({ length: 20 }, () => uniqueUser('backlog'));
   const run = new CrashRun(users);
   const dupsBefore = await duplicatesByWorker();
-  const cs2 = checkedPid('cs-2');
+  const cs2 = checkedStackPid('cs-2');
   // cs-2 is frozen while the backlog is published, so that its partitions' share queues up;
   // once cs-1 has applied its share, cs-2 resumes and is killed as soon as it applies again:
   // most likely in the middle of a batch.
@@ -498,7 +491,7 @@ describe('the event bus is unreachable', CRASH_OPTS, () => {
     const first = await addItem(user, 'A1', 1);
     assert.equal(first.status, 200, first.text);
 
-    const pid = checkedPid('nats');
+    const pid = checkedStackPid('nats');
     process.kill(pid, 'SIGKILL');
     await waitFor('nats-server to die', () => stackPid('nats') !== pid, { timeoutMs: 5000 });
     const writes = [
@@ -564,7 +557,7 @@ describe('the event bus is unreachable', CRASH_OPTS, () => {
     CRASH_OPTS,
     async (t) => {
       const user = uniqueUser('reset');
-      const workers = ['cs-1', 'cs-2'].map(checkedPid);
+      const workers = ['cs-1', 'cs-2'].map((name) => checkedStackPid(name));
       const reset = [];
       // Frozen workers read nothing: of 1000 events of 40 KB, what the sockets do not hold waits in
       // nats-server's outbound buffer, counted as delivered, when the connections are reset.
@@ -605,7 +598,7 @@ describe('the event bus is unreachable', CRASH_OPTS, () => {
     const first = await addItem(user, 'A1', 1);
     assert.equal(first.status, 200, first.text);
 
-    const pid = checkedPid('nats');
+    const pid = checkedStackPid('nats');
     const started = Date.now();
     let answers;
     process.kill(pid, 'SIGSTOP');

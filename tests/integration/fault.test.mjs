@@ -20,13 +20,13 @@ import {
   SHARD_DSNS,
   STACK_CONTROL,
   STORE_BIN,
+  checkedStackPid,
   closeAll,
   freePort,
   http,
   partitionOf,
-  procComm,
   publishRaw,
-  queryAllShards,
+  refuseSkusOnShards,
   redis,
   sleep,
   stackPid,
@@ -43,21 +43,12 @@ const FAULT_OPTS = {
   timeout: 120_000,
   skip: STACK_CONTROL ? false : 'needs STACK_DIR and CARTSHARD_DEV (scripts/dev test sets them)',
 };
-const PROGRAMS = { 'cs-1': 'cart-store', 'cs-2': 'cart-store', nats: 'nats-server', redis: 'redis-server', pg0: 'postgres', pg1: 'postgres', gateway: 'cart-gateway' };
 
 after(closeAll);
 
-/** The live pid of the stack's `name`, checked to be the program we mean to signal. */
-function checkedPid(name) {
-  const pid = stackPid(name);
-  assert.ok(pid, `${name} is running`);
-  assert.equal(procComm(pid), PROGRAMS[name], `pid ${pid} is ${PROGRAMS[name]}`);
-  return pid;
-}
-
 /** Sends `signal` to the stack's `name` and waits until it is gone. */
 async function signalAndWait(wl, name, signal, timeoutMs = 15_000) {
-  const pid = checkedPid(name);
+  const pid = checkedStackPid(name);
   process.kill(pid, signal);
   wl.at(`${signal} ${name}`);
   await waitFor(`${name} (pid ${pid}) to exit after ${signal}`, () => stackPid(name) !== pid, { timeoutMs });
@@ -272,15 +263,7 @@ describe('faults mid-load, checked against the client model', FAULT_OPTS, () => 
         if (partitionOf(u) === p) return u;
       }
     });
-    await queryAllShards(`CREATE OR REPLACE FUNCTION cartshard_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF NEW.sku LIKE 'REFUSE%' THEN
-          RAISE EXCEPTION 'test trigger refuses sku %', NEW.sku USING ERRCODE = 'check_violation';
-        END IF;
-        RETURN NEW;
-      END $$`);
-    await queryAllShards(`CREATE OR REPLACE TRIGGER cartshard_test_refuse BEFORE INSERT OR UPDATE ON cart_items
-      FOR EACH ROW EXECUTE FUNCTION cartshard_test_refuse()`);
+    const allow = await refuseSkusOnShards();
     const refused = [];
     try {
       await runScenario(t, wl, 100, async () => {
@@ -292,8 +275,7 @@ describe('faults mid-load, checked against the client model', FAULT_OPTS, () => 
         wl.at('refused changes sent');
       });
     } finally {
-      await queryAllShards('DROP TRIGGER IF EXISTS cartshard_test_refuse ON cart_items');
-      await queryAllShards('DROP FUNCTION IF EXISTS cartshard_test_refuse()');
+      await allow();
     }
     for (const r of refused) {
       assert.equal(r.status, 400, r.text);

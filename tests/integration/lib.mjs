@@ -218,6 +218,26 @@ export function shardPools() {
   return pools;
 }
 
+/**
+ * Makes every shard refuse cart lines whose sku starts with REFUSE, as a constraint would
+ * (SQLSTATE 23514, check_violation), until the returned function is called.
+ */
+export async function refuseSkusOnShards() {
+  await queryAllShards(`CREATE OR REPLACE FUNCTION cartshard_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NEW.sku LIKE 'REFUSE%' THEN
+        RAISE EXCEPTION 'test trigger refuses sku %', NEW.sku USING ERRCODE = 'check_violation';
+      END IF;
+      RETURN NEW;
+    END $$`);
+  await queryAllShards(`CREATE OR REPLACE TRIGGER cartshard_test_refuse BEFORE INSERT OR UPDATE ON cart_items
+    FOR EACH ROW EXECUTE FUNCTION cartshard_test_refuse()`);
+  return async () => {
+    await queryAllShards('DROP TRIGGER IF EXISTS cartshard_test_refuse ON cart_items');
+    await queryAllShards('DROP FUNCTION IF EXISTS cartshard_test_refuse()');
+  };
+}
+
 /** Runs one query on shard `shard`; resolves to its rows. */
 export async function queryShard(shard, sql, params = []) {
   const res = await shardPools()[shard].query({ text: sql, values: params, query_timeout: STEP_TIMEOUT_MS });
@@ -436,6 +456,25 @@ export function procComm(pid) {
   } catch {
     return null;
   }
+}
+
+/** The program each process of the stack runs, by its pid-file name. */
+export const STACK_PROGRAMS = {
+  'cs-1': 'cart-store',
+  'cs-2': 'cart-store',
+  gateway: 'cart-gateway',
+  nats: 'nats-server',
+  redis: 'redis-server',
+  pg0: 'postgres',
+  pg1: 'postgres',
+};
+
+/** The live pid of the stack's `name`, checked to be the program a suite means to signal. */
+export function checkedStackPid(name) {
+  const pid = stackPid(name);
+  assert.ok(pid, `${name} runs (pid file in the stack's pids/)`);
+  assert.equal(procComm(pid), STACK_PROGRAMS[name], `pid ${pid} is ${STACK_PROGRAMS[name]}`);
+  return pid;
 }
 
 /**
