@@ -387,15 +387,15 @@ describe('docker-compose deployment (docker/compose.yaml)', { timeout: 15 * 60_0
         await timed('build stand-in images', () => Promise.all(['postgres', 'redis', 'nats'].map((s) =>
             must('podman', ['build', '--format', 'docker', '-t', IMAGE[s], join(IMAGES_DIR, s)],
                 { timeoutMs: 10 * 60_000 }))));
-        for (const [name, ref] of [['gateway', IMAGE.gateway], ['cart-store', IMAGE.cartStore]]) {
+        for (const [name, ref, title] of [['gateway', IMAGE.gateway, 'cart-gateway'], ['cart-store', IMAGE.cartStore, 'cart-store']]) {
             const r = await must('podman', ['image', 'inspect', '--format',
                 '{{.Config.User}}|{{json .Config.ExposedPorts}}|{{.Config.StopSignal}}|{{index .Config.Labels "org.opencontainers.image.title"}}',
                 ref]);
-            const [user, ports, stop, title] = r.stdout.trim().split('|');
+            const [user, ports, stop, label] = r.stdout.trim().split('|');
             assert.equal(user, '10001:10001', `${name} image must run as uid 10001`);
             assert.match(ports, name === 'gateway' ? /8080\/tcp/ : /9101\/tcp/, `${name} image EXPOSE`);
             assert.equal(stop, 'SIGTERM', `${name} image STOPSIGNAL`);
-            assert.equal(title, name, `${name} image OCI title label`);
+            assert.equal(label, title, `${name} image OCI title label`);
             const hc = await must('podman', ['image', 'inspect', '--format', '{{json .HealthCheck}}', ref]);
             assert.match(hc.stdout, /cartshard-healthcheck/, `${name} image HEALTHCHECK: ${hc.stdout}`);
         }
@@ -484,12 +484,15 @@ describe('docker-compose deployment (docker/compose.yaml)', { timeout: 15 * 60_0
                 for (let n = 0; n < ADDS_PER_USER; n++) {
                     try {
                         const r = await http('POST', `/v1/carts/${u}/items`, { body: { sku: 'K', quantity: 1 } });
-                        if (r.status === 200 || r.status === 202) tally[i].accepted++;
-                        if (r.status === 202) late++;
-                        // 503: the bus did not confirm; the event may or may not be stored.
-                        else if (r.status === 503) tally[i].unknown++;
-                        else tally[i].other.push(`${r.status} ${r.text.slice(0, 200)}`);
-                    } catch (err) {
+                        if (r.status === 200 || r.status === 202) {
+                            tally[i].accepted++;
+                            if (r.status === 202) late++;
+                        } else if (r.status === 503) {
+                            tally[i].unknown++; // the bus did not confirm: stored or not
+                        } else {
+                            tally[i].other.push(`${r.status} ${r.text.slice(0, 200)}`);
+                        }
+                    } catch {
                         tally[i].unknown++; // no answer (timeout, reset): may or may not be applied
                     }
                     answered++;
@@ -514,6 +517,8 @@ describe('docker-compose deployment (docker/compose.yaml)', { timeout: 15 * 60_0
             await Promise.all([load, killer]);
             assert.ok(killedAt >= 0 && killedAt < total, `the kill happened mid-load (at ${killedAt}/${total})`);
             await timed('restarted worker healthy', () => waitHealthy('cart-store', 90_000));
+            // Its health check run now, against the new process (not a status left from before).
+            await must('podman', ['healthcheck', 'run', victim], { timeoutMs: 30_000 });
             const restarts = await must('podman', ['inspect', '--format', '{{.State.Status}}', victim]);
             assert.equal(restarts.stdout.trim(), 'running', 'the killed worker runs again');
 
