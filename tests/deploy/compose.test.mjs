@@ -471,7 +471,14 @@ describe('docker-compose deployment (docker/compose.yaml)', { timeout: 15 * 60_0
     test('a cart-store container killed mid-load loses and doubles nothing', { timeout: 5 * 60_000 }, async (t) => {
         if (!state.up) return t.skip('the stack did not come up');
         await withLogs(async () => {
-            const [victim] = await projectContainers('cart-store');
+            const [victim, survivor] = await projectContainers('cart-store');
+            const acquired = async (id, since) => {
+                const args = ['logs', ...(since ? ['--since', since] : []), id];
+                const r = await must('podman', args, { timeoutMs: 30_000 });
+                return `${r.stdout}${r.stderr}`.split('\n').filter((l) => l.includes('"msg":"partition acquired"')).length;
+            };
+            assert.ok(await acquired(victim) > 0, `cart-store ${victim.slice(0, 12)} owns partitions before the kill`);
+            let killTime = null;
             const users = Array.from({ length: USERS }, (_, i) => `load-${state.project}-${i}`);
             const tally = users.map(() => ({ accepted: 0, unknown: 0, other: [] }));
             let late = 0; // 202s: the commit took longer than CART_SYNC_TIMEOUT_MS
@@ -504,6 +511,7 @@ describe('docker-compose deployment (docker/compose.yaml)', { timeout: 15 * 60_0
             const killer = (async () => {
                 while (answered < total / 4) await sleep(20);
                 killedAt = answered;
+                killTime = new Date().toISOString();
                 await must('podman', ['kill', '--signal', 'KILL', victim], { timeoutMs: 30_000 });
                 log(`killed cart-store ${victim.slice(0, 12)} after ${killedAt}/${total} answers`);
                 await sleep(500);
@@ -521,6 +529,9 @@ describe('docker-compose deployment (docker/compose.yaml)', { timeout: 15 * 60_0
             await must('podman', ['healthcheck', 'run', victim], { timeoutMs: 30_000 });
             const restarts = await must('podman', ['inspect', '--format', '{{.State.Status}}', victim]);
             assert.equal(restarts.stdout.trim(), 'running', 'the killed worker runs again');
+            const takenOver = await acquired(survivor, killTime);
+            log(`cart-store ${survivor.slice(0, 12)} acquired ${takenOver} partitions after the kill`);
+            assert.ok(takenOver > 0, 'the surviving worker took partitions over after the kill');
 
             const others = tally.flatMap((x, i) => x.other.map((o) => `${users[i]}: ${o}`));
             assert.deepEqual(others, [], 'every add answered 200, 202 or 503 (or not at all)');
