@@ -273,6 +273,16 @@ async function finalCart(user) {
     throw new Error(`${user}: no cart with the final add after 60 s (${last})`);
 }
 
+// cartshard_partitions_owned of a worker, from its /metrics on the admin port inside its
+// container (bash's /dev/tcp: the image has no curl, and the port is not published).
+async function ownedPartitions(id) {
+    const script = 'exec 3<>/dev/tcp/127.0.0.1/9101 && printf "GET /metrics HTTP/1.0\\r\\n\\r\\n" >&3 && cat <&3';
+    const r = await must('podman', ['exec', id, 'bash', '-c', script], { timeoutMs: 30_000 });
+    const m = r.stdout.match(/^cartshard_partitions_owned (\d+)/m);
+    assert.ok(m, `no cartshard_partitions_owned in the metrics of ${id.slice(0, 12)}`);
+    return Number(m[1]);
+}
+
 // ------------------------------------------------------------------------------------------
 
 describe('docker-compose deployment (docker/compose.yaml)', { timeout: 15 * 60_000 }, () => {
@@ -559,5 +569,32 @@ describe('docker-compose deployment (docker/compose.yaml)', { timeout: 15 * 60_0
                 assert.equal(cart.version, k + 1, `${u}: version ${cart.version} for ${k} adds of K and one of Z`);
             })));
         }, ['gateway', 'cart-store']);
+    });
+    test('docker-compose up --scale cart-store=3 spreads the partitions over three workers', { timeout: 3 * 60_000 }, async (t) => {
+        if (!state.up) return t.skip('the stack did not come up');
+        await withLogs(async () => {
+            await timed('scale to 3 workers', async () => {
+                await composeMust(['up', '-d', '--no-build', '--scale', 'cart-store=3'], { timeoutMs: 3 * 60_000 });
+                await waitHealthy('cart-store', 90_000);
+            });
+            const workers = await projectContainers('cart-store');
+            assert.equal(workers.length, 3, 'three cart-store containers');
+            // Each takes at most ceil(16 partitions of a shard / 3 workers) = 6 per shard.
+            const partitions = 32;
+            const most = 2 * Math.ceil(partitions / 2 / 3);
+            const deadline = Date.now() + 30_000;
+            let owned = [];
+            while (Date.now() < deadline) {
+                owned = await Promise.all(workers.map(ownedPartitions));
+                const sum = owned.reduce((a, b) => a + b, 0);
+                if (sum === partitions && owned.every((n) => n > 0 && n <= most)) break;
+                await sleep(1000);
+            }
+            log(`partitions owned by the 3 workers: ${owned.join(', ')}`);
+            assert.equal(owned.reduce((a, b) => a + b, 0), partitions, `all ${partitions} partitions owned (${owned})`);
+            assert.ok(owned.every((n) => n > 0 && n <= most), `each worker owns 1..${most} partitions (${owned})`);
+            const r = await http('POST', `/v1/carts/scaled-${state.project}/items`, { body: { sku: 'S', quantity: 3 } });
+            expectStatus(r, 200, 'an add with three workers');
+        }, ['cart-store']);
     });
 });
