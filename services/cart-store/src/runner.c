@@ -21,6 +21,7 @@
 #include "cartshard/log.h"
 #include "cartshard/partition.h"
 #include "cartshard/pg.h"
+#include "batch.h"
 #include "cache.h"
 #include "store.h"
 #include "worker.h"
@@ -85,6 +86,8 @@ struct cs_shard {
     int64_t *outbox_done; /* published outbox ids to delete in the next transaction */
     size_t noutbox_done, outbox_cap;
     cs_cache *cache;
+    cs_batch batch;   /* the writes of the batch being applied */
+    cs_batch_sql sql; /* their rendered parameters */
     char name[32];
 };
 
@@ -102,7 +105,11 @@ typedef struct cs_item {
     char *cart_json; /* the cart after this event, for the reply; NULL for none */
     bool changed;
     char *change_json; /* outbox payload */
+    size_t outbox_at;  /* its record in the shard's batch */
     int64_t outbox_id;
+    bool prior; /* processed before this batch, answered prior_status (prior_detail) */
+    int prior_status;
+    char prior_detail[128];
 } cs_item;
 
 /* --- message intake (nats.c threads) --- */
@@ -447,7 +454,8 @@ static void cart_cache_clear(cart_cache *cc)
     cc->n = 0;
 }
 
-static cart_slot *cart_cache_get(cart_cache *cc, PGconn *pg, const char *user_id, cs_store_err *e)
+/* The slot of `user_id`, added (not loaded yet) when missing; NULL when out of memory. */
+static cart_slot *cart_cache_add(cart_cache *cc, const char *user_id)
 {
     cart_slot *slot;
 
@@ -457,23 +465,44 @@ static cart_slot *cart_cache_get(cart_cache *cc, PGconn *pg, const char *user_id
     if (cc->n == cc->cap) {
         size_t cap = cc->cap ? cc->cap * 2 : 64;
         cart_slot *nc = realloc(cc->carts, cap * sizeof *nc);
-        if (nc == NULL) {
-            e->transient = true;
-            snprintf(e->msg, sizeof e->msg, "out of memory");
+        if (nc == NULL)
             return NULL;
-        }
         cc->carts = nc;
         cc->cap = cap;
     }
-    slot = &cc->carts[cc->n];
+    slot = &cc->carts[cc->n++];
     slot->changed = false;
     cart_init(&slot->c, user_id);
-    if (cs_store_load_cart(pg, user_id, &slot->c, e) != CART_OK) {
-        cart_cleanup(&slot->c);
-        return NULL;
-    }
-    cc->n++;
     return slot;
+}
+
+static cart_slot *cart_cache_find(cart_cache *cc, const char *user_id)
+{
+    for (size_t i = 0; i < cc->n; i++)
+        if (strcmp(cc->carts[i].c.user_id, user_id) == 0)
+            return &cc->carts[i];
+    return NULL;
+}
+
+/* Loads every slot's cart from the shard (one query). */
+static cart_status cart_cache_load(cart_cache *cc, PGconn *pg, cs_store_err *e)
+{
+    cart **carts;
+    cart_status st;
+
+    if (cc->n == 0)
+        return CART_OK;
+    carts = malloc(cc->n * sizeof *carts);
+    if (carts == NULL) {
+        e->transient = true;
+        snprintf(e->msg, sizeof e->msg, "out of memory");
+        return CART_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < cc->n; i++)
+        carts[i] = &cc->carts[i].c;
+    st = cs_store_load_carts(pg, carts, cc->n, e);
+    free(carts);
+    return st;
 }
 
 /* The carts.changes.<partition> document of a change: which event made it, and the cart after it. */
@@ -510,24 +539,84 @@ static void item_reset(cs_item *it)
     it->changed = false;
     it->http_status = 0;
     it->detail[0] = '\0';
+    it->outbox_at = 0;
     it->outbox_id = 0;
+    it->prior = false;
 }
 
-/* Applies one decoded item inside the open transaction. */
+static cart_status out_of_memory(cs_store_err *e)
+{
+    e->transient = true;
+    snprintf(e->msg, sizeof e->msg, "out of memory");
+    return CART_ERR_NOMEM;
+}
+
+typedef struct prior_ctx {
+    cs_item *items;
+    size_t n;
+} prior_ctx;
+
+static void on_prior(void *ud, const char *event_id, int http_status, const char *detail)
+{
+    prior_ctx *ctx = ud;
+
+    for (size_t i = 0; i < ctx->n; i++) {
+        cs_item *it = &ctx->items[i];
+        if (it->decoded && !it->dlq_reason[0] && strcmp(it->ev.event_id, event_id) == 0) {
+            it->prior = true;
+            it->prior_status = http_status;
+            snprintf(it->prior_detail, sizeof it->prior_detail, "%s", detail);
+        }
+    }
+}
+
+/* Reads what the batch builds on, in two queries: which of its events were processed before, and
+ * the latest cart of each of its users. */
+static cart_status load_batch(cs_shard *sh, cart_cache *cc, cs_item *items, size_t n, cs_store_err *e)
+{
+    const char **ids = malloc(n * sizeof *ids);
+    prior_ctx ctx = {items, n};
+    size_t k = 0;
+    cart_status st = CART_OK;
+
+    if (ids == NULL)
+        return out_of_memory(e);
+    for (size_t i = 0; i < n && st == CART_OK; i++) {
+        if (!items[i].decoded || items[i].dlq_reason[0])
+            continue;
+        ids[k++] = items[i].ev.event_id;
+        if (cart_cache_add(cc, items[i].ev.user_id) == NULL)
+            st = out_of_memory(e);
+    }
+    if (st == CART_OK)
+        st = cs_store_processed(sh->pg, ids, k, on_prior, &ctx, e);
+    if (st == CART_OK)
+        st = cart_cache_load(cc, sh->pg, e);
+    free(ids);
+    return st;
+}
+
+/* Applies one decoded item to the batch's carts (load_batch read them) and records what it
+ * writes in the shard's batch. CART_OK, or CART_ERR_NOMEM. */
 static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size_t idx, cs_store_err *e)
 {
     cs_item *it = &items[idx];
     const cart_config *cfg = sh->w->cfg;
     cart_limits lim = {cfg->max_quantity, cfg->max_lines};
     cart_outcome o;
-    bool dup = false;
-    int recorded = 0;
+    bool dup = it->prior;
+    int recorded = it->prior_status;
     char new_id[37], subject[CART_SUBJECT_MAX], msg_id[CART_EVENT_ID_MAX + 8];
     int64_t now = cart_now_ms();
-    cart_slot *slot;
+    cart_slot *slot = cart_cache_find(cc, it->ev.user_id);
     cart *c;
 
-    /* A duplicate inside the batch, then one committed earlier. */
+    if (slot == NULL)
+        return out_of_memory(e); /* load_batch added every user, or ran out of memory doing it */
+    c = &slot->c;
+    if (dup)
+        snprintf(it->detail, sizeof it->detail, "%s", it->prior_detail);
+    /* A duplicate inside the batch. */
     for (size_t j = 0; j < idx && !dup; j++) {
         if (items[j].decoded && !items[j].dlq_reason[0] && strcmp(items[j].ev.event_id, it->ev.event_id) == 0) {
             dup = true;
@@ -535,13 +624,6 @@ static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size
             snprintf(it->detail, sizeof it->detail, "%s", items[j].detail);
         }
     }
-    if (!dup &&
-        cs_store_processed(sh->pg, it->ev.event_id, &dup, &recorded, it->detail, sizeof it->detail, e) != CART_OK)
-        return CART_ERR_UNAVAILABLE;
-    slot = cart_cache_get(cc, sh->pg, it->ev.user_id, e);
-    if (slot == NULL)
-        return CART_ERR_UNAVAILABLE;
-    c = &slot->c;
     if (dup) {
         /* The first answer again, with the cart as it is now. */
         it->http_status = recorded;
@@ -550,29 +632,21 @@ static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size
         return CART_OK;
     }
     cart_uuid_v4(new_id);
-    if (cart_apply(c, &it->ev, &lim, now, new_id, &o) != CART_OK) {
-        e->transient = true;
-        snprintf(e->msg, sizeof e->msg, "out of memory");
-        return CART_ERR_NOMEM;
-    }
+    if (cart_apply(c, &it->ev, &lim, now, new_id, &o) != CART_OK)
+        return out_of_memory(e);
     it->http_status = o.http_status;
     snprintf(it->detail, sizeof it->detail, "%s", o.detail);
     if (o.status == CART_OK && o.changed) {
-        if (cs_store_save(sh->pg, c, &o, it->part->id, e) != CART_OK)
-            return CART_ERR_UNAVAILABLE;
+        if (cs_batch_change(&sh->batch, c, &o, it->part->id) != 0)
+            return out_of_memory(e);
         it->changed = true;
         slot->changed = true;
         it->change_json = change_payload(it->ev.event_id, cart_event_type_name(it->ev.type), c, it->part->id, now);
         snprintf(msg_id, sizeof msg_id, "chg-%s", it->ev.event_id);
         if (it->change_json == NULL ||
-            cs_store_outbox_add(sh->pg, it->part->id, cart_bus_subject(subject, CART_SUBJ_CHANGES, it->part->id),
-                                msg_id, it->change_json, &it->outbox_id, e) != CART_OK) {
-            if (it->change_json == NULL) {
-                e->transient = true;
-                snprintf(e->msg, sizeof e->msg, "out of memory");
-            }
-            return CART_ERR_UNAVAILABLE;
-        }
+            cs_batch_outbox_add(&sh->batch, it->part->id, cart_bus_subject(subject, CART_SUBJ_CHANGES, it->part->id),
+                                msg_id, it->change_json, &it->outbox_at) != 0)
+            return out_of_memory(e);
     }
     if (o.status != CART_OK) {
         cart_counter_inc(sh->w->m_rejected);
@@ -581,13 +655,26 @@ static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size
                      CART_LS("trace", it->ev.trace), CART_LI("status", it->http_status), CART_LS("detail", o.detail),
                      NULL);
     }
-    if (cs_store_mark_processed(sh->pg, &it->ev, it->part->id, it->seq, it->http_status, c->version, it->detail, e) !=
-        CART_OK)
-        return CART_ERR_UNAVAILABLE;
+    if (cs_batch_mark_processed(&sh->batch, &it->ev, it->part->id, it->seq, it->http_status, c->version, it->detail) !=
+        0)
+        return out_of_memory(e);
     /* The reply carries the cart as this event left it (none after a delete or a refusal on no cart). */
     it->cart_json = (c->state == CART_ACTIVE || (o.status == CART_OK && c->state == CART_CHECKED_OUT))
                         ? cart_to_json(c, NULL)
                         : NULL;
+    return CART_OK;
+}
+
+/* Writes what the shard's batch recorded for items[from, to) and gives the changed ones their
+ * outbox ids; the batch is then empty. */
+static cart_status write_batch(cs_shard *sh, cs_item *items, size_t from, size_t to, cs_store_err *e)
+{
+    if (cs_store_write(sh->pg, &sh->batch, &sh->sql, e) != CART_OK)
+        return CART_ERR_UNAVAILABLE;
+    for (size_t i = from; i < to; i++)
+        if (items[i].changed)
+            items[i].outbox_id = sh->batch.outbox[items[i].outbox_at].id;
+    cs_batch_reset(&sh->batch);
     return CART_OK;
 }
 
@@ -666,10 +753,9 @@ static int outbox_done_push(cs_shard *sh, int64_t id)
     return 0;
 }
 
-/* Publishes changes (subject, msg id, payload) and waits for JetStream; the ids of what was
- * stored are queued for deletion in the next transaction. */
-static void publish_changes(cs_shard *sh, size_t n, const char *const *subjects, const char *const *msg_ids,
-                            const char *const *payloads, const int64_t *ids)
+/* Publishes changes (subject, msg id, payload of each row) and waits for JetStream; the ids of
+ * what was stored are queued for deletion in the next transaction. */
+static void publish_changes(cs_shard *sh, const cs_batch_outbox *rows, size_t n)
 {
     jsPubOptions po;
     size_t sent = 0;
@@ -680,9 +766,9 @@ static void publish_changes(cs_shard *sh, size_t n, const char *const *subjects,
     po.MaxWait = PUBLISH_WAIT_MS;
     for (size_t i = 0; i < n; i++) {
         natsMsg *m = NULL;
-        if (natsMsg_Create(&m, subjects[i], NULL, payloads[i], (int)strlen(payloads[i])) != NATS_OK)
+        if (natsMsg_Create(&m, rows[i].subject, NULL, rows[i].payload, (int)strlen(rows[i].payload)) != NATS_OK)
             break;
-        natsMsgHeader_Set(m, CART_HDR_MSG_ID, msg_ids[i]);
+        natsMsgHeader_Set(m, CART_HDR_MSG_ID, rows[i].msg_id);
         if (js_PublishMsgAsync(sh->js, &m, &po) != NATS_OK) {
             natsMsg_Destroy(m);
             break;
@@ -692,7 +778,7 @@ static void publish_changes(cs_shard *sh, size_t n, const char *const *subjects,
     /* All or nothing: without per-message acks here, only a complete flush counts as stored. */
     if (js_PublishAsyncComplete(sh->js, &po) == NATS_OK && sent == n) {
         for (size_t i = 0; i < n; i++)
-            if (outbox_done_push(sh, ids[i]) != 0)
+            if (outbox_done_push(sh, rows[i].id) != 0)
                 break;
     } else {
         cart_counter_inc(sh->w->m_nats_errors); /* the outbox sweep publishes them again */
@@ -726,22 +812,29 @@ static void update_cache(cs_shard *sh, cart_cache *cc)
 }
 
 /* Applies a batch in one transaction; returns 0 when it committed (or when nothing needed to),
- * -1 when the session failed (the batch is dropped and will be replayed). */
+ * -1 when the session failed (the batch is dropped and will be replayed).
+ *
+ * The batch's writes go as one statement per table (batch.h). When the shard refuses one of them
+ * for its data (a constraint, a trigger), the transaction is redone writing each event on its
+ * own, which finds the event at fault; that one is dead-lettered and the rest redone. */
 static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
 {
     cs_store_err e = {0};
     int64_t t0 = cart_mono_ms();
     size_t applied = 0;
+    bool one_by_one = false;
 
     decode_items(sh, items, n);
     for (int attempt = 0;; attempt++) {
-        size_t failed_at = n;
+        size_t failed_at = n, written = 0;
         cart_cache_clear(cc);
+        cs_batch_reset(&sh->batch);
         for (size_t i = 0; i < n; i++)
             item_reset(&items[i]);
         if (cs_store_exec(sh->pg, "BEGIN", &e) != CART_OK)
             goto session_failed;
-        if (cs_store_outbox_delete(sh->pg, sh->outbox_done, sh->noutbox_done, &e) != CART_OK)
+        if (cs_store_outbox_delete(sh->pg, sh->outbox_done, sh->noutbox_done, &e) != CART_OK ||
+            load_batch(sh, cc, items, n, &e) != CART_OK)
             goto stmt_failed;
         for (size_t i = 0; i < n; i++) {
             cs_item *it = &items[i];
@@ -757,26 +850,32 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
                 if (it->refused) {
                     it->http_status = 400;
                     snprintf(it->detail, sizeof it->detail, "the shard refused the change; it is kept in CARTS_DLQ");
-                    if (cs_store_mark_processed(sh->pg, &it->ev, it->part->id, it->seq, it->http_status, 0, it->detail,
-                                                &e) != CART_OK) {
-                        failed_at = i;
+                    if (cs_batch_mark_processed(&sh->batch, &it->ev, it->part->id, it->seq, it->http_status, 0,
+                                                it->detail) != 0) {
+                        out_of_memory(&e);
                         goto stmt_failed;
                     }
                 }
-                continue;
-            }
-            if (apply_item(sh, cc, items, i, &e) != CART_OK) {
-                failed_at = i;
+            } else if (apply_item(sh, cc, items, i, &e) != CART_OK) {
                 goto stmt_failed;
+            }
+            if (one_by_one) {
+                if (write_batch(sh, items, written, i + 1, &e) != CART_OK) {
+                    failed_at = i;
+                    goto stmt_failed;
+                }
+                written = i + 1;
             }
         }
         /* Offsets: the last sequence of every partition in the batch. */
         for (size_t i = 0; i < n; i++) {
-            if (i + 1 < n && items[i + 1].part == items[i].part)
-                continue;
-            if (cs_store_set_offset(sh->pg, items[i].part->id, items[i].seq, &e) != CART_OK)
+            if (cs_batch_offset_set(&sh->batch, items[i].part->id, items[i].seq) != 0) {
+                out_of_memory(&e);
                 goto stmt_failed;
+            }
         }
+        if (write_batch(sh, items, written, n, &e) != CART_OK)
+            goto stmt_failed;
         if (cs_store_exec(sh->pg, "COMMIT", &e) != CART_OK)
             goto session_failed;
         sh->noutbox_done = 0;
@@ -784,8 +883,14 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
 
     stmt_failed:
         cs_store_exec(sh->pg, "ROLLBACK", &e);
-        if (e.transient || failed_at == n || attempt > (int)n)
+        if (e.transient || attempt > (int)n)
             goto session_failed;
+        if (failed_at == n) {
+            if (one_by_one)
+                goto session_failed; /* not any one event's fault */
+            one_by_one = true;
+            continue;
+        }
         /* The data is at fault: this one event cannot be stored. Dead-letter it, redo the rest. */
         items[failed_at].refused = items[failed_at].decoded;
         snprintf(items[failed_at].dlq_reason, sizeof items[failed_at].dlq_reason, "rejected by the shard: %s", e.msg);
@@ -807,44 +912,32 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
             items[i].part->committed = items[i].seq;
     pthread_mutex_unlock(&sh->mu);
     update_cache(sh, cc);
-    {
-        const char **subjects = calloc(n, sizeof *subjects), **msg_ids = calloc(n, sizeof *msg_ids);
-        const char **payloads = calloc(n, sizeof *payloads);
-        int64_t *ids = calloc(n, sizeof *ids);
-        char(*idbuf)[CART_EVENT_ID_MAX + 8] = calloc(n, sizeof *idbuf);
-        char(*subjbuf)[CART_SUBJECT_MAX] = calloc(n, sizeof *subjbuf);
-        size_t nchg = 0;
-
-        for (size_t i = 0; i < n; i++) {
-            cs_item *it = &items[i];
-            if (i + 1 == n || items[i + 1].part != it->part)
-                natsMsg_Ack(it->msg, NULL);
-            send_reply(sh, it);
-            if (it->changed && it->change_json && subjects && msg_ids && payloads && ids && idbuf && subjbuf) {
-                snprintf(idbuf[nchg], sizeof idbuf[nchg], "chg-%s", it->ev.event_id);
-                subjects[nchg] = cart_bus_subject(subjbuf[nchg], CART_SUBJ_CHANGES, it->part->id);
-                msg_ids[nchg] = idbuf[nchg];
-                payloads[nchg] = it->change_json;
-                ids[nchg] = it->outbox_id;
-                nchg++;
-            }
-            if (it->decoded && !it->dlq_reason[0]) {
-                applied++;
-                if (cart_log_enabled(CART_LOG_DEBUG))
-                    cart_log(CART_LOG_DEBUG, "event applied", CART_LS("event_id", it->ev.event_id),
-                             CART_LS("trace", it->ev.trace), CART_LS("type", cart_event_type_name(it->ev.type)),
-                             CART_LI("partition", it->part->id), CART_LI("seq", (long long)it->seq),
-                             CART_LI("status", it->http_status), NULL);
-            }
+    for (size_t i = 0; i < n; i++) {
+        cs_item *it = &items[i];
+        if (i + 1 == n || items[i + 1].part != it->part)
+            natsMsg_Ack(it->msg, NULL);
+        send_reply(sh, it);
+        if (it->changed && it->change_json) {
+            char msg_id[CART_EVENT_ID_MAX + 8], subject[CART_SUBJECT_MAX];
+            size_t at;
+            snprintf(msg_id, sizeof msg_id, "chg-%s", it->ev.event_id);
+            /* The batch was written: its outbox records are free to carry what to publish. */
+            if (cs_batch_outbox_add(&sh->batch, it->part->id,
+                                    cart_bus_subject(subject, CART_SUBJ_CHANGES, it->part->id), msg_id, it->change_json,
+                                    &at) == 0)
+                sh->batch.outbox[at].id = it->outbox_id;
         }
-        publish_changes(sh, nchg, subjects, msg_ids, payloads, ids);
-        free(subjects);
-        free(msg_ids);
-        free(payloads);
-        free(ids);
-        free(idbuf);
-        free(subjbuf);
+        if (it->decoded && !it->dlq_reason[0]) {
+            applied++;
+            if (cart_log_enabled(CART_LOG_DEBUG))
+                cart_log(CART_LOG_DEBUG, "event applied", CART_LS("event_id", it->ev.event_id),
+                         CART_LS("trace", it->ev.trace), CART_LS("type", cart_event_type_name(it->ev.type)),
+                         CART_LI("partition", it->part->id), CART_LI("seq", (long long)it->seq),
+                         CART_LI("status", it->http_status), NULL);
+        }
     }
+    publish_changes(sh, sh->batch.outbox, sh->batch.noutbox);
+    cs_batch_reset(&sh->batch);
     cart_counter_add(sh->w->m_applied, (double)applied);
     cart_counter_inc(sh->w->m_batches);
     cart_histogram_observe(sh->w->m_batch_seconds, (double)(cart_mono_ms() - t0) / 1000.0);
@@ -906,26 +999,19 @@ static void sweep_outbox(cs_shard *sh)
         goto out;
     count = PQntuples(rows);
     if (count > 0) {
-        const char **subjects = calloc((size_t)count, sizeof *subjects);
-        const char **msg_ids = calloc((size_t)count, sizeof *msg_ids);
-        const char **payloads = calloc((size_t)count, sizeof *payloads);
-        int64_t *ids = calloc((size_t)count, sizeof *ids);
-        if (subjects && msg_ids && payloads && ids) {
-            for (int i = 0; i < count; i++) {
-                ids[i] = strtoll(PQgetvalue(rows, i, 0), NULL, 10);
-                subjects[i] = PQgetvalue(rows, i, 1);
-                msg_ids[i] = PQgetvalue(rows, i, 2);
-                payloads[i] = PQgetvalue(rows, i, 3);
-            }
-            publish_changes(sh, (size_t)count, subjects, msg_ids, payloads, ids);
-            if (sh->noutbox_done && cs_store_outbox_delete(sh->pg, sh->outbox_done, sh->noutbox_done, &e) == CART_OK)
-                sh->noutbox_done = 0;
-            cart_log(CART_LOG_INFO, "outbox relayed", CART_LS("shard", sh->name), CART_LI("changes", count), NULL);
+        cs_batch_reset(&sh->batch);
+        for (int i = 0; i < count; i++) {
+            size_t at;
+            if (cs_batch_outbox_add(&sh->batch, 0, PQgetvalue(rows, i, 1), PQgetvalue(rows, i, 2),
+                                    PQgetvalue(rows, i, 3), &at) != 0)
+                break;
+            sh->batch.outbox[at].id = strtoll(PQgetvalue(rows, i, 0), NULL, 10);
         }
-        free(subjects);
-        free(msg_ids);
-        free(payloads);
-        free(ids);
+        publish_changes(sh, sh->batch.outbox, sh->batch.noutbox);
+        cs_batch_reset(&sh->batch);
+        if (sh->noutbox_done && cs_store_outbox_delete(sh->pg, sh->outbox_done, sh->noutbox_done, &e) == CART_OK)
+            sh->noutbox_done = 0;
+        cart_log(CART_LOG_INFO, "outbox relayed", CART_LS("shard", sh->name), CART_LI("changes", count), NULL);
     }
 out:
     PQclear(rows);
@@ -943,11 +1029,11 @@ static int expire_idle(cs_shard *sh, cart_cache *cc)
     char *arr = owned_array(sh, true);
     PGresult *rows = NULL;
     cs_store_err e = {0};
-    size_t nchg = 0, cap;
-    char **payloads = NULL, (*msg_ids)[CART_EVENT_ID_MAX + 8] = NULL, (*subjects)[CART_SUBJECT_MAX] = NULL;
-    int64_t *ids = NULL;
+    char **payloads = NULL;
+    size_t nchg = 0;
     int rc = 0, count;
 
+    cs_batch_reset(&sh->batch);
     if (arr == NULL || cfg->idle_ttl_ms <= 0)
         goto out;
     if (cs_store_idle_users(sh->pg, arr, now - cfg->idle_ttl_ms, EXPIRE_BATCH, &rows, &e) != CART_OK)
@@ -955,57 +1041,47 @@ static int expire_idle(cs_shard *sh, cart_cache *cc)
     count = PQntuples(rows);
     if (count == 0)
         goto out;
-    cap = (size_t)count;
-    payloads = calloc(cap, sizeof *payloads);
-    msg_ids = calloc(cap, sizeof *msg_ids);
-    subjects = calloc(cap, sizeof *subjects);
-    ids = calloc(cap, sizeof *ids);
-    if (payloads == NULL || msg_ids == NULL || subjects == NULL || ids == NULL)
+    payloads = calloc((size_t)count, sizeof *payloads);
+    if (payloads == NULL)
         goto out;
     cart_cache_clear(cc);
+    for (int i = 0; i < count; i++)
+        if (cart_cache_add(cc, PQgetvalue(rows, i, 0)) == NULL)
+            goto out;
     if (cs_store_exec(sh->pg, "BEGIN", &e) != CART_OK)
         goto failed;
-    for (int i = 0; i < count; i++) {
-        const char *user = PQgetvalue(rows, i, 0);
-        uint32_t part = cart_partition_of(user, strlen(user), cfg->partitions);
-        char event_id[CART_EVENT_ID_MAX + 1];
-        cart_slot *slot = cart_cache_get(cc, sh->pg, user, &e);
+    if (cart_cache_load(cc, sh->pg, &e) != CART_OK)
+        goto rollback;
+    for (size_t i = 0; i < cc->n; i++) {
+        cart_slot *slot = &cc->carts[i];
+        uint32_t part = cart_partition_of(slot->c.user_id, strlen(slot->c.user_id), cfg->partitions);
+        char event_id[CART_EVENT_ID_MAX + 1], msg_id[CART_EVENT_ID_MAX + 8], subject[CART_SUBJECT_MAX];
         cart_outcome o;
+        size_t at;
 
-        if (slot == NULL)
-            goto rollback;
         cart_expire(&slot->c, now, cfg->idle_ttl_ms, &o);
         if (!o.changed)
             continue;
-        if (cs_store_save(sh->pg, &slot->c, &o, part, &e) != CART_OK)
-            goto rollback;
         slot->changed = true;
         /* The expiry of one cart is one change, whoever announces it. */
         snprintf(event_id, sizeof event_id, "exp-%s", slot->c.cart_id);
-        snprintf(msg_ids[nchg], sizeof msg_ids[nchg], "chg-%s", event_id);
-        cart_bus_subject(subjects[nchg], CART_SUBJ_CHANGES, part);
+        snprintf(msg_id, sizeof msg_id, "chg-%s", event_id);
         payloads[nchg] = change_payload(event_id, "cart.expired", &slot->c, part, now);
-        if (payloads[nchg] == NULL)
-            goto rollback;
-        if (cs_store_outbox_add(sh->pg, part, subjects[nchg], msg_ids[nchg], payloads[nchg], &ids[nchg], &e) !=
-            CART_OK) {
-            nchg++;
+        if (payloads[nchg] == NULL || cs_batch_change(&sh->batch, &slot->c, &o, part) != 0 ||
+            cs_batch_outbox_add(&sh->batch, part, cart_bus_subject(subject, CART_SUBJ_CHANGES, part), msg_id,
+                                payloads[nchg], &at) != 0) {
+            nchg += payloads[nchg] != NULL;
+            out_of_memory(&e);
             goto rollback;
         }
         nchg++;
     }
+    if (cs_store_write(sh->pg, &sh->batch, &sh->sql, &e) != CART_OK)
+        goto rollback;
     if (cs_store_exec(sh->pg, "COMMIT", &e) != CART_OK)
         goto failed;
     update_cache(sh, cc);
-    {
-        const char *subj[EXPIRE_BATCH], *mid[EXPIRE_BATCH], *pay[EXPIRE_BATCH];
-        for (size_t i = 0; i < nchg; i++) {
-            subj[i] = subjects[i];
-            mid[i] = msg_ids[i];
-            pay[i] = payloads[i];
-        }
-        publish_changes(sh, nchg, subj, mid, pay, ids);
-    }
+    publish_changes(sh, sh->batch.outbox, sh->batch.noutbox);
     cart_counter_add(sh->w->m_expired, (double)nchg);
     if (nchg > 0)
         cart_log(CART_LOG_INFO, "idle carts expired", CART_LS("shard", sh->name), CART_LI("carts", nchg), NULL);
@@ -1023,13 +1099,11 @@ failed:
     drop_session(sh, e.msg[0] ? e.msg : "expiry failed");
     rc = -1;
 out:
+    cs_batch_reset(&sh->batch);
     cart_cache_clear(cc);
     for (size_t i = 0; i < nchg; i++)
         free(payloads[i]);
     free(payloads);
-    free(msg_ids);
-    free(subjects);
-    free(ids);
     PQclear(rows);
     free(arr);
     return rc;
@@ -1212,6 +1286,8 @@ int cs_worker_start(cs_worker *w)
         }
         pthread_mutex_init(&sh->mu, NULL);
         pthread_cond_init(&sh->cv, NULL);
+        cs_batch_init(&sh->batch);
+        cs_batch_sql_init(&sh->sql);
         jsOptions_Init(&jo);
         jo.PublishAsync.MaxPending = 4096;
         jo.Wait = 2000; /* JetStream API calls (consumer info, subscribe): never the 5 s default */
@@ -1244,6 +1320,8 @@ void cs_worker_stop(cs_worker *w)
         pthread_cond_destroy(&sh->cv);
         free(sh->parts);
         free(sh->outbox_done);
+        cs_batch_cleanup(&sh->batch);
+        cs_batch_sql_cleanup(&sh->sql);
     }
     free(w->shards);
     w->shards = NULL;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cartshard/pg.h"
+#include "batch.h"
 
 /* The session's prepared statements: name, SQL, number of parameters. */
 static const struct stmt {
@@ -14,17 +15,16 @@ static const struct stmt {
     const char *sql;
     int nparams;
 } stmts[] = {
-    {"load_cart",
-     "SELECT cart_id::text, status, version, (extract(epoch FROM created_at) * 1000)::bigint,"
-     " (extract(epoch FROM updated_at) * 1000)::bigint FROM carts WHERE user_id = $1"
-     " ORDER BY version DESC LIMIT 1",
+    {"load_carts",
+     /* The latest cart of each user, with its lines (none for a deleted cart), grouped by user. */
+     "SELECT c.user_id, c.cart_id::text, c.status, c.version, (extract(epoch FROM c.created_at) * 1000)::bigint,"
+     " (extract(epoch FROM c.updated_at) * 1000)::bigint, i.sku, i.quantity"
+     " FROM (SELECT DISTINCT ON (user_id) cart_id, user_id, status, version, created_at, updated_at FROM carts"
+     " WHERE user_id = ANY($1::text[]) ORDER BY user_id, version DESC) c"
+     " LEFT JOIN cart_items i ON i.cart_id = c.cart_id AND c.status <> 'deleted' ORDER BY c.user_id",
      1},
-    {"load_items", "SELECT sku, quantity FROM cart_items WHERE cart_id = $1::uuid", 1},
-    {"processed", "SELECT http_status, coalesce(detail, '') FROM processed_events WHERE event_id = $1", 1},
-    {"mark",
-     "INSERT INTO processed_events (event_id, user_id, partition, stream_seq, http_status, cart_version, detail)"
-     " VALUES ($1, $2, $3, NULLIF($4::bigint, 0), $5, NULLIF($6::bigint, 0), NULLIF($7, ''))",
-     7},
+    {"processed",
+     "SELECT event_id, http_status, coalesce(detail, '') FROM processed_events WHERE event_id = ANY($1::text[])", 1},
     {"idle_users",
      "SELECT user_id FROM carts WHERE status = 'active' AND partition = ANY($1::int[])"
      " AND updated_at <= to_timestamp($2::double precision / 1000) ORDER BY updated_at LIMIT $3",
@@ -33,28 +33,7 @@ static const struct stmt {
      "DELETE FROM processed_events WHERE event_id IN (SELECT event_id FROM processed_events"
      " WHERE partition = ANY($1::int[]) AND processed_at < to_timestamp($2::double precision / 1000) LIMIT $3)",
      3},
-    {"ins_cart",
-     "INSERT INTO carts (cart_id, user_id, partition, status, version, created_at, updated_at)"
-     " VALUES ($1::uuid, $2, $3, $4, $5, to_timestamp($6::double precision / 1000),"
-     " to_timestamp($7::double precision / 1000))",
-     7},
-    {"upd_cart",
-     "UPDATE carts SET status = $2, version = $3, updated_at = to_timestamp($4::double precision / 1000)"
-     " WHERE cart_id = $1::uuid",
-     4},
-    {"upsert_line",
-     "INSERT INTO cart_items (cart_id, sku, quantity) VALUES ($1::uuid, $2, $3)"
-     " ON CONFLICT (cart_id, sku) DO UPDATE SET quantity = EXCLUDED.quantity",
-     3},
-    {"del_line", "DELETE FROM cart_items WHERE cart_id = $1::uuid AND sku = $2", 2},
-    {"del_lines", "DELETE FROM cart_items WHERE cart_id = $1::uuid", 1},
-    {"outbox_add", "INSERT INTO outbox (partition, subject, msg_id, payload) VALUES ($1, $2, $3, $4) RETURNING id", 4},
     {"outbox_del", "DELETE FROM outbox WHERE id = ANY($1::bigint[])", 1},
-    {"set_off",
-     "INSERT INTO partition_offsets (partition, stream_seq) VALUES ($1, $2)"
-     " ON CONFLICT (partition) DO UPDATE SET stream_seq = GREATEST(partition_offsets.stream_seq,"
-     " EXCLUDED.stream_seq), updated_at = now()",
-     2},
     {"get_off", "SELECT stream_seq FROM partition_offsets WHERE partition = $1", 1},
     {"try_lock", "SELECT pg_try_advisory_lock($1::int, $2::int)", 2},
     {"unlock", "SELECT pg_advisory_unlock($1::int, $2::int)", 2},
@@ -68,6 +47,49 @@ static const struct stmt {
      " AND objsubid = 2 AND granted"
      " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
      1},
+};
+
+/* The batch writes (batch.h), one statement per table, each taking array literals. Indexed by
+ * cs_batch_stmt, and run in that order: carts before the lines that refer to them, updated carts
+ * before inserted ones (a checked-out cart leaves the one-active-cart index before its successor
+ * enters it). */
+static const char *const batch_sql[CS_BATCH_NSTMTS] = {
+    [CS_BATCH_UPDATE_CARTS] = "UPDATE carts c SET status = t.s, version = t.v,"
+                              " updated_at = to_timestamp(t.u::double precision / 1000)"
+                              " FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[]) AS t(id, s, v, u)"
+                              " WHERE c.cart_id = t.id",
+    [CS_BATCH_INSERT_CARTS] =
+        "INSERT INTO carts (cart_id, user_id, partition, status, version, created_at, updated_at)"
+        " SELECT id, u, p, s, v, to_timestamp(ca::double precision / 1000), to_timestamp(ua::double precision / 1000)"
+        " FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[])"
+        " AS t(id, u, p, s, v, ca, ua)",
+    [CS_BATCH_CLEAR_LINES] = "DELETE FROM cart_items WHERE cart_id = ANY($1::uuid[])",
+    [CS_BATCH_DELETE_LINES] = "DELETE FROM cart_items i USING unnest($1::uuid[], $2::text[]) AS t(id, sku)"
+                              " WHERE i.cart_id = t.id AND i.sku = t.sku",
+    [CS_BATCH_PUT_LINES] = "INSERT INTO cart_items (cart_id, sku, quantity)"
+                           " SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[])"
+                           " ON CONFLICT (cart_id, sku) DO UPDATE SET quantity = EXCLUDED.quantity",
+    /* Rows go in in the order given, so their ids (and the relay's order) follow the events. */
+    [CS_BATCH_OUTBOX] = "INSERT INTO outbox (partition, subject, msg_id, payload)"
+                        " SELECT p, s, m, d FROM unnest($1::int[], $2::text[], $3::text[], $4::text[])"
+                        " WITH ORDINALITY AS t(p, s, m, d, o) ORDER BY o RETURNING id, msg_id",
+    [CS_BATCH_OFFSETS] = "INSERT INTO partition_offsets (partition, stream_seq)"
+                         " SELECT * FROM unnest($1::int[], $2::bigint[])"
+                         " ON CONFLICT (partition) DO UPDATE SET stream_seq = GREATEST(partition_offsets.stream_seq,"
+                         " EXCLUDED.stream_seq), updated_at = now()",
+    [CS_BATCH_MARKS] = "INSERT INTO processed_events"
+                       " (event_id, user_id, partition, stream_seq, http_status, cart_version, detail)"
+                       " SELECT e, u, p, NULLIF(s, 0), h, NULLIF(v, 0), NULLIF(d, '')"
+                       " FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::smallint[], $6::bigint[],"
+                       " $7::text[]) AS t(e, u, p, s, h, v, d)",
+};
+
+/* The prepared names of the batch statements. */
+static const char *const batch_names[CS_BATCH_NSTMTS] = {
+    [CS_BATCH_UPDATE_CARTS] = "b_upd_carts",  [CS_BATCH_INSERT_CARTS] = "b_ins_carts",
+    [CS_BATCH_CLEAR_LINES] = "b_clear_lines", [CS_BATCH_DELETE_LINES] = "b_del_lines",
+    [CS_BATCH_PUT_LINES] = "b_put_lines",     [CS_BATCH_OUTBOX] = "b_outbox",
+    [CS_BATCH_OFFSETS] = "b_offsets",         [CS_BATCH_MARKS] = "b_marks",
 };
 
 static void set_err(cs_store_err *e, PGconn *pg, PGresult *res)
@@ -107,8 +129,11 @@ cart_status cs_store_prepare(PGconn *pg, cs_store_err *e)
 {
     PGresult *res;
 
-    for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
-        res = PQprepare(pg, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);
+    for (size_t i = 0; i < sizeof stmts / sizeof stmts[0] + CS_BATCH_NSTMTS; i++) {
+        bool batch = i >= sizeof stmts / sizeof stmts[0];
+        size_t k = batch ? i - sizeof stmts / sizeof stmts[0] : i;
+        res = batch ? PQprepare(pg, batch_names[k], batch_sql[k], cs_batch_nparams((cs_batch_stmt)k), NULL)
+                    : PQprepare(pg, stmts[k].name, stmts[k].sql, stmts[k].nparams, NULL);
         if (PQresultStatus(res) != PGRES_COMMAND_OK) {
             set_err(e, pg, res);
             PQclear(res);
@@ -135,120 +160,117 @@ cart_status cs_store_exec(PGconn *pg, const char *sql, cs_store_err *e)
     return CART_OK;
 }
 
-cart_status cs_store_load_cart(PGconn *pg, const char *user_id, cart *c, cs_store_err *e)
+static cart_status out_of_memory(cs_store_err *e)
 {
-    PGresult *res = NULL;
-    const char *vals[1] = {user_id};
-    cart_status st;
+    e->transient = true;
+    snprintf(e->msg, sizeof e->msg, "out of memory");
+    return CART_ERR_NOMEM;
+}
 
-    st = run(pg, "load_cart", 1, vals, PGRES_TUPLES_OK, &res, e);
-    if (st != CART_OK)
-        return st;
-    if (PQntuples(res) == 1) {
-        snprintf(c->cart_id, sizeof c->cart_id, "%s", PQgetvalue(res, 0, 0));
-        if (cart_state_parse(PQgetvalue(res, 0, 1), strlen(PQgetvalue(res, 0, 1)), &c->state) != CART_OK)
-            c->state = CART_DELETED; /* the schema's CHECK allows nothing else */
-        c->version = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-        c->created_at_ms = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
-        c->updated_at_ms = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
-    }
-    PQclear(res);
-    res = NULL;
-    /* A deleted cart has no lines; a checked-out or expired one keeps them (a repeated checkout is
-     * answered with the cart it checked out). */
-    if (c->state == CART_NONE || c->state == CART_DELETED)
+cart_status cs_store_load_carts(PGconn *pg, cart *const *carts, size_t n, cs_store_err *e)
+{
+    cs_pgarr users;
+    const char *vals[1];
+    PGresult *res = NULL;
+    cart *c = NULL;
+    cart_status st = CART_OK;
+
+    if (n == 0)
         return CART_OK;
-    vals[0] = c->cart_id;
-    st = run(pg, "load_items", 1, vals, PGRES_TUPLES_OK, &res, e);
+    cs_pgarr_init(&users);
+    for (size_t i = 0; i < n; i++)
+        cs_pgarr_text(&users, carts[i]->user_id);
+    vals[0] = cs_pgarr_finish(&users);
+    if (vals[0] == NULL) {
+        st = out_of_memory(e);
+        goto out;
+    }
+    st = run(pg, "load_carts", 1, vals, PGRES_TUPLES_OK, &res, e);
     if (st != CART_OK)
-        return st;
-    for (int i = 0; i < PQntuples(res) && st == CART_OK; i++)
-        st = cart_put_line(c, PQgetvalue(res, i, 0), (int32_t)strtol(PQgetvalue(res, i, 1), NULL, 10));
-    PQclear(res);
+        goto out;
+    /* Rows come grouped by user: a cart's header with its first line, then one row per line. */
+    for (int r = 0; r < PQntuples(res) && st == CART_OK; r++) {
+        const char *user = PQgetvalue(res, r, 0);
+        if (c == NULL || strcmp(c->user_id, user) != 0) {
+            c = NULL;
+            for (size_t i = 0; i < n && c == NULL; i++)
+                if (strcmp(carts[i]->user_id, user) == 0)
+                    c = carts[i];
+            if (c == NULL)
+                continue; /* not asked for (cannot happen) */
+            snprintf(c->cart_id, sizeof c->cart_id, "%s", PQgetvalue(res, r, 1));
+            if (cart_state_parse(PQgetvalue(res, r, 2), strlen(PQgetvalue(res, r, 2)), &c->state) != CART_OK)
+                c->state = CART_DELETED; /* the schema's CHECK allows nothing else */
+            c->version = strtoll(PQgetvalue(res, r, 3), NULL, 10);
+            c->created_at_ms = strtoll(PQgetvalue(res, r, 4), NULL, 10);
+            c->updated_at_ms = strtoll(PQgetvalue(res, r, 5), NULL, 10);
+        }
+        if (!PQgetisnull(res, r, 6))
+            st = cart_put_line(c, PQgetvalue(res, r, 6), (int32_t)strtol(PQgetvalue(res, r, 7), NULL, 10));
+    }
     if (st != CART_OK) {
-        e->transient = false;
+        e->transient = st == CART_ERR_NOMEM;
         snprintf(e->msg, sizeof e->msg, "loading cart lines: %s", cart_status_str(st));
+        st = CART_ERR_UNAVAILABLE;
     }
-    return st == CART_OK ? CART_OK : CART_ERR_UNAVAILABLE;
-}
-
-cart_status cs_store_processed(PGconn *pg, const char *event_id, bool *found, int *http_status, char *detail,
-                               size_t detail_size, cs_store_err *e)
-{
-    PGresult *res = NULL;
-    const char *vals[1] = {event_id};
-    cart_status st = run(pg, "processed", 1, vals, PGRES_TUPLES_OK, &res, e);
-
-    if (st != CART_OK)
-        return st;
-    *found = PQntuples(res) > 0;
-    *http_status = *found ? atoi(PQgetvalue(res, 0, 0)) : 0;
-    if (detail_size > 0)
-        snprintf(detail, detail_size, "%s", *found ? PQgetvalue(res, 0, 1) : "");
+out:
     PQclear(res);
-    return CART_OK;
+    cs_pgarr_cleanup(&users);
+    return st;
 }
 
-cart_status cs_store_mark_processed(PGconn *pg, const cart_event *ev, uint32_t partition, uint64_t stream_seq,
-                                    int http_status, int64_t version, const char *detail, cs_store_err *e)
+cart_status cs_store_processed(PGconn *pg, const char *const *event_ids, size_t n, cs_store_processed_fn fn, void *ud,
+                               cs_store_err *e)
 {
-    char part[16], seq[24], status[8], ver[24];
-    const char *vals[7] = {ev->event_id, ev->user_id, part, seq, status, ver, detail ? detail : ""};
-
-    snprintf(part, sizeof part, "%u", partition);
-    snprintf(seq, sizeof seq, "%" PRIu64, stream_seq);
-    snprintf(status, sizeof status, "%d", http_status);
-    snprintf(ver, sizeof ver, "%" PRId64, version);
-    return run(pg, "mark", 7, vals, PGRES_COMMAND_OK, NULL, e);
-}
-
-cart_status cs_store_save(PGconn *pg, const cart *c, const cart_outcome *o, uint32_t partition, cs_store_err *e)
-{
-    char part[16], ver[24], created[24], updated[24], qty[16];
+    cs_pgarr ids;
+    const char *vals[1];
+    PGresult *res = NULL;
     cart_status st;
 
-    snprintf(part, sizeof part, "%u", partition);
-    snprintf(ver, sizeof ver, "%" PRId64, c->version);
-    snprintf(created, sizeof created, "%" PRId64, c->created_at_ms);
-    snprintf(updated, sizeof updated, "%" PRId64, c->updated_at_ms);
-    if (o->created) {
-        const char *vals[7] = {c->cart_id, c->user_id, part, cart_state_name(c->state), ver, created, updated};
-        st = run(pg, "ins_cart", 7, vals, PGRES_COMMAND_OK, NULL, e);
-    } else {
-        const char *vals[4] = {c->cart_id, cart_state_name(c->state), ver, updated};
-        st = run(pg, "upd_cart", 4, vals, PGRES_COMMAND_OK, NULL, e);
-    }
-    if (st != CART_OK)
-        return st;
-    if (c->state == CART_DELETED) {
-        const char *vals[1] = {c->cart_id};
-        return run(pg, "del_lines", 1, vals, PGRES_COMMAND_OK, NULL, e);
-    }
-    if (!o->line_changed)
+    if (n == 0)
         return CART_OK;
-    if (o->line_quantity > 0) {
-        snprintf(qty, sizeof qty, "%d", (int)o->line_quantity);
-        const char *vals[3] = {c->cart_id, o->sku, qty};
-        return run(pg, "upsert_line", 3, vals, PGRES_COMMAND_OK, NULL, e);
-    }
-    const char *vals[2] = {c->cart_id, o->sku};
-    return run(pg, "del_line", 2, vals, PGRES_COMMAND_OK, NULL, e);
+    cs_pgarr_init(&ids);
+    for (size_t i = 0; i < n; i++)
+        cs_pgarr_text(&ids, event_ids[i]);
+    vals[0] = cs_pgarr_finish(&ids);
+    st = vals[0] ? run(pg, "processed", 1, vals, PGRES_TUPLES_OK, &res, e) : out_of_memory(e);
+    for (int r = 0; st == CART_OK && r < PQntuples(res); r++)
+        fn(ud, PQgetvalue(res, r, 0), atoi(PQgetvalue(res, r, 1)), PQgetvalue(res, r, 2));
+    PQclear(res);
+    cs_pgarr_cleanup(&ids);
+    return st;
 }
 
-cart_status cs_store_outbox_add(PGconn *pg, uint32_t partition, const char *subject, const char *msg_id,
-                                const char *payload, int64_t *id, cs_store_err *e)
+cart_status cs_store_write(PGconn *pg, cs_batch *b, cs_batch_sql *sql, cs_store_err *e)
 {
-    char part[16];
-    const char *vals[4] = {part, subject, msg_id, payload};
     PGresult *res = NULL;
     cart_status st;
 
-    snprintf(part, sizeof part, "%u", partition);
-    st = run(pg, "outbox_add", 4, vals, PGRES_TUPLES_OK, &res, e);
-    if (st != CART_OK)
-        return st;
-    *id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    PQclear(res);
+    if (cs_batch_render(b, sql) != 0)
+        return out_of_memory(e);
+    for (int k = 0; k < CS_BATCH_NSTMTS; k++) {
+        bool returns = k == CS_BATCH_OUTBOX;
+        if (sql->rows[k] == 0)
+            continue;
+        st = run(pg, batch_names[k], cs_batch_nparams((cs_batch_stmt)k), sql->params[k],
+                 returns ? PGRES_TUPLES_OK : PGRES_COMMAND_OK, returns ? &res : NULL, e);
+        if (st != CART_OK)
+            return st;
+        if (!returns)
+            continue;
+        /* Each new id goes to its row, found by msg_id (unique in a batch; normally in order). */
+        for (int r = 0; r < PQntuples(res); r++) {
+            const char *msg_id = PQgetvalue(res, r, 1);
+            size_t at = (size_t)r;
+            if (at >= b->noutbox || strcmp(b->outbox[at].msg_id, msg_id) != 0)
+                for (at = 0; at < b->noutbox && strcmp(b->outbox[at].msg_id, msg_id) != 0; at++)
+                    ;
+            if (at < b->noutbox)
+                b->outbox[at].id = strtoll(PQgetvalue(res, r, 0), NULL, 10);
+        }
+        PQclear(res);
+        res = NULL;
+    }
     return CART_OK;
 }
 
@@ -274,16 +296,6 @@ cart_status cs_store_outbox_delete(PGconn *pg, const int64_t *ids, size_t n, cs_
     st = run(pg, "outbox_del", 1, vals, PGRES_COMMAND_OK, NULL, e);
     free(arr);
     return st;
-}
-
-cart_status cs_store_set_offset(PGconn *pg, uint32_t partition, uint64_t stream_seq, cs_store_err *e)
-{
-    char part[16], seq[24];
-    const char *vals[2] = {part, seq};
-
-    snprintf(part, sizeof part, "%u", partition);
-    snprintf(seq, sizeof seq, "%" PRIu64, stream_seq);
-    return run(pg, "set_off", 2, vals, PGRES_COMMAND_OK, NULL, e);
 }
 
 cart_status cs_store_get_offset(PGconn *pg, uint32_t partition, uint64_t *stream_seq, cs_store_err *e)

@@ -18,6 +18,7 @@
 #include "cartshard/cart.h"
 #include "cartshard/event.h"
 #include "cartshard/status.h"
+#include "batch.h"
 
 /* Where an error came from, filled by every call that can fail. */
 typedef struct cs_store_err {
@@ -31,32 +32,25 @@ cart_status cs_store_prepare(PGconn *pg, cs_store_err *e);
 /* Runs a statement with no parameters and no rows (BEGIN, COMMIT, ROLLBACK). */
 cart_status cs_store_exec(PGconn *pg, const char *sql, cs_store_err *e);
 
-/* Loads `user_id`'s latest cart (active or not) into `c`, which the caller initialised with
- * cart_init for that user. A user without carts leaves c in state CART_NONE. */
-cart_status cs_store_load_cart(PGconn *pg, const char *user_id, cart *c, cs_store_err *e);
+/* Loads the latest cart (active or not) of every cart in `carts`, each initialised by the caller
+ * with cart_init for its user, in one query. A user without carts stays in state CART_NONE. */
+cart_status cs_store_load_carts(PGconn *pg, cart *const *carts, size_t n, cs_store_err *e);
 
-/* Looks up a processed event: *found, its recorded HTTP status in *http_status and the reason of
- * a refusal in `detail` (empty when none). */
-cart_status cs_store_processed(PGconn *pg, const char *event_id, bool *found, int *http_status, char *detail,
-                               size_t detail_size, cs_store_err *e);
+/* Called for each event found processed: its recorded HTTP status and the reason of a refusal
+ * (empty when none); the strings live until the call returns. */
+typedef void (*cs_store_processed_fn)(void *ud, const char *event_id, int http_status, const char *detail);
 
-/* Records `ev` as processed with its outcome (`detail`: the reason of a refusal, or NULL/"");
- * `stream_seq` 0 means unknown. */
-cart_status cs_store_mark_processed(PGconn *pg, const cart_event *ev, uint32_t partition, uint64_t stream_seq,
-                                    int http_status, int64_t version, const char *detail, cs_store_err *e);
+/* Looks up which of `event_ids` were processed before, in one query, calling `fn` for each. */
+cart_status cs_store_processed(PGconn *pg, const char *const *event_ids, size_t n, cs_store_processed_fn fn, void *ud,
+                               cs_store_err *e);
 
-/* Persists what cart_apply did to `c` (o->changed must be true). */
-cart_status cs_store_save(PGconn *pg, const cart *c, const cart_outcome *o, uint32_t partition, cs_store_err *e);
-
-/* Adds a change to the outbox; *id is its row id. */
-cart_status cs_store_outbox_add(PGconn *pg, uint32_t partition, const char *subject, const char *msg_id,
-                                const char *payload, int64_t *id, cs_store_err *e);
+/* Writes what `b` recorded, one statement per table (batch.h), rendering the parameters into
+ * `sql` (scratch space kept between calls); on CART_OK the outbox records have their ids. A data
+ * error (transient false) says only that some record of the batch was refused, not which. */
+cart_status cs_store_write(PGconn *pg, cs_batch *b, cs_batch_sql *sql, cs_store_err *e);
 
 /* Deletes outbox rows by id (the relay published them). */
 cart_status cs_store_outbox_delete(PGconn *pg, const int64_t *ids, size_t n, cs_store_err *e);
-
-/* Moves partition's offset up to `stream_seq` (never down). */
-cart_status cs_store_set_offset(PGconn *pg, uint32_t partition, uint64_t stream_seq, cs_store_err *e);
 
 /* Reads the partition's committed offset (0 when it never committed). */
 cart_status cs_store_get_offset(PGconn *pg, uint32_t partition, uint64_t *stream_seq, cs_store_err *e);
