@@ -41,62 +41,216 @@ static size_t field_len(const char *s, size_t size)
     return nul ? (size_t)(nul - s) : size;
 }
 
-/* Adds a member; false when out of memory (json_object_set_new releases `v` then too). */
-static bool put(json_t *obj, const char *key, json_t *v)
+/* The writer builds the text directly: the worker renders a cart several times per event (the
+ * reply, the change notice, the cache entry), and a jansson tree plus json_dumps cost about ten
+ * times as much. The output is what json_dumps(JSON_COMPACT | JSON_PRESERVE_ORDER) would give. */
+
+/* A growing output buffer; `oom` once an allocation failed. */
+typedef struct jout {
+    char *buf;
+    size_t len, cap;
+    bool oom;
+} jout;
+
+static bool out_reserve(jout *o, size_t more)
 {
-    return json_object_set_new(obj, key, v) == 0;
+    size_t cap;
+    char *nb;
+
+    if (o->oom)
+        return false;
+    if (o->len + more + 1 <= o->cap)
+        return true;
+    cap = o->cap ? o->cap : 256;
+    while (cap < o->len + more + 1)
+        cap *= 2;
+    nb = realloc(o->buf, cap);
+    if (nb == NULL) {
+        o->oom = true;
+        return false;
+    }
+    o->buf = nb;
+    o->cap = cap;
+    return true;
 }
 
-static bool put_time(json_t *obj, const char *key, int64_t ms)
+static void out_raw(jout *o, const char *s, size_t n)
+{
+    if (!out_reserve(o, n))
+        return;
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+}
+
+#define OUT_LIT(o, lit) out_raw((o), (lit), sizeof(lit) - 1)
+
+/* A JSON string, escaped as jansson escapes it. */
+static void out_str(jout *o, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    if (!out_reserve(o, n * 6 + 2))
+        return;
+    o->buf[o->len++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        char *p = o->buf + o->len;
+        switch (ch) {
+        case '"':
+        case '\\':
+            p[0] = '\\';
+            p[1] = (char)ch;
+            o->len += 2;
+            continue;
+        case '\b':
+            memcpy(p, "\\b", 2);
+            o->len += 2;
+            continue;
+        case '\f':
+            memcpy(p, "\\f", 2);
+            o->len += 2;
+            continue;
+        case '\n':
+            memcpy(p, "\\n", 2);
+            o->len += 2;
+            continue;
+        case '\r':
+            memcpy(p, "\\r", 2);
+            o->len += 2;
+            continue;
+        case '\t':
+            memcpy(p, "\\t", 2);
+            o->len += 2;
+            continue;
+        default:
+            break;
+        }
+        if (ch < 0x20) {
+            memcpy(p, "\\u00", 4);
+            p[4] = hex[ch >> 4];
+            p[5] = hex[ch & 15];
+            o->len += 6;
+        } else {
+            o->buf[o->len++] = (char)ch;
+        }
+    }
+    o->buf[o->len++] = '"';
+}
+
+/* A string held in a fixed array. */
+static void out_field(jout *o, const char *s, size_t size)
+{
+    out_str(o, s, field_len(s, size));
+}
+
+static void out_int(jout *o, int64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+
+    do {
+        tmp[sizeof tmp - 1 - n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        tmp[sizeof tmp - 1 - n++] = '-';
+    out_raw(o, tmp + sizeof tmp - n, n);
+}
+
+static void out_time(jout *o, int64_t ms)
 {
     char buf[CART_TIME_BUFSZ];
 
     cart_time_format(ms, buf);
-    return put(obj, key, json_string(buf));
+    out_str(o, buf, strlen(buf));
 }
 
-/* The items array; NULL when out of memory. */
-static json_t *items_to_json(const cart *c)
+static void out_items(jout *o, const cart *c)
 {
-    json_t *items = json_array();
-
-    if (items == NULL)
-        return NULL;
+    OUT_LIT(o, "[");
     for (size_t i = 0; i < c->nitems; i++) {
-        const cart_item *it = &c->items[i];
-        json_t *line = json_object();
-        if (line == NULL || !put(line, "sku", json_stringn(it->sku, field_len(it->sku, sizeof it->sku))) ||
-            !put(line, "quantity", json_integer(it->quantity)) || json_array_append_new(items, line) != 0) {
-            json_decref(line);
-            json_decref(items);
-            return NULL;
-        }
+        if (i > 0)
+            OUT_LIT(o, ",");
+        OUT_LIT(o, "{\"sku\":");
+        out_field(o, c->items[i].sku, sizeof c->items[i].sku);
+        OUT_LIT(o, ",\"quantity\":");
+        out_int(o, c->items[i].quantity);
+        OUT_LIT(o, "}");
     }
-    return items;
+    OUT_LIT(o, "]");
+}
+
+/* Ends the text: returns it (length in *len) or NULL after an allocation failure. */
+static char *out_finish(jout *o, size_t *len)
+{
+    if (!out_reserve(o, 0)) {
+        free(o->buf);
+        return NULL;
+    }
+    o->buf[o->len] = '\0';
+    if (len != NULL)
+        *len = o->len;
+    return o->buf;
 }
 
 char *cart_to_json(const cart *c, size_t *len)
 {
     const char *status = cart_state_name(c->state);
-    json_t *root = NULL;
-    char *text = NULL;
+    jout o = {0};
 
     if (status == NULL)
-        goto out;
-    if ((root = json_object()) == NULL)
-        goto out;
-    if (!put(root, "user_id", json_stringn(c->user_id, field_len(c->user_id, sizeof c->user_id))) ||
-        !put(root, "cart_id", json_stringn(c->cart_id, field_len(c->cart_id, sizeof c->cart_id))) ||
-        !put(root, "status", json_string(status)) || !put(root, "version", json_integer(c->version)) ||
-        !put(root, "items", items_to_json(c)) || !put(root, "item_count", json_integer(cart_item_count(c))) ||
-        !put_time(root, "created_at", c->created_at_ms) || !put_time(root, "updated_at", c->updated_at_ms))
-        goto out;
-    text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    if (text != NULL && len != NULL)
-        *len = strlen(text);
-out:
-    json_decref(root);
-    return text;
+        return NULL;
+    OUT_LIT(&o, "{\"user_id\":");
+    out_field(&o, c->user_id, sizeof c->user_id);
+    OUT_LIT(&o, ",\"cart_id\":");
+    out_field(&o, c->cart_id, sizeof c->cart_id);
+    OUT_LIT(&o, ",\"status\":");
+    out_str(&o, status, strlen(status));
+    OUT_LIT(&o, ",\"version\":");
+    out_int(&o, c->version);
+    OUT_LIT(&o, ",\"items\":");
+    out_items(&o, c);
+    OUT_LIT(&o, ",\"item_count\":");
+    out_int(&o, cart_item_count(c));
+    OUT_LIT(&o, ",\"created_at\":");
+    out_time(&o, c->created_at_ms);
+    OUT_LIT(&o, ",\"updated_at\":");
+    out_time(&o, c->updated_at_ms);
+    OUT_LIT(&o, "}");
+    return out_finish(&o, len);
+}
+
+char *cart_change_to_json(const cart *c, const char *event_id, const char *type, uint32_t partition,
+                          int64_t applied_at_ms, size_t *len)
+{
+    const char *status = cart_state_name(c->state);
+    jout o = {0};
+
+    if (status == NULL)
+        return NULL;
+    OUT_LIT(&o, "{\"event_id\":");
+    out_str(&o, event_id, strlen(event_id));
+    OUT_LIT(&o, ",\"type\":");
+    out_str(&o, type, strlen(type));
+    OUT_LIT(&o, ",\"user_id\":");
+    out_field(&o, c->user_id, sizeof c->user_id);
+    OUT_LIT(&o, ",\"cart_id\":");
+    out_field(&o, c->cart_id, sizeof c->cart_id);
+    OUT_LIT(&o, ",\"version\":");
+    out_int(&o, c->version);
+    OUT_LIT(&o, ",\"status\":");
+    out_str(&o, status, strlen(status));
+    OUT_LIT(&o, ",\"partition\":");
+    out_int(&o, partition);
+    OUT_LIT(&o, ",\"items\":");
+    out_items(&o, c);
+    OUT_LIT(&o, ",\"item_count\":");
+    out_int(&o, cart_item_count(c));
+    OUT_LIT(&o, ",\"applied_at\":");
+    out_time(&o, applied_at_ms);
+    OUT_LIT(&o, "}");
+    return out_finish(&o, len);
 }
 
 static bool is_hex(char ch)

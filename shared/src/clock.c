@@ -45,6 +45,15 @@ static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
     *y = yoe + era * 400 + (*m <= 2);
 }
 
+/* Writes v (0 <= v < 10^n) as exactly n digits. */
+static void put_digits(char *p, int v, int n)
+{
+    for (int i = n - 1; i >= 0; i--) {
+        p[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
 void cart_time_format(int64_t ms, char buf[CART_TIME_BUFSZ])
 {
     int64_t secs = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
@@ -57,12 +66,25 @@ void cart_time_format(int64_t ms, char buf[CART_TIME_BUFSZ])
     civil_from_days(days, &y, &m, &d);
     /* RFC 3339 has four-digit years: times outside 0000..9999 are clamped to its ends. */
     year = y < 0 ? 0 : y > 9999 ? 9999 : (int)y;
-    if (frac)
-        snprintf(buf, CART_TIME_BUFSZ, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", year % 10000, m % 100, d % 100,
-                 rem / 3600 % 100, rem / 60 % 60, rem % 60, frac % 1000);
-    else
-        snprintf(buf, CART_TIME_BUFSZ, "%04d-%02d-%02dT%02d:%02d:%02dZ", year % 10000, m % 100, d % 100,
-                 rem / 3600 % 100, rem / 60 % 60, rem % 60);
+    /* By hand, not snprintf: the worker formats several of these per event. */
+    put_digits(buf, year, 4);
+    buf[4] = '-';
+    put_digits(buf + 5, m, 2);
+    buf[7] = '-';
+    put_digits(buf + 8, d, 2);
+    buf[10] = 'T';
+    put_digits(buf + 11, rem / 3600, 2);
+    buf[13] = ':';
+    put_digits(buf + 14, rem / 60 % 60, 2);
+    buf[16] = ':';
+    put_digits(buf + 17, rem % 60, 2);
+    if (frac) {
+        buf[19] = '.';
+        put_digits(buf + 20, frac, 3);
+        memcpy(buf + 23, "Z", 2);
+    } else {
+        memcpy(buf + 19, "Z", 2);
+    }
 }
 
 /* Reads exactly n digits at s[*i]; -1 if they are not all there. */

@@ -59,27 +59,45 @@ static void pgarr_sep(cs_pgarr *a)
 void cs_pgarr_text(cs_pgarr *a, const char *s)
 {
     size_t escapes = 0, slen = strlen(s);
+    const char *p = s, *end = s + slen;
 
-    for (const char *p = s; *p; p++)
-        escapes += *p == '"' || *p == '\\';
+    for (const char *q = strpbrk(s, "\"\\"); q != NULL; q = strpbrk(q + 1, "\"\\"))
+        escapes++;
     if (!pgarr_reserve(a, slen + escapes + 3))
         return;
     pgarr_sep(a);
     a->buf[a->len++] = '"';
-    for (const char *p = s; *p; p++) {
-        if (*p == '"' || *p == '\\')
+    /* Copies the runs between characters to escape in one piece each (a JSON payload has many). */
+    while (p < end) {
+        size_t run = strcspn(p, "\"\\");
+        memcpy(a->buf + a->len, p, run);
+        a->len += run;
+        p += run;
+        if (p < end) {
             a->buf[a->len++] = '\\';
-        a->buf[a->len++] = *p;
+            a->buf[a->len++] = *p++;
+        }
     }
     a->buf[a->len++] = '"';
 }
 
 void cs_pgarr_int(cs_pgarr *a, long long v)
 {
-    if (!pgarr_reserve(a, 22))
+    char tmp[24];
+    size_t n = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+
+    do {
+        tmp[sizeof tmp - 1 - n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        tmp[sizeof tmp - 1 - n++] = '-';
+    if (!pgarr_reserve(a, n + 1))
         return;
     pgarr_sep(a);
-    a->len += (size_t)snprintf(a->buf + a->len, a->cap - a->len, "%lld", v);
+    memcpy(a->buf + a->len, tmp + sizeof tmp - n, n);
+    a->len += n;
 }
 
 const char *cs_pgarr_finish(cs_pgarr *a)
@@ -97,6 +115,15 @@ const char *cs_pgarr_finish(cs_pgarr *a)
 }
 
 /* --- records --- */
+
+/* Copies the string `src` into dst[size], truncating (the fields hold validated, bounded values). */
+static void copy_str(char *dst, size_t size, const char *src)
+{
+    size_t n = strnlen(src, size - 1);
+
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
 
 void cs_batch_init(cs_batch *b)
 {
@@ -166,8 +193,8 @@ static int record_line(cs_batch *b, const char *cart_id, const char *sku, int32_
     if (GROW(b, lines, nlines, lines_cap) != 0)
         return -1;
     l = &b->lines[b->nlines++];
-    snprintf(l->cart_id, sizeof l->cart_id, "%s", cart_id);
-    snprintf(l->sku, sizeof l->sku, "%s", sku);
+    copy_str(l->cart_id, sizeof l->cart_id, cart_id);
+    copy_str(l->sku, sizeof l->sku, sku);
     l->quantity = quantity;
     return 0;
 }
@@ -179,7 +206,7 @@ static int record_cleared(cs_batch *b, const char *cart_id)
             return 0;
     if (GROW(b, cleared, ncleared, cleared_cap) != 0)
         return -1;
-    snprintf(b->cleared[b->ncleared++], sizeof b->cleared[0], "%s", cart_id);
+    copy_str(b->cleared[b->ncleared++], sizeof b->cleared[0], cart_id);
     return 0;
 }
 
@@ -191,8 +218,8 @@ int cs_batch_change(cs_batch *b, const cart *c, const cart_outcome *o, uint32_t 
         if (GROW(b, carts, ncarts, carts_cap) != 0)
             return -1;
         r = &b->carts[b->ncarts++];
-        snprintf(r->cart_id, sizeof r->cart_id, "%s", c->cart_id);
-        snprintf(r->user_id, sizeof r->user_id, "%s", c->user_id);
+        copy_str(r->cart_id, sizeof r->cart_id, c->cart_id);
+        copy_str(r->user_id, sizeof r->user_id, c->user_id);
         r->partition = partition;
         r->created_at_ms = c->created_at_ms;
         r->insert = o->created;
@@ -215,13 +242,13 @@ int cs_batch_mark_processed(cs_batch *b, const cart_event *ev, uint32_t partitio
     if (GROW(b, marks, nmarks, marks_cap) != 0)
         return -1;
     m = &b->marks[b->nmarks++];
-    snprintf(m->event_id, sizeof m->event_id, "%s", ev->event_id);
-    snprintf(m->user_id, sizeof m->user_id, "%s", ev->user_id);
+    copy_str(m->event_id, sizeof m->event_id, ev->event_id);
+    copy_str(m->user_id, sizeof m->user_id, ev->user_id);
     m->partition = partition;
     m->stream_seq = stream_seq;
     m->http_status = http_status;
     m->version = version;
-    snprintf(m->detail, sizeof m->detail, "%s", detail ? detail : "");
+    copy_str(m->detail, sizeof m->detail, detail ? detail : "");
     return 0;
 }
 
@@ -234,8 +261,8 @@ int cs_batch_outbox_add(cs_batch *b, uint32_t partition, const char *subject, co
         return -1;
     r = &b->outbox[b->noutbox];
     r->partition = partition;
-    snprintf(r->subject, sizeof r->subject, "%s", subject);
-    snprintf(r->msg_id, sizeof r->msg_id, "%s", msg_id);
+    copy_str(r->subject, sizeof r->subject, subject);
+    copy_str(r->msg_id, sizeof r->msg_id, msg_id);
     r->payload = payload;
     r->id = 0;
     *index = b->noutbox++;

@@ -505,31 +505,6 @@ static cart_status cart_cache_load(cart_cache *cc, PGconn *pg, cs_store_err *e)
     return st;
 }
 
-/* The carts.changes.<partition> document of a change: which event made it, and the cart after it. */
-static char *change_payload(const char *event_id, const char *type, const cart *c, uint32_t partition, int64_t now)
-{
-    char *cart_txt = cart_to_json(c, NULL);
-    json_t *doc = NULL, *cj = NULL;
-    char *out = NULL, ts[CART_TIME_BUFSZ];
-
-    if (cart_txt == NULL)
-        return NULL;
-    cj = json_loads(cart_txt, 0, NULL);
-    free(cart_txt);
-    if (cj == NULL)
-        return NULL;
-    cart_time_format(now, ts);
-    doc = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O, s:i, s:O, s:O, s:s}", "event_id", event_id, "type", type, "user_id",
-                    c->user_id, "cart_id", json_object_get(cj, "cart_id"), "version", json_object_get(cj, "version"),
-                    "status", json_object_get(cj, "status"), "partition", (json_int_t)partition, "items",
-                    json_object_get(cj, "items"), "item_count", json_object_get(cj, "item_count"), "applied_at", ts);
-    if (doc)
-        out = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(doc);
-    json_decref(cj);
-    return out;
-}
-
 static void item_reset(cs_item *it)
 {
     free(it->cart_json);
@@ -641,7 +616,8 @@ static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size
             return out_of_memory(e);
         it->changed = true;
         slot->changed = true;
-        it->change_json = change_payload(it->ev.event_id, cart_event_type_name(it->ev.type), c, it->part->id, now);
+        it->change_json =
+            cart_change_to_json(c, it->ev.event_id, cart_event_type_name(it->ev.type), it->part->id, now, NULL);
         snprintf(msg_id, sizeof msg_id, "chg-%s", it->ev.event_id);
         if (it->change_json == NULL ||
             cs_batch_outbox_add(&sh->batch, it->part->id, cart_bus_subject(subject, CART_SUBJ_CHANGES, it->part->id),
@@ -1066,7 +1042,7 @@ static int expire_idle(cs_shard *sh, cart_cache *cc)
         /* The expiry of one cart is one change, whoever announces it. */
         snprintf(event_id, sizeof event_id, "exp-%s", slot->c.cart_id);
         snprintf(msg_id, sizeof msg_id, "chg-%s", event_id);
-        payloads[nchg] = change_payload(event_id, "cart.expired", &slot->c, part, now);
+        payloads[nchg] = cart_change_to_json(&slot->c, event_id, "cart.expired", part, now, NULL);
         if (payloads[nchg] == NULL || cs_batch_change(&sh->batch, &slot->c, &o, part) != 0 ||
             cs_batch_outbox_add(&sh->batch, part, cart_bus_subject(subject, CART_SUBJ_CHANGES, part), msg_id,
                                 payloads[nchg], &at) != 0) {

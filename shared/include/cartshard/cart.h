@@ -139,6 +139,15 @@ cart_status cart_state_parse(const char *name, size_t len, cart_state *out);
 char *cart_to_json(const cart *c, size_t *len);
 
 /*
+ * Renders the change notice of carts.changes.<partition> (contract section 4): which event made
+ * the change, and the cart after it (keys event_id, type, user_id, cart_id, version, status,
+ * partition, items, item_count, applied_at). Returns a malloc'd string the caller frees (length
+ * in *len if non-NULL), or NULL when out of memory or when the state is CART_NONE.
+ */
+char *cart_change_to_json(const cart *c, const char *event_id, const char *type, uint32_t partition,
+                          int64_t applied_at_ms, size_t *len);
+
+/*
  * Parses what cart_to_json wrote (a cache entry) into *c (initialised by the caller; its old
  * lines are replaced). Strict: anything malformed, out of range or unsorted, a missing or an
  * unknown key, or (when c->user_id is set) another user's cart is CART_ERR_INVALID, so that a

@@ -121,6 +121,48 @@ START_TEST(test_to_json_example)
 }
 END_TEST
 
+START_TEST(test_change_to_json)
+{
+    cart c;
+    size_t len = 0;
+    char *s;
+    json_t *doc, *ref;
+    char *cart_txt;
+
+    example_cart(&c);
+    s = cart_change_to_json(&c, "idem-\"q\"\\1", "cart.item_added", 17, 1795341662345LL, &len);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_str_eq(s, "{\"event_id\":\"idem-\\\"q\\\"\\\\1\",\"type\":\"cart.item_added\",\"user_id\":\"u1\","
+                        "\"cart_id\":\"" CID "\",\"version\":3,\"status\":\"active\",\"partition\":17,"
+                        "\"items\":[{\"sku\":\"A1\",\"quantity\":2},{\"sku\":\"B7\",\"quantity\":1}],"
+                        "\"item_count\":3,\"applied_at\":\"2026-11-22T10:01:02.345Z\"}");
+    ck_assert_uint_eq(len, strlen(s));
+    /* The same members as the cart's own JSON, as jansson reads both. */
+    doc = json_loads(s, 0, NULL);
+    cart_txt = cart_to_json(&c, NULL);
+    ref = json_loads(cart_txt, 0, NULL);
+    ck_assert_ptr_nonnull(doc);
+    ck_assert_ptr_nonnull(ref);
+    ck_assert_str_eq(json_string_value(json_object_get(doc, "event_id")), "idem-\"q\"\\1");
+    ck_assert(json_equal(json_object_get(doc, "items"), json_object_get(ref, "items")));
+    ck_assert(json_equal(json_object_get(doc, "cart_id"), json_object_get(ref, "cart_id")));
+    ck_assert(json_equal(json_object_get(doc, "version"), json_object_get(ref, "version")));
+    json_decref(doc);
+    json_decref(ref);
+    free(cart_txt);
+    free(s);
+
+    /* Control characters are escaped as jansson escapes them; no cart, no notice. */
+    s = cart_change_to_json(&c, "a\tb\x01", "t", 0, 0, NULL);
+    ck_assert_ptr_nonnull(strstr(s, "\"event_id\":\"a\\tb\\u0001\""));
+    ck_assert_ptr_nonnull(strstr(s, "\"applied_at\":\"1970-01-01T00:00:00Z\""));
+    free(s);
+    c.state = CART_NONE;
+    ck_assert_ptr_null(cart_change_to_json(&c, "e", "t", 0, 0, NULL));
+    cart_cleanup(&c);
+}
+END_TEST
+
 START_TEST(test_state_names)
 {
     cart_state st = CART_NONE;
@@ -557,6 +599,7 @@ static Suite *cart_json_suite(void)
     tcase_add_test(tc, test_from_json_malformed);
     tcase_add_test(tc, test_from_json_other_user);
     tcase_add_test(tc, test_mutations);
+    tcase_add_test(tc, test_change_to_json);
     suite_add_tcase(s, tc);
     return s;
 }
