@@ -484,27 +484,6 @@ static cart_slot *cart_cache_find(cart_cache *cc, const char *user_id)
     return NULL;
 }
 
-/* Loads every slot's cart from the shard (one query). */
-static cart_status cart_cache_load(cart_cache *cc, PGconn *pg, cs_store_err *e)
-{
-    cart **carts;
-    cart_status st;
-
-    if (cc->n == 0)
-        return CART_OK;
-    carts = malloc(cc->n * sizeof *carts);
-    if (carts == NULL) {
-        e->transient = true;
-        snprintf(e->msg, sizeof e->msg, "out of memory");
-        return CART_ERR_NOMEM;
-    }
-    for (size_t i = 0; i < cc->n; i++)
-        carts[i] = &cc->carts[i].c;
-    st = cs_store_load_carts(pg, carts, cc->n, e);
-    free(carts);
-    return st;
-}
-
 static void item_reset(cs_item *it)
 {
     free(it->cart_json);
@@ -545,13 +524,15 @@ static void on_prior(void *ud, const char *event_id, int http_status, const char
     }
 }
 
-/* Reads what the batch builds on, in two queries: which of its events were processed before, and
- * the latest cart of each of its users. */
-static cart_status load_batch(cs_shard *sh, cart_cache *cc, cs_item *items, size_t n, cs_store_err *e)
+/* Opens the batch's transaction and reads what it builds on, in one round trip: the outbox rows
+ * already published go, then which of its events were processed before, and the latest cart of
+ * each of its users (for expiry: of the users already in `cc`). */
+static cart_status begin_batch(cs_shard *sh, cart_cache *cc, cs_item *items, size_t n, cs_store_err *e)
 {
-    const char **ids = malloc(n * sizeof *ids);
+    const char **ids = malloc((n ? n : 1) * sizeof *ids);
     prior_ctx ctx = {items, n};
-    size_t k = 0;
+    cs_store_reads r = {0};
+    cart **carts = NULL;
     cart_status st = CART_OK;
 
     if (ids == NULL)
@@ -559,19 +540,31 @@ static cart_status load_batch(cs_shard *sh, cart_cache *cc, cs_item *items, size
     for (size_t i = 0; i < n && st == CART_OK; i++) {
         if (!items[i].decoded || items[i].dlq_reason[0])
             continue;
-        ids[k++] = items[i].ev.event_id;
+        ids[r.nevents++] = items[i].ev.event_id;
         if (cart_cache_add(cc, items[i].ev.user_id) == NULL)
             st = out_of_memory(e);
     }
-    if (st == CART_OK)
-        st = cs_store_processed(sh->pg, ids, k, on_prior, &ctx, e);
-    if (st == CART_OK)
-        st = cart_cache_load(cc, sh->pg, e);
+    carts = malloc((cc->n ? cc->n : 1) * sizeof *carts);
+    if (st == CART_OK && carts == NULL)
+        st = out_of_memory(e);
+    if (st == CART_OK) {
+        for (size_t i = 0; i < cc->n; i++)
+            carts[i] = &cc->carts[i].c;
+        r.done = sh->outbox_done;
+        r.ndone = sh->noutbox_done;
+        r.event_ids = ids;
+        r.on_processed = on_prior;
+        r.ud = &ctx;
+        r.carts = carts;
+        r.ncarts = cc->n;
+        st = cs_store_begin_batch(sh->pg, &r, e);
+    }
+    free(carts);
     free(ids);
     return st;
 }
 
-/* Applies one decoded item to the batch's carts (load_batch read them) and records what it
+/* Applies one decoded item to the batch's carts (begin_batch read them) and records what it
  * writes in the shard's batch. CART_OK, or CART_ERR_NOMEM. */
 static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size_t idx, cs_store_err *e)
 {
@@ -587,7 +580,7 @@ static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size
     cart *c;
 
     if (slot == NULL)
-        return out_of_memory(e); /* load_batch added every user, or ran out of memory doing it */
+        return out_of_memory(e); /* begin_batch added every user, or ran out of memory doing it */
     c = &slot->c;
     if (dup)
         snprintf(it->detail, sizeof it->detail, "%s", it->prior_detail);
@@ -807,10 +800,7 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
         cs_batch_reset(&sh->batch);
         for (size_t i = 0; i < n; i++)
             item_reset(&items[i]);
-        if (cs_store_exec(sh->pg, "BEGIN", &e) != CART_OK)
-            goto session_failed;
-        if (cs_store_outbox_delete(sh->pg, sh->outbox_done, sh->noutbox_done, &e) != CART_OK ||
-            load_batch(sh, cc, items, n, &e) != CART_OK)
+        if (begin_batch(sh, cc, items, n, &e) != CART_OK)
             goto stmt_failed;
         for (size_t i = 0; i < n; i++) {
             cs_item *it = &items[i];
@@ -1024,9 +1014,7 @@ static int expire_idle(cs_shard *sh, cart_cache *cc)
     for (int i = 0; i < count; i++)
         if (cart_cache_add(cc, PQgetvalue(rows, i, 0)) == NULL)
             goto out;
-    if (cs_store_exec(sh->pg, "BEGIN", &e) != CART_OK)
-        goto failed;
-    if (cart_cache_load(cc, sh->pg, &e) != CART_OK)
+    if (begin_batch(sh, cc, NULL, 0, &e) != CART_OK)
         goto rollback;
     for (size_t i = 0; i < cc->n; i++) {
         cart_slot *slot = &cc->carts[i];
@@ -1056,6 +1044,7 @@ static int expire_idle(cs_shard *sh, cart_cache *cc)
         goto rollback;
     if (cs_store_exec(sh->pg, "COMMIT", &e) != CART_OK)
         goto failed;
+    sh->noutbox_done = 0; /* begin_batch deleted them */
     update_cache(sh, cc);
     publish_changes(sh, sh->batch.outbox, sh->batch.noutbox);
     cart_counter_add(sh->w->m_expired, (double)nchg);

@@ -167,28 +167,109 @@ static cart_status out_of_memory(cs_store_err *e)
     return CART_ERR_NOMEM;
 }
 
-cart_status cs_store_load_carts(PGconn *pg, cart *const *carts, size_t n, cs_store_err *e)
+/* --- pipelines: statements sent together and their results read in order, one round trip ---
+ *
+ * Blocking libpq in pipeline mode can deadlock only if both sides' socket buffers fill: the client
+ * still sending while the server cannot send its results. Here every statement is sent before any
+ * result is read, and either the statements are small (the reads of a batch) or the results are
+ * (the writes: command tags and the outbox ids), so one side always drains. */
+
+typedef struct pipeline {
+    PGconn *pg;
+    cs_store_err *e;
+    int queued; /* statements sent whose results are not read yet */
+    bool ok;    /* no statement failed so far (e has the first failure) */
+} pipeline;
+
+static void pipe_start(pipeline *p, PGconn *pg, cs_store_err *e)
 {
-    cs_pgarr users;
-    const char *vals[1];
-    PGresult *res = NULL;
+    p->pg = pg;
+    p->e = e;
+    p->queued = 0;
+    p->ok = PQenterPipelineMode(pg) == 1;
+    if (!p->ok)
+        set_err(e, pg, NULL);
+}
+
+/* Queues prepared statement `name`, or the parameterless SQL `sql` when name is NULL. */
+static void pipe_send(pipeline *p, const char *name, const char *sql, int n, const char *const *vals)
+{
+    int sent;
+
+    if (!p->ok)
+        return;
+    sent = name ? PQsendQueryPrepared(p->pg, name, n, vals, NULL, NULL, 0)
+                : PQsendQueryParams(p->pg, sql, 0, NULL, NULL, NULL, NULL, 0);
+    if (sent != 1) {
+        set_err(p->e, p->pg, NULL);
+        p->ok = false;
+        return;
+    }
+    p->queued++;
+}
+
+/* Sends everything queued, with a sync point after it. */
+static void pipe_sync(pipeline *p)
+{
+    if (p->ok && PQpipelineSync(p->pg) != 1) {
+        set_err(p->e, p->pg, NULL);
+        p->ok = false;
+    }
+}
+
+/* Reads the next statement's result, which must have status `want`: into *out (the caller
+ * PQclears it) when out is non-NULL. After a failure, what follows is only drained. */
+static cart_status pipe_result(pipeline *p, ExecStatusType want, PGresult **out)
+{
+    PGresult *res, *end;
+
+    if (!p->ok || p->queued == 0)
+        return CART_ERR_UNAVAILABLE;
+    p->queued--;
+    res = PQgetResult(p->pg);
+    if (res == NULL || PQresultStatus(res) != want) {
+        set_err(p->e, p->pg, res);
+        PQclear(res);
+        p->ok = false;
+        return CART_ERR_UNAVAILABLE;
+    }
+    end = PQgetResult(p->pg); /* the NULL that closes the statement's results */
+    PQclear(end);
+    if (out)
+        *out = res;
+    else
+        PQclear(res);
+    return CART_OK;
+}
+
+/* Drains whatever is left up to the sync point and leaves pipeline mode; CART_OK only if every
+ * statement succeeded. A session that cannot leave pipeline mode is reported broken. */
+static cart_status pipe_finish(pipeline *p)
+{
+    bool synced = false;
+
+    /* Each unread statement gives a result and a NULL; the sync gives its own result. */
+    for (int guard = 2 * p->queued + 4; guard > 0 && !synced && PQstatus(p->pg) == CONNECTION_OK; guard--) {
+        PGresult *res = PQgetResult(p->pg);
+        synced = res && PQresultStatus(res) == PGRES_PIPELINE_SYNC;
+        PQclear(res);
+    }
+    if (!synced || PQexitPipelineMode(p->pg) != 1) {
+        if (p->ok)
+            set_err(p->e, p->pg, NULL);
+        p->e->transient = true;
+        p->ok = false;
+    }
+    return p->ok ? CART_OK : CART_ERR_UNAVAILABLE;
+}
+
+/* Fills `carts` from the rows of load_carts (grouped by user: a cart's header with its first
+ * line, then one row per line). */
+static cart_status fill_carts(PGresult *res, cart *const *carts, size_t n, cs_store_err *e)
+{
     cart *c = NULL;
     cart_status st = CART_OK;
 
-    if (n == 0)
-        return CART_OK;
-    cs_pgarr_init(&users);
-    for (size_t i = 0; i < n; i++)
-        cs_pgarr_text(&users, carts[i]->user_id);
-    vals[0] = cs_pgarr_finish(&users);
-    if (vals[0] == NULL) {
-        st = out_of_memory(e);
-        goto out;
-    }
-    st = run(pg, "load_carts", 1, vals, PGRES_TUPLES_OK, &res, e);
-    if (st != CART_OK)
-        goto out;
-    /* Rows come grouped by user: a cart's header with its first line, then one row per line. */
     for (int r = 0; r < PQntuples(res) && st == CART_OK; r++) {
         const char *user = PQgetvalue(res, r, 0);
         if (c == NULL || strcmp(c->user_id, user) != 0) {
@@ -211,52 +292,90 @@ cart_status cs_store_load_carts(PGconn *pg, cart *const *carts, size_t n, cs_sto
     if (st != CART_OK) {
         e->transient = st == CART_ERR_NOMEM;
         snprintf(e->msg, sizeof e->msg, "loading cart lines: %s", cart_status_str(st));
-        st = CART_ERR_UNAVAILABLE;
+        return CART_ERR_UNAVAILABLE;
     }
-out:
-    PQclear(res);
-    cs_pgarr_cleanup(&users);
-    return st;
+    return CART_OK;
 }
 
-cart_status cs_store_processed(PGconn *pg, const char *const *event_ids, size_t n, cs_store_processed_fn fn, void *ud,
-                               cs_store_err *e)
+cart_status cs_store_begin_batch(PGconn *pg, const cs_store_reads *r, cs_store_err *e)
 {
-    cs_pgarr ids;
+    cs_pgarr done, ids, users;
     const char *vals[1];
+    const char *done_arr = NULL, *ids_arr = NULL, *users_arr = NULL;
     PGresult *res = NULL;
-    cart_status st;
+    pipeline p;
+    cart_status st = CART_OK;
 
-    if (n == 0)
-        return CART_OK;
+    cs_pgarr_init(&done);
     cs_pgarr_init(&ids);
-    for (size_t i = 0; i < n; i++)
-        cs_pgarr_text(&ids, event_ids[i]);
-    vals[0] = cs_pgarr_finish(&ids);
-    st = vals[0] ? run(pg, "processed", 1, vals, PGRES_TUPLES_OK, &res, e) : out_of_memory(e);
-    for (int r = 0; st == CART_OK && r < PQntuples(res); r++)
-        fn(ud, PQgetvalue(res, r, 0), atoi(PQgetvalue(res, r, 1)), PQgetvalue(res, r, 2));
-    PQclear(res);
+    cs_pgarr_init(&users);
+    for (size_t i = 0; i < r->ndone; i++)
+        cs_pgarr_int(&done, r->done[i]);
+    for (size_t i = 0; i < r->nevents; i++)
+        cs_pgarr_text(&ids, r->event_ids[i]);
+    for (size_t i = 0; i < r->ncarts; i++)
+        cs_pgarr_text(&users, r->carts[i]->user_id);
+    if ((r->ndone && (done_arr = cs_pgarr_finish(&done)) == NULL) ||
+        (r->nevents && (ids_arr = cs_pgarr_finish(&ids)) == NULL) ||
+        (r->ncarts && (users_arr = cs_pgarr_finish(&users)) == NULL)) {
+        st = out_of_memory(e);
+        goto out;
+    }
+    pipe_start(&p, pg, e);
+    pipe_send(&p, NULL, "BEGIN", 0, NULL);
+    vals[0] = done_arr;
+    if (done_arr)
+        pipe_send(&p, "outbox_del", NULL, 1, vals);
+    vals[0] = ids_arr;
+    if (ids_arr)
+        pipe_send(&p, "processed", NULL, 1, vals);
+    vals[0] = users_arr;
+    if (users_arr)
+        pipe_send(&p, "load_carts", NULL, 1, vals);
+    pipe_sync(&p);
+    pipe_result(&p, PGRES_COMMAND_OK, NULL);
+    if (done_arr)
+        pipe_result(&p, PGRES_COMMAND_OK, NULL);
+    if (ids_arr && pipe_result(&p, PGRES_TUPLES_OK, &res) == CART_OK) {
+        for (int i = 0; i < PQntuples(res); i++)
+            r->on_processed(r->ud, PQgetvalue(res, i, 0), atoi(PQgetvalue(res, i, 1)), PQgetvalue(res, i, 2));
+        PQclear(res);
+        res = NULL;
+    }
+    if (users_arr && pipe_result(&p, PGRES_TUPLES_OK, &res) == CART_OK) {
+        cs_store_err fill = {0};
+        if (fill_carts(res, r->carts, r->ncarts, &fill) != CART_OK && p.ok) {
+            *e = fill;
+            p.ok = false;
+        }
+        PQclear(res);
+        res = NULL;
+    }
+    st = pipe_finish(&p);
+out:
+    cs_pgarr_cleanup(&done);
     cs_pgarr_cleanup(&ids);
+    cs_pgarr_cleanup(&users);
     return st;
 }
 
 cart_status cs_store_write(PGconn *pg, cs_batch *b, cs_batch_sql *sql, cs_store_err *e)
 {
     PGresult *res = NULL;
-    cart_status st;
+    pipeline p;
 
     if (cs_batch_render(b, sql) != 0)
         return out_of_memory(e);
+    pipe_start(&p, pg, e);
+    for (int k = 0; k < CS_BATCH_NSTMTS; k++)
+        if (sql->rows[k] > 0)
+            pipe_send(&p, batch_names[k], NULL, cs_batch_nparams((cs_batch_stmt)k), sql->params[k]);
+    pipe_sync(&p);
     for (int k = 0; k < CS_BATCH_NSTMTS; k++) {
         bool returns = k == CS_BATCH_OUTBOX;
         if (sql->rows[k] == 0)
             continue;
-        st = run(pg, batch_names[k], cs_batch_nparams((cs_batch_stmt)k), sql->params[k],
-                 returns ? PGRES_TUPLES_OK : PGRES_COMMAND_OK, returns ? &res : NULL, e);
-        if (st != CART_OK)
-            return st;
-        if (!returns)
+        if (pipe_result(&p, returns ? PGRES_TUPLES_OK : PGRES_COMMAND_OK, returns ? &res : NULL) != CART_OK || !returns)
             continue;
         /* Each new id goes to its row, found by msg_id (unique in a batch; normally in order). */
         for (int r = 0; r < PQntuples(res); r++) {
@@ -271,7 +390,7 @@ cart_status cs_store_write(PGconn *pg, cs_batch *b, cs_batch_sql *sql, cs_store_
         PQclear(res);
         res = NULL;
     }
-    return CART_OK;
+    return pipe_finish(&p);
 }
 
 cart_status cs_store_outbox_delete(PGconn *pg, const int64_t *ids, size_t n, cs_store_err *e)

@@ -32,21 +32,35 @@ cart_status cs_store_prepare(PGconn *pg, cs_store_err *e);
 /* Runs a statement with no parameters and no rows (BEGIN, COMMIT, ROLLBACK). */
 cart_status cs_store_exec(PGconn *pg, const char *sql, cs_store_err *e);
 
-/* Loads the latest cart (active or not) of every cart in `carts`, each initialised by the caller
- * with cart_init for its user, in one query. A user without carts stays in state CART_NONE. */
-cart_status cs_store_load_carts(PGconn *pg, cart *const *carts, size_t n, cs_store_err *e);
-
 /* Called for each event found processed: its recorded HTTP status and the reason of a refusal
  * (empty when none); the strings live until the call returns. */
 typedef void (*cs_store_processed_fn)(void *ud, const char *event_id, int http_status, const char *detail);
 
-/* Looks up which of `event_ids` were processed before, in one query, calling `fn` for each. */
-cart_status cs_store_processed(PGconn *pg, const char *const *event_ids, size_t n, cs_store_processed_fn fn, void *ud,
-                               cs_store_err *e);
+/* What a batch reads before it applies anything. */
+typedef struct cs_store_reads {
+    /** Outbox rows the relay published: deleted first. */
+    const int64_t *done;
+    size_t ndone;
+    /** Events to look up in processed_events: on_processed(ud, ...) for each one found. */
+    const char *const *event_ids;
+    size_t nevents;
+    cs_store_processed_fn on_processed;
+    void *ud;
+    /** Carts to load, each initialised by the caller with cart_init for its user: the user's
+     * latest cart (active or not) with its lines; a user without carts stays CART_NONE. */
+    cart *const *carts;
+    size_t ncarts;
+} cs_store_reads;
 
-/* Writes what `b` recorded, one statement per table (batch.h), rendering the parameters into
- * `sql` (scratch space kept between calls); on CART_OK the outbox records have their ids. A data
- * error (transient false) says only that some record of the batch was refused, not which. */
+/* Opens a batch's transaction and does its reads, in one round trip (a libpq pipeline): BEGIN,
+ * the outbox cleanup, the dedup lookup and the carts. On failure the transaction, if open, must
+ * be rolled back. */
+cart_status cs_store_begin_batch(PGconn *pg, const cs_store_reads *r, cs_store_err *e);
+
+/* Writes what `b` recorded, one statement per table (batch.h) sent in one round trip, rendering
+ * the parameters into `sql` (scratch space kept between calls); on CART_OK the outbox records
+ * have their ids. A data error (transient false) says only that some record of the batch was
+ * refused, not which. */
 cart_status cs_store_write(PGconn *pg, cs_batch *b, cs_batch_sql *sql, cs_store_err *e);
 
 /* Deletes outbox rows by id (the relay published them). */
