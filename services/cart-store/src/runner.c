@@ -85,6 +85,19 @@ struct cs_shard {
     atomic_bool session_ok;
     int64_t *outbox_done; /* published outbox ids to delete in the next transaction */
     size_t noutbox_done, outbox_cap;
+    /* Change notices sent and not yet acknowledged by JetStream, oldest first (pending[head..n)),
+     * and the outbox ids of those it stored (acked), which the runner then deletes. Filled by the
+     * runner, emptied by nats.c's ack handler: guarded by acks_mu. */
+    pthread_mutex_t acks_mu;
+    struct cs_pending {
+        char msg_id[CART_EVENT_ID_MAX + 8];
+        int64_t id;
+        bool done;
+    } * pending;
+    size_t pending_head, npending, pending_cap;
+    int64_t *acked;
+    size_t nacked, acked_cap;
+    bool acks_settled; /* at exit: nothing was left pending, so no ack handler can run any more */
     cs_cache *cache;
     cs_batch batch;   /* the writes of the batch being applied */
     cs_batch_sql sql; /* their rendered parameters */
@@ -722,35 +735,127 @@ static int outbox_done_push(cs_shard *sh, int64_t id)
     return 0;
 }
 
-/* Publishes changes (subject, msg id, payload of each row) and waits for JetStream; the ids of
- * what was stored are queued for deletion in the next transaction. */
+/* Remembers a notice about to be sent (acks_mu held). 0, or -1 when out of memory. */
+static int pending_add(cs_shard *sh, const char *msg_id, int64_t id)
+{
+    struct cs_pending *pd;
+
+    if (sh->pending_head == sh->npending)
+        sh->pending_head = sh->npending = 0;
+    if (sh->npending == sh->pending_cap) {
+        size_t cap = sh->pending_cap ? sh->pending_cap * 2 : 256;
+        struct cs_pending *n = realloc(sh->pending, cap * sizeof *n);
+        if (n == NULL)
+            return -1;
+        sh->pending = n;
+        sh->pending_cap = cap;
+    }
+    pd = &sh->pending[sh->npending++];
+    snprintf(pd->msg_id, sizeof pd->msg_id, "%s", msg_id);
+    pd->id = id;
+    pd->done = false;
+    return 0;
+}
+
+/* Marks the notice `msg_id` answered (acks_mu held); its outbox id when JetStream stored it. */
+static void pending_done(cs_shard *sh, const char *msg_id, bool stored)
+{
+    for (size_t i = sh->pending_head; i < sh->npending; i++) {
+        struct cs_pending *pd = &sh->pending[i];
+        if (pd->done || strcmp(pd->msg_id, msg_id) != 0)
+            continue;
+        pd->done = true;
+        if (stored && sh->nacked == sh->acked_cap) {
+            size_t cap = sh->acked_cap ? sh->acked_cap * 2 : 256;
+            int64_t *n = realloc(sh->acked, cap * sizeof *n);
+            if (n != NULL) {
+                sh->acked = n;
+                sh->acked_cap = cap;
+            }
+        }
+        /* Without memory the id is not deleted now: the sweep sends the row again (deduplicated). */
+        if (stored && sh->nacked < sh->acked_cap)
+            sh->acked[sh->nacked++] = pd->id;
+        break;
+    }
+    while (sh->pending_head < sh->npending && sh->pending[sh->pending_head].done)
+        sh->pending_head++;
+}
+
+/* nats.c's thread: JetStream answered a change notice (stored, or failed or timed out). */
+static void on_change_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    cs_shard *sh = closure;
+    const char *msg_id = NULL;
+
+    (void)js;
+    if (natsMsgHeader_Get(msg, CART_HDR_MSG_ID, &msg_id) == NATS_OK && msg_id) {
+        pthread_mutex_lock(&sh->acks_mu);
+        pending_done(sh, msg_id, pa != NULL && pae == NULL);
+        pthread_mutex_unlock(&sh->acks_mu);
+    }
+    if (pae)
+        cart_counter_inc(sh->w->m_nats_errors); /* the outbox sweep publishes it again */
+    natsMsg_Destroy(msg);
+}
+
+/* Moves the outbox ids JetStream stored into the list the next transaction deletes. */
+static void take_acked(cs_shard *sh)
+{
+    pthread_mutex_lock(&sh->acks_mu);
+    for (size_t i = 0; i < sh->nacked; i++)
+        if (outbox_done_push(sh, sh->acked[i]) != 0)
+            break; /* the rest is sent again by the sweep (deduplicated) */
+    sh->nacked = 0;
+    pthread_mutex_unlock(&sh->acks_mu);
+}
+
+/* Waits (bounded) until JetStream answered every notice sent; true when nothing is pending. */
+static bool wait_acks(cs_shard *sh)
+{
+    jsPubOptions po;
+    bool settled;
+
+    jsPubOptions_Init(&po);
+    po.MaxWait = PUBLISH_WAIT_MS;
+    js_PublishAsyncComplete(sh->js, &po);
+    pthread_mutex_lock(&sh->acks_mu);
+    settled = sh->pending_head == sh->npending;
+    pthread_mutex_unlock(&sh->acks_mu);
+    return settled;
+}
+
+/* Sends change notices (subject, msg id, payload of each row) without waiting: JetStream's acks
+ * arrive on nats.c's thread (on_change_ack), and the ids of what it stored are deleted from the
+ * outbox by a later transaction. The next batch need not wait for them; a notice that is never
+ * acknowledged stays in the outbox, and the sweep sends it again. */
 static void publish_changes(cs_shard *sh, const cs_batch_outbox *rows, size_t n)
 {
     jsPubOptions po;
-    size_t sent = 0;
 
-    if (n == 0)
-        return;
     jsPubOptions_Init(&po);
     po.MaxWait = PUBLISH_WAIT_MS;
     for (size_t i = 0; i < n; i++) {
         natsMsg *m = NULL;
-        if (natsMsg_Create(&m, rows[i].subject, NULL, rows[i].payload, (int)strlen(rows[i].payload)) != NATS_OK)
-            break;
-        natsMsgHeader_Set(m, CART_HDR_MSG_ID, rows[i].msg_id);
-        if (js_PublishMsgAsync(sh->js, &m, &po) != NATS_OK) {
+        int added;
+        if (natsMsg_Create(&m, rows[i].subject, NULL, rows[i].payload, (int)strlen(rows[i].payload)) != NATS_OK ||
+            natsMsgHeader_Set(m, CART_HDR_MSG_ID, rows[i].msg_id) != NATS_OK) {
             natsMsg_Destroy(m);
             break;
         }
-        sent++;
-    }
-    /* All or nothing: without per-message acks here, only a complete flush counts as stored. */
-    if (js_PublishAsyncComplete(sh->js, &po) == NATS_OK && sent == n) {
-        for (size_t i = 0; i < n; i++)
-            if (outbox_done_push(sh, rows[i].id) != 0)
-                break;
-    } else {
-        cart_counter_inc(sh->w->m_nats_errors); /* the outbox sweep publishes them again */
+        pthread_mutex_lock(&sh->acks_mu);
+        added = pending_add(sh, rows[i].msg_id, rows[i].id);
+        pthread_mutex_unlock(&sh->acks_mu);
+        if (added != 0 || js_PublishMsgAsync(sh->js, &m, &po) != NATS_OK) {
+            if (added == 0) {
+                pthread_mutex_lock(&sh->acks_mu);
+                pending_done(sh, rows[i].msg_id, false);
+                pthread_mutex_unlock(&sh->acks_mu);
+            }
+            natsMsg_Destroy(m);
+            cart_counter_inc(sh->w->m_nats_errors); /* the outbox sweep publishes the rest again */
+            break;
+        }
     }
 }
 
@@ -800,6 +905,7 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
         cs_batch_reset(&sh->batch);
         for (size_t i = 0; i < n; i++)
             item_reset(&items[i]);
+        take_acked(sh);
         if (begin_batch(sh, cc, items, n, &e) != CART_OK)
             goto stmt_failed;
         for (size_t i = 0; i < n; i++) {
@@ -959,6 +1065,8 @@ static void sweep_outbox(cs_shard *sh)
     if (arr == NULL)
         return;
     /* First forget what the last batches already published, so it is not sent twice. */
+    wait_acks(sh);
+    take_acked(sh);
     if (sh->noutbox_done && cs_store_outbox_delete(sh->pg, sh->outbox_done, sh->noutbox_done, &e) == CART_OK)
         sh->noutbox_done = 0;
     if (cs_store_outbox_list(sh->pg, arr, &rows, &e) != CART_OK)
@@ -975,6 +1083,8 @@ static void sweep_outbox(cs_shard *sh)
         }
         publish_changes(sh, sh->batch.outbox, sh->batch.noutbox);
         cs_batch_reset(&sh->batch);
+        wait_acks(sh);
+        take_acked(sh);
         if (sh->noutbox_done && cs_store_outbox_delete(sh->pg, sh->outbox_done, sh->noutbox_done, &e) == CART_OK)
             sh->noutbox_done = 0;
         cart_log(CART_LOG_INFO, "outbox relayed", CART_LS("shard", sh->name), CART_LI("changes", count), NULL);
@@ -1014,6 +1124,7 @@ static int expire_idle(cs_shard *sh, cart_cache *cc)
     for (int i = 0; i < count; i++)
         if (cart_cache_add(cc, PQgetvalue(rows, i, 0)) == NULL)
             goto out;
+    take_acked(sh);
     if (begin_batch(sh, cc, NULL, 0, &e) != CART_OK)
         goto rollback;
     for (size_t i = 0; i < cc->n; i++) {
@@ -1214,6 +1325,14 @@ static void *runner_main(void *arg)
             apply_batch(sh, items, n, &cc);
         free_items(items, n);
     }
+    /* The notices still in flight: wait for their acks and delete what was stored, so the next
+     * owner does not send them again. */
+    sh->acks_settled = wait_acks(sh);
+    take_acked(sh);
+    if (sh->pg && sh->noutbox_done) {
+        cs_store_err e;
+        cs_store_outbox_delete(sh->pg, sh->outbox_done, sh->noutbox_done, &e);
+    }
     drop_session(sh, "shutting down");
     cs_cache_free(sh->cache);
     sh->cache = NULL;
@@ -1251,9 +1370,12 @@ int cs_worker_start(cs_worker *w)
         }
         pthread_mutex_init(&sh->mu, NULL);
         pthread_cond_init(&sh->cv, NULL);
+        pthread_mutex_init(&sh->acks_mu, NULL);
         cs_batch_init(&sh->batch);
         cs_batch_sql_init(&sh->sql);
         jsOptions_Init(&jo);
+        jo.PublishAsync.AckHandler = on_change_ack;
+        jo.PublishAsync.AckHandlerClosure = sh;
         jo.PublishAsync.MaxPending = 4096;
         jo.Wait = 2000; /* JetStream API calls (consumer info, subscribe): never the 5 s default */
         if (natsConnection_JetStream(&sh->js, w->nc, &jo) != NATS_OK)
@@ -1267,6 +1389,8 @@ int cs_worker_start(cs_worker *w)
 
 void cs_worker_stop(cs_worker *w)
 {
+    bool leak = false;
+
     atomic_store(&w->stopping, true);
     for (uint32_t s = 0; s < w->nshards; s++) {
         cs_shard *sh = &w->shards[s];
@@ -1287,6 +1411,19 @@ void cs_worker_stop(cs_worker *w)
         free(sh->outbox_done);
         cs_batch_cleanup(&sh->batch);
         cs_batch_sql_cleanup(&sh->sql);
+        /* A notice still unanswered could still call on_change_ack with this shard: then its
+         * state is left to the process's exit (its row stays in the outbox for the next owner). */
+        if (sh->started && !sh->acks_settled) {
+            leak = true;
+            continue;
+        }
+        pthread_mutex_destroy(&sh->acks_mu);
+        free(sh->pending);
+        free(sh->acked);
+    }
+    if (leak) {
+        cart_log(CART_LOG_WARN, "change notices still unanswered at exit; the outbox keeps them", NULL);
+        return;
     }
     free(w->shards);
     w->shards = NULL;
