@@ -98,7 +98,19 @@ function measureOne(pid) {
   }
 }
 
-/** One measurement of a watched process (summed over its tree for kind "tree"). */
+/** True for a PostgreSQL backend that serves a client ("postgres: user db 127.0.0.1(port) idle"). */
+function isClientBackend(pid) {
+  try {
+    return /\(\d+\)|\[local\]/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * One measurement of a watched process, summed over its tree for kind "tree"; a tree also counts
+ * its client connections and its root's own descriptors.
+ */
 function measure(p) {
   const pids = p.kind === 'tree' ? treeOf(p.pid) : [p.pid];
   const m = { pids: 0, rssKb: 0, hwmKb: 0, shmemKb: 0, threads: 0, fds: 0 };
@@ -107,6 +119,8 @@ function measure(p) {
     if (one === null) continue;
     m.pids += 1;
     for (const k of ['rssKb', 'hwmKb', 'shmemKb', 'threads', 'fds']) m[k] += one[k];
+    if (p.kind === 'tree' && pid === p.pid) m.rootFds = one.fds;
+    if (p.kind === 'tree' && pid !== p.pid && isClientBackend(pid)) m.clients = (m.clients ?? 0) + 1;
   }
   // Private memory: PostgreSQL's backends count the shared buffers they have touched in their RSS,
   // which grows with the data and is no leak; for the other processes this is their RSS.
@@ -129,7 +143,9 @@ function deadProcesses(procs) {
 // the load: 10 GET : 2 add : 1 checkout over many users, some keyed (and repeated) adds, a few
 // invalid requests
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+// FIFO: every connection is used in turn, so none sits idle long enough for the gateway to close
+// it (its keep-alive timeout is 10 s); the gateway's descriptors stay put once all are open.
+const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY, scheduling: 'fifo' });
 const runTag = randomBytes(3).toString('hex');
 const pick = (n) => Math.floor(Math.random() * n);
 const user = () => `soak-${runTag}-${pick(USERS)}`;
@@ -260,7 +276,17 @@ function judge(procs, start, end) {
       reasons: [],
     };
     if (row.privateGrowthPct > RSS_PCT) row.reasons.push(`memory +${row.privateGrowthPct.toFixed(1)}% > ${RSS_PCT}%`);
-    if (row.fdGrowth > FD_DELTA) row.reasons.push(`FDs +${row.fdGrowth} > ${FD_DELTA}`);
+    if (p.kind === 'tree') {
+      // A backend caches open files (up to max_files_per_process) and autovacuum workers come and
+      // go, so the tree's total moves by hundreds: a leak shows in the postmaster's own
+      // descriptors or as client connections that pile up.
+      row.rootFdGrowth = b.rootFds - a.rootFds;
+      row.clientGrowth = (b.clients ?? 0) - (a.clients ?? 0);
+      if (row.rootFdGrowth > FD_DELTA) row.reasons.push(`postmaster FDs +${row.rootFdGrowth} > ${FD_DELTA}`);
+      if (row.clientGrowth > 2) row.reasons.push(`client connections +${row.clientGrowth}`);
+    } else if (row.fdGrowth > FD_DELTA) {
+      row.reasons.push(`FDs +${row.fdGrowth} > ${FD_DELTA}`);
+    }
     row.verdict = row.reasons.length > 0 ? 'SUSPECT' : 'ok';
     return row;
   });
@@ -274,28 +300,37 @@ function markdown(report) {
     `${report.minutes} min of load at ${report.rps_target} req/s target (${report.rps_achieved.toFixed(1)} achieved), ` +
       `${report.load.requests} requests, ${report.load.answered} answered; start after ${report.warmup_s} s of warm-up, ` +
       `end at ${report.end_t} s. SUSPECT: memory growth over ${report.thresholds.rss_pct}% ` +
-      `(RSS without shared memory) or more than ${report.thresholds.fd_delta} new FDs.`,
+      `(RSS without shared memory) or more than ${report.thresholds.fd_delta} new FDs (for PostgreSQL: ` +
+      `the postmaster's own, or more client connections).`,
   );
   lines.push('');
-  lines.push('| process | procs | RSS start MB | RSS end MB | RSS growth | VmHWM start MB | VmHWM end MB | FDs start | FDs end | FD growth | verdict |');
+  lines.push(
+    '| process | procs | RSS start MB | RSS end MB | RSS growth | VmHWM start MB | VmHWM end MB | FDs start | FDs end | FD growth | verdict |',
+  );
   lines.push('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of report.processes) {
-    const mem = r.kind === 'tree' ? `${signed(r.rssGrowthPct)}% (private ${signed(r.privateGrowthPct)}%)` : `${signed(r.rssGrowthPct)}%`;
+    const tree = r.kind === 'tree';
+    const mem = tree ? `${signed(r.rssGrowthPct)}% (private ${signed(r.privateGrowthPct)}%)` : `${signed(r.rssGrowthPct)}%`;
+    const fds = tree
+      ? `${signed(r.fdGrowth, 0)} (postmaster ${signed(r.rootFdGrowth, 0)}, clients ${r.start.clients ?? 0}→${r.end.clients ?? 0})`
+      : signed(r.fdGrowth, 0);
     lines.push(
-      `| ${r.name}${r.kind === 'tree' ? ' (postmaster + backends)' : ''} | ${r.start.pids}→${r.end.pids} | ${mb(r.start.rssKb)} | ` +
+      `| ${r.name}${tree ? ' (postmaster + backends)' : ''} | ${r.start.pids}→${r.end.pids} | ${mb(r.start.rssKb)} | ` +
         `${mb(r.end.rssKb)} | ${mem} | ${mb(r.start.hwmKb)} | ${mb(r.end.hwmKb)} | ${r.start.fds} | ${r.end.fds} | ` +
-        `${signed(r.fdGrowth, 0)} | ${r.verdict}${r.reasons.length ? ` (${r.reasons.join(', ')})` : ''} |`,
+        `${fds} | ${r.verdict}${r.reasons.length ? ` (${r.reasons.join(', ')})` : ''} |`,
     );
   }
-  lines.push('');
-  lines.push('RSS in MB at each sample (t = seconds since the load began):');
-  lines.push('');
   const names = report.processes.map((r) => r.name);
-  lines.push(`| t | ${names.join(' | ')} |`);
-  lines.push(`|---|${names.map(() => '---').join('|')}|`);
-  for (const s of report.samples) {
-    lines.push(`| ${s.t} | ${names.map((n) => mb(s.processes[n].rssKb)).join(' | ')} |`);
-  }
+  const perSample = (title, cell) => {
+    lines.push('');
+    lines.push(`${title} at each sample (t = seconds since the load began):`);
+    lines.push('');
+    lines.push(`| t | ${names.join(' | ')} |`);
+    lines.push(`|---|${names.map(() => '---').join('|')}|`);
+    for (const s of report.samples) lines.push(`| ${s.t} | ${names.map((n) => cell(s.processes[n])).join(' | ')} |`);
+  };
+  perSample('RSS in MB', (m) => mb(m.rssKb));
+  perSample('Open descriptors', (m) => String(m.fds));
   lines.push('');
   lines.push('Answers by kind of request:');
   lines.push('');
@@ -324,6 +359,8 @@ async function main() {
       `first measurement after ${WARMUP_S} s, then every ${SAMPLE_S} s`,
   );
 
+  // Every connection opens now, so the gateway's descriptors do not grow with the first bursts.
+  await Promise.all(Array.from({ length: CONCURRENCY }, () => send({ method: 'GET', path: '/healthz' })));
   const samples = [];
   let died = [];
   const loadDone = load(endAt).then(() => 'done');
