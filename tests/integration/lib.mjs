@@ -376,14 +376,15 @@ export async function publishRaw(subject, payload, { msgId, headers = {} } = {})
  * `Nats-Msg-Id: msgId` (the event_id unless given), as any client may (contract section 4).
  * With `reply: true` it also asks for the worker's answer (header Cart-Reply-To) and resolves to
  * { ack, reply: { status, eventId, detail, cart } } once the event was committed; else to { ack }.
+ * `replyTimeoutMs` bounds the wait for the answer (longer when a backlog is applied first).
  */
-export async function publishEvent(ev, { msgId = ev.event_id, subject, reply = false } = {}) {
+export async function publishEvent(ev, { msgId = ev.event_id, subject, reply = false, replyTimeoutMs = STEP_TIMEOUT_MS } = {}) {
   const subj = subject ?? `carts.events.${partitionOf(ev.user_id)}`;
   if (!reply) return { ack: await publishRaw(subj, ev, { msgId }) };
 
   const conn = await nats();
   const inbox = `_INBOX.cartshard-it.${randomUUID()}`;
-  const sub = conn.subscribe(inbox, { max: 1, timeout: STEP_TIMEOUT_MS });
+  const sub = conn.subscribe(inbox, { max: 1, timeout: replyTimeoutMs });
   const answer = (async () => {
     for await (const m of sub) return m;
     return null;

@@ -24,6 +24,8 @@
 #include "worker.h"
 
 #define CS_VERSION "0.1.0"
+/* How long the admin port's remaining connections get to close at exit. */
+#define ADMIN_CLOSE_WAIT_MS 1000
 
 typedef struct admin_handler {
     h2o_handler_t super;
@@ -118,6 +120,13 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_stop(h->loop);
 }
 
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
 static int connect_bus(const cart_config *cfg, natsConnection **nc)
 {
     char err[256];
@@ -167,7 +176,7 @@ static int cmd_run(const cart_config *cfg)
     cs_worker w;
     char err[256];
     int rc = 1;
-    bool loop_ready = false, started = false;
+    bool loop_ready = false, signals_ready = false, started = false;
 
     memset(&w, 0, sizeof w);
     memset(&srv, 0, sizeof srv);
@@ -197,6 +206,7 @@ static int cmd_run(const cart_config *cfg)
     uv_signal_init(&loop, &sig_int);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
     uv_signal_start(&sig_int, on_signal, SIGINT);
+    signals_ready = true;
     cart_log(CART_LOG_INFO, "cart-store started", CART_LS("id", cfg->store_id), CART_LI("shards", cfg->nshards),
              CART_LI("partitions", cfg->partitions), CART_LI("admin_port", cfg->store_admin_port), NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -205,11 +215,18 @@ out:
     if (started)
         cs_worker_stop(&w); /* finishes the batches in flight, releases the partitions */
     if (loop_ready) {
-        cart_http_server_stop_accepting(&srv);
-        uv_close((uv_handle_t *)&sig_term, NULL);
-        uv_close((uv_handle_t *)&sig_int, NULL);
-        uv_run(&loop, UV_RUN_NOWAIT);
+        if (signals_ready) {
+            uv_close((uv_handle_t *)&sig_term, NULL);
+            uv_close((uv_handle_t *)&sig_int, NULL);
+        }
+        /* A scraper's keep-alive connection would keep h2o's context alive: every admin request
+         * is answered at once, so whatever is still open is idle and can be cut. */
+        cart_http_server_close_wait(&srv, ADMIN_CLOSE_WAIT_MS);
         cart_http_server_cleanup(&srv);
+        uv_walk(&loop, close_walk, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        if (uv_loop_close(&loop) != 0)
+            cart_log(CART_LOG_WARN, "the admin loop still had handles at exit", NULL);
     }
     if (w.nc) {
         natsConnection_FlushTimeout(w.nc, 2000);

@@ -258,7 +258,7 @@ int gw_pg_query(gw_pg *pg, const char *sql, int nparams, const char *const *para
 {
     gw_pg_q *q;
 
-    if (pg->closing)
+    if (pg == NULL || pg->closing)
         return -1;
     if (pg->queued >= MAX_QUEUE || pg->state == PG_IDLE) {
         cart_counter_inc(pg->errors); /* the shard is away (between connects) or not keeping up */

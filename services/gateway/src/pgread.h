@@ -27,7 +27,7 @@ typedef void (*gw_pg_cb)(void *arg, const PGresult *res, const char *err);
  * refused while the shard is away. */
 gw_pg *gw_pg_new(uv_loop_t *loop, const char *dsn, const char *app, cart_metric *errors);
 
-/* Queues a query with text parameters (copied). -1 when the client is closing or the queue is
+/* Queues a query with text parameters (copied). -1 when `pg` is NULL (freed), closing or its queue is
  * full (then the caller answers 503 at once). */
 int gw_pg_query(gw_pg *pg, const char *sql, int nparams, const char *const *params, gw_pg_cb cb, void *arg);
 

@@ -38,6 +38,8 @@
 #define REDIS_TIMEOUT_MS 250
 /* Clients each thread's local rate limiter remembers while Redis is away. */
 #define LOCAL_LIMITER_CLIENTS 65536
+/* How long a stopping thread waits for h2o to close the connections it cut. */
+#define CLOSE_WAIT_MS 2000
 
 typedef enum { NOTE_ACK, NOTE_REPLY } note_kind;
 
@@ -1246,10 +1248,32 @@ static void on_drain_tick(uv_timer_t *timer)
 {
     gw_thread *t = timer->data;
 
+    /* Keep-alive connections that have had their answer are not waited for. */
+    cart_http_server_close_idle(&t->http);
     /* Stop once the writes in flight are answered; they are bounded by the sync timeout and the
      * ack wait, and the deadline is a last resort. */
     if ((t->npending == 0 && cart_http_server_idle(&t->http)) || cart_mono_ms() > t->drain_deadline_ms)
         uv_stop(&t->loop);
+}
+
+/* When the drain ends with writes still waiting (its deadline passed): answers each, 202 when
+ * JetStream stored it (it will be applied), else 503 (it may or may not have been stored). */
+static void pending_abort_all(gw_thread *t)
+{
+    for (size_t b = 0; b < GW_PENDING_BUCKETS; b++) {
+        while (t->pending[b]) {
+            gw_pending *p = t->pending[b];
+            if (p->acked) {
+                p->timed_out = true;
+                pending_settle(p); /* its answer, or 202 */
+                continue;
+            }
+            if (p->link.req)
+                send_problem(t, p->link.req, p->route, p->started_ms, 503, "unavailable",
+                             "the gateway is shutting down; retry with the same Idempotency-Key");
+            pending_finish(p);
+        }
+    }
 }
 
 /* Runs on the thread's loop when the process is stopping. */
@@ -1260,6 +1284,7 @@ static void begin_drain(gw_thread *t)
     t->draining = true;
     t->drain_deadline_ms = cart_mono_ms() + t->app->cfg->sync_timeout_ms + 6000;
     cart_http_server_shutdown(&t->http);
+    cart_http_server_close_idle(&t->http);
     uv_timer_start(&t->drain_timer, on_drain_tick, 0, 20);
 }
 
@@ -1268,16 +1293,20 @@ static void *thread_main(void *arg)
     gw_thread *t = arg;
 
     uv_run(&t->loop, UV_RUN_DEFAULT);
-    /* Connections that just closed finish closing in the next turns of the loop. */
     uv_timer_stop(&t->drain_timer);
-    for (int i = 0; i < 100 && !cart_http_server_idle(&t->http); i++)
-        uv_run(&t->loop, UV_RUN_NOWAIT);
-    /* Shutdown: close everything left on the loop and let it settle. */
+    /* Whatever still waits is answered now, so that no request holds its connection open: the
+     * writes here, the reads and rate checks as their clients below fail them (503). */
+    pending_abort_all(t);
     natsSubscription_Unsubscribe(t->reply_sub);
-    for (uint32_t s = 0; s < t->app->cfg->nshards; s++)
+    for (uint32_t s = 0; s < t->app->cfg->nshards; s++) {
         gw_pg_free(t->shards[s]);
+        t->shards[s] = NULL; /* a request read from here on gets 503 */
+    }
     gw_redis_free(t->redis);
     t->redis = NULL;
+    /* Then the connections are closed: h2o cannot release its context under live ones. */
+    if (!cart_http_server_close_wait(&t->http, CLOSE_WAIT_MS))
+        cart_log(CART_LOG_WARN, "connections still open at exit", CART_LI("thread", t->index), NULL);
     /* h2o closes its own handles: before the walk below closes whatever is left. */
     cart_http_server_cleanup(&t->http);
     uv_walk(&t->loop, close_walk, NULL);

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <h2o.h>
 #include <openssl/ssl.h>
@@ -24,6 +25,8 @@ typedef struct cart_http_server {
     h2o_handler_t *handler;  /* the handler; allocated by h2o with the size asked for */
     bool listening;          /* the listener is open */
     bool ctx_ready;          /* ctx was initialised */
+    h2o_linklist_t conns;    /* the accepted connections libuv has not closed yet */
+    uint64_t close_deadline; /* cart_http_server_close_wait's limit, in the loop's time (ms) */
 } cart_http_server;
 
 /*
@@ -59,7 +62,28 @@ void cart_http_server_shutdown(cart_http_server *srv);
 /* True when no connection is open. */
 bool cart_http_server_idle(cart_http_server *srv);
 
-/* Releases the context and configuration. Call after the loop has no more requests. */
+/* Closes the HTTP/1.1 connections that are waiting for their next request (keep-alive): with
+ * cart_http_server_shutdown, a drain need not wait for their idle timeout. A connection with a
+ * request being read or answered is left alone (it closes after its answer once shutdown is
+ * requested); HTTP/2 connections close by themselves after their GOAWAY. h2o closes them on the
+ * loop's next turns. */
+void cart_http_server_close_idle(cart_http_server *srv);
+
+/* Ends every open connection, whatever it is doing: requests still being read are cut off and
+ * answers not yet written are lost. For the end of a drain, when the answers have been sent or
+ * will never be; h2o closes the connections on the loop's next turns. */
+void cart_http_server_close_all(cart_http_server *srv);
+
+/* Stops accepting, ends every connection (cart_http_server_close_all) and runs the server's loop
+ * (its other handles too) until h2o has closed them all, at most `timeout_ms`. Call from the
+ * loop's thread, outside the loop's callbacks. True when the server is then idle, so that
+ * cart_http_server_cleanup can release everything. */
+bool cart_http_server_close_wait(cart_http_server *srv, uint64_t timeout_ms);
+
+/* Releases the context and configuration (the context only when no connection is open: h2o
+ * cannot release it under live connections, so cart_http_server_close_wait goes first). Call
+ * after the loop has no more requests, then close the loop's remaining handles and run it once
+ * more: h2o closes its timers on the loop. */
 void cart_http_server_cleanup(cart_http_server *srv);
 
 /* Sends a complete answer; `body` is copied into the request's pool. */

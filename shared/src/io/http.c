@@ -17,29 +17,41 @@
 #include "cartshard/log.h"
 #include "cartshard/problem.h"
 
-static void free_handle(uv_handle_t *h)
+/* An accepted connection: the libuv handle that h2o's socket wraps, on its server's list until
+ * libuv has closed it, so that the server can close what is left at shutdown. */
+typedef struct http_conn {
+    uv_tcp_t tcp;        /* first: the close callback gets this handle */
+    h2o_linklist_t link; /* in cart_http_server.conns */
+} http_conn;
+
+static void on_conn_closed(uv_handle_t *h)
 {
-    free(h);
+    http_conn *c = (http_conn *)h;
+
+    if (h2o_linklist_is_linked(&c->link))
+        h2o_linklist_unlink(&c->link);
+    free(c);
 }
 
 static void on_accept(uv_stream_t *listener, int status)
 {
     cart_http_server *srv = listener->data;
-    uv_tcp_t *conn;
+    http_conn *c;
     h2o_socket_t *sock;
 
     if (status != 0)
         return;
-    conn = malloc(sizeof *conn);
-    if (conn == NULL)
+    c = calloc(1, sizeof *c);
+    if (c == NULL)
         return;
-    uv_tcp_init(listener->loop, conn);
-    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
-        uv_close((uv_handle_t *)conn, free_handle);
+    uv_tcp_init(listener->loop, &c->tcp);
+    h2o_linklist_insert(&srv->conns, &c->link);
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
         return;
     }
-    uv_tcp_nodelay(conn, 1);
-    sock = h2o_uv_socket_create((uv_stream_t *)conn, free_handle);
+    uv_tcp_nodelay(&c->tcp, 1);
+    sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
     h2o_accept(&srv->accept, sock);
 }
 
@@ -132,6 +144,7 @@ int cart_http_server_init(cart_http_server *srv, uv_loop_t *loop, const char *ho
     int fd;
 
     memset(srv, 0, sizeof *srv);
+    h2o_linklist_init_anchor(&srv->conns);
     h2o_config_init(&srv->config);
     srv->config.max_request_entity_size =
         max_body * 4 > CART_HTTP_BODY_HARD_MAX ? max_body * 4 : CART_HTTP_BODY_HARD_MAX;
@@ -190,6 +203,9 @@ bool cart_http_server_idle(cart_http_server *srv)
 
     if (!srv->ctx_ready)
         return true;
+    /* Ours: until libuv has closed the socket (also covers a TLS handshake in progress). */
+    if (!h2o_linklist_is_empty(&srv->conns))
+        return false;
     if (!h2o_linklist_is_empty(&c->http1._conns) || !h2o_linklist_is_empty(&c->http2._conns))
         return false;
     for (size_t i = 0; i < sizeof timeouts / sizeof timeouts[0]; i++)
@@ -198,11 +214,81 @@ bool cart_http_server_idle(cart_http_server *srv)
     return true;
 }
 
+/* Ends a connection from below h2o: its socket reads end of file (and writes fail), so h2o
+ * closes the connection itself, on the loop, releasing its request. */
+static void cut(int fd)
+{
+    if (fd >= 0)
+        shutdown(fd, SHUT_RDWR);
+}
+
+static int cut_if_idle(h2o_req_t *req, void *unused)
+{
+    h2o_socket_t *sock;
+
+    (void)unused;
+    /* Between two requests h2o zeroes the connection's request (h2o_init_request), and it stamps
+     * request_begin_at when the first bytes of the next one arrive: a zero stamp means nothing
+     * is being read or answered on this connection. */
+    if (req->timestamps.request_begin_at.tv_sec != 0 || req->timestamps.request_begin_at.tv_usec != 0)
+        return 0;
+    sock = req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    if (sock)
+        cut(h2o_socket_get_fd(sock));
+    return 0;
+}
+
+void cart_http_server_close_idle(cart_http_server *srv)
+{
+    if (srv->ctx_ready && srv->config.http1.callbacks.foreach_request)
+        srv->config.http1.callbacks.foreach_request(&srv->ctx, cut_if_idle, NULL);
+}
+
+void cart_http_server_close_all(cart_http_server *srv)
+{
+    uv_os_fd_t fd;
+
+    for (h2o_linklist_t *n = srv->conns.next; n != &srv->conns; n = n->next) {
+        http_conn *c = H2O_STRUCT_FROM_MEMBER(http_conn, link, n);
+        if (!uv_is_closing((uv_handle_t *)&c->tcp) && uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+            cut(fd);
+    }
+}
+
+static void on_close_tick(uv_timer_t *timer)
+{
+    cart_http_server *srv = timer->data;
+
+    if (cart_http_server_idle(srv) || uv_now(timer->loop) >= srv->close_deadline)
+        uv_stop(timer->loop);
+}
+
+bool cart_http_server_close_wait(cart_http_server *srv, uint64_t timeout_ms)
+{
+    uv_loop_t *loop = srv->ctx.loop;
+    uv_timer_t tick;
+
+    cart_http_server_stop_accepting(srv);
+    if (!srv->ctx_ready || cart_http_server_idle(srv))
+        return true;
+    cart_http_server_close_all(srv);
+    uv_update_time(loop);
+    srv->close_deadline = uv_now(loop) + timeout_ms;
+    uv_timer_init(loop, &tick);
+    tick.data = srv;
+    uv_timer_start(&tick, on_close_tick, 0, 5);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(loop, UV_RUN_NOWAIT); /* the timer's close */
+    return cart_http_server_idle(srv);
+}
+
 void cart_http_server_cleanup(cart_http_server *srv)
 {
     cart_http_server_stop_accepting(srv);
     /* h2o cannot dispose of a context with connections still open (it asserts): then the
-     * process is exiting anyway, and the memory goes with it. */
+     * process is exiting anyway, and the memory goes with it (cart_http_server_close_wait first
+     * makes that rare). */
     if (srv->ctx_ready && cart_http_server_idle(srv))
         h2o_context_dispose(&srv->ctx);
     srv->ctx_ready = false;
