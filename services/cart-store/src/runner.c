@@ -120,7 +120,8 @@ typedef struct cs_item {
     char *change_json; /* outbox payload */
     size_t outbox_at;  /* its record in the shard's batch */
     int64_t outbox_id;
-    bool prior; /* processed before this batch, answered prior_status (prior_detail) */
+    bool prior;     /* processed before this batch, answered prior_status (prior_detail) */
+    bool duplicate; /* answered again, not applied (prior, or earlier in this batch) */
     int prior_status;
     char prior_detail[128];
 } cs_item;
@@ -509,6 +510,7 @@ static void item_reset(cs_item *it)
     it->outbox_at = 0;
     it->outbox_id = 0;
     it->prior = false;
+    it->duplicate = false;
 }
 
 static cart_status out_of_memory(cs_store_err *e)
@@ -609,6 +611,7 @@ static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size
         /* The first answer again, with the cart as it is now. */
         it->http_status = recorded;
         it->cart_json = recorded == 200 || recorded == 201 ? cart_to_json(c, NULL) : NULL;
+        it->duplicate = true;
         cart_counter_inc(sh->w->m_duplicates);
         return CART_OK;
     }
@@ -999,7 +1002,7 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
                                     &at) == 0)
                 sh->batch.outbox[at].id = it->outbox_id;
         }
-        if (it->decoded && !it->dlq_reason[0]) {
+        if (it->decoded && !it->dlq_reason[0] && !it->duplicate) {
             applied++;
             if (cart_log_enabled(CART_LOG_DEBUG))
                 cart_log(CART_LOG_DEBUG, "event applied", CART_LS("event_id", it->ev.event_id),
