@@ -4,7 +4,7 @@
 # 2 a cartshard scenario (blue). Left: HTTP requests per second; right: events per second. A
 # panel whose file is empty (its scenarios did not run: have...=0) stays blank.
 
-set terminal pngcairo size 1400,560 font 'sans,10'
+set terminal pngcairo noenhanced size 1400,560 font 'sans,10'
 set output outfile
 set multiplot layout 1,2 title 'cartshard benchmark: scenarios (blue) next to their baselines (grey)'
 
@@ -12,6 +12,7 @@ set style fill solid 0.85 noborder
 set boxwidth 0.65
 set grid ytics lc rgb '#dddddd'
 set yrange [0:*]
+set offsets 0, 0, graph 0.08, 0
 set xtics rotate by -30 nomirror
 set linetype 1 lc rgb '#9a9a9a'
 set linetype 2 lc rgb '#2f6db5'
