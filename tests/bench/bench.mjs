@@ -267,15 +267,47 @@ function cacheDelta(before, after) {
   return { hit: get(after, 'hit') - get(before, 'hit'), miss: get(after, 'miss') - get(before, 'miss') };
 }
 
-/** cartshard_events_applied_total summed over the workers `indexes` that answer (0 for others). */
-async function appliedTotal(indexes = [0, 1]) {
-  const counts = await Promise.all(
+/**
+ * The workers' counters summed over the workers `indexes` that answer (0 for one that does not):
+ * { applied, batches, batchSeconds }.
+ */
+async function workerCounters(indexes = [0, 1]) {
+  const each = await Promise.all(
     indexes.map(async (i) => {
       const r = await http('GET', `${CART_STORE_ADMIN_URLS[i]}/metrics`, { timeoutMs: 1000 }).catch(() => null);
-      return r?.status === 200 ? metricValue(r.text, 'cartshard_events_applied_total') : 0;
+      if (r?.status !== 200) return { applied: 0, batches: 0, batchSeconds: 0 };
+      return {
+        applied: metricValue(r.text, 'cartshard_events_applied_total'),
+        batches: metricValue(r.text, 'cartshard_batches_total'),
+        batchSeconds: metricValue(r.text, 'cartshard_batch_duration_seconds_sum'),
+      };
     }),
   );
-  return counts.reduce((a, b) => a + b, 0);
+  return each.reduce(
+    (a, b) => ({ applied: a.applied + b.applied, batches: a.batches + b.batches, batchSeconds: a.batchSeconds + b.batchSeconds }),
+    { applied: 0, batches: 0, batchSeconds: 0 },
+  );
+}
+
+/** cartshard_events_applied_total summed over the workers `indexes` that answer. */
+async function appliedTotal(indexes = [0, 1]) {
+  return (await workerCounters(indexes)).applied;
+}
+
+/**
+ * How the workers applied the events between two workerCounters(): how many, in how many
+ * transactions (one per batch), and how long a batch took on average. Undefined when none.
+ */
+function batchFigures(before, after) {
+  const events = after.applied - before.applied;
+  const batches = after.batches - before.batches;
+  if (events <= 0 || batches <= 0) return undefined;
+  return {
+    events,
+    batches,
+    events_per_batch: round(events / batches, 2),
+    mean_batch_ms: round((1000 * (after.batchSeconds - before.batchSeconds)) / batches, 2),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -309,6 +341,7 @@ function httpFigures(w, seconds) {
 async function wrkScenario(url, lua, { connections = S.connections, extra = [] } = {}) {
   const holder = {};
   const before = await gatewayMetrics();
+  const workersBefore = await workerCounters();
   const r = await watched(
     [{ name: 'wrk', pids: held([holder]), memory: 'rss' }, ...extra],
     async () => {
@@ -324,6 +357,7 @@ async function wrkScenario(url, lua, { connections = S.connections, extra = [] }
     ...rest,
     statuses: statusDelta(before, after),
     cache_reads: cacheDelta(before, after),
+    worker_batches: batchFigures(workersBefore, await workerCounters()),
   };
 }
 
@@ -495,12 +529,14 @@ async function applyRate(ctx, workers) {
   log(`published in ${pub.seconds.toFixed(1)} s; starting ${workers} worker(s)`);
   const indexes = workers === 1 ? [0] : [0, 1];
   const points = [];
+  let counters;
   const r = await watched([], async () => {
     const t0 = performance.now();
     for (const i of indexes) startWorker(i);
     const deadline = t0 + Math.max(180, n / 400) * 1000;
     for (;;) {
-      const count = await appliedTotal(indexes);
+      counters = await workerCounters(indexes);
+      const count = counters.applied;
       points.push({ t: (performance.now() - t0) / 1000, count });
       if (count >= n) break;
       if (performance.now() > deadline) throw new Error(`only ${count} of ${n} events applied in time`);
@@ -528,6 +564,8 @@ async function applyRate(ctx, workers) {
     events_per_s: round(rate, 1),
     throughput_rps: round(rate, 1),
     checks: { processed_events_rows: stored, all_applied_once: stored === n },
+    // The workers were started for this scenario: their counters began at zero.
+    worker_batches: batchFigures({ applied: 0, batches: 0, batchSeconds: 0 }, counters),
     ...r,
   };
 }

@@ -120,6 +120,10 @@ function answersCell(r) {
   if (r.events !== undefined && r.apply_s !== undefined) {
     parts.push(`${fmt(r.events, 0)} events in ${r.apply_s} s`);
   }
+  if (r.worker_batches) {
+    const b = r.worker_batches;
+    parts.push(`workers: ${fmt(b.events_per_batch, 1)} events/batch, ${fmt(b.mean_batch_ms, 1)} ms/batch`);
+  }
   return parts.join('; ');
 }
 
