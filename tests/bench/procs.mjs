@@ -84,12 +84,17 @@ export function childrenOf(pid) {
 
 /**
  * The machine's CPU seconds so far, all cores together (/proc/stat): busy (user, nice, system,
- * irq, softirq) and steal (taken by the hypervisor for other guests).
+ * irq, softirq), iowait, and steal (time the hypervisor gave to other guests while this one had
+ * work to run).
  */
 export function machineCpu() {
   const f = readText('/proc/stat').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
   // user nice system idle iowait irq softirq steal
-  return { busy_s: (f[0] + f[1] + f[2] + f[5] + f[6]) / CLOCK_TICKS, steal_s: f[7] / CLOCK_TICKS };
+  return {
+    busy_s: (f[0] + f[1] + f[2] + f[5] + f[6]) / CLOCK_TICKS,
+    iowait_s: f[4] / CLOCK_TICKS,
+    steal_s: f[7] / CLOCK_TICKS,
+  };
 }
 
 /**

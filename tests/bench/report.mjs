@@ -165,11 +165,12 @@ function markdown(results, tlist, others) {
   lines.push('');
   lines.push(
     'PostgreSQL: the postmaster and all its children, memory as Pss. "others": CPU the machine spent ' +
-      'outside these processes during the scenario (other work on the machine: noise).',
+      'outside these processes during the scenario; "steal": CPU time the hypervisor gave to other ' +
+      'guests (both are noise).',
   );
   lines.push('');
-  lines.push(`| scenario | ${PROCESS_COLUMNS.join(' | ')} | load tool / server | others (s) |`);
-  lines.push(`|---|${PROCESS_COLUMNS.map(() => '---:').join('|')}|---|---:|`);
+  lines.push(`| scenario | ${PROCESS_COLUMNS.join(' | ')} | load tool / server | others (s) | steal (s) |`);
+  lines.push(`|---|${PROCESS_COLUMNS.map(() => '---:').join('|')}|---|---:|---:|`);
   for (const [name, r] of Object.entries(sc)) {
     if (!r.processes) continue;
     const tools = TOOLS.filter((t) => r.processes[t])
@@ -177,7 +178,7 @@ function markdown(results, tlist, others) {
       .join(', ');
     lines.push(
       `| ${name} | ${PROCESS_COLUMNS.map((c) => processCell(r.processes[c])).join(' | ')} | ${tools} | ` +
-        `${fmt(r.machine_cpu?.others_s, 2)} |`,
+        `${fmt(r.machine_cpu?.others_s, 2)} | ${fmt(r.machine_cpu?.steal_s, 2)} |`,
     );
   }
   lines.push('');
@@ -194,6 +195,14 @@ function markdown(results, tlist, others) {
     lines.push('');
   }
   return lines.join('\n');
+}
+
+// The share of the CPU time a scenario had that went to anything but the benchmark: other
+// programs on the machine, and steal (the hypervisor running other guests on our cores).
+function noiseShare(r) {
+  const m = r.machine_cpu;
+  if (!m || m.busy_s + m.steal_s <= 0) return 0;
+  return (m.others_s + m.steal_s) / (m.busy_s + m.steal_s);
 }
 
 function verdict(met) {
@@ -266,11 +275,12 @@ export async function writeReport(out, results) {
     for (const [k, v, what] of others) p(`  ${k.padEnd(24)} ${fmt(v, 3).padStart(8)}   ${what}`);
     p('');
   }
-  const noisy = Object.entries(sc).filter(([, r]) => r.machine_cpu && r.machine_cpu.others_s > 0.25 * r.machine_cpu.busy_s);
+  const noisy = Object.entries(sc).filter(([, r]) => noiseShare(r) > 0.25);
   for (const [name, r] of noisy) {
+    const m = r.machine_cpu;
     p(
-      `noise: during ${name}, processes outside the benchmark used ${r.machine_cpu.others_s} of the ` +
-        `machine's ${r.machine_cpu.busy_s} busy CPU seconds: its figures are less reliable`,
+      `noise: during ${name}, other programs ran ${m.others_s} CPU s and the hypervisor took ${m.steal_s} s, ` +
+        `${Math.round(100 * noiseShare(r))} % of the CPU time: its figures are less reliable`,
     );
   }
   if (noisy.length) p('');
