@@ -572,6 +572,61 @@ async function applyRate(ctx, workers) {
   };
 }
 
+const COPY_TABLES = ['carts', 'cart_items', 'processed_events', 'outbox'];
+const COPY_COLUMNS = {
+  carts: 'cart_id, user_id, partition, status, version, created_at, updated_at',
+  cart_items: 'cart_id, sku, quantity',
+  processed_events: 'event_id, user_id, partition, stream_seq, http_status, cart_version, detail',
+  outbox: 'partition, subject, msg_id, payload',
+};
+// COPY runs for a few seconds, so a burst of other work on the machine can halve one run; the
+// baseline is the least the rows cost, and interference only ever slows a run: the fastest of
+// these runs counts (each into fresh tables, after the shards settled).
+const COPY_RUNS = 3;
+
+const dropCopyTables = () =>
+  queryAllShards(`DROP TABLE IF EXISTS ${COPY_TABLES.map((t) => `bench_copy_${t}`).join(', ')};
+    DROP SEQUENCE IF EXISTS bench_copy_outbox_id_seq`);
+
+// Empty tables like the workers' (columns, checks, defaults, indexes, the cart_items foreign key;
+// the outbox ids from a sequence of its own), on every shard.
+async function createCopyTables() {
+  await dropCopyTables();
+  await queryAllShards(`CREATE TABLE bench_copy_carts (LIKE carts INCLUDING ALL);
+    CREATE TABLE bench_copy_cart_items (LIKE cart_items INCLUDING ALL,
+      FOREIGN KEY (cart_id) REFERENCES bench_copy_carts (cart_id) ON DELETE CASCADE);
+    CREATE TABLE bench_copy_processed_events (LIKE processed_events INCLUDING ALL);
+    CREATE SEQUENCE bench_copy_outbox_id_seq;
+    CREATE TABLE bench_copy_outbox (LIKE outbox INCLUDING ALL);
+    ALTER TABLE bench_copy_outbox ALTER COLUMN id SET DEFAULT nextval('bench_copy_outbox_id_seq')`);
+}
+
+// One COPY run: one psql per shard, both at once (the shards the two workers write to), each one
+// transaction. Resolves to { seconds, processes, machine_cpu }.
+async function copyOnce(scripts) {
+  const holders = scripts.map(() => ({}));
+  const r = await watched(
+    [{ name: 'psql', pids: held(holders), memory: 'rss' }],
+    async () => {
+      const t0 = performance.now();
+      const runs = await Promise.all(
+        scripts.map((file, i) =>
+          runToolOk(
+            PSQL,
+            ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', new URL(SHARD_DSNS[i]).port, '-U', 'postgres',
+              '-d', 'cartshard', '-f', file],
+            { holder: holders[i] },
+          ),
+        ),
+      );
+      return { seconds: (performance.now() - t0) / 1000, psqlCpu: runs.reduce((a, x) => a + x.cpu_s, 0) };
+    },
+    (res) => ({ psql: res.psqlCpu }),
+  );
+  const { psqlCpu, ...rest } = r;
+  return rest;
+}
+
 async function copyBaseline(ctx) {
   const users = ctx.copyUsers ?? userIds(`${ctx.tag}-q-`, S.applyUsers);
   const n = users.length * S.applyRounds;
@@ -579,72 +634,46 @@ async function copyBaseline(ctx) {
   rmSync(dir, { recursive: true, force: true });
   log(`writing the rows of ${n} applied events as CSV`);
   const data = await writeCopyRows(dir, users, S.applyRounds);
-  const tables = ['carts', 'cart_items', 'processed_events', 'outbox'];
-  await queryAllShards(`DROP TABLE IF EXISTS ${tables.map((t) => `bench_copy_${t}`).join(', ')};
-    DROP SEQUENCE IF EXISTS bench_copy_outbox_id_seq;
-    CREATE TABLE bench_copy_carts (LIKE carts INCLUDING ALL);
-    CREATE TABLE bench_copy_cart_items (LIKE cart_items INCLUDING ALL,
-      FOREIGN KEY (cart_id) REFERENCES bench_copy_carts (cart_id) ON DELETE CASCADE);
-    CREATE TABLE bench_copy_processed_events (LIKE processed_events INCLUDING ALL);
-    CREATE SEQUENCE bench_copy_outbox_id_seq;
-    CREATE TABLE bench_copy_outbox (LIKE outbox INCLUDING ALL);
-    ALTER TABLE bench_copy_outbox ALTER COLUMN id SET DEFAULT nextval('bench_copy_outbox_id_seq')`);
-  const columns = {
-    carts: 'cart_id, user_id, partition, status, version, created_at, updated_at',
-    cart_items: 'cart_id, sku, quantity',
-    processed_events: 'event_id, user_id, partition, stream_seq, http_status, cart_version, detail',
-    outbox: 'partition, subject, msg_id, payload',
-  };
-  // One psql per shard, both at once (the shards the two workers write to), each one transaction.
   const scripts = data.shards.map((sh) => {
     const file = path.join(sh.dir, 'copy.sql');
     const lines = ['BEGIN;'];
-    for (const t of tables) {
-      lines.push(`\\copy bench_copy_${t} (${columns[t]}) FROM '${path.join(sh.dir, `${t}.csv`)}' WITH (FORMAT csv)`);
+    for (const t of COPY_TABLES) {
+      lines.push(`\\copy bench_copy_${t} (${COPY_COLUMNS[t]}) FROM '${path.join(sh.dir, `${t}.csv`)}' WITH (FORMAT csv)`);
     }
     lines.push('COMMIT;');
     writeFileSync(file, lines.join('\n') + '\n');
     return file;
   });
-  const holders = scripts.map(() => ({}));
   try {
-    const r = await watched(
-      [{ name: 'psql', pids: held(holders), memory: 'rss' }],
-      async () => {
-        const t0 = performance.now();
-        const runs = await Promise.all(
-          scripts.map((file, i) =>
-            runToolOk(
-              PSQL,
-              ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', new URL(SHARD_DSNS[i]).port, '-U', 'postgres',
-                '-d', 'cartshard', '-f', file],
-              { holder: holders[i] },
-            ),
-          ),
-        );
-        return { seconds: (performance.now() - t0) / 1000, psqlCpu: runs.reduce((a, x) => a + x.cpu_s, 0) };
-      },
-      (res) => ({ psql: res.psqlCpu }),
-    );
-    const counted = await queryAllShards('SELECT count(*)::int AS n FROM bench_copy_processed_events');
-    const copied = counted.reduce((a, rows) => a + rows[0].n, 0);
-    const { seconds, psqlCpu, ...rest } = r;
+    const runs = [];
+    for (let k = 0; k < COPY_RUNS; k++) {
+      if (k > 0) await settle();
+      await createCopyTables();
+      const run = await copyOnce(scripts);
+      const counted = await queryAllShards('SELECT count(*)::int AS n FROM bench_copy_processed_events');
+      const copied = counted.reduce((a, rows) => a + rows[0].n, 0);
+      if (copied !== n) throw new Error(`COPY run ${k + 1} stored ${copied} processed_events rows, not ${n}`);
+      log(`COPY run ${k + 1}: ${run.seconds.toFixed(2)} s`);
+      runs.push(run);
+    }
+    const best = runs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
     return {
-      tool: 'psql \\copy, one transaction per shard, both shards at once',
-      settings: { users: users.length, events: n, shards: data.shards.length },
+      tool: `psql \\copy, one transaction per shard, both shards at once; the fastest of ${COPY_RUNS} runs`,
+      settings: { users: users.length, events: n, shards: data.shards.length, runs: COPY_RUNS },
       events: n,
       rows: data.rows,
-      rows_by_table: Object.fromEntries(tables.map((t) => [t, data.shards.reduce((a, sh) => a + sh.rows[t], 0)])),
-      seconds: round(seconds, 2),
-      rows_per_s: round(data.rows / seconds, 1),
-      events_per_s: round(n / seconds, 1),
-      throughput_rps: round(n / seconds, 1),
-      checks: { processed_events_rows: copied, all_copied: copied === n },
-      ...rest,
+      rows_by_table: Object.fromEntries(COPY_TABLES.map((t) => [t, data.shards.reduce((a, sh) => a + sh.rows[t], 0)])),
+      seconds: round(best.seconds, 2),
+      seconds_each: runs.map((r) => round(r.seconds, 2)),
+      rows_per_s: round(data.rows / best.seconds, 1),
+      events_per_s: round(n / best.seconds, 1),
+      throughput_rps: round(n / best.seconds, 1),
+      checks: { processed_events_rows: n, all_copied: true },
+      processes: best.processes,
+      machine_cpu: best.machine_cpu,
     };
   } finally {
-    await queryAllShards(`DROP TABLE IF EXISTS ${tables.map((t) => `bench_copy_${t}`).join(', ')};
-      DROP SEQUENCE IF EXISTS bench_copy_outbox_id_seq`);
+    await dropCopyTables();
     rmSync(dir, { recursive: true, force: true });
   }
 }

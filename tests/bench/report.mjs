@@ -118,6 +118,7 @@ function answersCell(r) {
     parts.push(`cache hit/miss ${r.cache_reads.hit}/${r.cache_reads.miss}`);
   }
   if (r.rows !== undefined) parts.push(`${fmt(r.rows, 0)} rows, ${fmt(r.rows_per_s, 0)} rows/s`);
+  if (r.seconds_each) parts.push(`fastest of ${r.seconds_each.join(' / ')} s`);
   if (r.events !== undefined && r.apply_s !== undefined) {
     parts.push(`${fmt(r.events, 0)} events in ${r.apply_s} s`);
   }
