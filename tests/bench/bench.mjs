@@ -769,7 +769,7 @@ async function main() {
   const commandStarted = Number(process.env.BENCH_STARTED_MS) || started.getTime();
   results.total_seconds = round((Date.now() - commandStarted) / 1000, 1);
   if (ctx.cartBody) results.settings = { ...S, cart_body_bytes: Buffer.byteLength(ctx.cartBody) };
-  await writeReport(OUT, results);
+  writeReport(OUT, results);
   if (failed) {
     process.stderr.write(`bench: FAILED in ${failed}\n`);
     process.exitCode = 1;

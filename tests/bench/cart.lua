@@ -16,7 +16,7 @@
 --
 -- Every request is generated in init(), so request() is a table lookup: the client's cost per
 -- request is the same for every scenario and its baseline. Thread t of T takes the users whose
--- number is t mod T, one after another, so the two threads never send the same user and a run
+-- number is t mod T, one after another, so no two threads send the same user and a run
 -- longer than the user list starts over from the first. No response() hook: wrk then skips
 -- parsing headers and bodies (status codes come from the gateway's own metrics). done() prints
 -- one line, "BENCH_RESULT <json>", which the bench parses.
@@ -54,11 +54,13 @@ late = 0 -- requests sent after their slot (global: done() reads it through thre
 local function options(args)
     local o = { path = "/v1/carts/%s", prefix = "u", users = "1", width = "6", method = "GET" }
     for _, a in ipairs(args) do
-        local k, v = a:match("^([%w_]+)=(.*)$")
-        if k == nil and a ~= "--" then
-            error("cart.lua: expected key=value, got " .. a)
+        if a ~= "--" then
+            local k, v = a:match("^([%w_]+)=(.*)$")
+            if k == nil then
+                error("cart.lua: expected key=value, got " .. a)
+            end
+            o[k] = v
         end
-        o[k] = v
     end
     return o
 end

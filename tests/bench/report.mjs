@@ -244,7 +244,7 @@ function chart(out, sc) {
 }
 
 /** Writes results.json, results.md and throughput.png into `out`, and prints the summary. */
-export async function writeReport(out, results) {
+export function writeReport(out, results) {
   const sc = results.scenarios;
   const tlist = targets(sc);
   const others = otherRatios(sc);

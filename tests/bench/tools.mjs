@@ -11,17 +11,17 @@ import { fileURLToPath } from 'node:url';
 import { reapedChildrenCpuSeconds, round } from './procs.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-export const LUA_SCRIPT = path.join(HERE, 'cart.lua');
+const LUA_SCRIPT = path.join(HERE, 'cart.lua');
 
 /**
  * A running tool: `holder.pid` is its pid while it runs (a ProcessWatch group reads it), and
  * the promise resolves to { code, stdout, stderr, cpu_s } once it exited. Rejects when it cannot
  * be started, or is still running after `timeoutMs` (then it is killed).
  */
-export function runTool(cmd, args, { timeoutMs = 600_000, holder = {}, input } = {}) {
+export function runTool(cmd, args, { timeoutMs = 600_000, holder = {} } = {}) {
   return new Promise((resolve, reject) => {
     const cpuBefore = reapedChildrenCpuSeconds();
-    const child = spawn(cmd, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     holder.pid = child.pid;
@@ -31,7 +31,6 @@ export function runTool(cmd, args, { timeoutMs = 600_000, holder = {}, input } =
     child.stderr.on('data', (d) => {
       stderr = (stderr + d).slice(-20000);
     });
-    if (input !== undefined) child.stdin.end(input);
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.on('error', (err) => {
       clearTimeout(timer);
