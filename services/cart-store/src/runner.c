@@ -28,14 +28,18 @@
 
 #define REBALANCE_MS    1000
 #define OUTBOX_SWEEP_MS 5000
-#define LAG_MS          5000
-#define BACKOFF_MIN_MS  100
-#define BACKOFF_MAX_MS  5000
-#define PUBLISH_WAIT_MS 5000
-#define MAX_ACK_PENDING 1024
-#define ACK_WAIT_MS     30000
-#define EXPIRE_BATCH    200
-#define PRUNE_BATCH     10000
+/* Published outbox rows are deleted once this many are waiting (or by the sweep): a DELETE reads
+ * every page of the outbox, since its few live rows make the planner prefer a sequential scan over
+ * the index, and a table that churns this much is mostly dead pages between vacuums. */
+#define OUTBOX_DELETE_MIN 4096
+#define LAG_MS            5000
+#define BACKOFF_MIN_MS    100
+#define BACKOFF_MAX_MS    5000
+#define PUBLISH_WAIT_MS   5000
+#define MAX_ACK_PENDING   1024
+#define ACK_WAIT_MS       30000
+#define EXPIRE_BATCH      200
+#define PRUNE_BATCH       10000
 /* Dedup rows outlive the stream's 7-day MaxAge and the 24 h Idempotency-Key promise. */
 #define DEDUP_RETENTION_MS (8LL * 24 * 3600 * 1000)
 
@@ -83,8 +87,9 @@ struct cs_shard {
     PGconn *pg;
     jsCtx *js;
     atomic_bool session_ok;
-    int64_t *outbox_done; /* published outbox ids to delete in the next transaction */
+    int64_t *outbox_done; /* published outbox ids to delete (see OUTBOX_DELETE_MIN) */
     size_t noutbox_done, outbox_cap;
+    bool outbox_deleting; /* the open transaction deletes all of outbox_done */
     /* Change notices sent and not yet acknowledged by JetStream, oldest first (pending[head..n)),
      * and the outbox ids of those it stored (acked), which the runner then deletes. Filled by the
      * runner, emptied by nats.c's ack handler: guarded by acks_mu. */
@@ -550,6 +555,7 @@ static cart_status begin_batch(cs_shard *sh, cart_cache *cc, cs_item *items, siz
     cart **carts = NULL;
     cart_status st = CART_OK;
 
+    sh->outbox_deleting = false;
     if (ids == NULL)
         return out_of_memory(e);
     for (size_t i = 0; i < n && st == CART_OK; i++) {
@@ -566,7 +572,8 @@ static cart_status begin_batch(cs_shard *sh, cart_cache *cc, cs_item *items, siz
         for (size_t i = 0; i < cc->n; i++)
             carts[i] = &cc->carts[i].c;
         r.done = sh->outbox_done;
-        r.ndone = sh->noutbox_done;
+        r.ndone = sh->noutbox_done >= OUTBOX_DELETE_MIN ? sh->noutbox_done : 0;
+        sh->outbox_deleting = r.ndone > 0;
         r.event_ids = ids;
         r.on_processed = on_prior;
         r.ud = &ctx;
@@ -953,7 +960,8 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
             goto stmt_failed;
         if (cs_store_exec(sh->pg, "COMMIT", &e) != CART_OK)
             goto session_failed;
-        sh->noutbox_done = 0;
+        if (sh->outbox_deleting)
+            sh->noutbox_done = 0;
         break;
 
     stmt_failed:
@@ -1158,7 +1166,8 @@ static int expire_idle(cs_shard *sh, cart_cache *cc)
         goto rollback;
     if (cs_store_exec(sh->pg, "COMMIT", &e) != CART_OK)
         goto failed;
-    sh->noutbox_done = 0; /* begin_batch deleted them */
+    if (sh->outbox_deleting)
+        sh->noutbox_done = 0; /* begin_batch deleted them */
     update_cache(sh, cc);
     publish_changes(sh, sh->batch.outbox, sh->batch.noutbox);
     cart_counter_add(sh->w->m_expired, (double)nchg);
