@@ -61,7 +61,7 @@ const S = {
   connections: 64, // wrk connections (and redis-benchmark clients)
   seconds: QUICK ? 3 : 10, // each wrk run
   hitUsers: 1000, // carts read by get_hit, and the users of the mixed load
-  missUsers: QUICK ? 20_000 : 60_000, // carts read once each by get_miss (~3k reads/s seen)
+  missUsers: QUICK ? 40_000 : 150_000, // carts read once each by get_miss (up to ~10k reads/s seen)
   asyncUsers: 10_000, // carts the respond-async adds spread over (each far below 999 of A1)
   syncUsers: 2000,
   syncRate: 2000, // requests per second of add_sync
