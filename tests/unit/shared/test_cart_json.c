@@ -163,6 +163,43 @@ START_TEST(test_change_to_json)
 }
 END_TEST
 
+/* The reader has a fast path for cart_to_json's exact layout and a general one for any other JSON.
+ * Every one-byte change of the example (each position, several replacements) must get the same
+ * answer and the same cart from both: a trailing newline sends the same text to the general one. */
+START_TEST(test_fast_and_general_readers_agree)
+{
+    static const char repl[] = "\"\\ ,:{}[]0191-.aZ_\t";
+    size_t n = strlen(EXAMPLE);
+    char *buf = malloc(n + 2);
+    int fast_ok = 0;
+
+    ck_assert_ptr_nonnull(buf);
+    for (size_t i = 0; i < n; i++) {
+        for (const char *r = repl; *r; r++) {
+            cart a, b;
+            cart_status sa, sb;
+            memcpy(buf, EXAMPLE, n);
+            buf[i] = *r;
+            buf[n] = '\n';
+            buf[n + 1] = '\0';
+            cart_init(&a, "");
+            cart_init(&b, "");
+            sa = from_json_n(&a, buf, n);
+            sb = from_json_n(&b, buf, n + 1);
+            ck_assert_msg(sa == sb, "position %zu, '%c': %d against %d", i, *r, (int)sa, (int)sb);
+            if (sa == CART_OK) {
+                assert_cart_eq(&a, &b);
+                fast_ok++;
+            }
+            cart_cleanup(&a);
+            cart_cleanup(&b);
+        }
+    }
+    ck_assert_int_gt(fast_ok, 0); /* some changes keep it valid (a digit of the version, a sku letter) */
+    free(buf);
+}
+END_TEST
+
 START_TEST(test_state_names)
 {
     cart_state st = CART_NONE;
@@ -600,6 +637,7 @@ static Suite *cart_json_suite(void)
     tcase_add_test(tc, test_from_json_other_user);
     tcase_add_test(tc, test_mutations);
     tcase_add_test(tc, test_change_to_json);
+    tcase_add_test(tc, test_fast_and_general_readers_agree);
     suite_add_tcase(s, tc);
     return s;
 }
