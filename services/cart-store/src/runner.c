@@ -28,9 +28,10 @@
 
 #define REBALANCE_MS    1000
 #define OUTBOX_SWEEP_MS 5000
-/* Published outbox rows are deleted once this many are waiting (or by the sweep): a DELETE reads
- * every page of the outbox, since its few live rows make the planner prefer a sequential scan over
- * the index, and a table that churns this much is mostly dead pages between vacuums. */
+/* Published outbox rows are deleted once this many are waiting (or by the sweep), between batches:
+ * a DELETE reads every page of the outbox, since its few live rows make the planner prefer a
+ * sequential scan over the index, and a table that churns this much is mostly dead pages between
+ * vacuums. */
 #define OUTBOX_DELETE_MIN 4096
 #define LAG_MS            5000
 #define BACKOFF_MIN_MS    100
@@ -89,7 +90,6 @@ struct cs_shard {
     atomic_bool session_ok;
     int64_t *outbox_done; /* published outbox ids to delete (see OUTBOX_DELETE_MIN) */
     size_t noutbox_done, outbox_cap;
-    bool outbox_deleting; /* the open transaction deletes all of outbox_done */
     /* Change notices sent and not yet acknowledged by JetStream, oldest first (pending[head..n)),
      * and the outbox ids of those it stored (acked), which the runner then deletes. Filled by the
      * runner, emptied by nats.c's ack handler: guarded by acks_mu. */
@@ -544,9 +544,9 @@ static void on_prior(void *ud, const char *event_id, int http_status, const char
     }
 }
 
-/* Opens the batch's transaction and reads what it builds on, in one round trip: the outbox rows
- * already published go, then which of its events were processed before, and the latest cart of
- * each of its users (for expiry: of the users already in `cc`). */
+/* Opens the batch's transaction and reads what it builds on, in one round trip: which of its
+ * events were processed before, and the latest cart of each of its users (for expiry: of the
+ * users already in `cc`). */
 static cart_status begin_batch(cs_shard *sh, cart_cache *cc, cs_item *items, size_t n, cs_store_err *e)
 {
     const char **ids = malloc((n ? n : 1) * sizeof *ids);
@@ -555,7 +555,6 @@ static cart_status begin_batch(cs_shard *sh, cart_cache *cc, cs_item *items, siz
     cart **carts = NULL;
     cart_status st = CART_OK;
 
-    sh->outbox_deleting = false;
     if (ids == NULL)
         return out_of_memory(e);
     for (size_t i = 0; i < n && st == CART_OK; i++) {
@@ -571,9 +570,6 @@ static cart_status begin_batch(cs_shard *sh, cart_cache *cc, cs_item *items, siz
     if (st == CART_OK) {
         for (size_t i = 0; i < cc->n; i++)
             carts[i] = &cc->carts[i].c;
-        r.done = sh->outbox_done;
-        r.ndone = sh->noutbox_done >= OUTBOX_DELETE_MIN ? sh->noutbox_done : 0;
-        sh->outbox_deleting = r.ndone > 0;
         r.event_ids = ids;
         r.on_processed = on_prior;
         r.ud = &ctx;
@@ -820,6 +816,18 @@ static void take_acked(cs_shard *sh)
     pthread_mutex_unlock(&sh->acks_mu);
 }
 
+/* Deletes the outbox rows JetStream stored, once enough are waiting (`all`: whatever there is). */
+static void delete_published(cs_shard *sh, bool all)
+{
+    cs_store_err e;
+
+    take_acked(sh);
+    if (sh->pg == NULL || sh->noutbox_done == 0 || (!all && sh->noutbox_done < OUTBOX_DELETE_MIN))
+        return;
+    if (cs_store_outbox_delete(sh->pg, sh->outbox_done, sh->noutbox_done, &e) == CART_OK)
+        sh->noutbox_done = 0;
+}
+
 /* Waits (bounded) until JetStream answered every notice sent; true when nothing is pending. */
 static bool wait_acks(cs_shard *sh)
 {
@@ -960,8 +968,6 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
             goto stmt_failed;
         if (cs_store_exec(sh->pg, "COMMIT", &e) != CART_OK)
             goto session_failed;
-        if (sh->outbox_deleting)
-            sh->noutbox_done = 0;
         break;
 
     stmt_failed:
@@ -1077,9 +1083,7 @@ static void sweep_outbox(cs_shard *sh)
         return;
     /* First forget what the last batches already published, so it is not sent twice. */
     wait_acks(sh);
-    take_acked(sh);
-    if (sh->noutbox_done && cs_store_outbox_delete(sh->pg, sh->outbox_done, sh->noutbox_done, &e) == CART_OK)
-        sh->noutbox_done = 0;
+    delete_published(sh, true);
     if (cs_store_outbox_list(sh->pg, arr, &rows, &e) != CART_OK)
         goto out;
     count = PQntuples(rows);
@@ -1095,9 +1099,7 @@ static void sweep_outbox(cs_shard *sh)
         publish_changes(sh, sh->batch.outbox, sh->batch.noutbox);
         cs_batch_reset(&sh->batch);
         wait_acks(sh);
-        take_acked(sh);
-        if (sh->noutbox_done && cs_store_outbox_delete(sh->pg, sh->outbox_done, sh->noutbox_done, &e) == CART_OK)
-            sh->noutbox_done = 0;
+        delete_published(sh, true);
         cart_log(CART_LOG_INFO, "outbox relayed", CART_LS("shard", sh->name), CART_LI("changes", count), NULL);
     }
 out:
@@ -1166,8 +1168,6 @@ static int expire_idle(cs_shard *sh, cart_cache *cc)
         goto rollback;
     if (cs_store_exec(sh->pg, "COMMIT", &e) != CART_OK)
         goto failed;
-    if (sh->outbox_deleting)
-        sh->noutbox_done = 0; /* begin_batch deleted them */
     update_cache(sh, cc);
     publish_changes(sh, sh->batch.outbox, sh->batch.noutbox);
     cart_counter_add(sh->w->m_expired, (double)nchg);
@@ -1336,15 +1336,12 @@ static void *runner_main(void *arg)
         if (n > 0 && sh->pg)
             apply_batch(sh, items, n, &cc);
         free_items(items, n);
+        delete_published(sh, false);
     }
     /* The notices still in flight: wait for their acks and delete what was stored, so the next
      * owner does not send them again. */
     sh->acks_settled = wait_acks(sh);
-    take_acked(sh);
-    if (sh->pg && sh->noutbox_done) {
-        cs_store_err e;
-        cs_store_outbox_delete(sh->pg, sh->outbox_done, sh->noutbox_done, &e);
-    }
+    delete_published(sh, true);
     drop_session(sh, "shutting down");
     cs_cache_free(sh->cache);
     sh->cache = NULL;

@@ -320,33 +320,26 @@ static cart_status fill_carts(PGresult *res, cart *const *carts, size_t n, cs_st
 
 cart_status cs_store_begin_batch(PGconn *pg, const cs_store_reads *r, cs_store_err *e)
 {
-    cs_pgarr done, ids, users;
+    cs_pgarr ids, users;
     const char *vals[1];
-    const char *done_arr = NULL, *ids_arr = NULL, *users_arr = NULL;
+    const char *ids_arr = NULL, *users_arr = NULL;
     PGresult *res = NULL;
     pipeline p;
     cart_status st = CART_OK;
 
-    cs_pgarr_init(&done);
     cs_pgarr_init(&ids);
     cs_pgarr_init(&users);
-    for (size_t i = 0; i < r->ndone; i++)
-        cs_pgarr_int(&done, r->done[i]);
     for (size_t i = 0; i < r->nevents; i++)
         cs_pgarr_text(&ids, r->event_ids[i]);
     for (size_t i = 0; i < r->ncarts; i++)
         cs_pgarr_text(&users, r->carts[i]->user_id);
-    if ((r->ndone && (done_arr = cs_pgarr_finish(&done)) == NULL) ||
-        (r->nevents && (ids_arr = cs_pgarr_finish(&ids)) == NULL) ||
+    if ((r->nevents && (ids_arr = cs_pgarr_finish(&ids)) == NULL) ||
         (r->ncarts && (users_arr = cs_pgarr_finish(&users)) == NULL)) {
         st = out_of_memory(e);
         goto out;
     }
     pipe_start(&p, pg, e);
     pipe_send(&p, NULL, "BEGIN", 0, NULL);
-    vals[0] = done_arr;
-    if (done_arr)
-        pipe_send(&p, "outbox_del", NULL, 1, vals);
     vals[0] = ids_arr;
     if (ids_arr)
         pipe_send(&p, "processed", NULL, 1, vals);
@@ -355,8 +348,6 @@ cart_status cs_store_begin_batch(PGconn *pg, const cs_store_reads *r, cs_store_e
         pipe_send(&p, "load_carts", NULL, 1, vals);
     pipe_sync(&p);
     pipe_result(&p, PGRES_COMMAND_OK, NULL);
-    if (done_arr)
-        pipe_result(&p, PGRES_COMMAND_OK, NULL);
     if (ids_arr && pipe_result(&p, PGRES_TUPLES_OK, &res) == CART_OK) {
         for (int i = 0; i < PQntuples(res); i++)
             r->on_processed(r->ud, PQgetvalue(res, i, 0), atoi(PQgetvalue(res, i, 1)), PQgetvalue(res, i, 2));
@@ -374,7 +365,6 @@ cart_status cs_store_begin_batch(PGconn *pg, const cs_store_reads *r, cs_store_e
     }
     st = pipe_finish(&p);
 out:
-    cs_pgarr_cleanup(&done);
     cs_pgarr_cleanup(&ids);
     cs_pgarr_cleanup(&users);
     return st;
@@ -433,7 +423,9 @@ cart_status cs_store_outbox_delete(PGconn *pg, const int64_t *ids, size_t n, cs_
         len += (size_t)snprintf(arr + len, cap - len, "%s%" PRId64, i ? "," : "", ids[i]);
     snprintf(arr + len, cap - len, "}");
     const char *vals[1] = {arr};
-    st = run(pg, "outbox_del", 1, vals, PGRES_COMMAND_OK, NULL, e);
+    /* Planned for its values: a generic plan compares every row with every id of the array, a
+     * constant array is hashed. */
+    st = run_custom(pg, "outbox_del", 1, vals, PGRES_COMMAND_OK, NULL, e);
     free(arr);
     return st;
 }

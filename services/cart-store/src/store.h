@@ -38,9 +38,6 @@ typedef void (*cs_store_processed_fn)(void *ud, const char *event_id, int http_s
 
 /* What a batch reads before it applies anything. */
 typedef struct cs_store_reads {
-    /** Outbox rows the relay published: deleted first. */
-    const int64_t *done;
-    size_t ndone;
     /** Events to look up in processed_events: on_processed(ud, ...) for each one found. */
     const char *const *event_ids;
     size_t nevents;
@@ -53,7 +50,7 @@ typedef struct cs_store_reads {
 } cs_store_reads;
 
 /* Opens a batch's transaction and does its reads, in one round trip (a libpq pipeline): BEGIN,
- * the outbox cleanup, the dedup lookup and the carts. On failure the transaction, if open, must
+ * the dedup lookup and the carts. On failure the transaction, if open, must
  * be rolled back. */
 cart_status cs_store_begin_batch(PGconn *pg, const cs_store_reads *r, cs_store_err *e);
 
