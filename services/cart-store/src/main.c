@@ -99,6 +99,9 @@ static void register_metrics(cs_worker *w)
                                 "Times a runner restarted its partitions from the committed offsets because "
                                 "deliveries may have been lost.",
                                 CART_METRIC_COUNTER);
+    w->m_redone = plain_metric(
+        r, "cartshard_batches_redone_total",
+        "Batches whose writes the shard refused, redone event by event to find the one at fault.", CART_METRIC_COUNTER);
     w->m_lag = cart_metrics_family(r, "cartshard_partition_lag",
                                    "Events of a partition this worker owns that are not committed yet.",
                                    CART_METRIC_GAUGE, "partition", NULL, 0);

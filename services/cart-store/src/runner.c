@@ -978,6 +978,7 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
             if (one_by_one)
                 goto session_failed; /* not any one event's fault */
             one_by_one = true;
+            cart_counter_inc(sh->w->m_redone);
             continue;
         }
         /* The data is at fault: this one event cannot be stored. Dead-letter it, redo the rest. */
