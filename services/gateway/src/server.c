@@ -1305,7 +1305,9 @@ static void *thread_main(void *arg)
     gw_redis_free(t->redis);
     t->redis = NULL;
     /* Then the connections are closed: h2o cannot release its context under live ones. */
-    if (!cart_http_server_close_wait(&t->http, CLOSE_WAIT_MS))
+    /* A second round for connections still closing when the first ran out (a TLS socket closes
+     * in several steps, slowly under a sanitizer). */
+    if (!cart_http_server_close_wait(&t->http, CLOSE_WAIT_MS) && !cart_http_server_close_wait(&t->http, CLOSE_WAIT_MS))
         cart_log(CART_LOG_WARN, "connections still open at exit", CART_LI("thread", t->index), NULL);
     /* h2o closes its own handles: before the walk below closes whatever is left. */
     cart_http_server_cleanup(&t->http);

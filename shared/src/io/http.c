@@ -188,7 +188,15 @@ void cart_http_server_shutdown(cart_http_server *srv)
         h2o_context_request_shutdown(&srv->ctx);
 }
 
+/* What still holds the context, for the log when it cannot be released: "" when nothing does. */
+static const char *busy_with(cart_http_server *srv);
+
 bool cart_http_server_idle(cart_http_server *srv)
+{
+    return busy_with(srv)[0] == '\0';
+}
+
+static const char *busy_with(cart_http_server *srv)
 {
     h2o_context_t *c = &srv->ctx;
     /* A closing connection leaves its list before its timers go: h2o asserts on both at dispose. */
@@ -201,17 +209,23 @@ bool cart_http_server_idle(cart_http_server *srv)
                                  &c->http2.graceful_shutdown_timeout,
                                  &c->proxy.io_timeout};
 
+    static const char *const names[] = {
+        "zero timeout",   "one-second timeout",  "100 ms timeout",          "handshake timeout",
+        "HTTP/1 timeout", "HTTP/2 idle timeout", "HTTP/2 shutdown timeout", "proxy timeout"};
+
     if (!srv->ctx_ready)
-        return true;
+        return "";
     /* Ours: until libuv has closed the socket (also covers a TLS handshake in progress). */
     if (!h2o_linklist_is_empty(&srv->conns))
-        return false;
-    if (!h2o_linklist_is_empty(&c->http1._conns) || !h2o_linklist_is_empty(&c->http2._conns))
-        return false;
+        return "connections";
+    if (!h2o_linklist_is_empty(&c->http1._conns))
+        return "HTTP/1 connections";
+    if (!h2o_linklist_is_empty(&c->http2._conns))
+        return "HTTP/2 connections";
     for (size_t i = 0; i < sizeof timeouts / sizeof timeouts[0]; i++)
         if (!h2o_linklist_is_empty(&timeouts[i]->_entries))
-            return false;
-    return true;
+            return names[i];
+    return "";
 }
 
 /* Ends a connection from below h2o: its socket reads end of file (and writes fail), so h2o
@@ -291,6 +305,8 @@ void cart_http_server_cleanup(cart_http_server *srv)
      * makes that rare). */
     if (srv->ctx_ready && cart_http_server_idle(srv))
         h2o_context_dispose(&srv->ctx);
+    else if (srv->ctx_ready)
+        cart_log(CART_LOG_WARN, "http context left to the exit", CART_LS("busy_with", busy_with(srv)), NULL);
     srv->ctx_ready = false;
     h2o_config_dispose(&srv->config);
 }
