@@ -473,14 +473,21 @@ static void cart_cache_clear(cart_cache *cc)
     cc->n = 0;
 }
 
-/* The slot of `user_id`, added (not loaded yet) when missing; NULL when out of memory. */
-static cart_slot *cart_cache_add(cart_cache *cc, const char *user_id)
+static cart_slot *cart_cache_find(cart_cache *cc, const char *user_id)
 {
-    cart_slot *slot;
-
     for (size_t i = 0; i < cc->n; i++)
         if (strcmp(cc->carts[i].c.user_id, user_id) == 0)
             return &cc->carts[i];
+    return NULL;
+}
+
+/* The slot of `user_id`, added (not loaded yet) when missing; NULL when out of memory. */
+static cart_slot *cart_cache_add(cart_cache *cc, const char *user_id)
+{
+    cart_slot *slot = cart_cache_find(cc, user_id);
+
+    if (slot != NULL)
+        return slot;
     if (cc->n == cc->cap) {
         size_t cap = cc->cap ? cc->cap * 2 : 64;
         cart_slot *nc = realloc(cc->carts, cap * sizeof *nc);
@@ -493,14 +500,6 @@ static cart_slot *cart_cache_add(cart_cache *cc, const char *user_id)
     slot->changed = false;
     cart_init(&slot->c, user_id);
     return slot;
-}
-
-static cart_slot *cart_cache_find(cart_cache *cc, const char *user_id)
-{
-    for (size_t i = 0; i < cc->n; i++)
-        if (strcmp(cc->carts[i].c.user_id, user_id) == 0)
-            return &cc->carts[i];
-    return NULL;
 }
 
 static void item_reset(cs_item *it)
@@ -516,13 +515,6 @@ static void item_reset(cs_item *it)
     it->outbox_id = 0;
     it->prior = false;
     it->duplicate = false;
-}
-
-static cart_status out_of_memory(cs_store_err *e)
-{
-    e->transient = true;
-    snprintf(e->msg, sizeof e->msg, "out of memory");
-    return CART_ERR_NOMEM;
 }
 
 typedef struct prior_ctx {
@@ -556,17 +548,17 @@ static cart_status begin_batch(cs_shard *sh, cart_cache *cc, cs_item *items, siz
     cart_status st = CART_OK;
 
     if (ids == NULL)
-        return out_of_memory(e);
+        return cs_store_out_of_memory(e);
     for (size_t i = 0; i < n && st == CART_OK; i++) {
         if (!items[i].decoded || items[i].dlq_reason[0])
             continue;
         ids[r.nevents++] = items[i].ev.event_id;
         if (cart_cache_add(cc, items[i].ev.user_id) == NULL)
-            st = out_of_memory(e);
+            st = cs_store_out_of_memory(e);
     }
     carts = malloc((cc->n ? cc->n : 1) * sizeof *carts);
     if (st == CART_OK && carts == NULL)
-        st = out_of_memory(e);
+        st = cs_store_out_of_memory(e);
     if (st == CART_OK) {
         for (size_t i = 0; i < cc->n; i++)
             carts[i] = &cc->carts[i].c;
@@ -598,7 +590,7 @@ static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size
     cart *c;
 
     if (slot == NULL)
-        return out_of_memory(e); /* begin_batch added every user, or ran out of memory doing it */
+        return cs_store_out_of_memory(e); /* begin_batch added every user, or ran out of memory doing it */
     c = &slot->c;
     if (dup)
         snprintf(it->detail, sizeof it->detail, "%s", it->prior_detail);
@@ -620,12 +612,12 @@ static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size
     }
     cart_uuid_v4(new_id);
     if (cart_apply(c, &it->ev, &lim, now, new_id, &o) != CART_OK)
-        return out_of_memory(e);
+        return cs_store_out_of_memory(e);
     it->http_status = o.http_status;
     snprintf(it->detail, sizeof it->detail, "%s", o.detail);
     if (o.status == CART_OK && o.changed) {
         if (cs_batch_change(&sh->batch, c, &o, it->part->id) != 0)
-            return out_of_memory(e);
+            return cs_store_out_of_memory(e);
         it->changed = true;
         slot->changed = true;
         it->change_json =
@@ -634,7 +626,7 @@ static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size
         if (it->change_json == NULL ||
             cs_batch_outbox_add(&sh->batch, it->part->id, cart_bus_subject(subject, CART_SUBJ_CHANGES, it->part->id),
                                 msg_id, it->change_json, &it->outbox_at) != 0)
-            return out_of_memory(e);
+            return cs_store_out_of_memory(e);
     }
     if (o.status != CART_OK) {
         cart_counter_inc(sh->w->m_rejected);
@@ -645,7 +637,7 @@ static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size
     }
     if (cs_batch_mark_processed(&sh->batch, &it->ev, it->part->id, it->seq, it->http_status, c->version, it->detail) !=
         0)
-        return out_of_memory(e);
+        return cs_store_out_of_memory(e);
     /* The reply carries the cart as this event left it (none after a delete or a refusal on no cart). */
     it->cart_json = (c->state == CART_ACTIVE || (o.status == CART_OK && c->state == CART_CHECKED_OUT))
                         ? cart_to_json(c, NULL)
@@ -942,7 +934,7 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
                     snprintf(it->detail, sizeof it->detail, "the shard refused the change; it is kept in CARTS_DLQ");
                     if (cs_batch_mark_processed(&sh->batch, &it->ev, it->part->id, it->seq, it->http_status, 0,
                                                 it->detail) != 0) {
-                        out_of_memory(&e);
+                        cs_store_out_of_memory(&e);
                         goto stmt_failed;
                     }
                 }
@@ -960,7 +952,7 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
         /* Offsets: the last sequence of every partition in the batch. */
         for (size_t i = 0; i < n; i++) {
             if (cs_batch_offset_set(&sh->batch, items[i].part->id, items[i].seq) != 0) {
-                out_of_memory(&e);
+                cs_store_out_of_memory(&e);
                 goto stmt_failed;
             }
         }
@@ -1160,7 +1152,7 @@ static int expire_idle(cs_shard *sh, cart_cache *cc)
             cs_batch_outbox_add(&sh->batch, part, cart_bus_subject(subject, CART_SUBJ_CHANGES, part), msg_id,
                                 payloads[nchg], &at) != 0) {
             nchg += payloads[nchg] != NULL;
-            out_of_memory(&e);
+            cs_store_out_of_memory(&e);
             goto rollback;
         }
         nchg++;

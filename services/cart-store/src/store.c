@@ -181,7 +181,7 @@ cart_status cs_store_exec(PGconn *pg, const char *sql, cs_store_err *e)
     return CART_OK;
 }
 
-static cart_status out_of_memory(cs_store_err *e)
+cart_status cs_store_out_of_memory(cs_store_err *e)
 {
     e->transient = true;
     snprintf(e->msg, sizeof e->msg, "out of memory");
@@ -335,7 +335,7 @@ cart_status cs_store_begin_batch(PGconn *pg, const cs_store_reads *r, cs_store_e
         cs_pgarr_text(&users, r->carts[i]->user_id);
     if ((r->nevents && (ids_arr = cs_pgarr_finish(&ids)) == NULL) ||
         (r->ncarts && (users_arr = cs_pgarr_finish(&users)) == NULL)) {
-        st = out_of_memory(e);
+        st = cs_store_out_of_memory(e);
         goto out;
     }
     pipe_start(&p, pg, e);
@@ -376,7 +376,7 @@ cart_status cs_store_write(PGconn *pg, cs_batch *b, cs_batch_sql *sql, cs_store_
     pipeline p;
 
     if (cs_batch_render(b, sql) != 0)
-        return out_of_memory(e);
+        return cs_store_out_of_memory(e);
     pipe_start(&p, pg, e);
     for (int k = 0; k < CS_BATCH_NSTMTS; k++)
         if (sql->rows[k] > 0)

@@ -26,6 +26,10 @@ typedef struct cs_store_err {
     char msg[256];  /* PostgreSQL's message, one line */
 } cs_store_err;
 
+/* Fills `e` for an allocation that failed (transient: the batch is retried) and returns
+ * CART_ERR_NOMEM. */
+cart_status cs_store_out_of_memory(cs_store_err *e);
+
 /* Prepares the session's statements and settings. Call once per new connection. */
 cart_status cs_store_prepare(PGconn *pg, cs_store_err *e);
 
