@@ -120,7 +120,8 @@ typedef struct cs_item {
     bool refused;         /* a decoded event the shard would not store (it goes to the DLQ too) */
     int http_status;
     char detail[128];
-    char *cart_json; /* the cart after this event, for the reply; NULL for none */
+    char *cart_json;  /* the cart after this event, for the reply; NULL for none */
+    bool wants_reply; /* it carries Cart-Reply-To: only then is cart_json rendered */
     bool changed;
     char *change_json; /* outbox payload */
     size_t outbox_at;  /* its record in the shard's batch */
@@ -440,6 +441,7 @@ static void decode_items(cs_shard *sh, cs_item *items, size_t n)
         cs_item *it = &items[i];
         const char *data = natsMsg_GetData(it->msg);
         int len = natsMsg_GetDataLength(it->msg);
+        const char *reply_to = NULL;
         char err[200] = "";
 
         if (cart_event_decode(data ? data : "", (size_t)len, &it->ev, err, sizeof err) != CART_OK) {
@@ -452,6 +454,8 @@ static void decode_items(cs_shard *sh, cs_item *items, size_t n)
             continue;
         }
         it->decoded = true;
+        it->wants_reply =
+            natsMsgHeader_Get(it->msg, CART_HDR_REPLY_TO, &reply_to) == NATS_OK && reply_to && *reply_to != '\0';
     }
 }
 
@@ -605,7 +609,7 @@ static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size
     if (dup) {
         /* The first answer again, with the cart as it is now. */
         it->http_status = recorded;
-        it->cart_json = recorded == 200 || recorded == 201 ? cart_to_json(c, NULL) : NULL;
+        it->cart_json = it->wants_reply && (recorded == 200 || recorded == 201) ? cart_to_json(c, NULL) : NULL;
         it->duplicate = true;
         cart_counter_inc(sh->w->m_duplicates);
         return CART_OK;
@@ -639,9 +643,10 @@ static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size
         0)
         return cs_store_out_of_memory(e);
     /* The reply carries the cart as this event left it (none after a delete or a refusal on no cart). */
-    it->cart_json = (c->state == CART_ACTIVE || (o.status == CART_OK && c->state == CART_CHECKED_OUT))
-                        ? cart_to_json(c, NULL)
-                        : NULL;
+    it->cart_json =
+        it->wants_reply && (c->state == CART_ACTIVE || (o.status == CART_OK && c->state == CART_CHECKED_OUT))
+            ? cart_to_json(c, NULL)
+            : NULL;
     return CART_OK;
 }
 
