@@ -16,12 +16,17 @@ static const struct stmt {
     int nparams;
 } stmts[] = {
     {"load_carts",
-     /* The latest cart of each user, with its lines (none for a deleted cart), grouped by user. */
+     /* The latest cart of each user, with its lines (none for a deleted cart), grouped by user.
+      * Written as index probes per user (LATERAL ... LIMIT 1): the generic plan of a join with
+      * `user_id = ANY($1)` guesses hundreds of rows and hashes a sequential scan of cart_items,
+      * once per batch. */
      "SELECT c.user_id, c.cart_id::text, c.status, c.version, (extract(epoch FROM c.created_at) * 1000)::bigint,"
      " (extract(epoch FROM c.updated_at) * 1000)::bigint, i.sku, i.quantity"
-     " FROM (SELECT DISTINCT ON (user_id) cart_id, user_id, status, version, created_at, updated_at FROM carts"
-     " WHERE user_id = ANY($1::text[]) ORDER BY user_id, version DESC) c"
-     " LEFT JOIN cart_items i ON i.cart_id = c.cart_id AND c.status <> 'deleted' ORDER BY c.user_id",
+     " FROM unnest($1::text[]) AS u(user_id)"
+     " CROSS JOIN LATERAL (SELECT cart_id, user_id, status, version, created_at, updated_at FROM carts"
+     " WHERE carts.user_id = u.user_id ORDER BY version DESC LIMIT 1) c"
+     " LEFT JOIN LATERAL (SELECT sku, quantity FROM cart_items WHERE cart_items.cart_id = c.cart_id"
+     " AND c.status <> 'deleted') i ON true",
      1},
     {"processed",
      "SELECT event_id, http_status, coalesce(detail, '') FROM processed_events WHERE event_id = ANY($1::text[])", 1},
@@ -164,7 +169,13 @@ cart_status cs_store_prepare(PGconn *pg, cs_store_err *e)
                           * (checked with EXPLAIN): planning each execution anew cost about a fifth
                           * of the shard's CPU in small batches. The maintenance queries, whose
                           * good plan depends on their values, ask for custom plans (run_custom). */
-                         " SET plan_cache_mode = force_generic_plan",
+                         " SET plan_cache_mode = force_generic_plan;"
+                         /* A generic plan is made once per session, often on the empty tables of
+                          * a new shard, and kept until autovacuum's next ANALYZE: there the
+                          * planner hashes a sequential scan of carts for a batch's few keys, and
+                          * keeps doing so as the table grows. Every statement of this session
+                          * reaches its rows through an index, so the alternatives are ruled out. */
+                         " SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off",
                          e);
 }
 
