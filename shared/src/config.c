@@ -651,6 +651,9 @@ static cart_status load_store(loader *ld, cart_config *c)
     if ((st = get_int(ld, "CART_STORE_BATCH", 256, 1, 10000, &n)))
         return st;
     c->store_batch = (int)n;
+    if ((st = get_int(ld, "CART_STORE_LINGER_US", 1000, 0, 100000, &n)))
+        return st;
+    c->store_linger_us = (int)n;
     if ((st = load_id(ld, "CART_STORE_ID", &c->store_id)))
         return st;
     if ((st = get_int(ld, "CART_EXPIRY_INTERVAL_MS", 60000, 100, 86400000, &n)))

@@ -130,11 +130,14 @@ static void close_walk(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
-static int connect_bus(const cart_config *cfg, natsConnection **nc)
+/* The NATS client name of the replies' connection (nats.c's threads log it until they end). */
+static char replies_name[CART_ID_MAX + 16];
+
+static int connect_bus(const cart_config *cfg, const char *name, unsigned flags, natsConnection **nc)
 {
     char err[256];
 
-    if (cart_bus_connect(cfg, cfg->store_id, nc, err, sizeof err) != CART_OK) {
+    if (cart_bus_connect(cfg, name, flags, nc, err, sizeof err) != CART_OK) {
         cart_log(CART_LOG_ERROR, "nats connection failed", CART_LS("error", err), NULL);
         return -1;
     }
@@ -151,7 +154,7 @@ static int cmd_migrate(const cart_config *cfg)
 
     if (cs_migrate_shards(cfg) != 0)
         goto out;
-    if (connect_bus(cfg, &nc) != 0)
+    if (connect_bus(cfg, cfg->store_id, 0, &nc) != 0)
         goto out;
     /* Wait for the first connection (the connect runs in the background). */
     for (int i = 0; i < 300 && natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED; i++)
@@ -189,7 +192,9 @@ static int cmd_run(const cart_config *cfg)
         goto out;
     register_metrics(&w);
     cart_bus_set_listener(cs_worker_on_bus_event, &w);
-    if (connect_bus(cfg, &w.nc) != 0)
+    snprintf(replies_name, sizeof replies_name, "%s-replies", cfg->store_id);
+    if (connect_bus(cfg, cfg->store_id, 0, &w.nc) != 0 ||
+        connect_bus(cfg, replies_name, CART_BUS_SEND_AT_ONCE, &w.nc_replies) != 0)
         goto out;
     uv_loop_init(&loop);
     loop_ready = true;
@@ -235,6 +240,7 @@ out:
         natsConnection_FlushTimeout(w.nc, 2000);
         natsConnection_Destroy(w.nc);
     }
+    natsConnection_Destroy(w.nc_replies); /* it sent everything as it went */
     cart_metrics_free(w.metrics);
     if (rc == 0)
         cart_log(CART_LOG_INFO, "cart-store stopped", NULL);

@@ -34,13 +34,15 @@
  * vacuums. */
 #define OUTBOX_DELETE_MIN 4096
 #define LAG_MS            5000
-#define BACKOFF_MIN_MS    100
-#define BACKOFF_MAX_MS    5000
-#define PUBLISH_WAIT_MS   5000
-#define MAX_ACK_PENDING   1024
-#define ACK_WAIT_MS       30000
-#define EXPIRE_BATCH      200
-#define PRUNE_BATCH       10000
+/* A runner that applied a batch less than this long ago is busy: see CART_STORE_LINGER_US. */
+#define LINGER_BUSY_MS  20
+#define BACKOFF_MIN_MS  100
+#define BACKOFF_MAX_MS  5000
+#define PUBLISH_WAIT_MS 5000
+#define MAX_ACK_PENDING 1024
+#define ACK_WAIT_MS     30000
+#define EXPIRE_BATCH    200
+#define PRUNE_BATCH     10000
 /* Dedup rows outlive the stream's 7-day MaxAge and the 24 h Idempotency-Key promise. */
 #define DEDUP_RETENTION_MS (8LL * 24 * 3600 * 1000)
 
@@ -650,11 +652,11 @@ static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size
     return CART_OK;
 }
 
-/* Writes what the shard's batch recorded for items[from, to) and gives the changed ones their
- * outbox ids; the batch is then empty. */
-static cart_status write_batch(cs_shard *sh, cs_item *items, size_t from, size_t to, cs_store_err *e)
+/* Writes what the shard's batch recorded for items[from, to) (and commits, with `commit`) and
+ * gives the changed ones their outbox ids; the batch is then empty. */
+static cart_status write_batch(cs_shard *sh, cs_item *items, size_t from, size_t to, bool commit, cs_store_err *e)
 {
-    if (cs_store_write(sh->pg, &sh->batch, &sh->sql, e) != CART_OK)
+    if (cs_store_write(sh->pg, &sh->batch, &sh->sql, commit, e) != CART_OK)
         return CART_ERR_UNAVAILABLE;
     for (size_t i = from; i < to; i++)
         if (items[i].changed)
@@ -720,7 +722,9 @@ static void send_reply(cs_shard *sh, cs_item *it)
     natsMsgHeader_Set(m, "Cart-Status", status);
     if (it->detail[0])
         natsMsgHeader_Set(m, "Cart-Detail", it->detail);
-    natsConnection_PublishMsg(sh->w->nc, m);
+    /* On the connection that sends at once, unless it is down. */
+    natsConnection_PublishMsg(
+        natsConnection_Status(sh->w->nc_replies) == NATS_CONN_STATUS_CONNECTED ? sh->w->nc_replies : sh->w->nc, m);
     natsMsg_Destroy(m);
 }
 
@@ -947,7 +951,7 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
                 goto stmt_failed;
             }
             if (one_by_one) {
-                if (write_batch(sh, items, written, i + 1, &e) != CART_OK) {
+                if (write_batch(sh, items, written, i + 1, false, &e) != CART_OK) {
                     failed_at = i;
                     goto stmt_failed;
                 }
@@ -961,10 +965,10 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
                 goto stmt_failed;
             }
         }
-        if (write_batch(sh, items, written, n, &e) != CART_OK)
+        /* The rest of the writes and the COMMIT, in one round trip. A COMMIT that fails is taken
+         * like a refused write: rolled back, and the batch is redone event by event. */
+        if (write_batch(sh, items, written, n, true, &e) != CART_OK)
             goto stmt_failed;
-        if (cs_store_exec(sh->pg, "COMMIT", &e) != CART_OK)
-            goto session_failed;
         break;
 
     stmt_failed:
@@ -1162,10 +1166,8 @@ static int expire_idle(cs_shard *sh, cart_cache *cc)
         }
         nchg++;
     }
-    if (cs_store_write(sh->pg, &sh->batch, &sh->sql, &e) != CART_OK)
+    if (cs_store_write(sh->pg, &sh->batch, &sh->sql, true, &e) != CART_OK)
         goto rollback;
-    if (cs_store_exec(sh->pg, "COMMIT", &e) != CART_OK)
-        goto failed;
     update_cache(sh, cc);
     publish_changes(sh, sh->batch.outbox, sh->batch.noutbox);
     cart_counter_add(sh->w->m_expired, (double)nchg);
@@ -1267,7 +1269,7 @@ static void *runner_main(void *arg)
     size_t max = (size_t)w->cfg->store_batch;
     cs_item *items = calloc(max, sizeof *items);
     cart_cache cc = {0};
-    int64_t next_rebalance = 0, next_sweep = 0, next_maint = 0, next_lag = 0, backoff = BACKOFF_MIN_MS;
+    int64_t next_rebalance = 0, next_sweep = 0, next_maint = 0, next_lag = 0, backoff = BACKOFF_MIN_MS, last_end = 0;
     unsigned resync_seen = atomic_load(&w->resync);
 
     sh->cache = cs_cache_new(w->cfg, w->metrics, sh->name);
@@ -1330,9 +1332,25 @@ static void *runner_main(void *arg)
             pthread_cond_timedwait(&sh->cv, &sh->mu, &until);
             n = take_batch(sh, items, max);
         }
+        /* Under load, a small batch waits a moment for company: each batch pays its round trips,
+         * its commit and the wake-ups of every process on the way, so two events in one batch cost
+         * much less than two batches. An idle runner (nothing applied for a while) does not wait,
+         * so a lone write is not slowed down. What comes meanwhile is appended; each partition's
+         * events stay in stream order. */
+        if (n > 0 && n < CS_LINGER_BELOW && w->cfg->store_linger_us > 0 && cart_mono_ms() - last_end < LINGER_BUSY_MS) {
+            struct timespec ts = {0, (long)w->cfg->store_linger_us * 1000L};
+            ts.tv_sec = ts.tv_nsec / 1000000000L;
+            ts.tv_nsec %= 1000000000L;
+            pthread_mutex_unlock(&sh->mu);
+            nanosleep(&ts, NULL);
+            pthread_mutex_lock(&sh->mu);
+            n += take_batch(sh, items + n, max - n);
+        }
         pthread_mutex_unlock(&sh->mu);
-        if (n > 0 && sh->pg)
+        if (n > 0 && sh->pg) {
             apply_batch(sh, items, n, &cc);
+            last_end = cart_mono_ms();
+        }
         free_items(items, n);
         delete_published(sh, false);
     }

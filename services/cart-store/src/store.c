@@ -381,7 +381,7 @@ out:
     return st;
 }
 
-cart_status cs_store_write(PGconn *pg, cs_batch *b, cs_batch_sql *sql, cs_store_err *e)
+cart_status cs_store_write(PGconn *pg, cs_batch *b, cs_batch_sql *sql, bool commit, cs_store_err *e)
 {
     PGresult *res = NULL;
     pipeline p;
@@ -392,6 +392,9 @@ cart_status cs_store_write(PGconn *pg, cs_batch *b, cs_batch_sql *sql, cs_store_
     for (int k = 0; k < CS_BATCH_NSTMTS; k++)
         if (sql->rows[k] > 0)
             pipe_send(&p, batch_names[k], NULL, cs_batch_nparams((cs_batch_stmt)k), sql->params[k]);
+    /* Skipped by the server (PGRES_PIPELINE_ABORTED) when a write failed before it. */
+    if (commit)
+        pipe_send(&p, NULL, "COMMIT", 0, NULL);
     pipe_sync(&p);
     for (int k = 0; k < CS_BATCH_NSTMTS; k++) {
         bool returns = k == CS_BATCH_OUTBOX;
@@ -412,6 +415,8 @@ cart_status cs_store_write(PGconn *pg, cs_batch *b, cs_batch_sql *sql, cs_store_
         PQclear(res);
         res = NULL;
     }
+    if (commit)
+        pipe_result(&p, PGRES_COMMAND_OK, NULL);
     return pipe_finish(&p);
 }
 

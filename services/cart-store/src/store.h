@@ -59,10 +59,12 @@ typedef struct cs_store_reads {
 cart_status cs_store_begin_batch(PGconn *pg, const cs_store_reads *r, cs_store_err *e);
 
 /* Writes what `b` recorded, one statement per table (batch.h) sent in one round trip, rendering
- * the parameters into `sql` (scratch space kept between calls); on CART_OK the outbox records
- * have their ids. A data error (transient false) says only that some record of the batch was
- * refused, not which. */
-cart_status cs_store_write(PGconn *pg, cs_batch *b, cs_batch_sql *sql, cs_store_err *e);
+ * the parameters into `sql` (scratch space kept between calls), and with `commit` the COMMIT in
+ * the same round trip; on CART_OK the outbox records have their ids (and the transaction is
+ * committed when asked). A data error (transient false) says only that some record of the batch
+ * was refused, not which; after any failure the transaction is still open (aborted) and must be
+ * rolled back. */
+cart_status cs_store_write(PGconn *pg, cs_batch *b, cs_batch_sql *sql, bool commit, cs_store_err *e);
 
 /* Deletes outbox rows by id (the relay published them). */
 cart_status cs_store_outbox_delete(PGconn *pg, const int64_t *ids, size_t n, cs_store_err *e);

@@ -29,6 +29,9 @@
 #define CS_LOCK_NS_PARTITION 0x43415254 /* 'CART': one lock per partition */
 #define CS_LOCK_NS_GROUP     0x47525550 /* 'GRUP': shared by every live worker of the shard */
 
+/* Batches of fewer events than this wait CART_STORE_LINGER_US for more when the runner is busy. */
+#define CS_LINGER_BELOW 8
+
 typedef struct cs_shard cs_shard;
 
 /* The process-wide state every runner shares. */
@@ -37,6 +40,9 @@ typedef struct cs_worker {
     const cart_config *cfg;
     /** The NATS connection (thread-safe); owned by main. */
     natsConnection *nc;
+    /** The replies to waiting gateways go out on this one, each at once (CART_BUS_SEND_AT_ONCE):
+     * a millisecond less for every write that waits for its commit. Owned by main. */
+    natsConnection *nc_replies;
     /** One runner per shard; owned here. */
     cs_shard *shards;
     uint32_t nshards;

@@ -103,7 +103,7 @@ int main(int argc, char **argv)
     gw_app app;
     gw_thread *threads = NULL;
     redisContext *redis = NULL;
-    char err[512];
+    char err[512], sync_name[CART_ID_MAX + 8];
     sigset_t sigs;
     int rc = 1, sig = 0;
 
@@ -145,7 +145,9 @@ int main(int argc, char **argv)
         }
     }
     cart_bus_set_listener(on_bus_event, &app);
-    if (cart_bus_connect(&cfg, cfg.gateway_id, &app.nc, err, sizeof err) != CART_OK) {
+    snprintf(sync_name, sizeof sync_name, "%s-sync", cfg.gateway_id);
+    if (cart_bus_connect(&cfg, cfg.gateway_id, 0, &app.nc, err, sizeof err) != CART_OK ||
+        cart_bus_connect(&cfg, sync_name, CART_BUS_SEND_AT_ONCE, &app.nc_sync, err, sizeof err) != CART_OK) {
         cart_log(CART_LOG_ERROR, "nats connection failed", CART_LS("error", err), NULL);
         goto out;
     }
@@ -182,6 +184,7 @@ out:
         natsConnection_FlushTimeout(app.nc, 2000);
         natsConnection_Destroy(app.nc);
     }
+    natsConnection_Destroy(app.nc_sync); /* it sent everything as it went */
     if (redis)
         redisFree(redis);
     cart_metrics_free(app.metrics);

@@ -711,9 +711,15 @@ static void handle_write(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_
     gw_pending *p = NULL;
     uint32_t part;
 
+    bool async = prefers_async(req);
+    jsCtx *js = t->js;
+
     if (build_event(t, req, r, started, &ev) != 0)
         return;
-    if (natsConnection_Status(t->app->nc) != NATS_CONN_STATUS_CONNECTED) {
+    /* A write that waits for its commit goes out at once, unless that connection is down. */
+    if (!async && natsConnection_Status(t->app->nc_sync) == NATS_CONN_STATUS_CONNECTED)
+        js = t->js_sync;
+    else if (natsConnection_Status(t->app->nc) != NATS_CONN_STATUS_CONNECTED) {
         send_problem(t, req, r->name, started, 503, "unavailable", "the event bus is unreachable");
         return;
     }
@@ -726,7 +732,7 @@ static void handle_write(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_
     if (p == NULL ||
         natsMsg_Create(&msg, cart_bus_subject(subject, CART_SUBJ_EVENTS, part), NULL, payload, (int)len) != NATS_OK ||
         natsMsgHeader_Set(msg, CART_HDR_MSG_ID, ev.event_id) != NATS_OK ||
-        (!prefers_async(req) && natsMsgHeader_Set(msg, CART_HDR_REPLY_TO, t->reply_subject) != NATS_OK)) {
+        (!async && natsMsgHeader_Set(msg, CART_HDR_REPLY_TO, t->reply_subject) != NATS_OK)) {
         free(p);
         natsMsg_Destroy(msg);
         free(payload);
@@ -740,7 +746,7 @@ static void handle_write(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_
     snprintf(p->request_id, sizeof p->request_id, "%s", r->request_id);
     p->route = r->name;
     p->started_ms = started;
-    p->async = prefers_async(req);
+    p->async = async;
     uv_timer_init(&t->loop, &p->timer);
     p->timer.data = p;
     link_request(&p->link, req);
@@ -750,7 +756,7 @@ static void handle_write(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_
 
     jsPubOptions_Init(&po);
     po.MaxWait = cfg->sync_timeout_ms > 0 && cfg->sync_timeout_ms < 5000 ? 5000 : cfg->sync_timeout_ms + 1000;
-    if (js_PublishMsgAsync(t->js, &msg, &po) != NATS_OK) {
+    if (js_PublishMsgAsync(js, &msg, &po) != NATS_OK) {
         natsMsg_Destroy(msg);
         pending_finish(p);
         cart_counter_inc(t->app->m_publish_errors);
@@ -1338,7 +1344,8 @@ int gw_thread_start(gw_thread *t)
     jo.PublishAsync.MaxPending = 65536;
     jo.PublishAsync.AckHandler = on_pub_ack;
     jo.PublishAsync.AckHandlerClosure = t;
-    if (natsConnection_JetStream(&t->js, t->app->nc, &jo) != NATS_OK) {
+    if (natsConnection_JetStream(&t->js, t->app->nc, &jo) != NATS_OK ||
+        natsConnection_JetStream(&t->js_sync, t->app->nc_sync, &jo) != NATS_OK) {
         cart_log(CART_LOG_ERROR, "jetstream context failed", NULL);
         return -1;
     }
@@ -1375,6 +1382,7 @@ void gw_thread_stop(gw_thread *t)
     t->started = false;
     natsSubscription_Destroy(t->reply_sub);
     jsCtx_Destroy(t->js);
+    jsCtx_Destroy(t->js_sync);
     free(t->shards);
     gw_local_limiter_free(t->limiter);
     pthread_mutex_destroy(&t->inbox_mu);

@@ -44,14 +44,25 @@ typedef void (*cart_bus_listener)(cart_bus_event ev, natsStatus err, void *ud);
  * and thread-safe: it runs on nats.c's threads. */
 void cart_bus_set_listener(cart_bus_listener fn, void *ud);
 
+/* Flags of cart_bus_connect. */
+enum {
+    /* Each message goes to the socket as it is published. By default nats.c wakes its flusher
+     * thread, which waits a millisecond for more before it writes: cheaper in bursts, but a
+     * millisecond on every hop of a request that waits for its answer. The connection's
+     * reconnects and errors are logged, not passed to the listener: it is a second connection of
+     * the process, for that latency-bound traffic only. */
+    CART_BUS_SEND_AT_ONCE = 1u << 0,
+};
+
 /*
- * Connects to cfg->nats_url (comma-separated URLs allowed) as `client_name`, reconnecting
- * forever in the background (also when the server is not up yet at start). On CART_OK *nc is
- * the caller's (natsConnection_Destroy). CART_ERR_UNAVAILABLE with a reason in `err` if the
- * options are refused. Disconnects and reconnects are logged.
+ * Connects to cfg->nats_url (comma-separated URLs allowed) as `client_name` (which must outlive
+ * the connection), reconnecting forever in the background (also when the server is not up yet at
+ * start). `flags`: 0 or CART_BUS_SEND_AT_ONCE. On CART_OK *nc is the caller's
+ * (natsConnection_Destroy). CART_ERR_UNAVAILABLE with a reason in `err` if the options are
+ * refused. Disconnects and reconnects are logged.
  */
-cart_status cart_bus_connect(const cart_config *cfg, const char *client_name, natsConnection **nc, char *err,
-                             size_t errlen);
+cart_status cart_bus_connect(const cart_config *cfg, const char *client_name, unsigned flags, natsConnection **nc,
+                             char *err, size_t errlen);
 
 /*
  * Creates the three streams if missing, or updates their settings (replicas excepted) if they

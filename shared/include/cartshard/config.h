@@ -88,6 +88,9 @@ typedef struct cart_config {
     int store_admin_port;
     /** CART_STORE_BATCH, default 256, 1..10000: most events applied in one transaction. */
     int store_batch;
+    /** CART_STORE_LINGER_US, default 1000, 0..100000 (0: never): how long a busy runner waits for
+     * more events before applying a batch of fewer than CS_LINGER_BELOW. */
+    int store_linger_us;
     /** CART_STORE_ID, default "<hostname>-<pid>": names the worker in logs and locks. */
     char *store_id;
     /** CART_IDLE_TTL, default "30d": carts untouched this long expire. Accepts a number of

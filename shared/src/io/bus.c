@@ -1,6 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cartshard/bus.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,20 +25,30 @@ static void on_disconnected(natsConnection *nc, void *closure)
     cart_log(CART_LOG_WARN, "nats disconnected", CART_LS("client", closure), NULL);
 }
 
-static void on_reconnected(natsConnection *nc, void *closure)
+static void log_reconnected(natsConnection *nc, void *closure)
 {
     char url[256] = "";
 
     natsConnection_GetConnectedUrl(nc, url, sizeof url);
     cart_log(CART_LOG_INFO, "nats reconnected", CART_LS("client", closure), CART_LS("url", url), NULL);
+}
+
+static void on_reconnected(natsConnection *nc, void *closure)
+{
+    log_reconnected(nc, closure);
     if (listener_fn)
         listener_fn(CART_BUS_RECONNECTED, NATS_OK, listener_ud);
 }
 
-static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+static void log_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
 {
     cart_log(CART_LOG_WARN, "nats asynchronous error", CART_LS("client", closure),
              CART_LS("error", natsStatus_GetText(err)), NULL);
+}
+
+static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+    log_async_error(nc, sub, err, closure);
     if (listener_fn)
         listener_fn(CART_BUS_ASYNC_ERROR, err, listener_ud);
 }
@@ -76,9 +87,10 @@ out:
     return s;
 }
 
-cart_status cart_bus_connect(const cart_config *cfg, const char *client_name, natsConnection **nc, char *err,
-                             size_t errlen)
+cart_status cart_bus_connect(const cart_config *cfg, const char *client_name, unsigned flags, natsConnection **nc,
+                             char *err, size_t errlen)
 {
+    bool at_once = (flags & CART_BUS_SEND_AT_ONCE) != 0;
     natsOptions *opts = NULL;
     natsConnection *conn = NULL;
     natsStatus s;
@@ -106,9 +118,11 @@ cart_status cart_bus_connect(const cart_config *cfg, const char *client_name, na
     if (s == NATS_OK)
         s = natsOptions_SetDisconnectedCB(opts, on_disconnected, (void *)client_name);
     if (s == NATS_OK)
-        s = natsOptions_SetReconnectedCB(opts, on_reconnected, (void *)client_name);
+        s = natsOptions_SetReconnectedCB(opts, at_once ? log_reconnected : on_reconnected, (void *)client_name);
     if (s == NATS_OK)
-        s = natsOptions_SetErrorHandler(opts, on_async_error, (void *)client_name);
+        s = natsOptions_SetErrorHandler(opts, at_once ? log_async_error : on_async_error, (void *)client_name);
+    if (s == NATS_OK && at_once)
+        s = natsOptions_SetSendAsap(opts, true);
     if (s != NATS_OK) {
         snprintf(err, errlen, "NATS_URL: %s", natsStatus_GetText(s));
         goto out;
