@@ -592,14 +592,22 @@ const children = new Set();
 
 /** A TCP port nobody listens on right now (the kernel's pick). */
 export async function freePort() {
-  const srv = net.createServer();
-  await new Promise((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = srv.address();
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
+  // Below Linux's ephemeral range (32768-60999): a port the kernel hands out for outgoing
+  // connections could be taken, between this check and the listen, by any client socket on the
+  // machine, the process's own connections to NATS, Redis or PostgreSQL included.
+  for (let attempt = 0; ; attempt++) {
+    const candidate = 10000 + Math.floor(Math.random() * 10000);
+    const srv = net.createServer();
+    const ok = await new Promise((resolve) => {
+      srv.once('error', () => resolve(false));
+      srv.listen(candidate, '127.0.0.1', () => resolve(true));
+    });
+    if (ok) {
+      await new Promise((resolve) => srv.close(resolve));
+      return candidate;
+    }
+    if (attempt >= 100) throw new Error('no free port found in 10000-19999');
+  }
 }
 
 /**

@@ -31,8 +31,10 @@ static const struct stmt {
     {"processed",
      "SELECT event_id, http_status, coalesce(detail, '') FROM processed_events WHERE event_id = ANY($1::text[])", 1},
     {"idle_users",
+     /* idle_hour (migration 0004) is indexed where updated_at may not be. */
      "SELECT user_id FROM carts WHERE status = 'active' AND partition = ANY($1::int[])"
-     " AND updated_at <= to_timestamp($2::double precision / 1000) ORDER BY updated_at LIMIT $3",
+     " AND idle_hour <= date_trunc('hour', to_timestamp($2::double precision / 1000) AT TIME ZONE 'UTC')"
+     " AND updated_at <= to_timestamp($2::double precision / 1000) ORDER BY idle_hour, updated_at LIMIT $3",
      3},
     {"prune",
      "DELETE FROM processed_events WHERE event_id IN (SELECT event_id FROM processed_events"
