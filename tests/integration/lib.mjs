@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -610,6 +610,11 @@ export async function freePort() {
   }
 }
 
+function stderrFile(pid) {
+  mkdirSync(process.env.CARTSHARD_STDERR_DIR, { recursive: true });
+  return path.join(process.env.CARTSHARD_STDERR_DIR, `${pid}.log`);
+}
+
 /**
  * Starts `cmd`; child.log() is the tail of its stderr. closeAll() kills it (by pid) if the suite
  * did not stop it.
@@ -617,8 +622,12 @@ export async function freePort() {
 export function startProcess(cmd, args, env = {}) {
   const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
+  // Under a sanitizer (scripts/dev sets CARTSHARD_STDERR_DIR), the whole stderr is kept by pid,
+  // for the report of that pid.
+  const keep = process.env.CARTSHARD_STDERR_DIR && child.pid ? stderrFile(child.pid) : null;
   child.stderr.on('data', (d) => {
     stderr = (stderr + d).slice(-4000);
+    if (keep) appendFileSync(keep, d);
   });
   child.log = () => stderr;
   children.add(child);

@@ -71,7 +71,7 @@ typedef struct gw_thread {
     int npending;
     uv_timer_t drain_timer;
     bool draining;
-    int64_t drain_deadline_ms;
+    int64_t drain_started_ms, drain_deadline_ms;
     bool started;
 } gw_thread;
 

@@ -40,6 +40,8 @@
 #define LOCAL_LIMITER_CLIENTS 65536
 /* How long a stopping thread waits for h2o to close the connections it cut. */
 #define CLOSE_WAIT_MS 2000
+/* A drain cuts idle keep-alive connections this long after it began (see on_drain_tick). */
+#define DRAIN_IDLE_GRACE_MS 300
 
 typedef enum { NOTE_ACK, NOTE_REPLY } note_kind;
 
@@ -1254,8 +1256,11 @@ static void on_drain_tick(uv_timer_t *timer)
 {
     gw_thread *t = timer->data;
 
-    /* Keep-alive connections that have had their answer are not waited for. */
-    cart_http_server_close_idle(&t->http);
+    /* Keep-alive connections that have had their answer are not waited for, once a client that
+     * keeps sending has had the time to send one more request: it is answered and its connection
+     * closed after it. Cut at once, a request sent just then would be lost on the wire. */
+    if (cart_mono_ms() - t->drain_started_ms >= DRAIN_IDLE_GRACE_MS)
+        cart_http_server_close_idle(&t->http);
     /* Stop once the writes in flight are answered; they are bounded by the sync timeout and the
      * ack wait, and the deadline is a last resort. */
     if ((t->npending == 0 && cart_http_server_idle(&t->http)) || cart_mono_ms() > t->drain_deadline_ms)
@@ -1288,9 +1293,9 @@ static void begin_drain(gw_thread *t)
     if (t->draining)
         return;
     t->draining = true;
-    t->drain_deadline_ms = cart_mono_ms() + t->app->cfg->sync_timeout_ms + 6000;
+    t->drain_started_ms = cart_mono_ms();
+    t->drain_deadline_ms = t->drain_started_ms + t->app->cfg->sync_timeout_ms + 6000;
     cart_http_server_shutdown(&t->http);
-    cart_http_server_close_idle(&t->http);
     uv_timer_start(&t->drain_timer, on_drain_tick, 0, 20);
 }
 

@@ -64,9 +64,11 @@ bool cart_http_server_idle(cart_http_server *srv);
 
 /* Closes the HTTP/1.1 connections that are waiting for their next request (keep-alive): with
  * cart_http_server_shutdown, a drain need not wait for their idle timeout. A connection with a
- * request being read or answered is left alone (it closes after its answer once shutdown is
- * requested); HTTP/2 connections close by themselves after their GOAWAY. h2o closes them on the
- * loop's next turns. */
+ * request being read or answered, or with bytes of one waiting in its socket, is left alone (it
+ * closes after its answer once shutdown is requested); HTTP/2 connections close by themselves
+ * after their GOAWAY. h2o closes them on the loop's next turns. A client can still send a request
+ * on a connection as it is cut: call it once the clients that keep sending have had an answer
+ * since the shutdown (which closed their connections). */
 void cart_http_server_close_idle(cart_http_server *srv);
 
 /* Ends every open connection, whatever it is doing: requests still being read are cut off and

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -247,8 +248,14 @@ static int cut_if_idle(h2o_req_t *req, void *unused)
     if (req->timestamps.request_begin_at.tv_sec != 0 || req->timestamps.request_begin_at.tv_usec != 0)
         return 0;
     sock = req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
-    if (sock)
-        cut(h2o_socket_get_fd(sock));
+    if (sock) {
+        int fd = h2o_socket_get_fd(sock), unread = 0;
+        /* Bytes waiting in the socket are the next request, not yet read: it is answered (and
+         * the connection closed after it, shutdown being requested), not cut off. */
+        if (fd >= 0 && ioctl(fd, FIONREAD, &unread) == 0 && unread > 0)
+            return 0;
+        cut(fd);
+    }
     return 0;
 }
 
