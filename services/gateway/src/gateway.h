@@ -34,7 +34,8 @@ typedef struct gw_app {
     const cart_config *cfg;
     natsConnection *nc; /* thread-safe; owned by main */
     /* The writes that wait for their commit go out on this one, each at once
-     * (CART_BUS_SEND_AT_ONCE): a millisecond less on each of them. Owned by main. */
+     * (CART_BUS_SEND_AT_ONCE): a millisecond less on each of them; their replies come back on it
+     * too (the threads' reply subscriptions). Owned by main. */
     natsConnection *nc_sync;
     cart_metrics *metrics; /* owned by main */
     SSL_CTX *tls;          /* GATEWAY_TLS_CERT/KEY loaded, or NULL for plain HTTP; owned by main */

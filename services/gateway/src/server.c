@@ -714,14 +714,14 @@ static void handle_write(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_
     uint32_t part;
 
     bool async = prefers_async(req);
-    jsCtx *js = t->js;
+    /* A write that waits for its commit goes out, and gets its reply, on the connection that
+     * sends at once: its reply subscription is then known to the server before the event is
+     * (a connection sends its subscriptions again first when it comes back). */
+    jsCtx *js = async ? t->js : t->js_sync;
 
     if (build_event(t, req, r, started, &ev) != 0)
         return;
-    /* A write that waits for its commit goes out at once, unless that connection is down. */
-    if (!async && natsConnection_Status(t->app->nc_sync) == NATS_CONN_STATUS_CONNECTED)
-        js = t->js_sync;
-    else if (natsConnection_Status(t->app->nc) != NATS_CONN_STATUS_CONNECTED) {
+    if (natsConnection_Status(async ? t->app->nc : t->app->nc_sync) != NATS_CONN_STATUS_CONNECTED) {
         send_problem(t, req, r->name, started, 503, "unavailable", "the event bus is unreachable");
         return;
     }
@@ -959,7 +959,8 @@ static void handle_ops(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t 
         cart_http_send(req, 200, "text/plain; charset=utf-8", "ok\n", 3);
         observe(t, r->name, 200, started);
     } else if (r->id == GW_R_READYZ) {
-        bool nats_ok = natsConnection_Status(app->nc) == NATS_CONN_STATUS_CONNECTED;
+        bool nats_ok = natsConnection_Status(app->nc) == NATS_CONN_STATUS_CONNECTED &&
+                       natsConnection_Status(app->nc_sync) == NATS_CONN_STATUS_CONNECTED;
         bool redis_ok = atomic_load(&app->redis_ok);
         bool ready = nats_ok && redis_ok && !atomic_load(&app->stopping);
         char body[128];
@@ -1355,7 +1356,7 @@ int gw_thread_start(gw_thread *t)
         return -1;
     }
     snprintf(t->reply_subject, sizeof t->reply_subject, "%s.%s.%d", CART_REPLY_PREFIX, cfg->gateway_id, t->index);
-    if (natsConnection_Subscribe(&t->reply_sub, t->app->nc, t->reply_subject, on_reply, t) != NATS_OK ||
+    if (natsConnection_Subscribe(&t->reply_sub, t->app->nc_sync, t->reply_subject, on_reply, t) != NATS_OK ||
         natsSubscription_SetPendingLimits(t->reply_sub, -1, -1) != NATS_OK) {
         cart_log(CART_LOG_ERROR, "reply subscription failed", CART_LS("subject", t->reply_subject), NULL);
         return -1;
