@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cartshard/clock.h"
+#include "cartshard/fmt.h"
 
 #define UUID_LEN 36
 
@@ -145,17 +146,9 @@ static void out_field(jout *o, const char *s, size_t size)
 
 static void out_int(jout *o, int64_t v)
 {
-    char tmp[24];
-    size_t n = 0;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    char buf[CART_INT_BUFSZ];
 
-    do {
-        tmp[sizeof tmp - 1 - n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    if (v < 0)
-        tmp[sizeof tmp - 1 - n++] = '-';
-    out_raw(o, tmp + sizeof tmp - n, n);
+    out_raw(o, buf, cart_int_format(v, buf));
 }
 
 static void out_time(jout *o, int64_t ms)

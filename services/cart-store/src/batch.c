@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cartshard/fmt.h"
+
 /* --- array literals --- */
 
 void cs_pgarr_init(cs_pgarr *a)
@@ -83,20 +85,13 @@ void cs_pgarr_text(cs_pgarr *a, const char *s)
 
 void cs_pgarr_int(cs_pgarr *a, long long v)
 {
-    char tmp[24];
-    size_t n = 0;
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    char buf[CART_INT_BUFSZ];
+    size_t n = cart_int_format((int64_t)v, buf);
 
-    do {
-        tmp[sizeof tmp - 1 - n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    if (v < 0)
-        tmp[sizeof tmp - 1 - n++] = '-';
     if (!pgarr_reserve(a, n + 1))
         return;
     pgarr_sep(a);
-    memcpy(a->buf + a->len, tmp + sizeof tmp - n, n);
+    memcpy(a->buf + a->len, buf, n);
     a->len += n;
 }
 

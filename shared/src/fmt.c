@@ -1,0 +1,20 @@
+#include "cartshard/fmt.h"
+
+#include <string.h>
+
+size_t cart_int_format(int64_t v, char buf[CART_INT_BUFSZ])
+{
+    char tmp[CART_INT_BUFSZ];
+    size_t n = 0;
+    /* The magnitude as unsigned, so that INT64_MIN has one too. */
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+
+    do {
+        tmp[sizeof tmp - 1 - n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        tmp[sizeof tmp - 1 - n++] = '-';
+    memcpy(buf, tmp + sizeof tmp - n, n);
+    return n;
+}

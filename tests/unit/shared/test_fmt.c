@@ -1,0 +1,64 @@
+#include <check.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cartshard/fmt.h"
+
+/* Every value gives what printf gives, and nothing past its length is written. */
+static void check_value(int64_t v)
+{
+    char buf[CART_INT_BUFSZ + 1], want[32];
+    size_t n;
+
+    memset(buf, '#', sizeof buf);
+    n = cart_int_format(v, buf);
+    snprintf(want, sizeof want, "%" PRId64, v);
+    ck_assert_uint_eq(n, strlen(want));
+    ck_assert(memcmp(buf, want, n) == 0);
+    ck_assert_int_eq(buf[CART_INT_BUFSZ], '#');
+    if (n < CART_INT_BUFSZ)
+        ck_assert_int_eq(buf[n], '#');
+}
+
+START_TEST(test_edges)
+{
+    static const int64_t values[] = {
+        0,    1,         -1,         9,         10,        -10,       99,        100,           999,
+        1000, 123456789, -987654321, INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, INT64_MAX - 1, INT64_MIN + 1};
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
+        check_value(values[i]);
+}
+END_TEST
+
+START_TEST(test_powers_of_ten)
+{
+    int64_t p = 1;
+    for (int i = 0; i < 19; i++, p *= 10) {
+        check_value(p);
+        check_value(p - 1);
+        check_value(-p);
+        check_value(1 - p);
+    }
+}
+END_TEST
+
+static Suite *fmt_suite(void)
+{
+    Suite *s = suite_create("fmt");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_edges);
+    tcase_add_test(tc, test_powers_of_ten);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(fmt_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
