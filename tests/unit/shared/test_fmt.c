@@ -35,11 +35,13 @@ END_TEST
 START_TEST(test_powers_of_ten)
 {
     int64_t p = 1;
-    for (int i = 0; i < 19; i++, p *= 10) {
+    for (int i = 0; i <= 18; i++) {
         check_value(p);
         check_value(p - 1);
         check_value(-p);
         check_value(1 - p);
+        if (i < 18)
+            p *= 10; /* 10^18 is the largest power of ten an int64_t holds */
     }
 }
 END_TEST
