@@ -60,6 +60,10 @@ const S = {
   threads: 2, // wrk threads (and redis-benchmark --threads)
   connections: 64, // wrk connections (and redis-benchmark clients)
   seconds: QUICK ? 3 : 10, // each wrk run
+  // Each HTTP scenario and baseline first runs this long, unmeasured, with the same requests:
+  // settle()'s CHECKPOINT makes the first change of every page write its full image to the WAL,
+  // which a running service pays once per checkpoint interval, not in every 10 seconds.
+  warmupSeconds: QUICK ? 1 : 3,
   hitUsers: 1000, // carts read by get_hit, and the users of the mixed load
   missUsers: QUICK ? 40_000 : 150_000, // carts read once each by get_miss (up to ~10k reads/s seen)
   asyncUsers: 10_000, // carts the respond-async adds spread over (each far below 999 of A1)
@@ -381,9 +385,23 @@ function httpFigures(w, seconds) {
   };
 }
 
-/** Runs wrk against `url` with cart.lua options `lua` while watching the stack (and `extra`). */
-async function wrkScenario(url, lua, { connections = S.connections, extra = [] } = {}) {
+/**
+ * Runs wrk against `url` with cart.lua options `lua` while watching the stack (and `extra`), after
+ * a warm-up of the same requests (S.warmupSeconds, not measured) and the workers' catching up with
+ * what it wrote. `beforeMeasure` runs between the two (a scenario's own counters).
+ */
+async function wrkScenario(url, lua, { connections = S.connections, extra = [], beforeMeasure } = {}) {
   const holder = {};
+  const storedBefore = await eventsStored();
+  const appliedBefore = await appliedTotal();
+  await wrk({ url, threads: S.threads, connections, seconds: S.warmupSeconds, lua, holder: {} });
+  await waitUntil(
+    "the warm-up's writes to be applied",
+    600,
+    async () => (await appliedTotal()) - appliedBefore >= (await eventsStored()) - storedBefore,
+    200,
+  );
+  await beforeMeasure?.();
   const before = await gatewayMetrics();
   const workersBefore = await workerCounters();
   const r = await watched(
@@ -398,6 +416,7 @@ async function wrkScenario(url, lua, { connections = S.connections, extra = [] }
   const { w, ...rest } = r;
   return {
     ...httpFigures({ ...w, connections }, S.seconds),
+    warmup_s: S.warmupSeconds,
     // A paced run: sends that went out more than 1 ms after their slot because every connection
     // was busy. Their wait before sending is not in the latency (wrk times from the send).
     ...(lua.rate ? { late_sends: w.late } : {}),
@@ -495,10 +514,10 @@ async function getMiss(ctx) {
   const prefix = `${ctx.tag}-m-`;
   log(`writing ${S.missUsers} typical carts into the shards`);
   await seedTypicalCarts(userIds(prefix, S.missUsers));
-  // Nothing of these users is cached (never read, never written by a worker); the flush also
-  // empties whatever else the cache holds, so no read can hit.
-  await redis('FLUSHDB');
-  const r = await wrkScenario(GATEWAY_URL, { prefix, users: S.missUsers });
+  // Nothing of these users is cached (never written by a worker; the warm-up's reads are flushed
+  // before the measured run, which starts over from the first user); the flush also empties
+  // whatever else the cache holds, so no read can hit.
+  const r = await wrkScenario(GATEWAY_URL, { prefix, users: S.missUsers }, { beforeMeasure: () => redis('FLUSHDB') });
   r.users = S.missUsers;
   r.checks = { every_read_a_miss: r.cache_reads.hit === 0 };
   if (r.cache_reads.hit > 0) {
@@ -515,16 +534,18 @@ async function eventsStored() {
 
 async function addAsync(ctx) {
   const prefix = `${ctx.tag}-a-`;
-  const appliedBefore = await appliedTotal();
-  const storedBefore = await eventsStored();
-  const r = await wrkScenario(GATEWAY_URL, {
-    method: 'POST',
-    path: '/v1/carts/%s/items',
-    body: '{"sku":"A1","quantity":1}',
-    async: 1,
-    prefix,
-    users: S.asyncUsers,
-  });
+  let appliedBefore;
+  let storedBefore;
+  const r = await wrkScenario(
+    GATEWAY_URL,
+    { method: 'POST', path: '/v1/carts/%s/items', body: '{"sku":"A1","quantity":1}', async: 1, prefix, users: S.asyncUsers },
+    {
+      beforeMeasure: async () => {
+        appliedBefore = await appliedTotal();
+        storedBefore = await eventsStored();
+      },
+    },
+  );
   // The requests still in flight when wrk stopped are published (and applied) all the same, with
   // their 202 counted after r.statuses was read, or never if the client had gone: the exact
   // count of events is the stream's, read again until the workers have caught up with it.
