@@ -236,11 +236,8 @@ out:
         if (uv_loop_close(&loop) != 0)
             cart_log(CART_LOG_WARN, "the admin loop still had handles at exit", NULL);
     }
-    if (w.nc) {
-        natsConnection_FlushTimeout(w.nc, 2000);
-        natsConnection_Destroy(w.nc);
-    }
-    natsConnection_Destroy(w.nc_replies); /* it sent everything as it went */
+    cart_bus_close(w.nc, 2000);
+    cart_bus_close(w.nc_replies, 0); /* it sent everything as it went */
     cart_metrics_free(w.metrics);
     if (rc == 0)
         cart_log(CART_LOG_INFO, "cart-store stopped", NULL);

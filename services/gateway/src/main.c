@@ -180,11 +180,8 @@ out:
         for (int i = 0; i < cfg.gateway_threads; i++)
             gw_thread_stop(&threads[i]);
     free(threads);
-    if (app.nc) {
-        natsConnection_FlushTimeout(app.nc, 2000);
-        natsConnection_Destroy(app.nc);
-    }
-    natsConnection_Destroy(app.nc_sync); /* it sent everything as it went */
+    cart_bus_close(app.nc, 2000);
+    cart_bus_close(app.nc_sync, 0); /* it sent everything as it went */
     if (redis)
         redisFree(redis);
     cart_metrics_free(app.metrics);

@@ -65,6 +65,13 @@ cart_status cart_bus_connect(const cart_config *cfg, const char *client_name, un
                              char *err, size_t errlen);
 
 /*
+ * Sends what `nc` still buffers (waiting up to flush_ms for the server to confirm it) and destroys
+ * it. Without a connection at that moment nothing could be sent, so it does not wait. NULL is
+ * ignored. Blocking: never on an event-loop thread.
+ */
+void cart_bus_close(natsConnection *nc, int64_t flush_ms);
+
+/*
  * Creates the three streams if missing, or updates their settings (replicas excepted) if they
  * exist: file storage, cfg->stream_replicas replicas, a 2-minute duplicate window on CARTS.
  * Blocking (JetStream API requests): never call it on an event-loop thread. CART_OK, or

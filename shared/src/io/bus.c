@@ -87,6 +87,15 @@ out:
     return s;
 }
 
+void cart_bus_close(natsConnection *nc, int64_t flush_ms)
+{
+    if (nc == NULL)
+        return;
+    if (flush_ms > 0 && natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED)
+        natsConnection_FlushTimeout(nc, flush_ms);
+    natsConnection_Destroy(nc);
+}
+
 cart_status cart_bus_connect(const cart_config *cfg, const char *client_name, unsigned flags, natsConnection **nc,
                              char *err, size_t errlen)
 {
