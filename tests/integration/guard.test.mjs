@@ -305,6 +305,20 @@ describe('graceful shutdown', SLOW, () => {
     }
     await assert.rejects(http('GET', `${gw.url}/healthz`, { timeoutMs: 1000 }), 'the port is closed');
   });
+
+  test('SIGTERM to an idle gateway: it exits at once', needs, async () => {
+    const gw = await startGateway({ GATEWAY_THREADS: '2' });
+    assert.equal((await http('GET', `${gw.url}/readyz`)).status, 200);
+    // No connection is open, so there is nothing to drain: the drain used to wait a second or
+    // two for h2o's HTTP/2 shutdown timer, with no HTTP/2 connection to tell.
+    const exited = once(gw, 'exit');
+    const t0 = Date.now();
+    gw.kill('SIGTERM');
+    const [code] = await exited;
+    const ms = Date.now() - t0;
+    assert.equal(code, 0, `exit status 0: ${gw.log()}`);
+    assert.ok(ms < 1000, `exited ${ms} ms after SIGTERM: ${gw.log()}`);
+  });
 });
 
 

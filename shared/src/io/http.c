@@ -185,7 +185,14 @@ void cart_http_server_stop_accepting(cart_http_server *srv)
 void cart_http_server_shutdown(cart_http_server *srv)
 {
     cart_http_server_stop_accepting(srv);
-    if (srv->ctx_ready)
+    if (!srv->ctx_ready)
+        return;
+    /* HTTP/1 connections close after their current response once this is set. HTTP/2 ones are
+     * sent a GOAWAY, which h2o sends again a second later from a timer that holds the context
+     * for that second (and the drain with it) even when no HTTP/2 connection is left: asked for
+     * only when there is one. */
+    srv->ctx.shutdown_requested = 1;
+    if (!h2o_linklist_is_empty(&srv->ctx.http2._conns))
         h2o_context_request_shutdown(&srv->ctx);
 }
 
