@@ -158,16 +158,23 @@ async function withLogs(fn, services = []) {
     }
 }
 
-function freePort() {
-    return new Promise((resolvePromise, reject) => {
+// A free port below Linux's ephemeral range (32768-60999): one the kernel hands out for outgoing
+// connections could be taken, between this check and the publish, by any client socket on the
+// machine. 20000-29999, apart from the integration suites' 10000-19999.
+async function freePort() {
+    for (let attempt = 0; attempt < 100; attempt++) {
+        const candidate = 20000 + Math.floor(Math.random() * 10000);
         const srv = createServer();
-        srv.unref();
-        srv.on('error', reject);
-        srv.listen(0, '127.0.0.1', () => {
-            const { port } = srv.address();
-            srv.close(() => resolvePromise(port));
+        const ok = await new Promise((resolvePromise) => {
+            srv.once('error', () => resolvePromise(false));
+            srv.listen(candidate, '127.0.0.1', () => resolvePromise(true));
         });
-    });
+        if (ok) {
+            await new Promise((resolvePromise) => srv.close(resolvePromise));
+            return candidate;
+        }
+    }
+    throw new Error('no free port found in 20000-29999');
 }
 
 async function projectContainers(service) {
