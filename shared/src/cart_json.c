@@ -46,33 +46,13 @@ static size_t field_len(const char *s, size_t size)
  * reply, the change notice, the cache entry), and a jansson tree plus json_dumps cost about ten
  * times as much. The output is what json_dumps(JSON_COMPACT | JSON_PRESERVE_ORDER) would give. */
 
-/* A growing output buffer; `oom` once an allocation failed. */
-typedef struct jout {
-    char *buf;
-    size_t len, cap;
-    bool oom;
-} jout;
+/* The output: a growing buffer, `oom` once an allocation failed. */
+typedef cart_buf jout;
 
+/* Room for `more` bytes and the closing NUL. */
 static bool out_reserve(jout *o, size_t more)
 {
-    size_t cap;
-    char *nb;
-
-    if (o->oom)
-        return false;
-    if (o->len + more + 1 <= o->cap)
-        return true;
-    cap = o->cap ? o->cap : 256;
-    while (cap < o->len + more + 1)
-        cap *= 2;
-    nb = realloc(o->buf, cap);
-    if (nb == NULL) {
-        o->oom = true;
-        return false;
-    }
-    o->buf = nb;
-    o->cap = cap;
-    return true;
+    return cart_buf_reserve(o, more + 1);
 }
 
 static void out_raw(jout *o, const char *s, size_t n)

@@ -1,5 +1,6 @@
 #include "cartshard/fmt.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 size_t cart_int_format(int64_t v, char buf[CART_INT_BUFSZ])
@@ -17,4 +18,26 @@ size_t cart_int_format(int64_t v, char buf[CART_INT_BUFSZ])
         tmp[sizeof tmp - 1 - n++] = '-';
     memcpy(buf, tmp + sizeof tmp - n, n);
     return n;
+}
+
+bool cart_buf_reserve(cart_buf *b, size_t more)
+{
+    size_t need = b->len + more, cap;
+    char *nb;
+
+    if (b->oom)
+        return false;
+    if (need <= b->cap)
+        return true;
+    cap = b->cap ? b->cap : 256;
+    while (cap < need)
+        cap *= 2;
+    nb = realloc(b->buf, cap);
+    if (nb == NULL) {
+        b->oom = true;
+        return false;
+    }
+    b->buf = nb;
+    b->cap = cap;
+    return true;
 }

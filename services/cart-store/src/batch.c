@@ -17,44 +17,27 @@ void cs_pgarr_init(cs_pgarr *a)
 
 void cs_pgarr_cleanup(cs_pgarr *a)
 {
-    free(a->buf);
+    free(a->text.buf);
     memset(a, 0, sizeof *a);
 }
 
 void cs_pgarr_reset(cs_pgarr *a)
 {
-    a->len = 0;
+    a->text.len = 0;
     a->n = 0;
-    a->oom = false;
+    a->text.oom = false;
 }
 
 /* Makes room for `more` bytes plus the closing "}" and NUL. */
 static bool pgarr_reserve(cs_pgarr *a, size_t more)
 {
-    size_t need = a->len + more + 2, cap;
-    char *nb;
-
-    if (a->oom)
-        return false;
-    if (need <= a->cap)
-        return true;
-    cap = a->cap ? a->cap : 256;
-    while (cap < need)
-        cap *= 2;
-    nb = realloc(a->buf, cap);
-    if (nb == NULL) {
-        a->oom = true;
-        return false;
-    }
-    a->buf = nb;
-    a->cap = cap;
-    return true;
+    return cart_buf_reserve(&a->text, more + 2);
 }
 
 /* Opens the literal or separates the next element. */
 static void pgarr_sep(cs_pgarr *a)
 {
-    a->buf[a->len++] = a->n == 0 ? '{' : ',';
+    a->text.buf[a->text.len++] = a->n == 0 ? '{' : ',';
     a->n++;
 }
 
@@ -68,19 +51,19 @@ void cs_pgarr_text(cs_pgarr *a, const char *s)
     if (!pgarr_reserve(a, slen + escapes + 3))
         return;
     pgarr_sep(a);
-    a->buf[a->len++] = '"';
+    a->text.buf[a->text.len++] = '"';
     /* Copies the runs between characters to escape in one piece each (a JSON payload has many). */
     while (p < end) {
         size_t run = strcspn(p, "\"\\");
-        memcpy(a->buf + a->len, p, run);
-        a->len += run;
+        memcpy(a->text.buf + a->text.len, p, run);
+        a->text.len += run;
         p += run;
         if (p < end) {
-            a->buf[a->len++] = '\\';
-            a->buf[a->len++] = *p++;
+            a->text.buf[a->text.len++] = '\\';
+            a->text.buf[a->text.len++] = *p++;
         }
     }
-    a->buf[a->len++] = '"';
+    a->text.buf[a->text.len++] = '"';
 }
 
 void cs_pgarr_int(cs_pgarr *a, long long v)
@@ -91,8 +74,8 @@ void cs_pgarr_int(cs_pgarr *a, long long v)
     if (!pgarr_reserve(a, n + 1))
         return;
     pgarr_sep(a);
-    memcpy(a->buf + a->len, buf, n);
-    a->len += n;
+    memcpy(a->text.buf + a->text.len, buf, n);
+    a->text.len += n;
 }
 
 const char *cs_pgarr_finish(cs_pgarr *a)
@@ -101,12 +84,12 @@ const char *cs_pgarr_finish(cs_pgarr *a)
         return NULL;
     /* Written past len, so that elements appended later still open or separate correctly. */
     if (a->n == 0) {
-        memcpy(a->buf + a->len, "{}", 3);
-        return a->buf + a->len;
+        memcpy(a->text.buf + a->text.len, "{}", 3);
+        return a->text.buf + a->text.len;
     }
-    a->buf[a->len] = '}';
-    a->buf[a->len + 1] = '\0';
-    return a->buf;
+    a->text.buf[a->text.len] = '}';
+    a->text.buf[a->text.len + 1] = '\0';
+    return a->text.buf;
 }
 
 /* --- records --- */

@@ -19,16 +19,15 @@
 
 #include "cartshard/cart.h"
 #include "cartshard/event.h"
+#include "cartshard/fmt.h"
 
 /* A growing PostgreSQL array literal ("{\"a\",\"b\"}"). Caller-owned: cs_pgarr_init/_cleanup. */
 typedef struct cs_pgarr {
-    /** The text so far; NUL-terminated once cs_pgarr_finish returned it. */
-    char *buf;
-    size_t len, cap;
+    /** The text so far, NUL-terminated once cs_pgarr_finish returned it; after an allocation
+     * failure (text.oom) the literal is incomplete and cs_pgarr_finish returns NULL. */
+    cart_buf text;
     /** Number of elements. */
     size_t n;
-    /** An allocation failed: the literal is incomplete and cs_pgarr_finish returns NULL. */
-    bool oom;
 } cs_pgarr;
 
 void cs_pgarr_init(cs_pgarr *a);

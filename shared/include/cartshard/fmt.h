@@ -1,10 +1,11 @@
 /*
- * fmt.h: number formatting for the hot paths (the cart's JSON, the worker's array literals),
- * without snprintf's format parsing.
+ * fmt.h: text building for the hot paths (the cart's JSON, the worker's array literals): numbers
+ * without snprintf's format parsing, and the growing buffer both write into.
  */
 #ifndef CARTSHARD_FMT_H
 #define CARTSHARD_FMT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -13,5 +14,17 @@
 
 /* Writes `v` in decimal into buf (not NUL-terminated); returns the number of characters. */
 size_t cart_int_format(int64_t v, char buf[CART_INT_BUFSZ]);
+
+/* A growing text buffer: all zero is empty; the owner frees `buf`. */
+typedef struct cart_buf {
+    char *buf;
+    size_t len, cap;
+    /** An allocation failed: the text is incomplete, and every later reserve fails too. */
+    bool oom;
+} cart_buf;
+
+/* Makes room for `more` bytes after the `len` written so far (doubling from 256 bytes). False,
+ * with `oom` set, when memory runs out. */
+bool cart_buf_reserve(cart_buf *b, size_t more);
 
 #endif

@@ -46,12 +46,42 @@ START_TEST(test_powers_of_ten)
 }
 END_TEST
 
+START_TEST(test_buf_reserve)
+{
+    cart_buf b = {0};
+
+    /* Nothing to make room for: nothing allocated. The first byte allocates 256; a reserve that
+     * fits keeps the buffer. */
+    ck_assert(cart_buf_reserve(&b, 0));
+    ck_assert_ptr_null(b.buf);
+    ck_assert(cart_buf_reserve(&b, 1));
+    ck_assert_uint_eq(b.cap, 256);
+    ck_assert(cart_buf_reserve(&b, 256));
+    ck_assert_uint_eq(b.cap, 256);
+    memset(b.buf, 'x', 200);
+    b.len = 200;
+    /* 200 + 57 > 256: doubled, the text kept. */
+    ck_assert(cart_buf_reserve(&b, 57));
+    ck_assert_uint_eq(b.cap, 512);
+    ck_assert_int_eq(b.buf[199], 'x');
+    /* Doubled as often as needed in one reserve. */
+    ck_assert(cart_buf_reserve(&b, 5000));
+    ck_assert_uint_eq(b.cap, 8192);
+    ck_assert(!b.oom);
+    /* After a failed allocation every reserve fails, even one that would fit. */
+    b.oom = true;
+    ck_assert(!cart_buf_reserve(&b, 1));
+    free(b.buf);
+}
+END_TEST
+
 static Suite *fmt_suite(void)
 {
     Suite *s = suite_create("fmt");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_edges);
     tcase_add_test(tc, test_powers_of_ten);
+    tcase_add_test(tc, test_buf_reserve);
     suite_add_tcase(s, tc);
     return s;
 }
