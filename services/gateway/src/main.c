@@ -23,6 +23,10 @@
 
 #define GW_VERSION "0.1.0"
 
+/* The threads' memory when a context in it had to be left to the exit (see main); volatile, so
+ * that the store is kept and the memory stays reachable. */
+static gw_thread *volatile left_to_exit;
+
 /* A counter without labels. */
 static cart_metric *counter(cart_metrics *r, const char *name, const char *help)
 {
@@ -176,10 +180,20 @@ int main(int argc, char **argv)
     rc = 0;
 out:
     atomic_store(&app.stopping, true);
-    if (threads)
-        for (int i = 0; i < cfg.gateway_threads; i++)
+    if (threads) {
+        bool left = false;
+        for (int i = 0; i < cfg.gateway_threads; i++) {
             gw_thread_stop(&threads[i]);
-    free(threads);
+            left |= threads[i].http.ctx_left;
+        }
+        /* A thread whose h2o context could not be released (a connection h2o would not close,
+         * logged with what it was) keeps its memory to the exit: the connection still points
+         * into it. */
+        if (left)
+            left_to_exit = threads;
+        else
+            free(threads);
+    }
     cart_bus_close(app.nc, 2000);
     cart_bus_close(app.nc_sync, 0); /* it sent everything as it went */
     if (redis)

@@ -1319,8 +1319,13 @@ static void *thread_main(void *arg)
     /* Then the connections are closed: h2o cannot release its context under live ones. */
     /* A second round for connections still closing when the first ran out (a TLS socket closes
      * in several steps, slowly under a sanitizer). */
-    if (!cart_http_server_close_wait(&t->http, CLOSE_WAIT_MS) && !cart_http_server_close_wait(&t->http, CLOSE_WAIT_MS))
-        cart_log(CART_LOG_WARN, "connections still open at exit", CART_LI("thread", t->index), NULL);
+    if (!cart_http_server_close_wait(&t->http, CLOSE_WAIT_MS) &&
+        !cart_http_server_close_wait(&t->http, CLOSE_WAIT_MS)) {
+        char open[768];
+        cart_http_server_describe_open(&t->http, open, sizeof open);
+        cart_log(CART_LOG_WARN, "connections still open at exit", CART_LI("thread", t->index), CART_LS("open", open),
+                 NULL);
+    }
     /* h2o closes its own handles: before the walk below closes whatever is left. */
     cart_http_server_cleanup(&t->http);
     uv_walk(&t->loop, close_walk, NULL);

@@ -25,6 +25,7 @@ typedef struct cart_http_server {
     h2o_handler_t *handler;  /* the handler; allocated by h2o with the size asked for */
     bool listening;          /* the listener is open */
     bool ctx_ready;          /* ctx was initialised */
+    bool ctx_left;           /* cleanup could not release ctx (connections still open): it stays to the exit */
     h2o_linklist_t conns;    /* the accepted connections libuv has not closed yet */
     uint64_t close_deadline; /* cart_http_server_close_wait's limit, in the loop's time (ms) */
 } cart_http_server;
@@ -82,8 +83,13 @@ void cart_http_server_close_all(cart_http_server *srv);
  * cart_http_server_cleanup can release everything. */
 bool cart_http_server_close_wait(cart_http_server *srv, uint64_t timeout_ms);
 
+/* What is still open, for a log line: the connections (closing, with I/O pending in libuv, or
+ * neither) and the requests h2o is reading or answering, with their method, path and status. */
+void cart_http_server_describe_open(cart_http_server *srv, char *out, size_t outlen);
+
 /* Releases the context and configuration (the context only when no connection is open: h2o
- * cannot release it under live connections, so cart_http_server_close_wait goes first). Call
+ * cannot release it under live connections, so cart_http_server_close_wait goes first; otherwise
+ * ctx_left is set, and the server's memory must stay allocated until the exit). Call
  * after the loop has no more requests, then close the loop's remaining handles and run it once
  * more: h2o closes its timers on the loop. */
 void cart_http_server_cleanup(cart_http_server *srv);

@@ -23,6 +23,7 @@
 typedef struct http_conn {
     uv_tcp_t tcp;        /* first: the close callback gets this handle */
     h2o_linklist_t link; /* in cart_http_server.conns */
+    h2o_socket_t *sock;  /* h2o's socket over it (for cart_http_server_describe_open) */
 } http_conn;
 
 static void on_conn_closed(uv_handle_t *h)
@@ -53,6 +54,7 @@ static void on_accept(uv_stream_t *listener, int status)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
+    c->sock = sock;
     h2o_accept(&srv->accept, sock);
 }
 
@@ -311,16 +313,83 @@ bool cart_http_server_close_wait(cart_http_server *srv, uint64_t timeout_ms)
     return cart_http_server_idle(srv);
 }
 
+/* What cart_http_server_describe_open collects from h2o's requests. */
+typedef struct open_census {
+    char *out;
+    size_t len, cap;
+    int requests;
+} open_census;
+
+static int census_request(h2o_req_t *req, void *arg)
+{
+    open_census *c = arg;
+    int n;
+
+    /* Between two requests of a keep-alive connection the request is zeroed (see cut_if_idle). */
+    if (req->timestamps.request_begin_at.tv_sec == 0 && req->timestamps.request_begin_at.tv_usec == 0)
+        return 0;
+    c->requests++;
+    if (c->len + 1 >= c->cap)
+        return 0;
+    n = snprintf(c->out + c->len, c->cap - c->len, "%s%.*s %.*s (status %d)", c->requests > 1 ? ", " : "",
+                 (int)(req->method.len > 16 ? 16 : req->method.len), req->method.base,
+                 (int)(req->path.len > 80 ? 80 : req->path.len), req->path.base, req->res.status);
+    if (n > 0)
+        c->len = (size_t)n < c->cap - c->len ? c->len + (size_t)n : c->cap - 1;
+    return 0;
+}
+
+void cart_http_server_describe_open(cart_http_server *srv, char *out, size_t outlen)
+{
+    char reqs[512] = "";
+    open_census census = {reqs, 0, sizeof reqs, 0};
+    int conns = 0, closing = 0, active = 0;
+
+    char socks[256] = "";
+    size_t slen = 0;
+
+    for (h2o_linklist_t *n = srv->conns.next; n != &srv->conns; n = n->next) {
+        http_conn *c = H2O_STRUCT_FROM_MEMBER(http_conn, link, n);
+        conns++;
+        if (uv_is_closing((uv_handle_t *)&c->tcp)) {
+            closing++;
+            continue;
+        }
+        if (uv_is_active((uv_handle_t *)&c->tcp))
+            active++;
+        /* The first few open sockets in h2o's terms: bytes through them, and what h2o waits for. */
+        if (c->sock && slen + 1 < sizeof socks) {
+            int w = snprintf(socks + slen, sizeof socks - slen, "%s[%s read %zu B, wrote %zu B, %s%s]",
+                             slen ? ", " : "; ", c->sock->ssl ? "TLS" : "plain", c->sock->bytes_read,
+                             c->sock->bytes_written, c->sock->_cb.read ? "read callback" : "no read callback",
+                             c->sock->_cb.write ? ", write pending" : "");
+            if (w > 0)
+                slen = (size_t)w < sizeof socks - slen ? slen + (size_t)w : sizeof socks - 1;
+        }
+    }
+    if (srv->ctx_ready) {
+        if (srv->config.http1.callbacks.foreach_request)
+            srv->config.http1.callbacks.foreach_request(&srv->ctx, census_request, &census);
+        if (srv->config.http2.callbacks.foreach_request)
+            srv->config.http2.callbacks.foreach_request(&srv->ctx, census_request, &census);
+    }
+    snprintf(out, outlen,
+             "%d connection(s): %d closing, %d reading or writing, %d idle%s; %d request(s) in progress%s%s", conns,
+             closing, active, conns - closing - active, socks, census.requests, census.requests ? ": " : "", reqs);
+}
+
 void cart_http_server_cleanup(cart_http_server *srv)
 {
     cart_http_server_stop_accepting(srv);
     /* h2o cannot dispose of a context with connections still open (it asserts): then the
      * process is exiting anyway, and the memory goes with it (cart_http_server_close_wait first
      * makes that rare). */
-    if (srv->ctx_ready && cart_http_server_idle(srv))
+    if (srv->ctx_ready && cart_http_server_idle(srv)) {
         h2o_context_dispose(&srv->ctx);
-    else if (srv->ctx_ready)
+    } else if (srv->ctx_ready) {
         cart_log(CART_LOG_WARN, "http context left to the exit", CART_LS("busy_with", busy_with(srv)), NULL);
+        srv->ctx_left = true;
+    }
     srv->ctx_ready = false;
     h2o_config_dispose(&srv->config);
 }
