@@ -50,6 +50,9 @@ typedef struct gw_app {
 
 #define GW_PENDING_BUCKETS 4096
 
+/* Slots of gw_thread.observed: routes times the statuses each answers with, and then some. */
+#define GW_OBSERVED_SLOTS 64
+
 typedef struct gw_thread {
     gw_app *app;
     int index;
@@ -74,6 +77,12 @@ typedef struct gw_thread {
     bool draining;
     int64_t drain_started_ms, drain_deadline_ms;
     bool started;
+    /* The request metrics' series by route and status, as last looked up (loop thread only). */
+    struct gw_observed {
+        const char *route;
+        int status;
+        cart_metric *requests, *latency;
+    } observed[GW_OBSERVED_SLOTS];
 } gw_thread;
 
 /* Starts thread `t` (already zeroed with app and index set). 0 or -1 (logged). */

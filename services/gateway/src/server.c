@@ -20,6 +20,7 @@
 #include "cartshard/cart.h"
 #include "cartshard/clock.h"
 #include "cartshard/event.h"
+#include "cartshard/fmt.h"
 #include "cartshard/log.h"
 #include "cartshard/partition.h"
 #include "cartshard/problem.h"
@@ -131,12 +132,23 @@ typedef struct gw_handler {
 
 static void observe(gw_thread *t, const char *route, int status, int64_t started_ms)
 {
-    char code[12];
-    const char *lv[2] = {route, code};
+    /* The series of a (route, status) are looked up once per thread and slot: a lookup takes the
+     * family's lock, which the threads share. Route names are string constants, so a pointer
+     * identifies one (two copies of a name just take two slots). */
+    size_t slot = (((uintptr_t)route >> 3) * 31u + (unsigned)status) % GW_OBSERVED_SLOTS;
+    struct gw_observed *o = &t->observed[slot];
 
-    snprintf(code, sizeof code, "%d", status);
-    cart_counter_inc(cart_metrics_series(t->app->m_requests, lv));
-    cart_histogram_observe(cart_metrics_series(t->app->m_latency, lv), (double)(cart_mono_ms() - started_ms) / 1000.0);
+    if (o->route != route || o->status != status) {
+        char code[CART_INT_BUFSZ + 1];
+        const char *lv[2] = {route, code};
+        code[cart_int_format(status, code)] = '\0';
+        o->requests = cart_metrics_series(t->app->m_requests, lv);
+        o->latency = cart_metrics_series(t->app->m_latency, lv);
+        o->route = route;
+        o->status = status;
+    }
+    cart_counter_inc(o->requests);
+    cart_histogram_observe(o->latency, (double)(cart_mono_ms() - started_ms) / 1000.0);
 }
 
 static void send_problem(gw_thread *t, h2o_req_t *req, const char *route, int64_t started, int status, const char *slug,
@@ -807,7 +819,8 @@ static void answer_cart(read_ctx *rc, const cart *c, const char *json, size_t le
         send_problem(t, req, "get_cart", rc->started, 404, "not-found", "this user has no active cart");
         return;
     }
-    snprintf(etag, sizeof etag, "\"%" PRId64 "\"", c->version);
+    etag[0] = '"';
+    memcpy(etag + 1 + cart_int_format(c->version, etag + 1), "\"", 2);
     if (rc->if_none_match[0] && strcmp(rc->if_none_match, etag) == 0) {
         cart_http_header(req, "ETag", etag);
         req->res.status = 304;

@@ -83,7 +83,8 @@ cart_status cart_event_encode(const cart_event *ev, char **out, size_t *outlen);
 /* Fills ev->event_id with a new random UUID v4 (lowercase, 36 characters). */
 void cart_event_new_id(cart_event *ev);
 
-/* Writes a random UUID v4 into `buf` (37 bytes with the NUL). Uses getrandom(2). */
+/* Writes a random UUID v4 into `buf` (37 bytes with the NUL), from getrandom(2) (drawn 512 bytes at
+ * a time per thread; a process that forks must not share the pool). */
 void cart_uuid_v4(char buf[37]);
 
 #endif
