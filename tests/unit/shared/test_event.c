@@ -1,4 +1,5 @@
 #include <check.h>
+#include <pthread.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -724,6 +725,32 @@ static int cmp_str(const void *a, const void *b)
     return strcmp((const char *)a, (const char *)b);
 }
 
+/* Ids drawn on two threads at once (each thread draws from its own pool of random bytes). */
+static void *draw_ids(void *arg)
+{
+    char(*ids)[37] = arg;
+    for (int i = 0; i < 1000; i++)
+        cart_uuid_v4(ids[i]);
+    return NULL;
+}
+
+START_TEST(test_uuid_v4_threads)
+{
+    char(*ids)[37] = calloc(2000, sizeof *ids);
+    pthread_t th[2];
+
+    ck_assert_ptr_nonnull(ids);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, draw_ids, ids + 1000 * i), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    qsort(ids, 2000, sizeof *ids, cmp_str);
+    for (int i = 1; i < 2000; i++)
+        ck_assert_str_ne(ids[i - 1], ids[i]);
+    free(ids);
+}
+END_TEST
+
 START_TEST(test_uuid_v4)
 {
     enum { N = 2000 };
@@ -840,6 +867,7 @@ static Suite *event_suite(void)
     tcase_add_test(tc, test_encode_roundtrip);
     tcase_add_test(tc, test_encode_invalid);
     tcase_add_test(tc, test_uuid_v4);
+    tcase_add_test(tc, test_uuid_v4_threads);
     tcase_add_test(tc, test_decode_mutations);
     suite_add_tcase(s, tc);
     return s;
