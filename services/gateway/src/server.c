@@ -144,7 +144,8 @@ static void observe(gw_thread *t, const char *route, int status, int64_t started
         code[cart_int_format(status, code)] = '\0';
         o->requests = cart_metrics_series(t->app->m_requests, lv);
         o->latency = cart_metrics_series(t->app->m_latency, lv);
-        o->route = route;
+        /* Out of memory, a series may be missing: then it is looked up again next time. */
+        o->route = o->requests && o->latency ? route : NULL;
         o->status = status;
     }
     cart_counter_inc(o->requests);
