@@ -104,8 +104,7 @@ struct cs_shard {
     size_t pending_head, npending, pending_cap;
     int64_t *acked;
     size_t nacked, acked_cap;
-    bool acks_settled;   /* at exit: nothing was left pending, so no ack handler can run any more */
-    bool bus_unanswered; /* a consumer deletion failed in this round of releases (runner only) */
+    bool acks_settled; /* at exit: nothing was left pending, so no ack handler can run any more */
     cs_cache *cache;
     cs_batch batch;   /* the writes of the batch being applied */
     cs_batch_sql sql; /* their rendered parameters */
@@ -242,15 +241,7 @@ static void release_partition(cs_shard *sh, cs_partition *p, bool unlock)
     pthread_mutex_unlock(&sh->mu);
     free_qmsgs(q);
     if (p->sub) {
-        /* Unsubscribing deletes the ephemeral consumer: a JetStream request, which waits out its
-         * whole timeout when no server answers (2 s a partition: a worker with 16 partitions
-         * took over 30 s to stop with NATS down). Without a connection, or once a deletion
-         * failed in this round, the subscription is only destroyed: the server removes an
-         * ephemeral consumer by itself once its subscriber is gone, and the next owner starts
-         * its own from the committed offset either way. */
-        if (!sh->bus_unanswered && natsConnection_Status(sh->w->nc) == NATS_CONN_STATUS_CONNECTED &&
-            natsSubscription_Unsubscribe(p->sub) != NATS_OK)
-            sh->bus_unanswered = true;
+        natsSubscription_Unsubscribe(p->sub); /* deletes the ephemeral consumer */
         natsSubscription_Destroy(p->sub);
     }
     p->sub = NULL;
@@ -340,7 +331,6 @@ static void rebalance(cs_shard *sh)
 
     if (cs_store_count_locks(sh->pg, CS_LOCK_NS_GROUP, &members, &e) != CART_OK || members < 1)
         members = 1;
-    sh->bus_unanswered = false;
     target = (n + (uint32_t)members - 1) / (uint32_t)members;
     for (uint32_t i = 0; i < n; i++)
         owned += sh->parts[i].owned;
@@ -373,7 +363,6 @@ static void drop_session(cs_shard *sh, const char *why)
 {
     uint32_t n = sh->last - sh->first + 1;
 
-    sh->bus_unanswered = false;
     for (uint32_t i = 0; i < n; i++)
         release_partition(sh, &sh->parts[i], false);
     if (sh->pg) {
@@ -1256,7 +1245,6 @@ static bool restart_lost(cs_shard *sh, unsigned *resync_seen)
     bool all = gen != *resync_seen, any = false;
 
     *resync_seen = gen;
-    sh->bus_unanswered = false;
     for (uint32_t i = 0; i < n; i++) {
         cs_partition *p = &sh->parts[i];
         bool broken;
