@@ -268,6 +268,16 @@ async function settle() {
   while ((await busy()) && Date.now() < deadline) await sleep(200);
 }
 
+/** Waits (up to 10 minutes) until the workers applied every event stored since the two counts. */
+async function allApplied(what, storedBefore, appliedBefore) {
+  await waitUntil(
+    `${what} to be applied`,
+    600,
+    async () => (await appliedTotal()) - appliedBefore >= (await eventsStored()) - storedBefore,
+    200,
+  );
+}
+
 async function waitUntil(what, seconds, probe, intervalMs = 100) {
   const deadline = Date.now() + seconds * 1000;
   for (;;) {
@@ -395,12 +405,7 @@ async function wrkScenario(url, lua, { connections = S.connections, extra = [], 
   const storedBefore = await eventsStored();
   const appliedBefore = await appliedTotal();
   await wrk({ url, threads: S.threads, connections, seconds: S.warmupSeconds, lua, holder: {} });
-  await waitUntil(
-    "the warm-up's writes to be applied",
-    600,
-    async () => (await appliedTotal()) - appliedBefore >= (await eventsStored()) - storedBefore,
-    200,
-  );
+  await allApplied("the warm-up's writes", storedBefore, appliedBefore);
   await beforeMeasure?.();
   const before = await gatewayMetrics();
   const workersBefore = await workerCounters();
@@ -551,12 +556,7 @@ async function addAsync(ctx) {
   // count of events is the stream's, read again until the workers have caught up with it.
   const t0 = performance.now();
   log('waiting for the workers to apply every event stored');
-  await waitUntil(
-    'the stored adds to be applied',
-    600,
-    async () => (await appliedTotal()) - appliedBefore >= (await eventsStored()) - storedBefore,
-    200,
-  );
+  await allApplied('the stored adds', storedBefore, appliedBefore);
   const drain = (performance.now() - t0) / 1000;
   const stored = (await eventsStored()) - storedBefore;
   const applied = (await appliedTotal()) - appliedBefore;

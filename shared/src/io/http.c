@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -313,6 +314,21 @@ bool cart_http_server_close_wait(cart_http_server *srv, uint64_t timeout_ms)
     return cart_http_server_idle(srv);
 }
 
+/* Appends printf-style text at buf + *len, cutting it short at the end of the buffer. */
+__attribute__((format(printf, 4, 5))) static void append(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (*len + 1 >= cap)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(buf + *len, cap - *len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *len = (size_t)n < cap - *len ? *len + (size_t)n : cap - 1;
+}
+
 /* What cart_http_server_describe_open collects from h2o's requests. */
 typedef struct open_census {
     char *out;
@@ -323,19 +339,14 @@ typedef struct open_census {
 static int census_request(h2o_req_t *req, void *arg)
 {
     open_census *c = arg;
-    int n;
 
     /* Between two requests of a keep-alive connection the request is zeroed (see cut_if_idle). */
     if (req->timestamps.request_begin_at.tv_sec == 0 && req->timestamps.request_begin_at.tv_usec == 0)
         return 0;
     c->requests++;
-    if (c->len + 1 >= c->cap)
-        return 0;
-    n = snprintf(c->out + c->len, c->cap - c->len, "%s%.*s %.*s (status %d)", c->requests > 1 ? ", " : "",
-                 (int)(req->method.len > 16 ? 16 : req->method.len), req->method.base,
-                 (int)(req->path.len > 80 ? 80 : req->path.len), req->path.base, req->res.status);
-    if (n > 0)
-        c->len = (size_t)n < c->cap - c->len ? c->len + (size_t)n : c->cap - 1;
+    append(c->out, c->cap, &c->len, "%s%.*s %.*s (status %d)", c->requests > 1 ? ", " : "",
+           (int)(req->method.len > 16 ? 16 : req->method.len), req->method.base,
+           (int)(req->path.len > 80 ? 80 : req->path.len), req->path.base, req->res.status);
     return 0;
 }
 
@@ -344,7 +355,6 @@ void cart_http_server_describe_open(cart_http_server *srv, char *out, size_t out
     char reqs[512] = "";
     open_census census = {reqs, 0, sizeof reqs, 0};
     int conns = 0, closing = 0, active = 0;
-
     char socks[256] = "";
     size_t slen = 0;
 
@@ -358,14 +368,11 @@ void cart_http_server_describe_open(cart_http_server *srv, char *out, size_t out
         if (uv_is_active((uv_handle_t *)&c->tcp))
             active++;
         /* The first few open sockets in h2o's terms: bytes through them, and what h2o waits for. */
-        if (c->sock && slen + 1 < sizeof socks) {
-            int w = snprintf(socks + slen, sizeof socks - slen, "%s[%s read %zu B, wrote %zu B, %s%s]",
-                             slen ? ", " : "; ", c->sock->ssl ? "TLS" : "plain", c->sock->bytes_read,
-                             c->sock->bytes_written, c->sock->_cb.read ? "read callback" : "no read callback",
-                             c->sock->_cb.write ? ", write pending" : "");
-            if (w > 0)
-                slen = (size_t)w < sizeof socks - slen ? slen + (size_t)w : sizeof socks - 1;
-        }
+        if (c->sock)
+            append(socks, sizeof socks, &slen, "%s[%s read %zu B, wrote %zu B, %s%s]", slen ? ", " : "; ",
+                   c->sock->ssl ? "TLS" : "plain", c->sock->bytes_read, c->sock->bytes_written,
+                   c->sock->_cb.read ? "read callback" : "no read callback",
+                   c->sock->_cb.write ? ", write pending" : "");
     }
     if (srv->ctx_ready) {
         if (srv->config.http1.callbacks.foreach_request)
