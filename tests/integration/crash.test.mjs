@@ -536,6 +536,63 @@ describe('the event bus is unreachable', CRASH_OPTS, () => {
     await waitForHealthyStack(t);
   });
 
+  // A change notice the workers sent just before the bus died is never acknowledged. Their outbox
+  // sweep used to wait for such acks (up to the 5 s publish timeout), holding up the runner while
+  // the first writes after the restart waited for their commit: 202 in about half the rounds.
+  test('nats-server killed with change notices in flight: the first write after its return is committed (200)', CRASH_OPTS, async (t) => {
+    const background = [];
+    for (let round = 1; round <= 3; round++) {
+      const user = uniqueUser('inflight');
+      assert.equal((await addItem(user, 'A1', 1)).status, 200);
+      // Writes the workers are applying (and announcing) when the bus is stopped, then killed.
+      const pid = checkedStackPid('nats');
+      const users = Array.from({ length: 20 }, () => uniqueUser('inflight-bg'));
+      const sent = users.map((u) => addItem(u, 'Z', 1, { Prefer: 'respond-async' }));
+      await sleep(5 + Math.random() * 15);
+      process.kill(pid, 'SIGSTOP');
+      for (const [i, r] of (await Promise.all(sent)).entries()) {
+        assert.ok([202, 503].includes(r.status), `${r.status} ${r.text}`);
+        if (r.status === 202) background.push(users[i]);
+      }
+      process.kill(pid, 'SIGKILL');
+      await waitFor('nats-server to die', () => stackPid('nats') !== pid, { timeoutMs: 5000 });
+      try {
+        await sleep(Math.random() * 1500); // dead for a moment, while the runners go on
+      } finally {
+        await stackUp();
+        await closeAll();
+      }
+      const started = Date.now();
+      const back = await waitFor(
+        'a write to succeed after the restart',
+        async () => {
+          const r = await addItem(user, 'B2', 1);
+          assert.ok([200, 503].includes(r.status), `round ${round}, after the restart: ${r.status} ${r.text}`);
+          return r.status === 200 ? r : null;
+        },
+        { timeoutMs: 20_000, intervalMs: 100 },
+      );
+      assert.equal(back.json.version, 2);
+      t.diagnostic(`round ${round}: 200 ${Date.now() - started} ms after the stack was up again`);
+    }
+    // The writes accepted before the kill were all applied, once.
+    await waitFor(
+      'every write accepted before the kills to be applied',
+      async () => {
+        const rows = await queryAllShards(
+          `SELECT c.user_id, i.quantity FROM carts c JOIN cart_items i USING (cart_id)
+            WHERE c.status = 'active' AND c.user_id = ANY($1)`,
+          [background],
+        );
+        const got = rows.flat();
+        assert.ok(got.every((r) => r.quantity === 1), 'no write applied twice');
+        return got.length === background.length;
+      },
+      { timeoutMs: 20_000, intervalMs: 250 },
+    );
+    await waitForHealthyStack(t);
+  });
+
   test('nats-server killed during a paced load (20 users x 25 adds): every accepted write applied once', CRASH_OPTS, async (t) => {
     const users = Array.from({ length: 20 }, () => uniqueUser('natskill'));
     const run = new CrashRun(users);

@@ -191,6 +191,7 @@ static int cmd_run(const cart_config *cfg)
     if (w.metrics == NULL)
         goto out;
     register_metrics(&w);
+    pthread_mutex_init(&w.wake_mu, NULL);
     cart_bus_set_listener(cs_worker_on_bus_event, &w);
     snprintf(replies_name, sizeof replies_name, "%s-replies", cfg->store_id);
     if (connect_bus(cfg, cfg->store_id, 0, &w.nc) != 0 ||

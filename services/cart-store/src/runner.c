@@ -1072,39 +1072,71 @@ static char *owned_array(cs_shard *sh, bool idle_only)
     return arr;
 }
 
+static int cmp_id(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The outbox ids of the notices sent and not yet answered, sorted (NULL and 0 when none). */
+static int64_t *unanswered_ids(cs_shard *sh, size_t *n)
+{
+    int64_t *ids = NULL;
+
+    *n = 0;
+    pthread_mutex_lock(&sh->acks_mu);
+    if (sh->npending > sh->pending_head)
+        ids = malloc((sh->npending - sh->pending_head) * sizeof *ids);
+    for (size_t i = sh->pending_head; ids && i < sh->npending; i++)
+        if (!sh->pending[i].done)
+            ids[(*n)++] = sh->pending[i].id;
+    pthread_mutex_unlock(&sh->acks_mu);
+    if (*n > 1)
+        qsort(ids, *n, sizeof *ids, cmp_id);
+    return ids;
+}
+
 /* Publishes what the outbox still holds for the owned partitions (after a crash between commit
- * and publish, or a failed publish). */
+ * and publish, or a failed publish). It never waits for JetStream: a notice still unanswered is
+ * left to its ack (or its timeout, after which the next sweep sends it), so a lost ack cannot
+ * hold the runner for PUBLISH_WAIT_MS while events wait. */
 static void sweep_outbox(cs_shard *sh)
 {
     char *arr = owned_array(sh, false);
     PGresult *rows = NULL;
     cs_store_err e;
-    int count;
+    int64_t *skip = NULL;
+    size_t nskip = 0;
+    int count, sent = 0;
 
     if (arr == NULL)
         return;
     /* First forget what the last batches already published, so it is not sent twice. */
-    wait_acks(sh);
     delete_published(sh, true);
     if (cs_store_outbox_list(sh->pg, arr, &rows, &e) != CART_OK)
         goto out;
     count = PQntuples(rows);
     if (count > 0) {
+        skip = unanswered_ids(sh, &nskip);
         cs_batch_reset(&sh->batch);
         for (int i = 0; i < count; i++) {
+            int64_t id = strtoll(PQgetvalue(rows, i, 0), NULL, 10);
             size_t at;
+            if (nskip > 0 && bsearch(&id, skip, nskip, sizeof *skip, cmp_id) != NULL)
+                continue;
             if (cs_batch_outbox_add(&sh->batch, 0, PQgetvalue(rows, i, 1), PQgetvalue(rows, i, 2),
                                     PQgetvalue(rows, i, 3), &at) != 0)
                 break;
-            sh->batch.outbox[at].id = strtoll(PQgetvalue(rows, i, 0), NULL, 10);
+            sh->batch.outbox[at].id = id;
+            sent++;
         }
         publish_changes(sh, sh->batch.outbox, sh->batch.noutbox);
         cs_batch_reset(&sh->batch);
-        wait_acks(sh);
-        delete_published(sh, true);
-        cart_log(CART_LOG_INFO, "outbox relayed", CART_LS("shard", sh->name), CART_LI("changes", count), NULL);
+        if (sent > 0)
+            cart_log(CART_LOG_INFO, "outbox relayed", CART_LS("shard", sh->name), CART_LI("changes", sent), NULL);
     }
 out:
+    free(skip);
     PQclear(rows);
     free(arr);
 }
@@ -1203,6 +1235,10 @@ static void update_lag(cs_shard *sh)
 {
     uint32_t n = sh->last - sh->first + 1;
 
+    /* Without a connection each request would only wait out its timeout, and events wait too. */
+    if (natsConnection_Status(sh->w->nc) != NATS_CONN_STATUS_CONNECTED)
+        return;
+
     for (uint32_t i = 0; i < n; i++) {
         cs_partition *p = &sh->parts[i];
         jsConsumerInfo *ci = NULL;
@@ -1237,7 +1273,8 @@ static void prune_processed(cs_shard *sh)
 
 /* Gives up the partitions whose deliveries may have gaps (all of them after a bus resync), so
  * that the next rebalance takes them again from their committed offsets. Nothing uncommitted
- * was acknowledged, so nothing is lost. True if it released any. */
+ * was acknowledged, so nothing is lost. True if it released any, or a resync was asked for: then
+ * the rebalance is due at once. */
 static bool restart_lost(cs_shard *sh, unsigned *resync_seen)
 {
     uint32_t n = sh->last - sh->first + 1;
@@ -1259,7 +1296,7 @@ static bool restart_lost(cs_shard *sh, unsigned *resync_seen)
         cart_counter_inc(sh->w->m_resyncs);
         any = true;
     }
-    return any;
+    return any || all;
 }
 
 static void *runner_main(void *arg)
@@ -1409,6 +1446,9 @@ int cs_worker_start(cs_worker *w)
             return -1;
         sh->started = true;
     }
+    pthread_mutex_lock(&w->wake_mu);
+    w->wakeable = true;
+    pthread_mutex_unlock(&w->wake_mu);
     return 0;
 }
 
@@ -1416,6 +1456,9 @@ void cs_worker_stop(cs_worker *w)
 {
     bool leak = false;
 
+    pthread_mutex_lock(&w->wake_mu);
+    w->wakeable = false; /* the shards are freed below */
+    pthread_mutex_unlock(&w->wake_mu);
     atomic_store(&w->stopping, true);
     for (uint32_t s = 0; s < w->nshards; s++) {
         cs_shard *sh = &w->shards[s];
@@ -1470,7 +1513,15 @@ void cs_worker_on_bus_event(cart_bus_event ev, natsStatus err, void *ud)
     cart_counter_inc(w->m_nats_errors);
     if (ev == CART_BUS_RECONNECTED || err == NATS_MISMATCH || err == NATS_MISSED_HEARTBEAT ||
         err == NATS_SLOW_CONSUMER) {
-        /* The runners notice within their next wait (at most the rebalance period). */
+        /* Woken, the runners restart their partitions at once rather than after their wait (up
+         * to the rebalance period), while a write may be waiting for its commit. */
         atomic_fetch_add(&w->resync, 1);
+        pthread_mutex_lock(&w->wake_mu);
+        for (uint32_t s = 0; w->wakeable && s < w->nshards; s++) {
+            pthread_mutex_lock(&w->shards[s].mu);
+            pthread_cond_broadcast(&w->shards[s].cv);
+            pthread_mutex_unlock(&w->shards[s].mu);
+        }
+        pthread_mutex_unlock(&w->wake_mu);
     }
 }

@@ -51,6 +51,10 @@ typedef struct cs_worker {
     /** Bumped when the bus may have lost deliveries (a reconnect, a sequence mismatch, missed
      * heartbeats): every runner then restarts its partitions from their committed offsets. */
     atomic_uint resync;
+    /** Lets the bus listener wake the runners (for a resync) while `wakeable`: set once they run,
+     * cleared before they stop. wake_mu is initialised by main, before the listener is set. */
+    pthread_mutex_t wake_mu;
+    bool wakeable;
     /** Metrics; owned by main. */
     cart_metrics *metrics;
     cart_metric *m_applied, *m_duplicates, *m_dlq, *m_rejected, *m_batches, *m_batch_seconds, *m_sessions;
