@@ -104,7 +104,8 @@ struct cs_shard {
     size_t pending_head, npending, pending_cap;
     int64_t *acked;
     size_t nacked, acked_cap;
-    bool acks_settled; /* at exit: nothing was left pending, so no ack handler can run any more */
+    bool acks_settled;   /* at exit: nothing was left pending, so no ack handler can run any more */
+    bool bus_unanswered; /* a consumer deletion failed in this round of releases (runner only) */
     cs_cache *cache;
     cs_batch batch;   /* the writes of the batch being applied */
     cs_batch_sql sql; /* their rendered parameters */
@@ -241,7 +242,15 @@ static void release_partition(cs_shard *sh, cs_partition *p, bool unlock)
     pthread_mutex_unlock(&sh->mu);
     free_qmsgs(q);
     if (p->sub) {
-        natsSubscription_Unsubscribe(p->sub); /* deletes the ephemeral consumer */
+        /* Unsubscribing deletes the ephemeral consumer: a JetStream request, which waits out its
+         * whole timeout when no server answers (2 s a partition: a worker with 16 partitions
+         * took over 30 s to stop with NATS down). Without a connection, or once a deletion
+         * failed in this round, the subscription is only destroyed: the server removes an
+         * ephemeral consumer by itself once its subscriber is gone, and the next owner starts
+         * its own from the committed offset either way. */
+        if (!sh->bus_unanswered && natsConnection_Status(sh->w->nc) == NATS_CONN_STATUS_CONNECTED &&
+            natsSubscription_Unsubscribe(p->sub) != NATS_OK)
+            sh->bus_unanswered = true;
         natsSubscription_Destroy(p->sub);
     }
     p->sub = NULL;
@@ -331,6 +340,7 @@ static void rebalance(cs_shard *sh)
 
     if (cs_store_count_locks(sh->pg, CS_LOCK_NS_GROUP, &members, &e) != CART_OK || members < 1)
         members = 1;
+    sh->bus_unanswered = false;
     target = (n + (uint32_t)members - 1) / (uint32_t)members;
     for (uint32_t i = 0; i < n; i++)
         owned += sh->parts[i].owned;
@@ -363,6 +373,7 @@ static void drop_session(cs_shard *sh, const char *why)
 {
     uint32_t n = sh->last - sh->first + 1;
 
+    sh->bus_unanswered = false;
     for (uint32_t i = 0; i < n; i++)
         release_partition(sh, &sh->parts[i], false);
     if (sh->pg) {
@@ -829,7 +840,8 @@ static void delete_published(cs_shard *sh, bool all)
         sh->noutbox_done = 0;
 }
 
-/* Waits (bounded) until JetStream answered every notice sent; true when nothing is pending. */
+/* Waits (bounded) until JetStream answered every notice sent; true when nothing is pending.
+ * Without a connection it does not wait: no answer can come before each notice's own timeout. */
 static bool wait_acks(cs_shard *sh)
 {
     jsPubOptions po;
@@ -837,7 +849,8 @@ static bool wait_acks(cs_shard *sh)
 
     jsPubOptions_Init(&po);
     po.MaxWait = PUBLISH_WAIT_MS;
-    js_PublishAsyncComplete(sh->js, &po);
+    if (natsConnection_Status(sh->w->nc) == NATS_CONN_STATUS_CONNECTED)
+        js_PublishAsyncComplete(sh->js, &po);
     pthread_mutex_lock(&sh->acks_mu);
     settled = sh->pending_head == sh->npending;
     pthread_mutex_unlock(&sh->acks_mu);
@@ -1282,6 +1295,7 @@ static bool restart_lost(cs_shard *sh, unsigned *resync_seen)
     bool all = gen != *resync_seen, any = false;
 
     *resync_seen = gen;
+    sh->bus_unanswered = false;
     for (uint32_t i = 0; i < n; i++) {
         cs_partition *p = &sh->parts[i];
         bool broken;
