@@ -1418,6 +1418,10 @@ static void *runner_main(void *arg)
     return NULL;
 }
 
+/* The shards' memory when an ack handler may still run with it (see cs_worker_stop); volatile, so
+ * that the store is kept and the memory stays reachable to the exit. */
+static cs_shard *volatile left_to_exit;
+
 int cs_worker_start(cs_worker *w)
 {
     const cart_config *cfg = w->cfg;
@@ -1505,6 +1509,7 @@ void cs_worker_stop(cs_worker *w)
     }
     if (leak) {
         cart_log(CART_LOG_WARN, "change notices still unanswered at exit; the outbox keeps them", NULL);
+        left_to_exit = w->shards;
         return;
     }
     free(w->shards);
