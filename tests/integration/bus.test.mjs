@@ -402,9 +402,10 @@ describe('one batch, several carts of one user', BUS_OPTS, () => {
   // transaction wrote share its transaction id (xmin): one xmin, one batch.
   test('the shard ends exactly as applying the events one by one would', { ...BUS_OPTS, timeout: 60_000 }, async () => {
     const user = uniqueUser('onebatch');
-    let blocker = uniqueUser('blocker');
-    while (partitionOf(blocker) !== partitionOf(user)) blocker = uniqueUser('blocker');
     const shard = shardOf(user);
+    const partition = partitionOf(user);
+    let blocker = uniqueUser('blocker');
+    while (partitionOf(blocker) !== partition) blocker = uniqueUser('blocker');
     const events = [
       cartEvent('cart.item_added', user, { sku: 'A', quantity: 2 }),
       cartEvent('cart.item_quantity_set', user, { sku: 'A', quantity: 5 }),
@@ -426,7 +427,7 @@ describe('one batch, several carts of one user', BUS_OPTS, () => {
       await lock.query('LOCK TABLE carts IN EXCLUSIVE MODE');
       held = publishEvent(cartEvent('cart.item_added', blocker, { sku: 'X', quantity: 1 }), { reply: true });
       const owner = await waitFor('the partition\'s runner to wait for the lock', async () => {
-        const c = await partitionConsumer(partitionOf(user), (ci) => ci.num_pending === 0 && ci.num_ack_pending >= 1);
+        const c = await partitionConsumer(partition, (ci) => ci.num_pending === 0 && ci.num_ack_pending >= 1);
         const app = c?.config.description?.match(/^cart-store \S+/)?.[0];
         if (!app) return null;
         const [row] = await queryShard(
@@ -439,7 +440,7 @@ describe('one batch, several carts of one user', BUS_OPTS, () => {
       for (const ev of events.slice(0, -1)) await publishEvent(ev);
       last = publishEvent(events.at(-1), { reply: true });
       await waitFor('the ten events to reach the worker', () =>
-        partitionConsumer(partitionOf(user), (ci) => ci.num_pending === 0 && ci.num_ack_pending >= 11 && ci.config.description?.startsWith(owner)),
+        partitionConsumer(partition, (ci) => ci.num_pending === 0 && ci.num_ack_pending >= 11 && ci.config.description?.startsWith(owner)),
       );
       await sleep(300); // from its connection to the runner's queue
     } finally {
