@@ -17,7 +17,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -35,6 +35,8 @@ import {
   freePort,
   http,
   metricValue,
+  partitionOf,
+  shardOfPartition,
   sleep,
   startGateway,
   startProcess,
@@ -55,6 +57,7 @@ const NATS_SERVER_BIN = process.env.NATS_SERVER_BIN ?? 'nats-server';
 // Everything this suite starts or creates, for after().
 const own = {
   tmp: null,
+  keep: false, // a failed round keeps its directory (logs, stores) for the operator
   nodes: [], // { name, port, monitor, cluster, dir, conf, child }
   gateway: null,
   workers: [],
@@ -87,9 +90,14 @@ function queryOwnShards(sql, params = []) {
   return Promise.all(own.pools.map(async (p) => (await p.query({ text: sql, values: params, query_timeout: 8000 })).rows));
 }
 
+/** Where process `name` of this deployment logs (every line, restarts included). */
+function logPath(name) {
+  return path.join(own.tmp, 'logs', `${name}.log`);
+}
+
 /** Starts (or restarts, same config and store) nats-server node `node`. */
 function startNode(node) {
-  node.child = startProcess(NATS_SERVER_BIN, ['-c', node.conf], { PATH: PATH_ENV });
+  node.child = startProcess(NATS_SERVER_BIN, ['-c', node.conf], { PATH: PATH_ENV }, { logFile: logPath(node.name) });
   return node.child;
 }
 
@@ -156,12 +164,18 @@ async function streamInfo(what, ok = (si) => Boolean(si.cluster?.leader), timeou
 /** A worker of this deployment on a free admin port, ready. */
 async function startWorker(name, env) {
   const port = await freePort();
-  const child = startProcess(STORE_BIN, [], {
-    ...env,
-    CART_STORE_ADMIN_HOST: '127.0.0.1',
-    CART_STORE_ADMIN_PORT: String(port),
-    CART_STORE_ID: name,
-  });
+  const child = startProcess(
+    STORE_BIN,
+    [],
+    {
+      ...env,
+      CART_STORE_ADMIN_HOST: '127.0.0.1',
+      CART_STORE_ADMIN_PORT: String(port),
+      CART_STORE_ID: name,
+    },
+    { logFile: logPath(name) },
+  );
+  child.name = name;
   child.admin = `http://127.0.0.1:${port}`;
   await waitFor(`${name} to be ready (${child.log()})`, async () => {
     assert.equal(child.exitCode, null, `${name} exited: ${child.log()}`);
@@ -184,6 +198,157 @@ async function stopBounded(child, graceMs = 5000) {
   clearTimeout(timer);
 }
 
+/** The lines of a log file that `keep` accepts (none when the file is missing). */
+function logLines(file, keep) {
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return [];
+  }
+  return text.split('\n').filter((l) => l && keep(l));
+}
+
+/** Every message on `subject` of CARTS, as the stream's leader has it: [{ seq, msgId, user }]. */
+async function subjectMessages(subject) {
+  const js = own.nc.jetstream({ timeout: 4000 });
+  const consumer = await js.consumers.get('CARTS', { filterSubjects: subject });
+  const out = [];
+  try {
+    for (;;) {
+      const batch = await consumer.fetch({ max_messages: 500, expires: 2000 });
+      let got = 0;
+      let pending = 1;
+      for await (const m of batch) {
+        got += 1;
+        let user = null;
+        try {
+          user = m.json().user_id ?? null;
+        } catch {
+          user = null;
+        }
+        out.push({ seq: m.seq, msgId: m.headers?.get('Nats-Msg-Id') ?? '', user });
+        pending = m.info.pending;
+      }
+      if (got === 0 || pending === 0) break;
+    }
+  } finally {
+    await consumer.delete().catch(() => {});
+  }
+  return out;
+}
+
+/**
+ * What an operator needs to explain changes that were acknowledged and never applied: for each,
+ * whether CARTS holds it (looked up by Nats-Msg-Id on its partition's subject, with its stream
+ * sequence) and at which sequence the gateway was told it was stored; the partition's committed
+ * offset and applied events; the partition's consumers with their delivered and ack floors, as
+ * the cluster and as each node report them; each worker's view (owned partitions, resyncs, lag,
+ * its log lines for the partition); each node's stream state and its log lines about leaders.
+ */
+async function diagnose(lost, wl) {
+  const out = [`diagnosis of ${lost.length} acknowledged change(s) not applied (files in ${own.tmp})`];
+  const say = (line) => out.push(line);
+  const guard = async (what, fn) => {
+    try {
+      await fn();
+    } catch (err) {
+      say(`  (${what}: ${err.message})`);
+    }
+  };
+  const nodeJsz = await Promise.all(own.nodes.map((n) => jsz(n, '?accounts=true&streams=true&consumers=true&config=true')));
+  const nodeStream = (j) => (j?.account_details ?? []).flatMap((a) => a.stream_detail ?? []).find((s) => s.name === 'CARTS');
+  say('stream CARTS on each node:');
+  own.nodes.forEach((n, k) => {
+    const st = nodeStream(nodeJsz[k]);
+    say(
+      st
+        ? `  ${n.name}: messages ${st.state.messages}, first ${st.state.first_seq}, last ${st.state.last_seq}, deleted ${st.state.num_deleted ?? 0}; leader ${st.cluster?.leader ?? '?'}`
+        : `  ${n.name}: no answer`,
+    );
+  });
+  const consumers = [];
+  await guard('consumer list', async () => {
+    const cj = await own.nc.jetstreamManager({ timeout: 10_000, checkAPI: false });
+    for await (const ci of cj.consumers.list('CARTS')) consumers.push(ci);
+  });
+  const metrics = await Promise.all(own.workers.map((w) => http('GET', `${w.admin}/metrics`, { timeoutMs: 1000 }).then((r) => r.text).catch(() => '')));
+  const byPartition = new Map();
+  for (const m of lost) {
+    const p = partitionOf(m.user);
+    if (!byPartition.has(p)) byPartition.set(p, []);
+    byPartition.get(p).push(m);
+  }
+  for (const [p, items] of byPartition) {
+    const subject = `carts.events.${p}`;
+    const shard = shardOfPartition(p);
+    say(`partition ${p} (shard ${shard}, subject ${subject}):`);
+    let msgs = [];
+    await guard('reading the subject', async () => {
+      msgs = await subjectMessages(subject);
+    });
+    let offset = null;
+    await guard('partition_offsets', async () => {
+      const rows = (await own.pools[shard].query('SELECT stream_seq::text AS seq, updated_at FROM partition_offsets WHERE partition = $1', [p])).rows;
+      offset = rows[0] ? Number(rows[0].seq) : 0;
+      say(`  committed offset ${offset}${rows[0] ? ` (updated ${rows[0].updated_at.toISOString()})` : ' (no row)'}; the subject holds ${msgs.length} message(s), last seq ${msgs.at(-1)?.seq ?? '-'}`);
+    });
+    for (const { user, op } of items) {
+      const found = msgs.filter((x) => x.msgId === op.eventId);
+      const stored = logLines(logPath('gateway'), (l) => l.includes('"event stored"') && l.includes(op.eventId));
+      say(`  ${user} op ${op.i} ${op.method} ${JSON.stringify(op.statuses)} event ${op.eventId}:`);
+      say(`    in CARTS: ${found.length ? found.map((x) => `seq ${x.seq}`).join(', ') : 'NOT FOUND on its subject'}`);
+      say(`    gateway: ${stored.length ? stored.join(' | ') : 'no "event stored" line'}`);
+      for (const x of found) {
+        if (offset !== null) say(`    seq ${x.seq} is ${x.seq <= offset ? 'AT OR BELOW' : 'above'} the committed offset ${offset}`);
+      }
+      await guard('applied events', async () => {
+        const rows = (
+          await own.pools[shard].query(
+            'SELECT event_id, cart_version::int AS version, stream_seq::text AS seq FROM processed_events WHERE user_id = $1 ORDER BY cart_version',
+            [user],
+          )
+        ).rows;
+        const opOf = new Map(wl.log.get(user).map((o) => [o.eventId, o.i]));
+        say(`    applied for the user: ${rows.map((r) => `op ${opOf.get(r.event_id)} v${r.version} seq ${r.seq}`).join(', ') || 'none'}`);
+      });
+    }
+    if (offset !== null) {
+      const beyond = msgs.filter((x) => x.seq > offset);
+      say(`  beyond the committed offset: ${beyond.length ? beyond.slice(0, 12).map((x) => `${x.seq} ${x.msgId.slice(0, 16)}`).join(', ') : 'nothing'}`);
+    }
+    for (const ci of consumers.filter((c) => c.config.filter_subject === subject)) {
+      say(
+        `  consumer ${ci.name} (${ci.config.description ?? ''}) leader ${ci.cluster?.leader ?? '?'}: delivered ${ci.delivered.stream_seq}/${ci.delivered.consumer_seq}, ack floor ${ci.ack_floor.stream_seq}/${ci.ack_floor.consumer_seq}, pending ${ci.num_pending}, ack pending ${ci.num_ack_pending}, redelivered ${ci.num_redelivered}, push bound ${ci.push_bound ?? false}`,
+      );
+    }
+    own.nodes.forEach((n, k) => {
+      const st = nodeStream(nodeJsz[k]);
+      for (const c of (st?.consumer_detail ?? []).filter((c) => c.config?.filter_subject === subject)) {
+        say(`  on ${n.name}: consumer ${c.name} delivered ${c.delivered.stream_seq}, ack floor ${c.ack_floor.stream_seq}, pending ${c.num_pending}`);
+      }
+    });
+    own.workers.forEach((w, k) => {
+      const owned = metricValue(metrics[k], 'cartshard_partitions_owned');
+      const resyncs = metricValue(metrics[k], 'cartshard_partition_resyncs_total');
+      const lag = metrics[k].split('\n').find((l) => l.startsWith('cartshard_partition_lag{') && l.includes(`partition="${p}"`));
+      say(`  worker ${w.name}: owns ${owned}, resyncs ${resyncs}, ${lag ?? 'no lag series'}, ${w.exitCode === null ? 'running' : `exited ${w.exitCode}`}`);
+      const mine = (l) => l.includes(`"partition":${p},`) || l.includes(`"partition":${p}}`);
+      const general = (l) => !l.includes('"partition":') && !l.includes('"level":"debug"');
+      for (const l of logLines(logPath(w.name), (l) => mine(l) || general(l)).slice(-20)) {
+        say(`    ${l}`);
+      }
+    });
+  }
+  for (const n of own.nodes) {
+    const lines = logLines(logPath(n.name), (l) => /leader|CARTS|catchup|Catchup|WRN|ERR|reset|mismatch/i.test(l));
+    say(`log of ${n.name} (${lines.length} lines on leaders, CARTS, catch-ups, warnings; the last 25):`);
+    for (const l of lines.slice(-25)) say(`  ${l}`);
+  }
+  say(`timeline: ${wl.timeline.join('; ')}`);
+  return out.join('\n');
+}
+
 after(async () => {
   const steps = [
     ...[own.gateway, ...own.workers].map((c) => () => stopBounded(c)),
@@ -192,7 +357,7 @@ after(async () => {
     ...own.pools.map((p) => () => p.end()),
     // WITH (FORCE) terminates whatever is still connected to the database first.
     ...own.dbs.map((d) => () => adminQuery(d.admin, `DROP DATABASE IF EXISTS "${d.name}" WITH (FORCE)`)),
-    () => own.tmp && rmSync(own.tmp, { recursive: true, force: true }),
+    () => own.tmp && !own.keep && rmSync(own.tmp, { recursive: true, force: true }),
     closeAll,
   ];
   for (const step of steps) {
@@ -209,6 +374,7 @@ describe('fault 5: a three-node NATS cluster with R3 streams, the CARTS leader k
     const began = Date.now();
     const tag = randomBytes(4).toString('hex');
     own.tmp = mkdtempSync(path.join(os.tmpdir(), 'cartshard-r3-'));
+    mkdirSync(path.join(own.tmp, 'logs'));
 
     // --- three clustered nats-server nodes
     for (let i = 1; i <= 3; i++) {
@@ -259,7 +425,8 @@ describe('fault 5: a three-node NATS cluster with R3 streams, the CARTS leader k
       SHARD_DSNS: dsns.join(','),
       REDIS_URL: redisUrl.toString(),
       CART_PARTITIONS: String(CART_PARTITIONS),
-      LOG_LEVEL: 'warn',
+      // Every line goes to the round's log files (logs/), for the diagnosis of a failure.
+      LOG_LEVEL: 'debug',
     };
 
     // --- migrate: the schema on both databases, the streams with 3 replicas
@@ -278,7 +445,7 @@ describe('fault 5: a three-node NATS cluster with R3 streams, the CARTS leader k
     }
 
     // --- one gateway, two workers
-    own.gateway = await startGateway({ ...env, GATEWAY_THREADS: '2' });
+    own.gateway = await startGateway({ ...env, GATEWAY_THREADS: '2' }, { logFile: logPath('gateway') });
     own.workers.push(await startWorker(`r3-cs-1-${tag}`, env), await startWorker(`r3-cs-2-${tag}`, env));
     let owned = 0;
     await waitFor('the two workers to own every partition', async () => (owned = await ownedPartitions()) === CART_PARTITIONS, {
@@ -333,7 +500,18 @@ describe('fault 5: a three-node NATS cluster with R3 streams, the CARTS leader k
     assert.ok(fault, `the fault was injected (${wl.answered} answers)`);
     assert.ifError(await fault);
 
-    const summary = await wl.check({ gateway: own.gateway.url, timeoutMs: 30_000 });
+    let summary;
+    try {
+      summary = await wl.check({ gateway: own.gateway.url, timeoutMs: 30_000 });
+    } catch (err) {
+      if (err.missing) {
+        own.keep = true;
+        const report = await diagnose(err.missing, wl).catch((e) => `the diagnosis failed: ${e.stack}`);
+        writeFileSync(path.join(own.tmp, 'diagnosis.txt'), `${err.message}\n\n${report}\n`);
+        err.message += `\n${report}`;
+      }
+      throw err;
+    }
     wl.at('model checked');
 
     // --- the stream is still R3, with a leader, and the restarted node has caught up

@@ -617,9 +617,10 @@ function stderrFile(pid) {
 
 /**
  * Starts `cmd`; child.log() is the tail of its stderr. closeAll() kills it (by pid) if the suite
- * did not stop it.
+ * did not stop it. With `logFile`, the whole stderr is appended to that file too (a restarted
+ * process can share its predecessor's file).
  */
-export function startProcess(cmd, args, env = {}) {
+export function startProcess(cmd, args, env = {}, { logFile = null } = {}) {
   const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   // Under a sanitizer (scripts/dev sets CARTSHARD_STDERR_DIR), the whole stderr is kept by pid,
@@ -628,6 +629,7 @@ export function startProcess(cmd, args, env = {}) {
   child.stderr.on('data', (d) => {
     stderr = (stderr + d).slice(-4000);
     if (keep) appendFileSync(keep, d);
+    if (logFile) appendFileSync(logFile, d);
   });
   child.log = () => stderr;
   children.add(child);
@@ -648,7 +650,7 @@ export async function stopProcess(child, signal = 'SIGTERM') {
  * overrides any setting. Resolves once `ready(url)` (by default: GET /readyz answers 200) holds,
  * at most 10 s, with child.url set (https:// when env sets GATEWAY_TLS_CERT).
  */
-export async function startGateway(env = {}, { ready } = {}) {
+export async function startGateway(env = {}, { ready, logFile = null } = {}) {
   assert.ok(existsSync(GATEWAY_BIN), `${GATEWAY_BIN} is built`);
   const port = await freePort();
   const child = startProcess(GATEWAY_BIN, [], {
@@ -661,7 +663,7 @@ export async function startGateway(env = {}, { ready } = {}) {
     GATEWAY_THREADS: '1',
     LOG_LEVEL: 'warn',
     ...env,
-  });
+  }, { logFile });
   child.url = `${env.GATEWAY_TLS_CERT ? 'https' : 'http'}://127.0.0.1:${port}`;
   const isReady =
     ready ?? (async (url) => (await http('GET', `${url}/readyz`, { timeoutMs: 500 }).catch(() => ({}))).status === 200);

@@ -169,11 +169,16 @@ export class Workload {
         { timeoutMs, intervalMs: 250 },
       );
     } catch (err) {
-      const missing = this.users.flatMap((u) => {
+      const lost = this.users.flatMap((u) => {
         const have = new Set(applied.get(u).map((r) => r.event_id));
-        return this.log.get(u).filter((o) => o.outcome === 'ok' && !have.has(o.eventId)).map((o) => `${u} op ${o.i} ${JSON.stringify(o.statuses)}`);
+        return this.log.get(u).filter((o) => o.outcome === 'ok' && !have.has(o.eventId)).map((o) => ({ user: u, op: o }));
       });
-      assert.fail(`${err.message}\nacknowledged but not applied (${missing.length}):\n${missing.slice(0, 20).join('\n')}`);
+      const missing = lost.map(({ user, op }) => `${user} op ${op.i} ${JSON.stringify(op.statuses)}`);
+      const failure = new assert.AssertionError({
+        message: `${err.message}\nacknowledged but not applied (${missing.length}):\n${missing.slice(0, 20).join('\n')}`,
+      });
+      failure.missing = lost; // for the caller's diagnosis (see fault-cluster.test.mjs)
+      throw failure;
     }
     await sleep(300); // anything applied twice or late would show by now
     applied = await this.applied();

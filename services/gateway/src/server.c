@@ -50,9 +50,10 @@ typedef enum { NOTE_ACK, NOTE_REPLY } note_kind;
 struct gw_note {
     note_kind kind;
     char event_id[CART_EVENT_ID_MAX + 1];
-    bool ok;    /* NOTE_ACK: stored by JetStream */
-    bool dup;   /* NOTE_ACK: JetStream already had this event_id (a repeated Idempotency-Key) */
-    int status; /* NOTE_REPLY: the HTTP status the worker decided */
+    bool ok;      /* NOTE_ACK: stored by JetStream */
+    bool dup;     /* NOTE_ACK: JetStream already had this event_id (a repeated Idempotency-Key) */
+    uint64_t seq; /* NOTE_ACK: the stream sequence JetStream stored it at */
+    int status;   /* NOTE_REPLY: the HTTP status the worker decided */
     char detail[128];
     char *body; /* NOTE_REPLY: the cart JSON, or NULL */
     size_t body_len;
@@ -427,6 +428,7 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
         snprintf(n->event_id, sizeof n->event_id, "%s", id);
         n->ok = pa != NULL;
         n->dup = pa != NULL && pa->Duplicate;
+        n->seq = pa != NULL ? pa->Sequence : 0;
         if (pae)
             snprintf(n->error, sizeof n->error, "%s", pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err));
         post_note(t, n);
@@ -477,6 +479,12 @@ static void on_ack_note(gw_thread *t, gw_pending *p, const gw_note *n)
         return; /* an earlier write with the same event_id got this far already */
     if (n->ok) {
         p->acked = true;
+        /* Which stream sequence holds the change: what an operator needs to trace it through
+         * CARTS and the partition's committed offset. */
+        if (cart_log_enabled(CART_LOG_DEBUG))
+            cart_log(CART_LOG_DEBUG, "event stored", CART_LS("event_id", p->event_id),
+                     CART_LS("request_id", p->request_id), CART_LI("seq", (long long)n->seq),
+                     CART_LB("duplicate", n->dup), NULL);
         if (n->dup && !p->replied && !p->async) {
             /* JetStream had the event already, so no worker will answer this publish: read the
              * first answer from the shard, waiting for it if the first attempt is still in flight. */
