@@ -5,7 +5,8 @@
 -- Returns 1 when the entry was written (SET ... EX ttl) and 0 when the stored entry has a greater
 -- version and was kept. Whatever else the key holds (nothing, corrupt bytes, JSON without a
 -- numeric "version", another data type) is overwritten: a cache entry is only ever a copy, and
--- the one thing a write must not do is put an older cart over a newer one (contract section 5).
+-- the one thing a write must not do is put an older cart over a newer one
+-- (docs/reference/storage.md, Redis).
 -- Versions are compared as Lua numbers (doubles): exact up to 2^53.
 
 local key, version, json, ttl = KEYS[1], ARGV[1], ARGV[2], ARGV[3]

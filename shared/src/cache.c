@@ -15,7 +15,7 @@ char *cart_cache_key(const char *user_id, char *buf, size_t size)
     if (user_id == NULL || buf == NULL)
         return NULL;
     n = strlen(user_id);
-    /* Only contract ids: a '{' or '}' in the id would move the hash tag. */
+    /* Only valid user ids: a '{' or '}' in the id would move the hash tag. */
     if (!cart_valid_id(user_id, n) || size < plen + n + 2)
         return NULL;
     memcpy(buf, prefix, plen);

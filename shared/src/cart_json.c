@@ -1,6 +1,6 @@
 /*
- * cart_json.c: the cart's JSON form (contract section 3), written for responses and the cache,
- * and read back from the cache.
+ * cart_json.c: the cart's JSON form (docs/reference/api.md, The cart), written for responses and
+ * the cache, and read back from the cache.
  *
  * The reader is the writer's strict inverse: exactly the keys cart_to_json writes, each with its
  * type and range, lines sorted and unique, item_count consistent. Whatever else is in a cache

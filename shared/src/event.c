@@ -1,5 +1,5 @@
 /*
- * event.c: the event envelope codec (contract section 4).
+ * event.c: the event envelope codec (docs/reference/events.md, The event envelope).
  *
  * The decoder reads into a local cart_event and copies it out only when every field checked out,
  * so *ev is never half-written. Every reason it gives starts with the name of the field at fault

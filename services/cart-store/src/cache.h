@@ -1,5 +1,5 @@
 /*
- * cache.h: the cart-store's writer of the Redis cart cache (contract section 5).
+ * cache.h: the cart-store's writer of the Redis cart cache (docs/reference/storage.md, Redis).
  *
  * After a batch commits, its runner hands cs_cache_put the committed JSON of every cart the batch
  * changed, and cs_cache_put writes them to `cart:{<user_id>}` in one pipelined round trip. What
@@ -55,7 +55,7 @@ typedef struct cs_cache cs_cache;
 
 /* One cart to cache. All pointers are borrowed for the duration of the call. */
 typedef struct cs_cache_entry {
-    /** The cart's user: a contract id (1..64 of [A-Za-z0-9._:-]); other ids count as errors. */
+    /** The cart's user: a valid user_id (1..64 of [A-Za-z0-9._:-]); other ids count as errors. */
     const char *user_id;
     /** The cart as cart_to_json wrote it: the value stored, with its own "version". */
     const char *json;

@@ -1,8 +1,8 @@
 /*
- * idem.h: Idempotency-Key (contract section 3). The event_id of a write that carries a key is
- * derived from the user and the key, so every retry, through any gateway, publishes the same
- * event_id: JetStream drops a repeat within its 2-minute duplicate window, and the cart-store's
- * processed_events drops any later one, in the same transaction as the change.
+ * idem.h: Idempotency-Key (docs/reference/api.md, Idempotency keys). The event_id of a write
+ * that carries a key is derived from the user and the key, so every retry, through any gateway,
+ * publishes the same event_id: JetStream drops a repeat within its 2-minute duplicate window, and
+ * the cart-store's processed_events drops any later one, in the same transaction as the change.
  *
  *   event_id = "idem-" + hex(SHA-256(user_id + "\n" + key))
  *

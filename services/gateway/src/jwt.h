@@ -1,6 +1,6 @@
 /*
- * jwt.h: verifies the bearer tokens of contract section 3 ("Auth"). Pure: no I/O, no clock (the
- * caller passes `now`), no allocation that outlives a call.
+ * jwt.h: verifies the bearer tokens of docs/reference/api.md, Authentication. Pure: no I/O, no
+ * clock (the caller passes `now`), no allocation that outlives a call.
  *
  * Accepted: a JWS in compact serialization (RFC 7515 section 7.1), three base64url parts without
  * padding, signed with HS256 (HMAC-SHA256) under the gateway's AUTH_JWT_SECRET, whose payload is a

@@ -1,8 +1,8 @@
 /*
- * ratelimit.h: per-client rate limiting (contract section 3), GCRA: each client is one
- * "theoretical arrival time" (TAT). With rate r per second and burst b, a request is allowed when,
- * after it, the TAT is at most b emission intervals (1/r s) ahead of now; so a fresh client may
- * send b requests at once and then r per second.
+ * ratelimit.h: per-client rate limiting (docs/reference/api.md, Rate limiting), GCRA: each
+ * client is one "theoretical arrival time" (TAT). With rate r per second and burst b, a request
+ * is allowed when, after it, the TAT is at most b emission intervals (1/r s) ahead of now; so a
+ * fresh client may send b requests at once and then r per second.
  *
  * The shared limit lives in Redis (gw_rate_limit_lua, services/gateway/lua/rate_limit.lua, the
  * same algorithm), so every gateway replica counts against one budget. When Redis cannot answer,

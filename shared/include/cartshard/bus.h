@@ -1,7 +1,7 @@
 /*
  * bus.h: NATS and JetStream plumbing shared by both services (links nats.c).
  *
- * Names on the bus (external contract, section 4):
+ * Names on the bus (docs/reference/events.md, Streams and subjects):
  *   stream CARTS          subjects carts.events.<partition>   the cart events
  *   stream CARTS_DLQ      subjects carts.dlq.<partition>      events that cannot be applied
  *   stream CARTS_CHANGES  subjects carts.changes.<partition>  applied changes (outbox relay)

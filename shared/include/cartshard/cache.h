@@ -1,5 +1,6 @@
 /*
- * cache.h: the Redis cache of carts (contract section 5), the parts both services share.
+ * cache.h: the Redis cache of carts (docs/reference/storage.md, Redis), the parts both services
+ * share.
  *
  * Key `cart:{<user_id>}` holds the cart's JSON (cart_to_json), which carries its "version". The
  * braces make the user id a Redis Cluster hash tag: every key of one user lands in one slot, so
@@ -34,9 +35,9 @@ extern const char cart_cache_put_lua[];
 
 /*
  * Writes the cache key of `user_id` ("cart:{u1}") into `buf` of `size` bytes and returns `buf`.
- * Returns NULL, and writes nothing, when user_id is NULL or not a contract id (1 to 64 characters
- * of [A-Za-z0-9._:-]) or when the key and its NUL do not fit; a buffer of CART_CACHE_KEY_MAX
- * bytes always fits.
+ * Returns NULL, and writes nothing, when user_id is NULL or not a valid user_id (1 to 64
+ * characters of [A-Za-z0-9._:-]) or when the key and its NUL do not fit; a buffer of
+ * CART_CACHE_KEY_MAX bytes always fits.
  */
 char *cart_cache_key(const char *user_id, char *buf, size_t size);
 

@@ -47,8 +47,8 @@ typedef struct cart {
 } cart;
 
 typedef struct cart_limits {
-    int32_t max_quantity; /* largest quantity of one line (contract default 999) */
-    uint32_t max_lines;   /* most distinct lines (contract default 100) */
+    int32_t max_quantity; /* largest quantity of one line (default 999; docs/reference/api.md) */
+    uint32_t max_lines;   /* most distinct lines (default 100; docs/reference/api.md) */
 } cart_limits;
 
 /* What an applied event did; the storage layer writes exactly this. */
@@ -123,7 +123,7 @@ cart_status cart_apply(cart *c, const cart_event *ev, const cart_limits *lim, in
  */
 void cart_expire(cart *c, int64_t now_ms, int64_t idle_ttl_ms, cart_outcome *out);
 
-/* The contract's name of a state ("active", "checked_out", "deleted", "expired"), or NULL for
+/* The documented name of a state ("active", "checked_out", "deleted", "expired"), or NULL for
  * CART_NONE and values outside the enum. */
 const char *cart_state_name(cart_state s);
 
@@ -131,18 +131,19 @@ const char *cart_state_name(cart_state s);
 cart_status cart_state_parse(const char *name, size_t len, cart_state *out);
 
 /*
- * Renders the cart as the contract's JSON (items sorted by sku, item_count, RFC 3339 times,
- * "status": "active" | "checked_out" | "deleted" | "expired"). Returns a malloc'd NUL-terminated string
- * (length in *len if len is non-NULL) the caller frees, or NULL when out of memory or when the
- * state is CART_NONE.
+ * Renders the cart as the API's JSON (docs/reference/api.md, The cart): items sorted by sku,
+ * item_count, RFC 3339 times, "status": "active" | "checked_out" | "deleted" | "expired". Returns
+ * a malloc'd NUL-terminated string (length in *len if len is non-NULL) the caller frees, or NULL
+ * when out of memory or when the state is CART_NONE.
  */
 char *cart_to_json(const cart *c, size_t *len);
 
 /*
- * Renders the change notice of carts.changes.<partition> (contract section 4): which event made
- * the change, and the cart after it (keys event_id, type, user_id, cart_id, version, status,
- * partition, items, item_count, applied_at). Returns a malloc'd string the caller frees (length
- * in *len if non-NULL), or NULL when out of memory or when the state is CART_NONE.
+ * Renders the change notice of carts.changes.<partition> (docs/reference/events.md, Change
+ * notices): which event made the change, and the cart after it (keys event_id, type, user_id,
+ * cart_id, version, status, partition, items, item_count, applied_at). Returns a malloc'd string
+ * the caller frees (length in *len if non-NULL), or NULL when out of memory or when the state is
+ * CART_NONE.
  */
 char *cart_change_to_json(const cart *c, const char *event_id, const char *type, uint32_t partition,
                           int64_t applied_at_ms, size_t *len);

@@ -1,5 +1,5 @@
 /*
- * event.h: the event envelope of the external contract (section 4), encoded with jansson.
+ * event.h: the event envelope (docs/reference/events.md, The event envelope), encoded with jansson.
  *
  *   {"event_id": "...", "type": "cart.item_added", "user_id": "u1",
  *    "occurred_at": "2026-11-22T10:00:00Z", "data": {"sku": "A1", "quantity": 2},
@@ -53,7 +53,7 @@ typedef struct cart_event {
     char trace[CART_TRACE_MAX + 1];
 } cart_event;
 
-/* The contract's name of `t` ("cart.item_added"...), or NULL for a value outside the enum. */
+/* The documented name of `t` ("cart.item_added"...), or NULL for a value outside the enum. */
 const char *cart_event_type_name(cart_event_type t);
 
 /* Parses a type name. CART_OK and *out set, or CART_ERR_INVALID for an unknown name. */

@@ -1,5 +1,5 @@
 /*
- * partition.h: the partition function and shard map of the external contract (section 2).
+ * partition.h: the partition function and shard map (docs/reference/partitioning.md).
  *
  *   partition = fnv1a_32(user_id bytes) mod CART_PARTITIONS
  *   shard     = partition * SHARDS / CART_PARTITIONS        (integer arithmetic)
