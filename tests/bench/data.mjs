@@ -94,8 +94,8 @@ export function backlogSku(round) {
 /**
  * Publishes `rounds` cart.item_added events for every user straight to JetStream, as the gateway
  * does for an add with Prefer: respond-async: subject carts.events.<fnv1a_32(user) mod
- * CART_PARTITIONS>, header Nats-Msg-Id = event_id, the event JSON of contract section 4 with a
- * trace id. Round r adds one of sku S<r> to every user, users interleaved, so each batch a
+ * CART_PARTITIONS>, header Nats-Msg-Id = event_id, the event JSON of docs/reference/events.md
+ * with a trace id. Round r adds one of sku S<r> to every user, users interleaved, so each batch a
  * worker takes spans many carts and every event makes a new line.
  *
  * Published the way nats.c's js_PublishMsgAsync (the gateway's call) does it: a plain publish

@@ -1,6 +1,6 @@
 // Events published straight to JetStream, as any client may: they are applied like the gateway's,
 // each event_id at most once; what cannot be applied goes to CARTS_DLQ; every applied change is
-// relayed once on carts.changes.<partition>. Contract section 4.
+// relayed once on carts.changes.<partition>. See docs/reference/events.md.
 
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';

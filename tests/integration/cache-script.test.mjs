@@ -1,6 +1,6 @@
 // The cache write script, shared/lua/cache_put.lua, run by the test stack's Redis: a write never
-// replaces a newer version with an older one (contract section 5), and anything in the key that is
-// not a versioned cart is overwritten. Needs only REDIS_URL.
+// replaces a newer version with an older one (docs/reference/storage.md, Redis), and anything in
+// the key that is not a versioned cart is overwritten. Needs only REDIS_URL.
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';

@@ -3,8 +3,8 @@
 // it returns, and every applied change still reaches carts.changes.<partition>. kill -9 or SIGSTOP
 // of nats-server: writes are 503 with Retry-After (never a 2xx without JetStream's ack), what was
 // acknowledged before is still applied exactly once, and the stack serves again once it is back.
-// Contract sections 3 (no 2xx without JetStream's ack, 503 with Retry-After), 4 (at most once,
-// transactional outbox) and 5.
+// See docs/reference/guarantees.md (Acknowledged writes: no 2xx without JetStream's ack, 503 with
+// Retry-After; Exactly-once apply; Change notices: the transactional outbox).
 //
 // Needs STACK_DIR, CARTSHARD_DEV and CARTSHARD_STACK (scripts/dev test sets them) to find the
 // processes' pids and to restart them with `scripts/dev stack-up <stack>`.

@@ -1,7 +1,8 @@
-// The read path and the guard rails (contract sections 3 and 5): GET from the Redis cache with a
-// read-through fill, JWT auth, the rate limit shared through Redis by several gateways, and what
-// happens while Redis is down. Besides the test stack's own gateway this suite starts private
-// gateways (and one private Redis) on free loopback ports and stops them by pid.
+// The read path and the guard rails (docs/reference/api.md: Reads, Authentication, Rate limiting;
+// docs/reference/storage.md: Redis): GET from the Redis cache with a read-through fill, JWT auth,
+// the rate limit shared through Redis by several gateways, and what happens while Redis is down.
+// Besides the test stack's own gateway this suite starts private gateways (and one private Redis)
+// on free loopback ports and stops them by pid.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';

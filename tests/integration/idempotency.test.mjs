@@ -1,7 +1,8 @@
-// Idempotency-Key (contract section 3): the same key for the same user is applied at most once,
-// however often and however concurrently it is retried, and a repeat gets the first answer's
-// status with the cart as it is now. Also the worker's side of it: an event_id that comes back
-// after JetStream's 2-minute duplicate window is still applied once and answered like the first.
+// Idempotency-Key (docs/reference/api.md, Idempotency keys): the same key for the same user is
+// applied at most once, however often and however concurrently it is retried, and a repeat gets
+// the first answer's status with the cart as it is now. Also the worker's side of it: an event_id
+// that comes back after JetStream's 2-minute duplicate window is still applied once and answered
+// like the first.
 
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';

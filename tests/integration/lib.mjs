@@ -48,7 +48,7 @@ export const STEP_TIMEOUT_MS = 8000;
 export const TEST_OPTS = { timeout: 10_000 };
 
 // ---------------------------------------------------------------------------------------------
-// partitioning (contract section 2)
+// partitioning (docs/reference/partitioning.md)
 
 /** FNV-1a 32 over the UTF-8 bytes of `s` (offset basis 2166136261, prime 16777619). */
 export function fnv1a32(s) {
@@ -155,8 +155,8 @@ export function setItem(userId, sku, quantity, headers = {}) {
 }
 
 /**
- * Checks that `cart` is the contract's cart of `user` at `version` holding `items` (in this order),
- * with `status` ('active' unless given).
+ * Checks that `cart` is the API's cart (docs/reference/api.md, The cart) of `user` at `version`
+ * holding `items` (in this order), with `status` ('active' unless given).
  */
 export function assertCart(cart, { user, version, items, status = 'active' }) {
   assert.ok(cart && typeof cart === 'object', 'the body is a JSON object');
@@ -177,7 +177,7 @@ export function assertCart(cart, { user, version, items, status = 'active' }) {
 
 /**
  * Checks that `res` is a cart response with `status` (200 unless given): application/json, the
- * contract's cart (see assertCart) and ETag "<version>". Returns the cart.
+ * API's cart (see assertCart) and ETag "<version>". Returns the cart.
  */
 export function assertCartResponse(res, expected, status = 200) {
   assert.equal(res.status, status, res.text);
@@ -348,8 +348,9 @@ export function userChanges(userId) {
 }
 
 /**
- * A contract event (section 4) of `type` for `userId`, with a fresh event_id and occurred_at now;
- * `data` is left out when undefined, and `extra` fields are merged over the result.
+ * An event (docs/reference/events.md, The event envelope) of `type` for `userId`, with a fresh
+ * event_id and occurred_at now; `data` is left out when undefined, and `extra` fields are merged
+ * over the result.
  */
 export function cartEvent(type, userId, data, extra = {}) {
   const ev = { event_id: randomUUID(), type, user_id: userId, occurred_at: new Date().toISOString() };
@@ -373,7 +374,8 @@ export async function publishRaw(subject, payload, { msgId, headers = {} } = {})
 
 /**
  * Publishes event `ev` on carts.events.<partition of its user> (or `subject`), with
- * `Nats-Msg-Id: msgId` (the event_id unless given), as any client may (contract section 4).
+ * `Nats-Msg-Id: msgId` (the event_id unless given), as any client may (docs/reference/events.md,
+ * Publishing events yourself).
  * With `reply: true` it also asks for the worker's answer (header Cart-Reply-To) and resolves to
  * { ack, reply: { status, eventId, detail, cart } } once the event was committed; else to { ack }.
  * `replyTimeoutMs` bounds the wait for the answer (longer when a backlog is applied first).

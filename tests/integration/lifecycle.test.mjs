@@ -1,6 +1,7 @@
-// After the commit: the Redis cache entry (contract section 5) and abandoned carts (cart.expired
-// on carts.changes.<partition>, after CART_IDLE_TTL). The test stack's workers look for idle carts
-// every 300 ms (CART_EXPIRY_INTERVAL_MS), so a cart backdated in its shard expires at once.
+// After the commit: the Redis cache entry (docs/reference/storage.md, Redis) and abandoned carts
+// (cart.expired on carts.changes.<partition>, after CART_IDLE_TTL). The test stack's workers look
+// for idle carts every 300 ms (CART_EXPIRY_INTERVAL_MS), so a cart backdated in its shard expires
+// at once.
 
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';

@@ -1,6 +1,6 @@
 // Many writes at once: parallel adds for one user are each applied exactly once and in some
 // order (no lost or doubled update), and many users' rows land on the shard and partition the
-// partition function names. Contract sections 2, 3 and 5.
+// partition function names. See docs/reference/partitioning.md and docs/reference/guarantees.md.
 
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';

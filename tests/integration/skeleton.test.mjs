@@ -1,5 +1,6 @@
 // The walking skeleton: one user's writes go through the gateway, JetStream and a cart-store into
-// the right shard, and come back through the API. Contract sections 2, 3, 4 and 5.
+// the right shard, and come back through the API. See docs/reference/ (partitioning.md, api.md,
+// events.md, storage.md).
 
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';

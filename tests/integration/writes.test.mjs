@@ -1,6 +1,6 @@
 // The write endpoints of the HTTP API, one by one: statuses, bodies, ETags, limits, bad input,
-// Prefer: respond-async and If-Match. Contract section 3 (and the cart semantics the README
-// documents where the contract is silent).
+// Prefer: respond-async and If-Match. See docs/reference/api.md (Writes, Limits, Errors, and Cart
+// semantics).
 
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';

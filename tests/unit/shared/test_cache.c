@@ -10,7 +10,7 @@ START_TEST(test_key_shape)
 
     ck_assert_ptr_eq(cart_cache_key("u1", buf, sizeof buf), buf);
     ck_assert_str_eq(buf, "cart:{u1}");
-    /* Every character a contract id may hold is kept as is. */
+    /* Every character a valid user_id may hold is kept as is. */
     ck_assert_ptr_nonnull(cart_cache_key("A.b_c:d-9", buf, sizeof buf));
     ck_assert_str_eq(buf, "cart:{A.b_c:d-9}");
 }
@@ -61,7 +61,7 @@ START_TEST(test_key_rejects_non_ids)
         ck_assert_int_eq(buf[0], '#');
     }
     ck_assert_ptr_null(cart_cache_key(NULL, buf, sizeof buf));
-    /* One character over the contract's 64. */
+    /* One character over the limit of 64. */
     memset(id, 'x', CART_ID_MAX + 1);
     id[CART_ID_MAX + 1] = '\0';
     ck_assert_ptr_null(cart_cache_key(id, buf, sizeof buf));

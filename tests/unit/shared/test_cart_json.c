@@ -9,7 +9,7 @@
 
 #define CID "6f1c2a9e-0d3b-4c51-9a77-0e2f3d4c5b6a"
 
-/* The contract's example cart. */
+/* The example cart of docs/reference/api.md (The cart). */
 static const char EXAMPLE[] = "{\"user_id\":\"u1\",\"cart_id\":\"" CID "\",\"status\":\"active\",\"version\":3,"
                               "\"items\":[{\"sku\":\"A1\",\"quantity\":2},{\"sku\":\"B7\",\"quantity\":1}],"
                               "\"item_count\":3,\"created_at\":\"2026-11-22T10:00:00Z\","

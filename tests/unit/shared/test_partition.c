@@ -48,7 +48,7 @@ START_TEST(test_shard_map_contiguous)
             ck_assert_uint_eq(count, parts);
         }
     }
-    /* The contract's example: 32 partitions on 2 shards split 0-15 / 16-31. */
+    /* docs/reference/partitioning.md's example: 32 partitions on 2 shards split 0-15 / 16-31. */
     ck_assert_uint_eq(cart_shard_of(15, 32, 2), 0);
     ck_assert_uint_eq(cart_shard_of(16, 32, 2), 1);
     /* No overflow with large values. */
