@@ -659,6 +659,9 @@ static cart_status load_store(loader *ld, cart_config *c)
     if ((st = get_int(ld, "CART_EXPIRY_INTERVAL_MS", 60000, 100, 86400000, &n)))
         return st;
     c->expiry_interval_ms = n;
+    if ((st = get_int(ld, "CART_STORE_STALL_MS", 10000, 1000, 3600000, &n)))
+        return st;
+    c->store_stall_ms = n;
     return load_idle_ttl(ld, c);
 }
 

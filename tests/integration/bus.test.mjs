@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, test } from 'node:test';
 
+import { headers as natsHeaders } from 'nats';
+
 import {
   CART_PARTITIONS,
   CART_STORE_ADMIN_URLS,
@@ -497,6 +499,73 @@ async function partitionConsumer(partition, ok) {
   }
   return null;
 }
+
+describe('a partition whose consumer stops delivering (the watchdog)', BUS_OPTS, () => {
+  // The test stack's workers run with CART_STORE_STALL_MS=1000 and look every 2 s. The fault:
+  // the partition's consumer is deleted on the server while the test keeps sending its
+  // subscription heartbeats that say all is well (the last delivered sequences), so neither the
+  // connection nor nats.c's heartbeat check notices: only the watchdog's comparison of the
+  // committed offset with the stream can. This is how a consumer that is stuck in the server
+  // looks to a worker.
+  test('the stall is logged, counted and recovered without a restart: the event is applied once', { timeout: 30_000 }, async () => {
+    const user = uniqueUser('stall');
+    const subject = `carts.events.${partitionOf(user)}`;
+    const first = await publishEvent(cartEvent('cart.item_added', user, { sku: 'A', quantity: 1 }), { reply: true });
+    assert.ok([200, 201].includes(first.reply.status), `${first.reply.status} ${first.reply.detail}`);
+
+    const conn = await nats();
+    const jsm = await conn.jetstreamManager();
+    let consumer = null;
+    await waitFor(`the worker's consumer of ${subject} to have delivered the first event`, async () => {
+      const all = [];
+      for await (const ci of jsm.consumers.list('CARTS')) all.push(ci);
+      const mine = all.filter((c) => c.config.filter_subject === subject && (c.config.description ?? '').startsWith('cart-store'));
+      assert.ok(mine.length <= 1, `one consumer of ${subject}: ${mine.map((c) => c.name).join(', ')}`);
+      consumer = mine[0] ?? null;
+      return consumer !== null && consumer.delivered.stream_seq >= first.ack.seq;
+    });
+    const stalls = await workersMetric('cartshard_partition_stalls_total');
+    const resyncs = await workersMetric('cartshard_partition_resyncs_total');
+
+    // Heartbeats in the consumer's name, every 500 ms, from before its deletion to the end.
+    const hb = natsHeaders(100, 'Idle Heartbeat');
+    hb.set('Nats-Last-Consumer', String(consumer.delivered.consumer_seq));
+    hb.set('Nats-Last-Stream', String(consumer.delivered.stream_seq));
+    const beat = () => conn.publish(consumer.config.deliver_subject, new Uint8Array(), { headers: hb });
+    beat();
+    const beats = setInterval(beat, 500);
+    try {
+      await jsm.consumers.delete('CARTS', consumer.name);
+      const second = cartEvent('cart.item_added', user, { sku: 'B', quantity: 2 });
+      const { ack } = await publishEvent(second);
+      const began = Date.now();
+      await waitFor(
+        'the event behind the stalled consumer to be applied',
+        async () => (await processedEvents(user)).some((r) => r.event_id === second.event_id),
+        { timeoutMs: 12_000, intervalMs: 100 },
+      );
+      const tookMs = Date.now() - began;
+      assert.equal(await workersMetric('cartshard_partition_stalls_total'), stalls + 1, 'one stall counted');
+      assert.equal(await workersMetric('cartshard_partition_resyncs_total'), resyncs, 'found by the watchdog, not by a resync');
+      // Bounded by two looks of the watchdog (2 s apart) and CART_STORE_STALL_MS, plus the restart.
+      assert.ok(tookMs < 8000, `recovered in ${tookMs} ms`);
+      const rows = await queryShard(shardOf(user), 'SELECT event_id, stream_seq::text AS seq FROM processed_events WHERE user_id = $1', [user]);
+      assert.equal(rows.length, 2, 'each event applied once');
+      assert.equal(rows.find((r) => r.event_id === second.event_id)?.seq, String(ack.seq), 'applied from its stream sequence');
+    } finally {
+      clearInterval(beats);
+    }
+    const cart = await shardCart(user);
+    assert.equal(cart.version, 2);
+    assert.deepEqual(
+      cart.items.map(({ sku, quantity }) => ({ sku, quantity })),
+      [
+        { sku: 'A', quantity: 1 },
+        { sku: 'B', quantity: 2 },
+      ],
+    );
+  });
+});
 
 describe('changes stream', BUS_OPTS, () => {
   /** Waits for `n` changes of `user`, then a little longer to see that no more come. */

@@ -526,18 +526,29 @@ describe('fault 5: a three-node NATS cluster with R3 streams, the CARTS leader k
     assert.equal(caught.config.num_replicas, 3, 'stream CARTS is still R3');
     const peers = [caught.cluster.leader, ...(caught.cluster.replicas ?? []).map((r) => r.name)].sort();
     assert.deepEqual(peers, own.nodes.map((n) => n.name).sort(), 'the three nodes hold CARTS');
-    // The restarted node holds every message itself, as its own /jsz reports.
+    // Every node holds every message itself, as its own /jsz reports: the same count and the same
+    // last sequence as the leader (a replica that skipped or renumbered messages, as nats-server
+    // 2.9's clustered dedupe could after a leader change, shows here even when no client lost
+    // anything).
     const lastSeq = caught.state.last_seq;
+    const wanted = { messages: caught.state.messages, last_seq: lastSeq };
+    let replicas = [];
     await waitFor(
-      `${victim.name}'s own copy of CARTS to reach seq ${lastSeq}`,
+      `every node's own copy of CARTS to hold ${wanted.messages} messages up to seq ${lastSeq}`,
       async () => {
-        const j = await jsz(victim, '?accounts=true&streams=true');
-        const streams = (j?.account_details ?? []).flatMap((a) => a.stream_detail ?? []);
-        const mine = streams.find((s) => s.name === 'CARTS');
-        return mine && mine.state.last_seq >= lastSeq;
+        replicas = await Promise.all(
+          own.nodes.map(async (n) => {
+            const j = await jsz(n, '?accounts=true&streams=true');
+            const st = (j?.account_details ?? []).flatMap((a) => a.stream_detail ?? []).find((x) => x.name === 'CARTS');
+            return { node: n.name, messages: st?.state.messages ?? null, last_seq: st?.state.last_seq ?? null };
+          }),
+        );
+        return replicas.every((r) => r.messages === wanted.messages && r.last_seq === wanted.last_seq);
       },
       { timeoutMs: 10_000, intervalMs: 200 },
-    );
+    ).catch((err) => {
+      throw new Error(`${err.message}: ${JSON.stringify(replicas)}`);
+    });
 
     // The stack's own workers, on other databases of the same PostgreSQL servers, did not count
     // this deployment's workers as members of their group: they still own all their partitions.

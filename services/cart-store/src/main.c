@@ -99,6 +99,10 @@ static void register_metrics(cs_worker *w)
                                 "Times a runner restarted its partitions from the committed offsets because "
                                 "deliveries may have been lost.",
                                 CART_METRIC_COUNTER);
+    w->m_stalls = plain_metric(r, "cartshard_partition_stalls_total",
+                               "Times an owned partition had events in the stream beyond its committed offset "
+                               "and made no progress for CART_STORE_STALL_MS, and was restarted from that offset.",
+                               CART_METRIC_COUNTER);
     w->m_redone = plain_metric(
         r, "cartshard_batches_redone_total",
         "Batches whose writes the shard refused, redone event by event to find the one at fault.", CART_METRIC_COUNTER);

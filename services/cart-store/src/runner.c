@@ -34,6 +34,9 @@
  * vacuums. */
 #define OUTBOX_DELETE_MIN 4096
 #define LAG_MS            5000
+/* How often the partitions whose offset did not move are compared with the stream (see
+ * watch_partitions). */
+#define WATCH_MS 2000
 /* A runner that applied a batch less than this long ago is busy: see CART_STORE_LINGER_US. */
 #define LINGER_BUSY_MS  20
 #define BACKOFF_MIN_MS  100
@@ -76,6 +79,10 @@ struct cs_partition {
     bool broken;            /* a delivery went missing: restart from the committed offset */
     cs_qmsg *head, *tail;
     size_t len;
+    /* The watchdog's (runner thread only): the committed offset at its last look, and since when
+     * the stream has held events beyond it without the offset moving (0: not behind). */
+    uint64_t watch_committed;
+    int64_t behind_since;
 };
 
 struct cs_shard {
@@ -291,6 +298,8 @@ static int acquire_partition(cs_shard *sh, cs_partition *p)
     p->last_delivery = 0;
     p->broken = false;
     pthread_mutex_unlock(&sh->mu);
+    p->watch_committed = offset;
+    p->behind_since = 0;
 
     jsSubOptions_Init(&so);
     so.Stream = CART_STREAM_EVENTS;
@@ -1313,6 +1322,80 @@ static bool restart_lost(cs_shard *sh, unsigned *resync_seen)
     return any || all;
 }
 
+/* The last sequence the stream holds on `p`'s subject (0: none), as the stream's leader answers
+ * it; -1 when it did not answer. */
+static int stream_last_seq(cs_shard *sh, const cs_partition *p, uint64_t *last)
+{
+    char subject[CART_SUBJECT_MAX];
+    natsMsg *m = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s;
+
+    s = js_GetLastMsg(&m, sh->js, CART_STREAM_EVENTS, cart_bus_subject(subject, CART_SUBJ_EVENTS, p->id), NULL, &jerr);
+    if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) {
+        *last = 0;
+        return 0;
+    }
+    if (s != NATS_OK)
+        return -1;
+    *last = natsMsg_GetSequence(m);
+    natsMsg_Destroy(m);
+    return 0;
+}
+
+/* The partition watchdog. A partition this runner owns is stalled when the stream holds events
+ * on its subject beyond its committed offset and that offset has not moved for
+ * CART_STORE_STALL_MS: its consumer stopped delivering (it was lost with a NATS node, or did not
+ * survive a leader change) without the connection or its heartbeats saying so. The stream's
+ * leader is asked only about partitions whose offset did not move since the last look. A stalled
+ * partition is logged, counted and restarted from its committed offset, with a new consumer.
+ * True if it restarted any. */
+static bool watch_partitions(cs_shard *sh, int64_t now)
+{
+    uint32_t n = sh->last - sh->first + 1;
+    bool any = false;
+
+    if (natsConnection_Status(sh->w->nc) != NATS_CONN_STATUS_CONNECTED)
+        return false;
+    for (uint32_t i = 0; i < n; i++) {
+        cs_partition *p = &sh->parts[i];
+        uint64_t committed, last = 0;
+        size_t queued;
+
+        if (!p->owned)
+            continue;
+        pthread_mutex_lock(&sh->mu);
+        committed = p->committed;
+        queued = p->len;
+        pthread_mutex_unlock(&sh->mu);
+        if (committed != p->watch_committed || queued > 0) {
+            /* Moving, or about to: this runner applies what is queued before its next look. */
+            p->watch_committed = committed;
+            p->behind_since = 0;
+            continue;
+        }
+        if (stream_last_seq(sh, p, &last) != 0)
+            break; /* no leader or no answer: the next round asks again */
+        if (last <= committed) {
+            p->behind_since = 0;
+            continue;
+        }
+        if (p->behind_since == 0) {
+            p->behind_since = now;
+            continue;
+        }
+        if (now - p->behind_since < sh->w->cfg->store_stall_ms)
+            continue;
+        cart_log(CART_LOG_WARN, "partition stalled: restarting it from its committed offset",
+                 CART_LS("shard", sh->name), CART_LI("partition", p->id), CART_LI("committed", (long long)committed),
+                 CART_LI("stream_last", (long long)last), CART_LI("stalled_ms", now - p->behind_since), NULL);
+        cart_counter_inc(sh->w->m_stalls);
+        release_partition(sh, p, true);
+        any = true;
+    }
+    return any;
+}
+
 static void *runner_main(void *arg)
 {
     cs_shard *sh = arg;
@@ -1320,7 +1403,8 @@ static void *runner_main(void *arg)
     size_t max = (size_t)w->cfg->store_batch;
     cs_item *items = calloc(max, sizeof *items);
     cart_cache cc = {0};
-    int64_t next_rebalance = 0, next_sweep = 0, next_maint = 0, next_lag = 0, backoff = BACKOFF_MIN_MS, last_end = 0;
+    int64_t next_rebalance = 0, next_sweep = 0, next_maint = 0, next_lag = 0, next_watch = 0;
+    int64_t backoff = BACKOFF_MIN_MS, last_end = 0;
     unsigned resync_seen = atomic_load(&w->resync);
 
     sh->cache = cs_cache_new(w->cfg, w->metrics, sh->name);
@@ -1356,6 +1440,11 @@ static void *runner_main(void *arg)
         if (now >= next_lag) {
             update_lag(sh);
             next_lag = now + LAG_MS;
+        }
+        if (sh->pg && now >= next_watch) {
+            if (watch_partitions(sh, now))
+                next_rebalance = 0; /* take them again at once */
+            next_watch = now + WATCH_MS;
         }
         /* Keys whose write failed are deleted once Redis is back even if no batch comes to do it
          * (a Redis restarted from its append-only file would serve them stale until their TTL). */

@@ -99,6 +99,10 @@ typedef struct cart_config {
     /** CART_EXPIRY_INTERVAL_MS, default 60000, 100..86400000: how often a worker looks for idle
      * carts to expire (and prunes old dedup rows). */
     int64_t expiry_interval_ms;
+    /** CART_STORE_STALL_MS, default 10000, 1000..3600000: an owned partition whose subject holds
+     * events beyond its committed offset, and whose offset has not moved for this long, is
+     * stalled: the worker logs it, counts it and restarts it from its committed offset. */
+    int64_t store_stall_ms;
 } cart_config;
 
 /*

@@ -130,6 +130,7 @@ START_TEST(test_gateway_defaults)
     ck_assert_int_eq(c.store_admin_port, 0);
     ck_assert_int_eq(c.idle_ttl_ms, 0);
     ck_assert_int_eq(c.expiry_interval_ms, 0);
+    ck_assert_int_eq(c.store_stall_ms, 0);
     cart_config_cleanup(&c);
     cart_config_cleanup(&c); /* twice is harmless */
 }
@@ -148,6 +149,7 @@ START_TEST(test_store_defaults)
     ck_assert_ptr_nonnull(c.store_id);
     ck_assert_int_eq(c.idle_ttl_ms, 30LL * 86400 * 1000);
     ck_assert_int_eq(c.expiry_interval_ms, 60000);
+    ck_assert_int_eq(c.store_stall_ms, 10000);
     ck_assert_int_eq(c.cache_ttl_s, 3600);
     ck_assert_ptr_null(c.gateway_host);
     ck_assert_ptr_null(c.gateway_id);
@@ -246,14 +248,23 @@ static const struct int_var {
     cart_config_role role;
     long long min, max;
 } int_vars[] = {
-    {"CART_PARTITIONS", CART_ROLE_GATEWAY, 1, 65536},      {"CART_MAX_QUANTITY", CART_ROLE_STORE, 1, 1000000},
-    {"CART_MAX_LINES", CART_ROLE_GATEWAY, 1, 10000},       {"CART_STREAM_REPLICAS", CART_ROLE_STORE, 1, 5},
-    {"GATEWAY_PORT", CART_ROLE_GATEWAY, 1, 65535},         {"GATEWAY_THREADS", CART_ROLE_GATEWAY, 1, 256},
-    {"CART_SYNC_TIMEOUT_MS", CART_ROLE_GATEWAY, 0, 60000}, {"CART_MAX_BODY_BYTES", CART_ROLE_GATEWAY, 256, 1048576},
-    {"RATE_LIMIT_RPS", CART_ROLE_GATEWAY, 0, 1000000},     {"RATE_LIMIT_BURST", CART_ROLE_GATEWAY, 1, 10000000},
-    {"CART_STORE_ADMIN_PORT", CART_ROLE_STORE, 1, 65535},  {"CART_STORE_BATCH", CART_ROLE_STORE, 1, 10000},
-    {"CART_STORE_LINGER_US", CART_ROLE_STORE, 0, 100000},  {"CART_CACHE_TTL", CART_ROLE_STORE, 1, 2592000},
-    {"CART_CACHE_TTL", CART_ROLE_GATEWAY, 1, 2592000},     {"CART_EXPIRY_INTERVAL_MS", CART_ROLE_STORE, 100, 86400000},
+    {"CART_PARTITIONS", CART_ROLE_GATEWAY, 1, 65536},
+    {"CART_MAX_QUANTITY", CART_ROLE_STORE, 1, 1000000},
+    {"CART_MAX_LINES", CART_ROLE_GATEWAY, 1, 10000},
+    {"CART_STREAM_REPLICAS", CART_ROLE_STORE, 1, 5},
+    {"GATEWAY_PORT", CART_ROLE_GATEWAY, 1, 65535},
+    {"GATEWAY_THREADS", CART_ROLE_GATEWAY, 1, 256},
+    {"CART_SYNC_TIMEOUT_MS", CART_ROLE_GATEWAY, 0, 60000},
+    {"CART_MAX_BODY_BYTES", CART_ROLE_GATEWAY, 256, 1048576},
+    {"RATE_LIMIT_RPS", CART_ROLE_GATEWAY, 0, 1000000},
+    {"RATE_LIMIT_BURST", CART_ROLE_GATEWAY, 1, 10000000},
+    {"CART_STORE_ADMIN_PORT", CART_ROLE_STORE, 1, 65535},
+    {"CART_STORE_BATCH", CART_ROLE_STORE, 1, 10000},
+    {"CART_STORE_LINGER_US", CART_ROLE_STORE, 0, 100000},
+    {"CART_CACHE_TTL", CART_ROLE_STORE, 1, 2592000},
+    {"CART_CACHE_TTL", CART_ROLE_GATEWAY, 1, 2592000},
+    {"CART_EXPIRY_INTERVAL_MS", CART_ROLE_STORE, 100, 86400000},
+    {"CART_STORE_STALL_MS", CART_ROLE_STORE, 1000, 3600000},
 };
 
 /* The value an integer variable ended up as. */
@@ -289,6 +300,8 @@ static long long int_field(const cart_config *c, const char *name)
         return c->cache_ttl_s;
     if (!strcmp(name, "CART_EXPIRY_INTERVAL_MS"))
         return c->expiry_interval_ms;
+    if (!strcmp(name, "CART_STORE_STALL_MS"))
+        return c->store_stall_ms;
     ck_abort_msg("unknown variable %s", name);
     return -1;
 }
