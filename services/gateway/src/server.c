@@ -35,6 +35,8 @@
 #define RETRY_AFTER_S "1"
 /* How often a repeated write looks for its first answer while the first is still being applied. */
 #define DUP_POLL_MS 20
+/* How soon an event JetStream answered "duplicate, sequence 0" is published again. */
+#define REPUBLISH_MS 50
 /* A Redis that does not answer this fast counts as down (reads go to the shard, limits local). */
 #define REDIS_TIMEOUT_MS 250
 /* Clients each thread's local rate limiter remembers while Redis is away. */
@@ -52,6 +54,7 @@ struct gw_note {
     char event_id[CART_EVENT_ID_MAX + 1];
     bool ok;      /* NOTE_ACK: stored by JetStream */
     bool dup;     /* NOTE_ACK: JetStream already had this event_id (a repeated Idempotency-Key) */
+    bool unsure;  /* NOTE_ACK: "duplicate, sequence 0": a copy is still being replicated */
     uint64_t seq; /* NOTE_ACK: the stream sequence JetStream stored it at */
     int status;   /* NOTE_REPLY: the HTTP status the worker decided */
     char detail[128];
@@ -108,7 +111,12 @@ struct gw_pending {
     bool acked;     /* JetStream stored the event */
     bool timed_out; /* the sync wait ran out */
     bool replied;
-    bool dup_wait;             /* a repeat: looking up the first answer in processed_events */
+    bool dup_wait;           /* a repeat: looking up the first answer in processed_events */
+    bool republish_due;      /* the timer publishes the event again (see on_ack_note) */
+    int64_t republish_until; /* after this, an unsure answer is a failed publish (monotonic) */
+    char subject[CART_SUBJECT_MAX];
+    char *payload; /* the encoded event, kept to publish it again */
+    size_t payload_len;
     int64_t deadline_ms;       /* when the sync wait runs out (monotonic) */
     struct dup_lookup *lookup; /* in flight; NULL when none */
     int reply_status;
@@ -233,6 +241,7 @@ static void on_pending_timer_closed(uv_handle_t *h)
     gw_pending *p = h->data;
 
     free(p->reply_body);
+    free(p->payload);
     free(p);
 }
 
@@ -295,10 +304,24 @@ static void pending_settle(gw_pending *p)
 
 static void start_lookup(gw_pending *p);
 
+static int publish_pending(gw_pending *p);
+static void fail_publish(gw_pending *p, const char *why);
+static void rearm(gw_pending *p, int64_t ms);
+
 static void on_pending_timeout(uv_timer_t *timer)
 {
     gw_pending *p = timer->data;
 
+    if (p->republish_due) {
+        p->republish_due = false;
+        if (publish_pending(p) != 0) {
+            fail_publish(p, "the event bus refused the change again");
+            return;
+        }
+        if (!p->async)
+            rearm(p, INT64_MAX); /* the sync wait goes on */
+        return;
+    }
     if (p->dup_wait && cart_mono_ms() < p->deadline_ms) {
         start_lookup(p);
         return;
@@ -429,6 +452,7 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
         n->ok = pa != NULL;
         n->dup = pa != NULL && pa->Duplicate;
         n->seq = pa != NULL ? pa->Sequence : 0;
+        n->unsure = n->dup && n->seq == 0;
         if (pae)
             snprintf(n->error, sizeof n->error, "%s", pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err));
         post_note(t, n);
@@ -473,10 +497,44 @@ out:
 
 static void begin_drain(gw_thread *t);
 
+/* Answers 503 to a write whose event JetStream did not confirm (the client retries it with the
+ * same Idempotency-Key, which settles whether it was stored) and ends it. */
+static void fail_publish(gw_pending *p, const char *why)
+{
+    gw_thread *t = p->t;
+
+    cart_counter_inc(t->app->m_publish_errors);
+    cart_counter_inc(t->app->m_nats_errors);
+    cart_log(CART_LOG_WARN, "event publish failed", CART_LS("event_id", p->event_id),
+             CART_LS("request_id", p->request_id), CART_LS("error", why), NULL);
+    if (p->link.req)
+        send_problem(t, p->link.req, p->route, p->started_ms, 503, "unavailable",
+                     "the event bus did not acknowledge the change; retry with the same Idempotency-Key");
+    pending_finish(p);
+}
+
 static void on_ack_note(gw_thread *t, gw_pending *p, const gw_note *n)
 {
     if (p->acked)
         return; /* an earlier write with the same event_id got this far already */
+    if (n->ok && n->unsure && !p->replied) {
+        /* nats-server 2.10 answers a copy of an event whose first publish is still being replicated
+         * "duplicate, sequence 0". That does not say the event is stored: the first publish can
+         * still be lost with a leader change, and its id then stays taken for the duplicate
+         * window. So the event is published again a moment later, until JetStream names the
+         * sequence that holds it (or stores this copy), or until the publish's own wait is over:
+         * then the write is answered 503, never 2xx. */
+        if (cart_mono_ms() + REPUBLISH_MS >= p->republish_until) {
+            fail_publish(p, "JetStream kept answering \"duplicate, sequence 0\" (a copy still in flight)");
+            return;
+        }
+        if (cart_log_enabled(CART_LOG_DEBUG))
+            cart_log(CART_LOG_DEBUG, "event copy still in flight at JetStream: publishing again",
+                     CART_LS("event_id", p->event_id), CART_LS("request_id", p->request_id), NULL);
+        p->republish_due = true;
+        uv_timer_start(&p->timer, on_pending_timeout, REPUBLISH_MS, 0);
+        return;
+    }
     if (n->ok) {
         p->acked = true;
         /* Which stream sequence holds the change: what an operator needs to trace it through
@@ -494,14 +552,7 @@ static void on_ack_note(gw_thread *t, gw_pending *p, const gw_note *n)
         }
         pending_settle(p);
     } else if (!p->replied) {
-        cart_counter_inc(t->app->m_publish_errors);
-        cart_counter_inc(t->app->m_nats_errors);
-        cart_log(CART_LOG_WARN, "event publish failed", CART_LS("event_id", p->event_id),
-                 CART_LS("request_id", p->request_id), CART_LS("error", n->error), NULL);
-        if (p->link.req)
-            send_problem(t, p->link.req, p->route, p->started_ms, 503, "unavailable",
-                         "the event bus did not acknowledge the change; retry with the same Idempotency-Key");
-        pending_finish(p);
+        fail_publish(p, n->error);
     } else {
         /* The worker applied it: the store happened even if the ack got lost. */
         p->acked = true;
@@ -723,22 +774,48 @@ out:
     return rc;
 }
 
+/* How long a publish waits for JetStream's answer: at least 5 s, and longer than the sync wait. */
+static int64_t publish_wait_ms(const cart_config *cfg)
+{
+    return cfg->sync_timeout_ms > 0 && cfg->sync_timeout_ms < 5000 ? 5000 : cfg->sync_timeout_ms + 1000;
+}
+
+/* Publishes the pending write's event (again, after an unsure answer); its ack comes to the loop
+ * as a note. 0, or -1 when nats.c would not take it. A write that waits for its commit goes out,
+ * and gets its reply, on the connection that sends at once: its reply subscription is then known
+ * to the server before the event is (a connection sends its subscriptions again first when it
+ * comes back). */
+static int publish_pending(gw_pending *p)
+{
+    gw_thread *t = p->t;
+    jsCtx *js = p->async ? t->js : t->js_sync;
+    natsMsg *msg = NULL;
+    jsPubOptions po;
+
+    if (natsMsg_Create(&msg, p->subject, NULL, p->payload, (int)p->payload_len) != NATS_OK ||
+        natsMsgHeader_Set(msg, CART_HDR_MSG_ID, p->event_id) != NATS_OK ||
+        (!p->async && natsMsgHeader_Set(msg, CART_HDR_REPLY_TO, t->reply_subject) != NATS_OK)) {
+        natsMsg_Destroy(msg);
+        return -1;
+    }
+    jsPubOptions_Init(&po);
+    po.MaxWait = publish_wait_ms(t->app->cfg);
+    if (js_PublishMsgAsync(js, &msg, &po) != NATS_OK) {
+        natsMsg_Destroy(msg);
+        return -1;
+    }
+    return 0;
+}
+
 static void handle_write(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started)
 {
     const cart_config *cfg = t->app->cfg;
     cart_event ev;
-    char *payload = NULL, subject[CART_SUBJECT_MAX];
+    char *payload = NULL;
     size_t len = 0;
-    natsMsg *msg = NULL;
-    jsPubOptions po;
     gw_pending *p = NULL;
     uint32_t part;
-
     bool async = prefers_async(req);
-    /* A write that waits for its commit goes out, and gets its reply, on the connection that
-     * sends at once: its reply subscription is then known to the server before the event is
-     * (a connection sends its subscriptions again first when it comes back). */
-    jsCtx *js = async ? t->js : t->js_sync;
 
     if (build_event(t, req, r, started, &ev) != 0)
         return;
@@ -752,24 +829,23 @@ static void handle_write(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_
     }
     part = cart_partition_of(ev.user_id, strlen(ev.user_id), cfg->partitions);
     p = calloc(1, sizeof *p);
-    if (p == NULL ||
-        natsMsg_Create(&msg, cart_bus_subject(subject, CART_SUBJ_EVENTS, part), NULL, payload, (int)len) != NATS_OK ||
-        natsMsgHeader_Set(msg, CART_HDR_MSG_ID, ev.event_id) != NATS_OK ||
-        (!async && natsMsgHeader_Set(msg, CART_HDR_REPLY_TO, t->reply_subject) != NATS_OK)) {
-        free(p);
-        natsMsg_Destroy(msg);
+    if (p == NULL) {
         free(payload);
         send_problem(t, req, r->name, started, 503, "unavailable", "out of memory");
         return;
     }
-    free(payload);
     p->t = t;
+    cart_bus_subject(p->subject, CART_SUBJ_EVENTS, part);
+    p->payload = payload;
+    p->payload_len = len;
     snprintf(p->event_id, sizeof p->event_id, "%s", ev.event_id);
     snprintf(p->user_id, sizeof p->user_id, "%s", ev.user_id);
     snprintf(p->request_id, sizeof p->request_id, "%s", r->request_id);
     p->route = r->name;
     p->started_ms = started;
     p->async = async;
+    p->deadline_ms = started + cfg->sync_timeout_ms;
+    p->republish_until = started + publish_wait_ms(cfg);
     uv_timer_init(&t->loop, &p->timer);
     p->timer.data = p;
     link_request(&p->link, req);
@@ -777,17 +853,13 @@ static void handle_write(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_
     t->pending[bucket_of(p->event_id)] = p;
     t->npending++;
 
-    jsPubOptions_Init(&po);
-    po.MaxWait = cfg->sync_timeout_ms > 0 && cfg->sync_timeout_ms < 5000 ? 5000 : cfg->sync_timeout_ms + 1000;
-    if (js_PublishMsgAsync(js, &msg, &po) != NATS_OK) {
-        natsMsg_Destroy(msg);
+    if (publish_pending(p) != 0) {
         pending_finish(p);
         cart_counter_inc(t->app->m_publish_errors);
         cart_counter_inc(t->app->m_nats_errors);
         send_problem(t, req, r->name, started, 503, "unavailable", "the event bus refused the change");
         return;
     }
-    p->deadline_ms = started + cfg->sync_timeout_ms;
     if (!p->async)
         rearm(p, INT64_MAX);
 }
