@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <jansson.h>
 
@@ -24,6 +23,7 @@
 #include "cartshard/log.h"
 #include "cartshard/partition.h"
 #include "cartshard/problem.h"
+#include "event_build.h"
 #include "gateway.h"
 #include "idem.h"
 #include "jwt.h"
@@ -579,148 +579,34 @@ static bool prefers_async(h2o_req_t *req)
 {
     h2o_iovec_t v = header_by_name(req, "prefer");
 
-    for (size_t i = 0; v.base && i + 13 <= v.len; i++)
-        if (strncasecmp(v.base + i, "respond-async", 13) == 0)
-            return true;
-    return false;
+    return gw_prefers_async(v.base, v.len);
 }
 
-/* Reads the JSON body as an object. On failure answers the request and returns NULL. */
-static json_t *read_body(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started)
+static gw_text text_of(h2o_iovec_t v)
 {
-    h2o_iovec_t ct = header(req, H2O_TOKEN_CONTENT_TYPE);
-    json_error_t jerr;
-    json_t *doc;
-    char detail[200];
-
-    if (ct.base == NULL || ct.len < 16 || strncasecmp(ct.base, "application/json", 16) != 0 ||
-        (ct.len > 16 && ct.base[16] != ';' && ct.base[16] != ' ')) {
-        send_problem(t, req, r->name, started, 415, "unsupported-media-type", "the body must be application/json");
-        return NULL;
-    }
-    if (gw_json_too_deep(req->entity.base, req->entity.len, GW_JSON_MAX_DEPTH)) {
-        send_problem(t, req, r->name, started, 400, "malformed-json", "malformed JSON: nested too deeply");
-        return NULL;
-    }
-    doc = json_loadb(req->entity.base ? req->entity.base : "", req->entity.len, JSON_REJECT_DUPLICATES, &jerr);
-    if (doc == NULL || !json_is_object(doc)) {
-        snprintf(detail, sizeof detail, "malformed JSON: %s", doc ? "expected an object" : jerr.text);
-        json_decref(doc);
-        send_problem(t, req, r->name, started, 400, "malformed-json", detail);
-        return NULL;
-    }
-    return doc;
-}
-
-/* Reads an integer field; returns 0, or -1 after answering 400. */
-static int int_field(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started, json_t *doc, const char *name,
-                     int64_t *out)
-{
-    json_t *v = json_object_get(doc, name);
-    char detail[96];
-
-    if (!json_is_integer(v)) {
-        snprintf(detail, sizeof detail, "%s: expected an integer", name);
-        send_problem(t, req, r->name, started, 400, "invalid-field", detail);
-        return -1;
-    }
-    *out = json_integer_value(v);
-    return 0;
-}
-
-/* Reads a string id field; returns 0, or -1 after answering 400. */
-static int id_field(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started, json_t *doc, const char *name,
-                    char out[CART_ID_MAX + 1])
-{
-    json_t *v = json_object_get(doc, name);
-    char detail[96];
-
-    if (!json_is_string(v) || !cart_valid_id(json_string_value(v), json_string_length(v))) {
-        snprintf(detail, sizeof detail, "%s: expected 1-64 characters of [A-Za-z0-9._:-]", name);
-        send_problem(t, req, r->name, started, 400, "invalid-field", detail);
-        return -1;
-    }
-    memcpy(out, json_string_value(v), json_string_length(v) + 1);
-    return 0;
+    return (gw_text){v.base, v.len};
 }
 
 /* Builds the event of a write request. Returns 0, or -1 after answering. */
 static int build_event(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started, cart_event *ev)
 {
-    const cart_config *cfg = t->app->cfg;
-    json_t *doc = NULL;
-    h2o_iovec_t ifmatch, idem;
-    int rc = -1;
+    char fresh_id[CART_EVENT_ID_MAX + 1];
+    gw_event_input in;
+    gw_refusal why;
 
-    memset(ev, 0, sizeof *ev);
-    snprintf(ev->user_id, sizeof ev->user_id, "%s", r->user_id);
-    ev->occurred_at_ms = cart_now_ms();
-    cart_event_new_id(ev);
-    snprintf(ev->trace, sizeof ev->trace, "%s", r->request_id);
-    switch (r->id) {
-    case GW_R_CREATE_CART:
-        ev->type = CART_EV_CREATED;
-        if ((doc = read_body(t, req, r, started)) == NULL ||
-            id_field(t, req, r, started, doc, "user_id", ev->user_id) != 0)
-            goto out;
-        if (r->subject[0] && strcmp(r->subject, ev->user_id) != 0) {
-            send_problem(t, req, r->name, started, 403, "forbidden", "the token's subject is not this user");
-            goto out;
-        }
-        break;
-    case GW_R_ADD_ITEM:
-    case GW_R_SET_ITEM: {
-        int64_t lo = r->id == GW_R_ADD_ITEM ? 1 : 0;
-        ev->type = r->id == GW_R_ADD_ITEM ? CART_EV_ITEM_ADDED : CART_EV_ITEM_QUANTITY_SET;
-        if ((doc = read_body(t, req, r, started)) == NULL)
-            goto out;
-        if (r->id == GW_R_ADD_ITEM) {
-            if (id_field(t, req, r, started, doc, "sku", ev->sku) != 0)
-                goto out;
-        } else {
-            snprintf(ev->sku, sizeof ev->sku, "%s", r->sku);
-        }
-        if (int_field(t, req, r, started, doc, "quantity", &ev->quantity) != 0)
-            goto out;
-        if (ev->quantity < lo || ev->quantity > cfg->max_quantity) {
-            char detail[96];
-            snprintf(detail, sizeof detail, "quantity: must be from %lld to %d", (long long)lo, (int)cfg->max_quantity);
-            send_problem(t, req, r->name, started, 422, "limit-exceeded", detail);
-            goto out;
-        }
-        break;
+    cart_uuid_v4(fresh_id);
+    in.content_type = text_of(header(req, H2O_TOKEN_CONTENT_TYPE));
+    in.body = text_of(req->entity);
+    in.idempotency_key = text_of(header_by_name(req, "idempotency-key"));
+    in.if_match = text_of(header(req, H2O_TOKEN_IF_MATCH));
+    in.now_ms = cart_now_ms();
+    in.fresh_id = fresh_id;
+    in.max_quantity = t->app->cfg->max_quantity;
+    if (gw_event_build(r, &in, ev, &why) != 0) {
+        send_problem(t, req, r->name, started, why.status, why.slug, why.detail);
+        return -1;
     }
-    case GW_R_REMOVE_ITEM:
-        ev->type = CART_EV_ITEM_REMOVED;
-        snprintf(ev->sku, sizeof ev->sku, "%s", r->sku);
-        break;
-    case GW_R_DELETE_CART:
-        ev->type = CART_EV_DELETED;
-        break;
-    case GW_R_CHECKOUT:
-        ev->type = CART_EV_CHECKED_OUT;
-        break;
-    default:
-        goto out;
-    }
-    idem = header_by_name(req, "idempotency-key");
-    if (idem.base && gw_idem_event_id(ev->user_id, idem.base, idem.len, ev->event_id) != 0) {
-        send_problem(t, req, r->name, started, 400, "invalid-header",
-                     "Idempotency-Key: expected 1-128 visible ASCII characters");
-        goto out;
-    }
-    ifmatch = header(req, H2O_TOKEN_IF_MATCH);
-    if (ifmatch.base) {
-        if (!gw_if_match_parse(ifmatch.base, ifmatch.len, &ev->expected_version)) {
-            send_problem(t, req, r->name, started, 400, "invalid-header", "If-Match: expected \"<version>\"");
-            goto out;
-        }
-        ev->has_expected_version = true;
-    }
-    rc = 0;
-out:
-    json_decref(doc);
-    return rc;
+    return 0;
 }
 
 static void handle_write(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started)

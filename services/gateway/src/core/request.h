@@ -27,4 +27,8 @@ bool gw_if_match_parse(const char *v, size_t len, int64_t *version);
  * version without an 'f' digit (ff is invalid), trace id and parent id not all zero. */
 bool gw_traceparent_valid(const char *v, size_t len);
 
+/* True if a Prefer value v[0..len) (RFC 7240) asks for respond-async: the token anywhere in it, in
+ * any case. v may be NULL (no header): false. */
+bool gw_prefers_async(const char *v, size_t len);
+
 #endif
