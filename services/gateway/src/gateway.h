@@ -26,7 +26,7 @@
 #include "ratelimit.h"
 #include "redis.h"
 
-typedef struct gw_pending gw_pending;
+typedef struct gw_write gw_write;
 typedef struct gw_note gw_note;
 
 /* What the whole process shares. */
@@ -48,7 +48,14 @@ typedef struct gw_app {
     atomic_bool stopping;
 } gw_app;
 
-#define GW_PENDING_BUCKETS 4096
+#define GW_WRITE_BUCKETS 4096
+
+/* The writes in flight on one thread (waiting for JetStream's ack and the worker's reply), by
+ * event_id. Loop thread only. */
+typedef struct gw_write_table {
+    gw_write *buckets[GW_WRITE_BUCKETS]; /* hash chains through gw_write.next */
+    int count;                           /* writes in the table */
+} gw_write_table;
 
 /* Slots of gw_thread.observed: routes times the statuses each answers with, and then some. */
 #define GW_OBSERVED_SLOTS 64
@@ -70,9 +77,7 @@ typedef struct gw_thread {
     pthread_mutex_t inbox_mu;
     gw_note *inbox;
     uv_async_t wake;
-    /* Writes in flight, by event_id. Loop thread only. */
-    gw_pending *pending[GW_PENDING_BUCKETS];
-    int npending;
+    gw_write_table writes; /* the writes in flight */
     uv_timer_t drain_timer;
     bool draining;
     int64_t drain_started_ms, drain_deadline_ms;

@@ -2,7 +2,7 @@
  * server.c: a gateway loop thread: HTTP requests in, events to JetStream, answers out.
  *
  * A write becomes one event, published asynchronously with its event_id as Nats-Msg-Id. The
- * request waits (gw_pending) for two things, in either order: JetStream's ack (via the ack
+ * request waits (gw_write) for two things, in either order: JetStream's ack (via the ack
  * handler) and, unless the client asked for respond-async, the worker's reply after commit (on
  * this thread's reply subject). No 2xx goes out before the ack; a failed or timed-out ack is a 503.
  */
@@ -95,8 +95,8 @@ static void unlink_request(req_link *l)
     l->slot = NULL;
 }
 
-/* A write waiting for its ack and reply. */
-struct gw_pending {
+/* A write in flight: waiting for its ack and reply, in the thread's write table. */
+struct gw_write {
     gw_thread *t;
     char event_id[CART_EVENT_ID_MAX + 1];
     char user_id[CART_ID_MAX + 1];
@@ -116,12 +116,12 @@ struct gw_pending {
     char *reply_body;
     size_t reply_len;
     uv_timer_t timer;
-    gw_pending *next; /* hash chain */
+    gw_write *next; /* hash chain */
 };
 
-/* A processed_events query of a repeated write; outlives the pending write if need be. */
+/* A processed_events query of a repeated write; outlives the write if need be. */
 typedef struct dup_lookup {
-    gw_pending *p; /* NULL once the pending write is gone */
+    gw_write *w; /* NULL once the write is gone */
 } dup_lookup;
 
 typedef struct gw_handler {
@@ -199,112 +199,112 @@ static void send_cart(gw_thread *t, h2o_req_t *req, const char *route, int64_t s
     observe(t, route, status, started);
 }
 
-/* --- pending writes --- */
+/* --- writes in flight: the write table --- */
 
 static size_t bucket_of(const char *event_id)
 {
-    return cart_fnv1a32(event_id, strlen(event_id)) % GW_PENDING_BUCKETS;
+    return cart_fnv1a32(event_id, strlen(event_id)) % GW_WRITE_BUCKETS;
 }
 
-/* The next pending write after `from` (NULL: the first) with this event_id. Several writes with
+/* The next write in the table after `from` (NULL: the first) with this event_id. Several writes with
  * one Idempotency-Key can wait on one thread at once: every note about the event is for all of
  * them. */
-static gw_pending *pending_next(gw_thread *t, gw_pending *from, const char *event_id)
+static gw_write *write_table_next(gw_thread *t, gw_write *from, const char *event_id)
 {
-    for (gw_pending *p = from ? from->next : t->pending[bucket_of(event_id)]; p; p = p->next)
-        if (strcmp(p->event_id, event_id) == 0)
-            return p;
+    for (gw_write *w = from ? from->next : t->writes.buckets[bucket_of(event_id)]; w; w = w->next)
+        if (strcmp(w->event_id, event_id) == 0)
+            return w;
     return NULL;
 }
 
-static void pending_unlink(gw_thread *t, gw_pending *p)
+static void write_table_remove(gw_thread *t, gw_write *w)
 {
-    gw_pending **pp = &t->pending[bucket_of(p->event_id)];
+    gw_write **at = &t->writes.buckets[bucket_of(w->event_id)];
 
-    while (*pp && *pp != p)
-        pp = &(*pp)->next;
-    if (*pp)
-        *pp = p->next;
-    t->npending--;
+    while (*at && *at != w)
+        at = &(*at)->next;
+    if (*at)
+        *at = w->next;
+    t->writes.count--;
 }
 
-static void on_pending_timer_closed(uv_handle_t *h)
+static void on_write_timer_closed(uv_handle_t *h)
 {
-    gw_pending *p = h->data;
+    gw_write *w = h->data;
 
-    free(p->reply_body);
-    free(p);
+    free(w->reply_body);
+    free(w);
 }
 
-/* Ends a pending write: unlinks it and frees it once its timer is closed. */
-static void pending_finish(gw_pending *p)
+/* Ends a write in flight: takes it out of the table and frees it once its timer is closed. */
+static void write_finish(gw_write *w)
 {
-    pending_unlink(p->t, p);
-    unlink_request(&p->link); /* the request may outlive us */
-    if (p->lookup)
-        p->lookup->p = NULL; /* so does a lookup in flight */
-    uv_timer_stop(&p->timer);
-    uv_close((uv_handle_t *)&p->timer, on_pending_timer_closed);
+    write_table_remove(w->t, w);
+    unlink_request(&w->link); /* the request may outlive us */
+    if (w->lookup)
+        w->lookup->w = NULL; /* so does a lookup in flight */
+    uv_timer_stop(&w->timer);
+    uv_close((uv_handle_t *)&w->timer, on_write_timer_closed);
 }
 
-/* Sends the answer a pending write has earned, if it has earned one yet. */
-static void pending_settle(gw_pending *p)
+/* Sends the answer a write has earned, if it has earned one yet. */
+static void write_settle(gw_write *w)
 {
-    gw_thread *t = p->t;
-    h2o_req_t *req = p->link.req;
+    gw_thread *t = w->t;
+    h2o_req_t *req = w->link.req;
     char location[CART_ID_MAX + 16], body[CART_EVENT_ID_MAX + 48];
 
-    if (!p->acked)
+    if (!w->acked)
         return;
-    if (p->replied && !p->async) {
+    if (w->replied && !w->async) {
         if (req) {
-            if (p->reply_status == 204) {
+            if (w->reply_status == 204) {
                 req->res.status = 204;
                 req->res.reason = "No Content";
                 h2o_send_inline(req, NULL, 0);
-                observe(t, p->route, 204, p->started_ms);
-            } else if (p->reply_status >= 400) {
-                send_problem(t, req, p->route, p->started_ms, p->reply_status, slug_for(p->reply_status),
-                             p->reply_detail[0] ? p->reply_detail : NULL);
-            } else if (p->reply_body && p->reply_len) {
-                send_cart(t, req, p->route, p->started_ms, p->reply_status, p->reply_body, p->reply_len);
+                observe(t, w->route, 204, w->started_ms);
+            } else if (w->reply_status >= 400) {
+                send_problem(t, req, w->route, w->started_ms, w->reply_status, slug_for(w->reply_status),
+                             w->reply_detail[0] ? w->reply_detail : NULL);
+            } else if (w->reply_body && w->reply_len) {
+                send_cart(t, req, w->route, w->started_ms, w->reply_status, w->reply_body, w->reply_len);
             } else {
-                req->res.status = p->reply_status;
-                req->res.reason = cart_http_reason(p->reply_status);
+                req->res.status = w->reply_status;
+                req->res.reason = cart_http_reason(w->reply_status);
                 h2o_send_inline(req, NULL, 0);
-                observe(t, p->route, p->reply_status, p->started_ms);
+                observe(t, w->route, w->reply_status, w->started_ms);
             }
         }
-        pending_finish(p);
+        write_finish(w);
         return;
     }
-    if (p->async || p->timed_out) {
+    if (w->async || w->timed_out) {
         if (req) {
             /* Accepted: stored durably, applied later (or not yet known). */
-            snprintf(location, sizeof location, "/v1/carts/%s", p->user_id);
-            if (p->async)
+            snprintf(location, sizeof location, "/v1/carts/%s", w->user_id);
+            if (w->async)
                 cart_http_header(req, "Preference-Applied", "respond-async");
             cart_http_header(req, "Location", location);
-            int n = snprintf(body, sizeof body, "{\"event_id\":\"%s\",\"status\":\"accepted\"}", p->event_id);
+            int n = snprintf(body, sizeof body, "{\"event_id\":\"%s\",\"status\":\"accepted\"}", w->event_id);
             cart_http_send(req, 202, "application/json", body, (size_t)n);
-            observe(t, p->route, 202, p->started_ms);
+            observe(t, w->route, 202, w->started_ms);
         }
-        pending_finish(p);
+        write_finish(w);
     }
 }
 
-static void start_lookup(gw_pending *p);
+static void start_lookup(gw_write *w);
 
-static void on_pending_timeout(uv_timer_t *timer)
+static void on_write_timeout(uv_timer_t *timer)
 {
-    gw_pending *p = timer->data;
+    gw_write *w = timer->data;
 
-    if (p->dup_wait && cart_mono_ms() < p->deadline_ms) {
-        start_lookup(p);
+    if (w->dup_wait && cart_mono_ms() < w->deadline_ms) {
+        start_lookup(w);
         return;
     }
-    p->timed_out = true;
-    pending_settle(p);
+    w->timed_out = true;
+    write_settle(w);
 }
 
 /* --- repeated writes: the first answer, from the owning shard --- */
@@ -339,71 +339,71 @@ static void cart_from_rows(const PGresult *res, int col, cart *c)
             cart_put_line(c, PQgetvalue(res, i, col + 5), (int32_t)strtol(PQgetvalue(res, i, col + 6), NULL, 10));
 }
 
-/* Runs the pending write's timer in `ms`, or at its deadline if that is sooner. */
-static void rearm(gw_pending *p, int64_t ms)
+/* Runs the write's timer in `ms`, or at its deadline if that is sooner. */
+static void write_rearm(gw_write *w, int64_t ms)
 {
-    int64_t left = p->deadline_ms - cart_mono_ms();
+    int64_t left = w->deadline_ms - cart_mono_ms();
 
     if (left < 0)
         left = 0;
-    uv_timer_start(&p->timer, on_pending_timeout, (uint64_t)(ms < left ? ms : left), 0);
+    uv_timer_start(&w->timer, on_write_timeout, (uint64_t)(ms < left ? ms : left), 0);
 }
 
 static void on_first_answer(void *arg, const PGresult *res, const char *err)
 {
     dup_lookup *lk = arg;
-    gw_pending *p = lk->p;
+    gw_write *w = lk->w;
 
     free(lk);
-    if (p == NULL)
+    if (w == NULL)
         return;
-    p->lookup = NULL;
-    if (p->replied)
+    w->lookup = NULL;
+    if (w->replied)
         return; /* the worker's own reply came first */
     if (res && PQntuples(res) > 0) {
         cart c;
         int status = atoi(PQgetvalue(res, 0, 0));
-        p->replied = true;
-        p->dup_wait = false;
-        p->reply_status = status;
-        snprintf(p->reply_detail, sizeof p->reply_detail, "%s", PQgetvalue(res, 0, 1));
+        w->replied = true;
+        w->dup_wait = false;
+        w->reply_status = status;
+        snprintf(w->reply_detail, sizeof w->reply_detail, "%s", PQgetvalue(res, 0, 1));
         if (status == 200 || status == 201) {
-            cart_init(&c, p->user_id);
+            cart_init(&c, w->user_id);
             cart_from_rows(res, 2, &c);
-            p->reply_body = cart_to_json(&c, &p->reply_len); /* NULL when the user has no cart */
+            w->reply_body = cart_to_json(&c, &w->reply_len); /* NULL when the user has no cart */
             cart_cleanup(&c);
         }
-        pending_settle(p);
+        write_settle(w);
         return;
     }
     if (res == NULL)
-        cart_log(CART_LOG_DEBUG, "first answer lookup failed", CART_LS("event_id", p->event_id), CART_LS("error", err),
+        cart_log(CART_LOG_DEBUG, "first answer lookup failed", CART_LS("event_id", w->event_id), CART_LS("error", err),
                  NULL);
     /* Not applied yet (the first attempt is still on its way), or the shard is away: look again
      * soon, until the sync wait runs out (then 202: the event is stored and will be applied). */
-    rearm(p, DUP_POLL_MS);
+    write_rearm(w, DUP_POLL_MS);
 }
 
-static void start_lookup(gw_pending *p)
+static void start_lookup(gw_write *w)
 {
-    const cart_config *cfg = p->t->app->cfg;
-    uint32_t part = cart_partition_of(p->user_id, strlen(p->user_id), cfg->partitions);
+    const cart_config *cfg = w->t->app->cfg;
+    uint32_t part = cart_partition_of(w->user_id, strlen(w->user_id), cfg->partitions);
     uint32_t shard = cart_shard_of(part, cfg->partitions, cfg->nshards);
-    const char *params[2] = {p->event_id, p->user_id};
+    const char *params[2] = {w->event_id, w->user_id};
     dup_lookup *lk;
 
-    if (p->lookup || p->replied)
+    if (w->lookup || w->replied)
         return;
     lk = malloc(sizeof *lk);
-    if (lk && gw_pg_query(p->t->shards[shard], sql_first_answer, 2, params, on_first_answer, lk) == 0) {
-        lk->p = p;
-        p->lookup = lk;
+    if (lk && gw_pg_query(w->t->shards[shard], sql_first_answer, 2, params, on_first_answer, lk) == 0) {
+        lk->w = w;
+        w->lookup = lk;
         /* Whatever the shard does, the client is answered by the deadline. */
-        rearm(p, INT64_MAX);
+        write_rearm(w, INT64_MAX);
         return;
     }
     free(lk);
-    rearm(p, DUP_POLL_MS); /* could not even queue the query: try again soon */
+    write_rearm(w, DUP_POLL_MS); /* could not even queue the query: try again soon */
 }
 
 /* --- notes from nats.c threads --- */
@@ -473,55 +473,55 @@ out:
 
 static void begin_drain(gw_thread *t);
 
-static void on_ack_note(gw_thread *t, gw_pending *p, const gw_note *n)
+static void on_ack_note(gw_thread *t, gw_write *w, const gw_note *n)
 {
-    if (p->acked)
+    if (w->acked)
         return; /* an earlier write with the same event_id got this far already */
     if (n->ok) {
-        p->acked = true;
+        w->acked = true;
         /* Which stream sequence holds the change: what an operator needs to trace it through
          * CARTS and the partition's committed offset. */
         if (cart_log_enabled(CART_LOG_DEBUG))
-            cart_log(CART_LOG_DEBUG, "event stored", CART_LS("event_id", p->event_id),
-                     CART_LS("request_id", p->request_id), CART_LI("seq", (long long)n->seq),
+            cart_log(CART_LOG_DEBUG, "event stored", CART_LS("event_id", w->event_id),
+                     CART_LS("request_id", w->request_id), CART_LI("seq", (long long)n->seq),
                      CART_LB("duplicate", n->dup), NULL);
-        if (n->dup && !p->replied && !p->async) {
+        if (n->dup && !w->replied && !w->async) {
             /* JetStream had the event already, so no worker will answer this publish: read the
              * first answer from the shard, waiting for it if the first attempt is still in flight. */
-            p->dup_wait = true;
-            start_lookup(p);
+            w->dup_wait = true;
+            start_lookup(w);
             return;
         }
-        pending_settle(p);
-    } else if (!p->replied) {
+        write_settle(w);
+    } else if (!w->replied) {
         cart_counter_inc(t->app->m_publish_errors);
         cart_counter_inc(t->app->m_nats_errors);
-        cart_log(CART_LOG_WARN, "event publish failed", CART_LS("event_id", p->event_id),
-                 CART_LS("request_id", p->request_id), CART_LS("error", n->error), NULL);
-        if (p->link.req)
-            send_problem(t, p->link.req, p->route, p->started_ms, 503, "unavailable",
+        cart_log(CART_LOG_WARN, "event publish failed", CART_LS("event_id", w->event_id),
+                 CART_LS("request_id", w->request_id), CART_LS("error", n->error), NULL);
+        if (w->link.req)
+            send_problem(t, w->link.req, w->route, w->started_ms, 503, "unavailable",
                          "the event bus did not acknowledge the change; retry with the same Idempotency-Key");
-        pending_finish(p);
+        write_finish(w);
     } else {
         /* The worker applied it: the store happened even if the ack got lost. */
-        p->acked = true;
-        pending_settle(p);
+        w->acked = true;
+        write_settle(w);
     }
 }
 
-static void on_reply_note(gw_pending *p, const gw_note *n)
+static void on_reply_note(gw_write *w, const gw_note *n)
 {
-    if (p->replied)
+    if (w->replied)
         return;
-    p->replied = true;
-    p->dup_wait = false;
-    p->reply_status = n->status;
-    snprintf(p->reply_detail, sizeof p->reply_detail, "%s", n->detail);
-    if (n->body_len > 0 && (p->reply_body = malloc(n->body_len)) != NULL) {
-        memcpy(p->reply_body, n->body, n->body_len);
-        p->reply_len = n->body_len;
+    w->replied = true;
+    w->dup_wait = false;
+    w->reply_status = n->status;
+    snprintf(w->reply_detail, sizeof w->reply_detail, "%s", n->detail);
+    if (n->body_len > 0 && (w->reply_body = malloc(n->body_len)) != NULL) {
+        memcpy(w->reply_body, n->body, n->body_len);
+        w->reply_len = n->body_len;
     }
-    pending_settle(p);
+    write_settle(w);
 }
 
 static void on_wake(uv_async_t *h)
@@ -545,13 +545,13 @@ static void on_wake(uv_async_t *h)
     while (rev) {
         gw_note *n = rev;
         rev = n->next;
-        /* pending_finish unlinks but frees later, so `next` stays valid. */
-        for (gw_pending *p = pending_next(t, NULL, n->event_id), *next; p; p = next) {
-            next = pending_next(t, p, n->event_id);
+        /* write_finish unlinks but frees later, so `next` stays valid. */
+        for (gw_write *w = write_table_next(t, NULL, n->event_id), *next; w; w = next) {
+            next = write_table_next(t, w, n->event_id);
             if (n->kind == NOTE_ACK)
-                on_ack_note(t, p, n);
+                on_ack_note(t, w, n);
             else
-                on_reply_note(p, n);
+                on_reply_note(w, n);
         }
         free(n->body);
         free(n);
@@ -617,7 +617,7 @@ static void handle_write(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_
     size_t len = 0;
     natsMsg *msg = NULL;
     jsPubOptions po;
-    gw_pending *p = NULL;
+    gw_write *w = NULL;
     uint32_t part;
 
     bool async = prefers_async(req);
@@ -637,45 +637,45 @@ static void handle_write(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_
         return;
     }
     part = cart_partition_of(ev.user_id, strlen(ev.user_id), cfg->partitions);
-    p = calloc(1, sizeof *p);
-    if (p == NULL ||
+    w = calloc(1, sizeof *w);
+    if (w == NULL ||
         natsMsg_Create(&msg, cart_bus_subject(subject, CART_SUBJ_EVENTS, part), NULL, payload, (int)len) != NATS_OK ||
         natsMsgHeader_Set(msg, CART_HDR_MSG_ID, ev.event_id) != NATS_OK ||
         (!async && natsMsgHeader_Set(msg, CART_HDR_REPLY_TO, t->reply_subject) != NATS_OK)) {
-        free(p);
+        free(w);
         natsMsg_Destroy(msg);
         free(payload);
         send_problem(t, req, r->name, started, 503, "unavailable", "out of memory");
         return;
     }
     free(payload);
-    p->t = t;
-    snprintf(p->event_id, sizeof p->event_id, "%s", ev.event_id);
-    snprintf(p->user_id, sizeof p->user_id, "%s", ev.user_id);
-    snprintf(p->request_id, sizeof p->request_id, "%s", r->request_id);
-    p->route = r->name;
-    p->started_ms = started;
-    p->async = async;
-    uv_timer_init(&t->loop, &p->timer);
-    p->timer.data = p;
-    link_request(&p->link, req);
-    p->next = t->pending[bucket_of(p->event_id)];
-    t->pending[bucket_of(p->event_id)] = p;
-    t->npending++;
+    w->t = t;
+    snprintf(w->event_id, sizeof w->event_id, "%s", ev.event_id);
+    snprintf(w->user_id, sizeof w->user_id, "%s", ev.user_id);
+    snprintf(w->request_id, sizeof w->request_id, "%s", r->request_id);
+    w->route = r->name;
+    w->started_ms = started;
+    w->async = async;
+    uv_timer_init(&t->loop, &w->timer);
+    w->timer.data = w;
+    link_request(&w->link, req);
+    w->next = t->writes.buckets[bucket_of(w->event_id)];
+    t->writes.buckets[bucket_of(w->event_id)] = w;
+    t->writes.count++;
 
     jsPubOptions_Init(&po);
     po.MaxWait = cfg->sync_timeout_ms > 0 && cfg->sync_timeout_ms < 5000 ? 5000 : cfg->sync_timeout_ms + 1000;
     if (js_PublishMsgAsync(js, &msg, &po) != NATS_OK) {
         natsMsg_Destroy(msg);
-        pending_finish(p);
+        write_finish(w);
         cart_counter_inc(t->app->m_publish_errors);
         cart_counter_inc(t->app->m_nats_errors);
         send_problem(t, req, r->name, started, 503, "unavailable", "the event bus refused the change");
         return;
     }
-    p->deadline_ms = started + cfg->sync_timeout_ms;
-    if (!p->async)
-        rearm(p, INT64_MAX);
+    w->deadline_ms = started + cfg->sync_timeout_ms;
+    if (!w->async)
+        write_rearm(w, INT64_MAX);
 }
 
 /* --- the read path --- */
@@ -1172,26 +1172,26 @@ static void on_drain_tick(uv_timer_t *timer)
         cart_http_server_close_idle(&t->http);
     /* Stop once the writes in flight are answered; they are bounded by the sync timeout and the
      * ack wait, and the deadline is a last resort. */
-    if ((t->npending == 0 && cart_http_server_idle(&t->http)) || cart_mono_ms() > t->drain_deadline_ms)
+    if ((t->writes.count == 0 && cart_http_server_idle(&t->http)) || cart_mono_ms() > t->drain_deadline_ms)
         uv_stop(&t->loop);
 }
 
 /* When the drain ends with writes still waiting (its deadline passed): answers each, 202 when
  * JetStream stored it (it will be applied), else 503 (it may or may not have been stored). */
-static void pending_abort_all(gw_thread *t)
+static void write_table_abort_all(gw_thread *t)
 {
-    for (size_t b = 0; b < GW_PENDING_BUCKETS; b++) {
-        while (t->pending[b]) {
-            gw_pending *p = t->pending[b];
-            if (p->acked) {
-                p->timed_out = true;
-                pending_settle(p); /* its answer, or 202 */
+    for (size_t b = 0; b < GW_WRITE_BUCKETS; b++) {
+        while (t->writes.buckets[b]) {
+            gw_write *w = t->writes.buckets[b];
+            if (w->acked) {
+                w->timed_out = true;
+                write_settle(w); /* its answer, or 202 */
                 continue;
             }
-            if (p->link.req)
-                send_problem(t, p->link.req, p->route, p->started_ms, 503, "unavailable",
+            if (w->link.req)
+                send_problem(t, w->link.req, w->route, w->started_ms, 503, "unavailable",
                              "the gateway is shutting down; retry with the same Idempotency-Key");
-            pending_finish(p);
+            write_finish(w);
         }
     }
 }
@@ -1216,7 +1216,7 @@ static void *thread_main(void *arg)
     uv_timer_stop(&t->drain_timer);
     /* Whatever still waits is answered now, so that no request holds its connection open: the
      * writes here, the reads and rate checks as their clients below fail them (503). */
-    pending_abort_all(t);
+    write_table_abort_all(t);
     natsSubscription_Unsubscribe(t->reply_sub);
     for (uint32_t s = 0; s < t->app->cfg->nshards; s++) {
         gw_pg_free(t->shards[s]);
