@@ -1,6 +1,7 @@
 /*
  * request.h: the parsers of what a request carries besides its line (route.h): header values and
- * the shape of a JSON body. Pure: no I/O, no allocation; server.c applies them to h2o's request.
+ * the shape of a JSON body. Pure: no I/O, no allocation; front.c and writes.c apply them to h2o's
+ * request.
  */
 #ifndef GW_REQUEST_H
 #define GW_REQUEST_H
