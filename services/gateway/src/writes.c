@@ -42,6 +42,31 @@ static gw_write *write_table_next(gw_thread *t, gw_write *from, const char *even
     return NULL;
 }
 
+/* A new write in flight for the event `ev` of request `req`, in the table; NULL when out of
+ * memory. */
+static gw_write *write_table_add(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started, const cart_event *ev,
+                                 bool async)
+{
+    gw_write *w = calloc(1, sizeof *w);
+
+    if (w == NULL)
+        return NULL;
+    w->t = t;
+    snprintf(w->event_id, sizeof w->event_id, "%s", ev->event_id);
+    snprintf(w->user_id, sizeof w->user_id, "%s", ev->user_id);
+    snprintf(w->request_id, sizeof w->request_id, "%s", r->request_id);
+    w->route = r->name;
+    w->started_ms = started;
+    w->async = async;
+    uv_timer_init(&t->loop, &w->timer);
+    w->timer.data = w;
+    gw_link_request(&w->link, req);
+    w->next = t->writes.buckets[bucket_of(w->event_id)];
+    t->writes.buckets[bucket_of(w->event_id)] = w;
+    t->writes.count++;
+    return w;
+}
+
 static void write_table_remove(gw_thread *t, gw_write *w)
 {
     gw_write **at = &t->writes.buckets[bucket_of(w->event_id)];
@@ -225,24 +250,16 @@ void gw_write_table_note(gw_thread *t, const gw_note *n)
 
 /* --- the write path --- */
 
-static bool prefers_async(h2o_req_t *req)
-{
-    h2o_iovec_t v = gw_header_by_name(req, "prefer");
-
-    return gw_prefers_async(v.base, v.len);
-}
-
 static gw_text text_of(h2o_iovec_t v)
 {
     return (gw_text){v.base, v.len};
 }
 
-/* Builds the event of a write request. Returns 0, or -1 after answering. */
-static int build_event(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started, cart_event *ev)
+/* Builds the event of a write request from what h2o read of it. 0, or -1 with *why set. */
+static int build_event(gw_thread *t, h2o_req_t *req, const gw_route *r, cart_event *ev, gw_refusal *why)
 {
     char fresh_id[CART_EVENT_ID_MAX + 1];
     gw_event_input in;
-    gw_refusal why;
 
     cart_uuid_v4(fresh_id);
     in.content_type = text_of(gw_header(req, H2O_TOKEN_CONTENT_TYPE));
@@ -252,78 +269,60 @@ static int build_event(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t 
     in.now_ms = cart_now_ms();
     in.fresh_id = fresh_id;
     in.max_quantity = t->app->cfg->max_quantity;
-    if (gw_event_build(r, &in, ev, &why) != 0) {
-        gw_send_problem(t, req, r->name, started, why.status, why.slug, why.detail);
-        return -1;
-    }
-    return 0;
+    return gw_event_build(r, &in, ev, why);
 }
 
 void gw_handle_write(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started)
 {
     const cart_config *cfg = t->app->cfg;
+    h2o_iovec_t prefer = gw_header_by_name(req, "prefer");
+    bool async = gw_prefers_async(prefer.base, prefer.len);
+    /* A write that waits for its commit goes out, and gets its reply, on the connection that
+     * sends at once: its reply subscription is then known to the server before the event is
+     * (a connection sends its subscriptions again first when it comes back). */
+    jsCtx *js = async ? t->js : t->js_sync;
     cart_event ev;
     char *payload = NULL, subject[CART_SUBJECT_MAX];
     size_t len = 0;
     natsMsg *msg = NULL;
     jsPubOptions po;
     gw_write *w = NULL;
+    gw_refusal why = {0}; /* status 0: nothing refused */
     uint32_t part;
 
-    bool async = prefers_async(req);
-    /* A write that waits for its commit goes out, and gets its reply, on the connection that
-     * sends at once: its reply subscription is then known to the server before the event is
-     * (a connection sends its subscriptions again first when it comes back). */
-    jsCtx *js = async ? t->js : t->js_sync;
-
-    if (build_event(t, req, r, started, &ev) != 0)
-        return;
+    if (build_event(t, req, r, &ev, &why) != 0)
+        goto out;
     if (natsConnection_Status(async ? t->app->nc : t->app->nc_sync) != NATS_CONN_STATUS_CONNECTED) {
-        gw_send_problem(t, req, r->name, started, 503, "unavailable", "the event bus is unreachable");
-        return;
+        gw_refuse(&why, 503, "unavailable", "the event bus is unreachable");
+        goto out;
     }
     if (cart_event_encode(&ev, &payload, &len) != CART_OK) {
-        gw_send_problem(t, req, r->name, started, 400, "invalid-request", "the change could not be encoded");
-        return;
+        gw_refuse(&why, 400, "invalid-request", "the change could not be encoded");
+        goto out;
     }
     part = cart_partition_of(ev.user_id, strlen(ev.user_id), cfg->partitions);
-    w = calloc(1, sizeof *w);
-    if (w == NULL ||
-        natsMsg_Create(&msg, cart_bus_subject(subject, CART_SUBJ_EVENTS, part), NULL, payload, (int)len) != NATS_OK ||
+    if (natsMsg_Create(&msg, cart_bus_subject(subject, CART_SUBJ_EVENTS, part), NULL, payload, (int)len) != NATS_OK ||
         natsMsgHeader_Set(msg, CART_HDR_MSG_ID, ev.event_id) != NATS_OK ||
-        (!async && natsMsgHeader_Set(msg, CART_HDR_REPLY_TO, t->reply_subject) != NATS_OK)) {
-        free(w);
-        natsMsg_Destroy(msg);
-        free(payload);
-        gw_send_problem(t, req, r->name, started, 503, "unavailable", "out of memory");
-        return;
+        (!async && natsMsgHeader_Set(msg, CART_HDR_REPLY_TO, t->reply_subject) != NATS_OK) ||
+        (w = write_table_add(t, req, r, started, &ev, async)) == NULL) {
+        gw_refuse(&why, 503, "unavailable", "out of memory");
+        goto out;
     }
-    free(payload);
-    w->t = t;
-    snprintf(w->event_id, sizeof w->event_id, "%s", ev.event_id);
-    snprintf(w->user_id, sizeof w->user_id, "%s", ev.user_id);
-    snprintf(w->request_id, sizeof w->request_id, "%s", r->request_id);
-    w->route = r->name;
-    w->started_ms = started;
-    w->async = async;
-    uv_timer_init(&t->loop, &w->timer);
-    w->timer.data = w;
-    gw_link_request(&w->link, req);
-    w->next = t->writes.buckets[bucket_of(w->event_id)];
-    t->writes.buckets[bucket_of(w->event_id)] = w;
-    t->writes.count++;
-
     jsPubOptions_Init(&po);
     po.MaxWait = cfg->sync_timeout_ms > 0 && cfg->sync_timeout_ms < 5000 ? 5000 : cfg->sync_timeout_ms + 1000;
     if (js_PublishMsgAsync(js, &msg, &po) != NATS_OK) {
-        natsMsg_Destroy(msg);
         write_finish(w);
         cart_counter_inc(t->app->m_publish_errors);
         cart_counter_inc(t->app->m_nats_errors);
-        gw_send_problem(t, req, r->name, started, 503, "unavailable", "the event bus refused the change");
-        return;
+        gw_refuse(&why, 503, "unavailable", "the event bus refused the change");
+        goto out;
     }
     w->deadline_ms = started + cfg->sync_timeout_ms;
     if (!w->async)
         gw_write_rearm(w, INT64_MAX);
+out:
+    natsMsg_Destroy(msg); /* NULL once JetStream took it */
+    free(payload);
+    if (why.status != 0)
+        gw_send_problem(t, req, r->name, started, why.status, why.slug, why.detail);
 }
