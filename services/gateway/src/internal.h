@@ -64,6 +64,8 @@ int gw_front_on_req(h2o_handler_t *self, h2o_req_t *req);
 
 /* --- responses.c: answers --- */
 
+#define GW_ETAG_MAX 32 /* room for an ETag: a cart version in quotes, NUL-terminated */
+
 /* Counts an answer in the request metrics, by route (a string constant) and status, with its
  * latency since `started_ms` (cart_mono_ms). */
 void gw_observe(gw_thread *t, const char *route, int status, int64_t started_ms);
@@ -73,12 +75,18 @@ void gw_observe(gw_thread *t, const char *route, int status, int64_t started_ms)
 void gw_send_problem(gw_thread *t, h2o_req_t *req, const char *route, int64_t started, int status, const char *slug,
                      const char *detail);
 
+/* Answers with a status and no body, and counts it. `reason` must outlive the request. */
+void gw_send_empty(gw_thread *t, h2o_req_t *req, const char *route, int64_t started, int status, const char *reason);
+
 /* Answers with a cart document body[0..len) (copied) and its ETag, and counts it. */
 void gw_send_cart(gw_thread *t, h2o_req_t *req, const char *route, int64_t started, int status, const char *body,
                   size_t len);
 
 /* The problem type of a refusal the worker decided, by status; NULL for a status it never uses. */
 const char *gw_slug_for(int status);
+
+/* Writes the ETag of cart version `version` ("\"<version>\"") into `out`, NUL-terminated. */
+void gw_etag(int64_t version, char out[GW_ETAG_MAX]);
 
 /* --- writes.c and repeats.c: writes in flight --- */
 
@@ -177,6 +185,10 @@ void gw_inbox_on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, 
 
 /* Runs a GET of a cart that passed the front: the cache, then on a miss the owning shard. */
 void gw_handle_get(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started);
+
+/* The read connection to the shard that holds `user_id`'s carts; NULL once the thread stopped
+ * (gw_pg_query then refuses). */
+gw_pg *gw_shard_of(gw_thread *t, const char *user_id);
 
 /* Fills `c` (initialised for its user) from rows whose columns from `col` on are cart_id, status,
  * version, created_at and updated_at in ms, sku and quantity (one row per line; a NULL cart_id

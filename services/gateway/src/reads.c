@@ -12,7 +12,6 @@
 #include <string.h>
 
 #include "cartshard/cache.h"
-#include "cartshard/fmt.h"
 #include "cartshard/log.h"
 #include "cartshard/partition.h"
 #include "internal.h"
@@ -41,6 +40,14 @@ static const char *const sql_get_cart =
     " FROM (SELECT * FROM carts WHERE user_id = $1 ORDER BY version DESC LIMIT 1) c"
     " LEFT JOIN cart_items i ON i.cart_id = c.cart_id";
 
+gw_pg *gw_shard_of(gw_thread *t, const char *user_id)
+{
+    const cart_config *cfg = t->app->cfg;
+    uint32_t part = cart_partition_of(user_id, strlen(user_id), cfg->partitions);
+
+    return t->shards[cart_shard_of(part, cfg->partitions, cfg->nshards)];
+}
+
 void gw_cart_from_rows(const PGresult *res, int col, cart *c)
 {
     const char *status;
@@ -64,20 +71,16 @@ static void answer_cart(read_ctx *rc, const cart *c, const char *json, size_t le
 {
     gw_thread *t = rc->t;
     h2o_req_t *req = rc->link.req;
-    char *body = NULL, etag[32];
+    char *body = NULL, etag[GW_ETAG_MAX];
 
     if (c->state != CART_ACTIVE) {
         gw_send_problem(t, req, "get_cart", rc->started, 404, "not-found", "this user has no active cart");
         return;
     }
-    etag[0] = '"';
-    memcpy(etag + 1 + cart_int_format(c->version, etag + 1), "\"", 2);
+    gw_etag(c->version, etag);
     if (rc->if_none_match[0] && strcmp(rc->if_none_match, etag) == 0) {
         cart_http_header(req, "ETag", etag);
-        req->res.status = 304;
-        req->res.reason = "Not Modified";
-        h2o_send_inline(req, NULL, 0);
-        gw_observe(t, "get_cart", 304, rc->started);
+        gw_send_empty(t, req, "get_cart", rc->started, 304, "Not Modified");
         return;
     }
     if (json == NULL && (json = body = cart_to_json(c, &len)) == NULL) {
@@ -143,12 +146,9 @@ out:
 
 static void read_shard(read_ctx *rc)
 {
-    const cart_config *cfg = rc->t->app->cfg;
-    uint32_t part = cart_partition_of(rc->user_id, strlen(rc->user_id), cfg->partitions);
-    uint32_t shard = cart_shard_of(part, cfg->partitions, cfg->nshards);
     const char *params[1] = {rc->user_id};
 
-    if (gw_pg_query(rc->t->shards[shard], sql_get_cart, 1, params, on_cart_rows, rc) != 0) {
+    if (gw_pg_query(gw_shard_of(rc->t, rc->user_id), sql_get_cart, 1, params, on_cart_rows, rc) != 0) {
         gw_send_problem(rc->t, rc->link.req, "get_cart", rc->started, 503, "unavailable",
                         "the cart's shard is unreachable");
         read_done(rc);

@@ -8,10 +8,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "cartshard/log.h"
-#include "cartshard/partition.h"
 #include "internal.h"
 
 /* How often a repeated write looks for its first answer while the first is still being applied. */
@@ -63,16 +61,13 @@ static void on_first_answer(void *arg, const PGresult *res, const char *err)
 
 void gw_repeat_lookup(gw_write *w)
 {
-    const cart_config *cfg = w->t->app->cfg;
-    uint32_t part = cart_partition_of(w->user_id, strlen(w->user_id), cfg->partitions);
-    uint32_t shard = cart_shard_of(part, cfg->partitions, cfg->nshards);
     const char *params[2] = {w->event_id, w->user_id};
     gw_repeat_query *lk;
 
     if (w->lookup || w->replied)
         return;
     lk = malloc(sizeof *lk);
-    if (lk && gw_pg_query(w->t->shards[shard], sql_first_answer, 2, params, on_first_answer, lk) == 0) {
+    if (lk && gw_pg_query(gw_shard_of(w->t, w->user_id), sql_first_answer, 2, params, on_first_answer, lk) == 0) {
         lk->w = w;
         w->lookup = lk;
         /* Whatever the shard does, the client is answered by the deadline. */

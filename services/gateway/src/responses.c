@@ -4,7 +4,6 @@
  * cache of series, gw_thread.observed). Loop thread only, each on its own gw_thread.
  */
 #define _POSIX_C_SOURCE 200809L
-#include <stdio.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -46,6 +45,14 @@ void gw_send_problem(gw_thread *t, h2o_req_t *req, const char *route, int64_t st
     gw_observe(t, route, status, started);
 }
 
+void gw_send_empty(gw_thread *t, h2o_req_t *req, const char *route, int64_t started, int status, const char *reason)
+{
+    req->res.status = status;
+    req->res.reason = reason;
+    h2o_send_inline(req, NULL, 0);
+    gw_observe(t, route, status, started);
+}
+
 const char *gw_slug_for(int status)
 {
     switch (status) {
@@ -66,15 +73,21 @@ const char *gw_slug_for(int status)
     }
 }
 
+void gw_etag(int64_t version, char out[GW_ETAG_MAX])
+{
+    out[0] = '"';
+    memcpy(out + 1 + cart_int_format(version, out + 1), "\"", 2);
+}
+
 void gw_send_cart(gw_thread *t, h2o_req_t *req, const char *route, int64_t started, int status, const char *body,
                   size_t len)
 {
     json_t *doc = json_loadb(body, len, 0, NULL);
     json_t *v = doc ? json_object_get(doc, "version") : NULL;
-    char etag[32];
+    char etag[GW_ETAG_MAX];
 
     if (json_is_integer(v)) {
-        snprintf(etag, sizeof etag, "\"%" JSON_INTEGER_FORMAT "\"", json_integer_value(v));
+        gw_etag(json_integer_value(v), etag);
         cart_http_header(req, "ETag", etag);
     }
     json_decref(doc);

@@ -109,22 +109,15 @@ void gw_write_settle(gw_write *w)
         return;
     if (w->replied && !w->async) {
         if (req) {
-            if (w->reply_status == 204) {
-                req->res.status = 204;
-                req->res.reason = "No Content";
-                h2o_send_inline(req, NULL, 0);
-                gw_observe(t, w->route, 204, w->started_ms);
-            } else if (w->reply_status >= 400) {
+            if (w->reply_status == 204)
+                gw_send_empty(t, req, w->route, w->started_ms, 204, "No Content");
+            else if (w->reply_status >= 400)
                 gw_send_problem(t, req, w->route, w->started_ms, w->reply_status, gw_slug_for(w->reply_status),
                                 w->reply_detail[0] ? w->reply_detail : NULL);
-            } else if (w->reply_body && w->reply_len) {
+            else if (w->reply_body && w->reply_len)
                 gw_send_cart(t, req, w->route, w->started_ms, w->reply_status, w->reply_body, w->reply_len);
-            } else {
-                req->res.status = w->reply_status;
-                req->res.reason = cart_http_reason(w->reply_status);
-                h2o_send_inline(req, NULL, 0);
-                gw_observe(t, w->route, w->reply_status, w->started_ms);
-            }
+            else
+                gw_send_empty(t, req, w->route, w->started_ms, w->reply_status, cart_http_reason(w->reply_status));
         }
         write_finish(w);
         return;
