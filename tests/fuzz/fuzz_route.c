@@ -2,7 +2,8 @@
  * fuzz_route: what the gateway does with a request before any I/O, through its pure modules:
  * gw_route_match (method, raw target), the Idempotency-Key (gw_idem_*), the Authorization
  * header's scheme (gw_jwt_bearer), If-Match and traceparent (request.h), and the JSON body: the
- * depth check, then jansson as server.c's read_body calls it, then the fields build_event takes.
+ * depth check, then jansson as core/event_build.c's read_body calls it, then the fields
+ * gw_event_build takes.
  *
  * Input: '\n'-separated fields: method, request target, Idempotency-Key, Authorization, If-Match,
  * traceparent, then the body (the rest of the input); a missing field is an absent header.
@@ -13,8 +14,8 @@
  * valid JSON, and the event of a request the gateway would accept (route, headers and body all
  * valid) encodes and decodes back: otherwise the gateway would fail on a valid request.
  *
- * Building the event from the body stays in server.c (build_event, tied to h2o); the steps below
- * follow it and must be kept in step with it.
+ * The steps below follow gw_event_build (services/gateway/src/core/event_build.c) and must be kept
+ * in step with it.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <strings.h>
@@ -186,7 +187,7 @@ static bool body_id(json_t *doc, const char *name, char out[CART_ID_MAX + 1])
     return true;
 }
 
-/* The event build_event makes of an accepted write, which the gateway then encodes and publishes.
+/* The event gw_event_build makes of an accepted write, which the gateway then encodes and publishes.
  * False when the request would be refused; `doc` may be NULL (no valid body). */
 static bool build_event(const gw_route *r, json_t *doc, cart_event *ev)
 {

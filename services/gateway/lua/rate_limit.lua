@@ -8,7 +8,7 @@
 -- most `burst` emission intervals ahead of now. Returns {allowed (1 or 0), remaining,
 -- retry_after_ms, reset_ms}: remaining is how many more requests would be allowed right now,
 -- retry_after_ms when the next one will be (0 if allowed), reset_ms when the bucket is full again.
--- services/gateway/src/ratelimit.c is the same algorithm, for when Redis cannot be reached.
+-- services/gateway/src/core/ratelimit.c is the same algorithm, for when Redis cannot be reached.
 
 local key = KEYS[1]
 local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])

@@ -6,6 +6,9 @@
  * (CART_REPLY_PREFIX.<gateway-id>.<thread>) and shard read connections. Nothing on a loop thread
  * blocks: JetStream acks and worker replies arrive on nats.c's threads and are handed to the loop
  * through a mutex-protected inbox and a uv_async_t.
+ *
+ * main.c sees this header only; the thread's files (server.c, front.c, writes.c...) share
+ * internal.h, which says which file owns what.
  */
 #ifndef GW_GATEWAY_H
 #define GW_GATEWAY_H
@@ -26,7 +29,7 @@
 #include "ratelimit.h"
 #include "redis.h"
 
-typedef struct gw_pending gw_pending;
+typedef struct gw_write gw_write;
 typedef struct gw_note gw_note;
 
 /* What the whole process shares. */
@@ -48,40 +51,47 @@ typedef struct gw_app {
     atomic_bool stopping;
 } gw_app;
 
-#define GW_PENDING_BUCKETS 4096
+#define GW_WRITE_BUCKETS 4096
+
+/* The writes in flight on one thread (waiting for JetStream's ack and the worker's reply), by
+ * event_id. Loop thread only. */
+typedef struct gw_write_table {
+    gw_write *buckets[GW_WRITE_BUCKETS]; /* hash chains through gw_write.next */
+    int count;                           /* writes in the table */
+} gw_write_table;
 
 /* Slots of gw_thread.observed: routes times the statuses each answers with, and then some. */
 #define GW_OBSERVED_SLOTS 64
 
+/* One loop thread. Set up and torn down by main's thread (gw_thread_start, gw_thread_stop);
+ * between the two, only the loop thread touches it, but for the inbox (inbox.c). */
 typedef struct gw_thread {
-    gw_app *app;
-    int index;
-    pthread_t thread;
-    uv_loop_t loop;
-    cart_http_server http;
-    jsCtx *js;      /* on app->nc */
-    jsCtx *js_sync; /* on app->nc_sync */
-    natsSubscription *reply_sub;
-    char reply_subject[CART_ID_MAX + 64];
-    gw_pg **shards; /* one read connection per shard */
-    gw_redis *redis;
-    gw_local_limiter *limiter; /* when Redis cannot answer */
-    /* Inbox from nats.c threads. */
-    pthread_mutex_t inbox_mu;
-    gw_note *inbox;
-    uv_async_t wake;
-    /* Writes in flight, by event_id. Loop thread only. */
-    gw_pending *pending[GW_PENDING_BUCKETS];
-    int npending;
-    uv_timer_t drain_timer;
-    bool draining;
-    int64_t drain_started_ms, drain_deadline_ms;
-    bool started;
+    gw_app *app;                          /* what the process shares; main sets it */
+    int index;                            /* 0..GATEWAY_THREADS-1; main sets it */
+    pthread_t thread;                     /* the loop thread */
+    uv_loop_t loop;                       /* its libuv loop */
+    cart_http_server http;                /* its listener and h2o context */
+    jsCtx *js;                            /* on app->nc */
+    jsCtx *js_sync;                       /* on app->nc_sync */
+    natsSubscription *reply_sub;          /* the workers' replies, on app->nc_sync */
+    char reply_subject[CART_ID_MAX + 64]; /* CART_REPLY_PREFIX.<gateway-id>.<index> */
+    gw_pg **shards;                       /* one read connection per shard */
+    gw_redis *redis;                      /* the cache and the shared rate limit */
+    gw_local_limiter *limiter;            /* when Redis cannot answer */
+    pthread_mutex_t inbox_mu;             /* guards inbox: nats.c's threads push, the loop takes */
+    gw_note *inbox;                       /* notes from nats.c's threads, newest first */
+    uv_async_t wake;                      /* wakes the loop for the inbox, and for the drain */
+    gw_write_table writes;                /* the writes in flight */
+    uv_timer_t drain_timer;               /* ticks while draining */
+    bool draining;                        /* the drain has begun */
+    int64_t drain_started_ms;             /* when it began (monotonic) */
+    int64_t drain_deadline_ms;            /* when the loop stops at the latest (monotonic) */
+    bool started;                         /* the thread runs (gw_thread_start succeeded) */
     /* The request metrics' series by route and status, as last looked up (loop thread only). */
     struct gw_observed {
-        const char *route;
-        int status;
-        cart_metric *requests, *latency;
+        const char *route;               /* the route's name (a string constant), or NULL: empty */
+        int status;                      /* the HTTP status */
+        cart_metric *requests, *latency; /* its series in the two families */
     } observed[GW_OBSERVED_SLOTS];
 } gw_thread;
 

@@ -1,4 +1,7 @@
+#define _POSIX_C_SOURCE 200809L
 #include "request.h"
+
+#include <strings.h>
 
 bool gw_json_too_deep(const char *s, size_t len, int max)
 {
@@ -64,4 +67,12 @@ bool gw_traceparent_valid(const char *v, size_t len)
             span_zero = false;
     }
     return !trace_zero && !span_zero;
+}
+
+bool gw_prefers_async(const char *v, size_t len)
+{
+    for (size_t i = 0; v && i + 13 <= len; i++)
+        if (strncasecmp(v + i, "respond-async", 13) == 0)
+            return true;
+    return false;
 }

@@ -79,6 +79,22 @@ START_TEST(test_if_match)
 }
 END_TEST
 
+START_TEST(test_prefer)
+{
+    static const char *const yes[] = {"respond-async", "RESPOND-ASYNC", "respond-async, wait=10",
+                                      "wait=5, Respond-Async"};
+    static const char *const no[] = {"", "wait=10", "respond-asyn", "return=minimal"};
+
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+        ck_assert_msg(gw_prefers_async(yes[i], strlen(yes[i])), "refused %s", yes[i]);
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        ck_assert_msg(!gw_prefers_async(no[i], strlen(no[i])), "accepted %s", no[i]);
+    /* Only len bytes count; no header at all is no preference. */
+    ck_assert(!gw_prefers_async("respond-async", 12));
+    ck_assert(!gw_prefers_async(NULL, 0));
+}
+END_TEST
+
 static Suite *request_suite(void)
 {
     Suite *s = suite_create("request");
@@ -86,6 +102,7 @@ static Suite *request_suite(void)
     tcase_add_test(tc, test_json_depth);
     tcase_add_test(tc, test_traceparent);
     tcase_add_test(tc, test_if_match);
+    tcase_add_test(tc, test_prefer);
     suite_add_tcase(s, tc);
     return s;
 }

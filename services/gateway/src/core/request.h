@@ -1,6 +1,7 @@
 /*
  * request.h: the parsers of what a request carries besides its line (route.h): header values and
- * the shape of a JSON body. Pure: no I/O, no allocation; server.c applies them to h2o's request.
+ * the shape of a JSON body. Pure: no I/O, no allocation; front.c and writes.c apply them to h2o's
+ * request.
  */
 #ifndef GW_REQUEST_H
 #define GW_REQUEST_H
@@ -26,5 +27,9 @@ bool gw_if_match_parse(const char *v, size_t len, int64_t *version);
 /* True if v[0..len) is a W3C traceparent: <2 hex>-<32 hex>-<16 hex>-<2 hex> in lower case, a
  * version without an 'f' digit (ff is invalid), trace id and parent id not all zero. */
 bool gw_traceparent_valid(const char *v, size_t len);
+
+/* True if a Prefer value v[0..len) (RFC 7240) asks for respond-async: the token anywhere in it, in
+ * any case. v may be NULL (no header): false. */
+bool gw_prefers_async(const char *v, size_t len);
 
 #endif

@@ -1,0 +1,153 @@
+/*
+ * event_build.c: a write request's event, and every refusal on the way (event_build.h). Pure;
+ * called on the gateway's loop threads.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "event_build.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+
+#include "idem.h"
+#include "request.h"
+
+void gw_refuse(gw_refusal *why, int status, const char *slug, const char *detail)
+{
+    why->status = status;
+    why->slug = slug;
+    snprintf(why->detail, sizeof why->detail, "%s", detail);
+}
+
+/* The body as a JSON object; NULL after refusing it. */
+static json_t *read_body(const gw_event_input *in, gw_refusal *why)
+{
+    gw_text ct = in->content_type;
+    json_error_t jerr;
+    json_t *doc;
+    char detail[200];
+
+    if (ct.text == NULL || ct.len < 16 || strncasecmp(ct.text, "application/json", 16) != 0 ||
+        (ct.len > 16 && ct.text[16] != ';' && ct.text[16] != ' ')) {
+        gw_refuse(why, 415, "unsupported-media-type", "the body must be application/json");
+        return NULL;
+    }
+    if (gw_json_too_deep(in->body.text, in->body.len, GW_JSON_MAX_DEPTH)) {
+        gw_refuse(why, 400, "malformed-json", "malformed JSON: nested too deeply");
+        return NULL;
+    }
+    doc = json_loadb(in->body.text ? in->body.text : "", in->body.len, JSON_REJECT_DUPLICATES, &jerr);
+    if (doc == NULL || !json_is_object(doc)) {
+        snprintf(detail, sizeof detail, "malformed JSON: %s", doc ? "expected an object" : jerr.text);
+        json_decref(doc);
+        gw_refuse(why, 400, "malformed-json", detail);
+        return NULL;
+    }
+    return doc;
+}
+
+/* Reads an integer field; 0, or -1 after refusing it. */
+static int int_field(json_t *doc, const char *name, int64_t *out, gw_refusal *why)
+{
+    json_t *v = json_object_get(doc, name);
+    char detail[96];
+
+    if (!json_is_integer(v)) {
+        snprintf(detail, sizeof detail, "%s: expected an integer", name);
+        gw_refuse(why, 400, "invalid-field", detail);
+        return -1;
+    }
+    *out = json_integer_value(v);
+    return 0;
+}
+
+/* Reads a string id field; 0, or -1 after refusing it. */
+static int id_field(json_t *doc, const char *name, char out[CART_ID_MAX + 1], gw_refusal *why)
+{
+    json_t *v = json_object_get(doc, name);
+    char detail[96];
+
+    if (!json_is_string(v) || !cart_valid_id(json_string_value(v), json_string_length(v))) {
+        snprintf(detail, sizeof detail, "%s: expected 1-64 characters of [A-Za-z0-9._:-]", name);
+        gw_refuse(why, 400, "invalid-field", detail);
+        return -1;
+    }
+    memcpy(out, json_string_value(v), json_string_length(v) + 1);
+    return 0;
+}
+
+int gw_event_build(const gw_route *r, const gw_event_input *in, cart_event *ev, gw_refusal *why)
+{
+    json_t *doc = NULL;
+    int rc = -1;
+
+    memset(ev, 0, sizeof *ev);
+    snprintf(ev->user_id, sizeof ev->user_id, "%s", r->user_id);
+    ev->occurred_at_ms = in->now_ms;
+    snprintf(ev->event_id, sizeof ev->event_id, "%s", in->fresh_id);
+    snprintf(ev->trace, sizeof ev->trace, "%s", r->request_id);
+    switch (r->id) {
+    case GW_R_CREATE_CART:
+        ev->type = CART_EV_CREATED;
+        if ((doc = read_body(in, why)) == NULL || id_field(doc, "user_id", ev->user_id, why) != 0)
+            goto out;
+        if (r->subject[0] && strcmp(r->subject, ev->user_id) != 0) {
+            gw_refuse(why, 403, "forbidden", "the token's subject is not this user");
+            goto out;
+        }
+        break;
+    case GW_R_ADD_ITEM:
+    case GW_R_SET_ITEM: {
+        int64_t lo = r->id == GW_R_ADD_ITEM ? 1 : 0;
+        ev->type = r->id == GW_R_ADD_ITEM ? CART_EV_ITEM_ADDED : CART_EV_ITEM_QUANTITY_SET;
+        if ((doc = read_body(in, why)) == NULL)
+            goto out;
+        if (r->id == GW_R_ADD_ITEM) {
+            if (id_field(doc, "sku", ev->sku, why) != 0)
+                goto out;
+        } else {
+            snprintf(ev->sku, sizeof ev->sku, "%s", r->sku);
+        }
+        if (int_field(doc, "quantity", &ev->quantity, why) != 0)
+            goto out;
+        if (ev->quantity < lo || ev->quantity > in->max_quantity) {
+            char detail[96];
+            snprintf(detail, sizeof detail, "quantity: must be from %lld to %d", (long long)lo, (int)in->max_quantity);
+            gw_refuse(why, 422, "limit-exceeded", detail);
+            goto out;
+        }
+        break;
+    }
+    case GW_R_REMOVE_ITEM:
+        ev->type = CART_EV_ITEM_REMOVED;
+        snprintf(ev->sku, sizeof ev->sku, "%s", r->sku);
+        break;
+    case GW_R_DELETE_CART:
+        ev->type = CART_EV_DELETED;
+        break;
+    case GW_R_CHECKOUT:
+        ev->type = CART_EV_CHECKED_OUT;
+        break;
+    default:
+        gw_refuse(why, 404, "not-found", "no such resource");
+        goto out;
+    }
+    if (in->idempotency_key.text &&
+        gw_idem_event_id(ev->user_id, in->idempotency_key.text, in->idempotency_key.len, ev->event_id) != 0) {
+        gw_refuse(why, 400, "invalid-header", "Idempotency-Key: expected 1-128 visible ASCII characters");
+        goto out;
+    }
+    if (in->if_match.text) {
+        if (!gw_if_match_parse(in->if_match.text, in->if_match.len, &ev->expected_version)) {
+            gw_refuse(why, 400, "invalid-header", "If-Match: expected \"<version>\"");
+            goto out;
+        }
+        ev->has_expected_version = true;
+    }
+    rc = 0;
+out:
+    json_decref(doc);
+    return rc;
+}

@@ -1,0 +1,216 @@
+/*
+ * internal.h: what the files of a gateway loop thread share; main.c sees only gateway.h.
+ *
+ * A thread's work, file by file:
+ *   server.c     the thread's life: start, run, drain, stop
+ *   front.c      every request's way in: route, request id, auth, rate limit, dispatch; the
+ *                request's headers and the link that outlives it
+ *   writes.c     the write path: event, publish, the write table, the answer a write has earned
+ *   repeats.c    repeated writes: the first answer, read from the owning shard
+ *   inbox.c      notes from nats.c's threads (acks, worker replies), handed to the loop
+ *   reads.c      the read path: the cache, then the owning shard
+ *   ops.c        /healthz, /readyz, /metrics
+ *   responses.c  answers: problem+json, carts and their ETag, the request metrics
+ *
+ * Everything here runs on a loop thread, on that thread's own gw_thread, unless it says otherwise;
+ * nothing in it blocks.
+ */
+#ifndef GW_INTERNAL_H
+#define GW_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+#include <nats/nats.h>
+
+#include "cartshard/bus.h"
+#include "cartshard/cart.h"
+#include "cartshard/event.h"
+#include "cartshard/http.h"
+#include "gateway.h"
+#include "route.h"
+
+/* --- front.c: the request --- */
+
+/* The h2o handler of a thread's listener: h2o allocates it, server.c sets `t`. */
+typedef struct gw_handler {
+    h2o_handler_t super; /* h2o's part; first, so h2o's pointer is ours */
+    gw_thread *t;        /* the thread whose listener this is */
+} gw_handler;
+
+/* Ties a context that outlives its request (a query or a Redis reply in flight) to the request:
+ * `req` becomes NULL when h2o disposes of the request (the client went away). The slot lives in
+ * the request's pool; unlink before freeing the context. */
+typedef struct gw_req_link {
+    h2o_req_t *req;            /* the request, or NULL once h2o disposed of it */
+    struct gw_req_link **slot; /* in req's pool: points back here while linked; NULL when not */
+} gw_req_link;
+
+/* Links `l` to `req` (allocates the slot in req's pool). */
+void gw_link_request(gw_req_link *l, h2o_req_t *req);
+
+/* Unlinks `l`, so that disposing of the request no longer touches it. Idempotent. */
+void gw_unlink_request(gw_req_link *l);
+
+/* The value of the request's header `token`, or a zero iovec; points into the request. */
+h2o_iovec_t gw_header(h2o_req_t *req, const h2o_token_t *token);
+
+/* The value of the request's header `name` (lower case), or a zero iovec; points into the request. */
+h2o_iovec_t gw_header_by_name(h2o_req_t *req, const char *name);
+
+/* h2o's callback for every request on the thread's listener (gw_handler). Always 0. */
+int gw_front_on_req(h2o_handler_t *self, h2o_req_t *req);
+
+/* --- responses.c: answers --- */
+
+#define GW_ETAG_MAX 32 /* room for an ETag: a cart version in quotes, NUL-terminated */
+
+/* Counts an answer in the request metrics, by route (a string constant) and status, with its
+ * latency since `started_ms` (cart_mono_ms). */
+void gw_observe(gw_thread *t, const char *route, int status, int64_t started_ms);
+
+/* Answers with a problem+json document (and Retry-After on 503 and 429), and counts it. `slug` and
+ * `detail` may be NULL. */
+void gw_send_problem(gw_thread *t, h2o_req_t *req, const char *route, int64_t started, int status, const char *slug,
+                     const char *detail);
+
+/* Answers with a status and no body, and counts it. `reason` must outlive the request. */
+void gw_send_empty(gw_thread *t, h2o_req_t *req, const char *route, int64_t started, int status, const char *reason);
+
+/* Answers with a cart document body[0..len) (copied) and its ETag, and counts it. */
+void gw_send_cart(gw_thread *t, h2o_req_t *req, const char *route, int64_t started, int status, const char *body,
+                  size_t len);
+
+/* The problem type of a refusal the worker decided, by status; NULL for a status it never uses. */
+const char *gw_slug_for(int status);
+
+/* Writes the ETag of cart version `version` ("\"<version>\"") into `out`, NUL-terminated. */
+void gw_etag(int64_t version, char out[GW_ETAG_MAX]);
+
+/* --- writes.c and repeats.c: writes in flight --- */
+
+typedef struct gw_repeat_query gw_repeat_query;
+
+/* A write in flight: waiting for its ack and reply, in the thread's write table. Owned by the
+ * table from writes.c's handle_write until gw_write_finish; freed once its timer is closed. */
+struct gw_write {
+    gw_thread *t;                         /* the thread whose table holds it */
+    char event_id[CART_EVENT_ID_MAX + 1]; /* the event's id: the table's key */
+    char user_id[CART_ID_MAX + 1];        /* whose cart */
+    char request_id[CART_TRACE_MAX + 1];  /* the request's trace id, for the logs */
+    gw_req_link link;                     /* link.req is NULL once the client has gone */
+    const char *route;                    /* the route's name, for the metrics */
+    int64_t started_ms;                   /* when the request came in (monotonic) */
+    bool async;                           /* Prefer: respond-async */
+    bool acked;                           /* JetStream stored the event */
+    bool timed_out;                       /* the sync wait ran out */
+    bool replied;                         /* the reply_* fields hold the first answer */
+    bool dup_wait;                        /* a repeat: looking up the first answer in processed_events */
+    bool republish_due;                   /* the timer publishes the event again (an unsure ack) */
+    int64_t deadline_ms;                  /* when the sync wait runs out (monotonic) */
+    int64_t republish_until;              /* after this, an unsure ack is a failed publish (monotonic) */
+    char subject[CART_SUBJECT_MAX];       /* where the event goes: carts.events.<partition> */
+    char *payload;                        /* the encoded event (owned), kept to publish it again */
+    size_t payload_len;                   /* the length of payload */
+    gw_repeat_query *lookup;              /* in flight; NULL when none */
+    int reply_status;                     /* the HTTP status of the answer */
+    char reply_detail[128];               /* its problem detail, or empty */
+    char *reply_body;                     /* its cart JSON (owned), or NULL */
+    size_t reply_len;                     /* the length of reply_body */
+    uv_timer_t timer;                     /* the sync wait, the repeat's polls, a publish again */
+    gw_write *next;                       /* hash chain in the write table */
+};
+
+/* A processed_events query of a repeated write (repeats.c); outlives the write if need be. */
+struct gw_repeat_query {
+    gw_write *w; /* NULL once the write is gone */
+};
+
+/* Runs a write request that passed the front: builds its event and publishes it, then waits in
+ * the write table; or answers at once (4xx, 503). */
+void gw_handle_write(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started);
+
+/* Sends the answer a write has earned, if it has earned one yet (and then finishes it). */
+void gw_write_settle(gw_write *w);
+
+/* Runs the write's timer in `ms`, or at its deadline if that is sooner. */
+void gw_write_rearm(gw_write *w, int64_t ms);
+
+/* Hands a note from the inbox to every write in the table with its event_id. */
+void gw_write_table_note(gw_thread *t, const gw_note *n);
+
+/* When the drain ends with writes still waiting (its deadline passed): answers each, 202 when
+ * JetStream stored it (it will be applied), else 503 (it may or may not have been stored). */
+void gw_write_table_abort_all(gw_thread *t);
+
+/* A repeated write (JetStream had its event_id already): looks its first answer up in the
+ * shard's processed_events, again every few ms until it is there or the sync wait runs out.
+ * Nothing when a lookup is in flight or the answer is known. */
+void gw_repeat_lookup(gw_write *w);
+
+/* --- inbox.c: notes from nats.c's threads --- */
+
+typedef enum gw_note_kind {
+    GW_NOTE_ACK,  /* JetStream's answer to a publish */
+    GW_NOTE_REPLY /* a worker's reply, after its commit */
+} gw_note_kind;
+
+/* Something nats.c's threads tell the loop. Allocated on a nats.c thread, owned by the inbox
+ * until the loop takes it, freed by the loop. */
+struct gw_note {
+    gw_note_kind kind;                    /* which of the two */
+    char event_id[CART_EVENT_ID_MAX + 1]; /* the event it is about */
+    bool ok;                              /* GW_NOTE_ACK: stored by JetStream */
+    bool dup;         /* GW_NOTE_ACK: JetStream already had this event_id (a repeated Idempotency-Key) */
+    bool unsure;      /* GW_NOTE_ACK: "duplicate, sequence 0": a copy is still being replicated */
+    uint64_t seq;     /* GW_NOTE_ACK: the stream sequence JetStream stored it at */
+    int status;       /* GW_NOTE_REPLY: the HTTP status the worker decided */
+    char detail[128]; /* GW_NOTE_REPLY: the problem detail, or empty */
+    char *body;       /* GW_NOTE_REPLY: the cart JSON (owned), or NULL */
+    size_t body_len;  /* the length of body */
+    char error[128];  /* GW_NOTE_ACK: why JetStream refused, or empty */
+    gw_note *next;    /* the inbox's list */
+};
+
+/* Makes the thread's inbox and its wake handle (on t->loop). */
+void gw_inbox_init(gw_thread *t);
+
+/* Destroys the inbox's lock; after the loop has closed the wake handle. */
+void gw_inbox_cleanup(gw_thread *t);
+
+/* JetStream's ack handler (jsOptions.PublishAsync.AckHandler; closure: the gw_thread). Runs on
+ * a nats.c thread; takes `msg`. */
+void gw_inbox_on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure);
+
+/* The handler of the thread's reply subscription (closure: the gw_thread). Runs on a nats.c
+ * thread; takes `msg`. */
+void gw_inbox_on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure);
+
+/* --- reads.c: the read path --- */
+
+/* Runs a GET of a cart that passed the front: the cache, then on a miss the owning shard. */
+void gw_handle_get(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started);
+
+/* The read connection to the shard that holds `user_id`'s carts; NULL once the thread stopped
+ * (gw_pg_query then refuses). */
+gw_pg *gw_shard_of(gw_thread *t, const char *user_id);
+
+/* Fills `c` (initialised for its user) from rows whose columns from `col` on are cart_id, status,
+ * version, created_at and updated_at in ms, sku and quantity (one row per line; a NULL cart_id
+ * means no cart, a NULL sku no lines). */
+void gw_cart_from_rows(const PGresult *res, int col, cart *c);
+
+/* --- ops.c --- */
+
+/* Answers GET /healthz, /readyz or /metrics. */
+void gw_handle_ops(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started);
+
+/* --- server.c --- */
+
+/* Starts the thread's drain, once: stop accepting, finish the requests in flight, then stop the
+ * loop (on its deadline at the latest). Runs on the thread's loop when the process is stopping. */
+void gw_begin_drain(gw_thread *t);
+
+#endif

@@ -1,0 +1,79 @@
+/*
+ * repeats.c: the first answer of a repeated write. When JetStream says it had the event_id
+ * already (a retry with the same Idempotency-Key), no worker answers the publish: the answer is
+ * read from the owning shard's processed_events (and the user's cart as it is now), and looked
+ * for again every DUP_POLL_MS while the first attempt is still being applied, up to the write's
+ * sync deadline. Loop thread only, each on its own gw_thread and shard connections.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cartshard/log.h"
+#include "internal.h"
+
+/* How often a repeated write looks for its first answer while the first is still being applied. */
+#define DUP_POLL_MS 20
+
+static const char *const sql_first_answer =
+    "SELECT p.http_status, coalesce(p.detail, ''), c.cart_id::text, c.status, c.version,"
+    " (extract(epoch FROM c.created_at) * 1000)::bigint, (extract(epoch FROM c.updated_at) * 1000)::bigint,"
+    " i.sku, i.quantity"
+    " FROM processed_events p"
+    " LEFT JOIN LATERAL (SELECT * FROM carts WHERE user_id = p.user_id ORDER BY version DESC LIMIT 1) c ON true"
+    " LEFT JOIN cart_items i ON i.cart_id = c.cart_id"
+    " WHERE p.event_id = $1 AND p.user_id = $2";
+
+static void on_first_answer(void *arg, const PGresult *res, const char *err)
+{
+    gw_repeat_query *lk = arg;
+    gw_write *w = lk->w;
+
+    free(lk);
+    if (w == NULL)
+        return;
+    w->lookup = NULL;
+    if (w->replied)
+        return; /* the worker's own reply came first */
+    if (res && PQntuples(res) > 0) {
+        cart c;
+        int status = atoi(PQgetvalue(res, 0, 0));
+        w->replied = true;
+        w->dup_wait = false;
+        w->reply_status = status;
+        snprintf(w->reply_detail, sizeof w->reply_detail, "%s", PQgetvalue(res, 0, 1));
+        if (status == 200 || status == 201) {
+            cart_init(&c, w->user_id);
+            gw_cart_from_rows(res, 2, &c);
+            w->reply_body = cart_to_json(&c, &w->reply_len); /* NULL when the user has no cart */
+            cart_cleanup(&c);
+        }
+        gw_write_settle(w);
+        return;
+    }
+    if (res == NULL)
+        cart_log(CART_LOG_DEBUG, "first answer lookup failed", CART_LS("event_id", w->event_id), CART_LS("error", err),
+                 NULL);
+    /* Not applied yet (the first attempt is still on its way), or the shard is away: look again
+     * soon, until the sync wait runs out (then 202: the event is stored and will be applied). */
+    gw_write_rearm(w, DUP_POLL_MS);
+}
+
+void gw_repeat_lookup(gw_write *w)
+{
+    const char *params[2] = {w->event_id, w->user_id};
+    gw_repeat_query *lk;
+
+    if (w->lookup || w->replied)
+        return;
+    lk = malloc(sizeof *lk);
+    if (lk && gw_pg_query(gw_shard_of(w->t, w->user_id), sql_first_answer, 2, params, on_first_answer, lk) == 0) {
+        lk->w = w;
+        w->lookup = lk;
+        /* Whatever the shard does, the client is answered by the deadline. */
+        gw_write_rearm(w, INT64_MAX);
+        return;
+    }
+    free(lk);
+    gw_write_rearm(w, DUP_POLL_MS); /* could not even queue the query: try again soon */
+}
