@@ -44,6 +44,7 @@ typedef struct gw_app {
     SSL_CTX *tls;          /* GATEWAY_TLS_CERT/KEY loaded, or NULL for plain HTTP; owned by main */
     cart_metric_family *m_requests, *m_latency;
     cart_metric *m_publish_errors;
+    cart_metric *m_publish_unsure; /* "duplicate, sequence 0" answers, published again */
     cart_metric *m_cache_hits, *m_cache_misses, *m_cache_corrupt, *m_cache_errors, *m_cache_fill_errors;
     cart_metric *m_rate_limited, *m_rate_local, *m_auth_failures;
     cart_metric *m_redis_errors, *m_nats_errors, *m_pg_errors; /* dependency_errors by dependency */

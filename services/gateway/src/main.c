@@ -53,6 +53,9 @@ static void register_metrics(gw_app *app)
         cart_metrics_family(r, "cartshard_http_request_duration_seconds", "HTTP request latency by route and status.",
                             CART_METRIC_HISTOGRAM, "route,status", NULL, 0);
     app->m_publish_errors = counter(r, "cartshard_publish_errors_total", "Events JetStream did not acknowledge.");
+    app->m_publish_unsure = counter(r, "cartshard_publish_unsure_total",
+                                    "Events JetStream answered \"duplicate, sequence 0\" (a copy still being "
+                                    "replicated), published again.");
     cart_metric_family *cache =
         cart_metrics_family(r, "cartshard_cache_reads_total", "Cart reads by how the Redis cache answered.",
                             CART_METRIC_COUNTER, "result", NULL, 0);

@@ -225,6 +225,7 @@ static void on_ack_note(gw_thread *t, gw_write *w, const gw_note *n)
             fail_publish(w, "JetStream kept answering \"duplicate, sequence 0\" (a copy still in flight)");
             return;
         }
+        cart_counter_inc(w->t->app->m_publish_unsure);
         if (cart_log_enabled(CART_LOG_DEBUG))
             cart_log(CART_LOG_DEBUG, "event copy still in flight at JetStream: publishing again",
                      CART_LS("event_id", w->event_id), CART_LS("request_id", w->request_id), NULL);
