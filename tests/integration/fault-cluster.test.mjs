@@ -127,17 +127,27 @@ async function jsz(node, query = '') {
 }
 
 /** Waits until every node of the cluster agrees on a JetStream meta leader among 3 peers. */
-async function waitMetaLeader(nodes, timeoutMs = 20_000) {
+async function waitMetaLeader(nodes, timeoutMs = 30_000) {
+  let all = [];
   return waitFor(
     'the JetStream meta leader of the three-node cluster',
     async () => {
-      const all = await Promise.all(nodes.map((n) => jsz(n)));
+      all = await Promise.all(nodes.map((n) => jsz(n)));
       const leaders = new Set(all.map((j) => j?.meta_cluster?.leader ?? ''));
       const sized = all.every((j) => j?.meta_cluster?.cluster_size === 3);
       return sized && leaders.size === 1 && !leaders.has('') ? [...leaders][0] : null;
     },
     { timeoutMs, intervalMs: 200 },
-  );
+  ).catch((err) => {
+    // What each node said, whether it still runs, and its last lines: a node that could not
+    // start (a port taken meanwhile) or a cluster that did not form shows here.
+    const report = nodes.map((n, k) => {
+      const state = n.child.exitCode !== null || n.child.signalCode !== null ? `exited (${n.child.exitCode ?? n.child.signalCode})` : 'running';
+      const tail = logLines(logPath(n.name), () => true).slice(-12).map((l) => `    ${l}`).join('\n');
+      return `  ${n.name} ${state}, /jsz meta_cluster ${JSON.stringify(all[k]?.meta_cluster ?? null)}\n${tail}`;
+    });
+    throw new Error(`${err.message}\n${report.join('\n')}`);
+  });
 }
 
 /** Stream CARTS as the cluster reports it (retried while a leader is being elected). */
