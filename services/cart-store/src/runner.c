@@ -24,6 +24,7 @@
 #include "batch.h"
 #include "cache.h"
 #include "store.h"
+#include "working_set.h"
 #include "worker.h"
 
 #define REBALANCE_MS    1000
@@ -481,53 +482,6 @@ static void decode_items(cs_shard *sh, cs_item *items, size_t n)
     }
 }
 
-/* The batch's working set of carts, so a user's events in one batch build on each other. */
-typedef struct cart_slot {
-    cart c;
-    bool changed; /* by this batch: its cache entry is rewritten after commit */
-} cart_slot;
-
-typedef struct cart_cache {
-    cart_slot *carts;
-    size_t n, cap;
-} cart_cache;
-
-static void cart_cache_clear(cart_cache *cc)
-{
-    for (size_t i = 0; i < cc->n; i++)
-        cart_cleanup(&cc->carts[i].c);
-    cc->n = 0;
-}
-
-static cart_slot *cart_cache_find(cart_cache *cc, const char *user_id)
-{
-    for (size_t i = 0; i < cc->n; i++)
-        if (strcmp(cc->carts[i].c.user_id, user_id) == 0)
-            return &cc->carts[i];
-    return NULL;
-}
-
-/* The slot of `user_id`, added (not loaded yet) when missing; NULL when out of memory. */
-static cart_slot *cart_cache_add(cart_cache *cc, const char *user_id)
-{
-    cart_slot *slot = cart_cache_find(cc, user_id);
-
-    if (slot != NULL)
-        return slot;
-    if (cc->n == cc->cap) {
-        size_t cap = cc->cap ? cc->cap * 2 : 64;
-        cart_slot *nc = realloc(cc->carts, cap * sizeof *nc);
-        if (nc == NULL)
-            return NULL;
-        cc->carts = nc;
-        cc->cap = cap;
-    }
-    slot = &cc->carts[cc->n++];
-    slot->changed = false;
-    cart_init(&slot->c, user_id);
-    return slot;
-}
-
 static void item_reset(cs_item *it)
 {
     free(it->cart_json);
@@ -564,8 +518,8 @@ static void on_prior(void *ud, const char *event_id, int http_status, const char
 
 /* Opens the batch's transaction and reads what it builds on, in one round trip: which of its
  * events were processed before, and the latest cart of each of its users (for expiry: of the
- * users already in `cc`). */
-static cart_status begin_batch(cs_shard *sh, cart_cache *cc, cs_item *items, size_t n, cs_store_err *e)
+ * users already in `ws`). */
+static cart_status begin_batch(cs_shard *sh, cs_working_set *ws, cs_item *items, size_t n, cs_store_err *e)
 {
     const char **ids = malloc((n ? n : 1) * sizeof *ids);
     prior_ctx ctx = {items, n};
@@ -579,20 +533,20 @@ static cart_status begin_batch(cs_shard *sh, cart_cache *cc, cs_item *items, siz
         if (!items[i].decoded || items[i].dlq_reason[0])
             continue;
         ids[r.nevents++] = items[i].ev.event_id;
-        if (cart_cache_add(cc, items[i].ev.user_id) == NULL)
+        if (cs_working_set_add(ws, items[i].ev.user_id) == NULL)
             st = cs_store_out_of_memory(e);
     }
-    carts = malloc((cc->n ? cc->n : 1) * sizeof *carts);
+    carts = malloc((ws->ncarts ? ws->ncarts : 1) * sizeof *carts);
     if (st == CART_OK && carts == NULL)
         st = cs_store_out_of_memory(e);
     if (st == CART_OK) {
-        for (size_t i = 0; i < cc->n; i++)
-            carts[i] = &cc->carts[i].c;
+        for (size_t i = 0; i < ws->ncarts; i++)
+            carts[i] = &ws->carts[i].c;
         r.event_ids = ids;
         r.on_processed = on_prior;
         r.ud = &ctx;
         r.carts = carts;
-        r.ncarts = cc->n;
+        r.ncarts = ws->ncarts;
         st = cs_store_begin_batch(sh->pg, &r, e);
     }
     free(carts);
@@ -602,7 +556,7 @@ static cart_status begin_batch(cs_shard *sh, cart_cache *cc, cs_item *items, siz
 
 /* Applies one decoded item to the batch's carts (begin_batch read them) and records what it
  * writes in the shard's batch. CART_OK, or CART_ERR_NOMEM. */
-static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size_t idx, cs_store_err *e)
+static cart_status apply_item(cs_shard *sh, cs_working_set *ws, cs_item *items, size_t idx, cs_store_err *e)
 {
     cs_item *it = &items[idx];
     const cart_config *cfg = sh->w->cfg;
@@ -612,21 +566,20 @@ static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size
     int recorded = it->prior_status;
     char new_id[37], subject[CART_SUBJECT_MAX], msg_id[CART_EVENT_ID_MAX + 8];
     int64_t now = cart_now_ms();
-    cart_slot *slot = cart_cache_find(cc, it->ev.user_id);
+    cs_working_cart *wc = cs_working_set_find(ws, it->ev.user_id);
+    const cs_working_answer *first = NULL;
     cart *c;
 
-    if (slot == NULL)
+    if (wc == NULL)
         return cs_store_out_of_memory(e); /* begin_batch added every user, or ran out of memory doing it */
-    c = &slot->c;
+    c = &wc->c;
     if (dup)
         snprintf(it->detail, sizeof it->detail, "%s", it->prior_detail);
     /* A duplicate inside the batch. */
-    for (size_t j = 0; j < idx && !dup; j++) {
-        if (items[j].decoded && !items[j].dlq_reason[0] && strcmp(items[j].ev.event_id, it->ev.event_id) == 0) {
-            dup = true;
-            recorded = items[j].http_status;
-            snprintf(it->detail, sizeof it->detail, "%s", items[j].detail);
-        }
+    if (!dup && (first = cs_working_set_answer_of(ws, it->ev.event_id)) != NULL) {
+        dup = true;
+        recorded = first->http_status;
+        snprintf(it->detail, sizeof it->detail, "%s", first->detail);
     }
     if (dup) {
         /* The first answer again, with the cart as it is now. */
@@ -634,6 +587,9 @@ static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size
         it->cart_json = it->wants_reply && (recorded == 200 || recorded == 201) ? cart_to_json(c, NULL) : NULL;
         it->duplicate = true;
         cart_counter_inc(sh->w->m_duplicates);
+        /* A copy later in the batch gets this answer too. */
+        if (it->prior && cs_working_set_answered(ws, it->ev.event_id, it->http_status, it->detail) != 0)
+            return cs_store_out_of_memory(e);
         return CART_OK;
     }
     cart_uuid_v4(new_id);
@@ -645,7 +601,7 @@ static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size
         if (cs_batch_change(&sh->batch, c, &o, it->part->id) != 0)
             return cs_store_out_of_memory(e);
         it->changed = true;
-        slot->changed = true;
+        wc->changed = true;
         it->change_json =
             cart_change_to_json(c, it->ev.event_id, cart_event_type_name(it->ev.type), it->part->id, now, NULL);
         snprintf(msg_id, sizeof msg_id, "chg-%s", it->ev.event_id);
@@ -662,7 +618,8 @@ static cart_status apply_item(cs_shard *sh, cart_cache *cc, cs_item *items, size
                      NULL);
     }
     if (cs_batch_mark_processed(&sh->batch, &it->ev, it->part->id, it->seq, it->http_status, c->version, it->detail) !=
-        0)
+            0 ||
+        cs_working_set_answered(ws, it->ev.event_id, it->http_status, it->detail) != 0)
         return cs_store_out_of_memory(e);
     /* The reply carries the cart as this event left it (none after a delete or a refusal on no cart). */
     it->cart_json =
@@ -901,23 +858,23 @@ static void publish_changes(cs_shard *sh, const cs_batch_outbox *rows, size_t n)
 }
 
 /* Writes the committed state of every cart the batch changed to the Redis cache (one round trip). */
-static void update_cache(cs_shard *sh, cart_cache *cc)
+static void update_cache(cs_shard *sh, cs_working_set *ws)
 {
     cs_cache_entry *entries;
     size_t k = 0;
 
-    if (sh->cache == NULL || cc->n == 0)
+    if (sh->cache == NULL || ws->ncarts == 0)
         return;
-    entries = calloc(cc->n, sizeof *entries);
+    entries = calloc(ws->ncarts, sizeof *entries);
     if (entries == NULL)
         return;
-    for (size_t i = 0; i < cc->n; i++) {
-        cart_slot *slot = &cc->carts[i];
-        if (!slot->changed)
+    for (size_t i = 0; i < ws->ncarts; i++) {
+        cs_working_cart *wc = &ws->carts[i];
+        if (!wc->changed)
             continue;
-        entries[k].user_id = slot->c.user_id;
-        entries[k].json = cart_to_json(&slot->c, NULL); /* NULL (no memory): the entry is dropped */
-        entries[k].version = slot->c.version;
+        entries[k].user_id = wc->c.user_id;
+        entries[k].json = cart_to_json(&wc->c, NULL); /* NULL (no memory): the entry is dropped */
+        entries[k].version = wc->c.version;
         k++;
     }
     cs_cache_put(sh->cache, entries, k);
@@ -932,7 +889,7 @@ static void update_cache(cs_shard *sh, cart_cache *cc)
  * The batch's writes go as one statement per table (batch.h). When the shard refuses one of them
  * for its data (a constraint, a trigger), the transaction is redone writing each event on its
  * own, which finds the event at fault; that one is dead-lettered and the rest redone. */
-static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
+static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cs_working_set *ws)
 {
     cs_store_err e = {0};
     int64_t t0 = cart_mono_ms();
@@ -942,12 +899,12 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
     decode_items(sh, items, n);
     for (int attempt = 0;; attempt++) {
         size_t failed_at = n, written = 0;
-        cart_cache_clear(cc);
+        cs_working_set_clear(ws);
         cs_batch_reset(&sh->batch);
         for (size_t i = 0; i < n; i++)
             item_reset(&items[i]);
         take_acked(sh);
-        if (begin_batch(sh, cc, items, n, &e) != CART_OK)
+        if (begin_batch(sh, ws, items, n, &e) != CART_OK)
             goto stmt_failed;
         for (size_t i = 0; i < n; i++) {
             cs_item *it = &items[i];
@@ -969,7 +926,7 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
                         goto stmt_failed;
                     }
                 }
-            } else if (apply_item(sh, cc, items, i, &e) != CART_OK) {
+            } else if (apply_item(sh, ws, items, i, &e) != CART_OK) {
                 goto stmt_failed;
             }
             if (one_by_one) {
@@ -1024,7 +981,7 @@ static int apply_batch(cs_shard *sh, cs_item *items, size_t n, cart_cache *cc)
         if (items[i].seq > items[i].part->committed && items[i].part->owned)
             items[i].part->committed = items[i].seq;
     pthread_mutex_unlock(&sh->mu);
-    update_cache(sh, cc);
+    update_cache(sh, ws);
     for (size_t i = 0; i < n; i++) {
         cs_item *it = &items[i];
         if (i + 1 == n || items[i + 1].part != it->part)
@@ -1167,7 +1124,7 @@ out:
  * transaction, and announces each as cart.expired. Only partitions with nothing queued take part,
  * so an expiry does not overtake a change already waiting for that cart. 0, or -1 when the
  * session failed. */
-static int expire_idle(cs_shard *sh, cart_cache *cc)
+static int expire_idle(cs_shard *sh, cs_working_set *ws)
 {
     const cart_config *cfg = sh->w->cfg;
     int64_t now = cart_now_ms();
@@ -1189,29 +1146,29 @@ static int expire_idle(cs_shard *sh, cart_cache *cc)
     payloads = calloc((size_t)count, sizeof *payloads);
     if (payloads == NULL)
         goto out;
-    cart_cache_clear(cc);
+    cs_working_set_clear(ws);
     for (int i = 0; i < count; i++)
-        if (cart_cache_add(cc, PQgetvalue(rows, i, 0)) == NULL)
+        if (cs_working_set_add(ws, PQgetvalue(rows, i, 0)) == NULL)
             goto out;
     take_acked(sh);
-    if (begin_batch(sh, cc, NULL, 0, &e) != CART_OK)
+    if (begin_batch(sh, ws, NULL, 0, &e) != CART_OK)
         goto rollback;
-    for (size_t i = 0; i < cc->n; i++) {
-        cart_slot *slot = &cc->carts[i];
-        uint32_t part = cart_partition_of(slot->c.user_id, strlen(slot->c.user_id), cfg->partitions);
+    for (size_t i = 0; i < ws->ncarts; i++) {
+        cs_working_cart *wc = &ws->carts[i];
+        uint32_t part = cart_partition_of(wc->c.user_id, strlen(wc->c.user_id), cfg->partitions);
         char event_id[CART_EVENT_ID_MAX + 1], msg_id[CART_EVENT_ID_MAX + 8], subject[CART_SUBJECT_MAX];
         cart_outcome o;
         size_t at;
 
-        cart_expire(&slot->c, now, cfg->idle_ttl_ms, &o);
+        cart_expire(&wc->c, now, cfg->idle_ttl_ms, &o);
         if (!o.changed)
             continue;
-        slot->changed = true;
+        wc->changed = true;
         /* The expiry of one cart is one change, whoever announces it. */
-        snprintf(event_id, sizeof event_id, "exp-%s", slot->c.cart_id);
+        snprintf(event_id, sizeof event_id, "exp-%s", wc->c.cart_id);
         snprintf(msg_id, sizeof msg_id, "chg-%s", event_id);
-        payloads[nchg] = cart_change_to_json(&slot->c, event_id, "cart.expired", part, now, NULL);
-        if (payloads[nchg] == NULL || cs_batch_change(&sh->batch, &slot->c, &o, part) != 0 ||
+        payloads[nchg] = cart_change_to_json(&wc->c, event_id, "cart.expired", part, now, NULL);
+        if (payloads[nchg] == NULL || cs_batch_change(&sh->batch, &wc->c, &o, part) != 0 ||
             cs_batch_outbox_add(&sh->batch, part, cart_bus_subject(subject, CART_SUBJ_CHANGES, part), msg_id,
                                 payloads[nchg], &at) != 0) {
             nchg += payloads[nchg] != NULL;
@@ -1222,7 +1179,7 @@ static int expire_idle(cs_shard *sh, cart_cache *cc)
     }
     if (cs_store_write(sh->pg, &sh->batch, &sh->sql, true, &e) != CART_OK)
         goto rollback;
-    update_cache(sh, cc);
+    update_cache(sh, ws);
     publish_changes(sh, sh->batch.outbox, sh->batch.noutbox);
     cart_counter_add(sh->w->m_expired, (double)nchg);
     if (nchg > 0)
@@ -1242,7 +1199,7 @@ failed:
     rc = -1;
 out:
     cs_batch_reset(&sh->batch);
-    cart_cache_clear(cc);
+    cs_working_set_clear(ws);
     for (size_t i = 0; i < nchg; i++)
         free(payloads[i]);
     free(payloads);
@@ -1402,11 +1359,12 @@ static void *runner_main(void *arg)
     cs_worker *w = sh->w;
     size_t max = (size_t)w->cfg->store_batch;
     cs_item *items = calloc(max, sizeof *items);
-    cart_cache cc = {0};
+    cs_working_set ws;
     int64_t next_rebalance = 0, next_sweep = 0, next_maint = 0, next_lag = 0, next_watch = 0;
     int64_t backoff = BACKOFF_MIN_MS, last_end = 0;
     unsigned resync_seen = atomic_load(&w->resync);
 
+    cs_working_set_init(&ws);
     sh->cache = cs_cache_new(w->cfg, w->metrics, sh->name);
     if (items == NULL || sh->cache == NULL) {
         cart_log(CART_LOG_ERROR, "out of memory starting runner", CART_LS("shard", sh->name), NULL);
@@ -1451,7 +1409,7 @@ static void *runner_main(void *arg)
         cs_cache_put(sh->cache, NULL, 0);
         if (sh->pg && now >= next_maint) {
             /* Not right after taking partitions over: their backlog goes first. */
-            if (next_maint != 0 && expire_idle(sh, &cc) == 0)
+            if (next_maint != 0 && expire_idle(sh, &ws) == 0)
                 prune_processed(sh);
             next_maint = now + w->cfg->expiry_interval_ms;
         }
@@ -1488,7 +1446,7 @@ static void *runner_main(void *arg)
         }
         pthread_mutex_unlock(&sh->mu);
         if (n > 0 && sh->pg) {
-            apply_batch(sh, items, n, &cc);
+            apply_batch(sh, items, n, &ws);
             last_end = cart_mono_ms();
         }
         free_items(items, n);
@@ -1501,8 +1459,7 @@ static void *runner_main(void *arg)
     drop_session(sh, "shutting down");
     cs_cache_free(sh->cache);
     sh->cache = NULL;
-    cart_cache_clear(&cc);
-    free(cc.carts);
+    cs_working_set_cleanup(&ws);
     free(items);
     return NULL;
 }
