@@ -22,7 +22,7 @@
 #include "cartshard/partition.h"
 #include "cartshard/pg.h"
 #include "batch.h"
-#include "cache.h"
+#include "redis_writer.h"
 #include "store.h"
 #include "working_set.h"
 #include "worker.h"
@@ -114,7 +114,7 @@ struct cs_shard {
     size_t nacked, acked_cap;
     bool acks_settled;   /* at exit: nothing was left pending, so no ack handler can run any more */
     bool bus_unanswered; /* a consumer deletion failed in this round of releases (runner only) */
-    cs_cache *cache;
+    cs_redis_writer *redis_writer;
     cs_batch batch;   /* the writes of the batch being applied */
     cs_batch_sql sql; /* their rendered parameters */
     char name[32];
@@ -860,10 +860,10 @@ static void publish_changes(cs_shard *sh, const cs_batch_outbox *rows, size_t n)
 /* Writes the committed state of every cart the batch changed to the Redis cache (one round trip). */
 static void update_cache(cs_shard *sh, cs_working_set *ws)
 {
-    cs_cache_entry *entries;
+    cs_redis_writer_entry *entries;
     size_t k = 0;
 
-    if (sh->cache == NULL || ws->ncarts == 0)
+    if (sh->redis_writer == NULL || ws->ncarts == 0)
         return;
     entries = calloc(ws->ncarts, sizeof *entries);
     if (entries == NULL)
@@ -877,7 +877,7 @@ static void update_cache(cs_shard *sh, cs_working_set *ws)
         entries[k].version = wc->c.version;
         k++;
     }
-    cs_cache_put(sh->cache, entries, k);
+    cs_redis_writer_put(sh->redis_writer, entries, k);
     for (size_t i = 0; i < k; i++)
         free((char *)entries[i].json);
     free(entries);
@@ -1365,8 +1365,8 @@ static void *runner_main(void *arg)
     unsigned resync_seen = atomic_load(&w->resync);
 
     cs_working_set_init(&ws);
-    sh->cache = cs_cache_new(w->cfg, w->metrics, sh->name);
-    if (items == NULL || sh->cache == NULL) {
+    sh->redis_writer = cs_redis_writer_new(w->cfg, w->metrics, sh->name);
+    if (items == NULL || sh->redis_writer == NULL) {
         cart_log(CART_LOG_ERROR, "out of memory starting runner", CART_LS("shard", sh->name), NULL);
         free(items);
         return NULL;
@@ -1406,7 +1406,7 @@ static void *runner_main(void *arg)
         }
         /* Keys whose write failed are deleted once Redis is back even if no batch comes to do it
          * (a Redis restarted from its append-only file would serve them stale until their TTL). */
-        cs_cache_put(sh->cache, NULL, 0);
+        cs_redis_writer_put(sh->redis_writer, NULL, 0);
         if (sh->pg && now >= next_maint) {
             /* Not right after taking partitions over: their backlog goes first. */
             if (next_maint != 0 && expire_idle(sh, &ws) == 0)
@@ -1457,8 +1457,8 @@ static void *runner_main(void *arg)
     sh->acks_settled = wait_acks(sh);
     delete_published(sh, true);
     drop_session(sh, "shutting down");
-    cs_cache_free(sh->cache);
-    sh->cache = NULL;
+    cs_redis_writer_free(sh->redis_writer);
+    sh->redis_writer = NULL;
     cs_working_set_cleanup(&ws);
     free(items);
     return NULL;
