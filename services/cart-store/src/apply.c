@@ -128,7 +128,7 @@ static cart_status apply_item(cs_shard *sh, cs_working_set *ws, cs_item *items, 
     cart_outcome o;
     bool dup = it->prior;
     int recorded = it->prior_status;
-    char new_id[37], subject[CART_SUBJECT_MAX], msg_id[CART_EVENT_ID_MAX + 8];
+    char new_id[37];
     int64_t now = cart_now_ms();
     cs_working_cart *wc = cs_working_set_find(ws, it->ev.user_id);
     const cs_working_answer *first = NULL;
@@ -168,10 +168,8 @@ static cart_status apply_item(cs_shard *sh, cs_working_set *ws, cs_item *items, 
         wc->changed = true;
         it->change_json =
             cart_change_to_json(c, it->ev.event_id, cart_event_type_name(it->ev.type), it->part->id, now, NULL);
-        snprintf(msg_id, sizeof msg_id, "chg-%s", it->ev.event_id);
         if (it->change_json == NULL ||
-            cs_batch_outbox_add(&sh->batch, it->part->id, cart_bus_subject(subject, CART_SUBJ_CHANGES, it->part->id),
-                                msg_id, it->change_json, &it->outbox_at) != 0)
+            cs_relay_outbox_add(sh, it->part->id, it->ev.event_id, it->change_json, &it->outbox_at) != 0)
             return cs_store_out_of_memory(e);
     }
     if (o.status != CART_OK) {

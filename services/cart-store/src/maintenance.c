@@ -57,7 +57,7 @@ int cs_maint_expire_idle(cs_shard *sh, cs_working_set *ws)
     for (size_t i = 0; i < ws->ncarts; i++) {
         cs_working_cart *wc = &ws->carts[i];
         uint32_t part = cart_partition_of(wc->c.user_id, strlen(wc->c.user_id), cfg->partitions);
-        char event_id[CART_EVENT_ID_MAX + 1], msg_id[CART_EVENT_ID_MAX + 8], subject[CART_SUBJECT_MAX];
+        char event_id[CART_EVENT_ID_MAX + 1];
         cart_outcome o;
         size_t at;
 
@@ -67,11 +67,9 @@ int cs_maint_expire_idle(cs_shard *sh, cs_working_set *ws)
         wc->changed = true;
         /* The expiry of one cart is one change, whoever announces it. */
         snprintf(event_id, sizeof event_id, "exp-%s", wc->c.cart_id);
-        snprintf(msg_id, sizeof msg_id, "chg-%s", event_id);
         payloads[nchg] = cart_change_to_json(&wc->c, event_id, "cart.expired", part, now, NULL);
         if (payloads[nchg] == NULL || cs_batch_change(&sh->batch, &wc->c, &o, part) != 0 ||
-            cs_batch_outbox_add(&sh->batch, part, cart_bus_subject(subject, CART_SUBJ_CHANGES, part), msg_id,
-                                payloads[nchg], &at) != 0) {
+            cs_relay_outbox_add(sh, part, event_id, payloads[nchg], &at) != 0) {
             nchg += payloads[nchg] != NULL;
             cs_store_out_of_memory(&e);
             goto rollback;

@@ -266,6 +266,14 @@ void cs_relay_write_cache(cs_shard *sh, cs_working_set *ws)
     free(entries);
 }
 
+int cs_relay_outbox_add(cs_shard *sh, uint32_t partition, const char *event_id, const char *payload, size_t *at)
+{
+    char msg_id[CART_CHANGE_MSG_ID_MAX + 1], subject[CART_SUBJECT_MAX];
+
+    return cs_batch_outbox_add(&sh->batch, partition, cart_bus_subject(subject, CART_SUBJ_CHANGES, partition),
+                               cart_change_msg_id(msg_id, event_id), payload, at);
+}
+
 /* After a batch committed: refreshes the cache (before answering, so a client reads its own
  * write), acknowledges (AckAll: the last message of each partition covers the rest), answers the
  * gateways, and relays the changes. */
@@ -278,13 +286,9 @@ void cs_relay_committed(cs_shard *sh, cs_item *items, size_t n, cs_working_set *
             natsMsg_Ack(it->msg, NULL);
         send_reply(sh, it);
         if (it->changed && it->change_json) {
-            char msg_id[CART_EVENT_ID_MAX + 8], subject[CART_SUBJECT_MAX];
             size_t at;
-            snprintf(msg_id, sizeof msg_id, "chg-%s", it->ev.event_id);
             /* The batch was written: its outbox records are free to carry what to publish. */
-            if (cs_batch_outbox_add(&sh->batch, it->part->id,
-                                    cart_bus_subject(subject, CART_SUBJ_CHANGES, it->part->id), msg_id, it->change_json,
-                                    &at) == 0)
+            if (cs_relay_outbox_add(sh, it->part->id, it->ev.event_id, it->change_json, &at) == 0)
                 sh->batch.outbox[at].id = it->outbox_id;
         }
     }

@@ -28,6 +28,7 @@
 #include <libpq-fe.h>
 #include <nats/nats.h>
 
+#include "cartshard/cart.h"
 #include "cartshard/event.h"
 #include "cartshard/metrics.h"
 #include "batch.h"
@@ -95,8 +96,8 @@ struct cs_partition {
 
 /* A change notice sent and not yet acknowledged by JetStream. */
 typedef struct cs_unacked_notice {
-    /** Its Nats-Msg-Id ("chg-" + event id). */
-    char msg_id[CART_EVENT_ID_MAX + 8];
+    /** Its Nats-Msg-Id (cart_change_msg_id). */
+    char msg_id[CART_CHANGE_MSG_ID_MAX + 1];
     /** Its outbox row. */
     int64_t id;
     /** JetStream answered it (stored or not). */
@@ -231,6 +232,9 @@ void cs_apply_free_items(cs_item *items, size_t n);
 
 /* Sends a dead letter and waits for JetStream's ack. 0, or -1 (logged, counted). */
 int cs_relay_dead_letter(cs_shard *sh, cs_item *it);
+/* Records in the shard's batch the outbox row of the change notice of `event_id` on `partition`
+ * (subject, cart_change_msg_id, `payload` borrowed); its index in *at. 0, or -1 out of memory. */
+int cs_relay_outbox_add(cs_shard *sh, uint32_t partition, const char *event_id, const char *payload, size_t *at);
 /* After a commit: cache, acks, replies, change notices. */
 void cs_relay_committed(cs_shard *sh, cs_item *items, size_t n, cs_working_set *ws);
 /* Writes the carts `ws` changed to the Redis cache. */
