@@ -69,19 +69,12 @@ static void send_reply(cs_shard *sh, cs_item *it)
 {
     const char *reply_to = NULL;
     natsMsg *m = NULL;
-    char status[8];
 
     if (!it->decoded || (it->dlq_reason[0] && !it->refused) ||
         natsMsgHeader_Get(it->msg, CART_HDR_REPLY_TO, &reply_to) != NATS_OK || reply_to == NULL || *reply_to == '\0')
         return;
-    snprintf(status, sizeof status, "%d", it->http_status);
-    if (natsMsg_Create(&m, reply_to, NULL, it->cart_json ? it->cart_json : "",
-                       it->cart_json ? (int)strlen(it->cart_json) : 0) != NATS_OK)
+    if (cart_bus_reply_new(&m, reply_to, it->ev.event_id, it->http_status, it->detail, it->cart_json) != NATS_OK)
         return;
-    natsMsgHeader_Set(m, "Cart-Event-Id", it->ev.event_id);
-    natsMsgHeader_Set(m, "Cart-Status", status);
-    if (it->detail[0])
-        natsMsgHeader_Set(m, "Cart-Detail", it->detail);
     /* On the connection that sends at once, unless it is down. */
     natsConnection_PublishMsg(
         natsConnection_Status(sh->w->nc_replies) == NATS_CONN_STATUS_CONNECTED ? sh->w->nc_replies : sh->w->nc, m);
