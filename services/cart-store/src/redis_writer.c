@@ -26,6 +26,7 @@
 #include "cartshard/clock.h"
 #include "cartshard/log.h"
 #include "cartshard/partition.h"
+#include "cartshard/redis.h"
 
 #define CONNECT_TIMEOUT_MS 500
 #define COMMAND_TIMEOUT_MS 1000
@@ -184,27 +185,6 @@ static void entry_failed(cs_redis_writer *c, const cs_redis_writer_entry *e)
 
 /* --- connection --- */
 
-/* Runs one command that must answer a status or a string; false (and a warning) otherwise.
- * A reply of NULL means the context broke; the caller drops it. */
-static bool handshake_step(cs_redis_writer *c, redisContext *ctx, redisReply *r, const char *what)
-{
-    char msg[96];
-
-    if (r == NULL) {
-        snprintf(msg, sizeof msg, "redis cache %s failed", what);
-        warn_once(c, &c->warned_down, msg, ctx->errstr[0] ? ctx->errstr : "no reply");
-        return false;
-    }
-    if (r->type != REDIS_REPLY_STATUS && r->type != REDIS_REPLY_STRING) {
-        snprintf(msg, sizeof msg, "redis cache %s refused", what);
-        warn_once(c, &c->warned_down, msg, r->type == REDIS_REPLY_ERROR && r->str ? r->str : "unexpected reply type");
-        freeReplyObject(r);
-        return false;
-    }
-    freeReplyObject(r);
-    return true;
-}
-
 /* SCRIPT LOAD on the current connection; stores the SHA-1 Redis answers. False when refused or
  * the connection broke (then c->ctx is NULL). */
 static bool load_script(cs_redis_writer *c)
@@ -234,6 +214,9 @@ static bool ensure_connected(cs_redis_writer *c)
 {
     const cart_config *cfg = c->cfg;
     redisContext *ctx;
+    cart_redis_handshake_result hs;
+    const char *step = "";
+    char msg[96], err[256];
     int64_t now;
 
     if (c->ctx)
@@ -254,10 +237,13 @@ static bool ensure_connected(cs_redis_writer *c)
                   ctx->errstr[0] ? ctx->errstr : "setsockopt failed");
         goto fail;
     }
-    if (cfg->redis_password && !handshake_step(c, ctx, redisCommand(ctx, "AUTH %s", cfg->redis_password), "AUTH"))
+    hs = cart_redis_handshake(ctx, cfg, &step, err, sizeof err);
+    if (hs != CART_REDIS_HANDSHAKE_OK) {
+        snprintf(msg, sizeof msg,
+                 hs == CART_REDIS_HANDSHAKE_FAILED ? "redis cache %s failed" : "redis cache %s refused", step);
+        warn_once(c, &c->warned_down, msg, err);
         goto fail;
-    if (cfg->redis_db != 0 && !handshake_step(c, ctx, redisCommand(ctx, "SELECT %d", cfg->redis_db), "SELECT"))
-        goto fail;
+    }
     c->ctx = ctx;
     if (!load_script(c)) {
         ctx = c->ctx; /* NULL if load_script dropped it */
