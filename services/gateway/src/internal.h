@@ -197,11 +197,6 @@ void gw_handle_get(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t star
  * (gw_pg_query then refuses). */
 gw_pg *gw_shard_of(gw_thread *t, const char *user_id);
 
-/* Fills `c` (initialised for its user) from rows whose columns from `col` on are cart_id, status,
- * version, created_at and updated_at in ms, sku and quantity (one row per line; a NULL cart_id
- * means no cart, a NULL sku no lines). */
-void gw_cart_from_rows(const PGresult *res, int col, cart *c);
-
 /* --- ops.c --- */
 
 /* Answers GET /healthz, /readyz or /metrics. */
