@@ -51,6 +51,7 @@ static void item_reset(cs_item *it)
     free(it->cart_json);
     free(it->change_json);
     it->cart_json = NULL;
+    it->cart_version = 0;
     it->change_json = NULL;
     it->changed = false;
     it->http_status = 0;
@@ -149,6 +150,7 @@ static cart_status apply_item(cs_shard *sh, cs_working_set *ws, cs_item *items, 
         /* The first answer again, with the cart as it is now. */
         it->http_status = recorded;
         it->cart_json = it->wants_reply && (recorded == 200 || recorded == 201) ? cart_to_json(c, NULL) : NULL;
+        it->cart_version = c->version;
         it->duplicate = true;
         cart_counter_inc(sh->w->m_duplicates);
         /* A copy later in the batch gets this answer too. */
@@ -188,6 +190,7 @@ static cart_status apply_item(cs_shard *sh, cs_working_set *ws, cs_item *items, 
         it->wants_reply && (c->state == CART_ACTIVE || (o.status == CART_OK && c->state == CART_CHECKED_OUT))
             ? cart_to_json(c, NULL)
             : NULL;
+    it->cart_version = c->version;
     return CART_OK;
 }
 

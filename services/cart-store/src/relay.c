@@ -73,7 +73,8 @@ static void send_reply(cs_shard *sh, cs_item *it)
     if (!it->decoded || (it->dlq_reason[0] && !it->refused) ||
         natsMsgHeader_Get(it->msg, CART_HDR_REPLY_TO, &reply_to) != NATS_OK || reply_to == NULL || *reply_to == '\0')
         return;
-    if (cart_bus_reply_new(&m, reply_to, it->ev.event_id, it->http_status, it->detail, it->cart_json) != NATS_OK)
+    if (cart_bus_reply_new(&m, reply_to, it->ev.event_id, it->http_status, it->detail, it->cart_json,
+                           it->cart_version) != NATS_OK)
         return;
     /* On the connection that sends at once, unless it is down. */
     natsConnection_PublishMsg(

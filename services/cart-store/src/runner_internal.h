@@ -174,6 +174,8 @@ typedef struct cs_item {
     char detail[128];
     /** The cart after this event, for the reply; NULL for none. Owned by the item. */
     char *cart_json;
+    /** That cart's version (for the reply's Cart-Version). */
+    int64_t cart_version;
     /** It carries Cart-Reply-To: only then is cart_json rendered. */
     bool wants_reply;
     /** It changed its cart. */

@@ -60,6 +60,7 @@ void gw_inbox_on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, 
     snprintf(n->event_id, sizeof n->event_id, "%s", r.event_id);
     n->status = r.status;
     snprintf(n->detail, sizeof n->detail, "%s", r.detail);
+    n->version = r.version;
     if (len > 0) {
         n->body = malloc((size_t)len);
         if (n->body == NULL)

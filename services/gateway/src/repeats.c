@@ -44,6 +44,7 @@ static void on_first_answer(void *arg, const PGresult *res, const char *err)
             cart_init(&c, w->user_id);
             cart_pg_read_cart(res, 2, &c);
             w->reply_body = cart_to_json(&c, &w->reply_len); /* NULL when the user has no cart */
+            w->reply_version = c.version;
             cart_cleanup(&c);
         }
         gw_write_settle(w);

@@ -34,6 +34,7 @@
 #define CART_HDR_EVENT_ID "Cart-Event-Id"
 #define CART_HDR_STATUS   "Cart-Status"
 #define CART_HDR_DETAIL   "Cart-Detail"
+#define CART_HDR_VERSION  "Cart-Version"
 /* Longest subject this project builds (prefix, a 64-character id, numbers). */
 #define CART_SUBJECT_MAX 160
 
@@ -97,8 +98,9 @@ cart_status cart_bus_subject_partition(const char *subject, const char *prefix, 
 #define CART_REPLY_DETAIL_MAX 127
 
 /* A worker's answer to a gateway waiting for an event's commit, sent to the event's Cart-Reply-To
- * subject: headers Cart-Event-Id, Cart-Status and (when not empty) Cart-Detail; the message's data
- * is the cart as the event left it (cart_to_json), or empty for none. */
+ * subject: headers Cart-Event-Id, Cart-Status, Cart-Detail (when not empty) and Cart-Version (with
+ * a cart); the message's data is the cart as the event left it (cart_to_json), or empty for none.
+ * Cart-Version is the cart's "version", so that a gateway has the ETag without parsing the cart. */
 typedef struct cart_bus_reply {
     /** The event it answers. */
     char event_id[CART_EVENT_ID_MAX + 1];
@@ -106,15 +108,18 @@ typedef struct cart_bus_reply {
     int status;
     /** The problem detail, or "". */
     char detail[CART_REPLY_DETAIL_MAX + 1];
+    /** The version of the cart in the data; 0 when there is none, or the header is missing (a
+     * worker of an earlier release). */
+    int64_t version;
 } cart_bus_reply;
 
 /*
  * Creates the reply to `subject` for `event_id`, answered `status` with `detail` (NULL or "" for
- * none), carrying `cart_json` (NULL for no cart). Everything is copied. On NATS_OK *msg is the
- * caller's (natsMsg_Destroy); otherwise *msg is untouched.
+ * none), carrying `cart_json` (NULL for no cart) at `version`. Everything is copied. On NATS_OK
+ * *msg is the caller's (natsMsg_Destroy); otherwise *msg is untouched.
  */
 natsStatus cart_bus_reply_new(natsMsg **msg, const char *subject, const char *event_id, int status, const char *detail,
-                              const char *cart_json);
+                              const char *cart_json, int64_t version);
 
 /*
  * Reads the headers of a reply (`msg` borrowed; the cart is its data). CART_OK and *r, or

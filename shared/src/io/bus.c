@@ -232,10 +232,10 @@ cart_status cart_bus_subject_partition(const char *subject, const char *prefix, 
 }
 
 natsStatus cart_bus_reply_new(natsMsg **msg, const char *subject, const char *event_id, int status, const char *detail,
-                              const char *cart_json)
+                              const char *cart_json, int64_t version)
 {
     natsMsg *m = NULL;
-    char text[16];
+    char text[16], ver[24];
     natsStatus s;
 
     snprintf(text, sizeof text, "%d", status);
@@ -246,6 +246,10 @@ natsStatus cart_bus_reply_new(natsMsg **msg, const char *subject, const char *ev
         s = natsMsgHeader_Set(m, CART_HDR_STATUS, text);
     if (s == NATS_OK && detail && detail[0])
         s = natsMsgHeader_Set(m, CART_HDR_DETAIL, detail);
+    if (s == NATS_OK && cart_json && version > 0) {
+        snprintf(ver, sizeof ver, "%lld", (long long)version);
+        s = natsMsgHeader_Set(m, CART_HDR_VERSION, ver);
+    }
     if (s != NATS_OK) {
         natsMsg_Destroy(m);
         return s;
@@ -256,7 +260,7 @@ natsStatus cart_bus_reply_new(natsMsg **msg, const char *subject, const char *ev
 
 cart_status cart_bus_reply_read(natsMsg *msg, cart_bus_reply *r)
 {
-    const char *id = NULL, *status = NULL, *detail = NULL;
+    const char *id = NULL, *status = NULL, *detail = NULL, *version = NULL;
 
     if (natsMsgHeader_Get(msg, CART_HDR_EVENT_ID, &id) != NATS_OK || id == NULL ||
         natsMsgHeader_Get(msg, CART_HDR_STATUS, &status) != NATS_OK || status == NULL)
@@ -266,5 +270,10 @@ cart_status cart_bus_reply_read(natsMsg *msg, cart_bus_reply *r)
     r->detail[0] = '\0';
     if (natsMsgHeader_Get(msg, CART_HDR_DETAIL, &detail) == NATS_OK && detail)
         snprintf(r->detail, sizeof r->detail, "%s", detail);
+    r->version = 0;
+    if (natsMsgHeader_Get(msg, CART_HDR_VERSION, &version) == NATS_OK && version)
+        r->version = strtoll(version, NULL, 10);
+    if (r->version < 0)
+        r->version = 0;
     return r->status >= 200 && r->status <= 599 ? CART_OK : CART_ERR_INVALID;
 }

@@ -11,7 +11,7 @@ START_TEST(test_reply_roundtrip)
     cart_bus_reply r;
     const char *v = NULL;
 
-    ck_assert_int_eq(cart_bus_reply_new(&m, "_CARTSHARD.reply.g1.0", "ev-1", 201, "", "{\"version\":3}"), NATS_OK);
+    ck_assert_int_eq(cart_bus_reply_new(&m, "_CARTSHARD.reply.g1.0", "ev-1", 201, "", "{\"version\":3}", 3), NATS_OK);
     ck_assert_str_eq(natsMsg_GetSubject(m), "_CARTSHARD.reply.g1.0");
     ck_assert_int_eq(natsMsg_GetDataLength(m), 13);
     ck_assert_int_eq(memcmp(natsMsg_GetData(m), "{\"version\":3}", 13), 0);
@@ -20,20 +20,26 @@ START_TEST(test_reply_roundtrip)
     ck_assert_str_eq(v, "ev-1");
     ck_assert_int_eq(natsMsgHeader_Get(m, "Cart-Status", &v), NATS_OK);
     ck_assert_str_eq(v, "201");
+    ck_assert_int_eq(natsMsgHeader_Get(m, "Cart-Version", &v), NATS_OK);
+    ck_assert_str_eq(v, "3");
     /* An empty detail is no header at all. */
     ck_assert_int_eq(natsMsgHeader_Get(m, "Cart-Detail", &v), NATS_NOT_FOUND);
     ck_assert_int_eq(cart_bus_reply_read(m, &r), CART_OK);
     ck_assert_str_eq(r.event_id, "ev-1");
     ck_assert_int_eq(r.status, 201);
     ck_assert_str_eq(r.detail, "");
+    ck_assert_int_eq(r.version, 3);
     natsMsg_Destroy(m);
 
     m = NULL;
-    ck_assert_int_eq(cart_bus_reply_new(&m, "s", "ev-2", 409, "cart is checked out", NULL), NATS_OK);
+    ck_assert_int_eq(cart_bus_reply_new(&m, "s", "ev-2", 409, "cart is checked out", NULL, 5), NATS_OK);
     ck_assert_int_eq(natsMsg_GetDataLength(m), 0);
     ck_assert_int_eq(cart_bus_reply_read(m, &r), CART_OK);
     ck_assert_int_eq(r.status, 409);
     ck_assert_str_eq(r.detail, "cart is checked out");
+    /* No cart, no version. */
+    ck_assert_int_eq(natsMsgHeader_Get(m, "Cart-Version", &v), NATS_NOT_FOUND);
+    ck_assert_int_eq(r.version, 0);
     natsMsg_Destroy(m);
 }
 END_TEST
@@ -65,6 +71,18 @@ START_TEST(test_reply_refused)
         ck_assert_msg(cart_bus_reply_read(m, &r) == CART_ERR_INVALID, "case %zu accepted", i);
         natsMsg_Destroy(m);
     }
+}
+END_TEST
+
+START_TEST(test_reply_of_an_earlier_worker)
+{
+    natsMsg *m = with_headers("ev", "200", NULL);
+    cart_bus_reply r;
+
+    /* Without Cart-Version the gateway reads the version from the cart. */
+    ck_assert_int_eq(cart_bus_reply_read(m, &r), CART_OK);
+    ck_assert_int_eq(r.version, 0);
+    natsMsg_Destroy(m);
 }
 END_TEST
 
@@ -102,6 +120,7 @@ static Suite *bus_suite(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_reply_roundtrip);
     tcase_add_test(tc, test_reply_refused);
+    tcase_add_test(tc, test_reply_of_an_earlier_worker);
     tcase_add_test(tc, test_reply_truncates);
     tcase_add_test(tc, test_subjects);
     suite_add_tcase(s, tc);
