@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cartshard/bus.h"
+#include "cartshard/fmt.h"
 #include "cartshard/log.h"
 #include "runner_internal.h"
 
@@ -84,14 +85,8 @@ static void send_reply(cs_shard *sh, cs_item *it)
 
 static int outbox_done_push(cs_shard *sh, int64_t id)
 {
-    if (sh->noutbox_done == sh->outbox_cap) {
-        size_t cap = sh->outbox_cap ? sh->outbox_cap * 2 : 256;
-        int64_t *n = realloc(sh->outbox_done, cap * sizeof *n);
-        if (n == NULL)
-            return -1;
-        sh->outbox_done = n;
-        sh->outbox_cap = cap;
-    }
+    if (CART_GROW(sh->outbox_done, sh->noutbox_done, sh->outbox_cap, 256) != 0)
+        return -1;
     sh->outbox_done[sh->noutbox_done++] = id;
     return 0;
 }
@@ -103,14 +98,8 @@ static int unacked_add(cs_shard *sh, const char *msg_id, int64_t id)
 
     if (sh->unacked_head == sh->nunacked)
         sh->unacked_head = sh->nunacked = 0;
-    if (sh->nunacked == sh->unacked_cap) {
-        size_t cap = sh->unacked_cap ? sh->unacked_cap * 2 : 256;
-        cs_unacked_notice *n = realloc(sh->unacked, cap * sizeof *n);
-        if (n == NULL)
-            return -1;
-        sh->unacked = n;
-        sh->unacked_cap = cap;
-    }
+    if (CART_GROW(sh->unacked, sh->nunacked, sh->unacked_cap, 256) != 0)
+        return -1;
     pd = &sh->unacked[sh->nunacked++];
     snprintf(pd->msg_id, sizeof pd->msg_id, "%s", msg_id);
     pd->id = id;
@@ -126,16 +115,8 @@ static void unacked_done(cs_shard *sh, const char *msg_id, bool stored)
         if (pd->done || strcmp(pd->msg_id, msg_id) != 0)
             continue;
         pd->done = true;
-        if (stored && sh->nacked == sh->acked_cap) {
-            size_t cap = sh->acked_cap ? sh->acked_cap * 2 : 256;
-            int64_t *n = realloc(sh->acked, cap * sizeof *n);
-            if (n != NULL) {
-                sh->acked = n;
-                sh->acked_cap = cap;
-            }
-        }
         /* Without memory the id is not deleted now: the sweep sends the row again (deduplicated). */
-        if (stored && sh->nacked < sh->acked_cap)
+        if (stored && CART_GROW(sh->acked, sh->nacked, sh->acked_cap, 256) == 0)
             sh->acked[sh->nacked++] = pd->id;
         break;
     }

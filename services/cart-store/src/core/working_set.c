@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cartshard/fmt.h"
+
 void cs_working_set_init(cs_working_set *ws)
 {
     memset(ws, 0, sizeof *ws);
@@ -45,14 +47,8 @@ cs_working_cart *cs_working_set_add(cs_working_set *ws, const char *user_id)
 
     if (wc != NULL)
         return wc;
-    if (ws->ncarts == ws->carts_cap) {
-        size_t cap = ws->carts_cap ? ws->carts_cap * 2 : 64;
-        cs_working_cart *carts = realloc(ws->carts, cap * sizeof *carts);
-        if (carts == NULL)
-            return NULL;
-        ws->carts = carts;
-        ws->carts_cap = cap;
-    }
+    if (CART_GROW(ws->carts, ws->ncarts, ws->carts_cap, 64) != 0)
+        return NULL;
     wc = &ws->carts[ws->ncarts++];
     wc->changed = false;
     cart_init(&wc->c, user_id);
@@ -73,14 +69,8 @@ int cs_working_set_answered(cs_working_set *ws, const char *event_id, int http_s
 
     if (cs_working_set_answer_of(ws, event_id) != NULL)
         return 0;
-    if (ws->nanswers == ws->answers_cap) {
-        size_t cap = ws->answers_cap ? ws->answers_cap * 2 : 64;
-        cs_working_answer *answers = realloc(ws->answers, cap * sizeof *answers);
-        if (answers == NULL)
-            return -1;
-        ws->answers = answers;
-        ws->answers_cap = cap;
-    }
+    if (CART_GROW(ws->answers, ws->nanswers, ws->answers_cap, 64) != 0)
+        return -1;
     a = &ws->answers[ws->nanswers++];
     snprintf(a->event_id, sizeof a->event_id, "%s", event_id);
     a->http_status = http_status;

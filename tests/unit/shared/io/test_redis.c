@@ -69,107 +69,92 @@ static void peer_close(peer *p, const char *want_sent)
     ck_assert_str_eq(p->got, want_sent);
 }
 
-static cart_config config(char *password, int db)
+/* One handshake: the settings, what the server answers, and what must come of it. */
+static const struct handshake_case {
+    const char *name;
+    const char *password; /* NULL: none */
+    int db;
+    const char *answers[4];
+    bool hang_up;
+    cart_redis_handshake_result want;
+    const char *want_step; /* NULL: not set */
+    const char *want_err;  /* NULL: not checked; "": any non-empty text */
+    const char *want_sent;
+} cases[] = {
+    {"nothing to do", NULL, 0, {NULL}, false, CART_REDIS_HANDSHAKE_OK, NULL, NULL, ""},
+    {"AUTH then SELECT",
+     "s3cret",
+     3,
+     {"+OK\r\n", "+OK\r\n"},
+     false,
+     CART_REDIS_HANDSHAKE_OK,
+     "SELECT",
+     NULL,
+     "*2\r\n$4\r\nAUTH\r\n$6\r\ns3cret\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n"},
+    {"SELECT alone",
+     NULL,
+     12,
+     {"+OK\r\n"},
+     false,
+     CART_REDIS_HANDSHAKE_OK,
+     "SELECT",
+     NULL,
+     "*2\r\n$6\r\nSELECT\r\n$2\r\n12\r\n"},
+    /* No SELECT after a refused AUTH. */
+    {"AUTH refused",
+     "wrong",
+     3,
+     {"-WRONGPASS invalid username-password pair\r\n"},
+     false,
+     CART_REDIS_HANDSHAKE_REFUSED,
+     "AUTH",
+     "WRONGPASS invalid username-password pair",
+     "*2\r\n$4\r\nAUTH\r\n$5\r\nwrong\r\n"},
+    {"unexpected reply",
+     NULL,
+     1,
+     {":1\r\n"},
+     false,
+     CART_REDIS_HANDSHAKE_REFUSED,
+     "SELECT",
+     "unexpected reply type",
+     "*2\r\n$6\r\nSELECT\r\n$1\r\n1\r\n"},
+    /* The server hangs up without answering. */
+    {"connection closed",
+     "pw",
+     0,
+     {NULL},
+     true,
+     CART_REDIS_HANDSHAKE_FAILED,
+     "AUTH",
+     "",
+     "*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n"},
+};
+
+START_TEST(test_handshake)
 {
+    const struct handshake_case *tc = &cases[_i];
     cart_config cfg;
+    peer p;
+    const char *step = NULL;
+    char err[64] = "";
 
     memset(&cfg, 0, sizeof cfg);
-    cfg.redis_password = password;
-    cfg.redis_db = db;
-    return cfg;
-}
-
-START_TEST(test_nothing_to_do)
-{
-    cart_config cfg = config(NULL, 0);
-    peer p = {0};
-    const char *step = NULL;
-    char err[64];
-
+    cfg.redis_password = (char *)tc->password;
+    cfg.redis_db = tc->db;
+    memset(&p, 0, sizeof p);
+    memcpy(p.answers, tc->answers, sizeof p.answers);
+    p.hang_up = tc->hang_up;
     peer_open(&p);
-
-    ck_assert_int_eq(cart_redis_handshake(p.ctx, &cfg, &step, err, sizeof err), CART_REDIS_HANDSHAKE_OK);
-    ck_assert_ptr_null(step);
-    peer_close(&p, "");
-}
-END_TEST
-
-START_TEST(test_auth_then_select)
-{
-    char pw[] = "s3cret";
-    cart_config cfg = config(pw, 3);
-    peer p = {.answers = {"+OK\r\n", "+OK\r\n"}};
-    const char *step = NULL;
-    char err[64];
-
-    peer_open(&p);
-
-    ck_assert_int_eq(cart_redis_handshake(p.ctx, &cfg, &step, err, sizeof err), CART_REDIS_HANDSHAKE_OK);
-    peer_close(&p, "*2\r\n$4\r\nAUTH\r\n$6\r\ns3cret\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n");
-}
-END_TEST
-
-START_TEST(test_select_alone)
-{
-    cart_config cfg = config(NULL, 12);
-    peer p = {.answers = {"+OK\r\n"}};
-    const char *step = NULL;
-    char err[64];
-
-    peer_open(&p);
-
-    ck_assert_int_eq(cart_redis_handshake(p.ctx, &cfg, &step, err, sizeof err), CART_REDIS_HANDSHAKE_OK);
-    ck_assert_str_eq(step, "SELECT");
-    peer_close(&p, "*2\r\n$6\r\nSELECT\r\n$2\r\n12\r\n");
-}
-END_TEST
-
-START_TEST(test_auth_refused)
-{
-    char pw[] = "wrong";
-    cart_config cfg = config(pw, 3);
-    peer p = {.answers = {"-WRONGPASS invalid username-password pair\r\n"}};
-    const char *step = NULL;
-    char err[64];
-
-    peer_open(&p);
-
-    ck_assert_int_eq(cart_redis_handshake(p.ctx, &cfg, &step, err, sizeof err), CART_REDIS_HANDSHAKE_REFUSED);
-    ck_assert_str_eq(step, "AUTH");
-    ck_assert_str_eq(err, "WRONGPASS invalid username-password pair");
-    /* No SELECT after a refused AUTH. */
-    peer_close(&p, "*2\r\n$4\r\nAUTH\r\n$5\r\nwrong\r\n");
-}
-END_TEST
-
-START_TEST(test_unexpected_reply)
-{
-    cart_config cfg = config(NULL, 1);
-    peer p = {.answers = {":1\r\n"}};
-    const char *step = NULL;
-    char err[64];
-
-    peer_open(&p);
-
-    ck_assert_int_eq(cart_redis_handshake(p.ctx, &cfg, &step, err, sizeof err), CART_REDIS_HANDSHAKE_REFUSED);
-    ck_assert_str_eq(err, "unexpected reply type");
-    peer_close(&p, "*2\r\n$6\r\nSELECT\r\n$1\r\n1\r\n");
-}
-END_TEST
-
-START_TEST(test_connection_closed)
-{
-    char pw[] = "pw";
-    cart_config cfg = config(pw, 0);
-    peer p = {.hang_up = true}; /* the server hangs up without answering */
-    const char *step = NULL;
-    char err[64];
-
-    peer_open(&p);
-    ck_assert_int_eq(cart_redis_handshake(p.ctx, &cfg, &step, err, sizeof err), CART_REDIS_HANDSHAKE_FAILED);
-    ck_assert_str_eq(step, "AUTH");
-    ck_assert_str_ne(err, "");
-    peer_close(&p, "*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n");
+    ck_assert_msg(cart_redis_handshake(p.ctx, &cfg, &step, err, sizeof err) == tc->want, "%s: result", tc->name);
+    if (tc->want_step)
+        ck_assert_msg(step && strcmp(step, tc->want_step) == 0, "%s: step %s", tc->name, step ? step : "(none)");
+    else
+        ck_assert_msg(step == NULL, "%s: step %s", tc->name, step);
+    if (tc->want_err)
+        ck_assert_msg(tc->want_err[0] ? strcmp(err, tc->want_err) == 0 : err[0] != '\0', "%s: error \"%s\"", tc->name,
+                      err);
+    peer_close(&p, tc->want_sent);
 }
 END_TEST
 
@@ -177,12 +162,7 @@ static Suite *redis_suite(void)
 {
     Suite *s = suite_create("redis");
     TCase *tc = tcase_create("handshake");
-    tcase_add_test(tc, test_nothing_to_do);
-    tcase_add_test(tc, test_auth_then_select);
-    tcase_add_test(tc, test_select_alone);
-    tcase_add_test(tc, test_auth_refused);
-    tcase_add_test(tc, test_unexpected_reply);
-    tcase_add_test(tc, test_connection_closed);
+    tcase_add_loop_test(tc, test_handshake, 0, (int)(sizeof cases / sizeof cases[0]));
     suite_add_tcase(s, tc);
     return s;
 }
