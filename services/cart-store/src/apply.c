@@ -119,7 +119,7 @@ cart_status cs_apply_begin(cs_shard *sh, cs_working_set *ws, cs_item *items, siz
     return st;
 }
 
-/* Applies one decoded item to the batch's carts (begin_batch read them) and records what it
+/* Applies one decoded item to the batch's carts (cs_apply_begin read them) and records what it
  * writes in the shard's batch. CART_OK, or CART_ERR_NOMEM. */
 static cart_status apply_item(cs_shard *sh, cs_working_set *ws, cs_item *items, size_t idx, cs_store_err *e)
 {
@@ -136,7 +136,7 @@ static cart_status apply_item(cs_shard *sh, cs_working_set *ws, cs_item *items, 
     cart *c;
 
     if (wc == NULL)
-        return cs_store_out_of_memory(e); /* begin_batch added every user, or ran out of memory doing it */
+        return cs_store_out_of_memory(e); /* cs_apply_begin added every user, or ran out of memory doing it */
     c = &wc->c;
     if (dup)
         snprintf(it->detail, sizeof it->detail, "%s", it->prior_detail);
