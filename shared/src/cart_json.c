@@ -10,6 +10,7 @@
 #include "cartshard/cart.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -541,4 +542,10 @@ out:
     free(items);
     json_decref(root);
     return st;
+}
+
+char *cart_change_msg_id(char buf[CART_CHANGE_MSG_ID_MAX + 1], const char *event_id)
+{
+    snprintf(buf, CART_CHANGE_MSG_ID_MAX + 1, "chg-%s", event_id);
+    return buf;
 }

@@ -41,3 +41,19 @@ bool cart_buf_reserve(cart_buf *b, size_t more)
     b->cap = cap;
     return true;
 }
+
+int cart_grow(void **arr, size_t n, size_t *cap, size_t size, size_t first)
+{
+    size_t ncap;
+    void *na;
+
+    if (n < *cap)
+        return 0;
+    ncap = *cap ? *cap * 2 : first;
+    na = realloc(*arr, ncap * size);
+    if (na == NULL)
+        return -1;
+    *arr = na;
+    *cap = ncap;
+    return 0;
+}

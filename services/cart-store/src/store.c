@@ -20,13 +20,11 @@ static const struct stmt {
       * Written as index probes per user (LATERAL ... LIMIT 1): the generic plan of a join with
       * `user_id = ANY($1)` guesses hundreds of rows and hashes a sequential scan of cart_items,
       * once per batch. */
-     "SELECT c.user_id, c.cart_id::text, c.status, c.version, (extract(epoch FROM c.created_at) * 1000)::bigint,"
-     " (extract(epoch FROM c.updated_at) * 1000)::bigint, i.sku, i.quantity"
-     " FROM unnest($1::text[]) AS u(user_id)"
-     " CROSS JOIN LATERAL (SELECT cart_id, user_id, status, version, created_at, updated_at FROM carts"
-     " WHERE carts.user_id = u.user_id ORDER BY version DESC LIMIT 1) c"
-     " LEFT JOIN LATERAL (SELECT sku, quantity FROM cart_items WHERE cart_items.cart_id = c.cart_id"
-     " AND c.status <> 'deleted') i ON true",
+     "SELECT c.user_id, " CART_PG_CART_COLUMNS " FROM unnest($1::text[]) AS u(user_id)"
+     " CROSS JOIN LATERAL " CART_PG_LATEST_CART(
+         "u.user_id") " c"
+                      " LEFT JOIN LATERAL (SELECT sku, quantity FROM cart_items WHERE cart_items.cart_id = c.cart_id"
+                      " AND c.status <> 'deleted') i ON true",
      1},
     {"processed",
      "SELECT event_id, http_status, coalesce(detail, '') FROM processed_events WHERE event_id = ANY($1::text[])", 1},
@@ -313,15 +311,10 @@ static cart_status fill_carts(PGresult *res, cart *const *carts, size_t n, cs_st
                     c = carts[i];
             if (c == NULL)
                 continue; /* not asked for (cannot happen) */
-            snprintf(c->cart_id, sizeof c->cart_id, "%s", PQgetvalue(res, r, 1));
-            if (cart_state_parse(PQgetvalue(res, r, 2), strlen(PQgetvalue(res, r, 2)), &c->state) != CART_OK)
+            if (cart_pg_cart_header(res, r, 1, c) == CART_ERR_INVALID)
                 c->state = CART_DELETED; /* the schema's CHECK allows nothing else */
-            c->version = strtoll(PQgetvalue(res, r, 3), NULL, 10);
-            c->created_at_ms = strtoll(PQgetvalue(res, r, 4), NULL, 10);
-            c->updated_at_ms = strtoll(PQgetvalue(res, r, 5), NULL, 10);
         }
-        if (!PQgetisnull(res, r, 6))
-            st = cart_put_line(c, PQgetvalue(res, r, 6), (int32_t)strtol(PQgetvalue(res, r, 7), NULL, 10));
+        st = cart_pg_cart_line(res, r, 1, c);
     }
     if (st != CART_OK) {
         e->transient = st == CART_ERR_NOMEM;

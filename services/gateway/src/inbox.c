@@ -50,18 +50,17 @@ void gw_inbox_on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae
 void gw_inbox_on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
     gw_thread *t = closure;
-    const char *id = NULL, *status = NULL, *detail = NULL;
+    cart_bus_reply r;
     gw_note *n = calloc(1, sizeof *n);
     int len = natsMsg_GetDataLength(msg);
 
-    if (n == NULL || natsMsgHeader_Get(msg, "Cart-Event-Id", &id) != NATS_OK ||
-        natsMsgHeader_Get(msg, "Cart-Status", &status) != NATS_OK)
+    if (n == NULL || cart_bus_reply_read(msg, &r) != CART_OK)
         goto out;
     n->kind = GW_NOTE_REPLY;
-    snprintf(n->event_id, sizeof n->event_id, "%s", id);
-    n->status = atoi(status);
-    if (natsMsgHeader_Get(msg, "Cart-Detail", &detail) == NATS_OK && detail)
-        snprintf(n->detail, sizeof n->detail, "%s", detail);
+    snprintf(n->event_id, sizeof n->event_id, "%s", r.event_id);
+    n->status = r.status;
+    snprintf(n->detail, sizeof n->detail, "%s", r.detail);
+    n->version = r.version;
     if (len > 0) {
         n->body = malloc((size_t)len);
         if (n->body == NULL)
@@ -69,8 +68,6 @@ void gw_inbox_on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, 
         memcpy(n->body, natsMsg_GetData(msg), (size_t)len);
         n->body_len = (size_t)len;
     }
-    if (n->status < 200 || n->status > 599)
-        goto out;
     post_note(t, n);
     n = NULL;
 out:

@@ -79,9 +79,10 @@ void gw_send_problem(gw_thread *t, h2o_req_t *req, const char *route, int64_t st
 /* Answers with a status and no body, and counts it. `reason` must outlive the request. */
 void gw_send_empty(gw_thread *t, h2o_req_t *req, const char *route, int64_t started, int status, const char *reason);
 
-/* Answers with a cart document body[0..len) (copied) and its ETag, and counts it. */
+/* Answers with a cart document body[0..len) (copied) and its ETag, and counts it. The ETag is made
+ * from `version` when it is positive, else from the document's "version" (parsed). */
 void gw_send_cart(gw_thread *t, h2o_req_t *req, const char *route, int64_t started, int status, const char *body,
-                  size_t len);
+                  size_t len, int64_t version);
 
 /* The problem type of a refusal the worker decided, by status; NULL for a status it never uses. */
 const char *gw_slug_for(int status);
@@ -119,6 +120,7 @@ struct gw_write {
     char reply_detail[128];               /* its problem detail, or empty */
     char *reply_body;                     /* its cart JSON (owned), or NULL */
     size_t reply_len;                     /* the length of reply_body */
+    int64_t reply_version;                /* reply_body's cart version; 0 when unknown */
     uv_timer_t timer;                     /* the sync wait, the repeat's polls, a publish again */
     gw_write *next;                       /* hash chain in the write table */
 };
@@ -170,6 +172,7 @@ struct gw_note {
     char detail[128]; /* GW_NOTE_REPLY: the problem detail, or empty */
     char *body;       /* GW_NOTE_REPLY: the cart JSON (owned), or NULL */
     size_t body_len;  /* the length of body */
+    int64_t version;  /* GW_NOTE_REPLY: the cart's version (Cart-Version); 0 when unknown */
     char error[128];  /* GW_NOTE_ACK: why JetStream refused, or empty */
     gw_note *next;    /* the inbox's list */
 };
@@ -196,11 +199,6 @@ void gw_handle_get(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t star
 /* The read connection to the shard that holds `user_id`'s carts; NULL once the thread stopped
  * (gw_pg_query then refuses). */
 gw_pg *gw_shard_of(gw_thread *t, const char *user_id);
-
-/* Fills `c` (initialised for its user) from rows whose columns from `col` on are cart_id, status,
- * version, created_at and updated_at in ms, sku and quantity (one row per line; a NULL cart_id
- * means no cart, a NULL sku no lines). */
-void gw_cart_from_rows(const PGresult *res, int col, cart *c);
 
 /* --- ops.c --- */
 

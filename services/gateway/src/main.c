@@ -19,6 +19,7 @@
 #include "cartshard/config.h"
 #include "cartshard/log.h"
 #include "cartshard/metrics.h"
+#include "cartshard/redis.h"
 #include "gateway.h"
 
 #define GW_VERSION "0.1.0"
@@ -81,6 +82,8 @@ static bool redis_ping(const cart_config *cfg, redisContext **ctx)
 {
     struct timeval tv = {0, 500000};
     redisReply *reply;
+    const char *step;
+    char err[256];
     bool ok;
 
     if (*ctx == NULL || (*ctx)->err) {
@@ -90,13 +93,8 @@ static bool redis_ping(const cart_config *cfg, redisContext **ctx)
         if (*ctx == NULL || (*ctx)->err)
             return false;
         redisSetTimeout(*ctx, tv);
-        if (cfg->redis_password) {
-            reply = redisCommand(*ctx, "AUTH %s", cfg->redis_password);
-            ok = reply && reply->type != REDIS_REPLY_ERROR;
-            freeReplyObject(reply);
-            if (!ok)
-                return false;
-        }
+        if (cart_redis_handshake(*ctx, cfg, &step, err, sizeof err) != CART_REDIS_HANDSHAKE_OK)
+            return false;
     }
     reply = redisCommand(*ctx, "PING");
     ok = reply && reply->type == REDIS_REPLY_STATUS;

@@ -1,9 +1,9 @@
 /*
  * reads.c: the read path of a gateway thread. A GET of a cart asks the Redis cache first (a
  * strict reader: a corrupt or foreign entry is a miss), then on a miss, or when Redis is away,
- * the shard that owns the user, and puts what the shard said back into the cache. Also the
- * decoder of a cart's rows, which repeats.c shares. Loop thread only, each on its own gw_thread,
- * Redis client and shard connections.
+ * the shard that owns the user, and puts what the shard said back into the cache (the shard's
+ * rows are read by cart_pg_read_cart, cartshard/pg.h). Loop thread only, each on its own
+ * gw_thread, Redis client and shard connections.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <inttypes.h>
@@ -14,6 +14,7 @@
 #include "cartshard/cache.h"
 #include "cartshard/log.h"
 #include "cartshard/partition.h"
+#include "cartshard/pg.h"
 #include "internal.h"
 #include "redis.h"
 
@@ -35,10 +36,8 @@ static void read_done(read_ctx *rc)
 /* The user's latest cart, whatever its state, with its lines: what GET answers and what the
  * cache holds. */
 static const char *const sql_get_cart =
-    "SELECT c.cart_id::text, c.status, c.version, (extract(epoch FROM c.created_at) * 1000)::bigint,"
-    " (extract(epoch FROM c.updated_at) * 1000)::bigint, i.sku, i.quantity"
-    " FROM (SELECT * FROM carts WHERE user_id = $1 ORDER BY version DESC LIMIT 1) c"
-    " LEFT JOIN cart_items i ON i.cart_id = c.cart_id";
+    "SELECT " CART_PG_CART_COLUMNS
+    " FROM " CART_PG_LATEST_CART("$1") " c LEFT JOIN cart_items i ON i.cart_id = c.cart_id";
 
 gw_pg *gw_shard_of(gw_thread *t, const char *user_id)
 {
@@ -46,24 +45,6 @@ gw_pg *gw_shard_of(gw_thread *t, const char *user_id)
     uint32_t part = cart_partition_of(user_id, strlen(user_id), cfg->partitions);
 
     return t->shards[cart_shard_of(part, cfg->partitions, cfg->nshards)];
-}
-
-void gw_cart_from_rows(const PGresult *res, int col, cart *c)
-{
-    const char *status;
-
-    if (PQntuples(res) == 0 || PQgetisnull(res, 0, col))
-        return;
-    status = PQgetvalue(res, 0, col + 1);
-    if (cart_state_parse(status, strlen(status), &c->state) != CART_OK)
-        return;
-    snprintf(c->cart_id, sizeof c->cart_id, "%s", PQgetvalue(res, 0, col));
-    c->version = strtoll(PQgetvalue(res, 0, col + 2), NULL, 10);
-    c->created_at_ms = strtoll(PQgetvalue(res, 0, col + 3), NULL, 10);
-    c->updated_at_ms = strtoll(PQgetvalue(res, 0, col + 4), NULL, 10);
-    for (int i = 0; i < PQntuples(res); i++)
-        if (!PQgetisnull(res, i, col + 5))
-            cart_put_line(c, PQgetvalue(res, i, col + 5), (int32_t)strtol(PQgetvalue(res, i, col + 6), NULL, 10));
 }
 
 /* Answers a GET with the user's latest cart: 200 (or 304) when it is active, else 404. */
@@ -135,7 +116,7 @@ static void on_cart_rows(void *arg, const PGresult *res, const char *err)
         goto out;
     }
     cart_init(&c, rc->user_id);
-    gw_cart_from_rows(res, 0, &c);
+    cart_pg_read_cart(res, 0, &c); /* no cart, or no memory for its lines: answered as it is */
     answer_cart(rc, &c, NULL, 0);
     if (c.state != CART_NONE)
         fill_cache(rc->t, &c);

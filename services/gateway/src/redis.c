@@ -12,6 +12,7 @@
 #include "cartshard/cache.h"
 #include "cartshard/clock.h"
 #include "cartshard/log.h"
+#include "cartshard/redis.h"
 #include "ratelimit.h"
 
 #define WATCH_MS 20
@@ -168,10 +169,7 @@ static void connect_now(gw_redis *r)
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     /* Queued now, sent first: before any command of ours can run. */
-    if (cfg->redis_password)
-        redisAsyncCommand(ac, NULL, NULL, "AUTH %s", cfg->redis_password);
-    if (cfg->redis_db != 0)
-        redisAsyncCommand(ac, NULL, NULL, "SELECT %d", cfg->redis_db);
+    cart_redis_handshake_async(ac, cfg);
     for (int s = 0; s < GW_SCRIPT_COUNT; s++)
         redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s", script_text((gw_script)s));
 }

@@ -10,19 +10,17 @@
 #include <stdlib.h>
 
 #include "cartshard/log.h"
+#include "cartshard/pg.h"
 #include "internal.h"
 
 /* How often a repeated write looks for its first answer while the first is still being applied. */
 #define DUP_POLL_MS 20
 
 static const char *const sql_first_answer =
-    "SELECT p.http_status, coalesce(p.detail, ''), c.cart_id::text, c.status, c.version,"
-    " (extract(epoch FROM c.created_at) * 1000)::bigint, (extract(epoch FROM c.updated_at) * 1000)::bigint,"
-    " i.sku, i.quantity"
-    " FROM processed_events p"
-    " LEFT JOIN LATERAL (SELECT * FROM carts WHERE user_id = p.user_id ORDER BY version DESC LIMIT 1) c ON true"
-    " LEFT JOIN cart_items i ON i.cart_id = c.cart_id"
-    " WHERE p.event_id = $1 AND p.user_id = $2";
+    "SELECT p.http_status, coalesce(p.detail, ''), " CART_PG_CART_COLUMNS " FROM processed_events p"
+    " LEFT JOIN LATERAL " CART_PG_LATEST_CART("p.user_id") " c ON true"
+                                                           " LEFT JOIN cart_items i ON i.cart_id = c.cart_id"
+                                                           " WHERE p.event_id = $1 AND p.user_id = $2";
 
 static void on_first_answer(void *arg, const PGresult *res, const char *err)
 {
@@ -44,8 +42,9 @@ static void on_first_answer(void *arg, const PGresult *res, const char *err)
         snprintf(w->reply_detail, sizeof w->reply_detail, "%s", PQgetvalue(res, 0, 1));
         if (status == 200 || status == 201) {
             cart_init(&c, w->user_id);
-            gw_cart_from_rows(res, 2, &c);
+            cart_pg_read_cart(res, 2, &c);
             w->reply_body = cart_to_json(&c, &w->reply_len); /* NULL when the user has no cart */
+            w->reply_version = c.version;
             cart_cleanup(&c);
         }
         gw_write_settle(w);

@@ -80,17 +80,20 @@ void gw_etag(int64_t version, char out[GW_ETAG_MAX])
 }
 
 void gw_send_cart(gw_thread *t, h2o_req_t *req, const char *route, int64_t started, int status, const char *body,
-                  size_t len)
+                  size_t len, int64_t version)
 {
-    json_t *doc = json_loadb(body, len, 0, NULL);
-    json_t *v = doc ? json_object_get(doc, "version") : NULL;
     char etag[GW_ETAG_MAX];
 
-    if (json_is_integer(v)) {
-        gw_etag(json_integer_value(v), etag);
+    if (version <= 0) {
+        json_t *doc = json_loadb(body, len, 0, NULL);
+        json_t *v = doc ? json_object_get(doc, "version") : NULL;
+        version = json_is_integer(v) ? json_integer_value(v) : 0;
+        json_decref(doc);
+    }
+    if (version > 0) {
+        gw_etag(version, etag);
         cart_http_header(req, "ETag", etag);
     }
-    json_decref(doc);
     cart_http_send(req, status, "application/json", body, len);
     gw_observe(t, route, status, started);
 }

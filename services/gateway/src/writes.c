@@ -119,7 +119,8 @@ void gw_write_settle(gw_write *w)
                 gw_send_problem(t, req, w->route, w->started_ms, w->reply_status, gw_slug_for(w->reply_status),
                                 w->reply_detail[0] ? w->reply_detail : NULL);
             else if (w->reply_body && w->reply_len)
-                gw_send_cart(t, req, w->route, w->started_ms, w->reply_status, w->reply_body, w->reply_len);
+                gw_send_cart(t, req, w->route, w->started_ms, w->reply_status, w->reply_body, w->reply_len,
+                             w->reply_version);
             else
                 gw_send_empty(t, req, w->route, w->started_ms, w->reply_status, cart_http_reason(w->reply_status));
         }
@@ -269,6 +270,7 @@ static void on_reply_note(gw_write *w, const gw_note *n)
     if (n->body_len > 0 && (w->reply_body = malloc(n->body_len)) != NULL) {
         memcpy(w->reply_body, n->body, n->body_len);
         w->reply_len = n->body_len;
+        w->reply_version = n->version;
     }
     gw_write_settle(w);
 }

@@ -6,7 +6,7 @@
  *   stream CARTS_DLQ      subjects carts.dlq.<partition>      events that cannot be applied
  *   stream CARTS_CHANGES  subjects carts.changes.<partition>  applied changes (outbox relay)
  * Internal: a write that waits for its commit carries the header Cart-Reply-To with the subject
- * the worker answers on (CART_REPLY_PREFIX.<gateway-id>.<thread>).
+ * the worker answers on (CART_REPLY_PREFIX.<gateway-id>.<thread>); the answer is a cart_bus_reply.
  */
 #ifndef CARTSHARD_BUS_H
 #define CARTSHARD_BUS_H
@@ -17,6 +17,7 @@
 #include <nats/nats.h>
 
 #include "cartshard/config.h"
+#include "cartshard/event.h"
 #include "cartshard/status.h"
 
 #define CART_STREAM_EVENTS  "CARTS"
@@ -29,6 +30,11 @@
 #define CART_HDR_MSG_ID     "Nats-Msg-Id"
 #define CART_HDR_REPLY_TO   "Cart-Reply-To"
 #define CART_HDR_ERROR      "Cart-Error"
+/* The headers of a worker's reply (cart_bus_reply). */
+#define CART_HDR_EVENT_ID "Cart-Event-Id"
+#define CART_HDR_STATUS   "Cart-Status"
+#define CART_HDR_DETAIL   "Cart-Detail"
+#define CART_HDR_VERSION  "Cart-Version"
 /* Longest subject this project builds (prefix, a 64-character id, numbers). */
 #define CART_SUBJECT_MAX 160
 
@@ -87,5 +93,39 @@ const char *cart_bus_subject(char buf[CART_SUBJECT_MAX], const char *prefix, uin
  * `partitions`. */
 cart_status cart_bus_subject_partition(const char *subject, const char *prefix, uint32_t partitions,
                                        uint32_t *partition);
+
+/* The longest detail a reply carries. */
+#define CART_REPLY_DETAIL_MAX 127
+
+/* A worker's answer to a gateway waiting for an event's commit, sent to the event's Cart-Reply-To
+ * subject: headers Cart-Event-Id, Cart-Status, Cart-Detail (when not empty) and Cart-Version (with
+ * a cart); the message's data is the cart as the event left it (cart_to_json), or empty for none.
+ * Cart-Version is the cart's "version", so that a gateway has the ETag without parsing the cart. */
+typedef struct cart_bus_reply {
+    /** The event it answers. */
+    char event_id[CART_EVENT_ID_MAX + 1];
+    /** The HTTP status the worker decided, 200..599. */
+    int status;
+    /** The problem detail, or "". */
+    char detail[CART_REPLY_DETAIL_MAX + 1];
+    /** The version of the cart in the data; 0 when there is none, or the header is missing (a
+     * worker of an earlier release). */
+    int64_t version;
+} cart_bus_reply;
+
+/*
+ * Creates the reply to `subject` for `event_id`, answered `status` with `detail` (NULL or "" for
+ * none), carrying `cart_json` (NULL for no cart) at `version`. Everything is copied. On NATS_OK
+ * *msg is the caller's (natsMsg_Destroy); otherwise *msg is untouched.
+ */
+natsStatus cart_bus_reply_new(natsMsg **msg, const char *subject, const char *event_id, int status, const char *detail,
+                              const char *cart_json, int64_t version);
+
+/*
+ * Reads the headers of a reply (`msg` borrowed; the cart is its data). CART_OK and *r, or
+ * CART_ERR_INVALID when Cart-Event-Id or Cart-Status is missing or the status is not a number in
+ * 200..599 (*r is then unspecified). Values too long for *r are truncated.
+ */
+cart_status cart_bus_reply_read(natsMsg *msg, cart_bus_reply *r);
 
 #endif

@@ -148,6 +148,16 @@ char *cart_to_json(const cart *c, size_t *len);
 char *cart_change_to_json(const cart *c, const char *event_id, const char *type, uint32_t partition,
                           int64_t applied_at_ms, size_t *len);
 
+/* The longest Nats-Msg-Id of a change notice: "chg-" and an event id. */
+#define CART_CHANGE_MSG_ID_MAX (sizeof "chg-" - 1 + CART_EVENT_ID_MAX)
+
+/*
+ * Writes the Nats-Msg-Id of the change notice of `event_id` into `buf` (docs/reference/events.md,
+ * Message ids: "chg-<event_id>", so JetStream drops a notice sent twice) and returns `buf`. An
+ * event id longer than CART_EVENT_ID_MAX is truncated.
+ */
+char *cart_change_msg_id(char buf[CART_CHANGE_MSG_ID_MAX + 1], const char *event_id);
+
 /*
  * Parses what cart_to_json wrote (a cache entry) into *c (initialised by the caller; its old
  * lines are replaced). Strict: anything malformed, out of range or unsorted, a missing or an

@@ -230,3 +230,50 @@ cart_status cart_bus_subject_partition(const char *subject, const char *prefix, 
     *partition = (uint32_t)v;
     return CART_OK;
 }
+
+natsStatus cart_bus_reply_new(natsMsg **msg, const char *subject, const char *event_id, int status, const char *detail,
+                              const char *cart_json, int64_t version)
+{
+    natsMsg *m = NULL;
+    char text[16], ver[24];
+    natsStatus s;
+
+    snprintf(text, sizeof text, "%d", status);
+    s = natsMsg_Create(&m, subject, NULL, cart_json ? cart_json : "", cart_json ? (int)strlen(cart_json) : 0);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, CART_HDR_EVENT_ID, event_id);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, CART_HDR_STATUS, text);
+    if (s == NATS_OK && detail && detail[0])
+        s = natsMsgHeader_Set(m, CART_HDR_DETAIL, detail);
+    if (s == NATS_OK && cart_json && version > 0) {
+        snprintf(ver, sizeof ver, "%lld", (long long)version);
+        s = natsMsgHeader_Set(m, CART_HDR_VERSION, ver);
+    }
+    if (s != NATS_OK) {
+        natsMsg_Destroy(m);
+        return s;
+    }
+    *msg = m;
+    return NATS_OK;
+}
+
+cart_status cart_bus_reply_read(natsMsg *msg, cart_bus_reply *r)
+{
+    const char *id = NULL, *status = NULL, *detail = NULL, *version = NULL;
+
+    if (natsMsgHeader_Get(msg, CART_HDR_EVENT_ID, &id) != NATS_OK || id == NULL ||
+        natsMsgHeader_Get(msg, CART_HDR_STATUS, &status) != NATS_OK || status == NULL)
+        return CART_ERR_INVALID;
+    snprintf(r->event_id, sizeof r->event_id, "%s", id);
+    r->status = atoi(status);
+    r->detail[0] = '\0';
+    if (natsMsgHeader_Get(msg, CART_HDR_DETAIL, &detail) == NATS_OK && detail)
+        snprintf(r->detail, sizeof r->detail, "%s", detail);
+    r->version = 0;
+    if (natsMsgHeader_Get(msg, CART_HDR_VERSION, &version) == NATS_OK && version)
+        r->version = strtoll(version, NULL, 10);
+    if (r->version < 0)
+        r->version = 0;
+    return r->status >= 200 && r->status <= 599 ? CART_OK : CART_ERR_INVALID;
+}

@@ -2,6 +2,7 @@
 #include "cartshard/pg.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 PGconn *cart_pg_open(const char *dsn, const char *app, int connect_timeout_s, bool nonblocking)
@@ -56,4 +57,41 @@ bool cart_pg_error_is_transient(const PGconn *conn, const PGresult *res)
         strcmp(state, "40P01") == 0 || strncmp(state, "53", 2) == 0)
         return true;
     return false;
+}
+
+cart_status cart_pg_cart_header(const PGresult *res, int row, int col, cart *c)
+{
+    const char *status;
+    cart_state state;
+
+    if (PQgetisnull(res, row, col))
+        return CART_ERR_NOT_FOUND;
+    status = PQgetvalue(res, row, col + 1);
+    snprintf(c->cart_id, sizeof c->cart_id, "%s", PQgetvalue(res, row, col));
+    c->version = strtoll(PQgetvalue(res, row, col + 2), NULL, 10);
+    c->created_at_ms = strtoll(PQgetvalue(res, row, col + 3), NULL, 10);
+    c->updated_at_ms = strtoll(PQgetvalue(res, row, col + 4), NULL, 10);
+    if (cart_state_parse(status, strlen(status), &state) != CART_OK)
+        return CART_ERR_INVALID;
+    c->state = state;
+    return CART_OK;
+}
+
+cart_status cart_pg_cart_line(const PGresult *res, int row, int col, cart *c)
+{
+    if (PQgetisnull(res, row, col + 5))
+        return CART_OK;
+    return cart_put_line(c, PQgetvalue(res, row, col + 5), (int32_t)strtol(PQgetvalue(res, row, col + 6), NULL, 10));
+}
+
+cart_status cart_pg_read_cart(const PGresult *res, int col, cart *c)
+{
+    cart_status st;
+
+    if (PQntuples(res) == 0)
+        return CART_ERR_NOT_FOUND;
+    st = cart_pg_cart_header(res, 0, col, c);
+    for (int i = 0; i < PQntuples(res) && st == CART_OK; i++)
+        st = cart_pg_cart_line(res, i, col, c);
+    return st;
 }

@@ -166,6 +166,22 @@ END_TEST
 /* The reader has a fast path for cart_to_json's exact layout and a general one for any other JSON.
  * Every one-byte change of the example (each position, several replacements) must get the same
  * answer and the same cart from both: a trailing newline sends the same text to the general one. */
+START_TEST(test_change_msg_id)
+{
+    char buf[CART_CHANGE_MSG_ID_MAX + 1], id[CART_EVENT_ID_MAX + 1];
+
+    ck_assert_ptr_eq(cart_change_msg_id(buf, "e1"), buf);
+    ck_assert_str_eq(buf, "chg-e1");
+    ck_assert_str_eq(cart_change_msg_id(buf, "exp-9b2f"), "chg-exp-9b2f");
+    /* The longest event id fits whole. */
+    memset(id, 'x', CART_EVENT_ID_MAX);
+    id[CART_EVENT_ID_MAX] = '\0';
+    cart_change_msg_id(buf, id);
+    ck_assert_uint_eq(strlen(buf), CART_CHANGE_MSG_ID_MAX);
+    ck_assert_int_eq(strncmp(buf, "chg-xxx", 7), 0);
+}
+END_TEST
+
 START_TEST(test_fast_and_general_readers_agree)
 {
     static const char repl[] = "\"\\ ,:{}[]0191-.aZ_\t";
@@ -638,6 +654,7 @@ static Suite *cart_json_suite(void)
     tcase_add_test(tc, test_mutations);
     tcase_add_test(tc, test_change_to_json);
     tcase_add_test(tc, test_fast_and_general_readers_agree);
+    tcase_add_test(tc, test_change_msg_id);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -46,6 +46,27 @@ START_TEST(test_powers_of_ten)
 }
 END_TEST
 
+START_TEST(test_grow)
+{
+    int64_t *arr = NULL;
+    size_t n = 0, cap = 0;
+
+    for (int i = 0; i < 1000; i++) {
+        ck_assert_int_eq(CART_GROW(arr, n, cap, 16), 0);
+        ck_assert_uint_gt(cap, n);
+        arr[n++] = i;
+    }
+    ck_assert_uint_eq(cap, 1024); /* 16 doubled six times */
+    for (int i = 0; i < 1000; i++)
+        ck_assert_int_eq(arr[i], i);
+    /* Room left: nothing moves. */
+    n = 10;
+    ck_assert_int_eq(CART_GROW(arr, n, cap, 16), 0);
+    ck_assert_uint_eq(cap, 1024);
+    free(arr);
+}
+END_TEST
+
 START_TEST(test_buf_reserve)
 {
     cart_buf b = {0};
@@ -82,6 +103,7 @@ static Suite *fmt_suite(void)
     tcase_add_test(tc, test_edges);
     tcase_add_test(tc, test_powers_of_ten);
     tcase_add_test(tc, test_buf_reserve);
+    tcase_add_test(tc, test_grow);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -130,24 +130,7 @@ bool cs_batch_empty(const cs_batch *b)
            b->noffsets == 0;
 }
 
-/* Makes room for one more element of size `size` in *arr (n used, *cap allocated). */
-static int grow(void **arr, size_t n, size_t *cap, size_t size)
-{
-    size_t ncap;
-    void *na;
-
-    if (n < *cap)
-        return 0;
-    ncap = *cap ? *cap * 2 : 64;
-    na = realloc(*arr, ncap * size);
-    if (na == NULL)
-        return -1;
-    *arr = na;
-    *cap = ncap;
-    return 0;
-}
-
-#define GROW(b, field, count, capf) grow((void **)&(b)->field, (b)->count, &(b)->capf, sizeof *(b)->field)
+#define GROW(b, field, count, capf) CART_GROW((b)->field, (b)->count, (b)->capf, 64)
 
 static cs_batch_cart *find_cart(cs_batch *b, const char *cart_id)
 {

@@ -1,5 +1,5 @@
 /*
- * cache.c: the cart-store's writer of the Redis cart cache. See cache.h for the guarantees.
+ * redis_writer.c: the cart-store's writer of the Redis cart cache. See redis_writer.h for the guarantees.
  *
  * The state of a writer is the connection (NULL while down, with the earliest time of the next
  * attempt), the script's SHA-1 as Redis reported it, and what may be stale in Redis: a set of
@@ -11,7 +11,7 @@
  * (disconnect) and whatever was in flight counts as failed.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "cache.h"
+#include "redis_writer.h"
 
 #include <inttypes.h>
 #include <stdbool.h>
@@ -26,6 +26,7 @@
 #include "cartshard/clock.h"
 #include "cartshard/log.h"
 #include "cartshard/partition.h"
+#include "cartshard/redis.h"
 
 #define CONNECT_TIMEOUT_MS 500
 #define COMMAND_TIMEOUT_MS 1000
@@ -42,7 +43,7 @@
 #define SHA1_HEX   40
 #define CURSOR_MAX 24 /* a SCAN cursor is an unsigned 64-bit decimal */
 
-_Static_assert(STALE_SLOTS >= 2 * CS_CACHE_STALE_MAX, "the stale set needs room for probing");
+_Static_assert(STALE_SLOTS >= 2 * CS_REDIS_WRITER_STALE_MAX, "the stale set needs room for probing");
 
 /* What became of one entry in a pipelined pass. */
 enum {
@@ -51,7 +52,7 @@ enum {
     E_DONE         /* outcome counted */
 };
 
-struct cs_cache {
+struct cs_redis_writer {
     /** Settings (Redis address, password, database, TTL); borrowed. */
     const cart_config *cfg;
     /** Names the writer in logs; owned. */
@@ -88,7 +89,7 @@ static struct timeval ms_to_tv(int ms)
 }
 
 /* Logs `msg` as a warning unless the incident that *warned marks has had one. */
-static void warn_once(cs_cache *c, bool *warned, const char *msg, const char *error)
+static void warn_once(cs_redis_writer *c, bool *warned, const char *msg, const char *error)
 {
     cart_counter_inc(c->m_dependency); /* every failure counts; one warning per incident */
     if (*warned)
@@ -99,7 +100,7 @@ static void warn_once(cs_cache *c, bool *warned, const char *msg, const char *er
 }
 
 /* Drops the connection; the next attempt waits RECONNECT_MS. */
-static void disconnect(cs_cache *c)
+static void disconnect(cs_redis_writer *c)
 {
     if (c->ctx)
         redisFree(c->ctx);
@@ -108,7 +109,7 @@ static void disconnect(cs_cache *c)
 }
 
 /* Reports a broken connection (its error) and drops it. */
-static void connection_failed(cs_cache *c, const char *what)
+static void connection_failed(cs_redis_writer *c, const char *what)
 {
     warn_once(c, &c->warned_down, what, c->ctx && c->ctx->errstr[0] ? c->ctx->errstr : "connection lost");
     disconnect(c);
@@ -123,7 +124,7 @@ static size_t stale_slot(const char *id)
     return (size_t)((h * 2654435769u) >> (32 - STALE_BITS));
 }
 
-static void stale_clear(cs_cache *c)
+static void stale_clear(cs_redis_writer *c)
 {
     if (c->stale) {
         for (size_t i = 0; i < STALE_SLOTS; i++)
@@ -136,10 +137,11 @@ static void stale_clear(cs_cache *c)
 
 /* Gives up on single ids: forgets them and (re)starts a wipe of every cart:{*} key. Restarting
  * from cursor 0 matters: ids forgotten now may sit in the part a running wipe has passed. */
-static void stale_overflow(cs_cache *c, const char *why)
+static void stale_overflow(cs_redis_writer *c, const char *why)
 {
     cart_log(CART_LOG_WARN, "cache invalidation falls back to deleting every cart:{*} key", CART_LS("cache", c->name),
-             CART_LS("reason", why), CART_LI("stale_keys", c->nstale), CART_LI("limit", CS_CACHE_STALE_MAX), NULL);
+             CART_LS("reason", why), CART_LI("stale_keys", c->nstale), CART_LI("limit", CS_REDIS_WRITER_STALE_MAX),
+             NULL);
     stale_clear(c);
     c->wipe = true;
     c->wiped = 0;
@@ -147,7 +149,7 @@ static void stale_overflow(cs_cache *c, const char *why)
 }
 
 /* Remembers that `user_id`'s entry may be stale. */
-static void stale_add(cs_cache *c, const char *user_id)
+static void stale_add(cs_redis_writer *c, const char *user_id)
 {
     size_t i;
 
@@ -159,7 +161,7 @@ static void stale_add(cs_cache *c, const char *user_id)
         if (strcmp(c->stale[i], user_id) == 0)
             return;
     }
-    if (c->nstale >= CS_CACHE_STALE_MAX) {
+    if (c->nstale >= CS_REDIS_WRITER_STALE_MAX) {
         stale_overflow(c, "more failed writes than the set of them holds");
         return;
     }
@@ -171,7 +173,7 @@ static void stale_add(cs_cache *c, const char *user_id)
 }
 
 /* Counts one entry as failed; its key is deleted once Redis answers again. */
-static void entry_failed(cs_cache *c, const cs_cache_entry *e)
+static void entry_failed(cs_redis_writer *c, const cs_redis_writer_entry *e)
 {
     char key[CART_CACHE_KEY_MAX];
 
@@ -183,30 +185,9 @@ static void entry_failed(cs_cache *c, const cs_cache_entry *e)
 
 /* --- connection --- */
 
-/* Runs one command that must answer a status or a string; false (and a warning) otherwise.
- * A reply of NULL means the context broke; the caller drops it. */
-static bool handshake_step(cs_cache *c, redisContext *ctx, redisReply *r, const char *what)
-{
-    char msg[96];
-
-    if (r == NULL) {
-        snprintf(msg, sizeof msg, "redis cache %s failed", what);
-        warn_once(c, &c->warned_down, msg, ctx->errstr[0] ? ctx->errstr : "no reply");
-        return false;
-    }
-    if (r->type != REDIS_REPLY_STATUS && r->type != REDIS_REPLY_STRING) {
-        snprintf(msg, sizeof msg, "redis cache %s refused", what);
-        warn_once(c, &c->warned_down, msg, r->type == REDIS_REPLY_ERROR && r->str ? r->str : "unexpected reply type");
-        freeReplyObject(r);
-        return false;
-    }
-    freeReplyObject(r);
-    return true;
-}
-
 /* SCRIPT LOAD on the current connection; stores the SHA-1 Redis answers. False when refused or
  * the connection broke (then c->ctx is NULL). */
-static bool load_script(cs_cache *c)
+static bool load_script(cs_redis_writer *c)
 {
     redisReply *r = redisCommand(c->ctx, "SCRIPT LOAD %s", cart_cache_put_lua);
     bool ok = false;
@@ -229,10 +210,13 @@ static bool load_script(cs_cache *c)
 
 /* Connects, authenticates, selects the database and loads the script, unless connected already
  * or the next attempt is not due. True when connected. */
-static bool ensure_connected(cs_cache *c)
+static bool ensure_connected(cs_redis_writer *c)
 {
     const cart_config *cfg = c->cfg;
     redisContext *ctx;
+    cart_redis_handshake_result hs;
+    const char *step = "";
+    char msg[96], err[256];
     int64_t now;
 
     if (c->ctx)
@@ -253,10 +237,13 @@ static bool ensure_connected(cs_cache *c)
                   ctx->errstr[0] ? ctx->errstr : "setsockopt failed");
         goto fail;
     }
-    if (cfg->redis_password && !handshake_step(c, ctx, redisCommand(ctx, "AUTH %s", cfg->redis_password), "AUTH"))
+    hs = cart_redis_handshake(ctx, cfg, &step, err, sizeof err);
+    if (hs != CART_REDIS_HANDSHAKE_OK) {
+        snprintf(msg, sizeof msg,
+                 hs == CART_REDIS_HANDSHAKE_FAILED ? "redis cache %s failed" : "redis cache %s refused", step);
+        warn_once(c, &c->warned_down, msg, err);
         goto fail;
-    if (cfg->redis_db != 0 && !handshake_step(c, ctx, redisCommand(ctx, "SELECT %d", cfg->redis_db), "SELECT"))
-        goto fail;
+    }
     c->ctx = ctx;
     if (!load_script(c)) {
         ctx = c->ctx; /* NULL if load_script dropped it */
@@ -280,7 +267,7 @@ fail:
 
 /* Deletes the keys of the remembered ids (pipelined DELs) and forgets them. False only when the
  * connection broke (dropped then); a refused DEL keeps the ids for the next call. */
-static bool flush_stale(cs_cache *c)
+static bool flush_stale(cs_redis_writer *c)
 {
     const char *argv[1 + DEL_CHUNK];
     size_t argvlen[1 + DEL_CHUNK];
@@ -357,7 +344,7 @@ static bool valid_scan_reply(const redisReply *r)
 
 /* UNLINKs the keys of one SCAN step. False when the connection broke; *refused when Redis
  * answered anything but a count. */
-static bool unlink_keys(cs_cache *c, const redisReply *keys, bool *refused)
+static bool unlink_keys(cs_redis_writer *c, const redisReply *keys, bool *refused)
 {
     const char **argv = NULL;
     size_t *argvlen = NULL;
@@ -403,7 +390,7 @@ out:
 
 /* Takes up to WIPE_STEPS steps of SCAN MATCH cart:{*} + UNLINK. The cursor moves on only once a
  * step's keys are gone. False only when the connection broke. */
-static bool wipe_steps(cs_cache *c)
+static bool wipe_steps(cs_redis_writer *c)
 {
     for (int step = 0; step < WIPE_STEPS && c->wipe; step++) {
         redisReply *r =
@@ -442,7 +429,7 @@ static bool wipe_steps(cs_cache *c)
 /* --- writes --- */
 
 /* Counts every entry whose outcome is not known yet (E_PENDING or E_SENT) as failed. */
-static void fail_unfinished(cs_cache *c, const cs_cache_entry *entries, size_t n, unsigned char *state)
+static void fail_unfinished(cs_redis_writer *c, const cs_redis_writer_entry *entries, size_t n, unsigned char *state)
 {
     for (size_t i = 0; i < n; i++) {
         if (state[i] != E_DONE) {
@@ -455,8 +442,8 @@ static void fail_unfinished(cs_cache *c, const cs_cache_entry *entries, size_t n
 /* Reads and counts the replies of every E_SENT entry, in order. NOSCRIPT answers go back to
  * E_PENDING (when `retry` is allowed) and set *noscript. Failures are counted and remembered.
  * False when the connection broke (every unread entry then counts as failed). */
-static bool read_replies(cs_cache *c, const cs_cache_entry *entries, size_t n, unsigned char *state, bool retry,
-                         bool *noscript, bool *failed)
+static bool read_replies(cs_redis_writer *c, const cs_redis_writer_entry *entries, size_t n, unsigned char *state,
+                         bool retry, bool *noscript, bool *failed)
 {
     for (size_t i = 0; i < n; i++) {
         redisReply *r = NULL;
@@ -491,8 +478,8 @@ static bool read_replies(cs_cache *c, const cs_cache_entry *entries, size_t n, u
 
 /* Sends EVALSHA for every E_PENDING entry, then reads the replies. False when the connection
  * broke (every entry not yet counted then counts as failed). */
-static bool write_pass(cs_cache *c, const cs_cache_entry *entries, size_t n, unsigned char *state, bool retry,
-                       bool *noscript, bool *failed)
+static bool write_pass(cs_redis_writer *c, const cs_redis_writer_entry *entries, size_t n, unsigned char *state,
+                       bool retry, bool *noscript, bool *failed)
 {
     char key[CART_CACHE_KEY_MAX];
     char version[24];
@@ -501,7 +488,7 @@ static bool write_pass(cs_cache *c, const cs_cache_entry *entries, size_t n, uns
 
     snprintf(ttl, sizeof ttl, "%d", ttl_s);
     for (size_t i = 0; i < n; i++) {
-        const cs_cache_entry *e = &entries[i];
+        const cs_redis_writer_entry *e = &entries[i];
 
         if (state[i] != E_PENDING)
             continue;
@@ -527,7 +514,7 @@ static bool write_pass(cs_cache *c, const cs_cache_entry *entries, size_t n, uns
 }
 
 /* Writes the entries over the live connection. True when every one was written or kept. */
-static bool write_entries(cs_cache *c, const cs_cache_entry *entries, size_t n)
+static bool write_entries(cs_redis_writer *c, const cs_redis_writer_entry *entries, size_t n)
 {
     unsigned char *state = calloc(n, 1);
     bool noscript = false, failed = false;
@@ -559,11 +546,11 @@ out:
 
 /* --- public --- */
 
-cs_cache *cs_cache_new(const cart_config *cfg, cart_metrics *metrics, const char *name)
+cs_redis_writer *cs_redis_writer_new(const cart_config *cfg, cart_metrics *metrics, const char *name)
 {
     static const char *const results[] = {"written", "kept_newer", "error"};
     cart_metric_family *writes, *invalidations;
-    cs_cache *c;
+    cs_redis_writer *c;
 
     if (cfg == NULL || (c = calloc(1, sizeof *c)) == NULL)
         return NULL;
@@ -588,7 +575,7 @@ cs_cache *cs_cache_new(const cart_config *cfg, cart_metrics *metrics, const char
     return c;
 }
 
-void cs_cache_free(cs_cache *c)
+void cs_redis_writer_free(cs_redis_writer *c)
 {
     if (c == NULL)
         return;
@@ -602,7 +589,7 @@ void cs_cache_free(cs_cache *c)
     free(c);
 }
 
-static void put(cs_cache *c, const cs_cache_entry *entries, size_t n, bool may_retry)
+static void put(cs_redis_writer *c, const cs_redis_writer_entry *entries, size_t n, bool may_retry)
 {
     bool was_connected = c->ctx != NULL;
 
@@ -623,7 +610,7 @@ static void put(cs_cache *c, const cs_cache_entry *entries, size_t n, bool may_r
     }
 }
 
-void cs_cache_put(cs_cache *c, const cs_cache_entry *entries, size_t n)
+void cs_redis_writer_put(cs_redis_writer *c, const cs_redis_writer_entry *entries, size_t n)
 {
     if (c == NULL || (n > 0 && entries == NULL))
         return;

@@ -1,0 +1,351 @@
+/*
+ * apply.c: a batch of events applied in one transaction. The events are decoded (an undecodable
+ * one, or one for another partition, goes to the DLQ), the batch reads what it builds on (prior
+ * answers, the latest carts, into the working set), applies every event in memory and writes the
+ * net effect (core/batch.c), the offsets and the COMMIT. A write the shard refuses redoes the batch
+ * event by event to find the event at fault, which is dead-lettered. After the commit, relay.c
+ * sends what goes out.
+ *
+ * Threads: the runner thread only (offsets under cs_shard.mu).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cartshard/bus.h"
+#include "cartshard/clock.h"
+#include "cartshard/log.h"
+#include "cartshard/partition.h"
+#include "runner_internal.h"
+
+/* Decodes every item; an undecodable one or one for another partition is marked for the DLQ. */
+static void decode_items(cs_shard *sh, cs_item *items, size_t n)
+{
+    uint32_t parts = sh->w->cfg->partitions;
+
+    for (size_t i = 0; i < n; i++) {
+        cs_item *it = &items[i];
+        const char *data = natsMsg_GetData(it->msg);
+        int len = natsMsg_GetDataLength(it->msg);
+        const char *reply_to = NULL;
+        char err[200] = "";
+
+        if (cart_event_decode(data ? data : "", (size_t)len, &it->ev, err, sizeof err) != CART_OK) {
+            snprintf(it->dlq_reason, sizeof it->dlq_reason, "invalid event: %s", err);
+            continue;
+        }
+        if (cart_partition_of(it->ev.user_id, strlen(it->ev.user_id), parts) != it->part->id) {
+            snprintf(it->dlq_reason, sizeof it->dlq_reason, "wrong partition: user %s belongs to partition %u, not %u",
+                     it->ev.user_id, cart_partition_of(it->ev.user_id, strlen(it->ev.user_id), parts), it->part->id);
+            continue;
+        }
+        it->decoded = true;
+        it->wants_reply =
+            natsMsgHeader_Get(it->msg, CART_HDR_REPLY_TO, &reply_to) == NATS_OK && reply_to && *reply_to != '\0';
+    }
+}
+
+static void item_reset(cs_item *it)
+{
+    free(it->cart_json);
+    free(it->change_json);
+    it->cart_json = NULL;
+    it->cart_version = 0;
+    it->change_json = NULL;
+    it->changed = false;
+    it->http_status = 0;
+    it->detail[0] = '\0';
+    it->outbox_at = 0;
+    it->outbox_id = 0;
+    it->prior = false;
+    it->duplicate = false;
+}
+
+typedef struct prior_ctx {
+    cs_item *items;
+    size_t n;
+} prior_ctx;
+
+static void on_prior(void *ud, const char *event_id, int http_status, const char *detail)
+{
+    prior_ctx *ctx = ud;
+
+    for (size_t i = 0; i < ctx->n; i++) {
+        cs_item *it = &ctx->items[i];
+        if (it->decoded && !it->dlq_reason[0] && strcmp(it->ev.event_id, event_id) == 0) {
+            it->prior = true;
+            it->prior_status = http_status;
+            snprintf(it->prior_detail, sizeof it->prior_detail, "%s", detail);
+        }
+    }
+}
+
+/* Opens the batch's transaction and reads what it builds on, in one round trip: which of its
+ * events were processed before, and the latest cart of each of its users (for expiry: of the
+ * users already in `ws`). */
+cart_status cs_apply_begin(cs_shard *sh, cs_working_set *ws, cs_item *items, size_t n, cs_store_err *e)
+{
+    const char **ids = malloc((n ? n : 1) * sizeof *ids);
+    prior_ctx ctx = {items, n};
+    cs_store_reads r = {0};
+    cart **carts = NULL;
+    cart_status st = CART_OK;
+
+    if (ids == NULL)
+        return cs_store_out_of_memory(e);
+    for (size_t i = 0; i < n && st == CART_OK; i++) {
+        if (!items[i].decoded || items[i].dlq_reason[0])
+            continue;
+        ids[r.nevents++] = items[i].ev.event_id;
+        if (cs_working_set_add(ws, items[i].ev.user_id) == NULL)
+            st = cs_store_out_of_memory(e);
+    }
+    carts = malloc((ws->ncarts ? ws->ncarts : 1) * sizeof *carts);
+    if (st == CART_OK && carts == NULL)
+        st = cs_store_out_of_memory(e);
+    if (st == CART_OK) {
+        for (size_t i = 0; i < ws->ncarts; i++)
+            carts[i] = &ws->carts[i].c;
+        r.event_ids = ids;
+        r.on_processed = on_prior;
+        r.ud = &ctx;
+        r.carts = carts;
+        r.ncarts = ws->ncarts;
+        st = cs_store_begin_batch(sh->pg, &r, e);
+    }
+    free(carts);
+    free(ids);
+    return st;
+}
+
+/* Applies one decoded item to the batch's carts (cs_apply_begin read them) and records what it
+ * writes in the shard's batch. CART_OK, or CART_ERR_NOMEM. */
+static cart_status apply_item(cs_shard *sh, cs_working_set *ws, cs_item *items, size_t idx, cs_store_err *e)
+{
+    cs_item *it = &items[idx];
+    const cart_config *cfg = sh->w->cfg;
+    cart_limits lim = {cfg->max_quantity, cfg->max_lines};
+    cart_outcome o;
+    bool dup = it->prior;
+    int recorded = it->prior_status;
+    char new_id[37];
+    int64_t now = cart_now_ms();
+    cs_working_cart *wc = cs_working_set_find(ws, it->ev.user_id);
+    const cs_working_answer *first = NULL;
+    cart *c;
+
+    if (wc == NULL)
+        return cs_store_out_of_memory(e); /* cs_apply_begin added every user, or ran out of memory doing it */
+    c = &wc->c;
+    if (dup)
+        snprintf(it->detail, sizeof it->detail, "%s", it->prior_detail);
+    /* A duplicate inside the batch. */
+    if (!dup && (first = cs_working_set_answer_of(ws, it->ev.event_id)) != NULL) {
+        dup = true;
+        recorded = first->http_status;
+        snprintf(it->detail, sizeof it->detail, "%s", first->detail);
+    }
+    if (dup) {
+        /* The first answer again, with the cart as it is now. */
+        it->http_status = recorded;
+        it->cart_json = it->wants_reply && (recorded == 200 || recorded == 201) ? cart_to_json(c, NULL) : NULL;
+        it->cart_version = c->version;
+        it->duplicate = true;
+        cart_counter_inc(sh->w->m_duplicates);
+        /* A copy later in the batch gets this answer too. */
+        if (it->prior && cs_working_set_answered(ws, it->ev.event_id, it->http_status, it->detail) != 0)
+            return cs_store_out_of_memory(e);
+        return CART_OK;
+    }
+    cart_uuid_v4(new_id);
+    if (cart_apply(c, &it->ev, &lim, now, new_id, &o) != CART_OK)
+        return cs_store_out_of_memory(e);
+    it->http_status = o.http_status;
+    snprintf(it->detail, sizeof it->detail, "%s", o.detail);
+    if (o.status == CART_OK && o.changed) {
+        if (cs_batch_change(&sh->batch, c, &o, it->part->id) != 0)
+            return cs_store_out_of_memory(e);
+        it->changed = true;
+        wc->changed = true;
+        it->change_json =
+            cart_change_to_json(c, it->ev.event_id, cart_event_type_name(it->ev.type), it->part->id, now, NULL);
+        if (it->change_json == NULL ||
+            cs_relay_outbox_add(sh, it->part->id, it->ev.event_id, it->change_json, &it->outbox_at) != 0)
+            return cs_store_out_of_memory(e);
+    }
+    if (o.status != CART_OK) {
+        cart_counter_inc(sh->w->m_rejected);
+        if (cart_log_enabled(CART_LOG_DEBUG))
+            cart_log(CART_LOG_DEBUG, "event refused", CART_LS("event_id", it->ev.event_id),
+                     CART_LS("trace", it->ev.trace), CART_LI("status", it->http_status), CART_LS("detail", o.detail),
+                     NULL);
+    }
+    if (cs_batch_mark_processed(&sh->batch, &it->ev, it->part->id, it->seq, it->http_status, c->version, it->detail) !=
+            0 ||
+        cs_working_set_answered(ws, it->ev.event_id, it->http_status, it->detail) != 0)
+        return cs_store_out_of_memory(e);
+    /* The reply carries the cart as this event left it (none after a delete or a refusal on no cart). */
+    it->cart_json =
+        it->wants_reply && (c->state == CART_ACTIVE || (o.status == CART_OK && c->state == CART_CHECKED_OUT))
+            ? cart_to_json(c, NULL)
+            : NULL;
+    it->cart_version = c->version;
+    return CART_OK;
+}
+
+/* Writes what the shard's batch recorded for items[from, to) (and commits, with `commit`) and
+ * gives the changed ones their outbox ids; the batch is then empty. */
+static cart_status write_batch(cs_shard *sh, cs_item *items, size_t from, size_t to, bool commit, cs_store_err *e)
+{
+    if (cs_store_write(sh->pg, &sh->batch, &sh->sql, commit, e) != CART_OK)
+        return CART_ERR_UNAVAILABLE;
+    for (size_t i = from; i < to; i++)
+        if (items[i].changed)
+            items[i].outbox_id = sh->batch.outbox[items[i].outbox_at].id;
+    cs_batch_reset(&sh->batch);
+    return CART_OK;
+}
+
+/* How one try at a batch's transaction ended. */
+typedef enum try_result {
+    TRY_COMMITTED = 0, /* written and committed */
+    TRY_FAILED,        /* a statement (or the COMMIT) failed: `e` says why, `failed_at` at which event */
+    TRY_LOST           /* a dead letter could not be stored: nothing of the batch may be skipped */
+} try_result;
+
+/* One try at a batch: reads what it builds on, dead-letters what must go, applies the rest and
+ * writes it all (each event on its own with `one_by_one`), then commits. On TRY_FAILED,
+ * `failed_at` is the event whose own write failed (n when no one event is at fault); the
+ * transaction is left for the caller to roll back in every case but TRY_COMMITTED. */
+static try_result try_batch(cs_shard *sh, cs_item *items, size_t n, cs_working_set *ws, bool one_by_one,
+                            size_t *failed_at, cs_store_err *e)
+{
+    size_t written = 0;
+
+    cs_working_set_clear(ws);
+    cs_batch_reset(&sh->batch);
+    for (size_t i = 0; i < n; i++)
+        item_reset(&items[i]);
+    cs_relay_take_acked(sh);
+    if (cs_apply_begin(sh, ws, items, n, e) != CART_OK)
+        return TRY_FAILED;
+    for (size_t i = 0; i < n; i++) {
+        cs_item *it = &items[i];
+        if (it->dlq_reason[0]) {
+            if (cs_relay_dead_letter(sh, it) != 0) {
+                snprintf(e->msg, sizeof e->msg, "dead letter could not be stored");
+                return TRY_LOST;
+            }
+            /* The writer is told, now and on every retry of its event_id, that its change
+             * was refused: it is recorded as answered 400, never left as a silent 202. */
+            if (it->refused) {
+                it->http_status = 400;
+                snprintf(it->detail, sizeof it->detail, "the shard refused the change; it is kept in CARTS_DLQ");
+                if (cs_batch_mark_processed(&sh->batch, &it->ev, it->part->id, it->seq, it->http_status, 0,
+                                            it->detail) != 0) {
+                    cs_store_out_of_memory(e);
+                    return TRY_FAILED;
+                }
+            }
+        } else if (apply_item(sh, ws, items, i, e) != CART_OK) {
+            return TRY_FAILED;
+        }
+        if (one_by_one) {
+            if (write_batch(sh, items, written, i + 1, false, e) != CART_OK) {
+                *failed_at = i;
+                return TRY_FAILED;
+            }
+            written = i + 1;
+        }
+    }
+    /* Offsets: the last sequence of every partition in the batch. */
+    for (size_t i = 0; i < n; i++) {
+        if (cs_batch_offset_set(&sh->batch, items[i].part->id, items[i].seq) != 0) {
+            cs_store_out_of_memory(e);
+            return TRY_FAILED;
+        }
+    }
+    /* The rest of the writes and the COMMIT, in one round trip. A COMMIT that fails is taken
+     * like a refused write: rolled back, and the batch is redone event by event. */
+    if (write_batch(sh, items, written, n, true, e) != CART_OK)
+        return TRY_FAILED;
+    return TRY_COMMITTED;
+}
+
+/* Applies a batch in one transaction; returns 0 when it committed (or when nothing needed to),
+ * -1 when the session failed (the batch is dropped and will be replayed).
+ *
+ * The batch's writes go as one statement per table (batch.h). When the shard refuses one of them
+ * for its data (a constraint, a trigger), the transaction is redone writing each event on its
+ * own, which finds the event at fault; that one is dead-lettered and the rest redone. */
+int cs_apply_batch(cs_shard *sh, cs_item *items, size_t n, cs_working_set *ws)
+{
+    cs_store_err e = {0};
+    int64_t t0 = cart_mono_ms();
+    size_t applied = 0;
+    bool one_by_one = false;
+
+    decode_items(sh, items, n);
+    for (int attempt = 0;; attempt++) {
+        size_t failed_at = n;
+        try_result r = try_batch(sh, items, n, ws, one_by_one, &failed_at, &e);
+
+        if (r == TRY_COMMITTED)
+            break;
+        cs_store_exec(sh->pg, "ROLLBACK", &e);
+        /* The session is given up (the batch is replayed from the committed offsets) when a dead
+         * letter was not stored, PostgreSQL is away, the redoing does not end, or a batch written
+         * event by event still fails with no one event at fault. */
+        if (r == TRY_LOST || e.transient || attempt > (int)n || (failed_at == n && one_by_one)) {
+            if (e.transient)
+                cart_counter_inc(sh->w->m_pg_errors);
+            cs_session_drop(sh, e.msg[0] ? e.msg : "transaction failed");
+            return -1;
+        }
+        if (failed_at == n) {
+            one_by_one = true;
+            cart_counter_inc(sh->w->m_redone);
+            continue;
+        }
+        /* The data is at fault: this one event cannot be stored. Dead-letter it, redo the rest. */
+        items[failed_at].refused = items[failed_at].decoded;
+        snprintf(items[failed_at].dlq_reason, sizeof items[failed_at].dlq_reason, "rejected by the shard: %s", e.msg);
+    }
+
+    /* Committed: the partitions' offsets move, then the cache, the acks, the replies and the
+     * change notices go out (relay.c). */
+    pthread_mutex_lock(&sh->mu);
+    for (size_t i = 0; i < n; i++)
+        if (items[i].seq > items[i].part->committed && items[i].part->owned)
+            items[i].part->committed = items[i].seq;
+    pthread_mutex_unlock(&sh->mu);
+    cs_relay_committed(sh, items, n, ws);
+    for (size_t i = 0; i < n; i++) {
+        cs_item *it = &items[i];
+        if (it->decoded && !it->dlq_reason[0] && !it->duplicate) {
+            applied++;
+            if (cart_log_enabled(CART_LOG_DEBUG))
+                cart_log(CART_LOG_DEBUG, "event applied", CART_LS("event_id", it->ev.event_id),
+                         CART_LS("trace", it->ev.trace), CART_LS("type", cart_event_type_name(it->ev.type)),
+                         CART_LI("partition", it->part->id), CART_LI("seq", (long long)it->seq),
+                         CART_LI("status", it->http_status), NULL);
+        }
+    }
+    cart_counter_add(sh->w->m_applied, (double)applied);
+    cart_counter_inc(sh->w->m_batches);
+    cart_histogram_observe(sh->w->m_batch_seconds, (double)(cart_mono_ms() - t0) / 1000.0);
+    if (cart_log_enabled(CART_LOG_DEBUG))
+        cart_log(CART_LOG_DEBUG, "batch committed", CART_LS("shard", sh->name), CART_LI("events", n),
+                 CART_LI("ms", cart_mono_ms() - t0), NULL);
+    return 0;
+}
+
+void cs_apply_free_items(cs_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        item_reset(&items[i]);
+        natsMsg_Destroy(items[i].msg);
+        items[i].msg = NULL;
+    }
+}

@@ -1,0 +1,141 @@
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cartshard/bus.h"
+
+START_TEST(test_reply_roundtrip)
+{
+    natsMsg *m = NULL;
+    cart_bus_reply r;
+    const char *v = NULL;
+
+    ck_assert_int_eq(cart_bus_reply_new(&m, "_CARTSHARD.reply.g1.0", "ev-1", 201, "", "{\"version\":3}", 3), NATS_OK);
+    ck_assert_str_eq(natsMsg_GetSubject(m), "_CARTSHARD.reply.g1.0");
+    ck_assert_int_eq(natsMsg_GetDataLength(m), 13);
+    ck_assert_int_eq(memcmp(natsMsg_GetData(m), "{\"version\":3}", 13), 0);
+    /* The wire names, which a gateway of another build reads too. */
+    ck_assert_int_eq(natsMsgHeader_Get(m, "Cart-Event-Id", &v), NATS_OK);
+    ck_assert_str_eq(v, "ev-1");
+    ck_assert_int_eq(natsMsgHeader_Get(m, "Cart-Status", &v), NATS_OK);
+    ck_assert_str_eq(v, "201");
+    ck_assert_int_eq(natsMsgHeader_Get(m, "Cart-Version", &v), NATS_OK);
+    ck_assert_str_eq(v, "3");
+    /* An empty detail is no header at all. */
+    ck_assert_int_eq(natsMsgHeader_Get(m, "Cart-Detail", &v), NATS_NOT_FOUND);
+    ck_assert_int_eq(cart_bus_reply_read(m, &r), CART_OK);
+    ck_assert_str_eq(r.event_id, "ev-1");
+    ck_assert_int_eq(r.status, 201);
+    ck_assert_str_eq(r.detail, "");
+    ck_assert_int_eq(r.version, 3);
+    natsMsg_Destroy(m);
+
+    m = NULL;
+    ck_assert_int_eq(cart_bus_reply_new(&m, "s", "ev-2", 409, "cart is checked out", NULL, 5), NATS_OK);
+    ck_assert_int_eq(natsMsg_GetDataLength(m), 0);
+    ck_assert_int_eq(cart_bus_reply_read(m, &r), CART_OK);
+    ck_assert_int_eq(r.status, 409);
+    ck_assert_str_eq(r.detail, "cart is checked out");
+    /* No cart, no version. */
+    ck_assert_int_eq(natsMsgHeader_Get(m, "Cart-Version", &v), NATS_NOT_FOUND);
+    ck_assert_int_eq(r.version, 0);
+    natsMsg_Destroy(m);
+}
+END_TEST
+
+/* Creates a message with the given headers (NULL: left out). */
+static natsMsg *with_headers(const char *id, const char *status, const char *detail)
+{
+    natsMsg *m = NULL;
+
+    ck_assert_int_eq(natsMsg_Create(&m, "s", NULL, "", 0), NATS_OK);
+    if (id)
+        ck_assert_int_eq(natsMsgHeader_Set(m, "Cart-Event-Id", id), NATS_OK);
+    if (status)
+        ck_assert_int_eq(natsMsgHeader_Set(m, "Cart-Status", status), NATS_OK);
+    if (detail)
+        ck_assert_int_eq(natsMsgHeader_Set(m, "Cart-Detail", detail), NATS_OK);
+    return m;
+}
+
+START_TEST(test_reply_refused)
+{
+    static const struct {
+        const char *id, *status;
+    } bad[] = {{NULL, "200"}, {"ev", NULL}, {"ev", "abc"}, {"ev", "199"}, {"ev", "600"}, {"ev", "0"}};
+    cart_bus_reply r;
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        natsMsg *m = with_headers(bad[i].id, bad[i].status, NULL);
+        ck_assert_msg(cart_bus_reply_read(m, &r) == CART_ERR_INVALID, "case %zu accepted", i);
+        natsMsg_Destroy(m);
+    }
+}
+END_TEST
+
+START_TEST(test_reply_of_an_earlier_worker)
+{
+    natsMsg *m = with_headers("ev", "200", NULL);
+    cart_bus_reply r;
+
+    /* Without Cart-Version the gateway reads the version from the cart. */
+    ck_assert_int_eq(cart_bus_reply_read(m, &r), CART_OK);
+    ck_assert_int_eq(r.version, 0);
+    natsMsg_Destroy(m);
+}
+END_TEST
+
+START_TEST(test_reply_truncates)
+{
+    char detail[300];
+    natsMsg *m;
+    cart_bus_reply r;
+
+    memset(detail, 'd', sizeof detail - 1);
+    detail[sizeof detail - 1] = '\0';
+    m = with_headers("ev", "422", detail);
+    ck_assert_int_eq(cart_bus_reply_read(m, &r), CART_OK);
+    ck_assert_uint_eq(strlen(r.detail), CART_REPLY_DETAIL_MAX);
+    natsMsg_Destroy(m);
+}
+END_TEST
+
+START_TEST(test_subjects)
+{
+    char buf[CART_SUBJECT_MAX];
+    uint32_t p = 0;
+
+    ck_assert_str_eq(cart_bus_subject(buf, CART_SUBJ_CHANGES, 7), "carts.changes.7");
+    ck_assert_int_eq(cart_bus_subject_partition("carts.events.12", CART_SUBJ_EVENTS, 16, &p), CART_OK);
+    ck_assert_uint_eq(p, 12);
+    ck_assert_int_eq(cart_bus_subject_partition("carts.events.16", CART_SUBJ_EVENTS, 16, &p), CART_ERR_INVALID);
+    ck_assert_int_eq(cart_bus_subject_partition("carts.dlq.1", CART_SUBJ_EVENTS, 16, &p), CART_ERR_INVALID);
+}
+END_TEST
+
+static Suite *bus_suite(void)
+{
+    Suite *s = suite_create("bus");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_reply_roundtrip);
+    tcase_add_test(tc, test_reply_refused);
+    tcase_add_test(tc, test_reply_of_an_earlier_worker);
+    tcase_add_test(tc, test_reply_truncates);
+    tcase_add_test(tc, test_subjects);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    /* nats.c's messages need the library (its memory handling), even without a connection. */
+    if (nats_Open(-1) != NATS_OK)
+        return EXIT_FAILURE;
+    SRunner *sr = srunner_create(bus_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    nats_Close();
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
