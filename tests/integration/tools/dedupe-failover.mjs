@@ -59,8 +59,19 @@ async function jsz(node) {
   }
 }
 
+// Every node this run started and has not stopped, so that an interrupted run stops them too.
+const running = new Set();
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    for (const child of running) child.kill('SIGKILL');
+    process.exit(130);
+  });
+}
+
 function start(node) {
   node.child = spawn(BIN, ['-c', node.conf], { stdio: 'ignore', env: { ...process.env, PATH: PATH_ENV } });
+  running.add(node.child);
+  node.child.once('exit', () => running.delete(node.child));
   return node.child;
 }
 
