@@ -39,6 +39,7 @@ import {
   shardOfPartition,
   sleep,
   startGateway,
+  streamMessages,
   startProcess,
   stopProcess,
   waitFor,
@@ -219,33 +220,10 @@ function logLines(file, keep) {
   return text.split('\n').filter((l) => l && keep(l));
 }
 
-/** Every message on `subject` of CARTS, as the stream's leader has it: [{ seq, msgId, user }]. */
+/** Every message on `subject` of CARTS: [{ seq, msgId, user }]. */
 async function subjectMessages(subject) {
-  const js = own.nc.jetstream({ timeout: 4000 });
-  const consumer = await js.consumers.get('CARTS', { filterSubjects: subject });
-  const out = [];
-  try {
-    for (;;) {
-      const batch = await consumer.fetch({ max_messages: 500, expires: 2000 });
-      let got = 0;
-      let pending = 1;
-      for await (const m of batch) {
-        got += 1;
-        let user = null;
-        try {
-          user = m.json().user_id ?? null;
-        } catch {
-          user = null;
-        }
-        out.push({ seq: m.seq, msgId: m.headers?.get('Nats-Msg-Id') ?? '', user });
-        pending = m.info.pending;
-      }
-      if (got === 0 || pending === 0) break;
-    }
-  } finally {
-    await consumer.delete().catch(() => {});
-  }
-  return out;
+  const msgs = await streamMessages('CARTS', subject, () => true, { conn: own.nc });
+  return msgs.map((m) => ({ seq: m.seq, msgId: m.headers?.get('Nats-Msg-Id') ?? '', user: m.body?.user_id ?? null }));
 }
 
 /**

@@ -299,11 +299,13 @@ export function nats() {
  * Every message stored on `subject` of `stream`, oldest first, that `keep(body, msg)` accepts (the
  * body parsed as JSON; a body that is not JSON is passed as null). Each item is
  * { seq, subject, headers, body, text } (text: the body as it was stored). Reads through a short-lived ordered consumer, so it sees the
- * whole subject whoever else is publishing.
+ * whole subject whoever else is publishing. `conn`: another NATS connection than the suite's (a
+ * deployment of the suite's own).
  */
-export async function streamMessages(stream, subject, keep = () => true) {
-  const js = (await nats()).jetstream();
-  const jsm = await (await nats()).jetstreamManager();
+export async function streamMessages(stream, subject, keep = () => true, { conn = null } = {}) {
+  const c = conn ?? (await nats());
+  const js = c.jetstream();
+  const jsm = await c.jetstreamManager();
   const info = await jsm.streams.info(stream, { subjects_filter: subject });
   const total = info.state.subjects?.[subject] ?? 0;
   const out = [];

@@ -210,9 +210,8 @@ static void fail_publish(gw_write *w, const char *why)
     write_finish(w);
 }
 
-static void on_ack_note(gw_thread *t, gw_write *w, const gw_note *n)
+static void on_ack_note(gw_write *w, const gw_note *n)
 {
-    (void)t;
     if (w->acked)
         return; /* an earlier write with the same event_id got this far already */
     if (n->ok && n->unsure && !w->replied) {
@@ -281,7 +280,7 @@ void gw_write_table_note(gw_thread *t, const gw_note *n)
     for (gw_write *w = write_table_next(t, NULL, n->event_id), *next; w; w = next) {
         next = write_table_next(t, w, n->event_id);
         if (n->kind == GW_NOTE_ACK)
-            on_ack_note(t, w, n);
+            on_ack_note(w, n);
         else
             on_reply_note(w, n);
     }
