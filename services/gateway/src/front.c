@@ -52,6 +52,27 @@ h2o_iovec_t gw_header(h2o_req_t *req, const h2o_token_t *token)
     return i >= 0 ? req->headers.entries[i].value : h2o_iovec_init(NULL, 0);
 }
 
+h2o_iovec_t gw_header_list(h2o_req_t *req, const h2o_token_t *token)
+{
+    ssize_t i = h2o_find_header(&req->headers, token, -1);
+    h2o_iovec_t all, more;
+    size_t len;
+
+    if (i < 0)
+        return h2o_iovec_init(NULL, 0);
+    all = req->headers.entries[i].value;
+    while ((i = h2o_find_header(&req->headers, token, i)) >= 0) {
+        more = req->headers.entries[i].value;
+        len = all.len + 2 + more.len;
+        char *joined = h2o_mem_alloc_pool(&req->pool, len);
+        memcpy(joined, all.base, all.len);
+        memcpy(joined + all.len, ", ", 2);
+        memcpy(joined + all.len + 2, more.base, more.len);
+        all = h2o_iovec_init(joined, len);
+    }
+    return all;
+}
+
 h2o_iovec_t gw_header_by_name(h2o_req_t *req, const char *name)
 {
     ssize_t i = h2o_find_header_by_str(&req->headers, name, strlen(name), -1);

@@ -33,6 +33,42 @@ static int split(const char *path, size_t len, const char **seg, size_t *seglen,
     return n;
 }
 
+/* A path segment, percent-decoded (RFC 3986 section 2.1). */
+typedef struct segment {
+    char text[CART_ID_MAX + 2]; /* NUL-terminated; longer segments are cut at CART_ID_MAX + 1 bytes, */
+    size_t len;                 /* so that len > CART_ID_MAX says "too long" */
+} segment;
+
+static int hex_value(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Decodes s[0..len) into *out; -1 for a '%' not followed by two hex digits. */
+static int decode(const char *s, size_t len, segment *out)
+{
+    out->len = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (ch == '%') {
+            if (len - i < 3 || hex_value(s[i + 1]) < 0 || hex_value(s[i + 2]) < 0)
+                return -1;
+            ch = (char)(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+            i += 2;
+        }
+        if (out->len <= CART_ID_MAX)
+            out->text[out->len++] = ch;
+    }
+    out->text[out->len] = '\0';
+    return 0;
+}
+
 static void set(gw_route *r, gw_route_id id, const char *name)
 {
     r->id = id;
@@ -47,8 +83,9 @@ static void bad_method(gw_route *r, const char *allow)
 
 void gw_route_match(const char *method, size_t mlen, const char *path, size_t plen, gw_route *r)
 {
-    const char *seg[5];
-    size_t seglen[5];
+    const char *raw[5], *seg[5];
+    size_t rawlen[5], seglen[5];
+    segment dec[5];
     const char *q = memchr(path, '?', plen);
     int get, post, put, del, n;
 
@@ -60,10 +97,19 @@ void gw_route_match(const char *method, size_t mlen, const char *path, size_t pl
     post = is(method, mlen, "POST");
     put = is(method, mlen, "PUT");
     del = is(method, mlen, "DELETE");
-    n = split(path, plen, seg, seglen, 5);
+    n = split(path, plen, raw, rawlen, 5);
     if (n < 1) {
         set(r, GW_R_NOT_FOUND, "other");
         return;
+    }
+    for (int i = 0; i < n; i++) {
+        if (decode(raw[i], rawlen[i], &dec[i]) != 0) {
+            r->id = GW_R_BAD_ID;
+            r->detail = "path: '%' must be followed by two hexadecimal digits";
+            return;
+        }
+        seg[i] = dec[i].text;
+        seglen[i] = dec[i].len;
     }
     if (n == 1 &&
         (is(seg[0], seglen[0], "healthz") || is(seg[0], seglen[0], "readyz") || is(seg[0], seglen[0], "metrics"))) {

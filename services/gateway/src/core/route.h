@@ -44,7 +44,9 @@ typedef struct gw_route {
 } gw_route;
 
 /* Routes `method` and `path` (the raw request target; a query string is ignored). HEAD is
- * routed like GET. Always fills *r. */
+ * routed like GET. Each path segment is percent-decoded before it is matched or checked, so
+ * /v1/carts/anon%3A42 is anon:42's cart; a malformed escape is GW_R_BAD_ID, and so is an id that
+ * decodes to a character outside its alphabet (a '/' among them). Always fills *r. */
 void gw_route_match(const char *method, size_t method_len, const char *path, size_t path_len, gw_route *r);
 
 #endif
