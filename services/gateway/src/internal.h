@@ -67,6 +67,10 @@ h2o_iovec_t gw_header_by_name(h2o_req_t *req, const char *name);
 /* h2o's callback for every request on the thread's listener (gw_handler). Always 0. */
 int gw_front_on_req(h2o_handler_t *self, h2o_req_t *req);
 
+/* Adds the request id and the CORS grant to an answer h2o made on its own (a body over the limit):
+ * cart_http_own_fn, with the gw_thread as arg. */
+void gw_front_on_own_answer(void *arg, h2o_req_t *req);
+
 /* --- responses.c: answers --- */
 
 #define GW_ETAG_MAX 32 /* room for an ETag: a cart version in quotes, NUL-terminated */

@@ -1,6 +1,7 @@
 #include "route.h"
 
 #include <string.h>
+#include <strings.h>
 
 static int is(const char *s, size_t len, const char *lit)
 {
@@ -75,10 +76,14 @@ static void set(gw_route *r, gw_route_id id, const char *name)
     r->name = name;
 }
 
-static void bad_method(gw_route *r, const char *allow)
+/* The path exists but serves no such method: OPTIONS is answered with what it serves, anything
+ * else is 405. */
+static void other_method(gw_route *r, int options, const char *allow)
 {
-    r->id = GW_R_BAD_METHOD;
+    r->id = options ? GW_R_OPTIONS : GW_R_BAD_METHOD;
     r->allow = allow;
+    if (options)
+        r->name = "options";
 }
 
 void gw_route_match(const char *method, size_t mlen, const char *path, size_t plen, gw_route *r)
@@ -87,16 +92,29 @@ void gw_route_match(const char *method, size_t mlen, const char *path, size_t pl
     size_t rawlen[5], seglen[5];
     segment dec[5];
     const char *q = memchr(path, '?', plen);
-    int get, post, put, del, n;
+    int get, post, put, del, options, n;
 
     memset(r, 0, sizeof *r);
     r->name = "other";
     if (q)
         plen = (size_t)(q - path);
+    /* The absolute form (RFC 9112 section 3.2.2), which a server must accept: the path after the
+     * authority. */
+    if (plen > 8 && path[0] != '/' && (strncasecmp(path, "http://", 7) == 0 || strncasecmp(path, "https://", 8) == 0)) {
+        const char *authority = path + (path[4] == ':' ? 7 : 8);
+        const char *start = memchr(authority, '/', plen - (size_t)(authority - path));
+        if (start == NULL) {
+            set(r, GW_R_NOT_FOUND, "other");
+            return;
+        }
+        plen -= (size_t)(start - path);
+        path = start;
+    }
     get = is(method, mlen, "GET") || is(method, mlen, "HEAD");
     post = is(method, mlen, "POST");
     put = is(method, mlen, "PUT");
     del = is(method, mlen, "DELETE");
+    options = is(method, mlen, "OPTIONS");
     n = split(path, plen, raw, rawlen, 5);
     if (n < 1) {
         set(r, GW_R_NOT_FOUND, "other");
@@ -115,7 +133,7 @@ void gw_route_match(const char *method, size_t mlen, const char *path, size_t pl
         (is(seg[0], seglen[0], "healthz") || is(seg[0], seglen[0], "readyz") || is(seg[0], seglen[0], "metrics"))) {
         r->name = seg[0][0] == 'h' ? "healthz" : seg[0][0] == 'r' ? "readyz" : "metrics";
         if (!get)
-            bad_method(r, "GET, HEAD");
+            other_method(r, 0, "GET, HEAD");
         else
             r->id = seg[0][0] == 'h' ? GW_R_HEALTHZ : seg[0][0] == 'r' ? GW_R_READYZ : GW_R_METRICS;
         return;
@@ -129,7 +147,7 @@ void gw_route_match(const char *method, size_t mlen, const char *path, size_t pl
         if (post)
             r->id = GW_R_CREATE_CART;
         else
-            bad_method(r, "POST");
+            other_method(r, options, "POST, OPTIONS");
         return;
     }
     /* /v1/carts/{user_id}[/...] */
@@ -145,19 +163,19 @@ void gw_route_match(const char *method, size_t mlen, const char *path, size_t pl
         else if (del)
             set(r, GW_R_DELETE_CART, "delete_cart");
         else
-            bad_method(r, "GET, HEAD, DELETE");
+            other_method(r, options, "GET, HEAD, DELETE, OPTIONS");
     } else if (n == 4 && is(seg[3], seglen[3], "items")) {
         r->name = "add_item";
         if (post)
             r->id = GW_R_ADD_ITEM;
         else
-            bad_method(r, "POST");
+            other_method(r, options, "POST, OPTIONS");
     } else if (n == 4) {
         r->name = "checkout";
         if (post)
             r->id = GW_R_CHECKOUT;
         else
-            bad_method(r, "POST");
+            other_method(r, options, "POST, OPTIONS");
     } else {
         r->name = "item";
         if (put)
@@ -165,9 +183,9 @@ void gw_route_match(const char *method, size_t mlen, const char *path, size_t pl
         else if (del)
             set(r, GW_R_REMOVE_ITEM, "remove_item");
         else
-            bad_method(r, "PUT, DELETE");
+            other_method(r, options, "PUT, DELETE, OPTIONS");
     }
-    if (r->id == GW_R_BAD_METHOD)
+    if (r->id == GW_R_BAD_METHOD || r->id == GW_R_OPTIONS)
         return;
     if (!cart_valid_id(seg[2], seglen[2])) {
         r->id = GW_R_BAD_ID;
