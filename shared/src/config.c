@@ -636,10 +636,10 @@ static cart_status load_cors(loader *ld, cart_config *c)
             return fail(ld, "CORS_ALLOWED_ORIGINS: expected exact origins; \"*\" (any origin) is not accepted");
         if ((c->cors_origins[c->ncors_origins] = parse_origin(b, (size_t)(e - b), &oom)) == NULL)
             return oom ? nomem(ld)
-                         : fail(ld,
-                                "CORS_ALLOWED_ORIGINS: expected origins such as https://shop.example or "
-                                "http://127.0.0.1:3000 (no path, no trailing slash), got %s",
-                                quote(one, q));
+                       : fail(ld,
+                              "CORS_ALLOWED_ORIGINS: expected origins such as https://shop.example or "
+                              "http://127.0.0.1:3000 (no path, no trailing slash), got %s",
+                              quote(one, q));
         c->ncors_origins++;
     }
     return CART_OK;

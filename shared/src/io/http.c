@@ -76,8 +76,7 @@ typedef struct problem_ostream {
     h2o_iovec_t doc; /* the document, sent in place of h2o's text; emptied once sent */
 } problem_ostream;
 
-static void problem_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
-                         h2o_send_state_t state)
+static void problem_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt, h2o_send_state_t state)
 {
     problem_ostream *p = (problem_ostream *)self;
     h2o_iovec_t doc = p->doc;

@@ -581,10 +581,21 @@ END_TEST
 START_TEST(test_cors_origins)
 {
     static const char *const bad[] = {
-        "shop.example",           "ftp://shop.example",    "https://",       "https://shop.example/",
-        "https://shop.example/x", "https://u@shop.example", "https://a b",   "https://shop.example:0",
-        "https://shop.example:65536", "https://shop.example:", "https://[]", "https://[::1", "null",
-        "https://shop.example:123456", "https://shop_example",
+        "shop.example",
+        "ftp://shop.example",
+        "https://",
+        "https://shop.example/",
+        "https://shop.example/x",
+        "https://u@shop.example",
+        "https://a b",
+        "https://shop.example:0",
+        "https://shop.example:65536",
+        "https://shop.example:",
+        "https://[]",
+        "https://[::1",
+        "null",
+        "https://shop.example:123456",
+        "https://shop_example",
     };
     const char *prefix = "CORS_ALLOWED_ORIGINS: expected origins such as https://shop.example or "
                          "http://127.0.0.1:3000 (no path, no trailing slash), got \"";

@@ -11,12 +11,12 @@
 
 typedef enum gw_head_verdict {
     GW_HEAD_OK = 0,
-    GW_HEAD_TWO_FRAMINGS,      /* Content-Length with Transfer-Encoding, or Content-Lengths that differ:
-                                * 400, and the connection is closed (RFC 9112 section 6.3) */
-    GW_HEAD_NO_HOST,           /* an HTTP/1.1 request without Host: 400 (RFC 9112 section 3.2) */
-    GW_HEAD_HOSTS,             /* more than one Host field: 400 */
-    GW_HEAD_FIELD_TOO_LARGE,   /* one field line longer than field_max bytes: 431 (RFC 6585) */
-    GW_HEAD_FIELDS_TOO_LARGE   /* the field lines together longer than total_max bytes: 431 */
+    GW_HEAD_TWO_FRAMINGS,    /* Content-Length with Transfer-Encoding, or Content-Lengths that differ:
+                              * 400, and the connection is closed (RFC 9112 section 6.3) */
+    GW_HEAD_NO_HOST,         /* an HTTP/1.1 request without Host: 400 (RFC 9112 section 3.2) */
+    GW_HEAD_HOSTS,           /* more than one Host field: 400 */
+    GW_HEAD_FIELD_TOO_LARGE, /* one field line longer than field_max bytes: 431 (RFC 6585) */
+    GW_HEAD_FIELDS_TOO_LARGE /* the field lines together longer than total_max bytes: 431 */
 } gw_head_verdict;
 
 /*

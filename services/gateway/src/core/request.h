@@ -26,9 +26,9 @@ bool gw_json_too_deep(const char *s, size_t len, int max);
  * section 13.1): a cart's ETag is the strong tag "<version>", so only tags holding a decimal
  * number can. */
 typedef struct gw_etags {
-    bool any;                         /* the field is "*" */
-    int n;                            /* versions[0..n): distinct, in the order given */
-    int64_t versions[GW_ETAGS_MAX];   /* the versions the tags hold */
+    bool any;                       /* the field is "*" */
+    int n;                          /* versions[0..n): distinct, in the order given */
+    int64_t versions[GW_ETAGS_MAX]; /* the versions the tags hold */
 } gw_etags;
 
 /* Parses one field line v[0..len) of If-Match (strong = true) or If-None-Match (strong = false)

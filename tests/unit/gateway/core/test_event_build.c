@@ -172,8 +172,7 @@ static const struct refusal_case {
      "the token's subject is not this user"},
     {"POST", "/v1/carts/u1/items", "{\"sku\":\"A1\",\"quantity\":1}", "a b", "*", NULL, 400, "invalid-header",
      "Idempotency-Key: expected 1-128 visible ASCII characters"},
-    {"POST", "/v1/carts/u1/items", "{\"sku\":\"A1\",\"quantity\":1}", "k", "3", NULL, 400, "invalid-header",
-     IFM_BAD},
+    {"POST", "/v1/carts/u1/items", "{\"sku\":\"A1\",\"quantity\":1}", "k", "3", NULL, 400, "invalid-header", IFM_BAD},
     /* Not a write at all. */
     {"GET", "/v1/carts/u1", NULL, NULL, NULL, NULL, 404, "not-found", "no such resource"},
 };

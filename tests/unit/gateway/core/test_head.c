@@ -87,8 +87,8 @@ START_TEST(test_sizes)
     /* Many fields each within the limit, over the total: 5 x 60 bytes > 256. */
     memset(value, 'v', sizeof value);
     value[FIELD_MAX - 7] = '\0';
-    snprintf(head, sizeof head, "GET / HTTP/1.1\r\nHost: a\r\nA: %s\r\nB: %s\r\nC: %s\r\nD: %s\r\nE: %s\r\n\r\n",
-             value, value, value, value, value);
+    snprintf(head, sizeof head, "GET / HTTP/1.1\r\nHost: a\r\nA: %s\r\nB: %s\r\nC: %s\r\nD: %s\r\nE: %s\r\n\r\n", value,
+             value, value, value, value);
     ck_assert_int_eq(check(head), GW_HEAD_FIELDS_TOO_LARGE);
     snprintf(head, sizeof head, "GET / HTTP/1.1\r\nHost: a\r\nA: %s\r\nB: %s\r\nC: %s\r\n\r\n", value, value, value);
     ck_assert_int_eq(check(head), GW_HEAD_OK);

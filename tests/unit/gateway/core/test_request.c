@@ -70,8 +70,26 @@ static void expect_versions(const gw_etags *set, int n, const int64_t *versions)
 START_TEST(test_etags_grammar)
 {
     static const char *const bad[] = {
-        "", " ", ",", " , ,", "5", "\"5", "5\"", "w/\"5\"", "W/5", "W/ \"5\"", "\"5\" \"6\"", "\"5\";\"6\"",
-        "*, \"5\"", "\"5\", *", "**", "* *", "\"a\"b\"", "\"5\"\x01", "\"with space\"", "\"\x7f\"",
+        "",
+        " ",
+        ",",
+        " , ,",
+        "5",
+        "\"5",
+        "5\"",
+        "w/\"5\"",
+        "W/5",
+        "W/ \"5\"",
+        "\"5\" \"6\"",
+        "\"5\";\"6\"",
+        "*, \"5\"",
+        "\"5\", *",
+        "**",
+        "* *",
+        "\"a\"b\"",
+        "\"5\"\x01",
+        "\"with space\"",
+        "\"\x7f\"",
     };
     static const int64_t three[] = {3}, list[] = {3, 5, 0}, big[] = {INT64_MAX, 42};
     gw_etags set;
@@ -87,8 +105,7 @@ START_TEST(test_etags_grammar)
     ck_assert_int_eq(etags("\"9223372036854775807\", \"0042\"", true, &set), 0);
     expect_versions(&set, 2, big);
     /* Valid tags that hold no version: parsed, left out. */
-    ck_assert_int_eq(etags("\"\", \"abc\", \"-1\", \"+1\", \"1e3\", \"9223372036854775808\", \"\xc3\xa9\"", true,
-                           &set),
+    ck_assert_int_eq(etags("\"\", \"abc\", \"-1\", \"+1\", \"1e3\", \"9223372036854775808\", \"\xc3\xa9\"", true, &set),
                      0);
     expect_versions(&set, 0, NULL);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)

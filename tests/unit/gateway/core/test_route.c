@@ -120,8 +120,8 @@ START_TEST(test_percent_decoding)
     ck_assert_str_eq(r.user_id, "a.b");
     ck_assert_str_eq(r.sku, "SKU-1_2");
     /* Outside the alphabet once decoded, a '/' among them: 400, not another path. */
-    static const char *const outside[] = {"/v1/carts/a%2Fb", "/v1/carts/a%2fb/items", "/v1/carts/a%20b",
-                                          "/v1/carts/%00", "/v1/carts/u1/items/%C3%A9", "/v1/carts/%25"};
+    static const char *const outside[] = {"/v1/carts/a%2Fb", "/v1/carts/a%2fb/items",     "/v1/carts/a%20b",
+                                          "/v1/carts/%00",   "/v1/carts/u1/items/%C3%A9", "/v1/carts/%25"};
     for (size_t i = 0; i < sizeof outside / sizeof outside[0]; i++) {
         r = match(i == 4 ? "DELETE" : "GET", outside[i]);
         ck_assert_msg(r.id == GW_R_BAD_ID || (i == 1 && r.id == GW_R_BAD_METHOD), "%s: %d", outside[i], r.id);
