@@ -270,7 +270,8 @@ cart_status cart_apply(cart *c, const cart_event *ev, const cart_limits *lim, in
 
     if (c->state == CART_MERGING &&
         (ev->type == CART_EV_CREATED || ev->type == CART_EV_ITEM_ADDED || ev->type == CART_EV_ITEM_QUANTITY_SET)) {
-        snprintf(msg, sizeof msg, "the cart is being merged into %.64s; retry once it is settled", c->merged_into);
+        snprintf(msg, sizeof msg, "the cart is being merged into %.64s; retry once it is settled",
+                 c->merged_into[0] ? c->merged_into : "another user's cart");
         return refuse(out, CART_ERR_CONFLICT, msg);
     }
 

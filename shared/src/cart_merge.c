@@ -63,7 +63,9 @@ void cart_merge_settle(cart *c, const cart_event *ev, int64_t now_ms, cart_outco
         return;
     }
     if (ev->merge.status == 200) {
+        /* The worker does not read merged_into back from the shard: the settlement names the user. */
         c->state = CART_MERGED;
+        snprintf(c->merged_into, sizeof c->merged_into, "%s", ev->merge.peer);
     } else {
         c->state = CART_ACTIVE;
         c->merged_into[0] = '\0';
@@ -119,7 +121,8 @@ cart_status cart_merge_lines(cart *c, const cart *guest, cart_merge_strategy str
     char msg[sizeof out->detail];
 
     if (c->state == CART_MERGING) {
-        snprintf(msg, sizeof msg, "the cart is being merged into %.64s", c->merged_into);
+        snprintf(msg, sizeof msg, "the cart is being merged into %.64s",
+                 c->merged_into[0] ? c->merged_into : "another user's cart");
         refuse(out, CART_ERR_CONFLICT, msg);
         return CART_OK;
     }

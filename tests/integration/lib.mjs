@@ -11,7 +11,7 @@
 
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -84,6 +84,13 @@ let userCounter = 0;
 export function uniqueUser(prefix = 'it') {
   userCounter += 1;
   return `${prefix}-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}-${userCounter}`;
+}
+
+/** An HS256 token (the gateway's bearer tokens) of `payload`, signed with `secret`. */
+export function signJwt(secret, payload, header = { alg: 'HS256', typ: 'JWT' }) {
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const signing = `${b64(header)}.${b64(payload)}`;
+  return `${signing}.${createHmac('sha256', secret).update(signing).digest('base64url')}`;
 }
 
 /** A unique user whose rows land on shard `shard`. */

@@ -97,6 +97,7 @@ static void dispatch(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t st
     case GW_R_SET_ITEM:
     case GW_R_REMOVE_ITEM:
     case GW_R_CHECKOUT:
+    case GW_R_MERGE:
         if (atomic_load(&t->app->stopping)) {
             gw_send_problem(t, req, r->name, started, 503, "unavailable", "the gateway is shutting down");
             break;
@@ -459,6 +460,7 @@ int gw_front_on_req(h2o_handler_t *self, h2o_req_t *req)
     case GW_R_SET_ITEM:
     case GW_R_REMOVE_ITEM:
     case GW_R_CHECKOUT:
+    case GW_R_MERGE:
         guard_request(t, req, &r, started);
         break;
     case GW_R_OPTIONS:

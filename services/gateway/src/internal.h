@@ -107,7 +107,8 @@ typedef struct gw_repeat_query gw_repeat_query;
 struct gw_write {
     gw_thread *t;                         /* the thread whose table holds it */
     char event_id[CART_EVENT_ID_MAX + 1]; /* the event's id: the table's key */
-    char user_id[CART_ID_MAX + 1];        /* whose cart */
+    char user_id[CART_ID_MAX + 1];        /* whose cart the event is for (a merge's: the guest's) */
+    char answer_user[CART_ID_MAX + 1];    /* whose cart the answer is (a merge's: the user's) */
     char request_id[CART_TRACE_MAX + 1];  /* the request's trace id, for the logs */
     gw_req_link link;                     /* link.req is NULL once the client has gone */
     const char *route;                    /* the route's name, for the metrics */

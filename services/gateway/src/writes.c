@@ -57,6 +57,8 @@ static gw_write *write_table_add(gw_thread *t, h2o_req_t *req, const gw_route *r
     w->t = t;
     snprintf(w->event_id, sizeof w->event_id, "%s", ev->event_id);
     snprintf(w->user_id, sizeof w->user_id, "%s", ev->user_id);
+    snprintf(w->answer_user, sizeof w->answer_user, "%s",
+             ev->type == CART_EV_MERGE_REQUESTED ? ev->merge.peer : ev->user_id);
     snprintf(w->request_id, sizeof w->request_id, "%s", r->request_id);
     w->route = r->name;
     w->started_ms = started;
@@ -130,7 +132,7 @@ void gw_write_settle(gw_write *w)
     if (w->async || w->timed_out) {
         if (req) {
             /* Accepted: stored durably, applied later (or not yet known). */
-            snprintf(location, sizeof location, "/v1/carts/%s", w->user_id);
+            snprintf(location, sizeof location, "/v1/carts/%s", w->answer_user);
             if (w->async)
                 cart_http_header(req, "Preference-Applied", "respond-async");
             cart_http_header(req, "Location", location);
@@ -307,6 +309,7 @@ static int build_event(gw_thread *t, h2o_req_t *req, const gw_route *r, cart_eve
     in.now_ms = cart_now_ms();
     in.fresh_id = fresh_id;
     in.max_quantity = t->app->cfg->max_quantity;
+    in.jwt_secret = t->app->cfg->auth_jwt_secret && *t->app->cfg->auth_jwt_secret ? t->app->cfg->auth_jwt_secret : NULL;
     return gw_event_build(r, &in, ev, why);
 }
 

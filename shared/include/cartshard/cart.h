@@ -47,7 +47,8 @@ typedef struct cart {
     size_t cap;
     int64_t created_at_ms;
     int64_t updated_at_ms;
-    /** CART_MERGING and CART_MERGED: the user the lines went to; empty otherwise. */
+    /** CART_MERGING and CART_MERGED: the user the lines went to, when known (the worker sets it
+     * with each step of a merge; a cart read from a shard has it empty); empty otherwise. */
     char merged_into[CART_ID_MAX + 1];
 } cart;
 

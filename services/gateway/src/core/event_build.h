@@ -16,6 +16,12 @@
  *   2. Idempotency-Key, if present: 1-128 visible ASCII characters    -> 400 invalid-header
  *   3. If-Match, if present: "*" or a list of entity tags              -> 400 invalid-header
  *      ... of which none can match a cart's ETag (weak ones only)      -> 412 precondition-failed
+ *
+ * The merge (POST /v1/carts/{user_id}/merge) reads, in step 1: "from" a valid id, "strategy" one
+ * of sum, max, replace, keep (default sum), "from" not the user (400 invalid-field); with auth on,
+ * "from_token" a valid token of the guest ("sub" = from), else 403 forbidden. Its event is
+ * cart.merge_requested on the guest's partition (user_id the guest, data.into the user); If-Match
+ * is not read (it would name the guest's version).
  */
 #ifndef GW_EVENT_BUILD_H
 #define GW_EVENT_BUILD_H
@@ -41,6 +47,7 @@ typedef struct gw_event_input {
     int64_t now_ms;          /* the event's occurred_at, in ms since the epoch */
     const char *fresh_id;    /* the event_id when there is no Idempotency-Key: a new UUID, NUL-terminated */
     int32_t max_quantity;    /* the largest quantity a line may have (CART_MAX_QUANTITY) */
+    const char *jwt_secret;  /* AUTH_JWT_SECRET when auth is on (the merge checks from_token), else NULL */
 } gw_event_input;
 
 /* Why a request is refused: the problem+json answer it gets. */

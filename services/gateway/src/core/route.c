@@ -151,7 +151,9 @@ void gw_route_match(const char *method, size_t mlen, const char *path, size_t pl
         return;
     }
     /* /v1/carts/{user_id}[/...] */
-    if (n >= 4 && !(n == 4 && (is(seg[3], seglen[3], "items") || is(seg[3], seglen[3], "checkout"))) &&
+    if (n >= 4 &&
+        !(n == 4 &&
+          (is(seg[3], seglen[3], "items") || is(seg[3], seglen[3], "checkout") || is(seg[3], seglen[3], "merge"))) &&
         !(n == 5 && is(seg[3], seglen[3], "items"))) {
         set(r, GW_R_NOT_FOUND, "other");
         return;
@@ -168,6 +170,12 @@ void gw_route_match(const char *method, size_t mlen, const char *path, size_t pl
         r->name = "add_item";
         if (post)
             r->id = GW_R_ADD_ITEM;
+        else
+            other_method(r, options, "POST, OPTIONS");
+    } else if (n == 4 && is(seg[3], seglen[3], "merge")) {
+        r->name = "merge";
+        if (post)
+            r->id = GW_R_MERGE;
         else
             other_method(r, options, "POST, OPTIONS");
     } else if (n == 4) {

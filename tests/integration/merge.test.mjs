@@ -1,0 +1,212 @@
+// Merging a guest's cart into a user's (docs/reference/api.md, Merging a guest cart;
+// docs/internals/merge.md): each strategy across shards, the refusals (400, 403, 404, 422 with the
+// guest cart restored), a second merge of the same guest, a write racing the merge, the guest's
+// end state on its shard and the change notices.
+
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+
+import {
+  SHARDS,
+  TEST_OPTS,
+  addItem,
+  assertCartResponse,
+  assertProblem,
+  closeAll,
+  http,
+  queryShard,
+  shardCart,
+  shardOf,
+  signJwt,
+  startGateway,
+  uniqueUser,
+  uniqueUserOnShard,
+  userChanges,
+  waitFor,
+} from './lib.mjs';
+
+after(closeAll);
+
+const OPTS = { timeout: 60_000 };
+
+/** A guest and a user on different shards (when there are several). */
+function pair(prefix) {
+  const guest = uniqueUserOnShard(0, `${prefix}-g`);
+  const user = uniqueUserOnShard(SHARDS > 1 ? 1 : 0, `${prefix}-u`);
+  return { guest, user };
+}
+
+/** Fills `user`'s cart with `lines` ({sku: quantity}), one add each. */
+async function fill(user, lines) {
+  for (const [sku, quantity] of Object.entries(lines)) {
+    assert.equal((await addItem(user, sku, quantity)).status, 200, `add ${sku} to ${user}`);
+  }
+}
+
+function merge(user, body, { url = '', headers = {} } = {}) {
+  return http('POST', `${url}/v1/carts/${user}/merge`, { body, headers });
+}
+
+/** The lines of a cart body as {sku: quantity}. */
+const linesOf = (cart) => Object.fromEntries(cart.items.map((i) => [i.sku, i.quantity]));
+
+/** The guest's latest cart row on its shard: { status, merged_into, items }. */
+async function guestRow(guest) {
+  const rows = await queryShard(
+    shardOf(guest),
+    `SELECT c.status, c.merged_into, i.sku, i.quantity FROM carts c LEFT JOIN cart_items i USING (cart_id)
+      WHERE c.cart_id = (SELECT cart_id FROM carts WHERE user_id = $1 ORDER BY version DESC LIMIT 1)
+      ORDER BY i.sku COLLATE "C"`,
+    [guest],
+  );
+  return {
+    status: rows[0]?.status,
+    merged_into: rows[0]?.merged_into ?? null,
+    items: Object.fromEntries(rows.filter((r) => r.sku !== null).map((r) => [r.sku, r.quantity])),
+  };
+}
+
+/** Waits until the guest's cart is settled as merged into `user`, and checks its notices. */
+async function assertMerged(guest, user, lines) {
+  await waitFor(`${guest}'s cart merged into ${user}`, async () => (await guestRow(guest)).status === 'merged');
+  assert.deepEqual(await guestRow(guest), { status: 'merged', merged_into: user, items: lines });
+  assertProblem(await http('GET', `/v1/carts/${guest}`), 404);
+  await waitFor(`${guest}'s cart.merged notice`, async () => {
+    const notices = (await userChanges(guest)).map((m) => m.body);
+    const merged = notices.find((n) => n.type === 'cart.merged');
+    if (!merged) return false;
+    assert.equal(merged.status, 'merged');
+    assert.equal(merged.merged_into, user);
+    assert.ok(notices.some((n) => n.type === 'cart.merge_requested' && n.status === 'merging'));
+    return true;
+  });
+}
+
+describe('POST /v1/carts/{user_id}/merge', OPTS, () => {
+  const cases = [
+    ['sum', { A: 1, B: 8, C: 2, D: 4 }],
+    ['max', { A: 1, B: 5, C: 2, D: 4 }],
+    ['replace', { B: 3, D: 4 }],
+    ['keep', { A: 1, B: 5, C: 2, D: 4 }],
+  ];
+  for (const [strategy, want] of cases) {
+    test(`${strategy}: the user's cart after the merge, the guest's merged`, OPTS, async () => {
+      const { guest, user } = pair(strategy);
+      await fill(user, { A: 1, B: 5, C: 2 });
+      await fill(guest, { B: 3, D: 4 });
+      const res = await merge(user, { from: guest, strategy });
+      const cart = assertCartResponse(res, { user, items: res.json?.items ?? [] });
+      assert.deepEqual(linesOf(cart), want);
+      assert.equal(res.headers.get('etag'), `"${cart.version}"`);
+      assert.deepEqual(linesOf(await shardCart(user)), want);
+      await assertMerged(guest, user, { B: 3, D: 4 });
+      await waitFor(`${user}'s cart.lines_merged notice`, async () =>
+        (await userChanges(user)).some((m) => m.body.type === 'cart.lines_merged' && m.body.version === cart.version));
+    });
+  }
+
+  test('the default strategy is sum; a user without a cart gets a new one', OPTS, async () => {
+    const { guest, user } = pair('default');
+    await fill(guest, { X: 2 });
+    const res = await merge(user, { from: guest });
+    assert.deepEqual(linesOf(assertCartResponse(res, { user, items: [{ sku: 'X', quantity: 2 }] })), { X: 2 });
+    await assertMerged(guest, user, { X: 2 });
+  });
+
+  test('404 for a guest without an active cart, and for a second merge of the same guest', OPTS, async () => {
+    const { guest, user } = pair('again');
+    assertProblem(await merge(user, { from: guest }), 404);
+    await fill(guest, { A: 1 });
+    assert.equal((await merge(user, { from: guest })).status, 200);
+    assertProblem(await merge(user, { from: guest }), 404);
+    assertProblem(await merge(uniqueUser('other'), { from: guest }), 404);
+    assert.deepEqual(linesOf(await shardCart(user)), { A: 1 }, 'the lines arrived once');
+  });
+
+  test('400: into itself, a bad id, a bad strategy, no body', OPTS, async () => {
+    const user = uniqueUser('bad');
+    await fill(user, { A: 1 });
+    for (const body of [{ from: user }, { from: 'a b' }, { from: uniqueUser('g'), strategy: 'avg' }, {}]) {
+      assertProblem(await merge(user, body), 400);
+    }
+    assertProblem(await http('GET', `/v1/carts/${user}/merge`), 405);
+  });
+
+  test('422 over the line limit: both carts keep their lines, the guest cart active again', OPTS, async () => {
+    const { guest, user } = pair('limit');
+    const lines = {};
+    for (let i = 0; i < 99; i += 1) lines[`L${String(i).padStart(3, '0')}`] = 1;
+    await fill(user, lines);
+    await fill(guest, { G1: 1, G2: 2 });
+    const before = await shardCart(user);
+    const res = await merge(user, { from: guest, strategy: 'sum' });
+    assertProblem(res, 422);
+    assert.match(res.json.detail, /101 lines, over the limit 100/);
+    assert.deepEqual(await shardCart(user), before, "the user's cart did not change");
+    const guestCart = assertCartResponse(await http('GET', `/v1/carts/${guest}`), {
+      user: guest,
+      items: [{ sku: 'G1', quantity: 1 }, { sku: 'G2', quantity: 2 }],
+    });
+    assert.equal(guestCart.status, 'active');
+    await waitFor(`${guest}'s cart.merge_refused notice`, async () =>
+      (await userChanges(guest)).some((m) => m.body.type === 'cart.merge_refused' && m.body.status === 'active'));
+    // The guest can shop on, and merge with another strategy.
+    assert.equal((await addItem(guest, 'G3', 1)).status, 200);
+    const replaced = await merge(user, { from: guest, strategy: 'replace' });
+    assert.deepEqual(linesOf(assertCartResponse(replaced, { user, items: replaced.json?.items ?? [] })), {
+      G1: 1,
+      G2: 2,
+      G3: 1,
+    });
+  });
+
+  test('422 over the quantity limit under sum', OPTS, async () => {
+    const { guest, user } = pair('qty');
+    await fill(user, { A: 900 });
+    await fill(guest, { A: 100 });
+    assertProblem(await merge(user, { from: guest }), 422);
+    assert.deepEqual(linesOf(await shardCart(user)), { A: 900 });
+    assert.deepEqual(linesOf(await shardCart(guest)), { A: 100 });
+  });
+
+  test('a write to the guest racing the merge lands once: in the merged lines, or refused, or in a new cart', OPTS, async () => {
+    for (let round = 0; round < 5; round += 1) {
+      const { guest, user } = pair(`race${round}`);
+      await fill(guest, { A: 1 });
+      const [m, w] = await Promise.all([merge(user, { from: guest }), addItem(guest, 'R', 1)]);
+      assert.equal(m.status, 200, JSON.stringify(m.json));
+      const merged = linesOf(m.json);
+      if (w.status === 200 && w.json.cart_id !== (await shardCart(guest))?.cart_id) {
+        assert.deepEqual(merged, { A: 1, R: 1 }, 'the add came first and travelled with the guest');
+      } else if (w.status === 409) {
+        assert.deepEqual(merged, { A: 1 });
+      } else {
+        assert.equal(w.status, 200);
+        assert.ok(merged.R === 1 || (await shardCart(guest))?.items.some((i) => i.sku === 'R'), 'R is somewhere once');
+      }
+    }
+  });
+});
+
+describe('merge with auth on', OPTS, () => {
+  const SECRET = 'merge-test-secret-of-at-least-32-bytes!';
+  const token = (sub) => signJwt(SECRET, { sub, exp: Math.floor(Date.now() / 1000) + 300 });
+  const bearer = (sub) => ({ Authorization: `Bearer ${token(sub)}` });
+
+  test("403 without the guest's token, or with another's; 200 with it", OPTS, async () => {
+    const gw = await startGateway({ AUTH_JWT_SECRET: SECRET, RATE_LIMIT_RPS: '0' });
+    const { guest, user } = pair('auth');
+    const add = await http('POST', `${gw.url}/v1/carts/${guest}/items`, {
+      body: { sku: 'A', quantity: 1 },
+      headers: bearer(guest),
+    });
+    assert.equal(add.status, 200);
+    const opts = { url: gw.url, headers: bearer(user) };
+    assertProblem(await merge(user, { from: guest }, opts), 403);
+    assertProblem(await merge(user, { from: guest, from_token: token(user) }, opts), 403);
+    assertProblem(await merge(user, { from: guest, from_token: 'x.y.z' }, opts), 403);
+    assertProblem(await merge(user, { from: guest, from_token: token(guest) }, { url: gw.url, headers: bearer(guest) }), 403);
+    const res = await merge(user, { from: guest, from_token: token(guest) }, opts);
+    assert.deepEqual(linesOf(assertCartResponse(res, { user, items: [{ sku: 'A', quantity: 1 }] })), { A: 1 });
+  });
+});
