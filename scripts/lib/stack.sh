@@ -31,8 +31,8 @@ stack_select() {
         # The expiry test backdates a cart and waits for the workers' next look; the bus suite's
         # stalled partition is restarted after 1 s instead of 10.
         S_STORE_ENV=(CART_EXPIRY_INTERVAL_MS=300 CART_STORE_STALL_MS=1000)
-        # Every suite runs from 127.0.0.1, one client to the limiter: the rate-limit suite starts
-        # its own gateways with small limits.
+        # Every suite runs from 127.0.0.1, one client to the limiter: access-control (and
+        # read-path's Redis outage) start their own gateways with small limits.
         S_GATEWAY_ENV=(RATE_LIMIT_RPS=1000000 RATE_LIMIT_BURST=1000000)
         ;;
     soak)
