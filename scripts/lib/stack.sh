@@ -13,7 +13,8 @@ READY_TIMEOUT=${READY_TIMEOUT:-60}
 STOP_TIMEOUT=15
 
 # ---------------------------------------------------------------------------------------------
-# stack selection: sets the S_* variables that every function below uses
+# stack selection: sets the S_* variables that every function below (and postgres.sh, test.sh,
+# bench.sh, soak.sh) uses
 
 stack_select() {
     case $1 in
