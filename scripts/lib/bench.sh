@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# scripts/lib/bench.sh: `scripts/dev bench`, the benchmark (tests/bench/bench.mjs, docs/performance.md)
-# on a stack of its own.
+# scripts/lib/bench.sh: `scripts/dev bench`, the benchmark (tests/bench/bench.mjs,
+# docs/performance.md) on a stack of its own.
 
 # Debian packages only the benchmark needs (the static-file baseline's server and the chart);
 # installed only when it runs. wrk and redis-benchmark come with APT_PACKAGES.

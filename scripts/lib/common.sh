@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # scripts/lib/common.sh: what every file of scripts/lib uses: the messages (say, warn, die) and
-# need_root. Like every file here it is sourced by scripts/dev and runs nothing by itself.
+# need_root. Like every file here it is sourced by scripts/dev, never run on its own.
 
 say() { printf 'dev: %s\n' "$*"; }
 warn() { printf 'dev: %s\n' "$*" >&2; }
