@@ -8,7 +8,7 @@
 // against the schema (JSON Schema 2020-12 through Ajv, $refs resolved to components). The valid
 // requests are checked against the spec too (path parameters, headers, request bodies), so the
 // spec accepts what the gateway serves. The spec's own examples are validated as well, since
-// Spectral (scripts/dev lint_openapi) does not look at `examples` inside schemas.
+// Spectral (lint_openapi in scripts/lib/test.sh) does not look at `examples` inside schemas.
 
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
