@@ -345,6 +345,7 @@ export class MergeWorkload extends Workload {
     });
     this.users = this.pairs.flatMap((p) => [p.guest, p.user]);
     this.tally.merges = {};
+    this.mergesInFlight = 0; // merges sent and not answered yet (a fault's moment in the sagas)
   }
 
   /** One pair's operations (see the class comment). */
@@ -404,7 +405,10 @@ export class MergeWorkload extends Workload {
         await sleep(pair.k * this.startEveryMs);
         for (const op of pair.ops) {
           if (op.outcome !== null) continue; // prepared
+          const merging = op === pair.merge ? 1 : 0;
+          this.mergesInFlight += merging;
           await this.send(op.user, op);
+          this.mergesInFlight -= merging;
           this.tally[op.outcome] += 1;
           this.answered += 1;
           this.onAnswer?.(this.answered);
