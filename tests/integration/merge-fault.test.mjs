@@ -76,7 +76,8 @@ async function holderOf(users) {
 /**
  * Runs the merge load with guests on shard 0 held by one worker and users on shard 1 held by the
  * other, and kills `target` ('guests': the guests' worker, 'users': the users' worker, 'nats')
- * KILLS times at random moments of the load, each followed by a restart; then checks the model.
+ * KILLS times at random moments of the load, each 0 to 5 ms after a merge was sent, and each
+ * followed by a restart; then checks the model.
  * `load` overrides LOAD.
  */
 async function scenario(t, target, load = {}) {
@@ -93,10 +94,13 @@ async function scenario(t, target, load = {}) {
   const faults = async () => {
     while (kills.length < KILLS && !wl.done) {
       await sleep(1000 + Math.random() * 3000);
-      if (wl.done) break;
       let victim = 'nats';
       if (target === 'guests') victim = await holderOf(wl.pairs.map((p) => p.guest));
       if (target === 'users') victim = await holderOf(wl.pairs.map((p) => p.user));
+      // Into a saga: once a merge is on its way, after 0 to 5 ms (a saga takes a few ms).
+      while (wl.mergesInFlight === 0 && !wl.done) await sleep(1);
+      if (wl.done) break;
+      await sleep(Math.random() * 5);
       const inFlight = wl.mergesInFlight;
       await signalAndWait(wl, victim, 'SIGKILL');
       kills.push(`${victim} after ${wl.answered} answers, ${inFlight} merges in flight`);
