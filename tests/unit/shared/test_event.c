@@ -105,6 +105,7 @@ static void assert_event_eq(const cart_event *a, const cart_event *b)
     ck_assert_int_eq(a->has_expected_version, b->has_expected_version);
     ck_assert_int_eq(a->expected_version, b->expected_version);
     ck_assert_str_eq(a->trace, b->trace);
+    ck_assert_str_eq(a->request_fingerprint, b->request_fingerprint);
 }
 
 START_TEST(test_type_names)
@@ -487,6 +488,48 @@ START_TEST(test_decode_trace)
 }
 END_TEST
 
+START_TEST(test_decode_request_fingerprint)
+{
+    const char *msg = "request_fingerprint: expected at most 64 visible ASCII characters";
+    char big[80];
+    cart_event ev;
+
+    expect_variant_ok("request_fingerprint", "null", 0, &ev);
+    ck_assert_str_eq(ev.request_fingerprint, "");
+    expect_variant_ok("request_fingerprint", "\"\"", 0, &ev);
+    ck_assert_str_eq(ev.request_fingerprint, "");
+    expect_variant_ok("request_fingerprint", "\"v2:abc\"", 0, &ev);
+    ck_assert_str_eq(ev.request_fingerprint, "v2:abc");
+    big[0] = '"';
+    memset(big + 1, 'f', 64);
+    strcpy(big + 65, "\"");
+    expect_variant_ok("request_fingerprint", big, 0, &ev);
+    ck_assert_uint_eq(strlen(ev.request_fingerprint), 64);
+    memset(big + 1, 'f', 65);
+    strcpy(big + 66, "\"");
+    expect_variant_invalid("request_fingerprint", big, 0, msg);
+    expect_variant_invalid("request_fingerprint", "\"a b\"", 0, msg);
+    expect_variant_invalid("request_fingerprint", "\"a\\u0000b\"", 0, msg);
+    expect_variant_invalid("request_fingerprint", "42", 0, "request_fingerprint: expected a string");
+}
+END_TEST
+
+START_TEST(test_fingerprints_clash)
+{
+    ck_assert(cart_fingerprints_clash("aa", "bb"));
+    ck_assert(!cart_fingerprints_clash("aa", "aa"));
+    /* Nothing to compare: a first outcome without a fingerprint (an older gateway, another
+     * client), or a repeat without one, is taken as a repeat, as before fingerprints. */
+    ck_assert(!cart_fingerprints_clash("", "bb"));
+    ck_assert(!cart_fingerprints_clash("aa", ""));
+    ck_assert(!cart_fingerprints_clash("", ""));
+    ck_assert(!cart_fingerprints_clash(NULL, "bb"));
+    ck_assert(!cart_fingerprints_clash("aa", NULL));
+    /* Byte for byte: no case folding. */
+    ck_assert(cart_fingerprints_clash("AA", "aa"));
+}
+END_TEST
+
 START_TEST(test_decode_occurred_at)
 {
     const char *msg = "occurred_at: expected an RFC 3339 timestamp";
@@ -673,10 +716,11 @@ START_TEST(test_encode_exact)
     ev.has_expected_version = true;
     ev.expected_version = 3;
     strcpy(ev.trace, "t-1");
+    strcpy(ev.request_fingerprint, "f00d");
     ck_assert_int_eq(cart_event_encode(&ev, &out, &len), CART_OK);
     ck_assert_str_eq(out, "{\"event_id\":\"e1\",\"type\":\"cart.item_added\",\"user_id\":\"u1\","
                           "\"occurred_at\":\"2026-11-22T10:00:00Z\",\"data\":{\"sku\":\"A1\",\"quantity\":2},"
-                          "\"expected_version\":3,\"trace\":\"t-1\"}");
+                          "\"expected_version\":3,\"trace\":\"t-1\",\"request_fingerprint\":\"f00d\"}");
     ck_assert_uint_eq(len, strlen(out));
     free(out);
 
@@ -716,6 +760,7 @@ START_TEST(test_encode_roundtrip)
             }
             if (variant_no & 2) {
                 strcpy(ev.trace, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+                memset(ev.request_fingerprint, 'c', CART_FINGERPRINT_MAX);
                 ev.occurred_at_ms = 1000;
                 if (ev.quantity)
                     ev.quantity = INT64_MIN;
@@ -766,6 +811,12 @@ START_TEST(test_encode_invalid)
     strcpy(ev.trace, "a\nb");
     ck_assert_int_eq(cart_event_encode(&ev, &out, NULL), CART_ERR_INVALID);
     memset(ev.trace, 't', sizeof ev.trace);
+    ck_assert_int_eq(cart_event_encode(&ev, &out, NULL), CART_ERR_INVALID);
+
+    ev = sample(CART_EV_CREATED);
+    strcpy(ev.request_fingerprint, "a b");
+    ck_assert_int_eq(cart_event_encode(&ev, &out, NULL), CART_ERR_INVALID);
+    memset(ev.request_fingerprint, 'f', sizeof ev.request_fingerprint);
     ck_assert_int_eq(cart_event_encode(&ev, &out, NULL), CART_ERR_INVALID);
 
     ev = sample(CART_EV_CREATED);
@@ -918,6 +969,8 @@ static Suite *event_suite(void)
     tcase_add_test(tc, test_decode_expected_version);
     tcase_add_test(tc, test_decode_expected_versions_and_active);
     tcase_add_test(tc, test_decode_trace);
+    tcase_add_test(tc, test_decode_request_fingerprint);
+    tcase_add_test(tc, test_fingerprints_clash);
     tcase_add_test(tc, test_decode_occurred_at);
     tcase_add_test(tc, test_decode_malformed);
     tcase_add_test(tc, test_decode_duplicates_and_trailing);
