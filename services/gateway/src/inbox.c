@@ -61,6 +61,9 @@ void gw_inbox_on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, 
     n->status = r.status;
     snprintf(n->detail, sizeof n->detail, "%s", r.detail);
     n->version = r.version;
+    n->replayed = r.replayed;
+    n->key_reused = r.key_reused;
+    memcpy(n->fingerprint, r.fingerprint, sizeof n->fingerprint);
     if (len > 0) {
         n->body = malloc((size_t)len);
         if (n->body == NULL)
