@@ -28,12 +28,14 @@ static void post_note(gw_thread *t, gw_note *n)
 void gw_inbox_on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
     gw_thread *t = closure;
-    const char *id = NULL;
+    const char *id = NULL, *publish_id = NULL;
     gw_note *n = calloc(1, sizeof *n);
 
     if (n && natsMsgHeader_Get(msg, CART_HDR_MSG_ID, &id) == NATS_OK && id) {
         n->kind = GW_NOTE_ACK;
         snprintf(n->event_id, sizeof n->event_id, "%s", id);
+        if (natsMsgHeader_Get(msg, GW_HDR_PUBLISH_ID, &publish_id) == NATS_OK && publish_id)
+            n->publish_id = strtoull(publish_id, NULL, 10);
         n->ok = pa != NULL;
         n->dup = pa != NULL && pa->Duplicate;
         n->seq = pa != NULL ? pa->Sequence : 0;

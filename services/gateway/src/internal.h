@@ -100,6 +100,11 @@ void gw_etag(int64_t version, char out[GW_ETAG_MAX]);
 
 /* --- writes.c and repeats.c: writes in flight --- */
 
+/* The header that tells the acks of a thread's publishes apart: several writes with one
+ * Idempotency-Key publish one event_id (Nats-Msg-Id), and each must learn what JetStream said to
+ * its own publish. The decimal gw_write.publish_id; stored with the event, read by nobody else. */
+#define GW_HDR_PUBLISH_ID "Cart-Publish-Id"
+
 typedef struct gw_repeat_query gw_repeat_query;
 
 /* A write in flight: waiting for its ack and reply, in the thread's write table. Owned by the
@@ -136,6 +141,8 @@ struct gw_write {
     gw_write *next;                       /* hash chain in the write table */
     /* The request's fingerprint (its event's request_fingerprint); "" without an Idempotency-Key. */
     char fingerprint[CART_FINGERPRINT_MAX + 1];
+    /* Its publishes' Cart-Publish-Id: unique on its thread (gw_thread.publishes). */
+    uint64_t publish_id;
 };
 
 /* A processed_events query of a repeated write (repeats.c); outlives the write if need be. */
@@ -153,7 +160,8 @@ void gw_write_settle(gw_write *w);
 /* Runs the write's timer in `ms`, or at its deadline if that is sooner. */
 void gw_write_rearm(gw_write *w, int64_t ms);
 
-/* Hands a note from the inbox to every write in the table with its event_id. */
+/* Hands a note from the inbox to the writes in the table with its event_id: an ack to the one
+ * whose publish it answers, a worker's reply to every one. */
 void gw_write_table_note(gw_thread *t, const gw_note *n);
 
 /* When the drain ends with writes still waiting (its deadline passed): answers each, 202 when
@@ -193,6 +201,8 @@ struct gw_note {
     gw_note *next;    /* the inbox's list */
     /* GW_NOTE_REPLY: the fingerprint of the event_id's first outcome (Cart-Fingerprint), or "". */
     char fingerprint[CART_FINGERPRINT_MAX + 1];
+    /* GW_NOTE_ACK: the Cart-Publish-Id of the publish it answers: for that write only. */
+    uint64_t publish_id;
 };
 
 /* Makes the thread's inbox and its wake handle (on t->loop). */

@@ -17,6 +17,7 @@
 
 #include "cartshard/bus.h"
 #include "cartshard/clock.h"
+#include "cartshard/fmt.h"
 #include "cartshard/log.h"
 #include "cartshard/partition.h"
 #include "cartshard/problem.h"
@@ -36,8 +37,8 @@ static size_t bucket_of(const char *event_id)
 }
 
 /* The next write in the table after `from` (NULL: the first) with this event_id. Several writes with
- * one Idempotency-Key can wait on one thread at once: every note about the event is for all of
- * them. */
+ * one Idempotency-Key can wait on one thread at once: a worker's reply about the event is for all
+ * of them, an ack for the one whose publish it answers. */
 static gw_write *write_table_next(gw_thread *t, gw_write *from, const char *event_id)
 {
     for (gw_write *w = from ? from->next : t->writes.buckets[bucket_of(event_id)]; w; w = w->next)
@@ -56,6 +57,7 @@ static gw_write *write_table_add(gw_thread *t, h2o_req_t *req, const gw_route *r
     if (w == NULL)
         return NULL;
     w->t = t;
+    w->publish_id = ++t->publishes;
     snprintf(w->event_id, sizeof w->event_id, "%s", ev->event_id);
     snprintf(w->user_id, sizeof w->user_id, "%s", ev->user_id);
     memcpy(w->fingerprint, ev->request_fingerprint, sizeof w->fingerprint);
@@ -234,8 +236,8 @@ static void fail_publish(gw_write *w, const char *why)
 
 static void on_ack_note(gw_write *w, const gw_note *n)
 {
-    if (w->acked)
-        return; /* an earlier write with the same event_id got this far already */
+    if (n->publish_id != w->publish_id || w->acked)
+        return; /* the ack of another write's publish of the event_id, or one already taken */
     if (n->ok && n->unsure && !w->replied) {
         /* nats-server 2.10 answers a copy of an event whose first publish is still being
          * replicated "duplicate, sequence 0". That does not say the event is stored: the first
@@ -362,10 +364,13 @@ static int publish_write(gw_write *w)
     jsCtx *js = w->async ? t->js : t->js_sync;
     natsMsg *msg = NULL;
     jsPubOptions po;
+    char publish_id[CART_INT_BUFSZ + 1];
     int rc = -1;
 
+    publish_id[cart_int_format((int64_t)w->publish_id, publish_id)] = '\0';
     if (natsMsg_Create(&msg, w->subject, NULL, w->payload, (int)w->payload_len) != NATS_OK ||
         natsMsgHeader_Set(msg, CART_HDR_MSG_ID, w->event_id) != NATS_OK ||
+        natsMsgHeader_Set(msg, GW_HDR_PUBLISH_ID, publish_id) != NATS_OK ||
         (!w->async && natsMsgHeader_Set(msg, CART_HDR_REPLY_TO, t->reply_subject) != NATS_OK))
         goto out;
     jsPubOptions_Init(&po);
