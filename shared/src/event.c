@@ -182,6 +182,26 @@ static cart_status get_id(json_t *obj, const char *key, const char *field, char 
     return CART_OK;
 }
 
+/* Reads an optional member of at most `max` visible ASCII characters (trace, request_fingerprint)
+ * into dst (max + 1 bytes); absent or null leaves dst empty. */
+static cart_status get_optional_text(json_t *obj, const char *key, size_t max, const char *msg, char *dst, char *err,
+                                     size_t errlen)
+{
+    json_t *v = json_object_get(obj, key);
+    size_t len;
+
+    if (v == NULL || json_is_null(v))
+        return CART_OK;
+    if (!json_is_string(v))
+        return fail(err, errlen, key, "expected a string");
+    len = json_string_length(v);
+    if (!valid_optional(json_string_value(v), len, max))
+        return fail(err, errlen, key, msg);
+    memcpy(dst, json_string_value(v), len);
+    dst[len] = '\0';
+    return CART_OK;
+}
+
 static cart_status decode_data(json_t *root, cart_event *ev, char *err, size_t errlen)
 {
     json_t *data = json_object_get(root, "data");
@@ -270,27 +290,10 @@ static cart_status decode_fields(json_t *root, cart_event *ev, char *err, size_t
         ev->expected_active = json_is_true(v);
     }
 
-    v = json_object_get(root, "trace");
-    if (v != NULL && !json_is_null(v)) {
-        if (!json_is_string(v))
-            return fail(err, errlen, "trace", "expected a string");
-        len = json_string_length(v);
-        if (!valid_optional(json_string_value(v), len, CART_TRACE_MAX))
-            return fail(err, errlen, "trace", TRACE_MSG);
-        memcpy(ev->trace, json_string_value(v), len);
-        ev->trace[len] = '\0';
-    }
-
-    v = json_object_get(root, "request_fingerprint");
-    if (v != NULL && !json_is_null(v)) {
-        if (!json_is_string(v))
-            return fail(err, errlen, "request_fingerprint", "expected a string");
-        len = json_string_length(v);
-        if (!valid_optional(json_string_value(v), len, CART_FINGERPRINT_MAX))
-            return fail(err, errlen, "request_fingerprint", FINGERPRINT_MSG);
-        memcpy(ev->request_fingerprint, json_string_value(v), len);
-        ev->request_fingerprint[len] = '\0';
-    }
+    if ((st = get_optional_text(root, "trace", CART_TRACE_MAX, TRACE_MSG, ev->trace, err, errlen)) != CART_OK ||
+        (st = get_optional_text(root, "request_fingerprint", CART_FINGERPRINT_MAX, FINGERPRINT_MSG,
+                                ev->request_fingerprint, err, errlen)) != CART_OK)
+        return st;
     return CART_OK;
 }
 

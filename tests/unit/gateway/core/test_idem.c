@@ -1,4 +1,5 @@
 #include <check.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,20 +21,6 @@ static void fingerprint_of(const char *method, const char *path, const char *bod
     json_decref(doc);
 }
 
-/* Asserts that two bodies of one request have the same fingerprint, or not. */
-static void same_body(const char *a, const char *b, bool same)
-{
-    char fa[GW_IDEM_FINGERPRINT_LEN + 1], fb[GW_IDEM_FINGERPRINT_LEN + 1];
-
-    fingerprint_of("POST", "/v1/carts/u1/items", a, fa);
-    fingerprint_of("POST", "/v1/carts/u1/items", b, fb);
-    if (same)
-        ck_assert_msg(strcmp(fa, fb) == 0, "%s and %s differ", a, b);
-    else
-        ck_assert_msg(strcmp(fa, fb) != 0, "%s and %s are one", a, b);
-}
-
-/* Expected digests from sha256sum: printf 'u1\nkey-1' | sha256sum, and so on. */
 START_TEST(test_known_digests)
 {
     char id[CART_EVENT_ID_MAX + 1];
@@ -97,57 +84,58 @@ START_TEST(test_fingerprint_definition)
 }
 END_TEST
 
-START_TEST(test_fingerprint_member_order_and_whitespace)
-{
-    same_body("{\"sku\":\"A1\",\"quantity\":2}", "{\"quantity\":2,\"sku\":\"A1\"}", true);
-    same_body("{\"sku\":\"A1\",\"quantity\":2}", " {\n\t\"quantity\" :2 ,\r\n \"sku\": \"A1\"\n} ", true);
+/* Two bodies of one request, and whether they have the same JSON content (one fingerprint). */
+static const struct {
+    const char *a, *b;
+    bool same;
+} bodies[] = {
+    /* Member order and whitespace do not count. */
+    {"{\"sku\":\"A1\",\"quantity\":2}", "{\"quantity\":2,\"sku\":\"A1\"}", true},
+    {"{\"sku\":\"A1\",\"quantity\":2}", " {\n\t\"quantity\" :2 ,\r\n \"sku\": \"A1\"\n} ", true},
     /* Nested objects are sorted too; arrays keep their order. */
-    same_body("{\"x\":{\"b\":1,\"a\":[1,2]}}", "{\"x\":{\"a\":[1,2],\"b\":1}}", true);
-    same_body("{\"x\":[1,2]}", "{\"x\":[2,1]}", false);
+    {"{\"x\":{\"b\":1,\"a\":[1,2]}}", "{\"x\":{\"a\":[1,2],\"b\":1}}", true},
+    {"{\"x\":[1,2]}", "{\"x\":[2,1]}", false},
     /* Names are compared bytewise: "B" < "a" < "b" < "é". */
-    same_body("{\"b\":1,\"a\":2,\"B\":3,\"\\u00e9\":4}", "{\"\xc3\xa9\":4,\"B\":3,\"a\":2,\"b\":1}", true);
-}
-END_TEST
-
-START_TEST(test_fingerprint_escapes)
-{
+    {"{\"b\":1,\"a\":2,\"B\":3,\"\\u00e9\":4}", "{\"\xc3\xa9\":4,\"B\":3,\"a\":2,\"b\":1}", true},
     /* One string value, written with different escapes. */
-    same_body("{\"sku\":\"A1\"}", "{\"sku\":\"\\u0041\\u0031\"}", true);
-    same_body("{\"n\":\"a/b\"}", "{\"n\":\"a\\/b\"}", true);
-    same_body("{\"n\":\"\xc3\xa9\"}", "{\"n\":\"\\u00e9\"}", true);
-    same_body("{\"n\":\"\xf0\x9f\x9b\x92\"}", "{\"n\":\"\\ud83d\\uded2\"}", true); /* a supplementary character */
-    same_body("{\"n\":\"\\t\"}", "{\"n\":\"\\u0009\"}", true);
-    /* A name with an escape is the same name. */
-    same_body("{\"sku\":\"A1\"}", "{\"\\u0073ku\":\"A1\"}", true);
-    /* Different values stay different. */
-    same_body("{\"sku\":\"A1\"}", "{\"sku\":\"a1\"}", false);
-    same_body("{\"sku\":\"A1\"}", "{\"sku\":\"A1 \"}", false);
-}
-END_TEST
-
-START_TEST(test_fingerprint_numbers)
-{
-    /* A number is its value: an integral real is that integer. */
-    same_body("{\"quantity\":1}", "{\"quantity\":1.0}", true);
-    same_body("{\"quantity\":1}", "{\"quantity\":1e0}", true);
-    same_body("{\"quantity\":1}", "{\"quantity\":10E-1}", true);
-    same_body("{\"quantity\":100}", "{\"quantity\":1E2}", true);
-    same_body("{\"quantity\":0}", "{\"quantity\":-0.0}", true);
-    same_body("{\"quantity\":0}", "{\"quantity\":-0}", true);
-    same_body("{\"a\":[{\"b\":2}]}", "{\"a\":[{\"b\":2.000}]}", true);
-    same_body("{\"a\":[2]}", "{\"a\":[20e-1]}", true);
-    /* The int64 range: 2^63 - 1 is an integer; 2^63 as a real is beyond it and stays a real. */
-    same_body("{\"q\":9223372036854775807}", "{\"q\":9223372036854775807}", true);
-    same_body("{\"q\":-9223372036854775808}", "{\"q\":-9.223372036854775808e18}", true);
-    same_body("{\"q\":9.223372036854775808e18}", "{\"q\":9223372036854775808.0}", true);
-    same_body("{\"q\":9223372036854775807}", "{\"q\":9.223372036854775808e18}", false);
+    {"{\"sku\":\"A1\"}", "{\"sku\":\"\\u0041\\u0031\"}", true},
+    {"{\"n\":\"a/b\"}", "{\"n\":\"a\\/b\"}", true},
+    {"{\"n\":\"\xc3\xa9\"}", "{\"n\":\"\\u00e9\"}", true},
+    {"{\"n\":\"\xf0\x9f\x9b\x92\"}", "{\"n\":\"\\ud83d\\uded2\"}", true}, /* a supplementary character */
+    {"{\"n\":\"\\t\"}", "{\"n\":\"\\u0009\"}", true},
+    {"{\"sku\":\"A1\"}", "{\"\\u0073ku\":\"A1\"}", true}, /* a name with an escape is the same name */
+    {"{\"sku\":\"A1\"}", "{\"sku\":\"a1\"}", false},
+    {"{\"sku\":\"A1\"}", "{\"sku\":\"A1 \"}", false},
+    /* A number is its value: a real that holds an integer is that integer. */
+    {"{\"quantity\":1}", "{\"quantity\":1.0}", true},
+    {"{\"quantity\":1}", "{\"quantity\":1e0}", true},
+    {"{\"quantity\":1}", "{\"quantity\":10E-1}", true},
+    {"{\"quantity\":100}", "{\"quantity\":1E2}", true},
+    {"{\"quantity\":0}", "{\"quantity\":-0.0}", true},
+    {"{\"quantity\":0}", "{\"quantity\":-0}", true},
+    {"{\"a\":[{\"b\":2}]}", "{\"a\":[{\"b\":2.000}]}", true},
+    {"{\"a\":[2]}", "{\"a\":[20e-1]}", true},
+    /* The int64 range: -2^63 as a real is that integer; 2^63 as a real is beyond it, a real. */
+    {"{\"q\":-9223372036854775808}", "{\"q\":-9.223372036854775808e18}", true},
+    {"{\"q\":9.223372036854775808e18}", "{\"q\":9223372036854775808.0}", true},
+    {"{\"q\":9223372036854775807}", "{\"q\":9.223372036854775808e18}", false},
     /* Reals that are not integers are compared as doubles. */
-    same_body("{\"q\":0.5}", "{\"q\":5e-1}", true);
-    same_body("{\"q\":0.5}", "{\"q\":0.25}", false);
-    same_body("{\"q\":1}", "{\"q\":2}", false);
-    same_body("{\"q\":1}", "{\"q\":\"1\"}", false);
-    same_body("{\"q\":true}", "{\"q\":1}", false);
-    same_body("{\"q\":null}", "{}", false);
+    {"{\"q\":0.5}", "{\"q\":5e-1}", true},
+    {"{\"q\":0.5}", "{\"q\":0.25}", false},
+    /* Other values, other types. */
+    {"{\"q\":1}", "{\"q\":2}", false},
+    {"{\"q\":1}", "{\"q\":\"1\"}", false},
+    {"{\"q\":true}", "{\"q\":1}", false},
+    {"{\"q\":null}", "{}", false},
+};
+
+START_TEST(test_fingerprint_bodies)
+{
+    char fa[GW_IDEM_FINGERPRINT_LEN + 1], fb[GW_IDEM_FINGERPRINT_LEN + 1];
+
+    fingerprint_of("POST", "/v1/carts/u1/items", bodies[_i].a, fa);
+    fingerprint_of("POST", "/v1/carts/u1/items", bodies[_i].b, fb);
+    ck_assert_msg((strcmp(fa, fb) == 0) == bodies[_i].same, "%s and %s: %s, %s", bodies[_i].a, bodies[_i].b, fa, fb);
 }
 END_TEST
 
@@ -201,9 +189,7 @@ static Suite *idem_suite(void)
     tcase_add_test(tc, test_longest_key);
     tcase_add_test(tc, test_invalid_keys);
     tcase_add_test(tc, test_fingerprint_definition);
-    tcase_add_test(tc, test_fingerprint_member_order_and_whitespace);
-    tcase_add_test(tc, test_fingerprint_escapes);
-    tcase_add_test(tc, test_fingerprint_numbers);
+    tcase_add_loop_test(tc, test_fingerprint_bodies, 0, sizeof bodies / sizeof bodies[0]);
     tcase_add_test(tc, test_fingerprint_request_line);
     tcase_add_test(tc, test_fingerprint_leaves_the_body);
     suite_add_tcase(s, tc);
