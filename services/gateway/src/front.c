@@ -213,8 +213,11 @@ static int authenticate(gw_thread *t, h2o_req_t *req, gw_route *r, int64_t start
         gw_send_problem(t, req, r->name, started, 401, "unauthorized", "missing bearer token");
         return -1;
     }
-    res = gw_jwt_verify(token, token_len, (const unsigned char *)secret, strlen(secret), cart_now_ms() / 1000,
-                        r->subject, &why);
+    gw_jwt_keys keys = {.secret = (const unsigned char *)secret,
+                        .secret_len = strlen(secret),
+                        .issuer = t->app->cfg->auth_issuer,
+                        .audience = t->app->cfg->auth_audience};
+    res = gw_jwt_verify(token, token_len, &keys, cart_now_ms() / 1000, r->subject, &why);
     if (res == GW_JWT_INTERNAL) {
         gw_send_problem(t, req, r->name, started, 503, "unavailable", "the token could not be checked");
         return -1;
