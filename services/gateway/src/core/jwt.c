@@ -334,8 +334,6 @@ static bool issuer_ok(const json_t *iss, const char *want, const char **why)
 static bool audience_ok(const json_t *aud, const char *want, const char **why)
 {
     bool found = false;
-    size_t i;
-    json_t *v;
 
     if (want == NULL)
         return true;
@@ -346,8 +344,8 @@ static bool audience_ok(const json_t *aud, const char *want, const char **why)
     if (json_is_string(aud)) {
         found = is_string(aud, want);
     } else if (json_is_array(aud)) {
-        json_array_foreach(aud, i, v)
-        {
+        for (size_t i = 0; i < json_array_size(aud); i++) {
+            const json_t *v = json_array_get(aud, i);
             if (!json_is_string(v)) {
                 *why = "aud is not a string or an array of strings";
                 return false;
