@@ -228,6 +228,15 @@ static cart_status apply_line(cart *c, const cart_event *ev, const cart_limits *
     return CART_OK;
 }
 
+/* True if `version` is one of the event's expected_versions. */
+static bool version_expected(const cart_event *ev, int64_t version)
+{
+    for (int i = 0; i < ev->n_expected_versions; i++)
+        if (ev->expected_versions[i] == version)
+            return true;
+    return false;
+}
+
 cart_status cart_apply(cart *c, const cart_event *ev, const cart_limits *lim, int64_t now_ms, const char *new_cart_id,
                        cart_outcome *out)
 {
@@ -242,12 +251,17 @@ cart_status cart_apply(cart *c, const cart_event *ev, const cart_limits *lim, in
     if (is_item_event(ev->type) && !cart_valid_id(ev->sku, bounded_len(ev->sku, sizeof ev->sku)))
         return refuse(out, CART_ERR_INVALID, "invalid sku");
 
-    if (ev->has_expected_version) {
+    if (ev->has_expected_version || ev->n_expected_versions > 0 || ev->expected_active) {
         if (!active)
             return refuse(out, CART_ERR_PRECONDITION, "no active cart");
-        if (ev->expected_version != c->version) {
+        if (ev->has_expected_version && ev->expected_version != c->version) {
             snprintf(msg, sizeof msg, "the cart's version is %lld, not %lld", (long long)c->version,
                      (long long)ev->expected_version);
+            return refuse(out, CART_ERR_PRECONDITION, msg);
+        }
+        if (ev->n_expected_versions > 0 && !version_expected(ev, c->version)) {
+            snprintf(msg, sizeof msg, "the cart's version is %lld, none of the %d expected", (long long)c->version,
+                     ev->n_expected_versions);
             return refuse(out, CART_ERR_PRECONDITION, msg);
         }
     }

@@ -12,12 +12,14 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cartshard/config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define DEFAULT_NATS_URL  "nats://127.0.0.1:4222"
@@ -377,6 +379,21 @@ static int has_scheme(const char *s, size_t n)
     return i > 0 && n - i >= 3 && memcmp(s + i, "://", 3) == 0;
 }
 
+/* One entry of a comma-separated list: the entry starting at `p`, without the blanks around it, in
+ * [*b, *e); returns where the next entry starts, or NULL after the last one. */
+static const char *list_entry(const char *p, const char **b, const char **e)
+{
+    const char *end = strchr(p, ',');
+
+    *b = p;
+    *e = end ? end : p + strlen(p);
+    while (*b < *e && is_blank(**b))
+        (*b)++;
+    while (*e > *b && is_blank((*e)[-1]))
+        (*e)--;
+    return end ? end + 1 : NULL;
+}
+
 /* SHARD_DSNS: libpq connection strings separated by commas, in shard order. Blanks around an
  * entry are dropped. Entries are not echoed in errors: they may hold passwords. */
 static cart_status load_shard_dsns(loader *ld, cart_config *c)
@@ -387,17 +404,13 @@ static cart_status load_shard_dsns(loader *ld, cart_config *c)
 
     if (!v)
         v = DEFAULT_SHARD_DSNS;
-    for (p = v;;) {
-        const char *end = strchr(p, ',');
-        const char *e = end ? end : p + strlen(p);
-
-        while (p < e && is_blank(*p))
-            p++;
-        while (e > p && is_blank(e[-1]))
-            e--;
+    for (const char *next = v; next;) {
+        const char *e;
+        p = next;
+        next = list_entry(next, &p, &e);
         if (n == CART_CONFIG_MAX_SHARDS) {
             uint32_t total = n + 1;
-            for (const char *q = end; q; q = strchr(q + 1, ','))
+            for (const char *q = next; q; q = strchr(q, ',') ? strchr(q, ',') + 1 : NULL)
                 total++;
             return fail(ld, "SHARD_DSNS: expected at most %d comma-separated connection strings, got %u",
                         CART_CONFIG_MAX_SHARDS, (unsigned)total);
@@ -413,9 +426,6 @@ static cart_status load_shard_dsns(loader *ld, cart_config *c)
         if (!(c->shard_dsns[n] = strndup(p, (size_t)(e - p))))
             return nomem(ld);
         c->nshards = ++n;
-        if (!end)
-            break;
-        p = end + 1;
     }
     return CART_OK;
 }
@@ -598,6 +608,86 @@ static cart_status load_auth(loader *ld, cart_config *c)
     return fail(ld, "%s: set, but auth is off (set AUTH_JWT_SECRET or AUTH_JWKS_FILE too, or unset %s)", claim, claim);
 }
 
+/* One origin o[0..len) of CORS_ALLOWED_ORIGINS: http or https, "://", a host name, an IPv4 address
+ * or a bracketed IPv6 one, an optional port 1..65535, and nothing else (no path, no slash, no
+ * user). Returns a malloc'd copy with scheme and host in lower case, or NULL when it is not one
+ * (*oom says whether memory ran out). */
+static char *parse_origin(const char *o, size_t len, bool *oom)
+{
+    size_t i, host_at, host_end;
+    char *copy;
+
+    *oom = false;
+    if (len > 7 && strncasecmp(o, "http://", 7) == 0)
+        host_at = 7;
+    else if (len > 8 && strncasecmp(o, "https://", 8) == 0)
+        host_at = 8;
+    else
+        return NULL;
+    i = host_at;
+    if (o[i] == '[') {
+        while (++i < len && (isxdigit((unsigned char)o[i]) || o[i] == ':' || o[i] == '.'))
+            ;
+        if (i == len || o[i] != ']' || i == host_at + 1)
+            return NULL;
+        i++;
+    } else {
+        while (i < len && (isalnum((unsigned char)o[i]) || o[i] == '.' || o[i] == '-'))
+            i++;
+        if (i == host_at || i - host_at > 253)
+            return NULL;
+    }
+    host_end = i;
+    if (i < len && o[i] == ':') {
+        long port = 0;
+        size_t digits = 0;
+        while (++i < len && isdigit((unsigned char)o[i]) && digits++ < 5)
+            port = port * 10 + (o[i] - '0');
+        if (digits == 0 || digits > 5 || port < 1 || port > 65535)
+            return NULL;
+    }
+    if (i != len)
+        return NULL;
+    if ((copy = strndup(o, len)) == NULL) {
+        *oom = true;
+        return NULL;
+    }
+    for (i = 0; i < host_end; i++)
+        copy[i] = (char)tolower((unsigned char)copy[i]);
+    return copy;
+}
+
+/* CORS_ALLOWED_ORIGINS: exact origins separated by commas, blanks around them dropped. */
+static cart_status load_cors(loader *ld, cart_config *c)
+{
+    const char *v = lookup(ld, "CORS_ALLOWED_ORIGINS");
+    char q[QUOTE_MAX], one[QUOTE_MAX];
+    bool oom;
+
+    if (!v || strspn(v, " \t") == strlen(v))
+        return CART_OK; /* CORS off */
+    for (const char *next = v; next;) {
+        const char *b, *e;
+        next = list_entry(next, &b, &e);
+        if (b == e)
+            return fail(ld, "CORS_ALLOWED_ORIGINS: expected comma-separated origins, but entry %u is empty",
+                        (unsigned)(c->ncors_origins + 1));
+        if (c->ncors_origins == CART_CONFIG_MAX_ORIGINS)
+            return fail(ld, "CORS_ALLOWED_ORIGINS: expected at most %d origins", CART_CONFIG_MAX_ORIGINS);
+        snprintf(one, sizeof one, "%.*s", (int)(e - b), b);
+        if (e - b == 1 && *b == '*')
+            return fail(ld, "CORS_ALLOWED_ORIGINS: expected exact origins; \"*\" (any origin) is not accepted");
+        if ((c->cors_origins[c->ncors_origins] = parse_origin(b, (size_t)(e - b), &oom)) == NULL)
+            return oom ? nomem(ld)
+                       : fail(ld,
+                              "CORS_ALLOWED_ORIGINS: expected origins such as https://shop.example or "
+                              "http://127.0.0.1:3000 (no path, no trailing slash), got %s",
+                              quote(one, q));
+        c->ncors_origins++;
+    }
+    return CART_OK;
+}
+
 /* The files are read when the gateway starts; here only that both or neither are named. */
 static cart_status load_tls(loader *ld, cart_config *c)
 {
@@ -676,7 +766,10 @@ static cart_status load_gateway(loader *ld, cart_config *c)
     if ((st = get_int(ld, "RATE_LIMIT_BURST", 200, 1, 10000000, &n)))
         return st;
     c->rate_limit_burst = (int)n;
-    if ((st = load_auth(ld, c)) || (st = load_tls(ld, c)))
+    if ((st = get_int(ld, "GATEWAY_MAX_HEADER_BYTES", 8192, 1024, 65536, &n)))
+        return st;
+    c->max_header_bytes = (size_t)n;
+    if ((st = load_auth(ld, c)) || (st = load_tls(ld, c)) || (st = load_cors(ld, c)))
         return st;
     return load_id(ld, "GATEWAY_ID", &c->gateway_id);
 }
@@ -755,6 +848,8 @@ void cart_config_cleanup(cart_config *cfg)
     free(cfg->gateway_id);
     free(cfg->gateway_tls_cert);
     free(cfg->gateway_tls_key);
+    for (uint32_t i = 0; i < CART_CONFIG_MAX_ORIGINS; i++)
+        free(cfg->cors_origins[i]);
     free(cfg->store_admin_host);
     free(cfg->store_id);
     memset(cfg, 0, sizeof *cfg);

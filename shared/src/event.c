@@ -33,6 +33,7 @@ static const char *const type_names[] = {
 static const char ID_CHARS_MSG[] = "expected 1-64 characters of [A-Za-z0-9._:-]";
 static const char EVENT_ID_MSG[] = "expected 1-128 visible ASCII characters";
 static const char TRACE_MSG[] = "expected at most 127 visible ASCII characters";
+static const char EXPECTED_VERSIONS_MSG[] = "expected an array of 1 to 16 integers >= 0";
 
 const char *cart_event_type_name(cart_event_type t)
 {
@@ -247,6 +248,27 @@ static cart_status decode_fields(json_t *root, cart_event *ev, char *err, size_t
         ev->expected_version = (int64_t)json_integer_value(v);
     }
 
+    v = json_object_get(root, "expected_versions");
+    if (v != NULL && !json_is_null(v)) {
+        size_t n = json_is_array(v) ? json_array_size(v) : 0;
+        if (n == 0 || n > CART_EXPECTED_MAX)
+            return fail(err, errlen, "expected_versions", EXPECTED_VERSIONS_MSG);
+        for (size_t i = 0; i < n; i++) {
+            json_t *e = json_array_get(v, i);
+            if (!json_is_integer(e) || json_integer_value(e) < 0)
+                return fail(err, errlen, "expected_versions", EXPECTED_VERSIONS_MSG);
+            ev->expected_versions[i] = (int64_t)json_integer_value(e);
+        }
+        ev->n_expected_versions = (int)n;
+    }
+
+    v = json_object_get(root, "expected_active");
+    if (v != NULL && !json_is_null(v)) {
+        if (!json_is_boolean(v))
+            return fail(err, errlen, "expected_active", "expected true or false");
+        ev->expected_active = json_is_true(v);
+    }
+
     v = json_object_get(root, "trace");
     if (v != NULL && !json_is_null(v)) {
         if (!json_is_string(v))
@@ -325,6 +347,11 @@ static bool encodable(const cart_event *ev)
         return false;
     if (ev->has_expected_version && ev->expected_version < 0)
         return false;
+    if (ev->n_expected_versions < 0 || ev->n_expected_versions > CART_EXPECTED_MAX)
+        return false;
+    for (int i = 0; i < ev->n_expected_versions; i++)
+        if (ev->expected_versions[i] < 0)
+            return false;
     return valid_trace(ev->trace, field_len(ev->trace, sizeof ev->trace));
 }
 
@@ -362,6 +389,16 @@ cart_status cart_event_encode(const cart_event *ev, char **out, size_t *outlen)
     }
     if (ev->has_expected_version &&
         json_object_set_new(root, "expected_version", json_integer((json_int_t)ev->expected_version)) != 0)
+        goto out;
+    if (ev->n_expected_versions > 0) {
+        json_t *list = json_array();
+        if (list == NULL || json_object_set_new(root, "expected_versions", list) != 0)
+            goto out;
+        for (int i = 0; i < ev->n_expected_versions; i++)
+            if (json_array_append_new(list, json_integer((json_int_t)ev->expected_versions[i])) != 0)
+                goto out;
+    }
+    if (ev->expected_active && json_object_set_new(root, "expected_active", json_true()) != 0)
         goto out;
     if (ev->trace[0] != '\0' && !set_string(root, "trace", ev->trace, strlen(ev->trace)))
         goto out;

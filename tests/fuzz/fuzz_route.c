@@ -1,28 +1,27 @@
 /*
  * fuzz_route: what the gateway does with a request before any I/O, through its pure modules:
  * gw_route_match (method, raw target), the Idempotency-Key (gw_idem_*), the Authorization
- * header's scheme (gw_jwt_bearer), If-Match and traceparent (request.h), and the JSON body: the
- * depth check, then jansson as core/event_build.c's read_body calls it, then the fields
- * gw_event_build takes.
+ * header's scheme (gw_jwt_bearer), traceparent (request.h), the JSON body's depth check against
+ * jansson, and gw_event_build with all of them (body, Idempotency-Key, If-Match).
  *
  * Input: '\n'-separated fields: method, request target, Idempotency-Key, Authorization, If-Match,
  * traceparent, then the body (the rest of the input); a missing field is an absent header.
  *
  * Oracles: the route's documented shape (ids valid and taken from the path, Allow and detail set
  * when they should be), a query string and HEAD change nothing, an accepted Idempotency-Key gives
- * a valid, repeatable event_id, If-Match gives exactly its digits, the depth check is exact for
- * valid JSON, and the event of a request the gateway would accept (route, headers and body all
- * valid) encodes and decodes back: otherwise the gateway would fail on a valid request.
- *
- * The steps below follow gw_event_build (services/gateway/src/core/event_build.c) and must be kept
- * in step with it.
+ * a valid, repeatable event_id, the depth check is exact for valid JSON, an accepted request's
+ * event expects exactly the versions its If-Match names and encodes and decodes back (otherwise
+ * the gateway would fail on a valid request), and a refusal is a 4xx with a detail that names no
+ * library option.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <inttypes.h>
 #include <strings.h>
 
-#include <inttypes.h>
 #include <jansson.h>
 
+#include "event_build.h"
 #include "fuzz.h"
 #include "idem.h"
 #include "jwt.h"
@@ -36,41 +35,66 @@ static void check_same(const gw_route *a, const gw_route *b)
     FUZZ_CHECK(a->allow == b->allow && a->detail == b->detail && a->name == b->name);
 }
 
-/* True if `id` is one whole segment of path[0..len) (between slashes). */
-static int is_segment(const char *path, size_t len, const char *id)
+/* True if the n-th segment of path[0..len) (0 is the one after the first slash), percent-decoded,
+ * is `id`. */
+static int segment_is(const char *path, size_t len, int n, const char *id)
 {
-    size_t n = strlen(id);
+    size_t i = 1, out = 0, idlen = strlen(id);
+    unsigned int byte;
+    char hex[3] = {0};
 
-    for (size_t i = 1; i + n <= len; i++) {
-        if (path[i - 1] == '/' && memcmp(path + i, id, n) == 0 &&
-            (i + n == len || path[i + n] == '/' || path[i + n] == '?'))
-            return 1;
+    for (int seg = 0; seg < n; seg++) {
+        while (i < len && path[i] != '/')
+            i++;
+        i++;
     }
-    return 0;
+    for (; i < len && path[i] != '/' && path[i] != '?'; i++, out++) {
+        byte = (unsigned char)path[i];
+        if (path[i] == '%') {
+            if (i + 2 >= len || !isxdigit((unsigned char)path[i + 1]) || !isxdigit((unsigned char)path[i + 2]))
+                return 0;
+            memcpy(hex, path + i + 1, 2);
+            if (sscanf(hex, "%2x", &byte) != 1)
+                return 0;
+            i += 2;
+        }
+        if (out >= idlen || (unsigned char)id[out] != byte)
+            return 0;
+    }
+    return out == idlen;
 }
 
 static void route(const char *method, size_t mlen, const char *target, size_t tlen, gw_route *r)
 {
     const char *q = memchr(target, '?', tlen);
+    const char *path = target;
+    size_t plen = tlen;
     gw_route plain;
 
+    /* The absolute form routes as its path: what follows the authority. */
+    if (tlen > 8 && (strncasecmp(target, "http://", 7) == 0 || strncasecmp(target, "https://", 8) == 0)) {
+        size_t from = target[4] == ':' ? 7 : 8;
+        const char *slash = memchr(target + from, '/', tlen - from);
+        path = slash ? slash : target + tlen;
+        plen = tlen - (size_t)(path - target);
+    }
     gw_route_match(method, mlen, target, tlen, r);
     FUZZ_CHECK(r->name != NULL);
     FUZZ_CHECK(r->id >= GW_R_NOT_FOUND && r->id <= GW_R_BAD_ID);
-    FUZZ_CHECK((r->id == GW_R_BAD_METHOD) == (r->allow != NULL));
+    FUZZ_CHECK((r->id == GW_R_BAD_METHOD || r->id == GW_R_OPTIONS) == (r->allow != NULL));
     FUZZ_CHECK((r->id == GW_R_BAD_ID) == (r->detail != NULL));
     FUZZ_CHECK(r->subject[0] == '\0' && r->request_id[0] == '\0');
     switch (r->id) {
     case GW_R_SET_ITEM:
     case GW_R_REMOVE_ITEM:
-        FUZZ_CHECK(cart_valid_id(r->sku, strlen(r->sku)) && is_segment(target, tlen, r->sku));
+        FUZZ_CHECK(cart_valid_id(r->sku, strlen(r->sku)) && segment_is(path, plen, 4, r->sku));
         /* fall through */
     case GW_R_GET_CART:
     case GW_R_DELETE_CART:
     case GW_R_ADD_ITEM:
     case GW_R_CHECKOUT:
-        FUZZ_CHECK(cart_valid_id(r->user_id, strlen(r->user_id)) && is_segment(target, tlen, r->user_id));
-        FUZZ_CHECK(tlen > 10 && memcmp(target, "/v1/carts/", 10) == 0);
+        FUZZ_CHECK(cart_valid_id(r->user_id, strlen(r->user_id)) && segment_is(path, plen, 2, r->user_id));
+        FUZZ_CHECK(segment_is(path, plen, 0, "v1") && segment_is(path, plen, 1, "carts"));
         break;
     default:
         FUZZ_CHECK(r->sku[0] == '\0');
@@ -120,22 +144,6 @@ static void authorization(const char *value, size_t len)
     FUZZ_CHECK(strncasecmp(value, "bearer ", 7) == 0);
 }
 
-/* True if If-Match v[0..len) parses; then the value is what its digits say. */
-static bool if_match(const char *v, size_t len, int64_t *version)
-{
-    char text[32];
-    size_t skip = 1;
-
-    if (!gw_if_match_parse(v, len, version))
-        return false;
-    FUZZ_CHECK(*version >= 0);
-    while (skip + 2 < len && v[skip] == '0')
-        skip++; /* leading zeros, but not the last digit */
-    snprintf(text, sizeof text, "%" PRId64, *version);
-    FUZZ_CHECK(strlen(text) == len - 1 - skip && memcmp(text, v + skip, len - 1 - skip) == 0);
-    return true;
-}
-
 static int depth_of(const json_t *v)
 {
     int deepest = 0;
@@ -176,55 +184,6 @@ static json_t *body_object(const char *body, size_t len)
     return doc;
 }
 
-/* An id field of the body as id_field reads it; false when the gateway would answer 400. */
-static bool body_id(json_t *doc, const char *name, char out[CART_ID_MAX + 1])
-{
-    json_t *v = json_object_get(doc, name);
-
-    if (!json_is_string(v) || !cart_valid_id(json_string_value(v), json_string_length(v)))
-        return false;
-    memcpy(out, json_string_value(v), json_string_length(v) + 1);
-    return true;
-}
-
-/* The event gw_event_build makes of an accepted write, which the gateway then encodes and publishes.
- * False when the request would be refused; `doc` may be NULL (no valid body). */
-static bool build_event(const gw_route *r, json_t *doc, cart_event *ev)
-{
-    json_t *q;
-
-    switch (r->id) {
-    case GW_R_CREATE_CART:
-        ev->type = CART_EV_CREATED;
-        return doc != NULL && body_id(doc, "user_id", ev->user_id);
-    case GW_R_ADD_ITEM:
-    case GW_R_SET_ITEM:
-        ev->type = r->id == GW_R_ADD_ITEM ? CART_EV_ITEM_ADDED : CART_EV_ITEM_QUANTITY_SET;
-        if (doc == NULL || (r->id == GW_R_ADD_ITEM && !body_id(doc, "sku", ev->sku)))
-            return false;
-        if (r->id == GW_R_SET_ITEM)
-            memcpy(ev->sku, r->sku, sizeof ev->sku);
-        q = json_object_get(doc, "quantity");
-        if (!json_is_integer(q))
-            return false;
-        ev->quantity = json_integer_value(q);
-        /* The gateway's range check, with the largest CART_MAX_QUANTITY there can be. */
-        return ev->quantity >= (r->id == GW_R_ADD_ITEM ? 1 : 0) && ev->quantity <= 1000000;
-    case GW_R_REMOVE_ITEM:
-        ev->type = CART_EV_ITEM_REMOVED;
-        memcpy(ev->sku, r->sku, sizeof ev->sku);
-        return true;
-    case GW_R_DELETE_CART:
-        ev->type = CART_EV_DELETED;
-        return true;
-    case GW_R_CHECKOUT:
-        ev->type = CART_EV_CHECKED_OUT;
-        return true;
-    default:
-        return false;
-    }
-}
-
 static void check_publishable(const cart_event *ev)
 {
     cart_event back;
@@ -237,8 +196,39 @@ static void check_publishable(const cart_event *ev)
     FUZZ_CHECK(strcmp(back.user_id, ev->user_id) == 0 && strcmp(back.sku, ev->sku) == 0);
     FUZZ_CHECK(back.type == ev->type && back.quantity == ev->quantity);
     FUZZ_CHECK(back.has_expected_version == ev->has_expected_version && back.expected_version == ev->expected_version);
+    FUZZ_CHECK(back.expected_active == ev->expected_active && back.n_expected_versions == ev->n_expected_versions);
+    for (int i = 0; i < ev->n_expected_versions; i++)
+        FUZZ_CHECK(back.expected_versions[i] == ev->expected_versions[i]);
     FUZZ_CHECK(strcmp(back.trace, ev->trace) == 0 && strcmp(back.event_id, ev->event_id) == 0);
     free(text);
+}
+
+/* A refusal's detail names no option of jansson's API (one did: JSON_ALLOW_NUL), unless it
+ * quotes the request, which may hold anything. */
+static void check_no_option(const char *detail, const uint8_t *data, size_t size)
+{
+    static const char *const options[] = {"JSON_ALLOW_NUL", "JSON_REJECT_DUPLICATES", "JSON_DECODE_ANY",
+                                          "JSON_DISABLE_EOF_CHECK", "JSON_DECODE_INT_AS_REAL"};
+
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
+        if (strstr(detail, options[i]) != NULL)
+            FUZZ_CHECK(memmem(data, size, options[i], strlen(options[i])) != NULL);
+}
+
+/* The If-Match oracle: what the event expects is what the tags name. */
+static void check_if_match(const char *v, size_t len, const cart_event *ev)
+{
+    gw_etags tags = {0};
+
+    FUZZ_CHECK(gw_etags_parse(v, len, true, &tags) == 0);
+    FUZZ_CHECK(tags.any || tags.n > 0);
+    FUZZ_CHECK(ev->expected_active == tags.any);
+    FUZZ_CHECK(ev->has_expected_version == (tags.n == 1));
+    if (tags.n == 1)
+        FUZZ_CHECK(ev->expected_version == tags.versions[0]);
+    FUZZ_CHECK(ev->n_expected_versions == (tags.n > 1 ? tags.n : 0));
+    for (int i = 0; i < tags.n && tags.n > 1; i++)
+        FUZZ_CHECK(ev->expected_versions[i] == tags.versions[i] && tags.versions[i] >= 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -246,38 +236,46 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_input in = {data, size};
     const char *method, *target, *key, *auth, *match, *trace;
     size_t mlen, tlen, klen = 0, alen, match_len = 0, trace_len = 0;
-    bool accepted = true;
     json_t *doc = NULL;
+    gw_event_input ei = {.content_type = {"application/json", 16},
+                         .now_ms = 1795341600000LL,
+                         .fresh_id = "0af76519-16cd-43dd-8448-eb211c80319c",
+                         .max_quantity = 1000000};
+    gw_refusal why = {0};
     cart_event ev;
     gw_route r;
 
     if ((method = fuzz_field(&in, '\n', &mlen)) == NULL || (target = fuzz_field(&in, '\n', &tlen)) == NULL)
         return 0;
     route(method, mlen, target, tlen, &r);
-    memset(&ev, 0, sizeof ev);
-    memcpy(ev.user_id, r.user_id, sizeof ev.user_id);
-    ev.occurred_at_ms = 1795341600000LL;
-    strcpy(ev.event_id, "0af76519-16cd-43dd-8448-eb211c80319c");
     if ((key = fuzz_field(&in, '\n', &klen)) != NULL) {
         idempotency_key(r.user_id[0] ? r.user_id : "u1", key, klen);
-        accepted = gw_idem_key_valid(key, klen);
+        ei.idempotency_key = (gw_text){key, klen};
     }
     if ((auth = fuzz_field(&in, '\n', &alen)) != NULL)
         authorization(auth, alen);
-    if ((match = fuzz_field(&in, '\n', &match_len)) != NULL) {
-        ev.has_expected_version = true;
-        accepted = accepted && if_match(match, match_len, &ev.expected_version);
-    }
+    if ((match = fuzz_field(&in, '\n', &match_len)) != NULL)
+        ei.if_match = (gw_text){match, match_len};
     if ((trace = fuzz_field(&in, '\n', &trace_len)) != NULL && gw_traceparent_valid(trace, trace_len)) {
-        FUZZ_CHECK(trace_len < sizeof ev.trace);
-        memcpy(ev.trace, trace, trace_len);
+        FUZZ_CHECK(trace_len < sizeof r.request_id);
+        memcpy(r.request_id, trace, trace_len);
     }
-    if (in.at != NULL)
+    if (in.at != NULL) {
         doc = body_object((const char *)in.at, in.left);
-    if (build_event(&r, doc, &ev) && accepted) {
-        if (key != NULL)
-            FUZZ_CHECK(gw_idem_event_id(ev.user_id, key, klen, ev.event_id) == 0);
+        ei.body = (gw_text){(const char *)in.at, in.left};
+    }
+    if (gw_event_build(&r, &ei, &ev, &why) == 0) {
+        /* Accepted: every part was valid, and the event is publishable. */
+        FUZZ_CHECK(why.status == 0);
+        FUZZ_CHECK(key == NULL || gw_idem_key_valid(key, klen));
+        if ((r.id == GW_R_CREATE_CART || r.id == GW_R_ADD_ITEM || r.id == GW_R_SET_ITEM))
+            FUZZ_CHECK(doc != NULL);
+        if (match != NULL)
+            check_if_match(match, match_len, &ev);
         check_publishable(&ev);
+    } else {
+        FUZZ_CHECK(why.status >= 400 && why.status <= 422 && why.slug != NULL && why.detail[0] != '\0');
+        check_no_option(why.detail, data, size);
     }
     json_decref(doc);
     return 0;

@@ -120,6 +120,11 @@ export async function waitFor(what, probe, { timeoutMs = STEP_TIMEOUT_MS, interv
   }
 }
 
+/** Polls `fn` (a throw counts as not yet) until it is truthy, at most `ms`. */
+export function poll(fn, ms, what) {
+  return waitFor(what, () => Promise.resolve().then(fn).catch(() => false), { timeoutMs: ms });
+}
+
 // ---------------------------------------------------------------------------------------------
 // HTTP
 

@@ -8,7 +8,7 @@
 // against the schema (JSON Schema 2020-12 through Ajv, $refs resolved to components). The valid
 // requests are checked against the spec too (path parameters, headers, request bodies), so the
 // spec accepts what the gateway serves. The spec's own examples are validated as well, since
-// Spectral (scripts/dev lint_openapi) does not look at `examples` inside schemas.
+// Spectral (lint_openapi in scripts/lib/test.sh) does not look at `examples` inside schemas.
 
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -300,7 +300,8 @@ async function callOtherMethod(method, template, params = {}) {
   const res = await http(method, path);
   record(`${method} ${template}`, res.status);
   assert.equal(res.status, 405, `${method} ${template}: 405`);
-  const documented = served.filter((m) => m !== 'head').map((m) => item[m]);
+  // HEAD and OPTIONS are answered for every path, never 405.
+  const documented = served.filter((m) => m !== 'head' && m !== 'options').map((m) => item[m]);
   for (const op of documented) {
     assert.ok(op.responses?.['405'], `${op.operationId} documents 405 (the answer to other methods)`);
     assert.deepEqual(op.responses['405'], documented[0].responses['405'], `${op.operationId}: the same 405`);
@@ -360,11 +361,11 @@ describe('docs/openapi.yaml', TEST_OPTS, () => {
       for (const m of METHODS) if (item[m]) (ops[path] ??= []).push(m);
     }
     assert.deepEqual(ops, {
-      [CARTS]: ['post'],
-      [CART]: ['get', 'delete', 'head'],
-      [ITEMS]: ['post'],
-      [ITEM]: ['put', 'delete'],
-      [CHECKOUT]: ['post'],
+      [CARTS]: ['post', 'options'],
+      [CART]: ['get', 'delete', 'options', 'head'],
+      [ITEMS]: ['post', 'options'],
+      [ITEM]: ['put', 'delete', 'options'],
+      [CHECKOUT]: ['post', 'options'],
       '/healthz': ['get', 'head'],
       '/readyz': ['get', 'head'],
       '/metrics': ['get', 'head'],
@@ -394,7 +395,8 @@ describe('docs/openapi.yaml', TEST_OPTS, () => {
     // Every /v1 operation: auth, rate limit and dependency failures.
     for (const [path, item] of Object.entries(spec.paths)) {
       if (!path.startsWith('/v1/')) continue;
-      for (const m of METHODS.filter((x) => item[x])) {
+      // OPTIONS is neither authenticated nor rate limited, and needs no dependency.
+      for (const m of METHODS.filter((x) => item[x] && x !== 'options')) {
         for (const s of ['400', '401', '403', '429', '503']) {
           assert.ok(item[m].responses[s], `${item[m].operationId} documents ${s}`);
         }
@@ -502,6 +504,18 @@ describe('POST /v1/carts (createCart)', TEST_OPTS, () => {
     assertProblem(data, 'unsupported-media-type');
   });
 
+  test('OPTIONS on every /v1 path: 204 with Allow', TEST_OPTS, async () => {
+    const user = uniqueUser('oa');
+    for (const template of [CARTS, CART, ITEMS, ITEM, CHECKOUT]) {
+      const params = template === CARTS ? {} : template === ITEM ? { user_id: user, sku: 'A1' } : { user_id: user };
+      const { res } = await call('OPTIONS', template, { params });
+      assert.equal(res.status, 204);
+      const allow = res.headers.get('allow').split(',').map((m) => m.trim().toLowerCase());
+      const served = METHODS.filter((m) => spec.paths[template][m]);
+      assert.deepEqual(allow.sort(), [...served].sort(), `Allow of ${template} lists the documented methods`);
+    }
+  });
+
   test('405 with Allow for another method', TEST_OPTS, async () => {
     await callOtherMethod('GET', CARTS);
     await callOtherMethod('DELETE', CARTS);
@@ -576,7 +590,9 @@ describe('DELETE /v1/carts/{user_id} (deleteCart)', TEST_OPTS, () => {
     const { user, cart } = await userWithCart();
     let r = await call('DELETE', CART, { params: { user_id: user }, headers: { 'If-Match': `"${cart.version + 1}"` } });
     assert.equal(r.res.status, 412);
-    r = await call('DELETE', CART, { params: { user_id: user }, headers: { 'If-Match': `W/"${cart.version}"` }, valid: false });
+    r = await call('DELETE', CART, { params: { user_id: user }, headers: { 'If-Match': `W/"${cart.version}"` } });
+    assert.equal(r.res.status, 412, 'a weak tag never matches under If-Match');
+    r = await call('DELETE', CART, { params: { user_id: user }, headers: { 'If-Match': `${cart.version}` }, valid: false });
     assert.equal(r.res.status, 400);
     assertProblem(r.data, 'invalid-header');
     r = await call('DELETE', CART, { params: { user_id: user }, headers: { 'If-Match': `"${cart.version}"` } });
@@ -707,7 +723,7 @@ describe('PUT and DELETE /v1/carts/{user_id}/items/{sku} (setItemQuantity, remov
     const { user, cart } = await userWithCart();
     let r = await call('DELETE', ITEM, { params: { user_id: user, sku: 'A1' }, headers: { 'If-Match': `"${cart.version + 1}"` } });
     assert.equal(r.res.status, 412);
-    r = await call('DELETE', ITEM, { params: { user_id: user, sku: 'A1' }, headers: { 'If-Match': '*' }, valid: false });
+    r = await call('DELETE', ITEM, { params: { user_id: user, sku: 'A1' }, headers: { 'If-Match': '*, "1"' }, valid: false });
     assert.equal(r.res.status, 400);
     r = await call('DELETE', ITEM, { params: { user_id: user, sku: 'A1' }, headers: ASYNC });
     assertAccepted(r.res, r.data, user);

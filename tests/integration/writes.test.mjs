@@ -437,16 +437,16 @@ describe('bad requests', TEST_OPTS, () => {
   test('405 with Allow for a method a route does not take', TEST_OPTS, async () => {
     const user = uniqueUser('m');
     const cases = [
-      ['PUT', '/v1/carts', ['POST']],
-      ['GET', '/v1/carts', ['POST']],
-      ['PATCH', `/v1/carts/${user}`, ['DELETE', 'GET']],
-      ['POST', `/v1/carts/${user}`, ['DELETE', 'GET']],
-      ['GET', `/v1/carts/${user}/items`, ['POST']],
-      ['DELETE', `/v1/carts/${user}/items`, ['POST']],
-      ['POST', `/v1/carts/${user}/items/A1`, ['DELETE', 'PUT']],
-      ['GET', `/v1/carts/${user}/items/A1`, ['DELETE', 'PUT']],
-      ['GET', `/v1/carts/${user}/checkout`, ['POST']],
-      ['PUT', `/v1/carts/${user}/checkout`, ['POST']],
+      ['PUT', '/v1/carts', ['OPTIONS', 'POST']],
+      ['GET', '/v1/carts', ['OPTIONS', 'POST']],
+      ['PATCH', `/v1/carts/${user}`, ['DELETE', 'GET', 'OPTIONS']],
+      ['POST', `/v1/carts/${user}`, ['DELETE', 'GET', 'OPTIONS']],
+      ['GET', `/v1/carts/${user}/items`, ['OPTIONS', 'POST']],
+      ['DELETE', `/v1/carts/${user}/items`, ['OPTIONS', 'POST']],
+      ['POST', `/v1/carts/${user}/items/A1`, ['DELETE', 'OPTIONS', 'PUT']],
+      ['GET', `/v1/carts/${user}/items/A1`, ['DELETE', 'OPTIONS', 'PUT']],
+      ['GET', `/v1/carts/${user}/checkout`, ['OPTIONS', 'POST']],
+      ['PUT', `/v1/carts/${user}/checkout`, ['OPTIONS', 'POST']],
     ];
     for (const [method, path, allowed] of cases) {
       const res = await http(method, path, { body: method === 'GET' ? undefined : '{}', headers: JSON_CT });

@@ -1,7 +1,8 @@
 /*
  * front.c: every request's way into a gateway thread: h2o's handler routes it, gives it its
- * request id, checks the body's size, the bearer token (AUTH_JWT_SECRET, AUTH_JWKS_FILE) and the
- * client's rate limit (the shared one in Redis, or the thread's local table when Redis cannot
+ * request id and its CORS grant, checks its head (framing, Host, header sizes: core/head.h) and
+ * its body's size, answers OPTIONS, checks the bearer token (AUTH_JWT_SECRET, AUTH_JWKS_FILE) and
+ * the client's rate limit (the shared one in Redis, or the thread's local table when Redis cannot
  * answer), then hands it to ops.c, reads.c or writes.c. Also what every handler uses to read a
  * request's headers and to outlive it (gw_req_link). Loop thread only, each on its own gw_thread.
  */
@@ -14,6 +15,7 @@
 #include "cartshard/clock.h"
 #include "cartshard/event.h"
 #include "internal.h"
+#include "head.h"
 #include "jwt.h"
 #include "ratelimit.h"
 #include "redis.h"
@@ -50,6 +52,27 @@ h2o_iovec_t gw_header(h2o_req_t *req, const h2o_token_t *token)
     ssize_t i = h2o_find_header(&req->headers, token, -1);
 
     return i >= 0 ? req->headers.entries[i].value : h2o_iovec_init(NULL, 0);
+}
+
+h2o_iovec_t gw_header_list(h2o_req_t *req, const h2o_token_t *token)
+{
+    ssize_t i = h2o_find_header(&req->headers, token, -1);
+    h2o_iovec_t all, more;
+    size_t len;
+
+    if (i < 0)
+        return h2o_iovec_init(NULL, 0);
+    all = req->headers.entries[i].value;
+    while ((i = h2o_find_header(&req->headers, token, i)) >= 0) {
+        more = req->headers.entries[i].value;
+        len = all.len + 2 + more.len;
+        char *joined = h2o_mem_alloc_pool(&req->pool, len);
+        memcpy(joined, all.base, all.len);
+        memcpy(joined + all.len, ", ", 2);
+        memcpy(joined + all.len + 2, more.base, more.len);
+        all = h2o_iovec_init(joined, len);
+    }
+    return all;
 }
 
 h2o_iovec_t gw_header_by_name(h2o_req_t *req, const char *name)
@@ -242,6 +265,114 @@ static int authenticate(gw_thread *t, h2o_req_t *req, gw_route *r, int64_t start
     return 0;
 }
 
+/* --- the head: framing, Host and sizes --- */
+
+/* The sizes of the fields h2o parsed (HTTP/2 has no raw head to read): name, ": ", value. */
+static gw_head_verdict field_sizes(h2o_req_t *req, size_t field_max, size_t total_max)
+{
+    size_t total = req->input.authority.len + 6; /* ":authority" as "host: " */
+
+    if (total > field_max)
+        return GW_HEAD_FIELD_TOO_LARGE;
+    for (size_t i = 0; i < req->headers.size; i++) {
+        size_t n = req->headers.entries[i].name->len + 2 + req->headers.entries[i].value.len;
+        if (n > field_max)
+            return GW_HEAD_FIELD_TOO_LARGE;
+        total += n;
+    }
+    return total > total_max ? GW_HEAD_FIELDS_TOO_LARGE : GW_HEAD_OK;
+}
+
+/* RFC 9112's framing and Host rules and GATEWAY_MAX_HEADER_BYTES (for the target too). An HTTP/1.x request's head is
+ * still at the start of its connection's input buffer while its handler runs (h2o consumes it
+ * once the response is sent), and is read from there: h2o's parsed request keeps one Host and
+ * one of Content-Length and Transfer-Encoding. 0, or -1 after answering 400, 414 or 431. */
+static int check_head(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started)
+{
+    size_t field_max = t->app->cfg->max_header_bytes;
+    h2o_socket_t *sock = NULL;
+    gw_head_verdict v;
+
+    if (req->path.len > field_max) {
+        gw_send_problem(t, req, r->name, started, 414, "uri-too-long",
+                        "the request target is over the limit (GATEWAY_MAX_HEADER_BYTES)");
+        return -1;
+    }
+    if (req->version < 0x200 && req->conn->callbacks->get_socket)
+        sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock != NULL && sock->input != NULL)
+        v = gw_head_check(sock->input->bytes, sock->input->size, field_max, 4 * field_max);
+    else
+        v = field_sizes(req, field_max, 4 * field_max);
+    switch (v) {
+    case GW_HEAD_OK:
+        return 0;
+    case GW_HEAD_TWO_FRAMINGS:
+        /* Whatever follows on this connection may be another request smuggled in the body. */
+        req->http1_is_persistent = 0;
+        gw_send_problem(t, req, r->name, started, 400, "invalid-header", gw_head_verdict_detail(v));
+        return -1;
+    case GW_HEAD_NO_HOST:
+    case GW_HEAD_HOSTS:
+        gw_send_problem(t, req, r->name, started, 400, "invalid-header", gw_head_verdict_detail(v));
+        return -1;
+    case GW_HEAD_FIELD_TOO_LARGE:
+    case GW_HEAD_FIELDS_TOO_LARGE:
+        gw_send_problem(t, req, r->name, started, 431, "header-too-large", gw_head_verdict_detail(v));
+        return -1;
+    }
+    return 0;
+}
+
+/* --- CORS --- */
+
+#define CORS_ALLOW_HEADERS                                                                                             \
+    "Content-Type, Authorization, If-Match, If-None-Match, Idempotency-Key, Prefer, X-Request-Id, "                    \
+    "traceparent"
+#define CORS_EXPOSE_HEADERS                                                                                            \
+    "ETag, Location, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After, X-Request-Id"
+/* How long a browser may keep a preflight's answer (seconds). */
+#define CORS_MAX_AGE "600"
+
+/* With CORS_ALLOWED_ORIGINS set: a request from a listed origin gets its grant; any other gets
+ * none, and never a wider one. Every API answer varies with Origin then. True if granted. */
+static bool cors_grant(gw_thread *t, h2o_req_t *req)
+{
+    const cart_config *cfg = t->app->cfg;
+    h2o_iovec_t origin = gw_header_by_name(req, "origin");
+    char *copy;
+
+    if (cfg->ncors_origins == 0)
+        return false;
+    cart_http_header(req, "Vary", "Origin");
+    if (origin.base == NULL)
+        return false;
+    for (uint32_t i = 0; i < cfg->ncors_origins; i++) {
+        if (strlen(cfg->cors_origins[i]) == origin.len && memcmp(cfg->cors_origins[i], origin.base, origin.len) == 0) {
+            copy = h2o_mem_alloc_pool(&req->pool, origin.len + 1);
+            memcpy(copy, origin.base, origin.len);
+            copy[origin.len] = '\0';
+            cart_http_header(req, "Access-Control-Allow-Origin", copy);
+            cart_http_header(req, "Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* OPTIONS on an API path: 204 with the methods it serves; for a granted origin, the preflight's
+ * answer too. Neither authenticated nor counted: a browser sends no credentials with it. */
+static void answer_options(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t started, bool granted)
+{
+    cart_http_header(req, "Allow", r->allow);
+    if (granted) {
+        cart_http_header(req, "Access-Control-Allow-Methods", r->allow);
+        cart_http_header(req, "Access-Control-Allow-Headers", CORS_ALLOW_HEADERS);
+        cart_http_header(req, "Access-Control-Max-Age", CORS_MAX_AGE);
+    }
+    gw_send_empty(t, req, r->name, started, 204, "No Content");
+}
+
 /* --- the handler --- */
 
 /* Authenticates the request and counts it against its client's limit, then runs it (or answers
@@ -287,18 +418,34 @@ static void guard_request(gw_thread *t, h2o_req_t *req, gw_route *r, int64_t sta
     apply_verdict(t, req, r, started, &v);
 }
 
+void gw_front_on_own_answer(void *arg, h2o_req_t *req)
+{
+    gw_thread *t = arg;
+    char id[CART_TRACE_MAX + 1];
+
+    request_id(req, id);
+    cart_http_header(req, "X-Request-Id", id);
+    cors_grant(t, req);
+}
+
 int gw_front_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     gw_thread *t = ((gw_handler *)self)->t;
     int64_t started = cart_mono_ms();
     gw_route r;
 
+    bool granted = false;
+
     gw_route_match(req->method.base, req->method.len, req->path.base, req->path.len, &r);
-    /* Every answer but the probes' and the metrics' names its request id. */
+    /* Every answer but the probes' and the metrics' names its request id, and may be read by a
+     * browser. */
     if (r.id != GW_R_HEALTHZ && r.id != GW_R_READYZ && r.id != GW_R_METRICS) {
         request_id(req, r.request_id);
         cart_http_header(req, "X-Request-Id", r.request_id);
+        granted = cors_grant(t, req);
     }
+    if (check_head(t, req, &r, started) != 0)
+        return 0;
     if (req->entity.len > t->app->cfg->max_body_bytes) {
         char detail[96];
         snprintf(detail, sizeof detail, "the body is over %zu bytes", t->app->cfg->max_body_bytes);
@@ -319,6 +466,9 @@ int gw_front_on_req(h2o_handler_t *self, h2o_req_t *req)
     case GW_R_REMOVE_ITEM:
     case GW_R_CHECKOUT:
         guard_request(t, req, &r, started);
+        break;
+    case GW_R_OPTIONS:
+        answer_options(t, req, &r, started, granted);
         break;
     case GW_R_BAD_METHOD:
         cart_http_header(req, "Allow", r.allow);

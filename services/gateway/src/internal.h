@@ -57,11 +57,19 @@ void gw_unlink_request(gw_req_link *l);
 /* The value of the request's header `token`, or a zero iovec; points into the request. */
 h2o_iovec_t gw_header(h2o_req_t *req, const h2o_token_t *token);
 
+/* All the field lines of the list header `token` (If-Match, If-None-Match), joined with ", " in
+ * the request's pool when there are several (RFC 9110 section 5.3), or a zero iovec. */
+h2o_iovec_t gw_header_list(h2o_req_t *req, const h2o_token_t *token);
+
 /* The value of the request's header `name` (lower case), or a zero iovec; points into the request. */
 h2o_iovec_t gw_header_by_name(h2o_req_t *req, const char *name);
 
 /* h2o's callback for every request on the thread's listener (gw_handler). Always 0. */
 int gw_front_on_req(h2o_handler_t *self, h2o_req_t *req);
+
+/* Adds the request id and the CORS grant to an answer h2o made on its own (a body over the limit):
+ * cart_http_own_fn, with the gw_thread as arg. */
+void gw_front_on_own_answer(void *arg, h2o_req_t *req);
 
 /* --- responses.c: answers --- */
 

@@ -17,6 +17,7 @@
 #include "cartshard/pg.h"
 #include "internal.h"
 #include "redis.h"
+#include "request.h"
 
 /* A GET in progress: first the cache, then (on a miss) the owning shard. */
 typedef struct read_ctx {
@@ -24,7 +25,8 @@ typedef struct read_ctx {
     gw_thread *t;                  /* the thread it runs on */
     char user_id[CART_ID_MAX + 1]; /* whose cart */
     int64_t started;               /* when the request came in (monotonic ms) */
-    char if_none_match[40];        /* the request's If-None-Match, or empty (absent or too long) */
+    bool conditional;              /* the request has an If-None-Match */
+    gw_etags if_none_match;        /* what it names */
 } read_ctx;
 
 static void read_done(read_ctx *rc)
@@ -59,7 +61,7 @@ static void answer_cart(read_ctx *rc, const cart *c, const char *json, size_t le
         return;
     }
     gw_etag(c->version, etag);
-    if (rc->if_none_match[0] && strcmp(rc->if_none_match, etag) == 0) {
+    if (rc->conditional && gw_etags_match(&rc->if_none_match, c->version)) {
         cart_http_header(req, "ETag", etag);
         gw_send_empty(t, req, "get_cart", rc->started, 304, "Not Modified");
         return;
@@ -180,10 +182,15 @@ void gw_handle_get(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t star
     rc->t = t;
     rc->started = started;
     snprintf(rc->user_id, sizeof rc->user_id, "%s", r->user_id);
-    inm = gw_header(req, H2O_TOKEN_IF_NONE_MATCH);
-    if (inm.base && inm.len < sizeof rc->if_none_match) {
-        memcpy(rc->if_none_match, inm.base, inm.len);
-        rc->if_none_match[inm.len] = '\0';
+    inm = gw_header_list(req, H2O_TOKEN_IF_NONE_MATCH);
+    if (inm.base) {
+        if (gw_etags_parse(inm.base, inm.len, false, &rc->if_none_match) != 0) {
+            free(rc);
+            gw_send_problem(t, req, r->name, started, 400, "invalid-header",
+                            "If-None-Match: expected \"*\" or a list of at most 16 entity tags such as \"3\"");
+            return;
+        }
+        rc->conditional = true;
     }
     gw_link_request(&rc->link, req);
     cart_cache_key(rc->user_id, key, sizeof key);

@@ -107,6 +107,7 @@ int gw_thread_start(gw_thread *t)
         return -1;
     }
     ((gw_handler *)t->http.handler)->t = t;
+    cart_http_server_on_own_answers(&t->http, gw_front_on_own_answer, t);
     jsOptions_Init(&jo);
     jo.PublishAsync.MaxPending = 65536;
     jo.PublishAsync.AckHandler = gw_inbox_on_pub_ack;

@@ -303,7 +303,7 @@ static int build_event(gw_thread *t, h2o_req_t *req, const gw_route *r, cart_eve
     in.content_type = text_of(gw_header(req, H2O_TOKEN_CONTENT_TYPE));
     in.body = text_of(req->entity);
     in.idempotency_key = text_of(gw_header_by_name(req, "idempotency-key"));
-    in.if_match = text_of(gw_header(req, H2O_TOKEN_IF_MATCH));
+    in.if_match = text_of(gw_header_list(req, H2O_TOKEN_IF_MATCH));
     in.now_ms = cart_now_ms();
     in.fresh_id = fresh_id;
     in.max_quantity = t->app->cfg->max_quantity;

@@ -97,7 +97,8 @@ int64_t cart_item_count(const cart *c);
  * (the outcome, refusals included, is in *out).
  *
  * Rules (see README "Cart semantics"):
- *  - expected_version set and no active cart, or a different version: 412, nothing changes;
+ *  - a precondition (expected_version, expected_versions or expected_active) and no active cart,
+ *    or a version that is not the expected one (not one of them): 412, nothing changes;
  *  - created: an active cart exists -> 200 unchanged; else a new cart -> 201;
  *  - item_added: quantity 1..max_quantity, and the line's total <= max_quantity, else 422;
  *    a new line beyond max_lines is 422; creates the cart if there is none; -> 200;

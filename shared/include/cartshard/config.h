@@ -22,7 +22,8 @@ typedef enum cart_config_role {
     CART_ROLE_STORE,       /* cart-store (worker, migrate) */
 } cart_config_role;
 
-#define CART_CONFIG_MAX_SHARDS 64
+#define CART_CONFIG_MAX_SHARDS  64
+#define CART_CONFIG_MAX_ORIGINS 64 /* most origins in CORS_ALLOWED_ORIGINS */
 
 /* Looks a variable up; returns NULL when unset. The result must stay valid until
  * cart_config_load returns (getenv's does). */
@@ -89,6 +90,15 @@ typedef struct cart_config {
      * and HTTP/2 with prior knowledge). One without the other is an error. */
     char *gateway_tls_cert;
     char *gateway_tls_key;
+    /** GATEWAY_MAX_HEADER_BYTES, default 8192, 1024..65536: the longest request header field
+     * (name and value); all the fields of a request together may have four times as many bytes.
+     * Over either: 431. */
+    size_t max_header_bytes;
+    /** CORS_ALLOWED_ORIGINS: comma-separated exact origins (scheme://host[:port], http or https;
+     * scheme and host stored in lower case) that browsers may call the API from; none (unset or
+     * empty) turns CORS off. */
+    char *cors_origins[CART_CONFIG_MAX_ORIGINS];
+    uint32_t ncors_origins;
 
     /* --- cart-store --- */
     /** CART_STORE_ADMIN_HOST, default "0.0.0.0". */

@@ -5,6 +5,9 @@
  *    "occurred_at": "2026-11-22T10:00:00Z", "data": {"sku": "A1", "quantity": 2},
  *    "expected_version": 3}
  *
+ * If-Match with several entity tags becomes "expected_versions": [3, 5] instead, and If-Match: *
+ * becomes "expected_active": true (docs/reference/events.md).
+ *
  * Unknown fields are ignored. The decoder is strict about the fields it knows: a missing or
  * mistyped field is CART_ERR_INVALID with a reason that ends up in the DLQ's Cart-Error header.
  * Range limits (quantity 1..999 and so on) are NOT checked here: they are the cart model's
@@ -22,6 +25,7 @@
 #define CART_ID_MAX       64  /* longest user_id or sku */
 #define CART_EVENT_ID_MAX 128 /* longest event_id */
 #define CART_TRACE_MAX    127 /* longest trace context string carried in an event */
+#define CART_EXPECTED_MAX 16  /* most versions in expected_versions */
 
 typedef enum cart_event_type {
     CART_EV_CREATED = 1,       /* cart.created */
@@ -48,6 +52,12 @@ typedef struct cart_event {
     /** expected_version, when present (If-Match): >= 0. JSON null counts as absent. */
     bool has_expected_version;
     int64_t expected_version;
+    /** expected_versions, when present (If-Match with several tags): 1..CART_EXPECTED_MAX versions
+     * >= 0, the cart's version must be one of them; n_expected_versions is 0 when absent (or null). */
+    int n_expected_versions;
+    int64_t expected_versions[CART_EXPECTED_MAX];
+    /** expected_active (If-Match: *): the user must have an active cart. false when absent. */
+    bool expected_active;
     /** Optional "trace" field: W3C traceparent or request id, at most 127 characters
      * 0x21..0x7e; empty when absent (or null). */
     char trace[CART_TRACE_MAX + 1];

@@ -16,6 +16,10 @@
 
 typedef int (*cart_http_fn)(h2o_handler_t *self, h2o_req_t *req);
 
+/* Called on the loop thread with each answer h2o makes on its own, before it is sent, so that the
+ * caller may add headers to it (a request id, CORS). */
+typedef void (*cart_http_own_fn)(void *arg, h2o_req_t *req);
+
 /* One server on one loop. Caller-owned: cart_http_server_init / cart_http_server_cleanup. */
 typedef struct cart_http_server {
     h2o_globalconf_t config; /* h2o's configuration (one host, one path "/") */
@@ -28,6 +32,8 @@ typedef struct cart_http_server {
     bool ctx_left;           /* cleanup could not release ctx (connections still open): it stays to the exit */
     h2o_linklist_t conns;    /* the accepted connections libuv has not closed yet */
     uint64_t close_deadline; /* cart_http_server_close_wait's limit, in the loop's time (ms) */
+    cart_http_own_fn own_fn; /* see cart_http_server_on_own_answers; NULL: none */
+    void *own_arg;           /* its argument */
 } cart_http_server;
 
 /*
@@ -42,16 +48,20 @@ SSL_CTX *cart_http_tls_new(const char *cert_file, const char *key_file, char *er
  * Sets up `srv` on `loop`, listening on host:port (reuseport: SO_REUSEPORT, for one listener per
  * thread; tls: a context from cart_http_tls_new, or NULL for plain HTTP, where h2o still speaks
  * HTTP/2 to clients that start with its preface), every request going to `fn` with a handler of `handler_size` bytes
- * (>= sizeof h2o_handler_t; the extra space is the caller's, reachable from srv->handler). h2o buffers request bodies
- * up to CART_HTTP_BODY_HARD_MAX or 4 x `max_body`, whichever is larger, so that the handler itself can refuse a body
- * over `max_body` with a 413 problem+json; above that h2o answers 413 on its own (text/plain) without reading the body.
+ * (>= sizeof h2o_handler_t; the extra space is the caller's, reachable from srv->handler). A body
+ * over `max_body` bytes is answered 413 by h2o at once, without reading it (also after
+ * "Expect: 100-continue"); that answer and h2o's other own errors (a broken Content-Length, an
+ * unknown Transfer-Encoding or expectation) are problem+json documents like the handler's. Over
+ * HTTP/2, h2o refuses such a body by resetting its stream (REFUSED_STREAM) instead.
  * Returns 0, or -1 with the reason in `err`; on -1 call cart_http_server_cleanup all the same.
  */
-#define CART_HTTP_BODY_HARD_MAX (1024 * 1024)
 
 int cart_http_server_init(cart_http_server *srv, uv_loop_t *loop, const char *host, int port, bool reuseport,
                           SSL_CTX *tls, cart_http_fn fn, size_t handler_size, size_t max_body, char *err,
                           size_t errlen);
+
+/* Has `fn(arg, req)` called on each answer h2o makes on its own (above), before it is sent. */
+void cart_http_server_on_own_answers(cart_http_server *srv, cart_http_own_fn fn, void *arg);
 
 /* Stops accepting new connections; requests in flight go on. */
 void cart_http_server_stop_accepting(cart_http_server *srv);

@@ -59,6 +59,67 @@ static void on_accept(uv_stream_t *listener, int status)
     h2o_accept(&srv->accept, sock);
 }
 
+/* --- h2o's own error answers, as problem documents --- */
+
+/* A body over the limit, a broken Content-Length, an unknown Transfer-Encoding or Expect: h2o
+ * answers these itself, before any handler runs, on the host's fallback path. This filter, on
+ * that path only, turns its text/plain answers into application/problem+json ones like every
+ * other error the server sends. */
+typedef struct problem_filter {
+    h2o_filter_t super;
+    size_t max_body;          /* for the 413's detail */
+    cart_http_server *server; /* whose own_fn decorates the answer */
+} problem_filter;
+
+typedef struct problem_ostream {
+    h2o_ostream_t super;
+    h2o_iovec_t doc; /* the document, sent in place of h2o's text; emptied once sent */
+} problem_ostream;
+
+static void problem_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt, h2o_send_state_t state)
+{
+    problem_ostream *p = (problem_ostream *)self;
+    h2o_iovec_t doc = p->doc;
+
+    (void)bufs;
+    (void)bufcnt;
+    p->doc = h2o_iovec_init(NULL, 0);
+    h2o_ostream_send_next(self, req, &doc, doc.len ? 1 : 0, state);
+}
+
+static void problem_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    char doc[320], detail[96];
+    const char *slug = "malformed-request";
+    problem_filter *f = (problem_filter *)self;
+    problem_ostream *p;
+    int n;
+
+    if (req->res.status >= 400) {
+        if (f->server->own_fn)
+            f->server->own_fn(f->server->own_arg, req);
+        if (req->res.status == 413) {
+            slug = "payload-too-large";
+            snprintf(detail, sizeof detail, "the body is over %zu bytes", f->max_body);
+        } else {
+            /* h2o's body says what it refused ("broken content-length header", "unknown
+             * expectation"...); the reason phrase is what is left of it. */
+            snprintf(detail, sizeof detail, "%s", req->res.reason ? req->res.reason : "bad request");
+        }
+        n = cart_problem_render(doc, sizeof doc, req->res.status, slug, detail);
+        if (n > 0) {
+            p = (problem_ostream *)h2o_add_ostream(req, sizeof *p, slot);
+            p->super.do_send = problem_send;
+            p->doc = h2o_strdup(&req->pool, doc, (size_t)n);
+            h2o_set_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, H2O_STRLIT(CART_PROBLEM_MEDIA_TYPE),
+                           1);
+            req->res.content_length = (size_t)n;
+            slot = &p->super.next;
+        }
+    }
+    h2o_setup_next_ostream(req, slot);
+}
+
 /* A listening socket made by hand, so SO_REUSEPORT can be set before bind. */
 static int open_socket(const char *host, int port, bool reuseport, char *err, size_t errlen)
 {
@@ -145,15 +206,19 @@ int cart_http_server_init(cart_http_server *srv, uv_loop_t *loop, const char *ho
 {
     h2o_hostconf_t *hostconf;
     h2o_pathconf_t *pathconf;
+    problem_filter *filter;
     int fd;
 
     memset(srv, 0, sizeof *srv);
     h2o_linklist_init_anchor(&srv->conns);
     h2o_config_init(&srv->config);
-    srv->config.max_request_entity_size =
-        max_body * 4 > CART_HTTP_BODY_HARD_MAX ? max_body * 4 : CART_HTTP_BODY_HARD_MAX;
+    srv->config.max_request_entity_size = max_body;
     srv->config.server_name = h2o_iovec_init(H2O_STRLIT("cartshard"));
     hostconf = h2o_config_register_host(&srv->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    filter = (problem_filter *)h2o_create_filter(&hostconf->fallback_path, sizeof *filter);
+    filter->super.on_setup_ostream = problem_setup;
+    filter->max_body = max_body;
+    filter->server = srv;
     pathconf = h2o_config_register_path(hostconf, "/", 0);
     srv->handler = h2o_create_handler(pathconf, handler_size);
     srv->handler->on_req = fn;
@@ -175,6 +240,12 @@ int cart_http_server_init(cart_http_server *srv, uv_loop_t *loop, const char *ho
         return -1;
     }
     return 0;
+}
+
+void cart_http_server_on_own_answers(cart_http_server *srv, cart_http_own_fn fn, void *arg)
+{
+    srv->own_fn = fn;
+    srv->own_arg = arg;
 }
 
 void cart_http_server_stop_accepting(cart_http_server *srv)

@@ -319,6 +319,49 @@ START_TEST(test_if_match_details)
 }
 END_TEST
 
+START_TEST(test_if_match_lists_and_any)
+{
+    cart c;
+    cart_init(&c, "u1");
+    cart_event ev = ev_of(CART_EV_ITEM_ADDED, "A1", 1);
+    cart_outcome out;
+
+    /* If-Match: * wants an active cart, whatever its version. */
+    ev.expected_active = true;
+    out = apply(&c, ev, T1, ID1);
+    ck_assert_int_eq(out.status, CART_ERR_PRECONDITION);
+    ck_assert_str_eq(out.detail, "no active cart");
+    ck_assert_int_eq(c.state, CART_NONE);
+    apply(&c, ev_of(CART_EV_CREATED, NULL, 0), T1, ID1); /* version 1 */
+    out = apply(&c, ev, T1, ID1);
+    ck_assert_int_eq(out.status, CART_OK);
+    ck_assert_int_eq(c.version, 2);
+
+    /* Several tags: one of their versions. */
+    ev.expected_active = false;
+    ev.n_expected_versions = 3;
+    ev.expected_versions[0] = 7;
+    ev.expected_versions[1] = 2;
+    ev.expected_versions[2] = 1;
+    out = apply(&c, ev, T1, ID1);
+    ck_assert_int_eq(out.status, CART_OK);
+    ck_assert_int_eq(c.version, 3);
+    out = apply(&c, ev, T1, ID1);
+    ck_assert_int_eq(out.status, CART_ERR_PRECONDITION);
+    ck_assert_int_eq(out.http_status, 412);
+    ck_assert_str_eq(out.detail, "the cart's version is 3, none of the 3 expected");
+    ck_assert_int_eq(cart_find_line(&c, "A1")->quantity, 2);
+
+    /* No active cart fails a list too, even one holding version 0. */
+    apply(&c, ev_of(CART_EV_DELETED, NULL, 0), T1, ID1);
+    ev.expected_versions[0] = 0;
+    out = apply(&c, ev, T1, ID1);
+    ck_assert_int_eq(out.status, CART_ERR_PRECONDITION);
+    ck_assert_str_eq(out.detail, "no active cart");
+    cart_cleanup(&c);
+}
+END_TEST
+
 START_TEST(test_add_limits)
 {
     cart c;
@@ -812,6 +855,7 @@ static Suite *cart_suite(void)
     tcase_add_test(tc, test_matrix);
     tcase_add_test(tc, test_matrix_if_match);
     tcase_add_test(tc, test_if_match_details);
+    tcase_add_test(tc, test_if_match_lists_and_any);
     tcase_add_test(tc, test_add_limits);
     tcase_add_test(tc, test_set_limits);
     tcase_add_test(tc, test_custom_limits);

@@ -120,6 +120,8 @@ START_TEST(test_gateway_defaults)
     ck_assert_int_eq(c.gateway_threads, ncpu < 1 ? 1 : ncpu > 256 ? 256 : (int)ncpu);
     ck_assert_int_eq(c.sync_timeout_ms, 2000);
     ck_assert_uint_eq(c.max_body_bytes, 16384);
+    ck_assert_uint_eq(c.max_header_bytes, 8192);
+    ck_assert_uint_eq(c.ncors_origins, 0);
     ck_assert_int_eq(c.rate_limit_rps, 100);
     ck_assert_int_eq(c.rate_limit_burst, 200);
     ck_assert_ptr_null(c.auth_jwt_secret);
@@ -259,6 +261,7 @@ static const struct int_var {
     {"GATEWAY_THREADS", CART_ROLE_GATEWAY, 1, 256},
     {"CART_SYNC_TIMEOUT_MS", CART_ROLE_GATEWAY, 0, 60000},
     {"CART_MAX_BODY_BYTES", CART_ROLE_GATEWAY, 256, 1048576},
+    {"GATEWAY_MAX_HEADER_BYTES", CART_ROLE_GATEWAY, 1024, 65536},
     {"RATE_LIMIT_RPS", CART_ROLE_GATEWAY, 0, 1000000},
     {"RATE_LIMIT_BURST", CART_ROLE_GATEWAY, 1, 10000000},
     {"CART_STORE_ADMIN_PORT", CART_ROLE_STORE, 1, 65535},
@@ -291,6 +294,8 @@ static long long int_field(const cart_config *c, const char *name)
         return c->sync_timeout_ms;
     if (!strcmp(name, "CART_MAX_BODY_BYTES"))
         return (long long)c->max_body_bytes;
+    if (!strcmp(name, "GATEWAY_MAX_HEADER_BYTES"))
+        return (long long)c->max_header_bytes;
     if (!strcmp(name, "RATE_LIMIT_RPS"))
         return c->rate_limit_rps;
     if (!strcmp(name, "RATE_LIMIT_BURST"))
@@ -634,6 +639,66 @@ START_TEST(test_tls_files)
 }
 END_TEST
 
+START_TEST(test_cors_origins)
+{
+    static const char *const bad[] = {
+        "shop.example",
+        "ftp://shop.example",
+        "https://",
+        "https://shop.example/",
+        "https://shop.example/x",
+        "https://u@shop.example",
+        "https://a b",
+        "https://shop.example:0",
+        "https://shop.example:65536",
+        "https://shop.example:",
+        "https://[]",
+        "https://[::1",
+        "null",
+        "https://shop.example:123456",
+        "https://shop_example",
+    };
+    const char *prefix = "CORS_ALLOWED_ORIGINS: expected origins such as https://shop.example or "
+                         "http://127.0.0.1:3000 (no path, no trailing slash), got \"";
+    char many[64 * 24 + 32];
+    size_t n = 0;
+    cart_config c;
+
+    load_ok(&c, CART_ROLE_GATEWAY, "CORS_ALLOWED_ORIGINS", " \t", NULL);
+    ck_assert_uint_eq(c.ncors_origins, 0);
+    cart_config_cleanup(&c);
+    load_ok(&c, CART_ROLE_GATEWAY, "CORS_ALLOWED_ORIGINS",
+            " https://Shop.Example , HTTP://127.0.0.1:3000,https://[::1]:8443,https://a-b.example:443", NULL);
+    ck_assert_uint_eq(c.ncors_origins, 4);
+    ck_assert_str_eq(c.cors_origins[0], "https://shop.example");
+    ck_assert_str_eq(c.cors_origins[1], "http://127.0.0.1:3000");
+    ck_assert_str_eq(c.cors_origins[2], "https://[::1]:8443");
+    ck_assert_str_eq(c.cors_origins[3], "https://a-b.example:443");
+    cart_config_cleanup(&c);
+    /* Store settings do not read it. */
+    load_ok(&c, CART_ROLE_STORE, "CORS_ALLOWED_ORIGINS", "*", NULL);
+    ck_assert_uint_eq(c.ncors_origins, 0);
+    cart_config_cleanup(&c);
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        load_bad(CART_ROLE_GATEWAY, prefix, "CORS_ALLOWED_ORIGINS", bad[i], NULL);
+    load_bad(CART_ROLE_GATEWAY, "CORS_ALLOWED_ORIGINS: expected exact origins; \"*\" (any origin) is not accepted",
+             "CORS_ALLOWED_ORIGINS", "https://a.example, *", NULL);
+    load_bad(CART_ROLE_GATEWAY, "CORS_ALLOWED_ORIGINS: expected comma-separated origins, but entry 2 is empty",
+             "CORS_ALLOWED_ORIGINS", "https://a.example,,https://b.example", NULL);
+    load_bad(CART_ROLE_GATEWAY, "CORS_ALLOWED_ORIGINS: expected comma-separated origins, but entry 2 is empty",
+             "CORS_ALLOWED_ORIGINS", "https://a.example, ", NULL);
+    for (int i = 0; i < CART_CONFIG_MAX_ORIGINS; i++)
+        n += (size_t)snprintf(many + n, sizeof many - n, "%shttps://s%d.example", i ? "," : "", i);
+    load_ok(&c, CART_ROLE_GATEWAY, "CORS_ALLOWED_ORIGINS", many, NULL);
+    ck_assert_uint_eq(c.ncors_origins, CART_CONFIG_MAX_ORIGINS);
+    cart_config_cleanup(&c);
+    snprintf(many + n, sizeof many - n, ",https://one.more");
+    load_bad(CART_ROLE_GATEWAY, "CORS_ALLOWED_ORIGINS: expected at most 64 origins", "CORS_ALLOWED_ORIGINS", many,
+             NULL);
+}
+END_TEST
+
 START_TEST(test_ids)
 {
     static const char *const names[] = {"GATEWAY_ID", "CART_STORE_ID"};
@@ -741,6 +806,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_jwt_secret);
     tcase_add_test(tc, test_auth_settings);
     tcase_add_test(tc, test_tls_files);
+    tcase_add_test(tc, test_cors_origins);
     tcase_add_test(tc, test_ids);
     tcase_add_test(tc, test_hosts);
     tcase_add_test(tc, test_failure_releases_everything);

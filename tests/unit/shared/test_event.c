@@ -398,6 +398,66 @@ START_TEST(test_decode_expected_version)
 }
 END_TEST
 
+START_TEST(test_decode_expected_versions_and_active)
+{
+    const char *msg = "expected_versions: expected an array of 1 to 16 integers >= 0";
+    cart_event ev;
+
+    expect_variant_ok("expected_versions", "null", 0, &ev);
+    ck_assert_int_eq(ev.n_expected_versions, 0);
+    expect_variant_ok("expected_versions", "[7]", 0, &ev);
+    ck_assert(ev.n_expected_versions == 1 && ev.expected_versions[0] == 7);
+    expect_variant_ok("expected_versions", "[3,0,9223372036854775807,3]", 0, &ev);
+    ck_assert(ev.n_expected_versions == 4 && ev.expected_versions[2] == INT64_MAX);
+    expect_variant_ok("expected_versions", "[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]", 0, &ev);
+    ck_assert_int_eq(ev.n_expected_versions, 16);
+    expect_variant_invalid("expected_versions", "[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]", 0, msg);
+    expect_variant_invalid("expected_versions", "[]", 0, msg);
+    expect_variant_invalid("expected_versions", "3", 0, msg);
+    expect_variant_invalid("expected_versions", "[-1]", 0, msg);
+    expect_variant_invalid("expected_versions", "[1.0]", 0, msg);
+    expect_variant_invalid("expected_versions", "[\"3\"]", 0, msg);
+    expect_variant_invalid("expected_versions", "[null]", 0, msg);
+
+    expect_variant_ok("expected_active", "null", 0, &ev);
+    ck_assert(!ev.expected_active);
+    expect_variant_ok("expected_active", "false", 0, &ev);
+    ck_assert(!ev.expected_active);
+    expect_variant_ok("expected_active", "true", 0, &ev);
+    ck_assert(ev.expected_active);
+    expect_variant_invalid("expected_active", "1", 0, "expected_active: expected true or false");
+    expect_variant_invalid("expected_active", "\"true\"", 0, "expected_active: expected true or false");
+}
+END_TEST
+
+START_TEST(test_encode_preconditions)
+{
+    cart_event ev = sample(CART_EV_DELETED), back;
+    char *out = NULL, err[128];
+    size_t len = 0;
+
+    strcpy(ev.event_id, "e1");
+    strcpy(ev.user_id, "u1");
+    ev.occurred_at_ms = 1795341600000LL;
+    ev.n_expected_versions = 2;
+    ev.expected_versions[0] = 3;
+    ev.expected_versions[1] = 5;
+    ev.expected_active = true;
+    ck_assert_int_eq(cart_event_encode(&ev, &out, &len), CART_OK);
+    ck_assert_str_eq(out, "{\"event_id\":\"e1\",\"type\":\"cart.deleted\",\"user_id\":\"u1\","
+                          "\"occurred_at\":\"2026-11-22T10:00:00Z\",\"expected_versions\":[3,5],"
+                          "\"expected_active\":true}");
+    ck_assert_int_eq(cart_event_decode(out, len, &back, err, sizeof err), CART_OK);
+    ck_assert(back.n_expected_versions == 2 && back.expected_versions[1] == 5 && back.expected_active);
+    free(out);
+    ev.expected_versions[1] = -1;
+    ck_assert_int_eq(cart_event_encode(&ev, &out, &len), CART_ERR_INVALID);
+    ev.expected_versions[1] = 5;
+    ev.n_expected_versions = CART_EXPECTED_MAX + 1;
+    ck_assert_int_eq(cart_event_encode(&ev, &out, &len), CART_ERR_INVALID);
+}
+END_TEST
+
 START_TEST(test_decode_trace)
 {
     const char *msg = "trace: expected at most 127 visible ASCII characters";
@@ -856,6 +916,7 @@ static Suite *event_suite(void)
     tcase_add_test(tc, test_decode_bad_ids);
     tcase_add_test(tc, test_decode_quantity);
     tcase_add_test(tc, test_decode_expected_version);
+    tcase_add_test(tc, test_decode_expected_versions_and_active);
     tcase_add_test(tc, test_decode_trace);
     tcase_add_test(tc, test_decode_occurred_at);
     tcase_add_test(tc, test_decode_malformed);
@@ -864,6 +925,7 @@ static Suite *event_suite(void)
     tcase_add_test(tc, test_decode_error_buffer);
     tcase_add_test(tc, test_decode_error_is_printable);
     tcase_add_test(tc, test_encode_exact);
+    tcase_add_test(tc, test_encode_preconditions);
     tcase_add_test(tc, test_encode_roundtrip);
     tcase_add_test(tc, test_encode_invalid);
     tcase_add_test(tc, test_uuid_v4);

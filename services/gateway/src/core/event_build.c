@@ -21,6 +21,14 @@ void gw_refuse(gw_refusal *why, int status, const char *slug, const char *detail
     snprintf(why->detail, sizeof why->detail, "%s", detail);
 }
 
+/* jansson's reason for refusing a body, in words that name no option of its API. */
+static const char *parse_error(const json_error_t *jerr)
+{
+    if (strstr(jerr->text, "\\u0000") != NULL)
+        return "a string holds \\u0000 (NUL), which is not accepted";
+    return jerr->text;
+}
+
 /* The body as a JSON object; NULL after refusing it. */
 static json_t *read_body(const gw_event_input *in, gw_refusal *why)
 {
@@ -40,7 +48,7 @@ static json_t *read_body(const gw_event_input *in, gw_refusal *why)
     }
     doc = json_loadb(in->body.text ? in->body.text : "", in->body.len, JSON_REJECT_DUPLICATES, &jerr);
     if (doc == NULL || !json_is_object(doc)) {
-        snprintf(detail, sizeof detail, "malformed JSON: %s", doc ? "expected an object" : jerr.text);
+        snprintf(detail, sizeof detail, "malformed JSON: %s", doc ? "expected an object" : parse_error(&jerr));
         json_decref(doc);
         gw_refuse(why, 400, "malformed-json", detail);
         return NULL;
@@ -140,11 +148,25 @@ int gw_event_build(const gw_route *r, const gw_event_input *in, cart_event *ev, 
         goto out;
     }
     if (in->if_match.text) {
-        if (!gw_if_match_parse(in->if_match.text, in->if_match.len, &ev->expected_version)) {
-            gw_refuse(why, 400, "invalid-header", "If-Match: expected \"<version>\"");
+        gw_etags tags = {0};
+        if (gw_etags_parse(in->if_match.text, in->if_match.len, true, &tags) != 0) {
+            gw_refuse(why, 400, "invalid-header",
+                      "If-Match: expected \"*\" or a list of at most 16 entity tags such as \"3\"");
             goto out;
         }
-        ev->has_expected_version = true;
+        if (!tags.any && tags.n == 0) {
+            /* Weak or foreign tags only: no cart's ETag can ever match them. */
+            gw_refuse(why, 412, "precondition-failed", "If-Match: no tag can match a cart's ETag (\"<version>\")");
+            goto out;
+        }
+        ev->expected_active = tags.any;
+        if (tags.n == 1) {
+            ev->has_expected_version = true;
+            ev->expected_version = tags.versions[0];
+        } else if (tags.n > 1) {
+            ev->n_expected_versions = tags.n;
+            memcpy(ev->expected_versions, tags.versions, sizeof tags.versions[0] * (size_t)tags.n);
+        }
     }
     rc = 0;
 out:

@@ -14,7 +14,8 @@
  *        POST /v1/carts: user_id is the token's subject, if any       -> 403 forbidden
  *        quantity from 1 (add) or 0 (set) to max_quantity             -> 422 limit-exceeded
  *   2. Idempotency-Key, if present: 1-128 visible ASCII characters    -> 400 invalid-header
- *   3. If-Match, if present: one strong tag holding a version         -> 400 invalid-header
+ *   3. If-Match, if present: "*" or a list of entity tags              -> 400 invalid-header
+ *      ... of which none can match a cart's ETag (weak ones only)      -> 412 precondition-failed
  */
 #ifndef GW_EVENT_BUILD_H
 #define GW_EVENT_BUILD_H
@@ -36,7 +37,7 @@ typedef struct gw_event_input {
     gw_text content_type;    /* the Content-Type header */
     gw_text body;            /* the request body; an empty one may have text NULL */
     gw_text idempotency_key; /* the Idempotency-Key header */
-    gw_text if_match;        /* the If-Match header */
+    gw_text if_match;        /* the If-Match field lines, joined with ", " */
     int64_t now_ms;          /* the event's occurred_at, in ms since the epoch */
     const char *fresh_id;    /* the event_id when there is no Idempotency-Key: a new UUID, NUL-terminated */
     int32_t max_quantity;    /* the largest quantity a line may have (CART_MAX_QUANTITY) */

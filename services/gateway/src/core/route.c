@@ -1,6 +1,7 @@
 #include "route.h"
 
 #include <string.h>
+#include <strings.h>
 
 static int is(const char *s, size_t len, const char *lit)
 {
@@ -33,43 +34,106 @@ static int split(const char *path, size_t len, const char **seg, size_t *seglen,
     return n;
 }
 
+/* A path segment, percent-decoded (RFC 3986 section 2.1). */
+typedef struct segment {
+    char text[CART_ID_MAX + 2]; /* NUL-terminated; longer segments are cut at CART_ID_MAX + 1 bytes, */
+    size_t len;                 /* so that len > CART_ID_MAX says "too long" */
+} segment;
+
+static int hex_value(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Decodes s[0..len) into *out; -1 for a '%' not followed by two hex digits. */
+static int decode(const char *s, size_t len, segment *out)
+{
+    out->len = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (ch == '%') {
+            if (len - i < 3 || hex_value(s[i + 1]) < 0 || hex_value(s[i + 2]) < 0)
+                return -1;
+            ch = (char)(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+            i += 2;
+        }
+        if (out->len <= CART_ID_MAX)
+            out->text[out->len++] = ch;
+    }
+    out->text[out->len] = '\0';
+    return 0;
+}
+
 static void set(gw_route *r, gw_route_id id, const char *name)
 {
     r->id = id;
     r->name = name;
 }
 
-static void bad_method(gw_route *r, const char *allow)
+/* The path exists but serves no such method: OPTIONS is answered with what it serves, anything
+ * else is 405. */
+static void other_method(gw_route *r, int options, const char *allow)
 {
-    r->id = GW_R_BAD_METHOD;
+    r->id = options ? GW_R_OPTIONS : GW_R_BAD_METHOD;
     r->allow = allow;
+    if (options)
+        r->name = "options";
 }
 
 void gw_route_match(const char *method, size_t mlen, const char *path, size_t plen, gw_route *r)
 {
-    const char *seg[5];
-    size_t seglen[5];
+    const char *raw[5], *seg[5];
+    size_t rawlen[5], seglen[5];
+    segment dec[5];
     const char *q = memchr(path, '?', plen);
-    int get, post, put, del, n;
+    int get, post, put, del, options, n;
 
     memset(r, 0, sizeof *r);
     r->name = "other";
     if (q)
         plen = (size_t)(q - path);
+    /* The absolute form (RFC 9112 section 3.2.2), which a server must accept: the path after the
+     * authority. */
+    if (plen > 8 && path[0] != '/' && (strncasecmp(path, "http://", 7) == 0 || strncasecmp(path, "https://", 8) == 0)) {
+        const char *authority = path + (path[4] == ':' ? 7 : 8);
+        const char *start = memchr(authority, '/', plen - (size_t)(authority - path));
+        if (start == NULL) {
+            set(r, GW_R_NOT_FOUND, "other");
+            return;
+        }
+        plen -= (size_t)(start - path);
+        path = start;
+    }
     get = is(method, mlen, "GET") || is(method, mlen, "HEAD");
     post = is(method, mlen, "POST");
     put = is(method, mlen, "PUT");
     del = is(method, mlen, "DELETE");
-    n = split(path, plen, seg, seglen, 5);
+    options = is(method, mlen, "OPTIONS");
+    n = split(path, plen, raw, rawlen, 5);
     if (n < 1) {
         set(r, GW_R_NOT_FOUND, "other");
         return;
+    }
+    for (int i = 0; i < n; i++) {
+        if (decode(raw[i], rawlen[i], &dec[i]) != 0) {
+            r->id = GW_R_BAD_ID;
+            r->detail = "path: '%' must be followed by two hexadecimal digits";
+            return;
+        }
+        seg[i] = dec[i].text;
+        seglen[i] = dec[i].len;
     }
     if (n == 1 &&
         (is(seg[0], seglen[0], "healthz") || is(seg[0], seglen[0], "readyz") || is(seg[0], seglen[0], "metrics"))) {
         r->name = seg[0][0] == 'h' ? "healthz" : seg[0][0] == 'r' ? "readyz" : "metrics";
         if (!get)
-            bad_method(r, "GET, HEAD");
+            other_method(r, 0, "GET, HEAD");
         else
             r->id = seg[0][0] == 'h' ? GW_R_HEALTHZ : seg[0][0] == 'r' ? GW_R_READYZ : GW_R_METRICS;
         return;
@@ -83,7 +147,7 @@ void gw_route_match(const char *method, size_t mlen, const char *path, size_t pl
         if (post)
             r->id = GW_R_CREATE_CART;
         else
-            bad_method(r, "POST");
+            other_method(r, options, "POST, OPTIONS");
         return;
     }
     /* /v1/carts/{user_id}[/...] */
@@ -99,19 +163,19 @@ void gw_route_match(const char *method, size_t mlen, const char *path, size_t pl
         else if (del)
             set(r, GW_R_DELETE_CART, "delete_cart");
         else
-            bad_method(r, "GET, HEAD, DELETE");
+            other_method(r, options, "GET, HEAD, DELETE, OPTIONS");
     } else if (n == 4 && is(seg[3], seglen[3], "items")) {
         r->name = "add_item";
         if (post)
             r->id = GW_R_ADD_ITEM;
         else
-            bad_method(r, "POST");
+            other_method(r, options, "POST, OPTIONS");
     } else if (n == 4) {
         r->name = "checkout";
         if (post)
             r->id = GW_R_CHECKOUT;
         else
-            bad_method(r, "POST");
+            other_method(r, options, "POST, OPTIONS");
     } else {
         r->name = "item";
         if (put)
@@ -119,9 +183,9 @@ void gw_route_match(const char *method, size_t mlen, const char *path, size_t pl
         else if (del)
             set(r, GW_R_REMOVE_ITEM, "remove_item");
         else
-            bad_method(r, "PUT, DELETE");
+            other_method(r, options, "PUT, DELETE, OPTIONS");
     }
-    if (r->id == GW_R_BAD_METHOD)
+    if (r->id == GW_R_BAD_METHOD || r->id == GW_R_OPTIONS)
         return;
     if (!cart_valid_id(seg[2], seglen[2])) {
         r->id = GW_R_BAD_ID;

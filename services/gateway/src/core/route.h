@@ -20,6 +20,7 @@ typedef enum gw_route_id {
     GW_R_SET_ITEM,      /* PUT /v1/carts/{user_id}/items/{sku} */
     GW_R_REMOVE_ITEM,   /* DELETE /v1/carts/{user_id}/items/{sku} */
     GW_R_CHECKOUT,      /* POST /v1/carts/{user_id}/checkout */
+    GW_R_OPTIONS,       /* OPTIONS on an API path: its methods, and a browser's preflight (see allow) */
     GW_R_BAD_METHOD,    /* the path exists, the method does not (405; see allow) */
     GW_R_BAD_ID         /* the path's shape is right but an id is invalid (400; see detail) */
 } gw_route_id;
@@ -30,7 +31,7 @@ typedef struct gw_route {
     char user_id[CART_ID_MAX + 1];
     /** For item routes: the sku. */
     char sku[CART_ID_MAX + 1];
-    /** For GW_R_BAD_METHOD: the Allow header value. */
+    /** For GW_R_BAD_METHOD and GW_R_OPTIONS: the Allow header value. */
     const char *allow;
     /** For GW_R_BAD_ID: what is wrong. */
     const char *detail;
@@ -44,7 +45,9 @@ typedef struct gw_route {
 } gw_route;
 
 /* Routes `method` and `path` (the raw request target; a query string is ignored). HEAD is
- * routed like GET. Always fills *r. */
+ * routed like GET. Each path segment is percent-decoded before it is matched or checked, so
+ * /v1/carts/anon%3A42 is anon:42's cart; a malformed escape is GW_R_BAD_ID, and so is an id that
+ * decodes to a character outside its alphabet (a '/' among them). Always fills *r. */
 void gw_route_match(const char *method, size_t method_len, const char *path, size_t path_len, gw_route *r);
 
 #endif

@@ -1,5 +1,6 @@
 #include <check.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,31 +52,111 @@ START_TEST(test_traceparent)
 }
 END_TEST
 
-static bool if_match(const char *v, int64_t *version)
+static int etags(const char *v, bool strong, gw_etags *set)
 {
-    *version = -7;
-    return gw_if_match_parse(v, strlen(v), version);
+    memset(set, 0, sizeof *set);
+    return gw_etags_parse(v, strlen(v), strong, set);
 }
 
-START_TEST(test_if_match)
+/* The set holds exactly the versions given, in order. */
+static void expect_versions(const gw_etags *set, int n, const int64_t *versions)
+{
+    ck_assert(!set->any);
+    ck_assert_int_eq(set->n, n);
+    for (int i = 0; i < n; i++)
+        ck_assert(set->versions[i] == versions[i]);
+}
+
+START_TEST(test_etags_grammar)
 {
     static const char *const bad[] = {
-        "", "\"", "\"\"", "5", "\"5", "W/\"5\"", "\"5\", \"6\"", "*",
-        /* strtoll took these: a sign after a blank, blanks, and out of range (as INT64_MAX). */
-        "\" -1\"", "\" 5\"", "\"\t5\"", "\"+5\"", "\"-0\"", "\"9223372036854775808\"", "\"99999999999999999999\"",
-        "\"0x10\"", "\"1e3\"", "\"5 \"", "\"000000000000000000000000000001\"", /* 32 bytes */
+        "",
+        " ",
+        ",",
+        " , ,",
+        "5",
+        "\"5",
+        "5\"",
+        "w/\"5\"",
+        "W/5",
+        "W/ \"5\"",
+        "\"5\" \"6\"",
+        "\"5\";\"6\"",
+        "*, \"5\"",
+        "\"5\", *",
+        "**",
+        "* *",
+        "\"a\"b\"",
+        "\"5\"\x01",
+        "\"with space\"",
+        "\"\x7f\"",
     };
-    int64_t v;
+    static const int64_t three[] = {3}, list[] = {3, 5, 0}, big[] = {INT64_MAX, 42};
+    gw_etags set;
 
-    ck_assert(if_match("\"0\"", &v) && v == 0);
-    ck_assert(if_match("\"3\"", &v) && v == 3);
-    ck_assert(if_match("\"0042\"", &v) && v == 42);
-    ck_assert(if_match("\"9223372036854775807\"", &v) && v == INT64_MAX);
-    ck_assert(if_match("\"00000000000000000000000000001\"", &v) && v == 1); /* 31 bytes */
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        ck_assert_msg(!if_match(bad[i], &v), "accepted %s", bad[i]);
-        ck_assert_int_eq(v, -7);
-    }
+    ck_assert_int_eq(etags("*", true, &set), 0);
+    ck_assert(set.any && set.n == 0);
+    ck_assert_int_eq(etags(" \t* ", false, &set), 0);
+    ck_assert(set.any);
+    ck_assert_int_eq(etags("\"3\"", true, &set), 0);
+    expect_versions(&set, 1, three);
+    ck_assert_int_eq(etags(" \"3\" ,\t\"5\",, \"0\", \"3\" ,", true, &set), 0); /* empty elements, a repeat */
+    expect_versions(&set, 3, list);
+    ck_assert_int_eq(etags("\"9223372036854775807\", \"0042\"", true, &set), 0);
+    expect_versions(&set, 2, big);
+    /* Valid tags that hold no version: parsed, left out. */
+    ck_assert_int_eq(etags("\"\", \"abc\", \"-1\", \"+1\", \"1e3\", \"9223372036854775808\", \"\xc3\xa9\"", true, &set),
+                     0);
+    expect_versions(&set, 0, NULL);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(etags(bad[i], true, &set) == -1, "accepted '%s'", bad[i]);
+}
+END_TEST
+
+START_TEST(test_etags_weak_and_strong)
+{
+    static const int64_t three[] = {3}, both[] = {3, 4};
+    gw_etags set;
+
+    /* If-Match compares strongly: a weak tag never matches. */
+    ck_assert_int_eq(etags("W/\"3\"", true, &set), 0);
+    expect_versions(&set, 0, NULL);
+    ck_assert(!gw_etags_match(&set, 3));
+    ck_assert_int_eq(etags("W/\"4\", \"3\"", true, &set), 0);
+    expect_versions(&set, 1, three);
+    /* If-None-Match compares weakly: W/"3" is "3". */
+    ck_assert_int_eq(etags("W/\"3\", \"4\"", false, &set), 0);
+    expect_versions(&set, 2, both);
+    ck_assert(gw_etags_match(&set, 3) && gw_etags_match(&set, 4) && !gw_etags_match(&set, 5));
+    ck_assert_int_eq(etags("*", false, &set), 0);
+    ck_assert(gw_etags_match(&set, 0) && gw_etags_match(&set, INT64_MAX));
+}
+END_TEST
+
+START_TEST(test_etags_lines_and_limits)
+{
+    gw_etags set;
+    char list[512];
+    size_t n = 0;
+
+    /* Field lines add up; "*" and tags in different lines still conflict. */
+    ck_assert_int_eq(etags("\"1\"", true, &set), 0);
+    ck_assert_int_eq(gw_etags_parse("\"2\"", 3, true, &set), 0);
+    ck_assert_int_eq(set.n, 2);
+    ck_assert_int_eq(gw_etags_parse("*", 1, true, &set), -1);
+    ck_assert_int_eq(etags("*", true, &set), 0);
+    ck_assert_int_eq(gw_etags_parse("\"2\"", 3, true, &set), -1);
+    /* GW_ETAGS_MAX versions, not one more. */
+    for (int i = 0; i < GW_ETAGS_MAX; i++)
+        n += (size_t)snprintf(list + n, sizeof list - n, "%s\"%d\"", i ? ", " : "", i);
+    ck_assert_int_eq(etags(list, true, &set), 0);
+    ck_assert_int_eq(set.n, GW_ETAGS_MAX);
+    snprintf(list + n, sizeof list - n, ", \"%d\"", GW_ETAGS_MAX);
+    ck_assert_int_eq(etags(list, true, &set), -1);
+    /* A weak one more is left out under If-Match, so it is no extra version. */
+    snprintf(list + n, sizeof list - n, ", W/\"%d\"", GW_ETAGS_MAX);
+    ck_assert_int_eq(etags(list, true, &set), 0);
+    ck_assert_int_eq(etags(list, false, &set), -1);
 }
 END_TEST
 
@@ -101,7 +182,9 @@ static Suite *request_suite(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_json_depth);
     tcase_add_test(tc, test_traceparent);
-    tcase_add_test(tc, test_if_match);
+    tcase_add_test(tc, test_etags_grammar);
+    tcase_add_test(tc, test_etags_weak_and_strong);
+    tcase_add_test(tc, test_etags_lines_and_limits);
     tcase_add_test(tc, test_prefer);
     suite_add_tcase(s, tc);
     return s;

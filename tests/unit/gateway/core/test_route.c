@@ -32,6 +32,14 @@ START_TEST(test_api_routes)
     ck_assert_int_eq(match("DELETE", "/v1/carts/u1/items/A").id, GW_R_REMOVE_ITEM);
     /* A query string is ignored; ".." is a valid id, not a path step. */
     ck_assert_int_eq(match("GET", "/v1/carts/u1?x=1").id, GW_R_GET_CART);
+    /* The absolute form: the path after the authority. */
+    r = match("GET", "http://cart.example:8080/v1/carts/u2?x");
+    ck_assert_int_eq(r.id, GW_R_GET_CART);
+    ck_assert_str_eq(r.user_id, "u2");
+    ck_assert_int_eq(match("DELETE", "HTTPS://a/v1/carts/u1/items/A").id, GW_R_REMOVE_ITEM);
+    ck_assert_int_eq(match("GET", "https://a").id, GW_R_NOT_FOUND);
+    ck_assert_int_eq(match("GET", "https:///v1/carts/u1").id, GW_R_GET_CART);
+    ck_assert_int_eq(match("GET", "ftp://a/v1/carts/u1").id, GW_R_NOT_FOUND);
     r = match("GET", "/v1/carts/..");
     ck_assert_int_eq(r.id, GW_R_GET_CART);
     ck_assert_str_eq(r.user_id, "..");
@@ -51,12 +59,22 @@ START_TEST(test_methods_and_allow)
 {
     gw_route r = match("PATCH", "/v1/carts/u1");
     ck_assert_int_eq(r.id, GW_R_BAD_METHOD);
-    ck_assert_str_eq(r.allow, "GET, HEAD, DELETE");
+    ck_assert_str_eq(r.allow, "GET, HEAD, DELETE, OPTIONS");
     r = match("GET", "/v1/carts");
     ck_assert_int_eq(r.id, GW_R_BAD_METHOD);
-    ck_assert_str_eq(r.allow, "POST");
-    ck_assert_str_eq(match("GET", "/v1/carts/u1/items").allow, "POST");
-    ck_assert_str_eq(match("POST", "/v1/carts/u1/items/A").allow, "PUT, DELETE");
+    ck_assert_str_eq(r.allow, "POST, OPTIONS");
+    ck_assert_str_eq(match("GET", "/v1/carts/u1/items").allow, "POST, OPTIONS");
+    ck_assert_str_eq(match("POST", "/v1/carts/u1/items/A").allow, "PUT, DELETE, OPTIONS");
+    /* OPTIONS on an API path says what it serves; the probes serve GET only. */
+    r = match("OPTIONS", "/v1/carts/u1/items/A");
+    ck_assert_int_eq(r.id, GW_R_OPTIONS);
+    ck_assert_str_eq(r.allow, "PUT, DELETE, OPTIONS");
+    ck_assert_str_eq(r.name, "options");
+    ck_assert_str_eq(match("OPTIONS", "/v1/carts").allow, "POST, OPTIONS");
+    ck_assert_int_eq(match("OPTIONS", "/v1/carts/u1/checkout").id, GW_R_OPTIONS);
+    ck_assert_int_eq(match("OPTIONS", "/v1/carts/bad$id").id, GW_R_OPTIONS); /* ids are the real request's business */
+    ck_assert_int_eq(match("OPTIONS", "/healthz").id, GW_R_BAD_METHOD);
+    ck_assert_int_eq(match("OPTIONS", "/v1/other").id, GW_R_NOT_FOUND);
 }
 END_TEST
 
@@ -92,6 +110,44 @@ START_TEST(test_not_found_and_bad_ids)
 }
 END_TEST
 
+START_TEST(test_percent_decoding)
+{
+    gw_route r = match("GET", "/v1/carts/anon%3A42");
+    ck_assert_int_eq(r.id, GW_R_GET_CART);
+    ck_assert_str_eq(r.user_id, "anon:42");
+    r = match("PUT", "/%76%31/carts/a%2eb/items/SKU%2d1%5F2");
+    ck_assert_int_eq(r.id, GW_R_SET_ITEM);
+    ck_assert_str_eq(r.user_id, "a.b");
+    ck_assert_str_eq(r.sku, "SKU-1_2");
+    /* Outside the alphabet once decoded, a '/' among them: 400, not another path. */
+    static const char *const outside[] = {"/v1/carts/a%2Fb", "/v1/carts/a%2fb/items",     "/v1/carts/a%20b",
+                                          "/v1/carts/%00",   "/v1/carts/u1/items/%C3%A9", "/v1/carts/%25"};
+    for (size_t i = 0; i < sizeof outside / sizeof outside[0]; i++) {
+        r = match(i == 4 ? "DELETE" : "GET", outside[i]);
+        ck_assert_msg(r.id == GW_R_BAD_ID || (i == 1 && r.id == GW_R_BAD_METHOD), "%s: %d", outside[i], r.id);
+    }
+    r = match("GET", "/v1/carts/a%2Fb");
+    ck_assert_ptr_nonnull(strstr(r.detail, "user_id"));
+    /* A malformed escape anywhere. */
+    static const char *const malformed[] = {"/v1/carts/a%", "/v1/carts/a%4", "/v1/carts/a%zz", "/v1/carts/%4g/items",
+                                            "/v%1/carts"};
+    for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
+        r = match("GET", malformed[i]);
+        ck_assert_msg(r.id == GW_R_BAD_ID, "%s: %d", malformed[i], r.id);
+        ck_assert_str_eq(r.detail, "path: '%' must be followed by two hexadecimal digits");
+    }
+    /* 64 characters once decoded is the most an id has, however it is spelled. */
+    char path[512] = "/v1/carts/";
+    for (int i = 0; i < 64; i++)
+        strcat(path, "%61");
+    r = match("GET", path);
+    ck_assert_int_eq(r.id, GW_R_GET_CART);
+    ck_assert_uint_eq(strlen(r.user_id), 64);
+    strcat(path, "a");
+    ck_assert_int_eq(match("GET", path).id, GW_R_BAD_ID);
+}
+END_TEST
+
 /* Every prefix of a valid path routes without reading past it (run under ASan). */
 START_TEST(test_prefixes)
 {
@@ -115,6 +171,7 @@ static Suite *route_suite(void)
     tcase_add_test(tc, test_ops_routes);
     tcase_add_test(tc, test_methods_and_allow);
     tcase_add_test(tc, test_not_found_and_bad_ids);
+    tcase_add_test(tc, test_percent_decoding);
     tcase_add_test(tc, test_prefixes);
     suite_add_tcase(s, tc);
     return s;
