@@ -4,7 +4,8 @@
 # 2.10 pinned from Debian 13, Node >= 18, and the integration suites' npm packages.
 
 APT_PACKAGES=(build-essential cmake pkg-config libh2o-dev libuv1-dev libhiredis-dev libnats-dev libpq-dev
-    libjansson-dev check libssl-dev postgresql redis-server nats-server curl openssl wrk)
+    libjansson-dev check libssl-dev postgresql redis-server nats-server curl openssl wrk
+    chromium)
 
 node_ok() {
     command -v node >/dev/null &&
