@@ -157,7 +157,7 @@ async function watched(extra, fn, extraCpu = () => ({})) {
   };
 }
 
-// The cart-store's environment as scripts/dev gives it (services_up), for a worker started here.
+// The cart-store's environment as scripts/dev gives it (services_up in scripts/lib/stack.sh), for a worker started here.
 function workerEnv(index) {
   const admin = new URL(CART_STORE_ADMIN_URLS[index]);
   return {

@@ -300,7 +300,7 @@ describe('docker-compose deployment (docker/compose.yaml)', { timeout: 15 * 60_0
         for (const line of SUBSTITUTED) log(`  ${line}`);
         for (const tool of ['podman', 'docker-compose', 'debootstrap']) {
             const r = await run('sh', ['-c', `command -v ${tool}`], { env: process.env });
-            assert.equal(r.code, 0, `${tool} is not installed (scripts/dev installs DEPLOY_APT_PACKAGES)`);
+            assert.equal(r.code, 0, `${tool} is not installed (scripts/dev installs DEPLOY_APT_PACKAGES, scripts/lib/test.sh)`);
         }
         state.tmp = mkdtempSync(join(tmpdir(), 'cartshard-compose-'));
         // The sandbox's cgroup v1 layout and fixed open-files limit (shared/containers.md); the

@@ -1,6 +1,7 @@
-// The fault suite's scenario 5 (issue 5): a three-node NATS cluster on loopback with the streams
-// replicated (CART_STREAM_REPLICAS=3), and the node that leads stream CARTS killed with SIGKILL
-// mid-load, then restarted on the same store directory.
+// Scenario 5 of the faults checked against the client model (stack-faults.test.mjs has the
+// others): a three-node NATS cluster on loopback with the streams replicated
+// (CART_STREAM_REPLICAS=3), and the node that leads stream CARTS killed with SIGKILL mid-load,
+// then restarted on the same store directory.
 //
 // It builds a deployment of its own beside the test stack, so that nothing collides with it:
 // three clustered nats-server processes on free ports (a config file and a store directory each

@@ -11,7 +11,8 @@
 
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -117,6 +118,11 @@ export async function waitFor(what, probe, { timeoutMs = STEP_TIMEOUT_MS, interv
     }
     await sleep(intervalMs);
   }
+}
+
+/** Polls `fn` (a throw counts as not yet) until it is truthy, at most `ms`. */
+export function poll(fn, ms, what) {
+  return waitFor(what, () => Promise.resolve().then(fn).catch(() => false), { timeoutMs: ms });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -599,13 +605,17 @@ export const STORE_BIN =
 
 const children = new Set();
 
-/** A TCP port nobody listens on right now (the kernel's pick). */
+// Where freePort looks: TEST_PRIVATE_PORTS ("first-last"), by default 10000-19999. Below Linux's
+// ephemeral range (32768-60999): a port the kernel hands out for outgoing connections could be
+// taken, between the check and the listen, by any client socket on the machine, the process's own
+// connections to NATS, Redis or PostgreSQL included.
+const [PORT_FIRST, PORT_LAST] = env('TEST_PRIVATE_PORTS', '10000-19999').split('-').map(Number);
+assert.ok(PORT_FIRST >= 1024 && PORT_LAST >= PORT_FIRST && PORT_LAST < 32768, 'TEST_PRIVATE_PORTS: first-last, below 32768');
+
+/** A TCP port nobody listens on right now, picked at random from TEST_PRIVATE_PORTS. */
 export async function freePort() {
-  // Below Linux's ephemeral range (32768-60999): a port the kernel hands out for outgoing
-  // connections could be taken, between this check and the listen, by any client socket on the
-  // machine, the process's own connections to NATS, Redis or PostgreSQL included.
   for (let attempt = 0; ; attempt++) {
-    const candidate = 10000 + Math.floor(Math.random() * 10000);
+    const candidate = PORT_FIRST + Math.floor(Math.random() * (PORT_LAST - PORT_FIRST + 1));
     const srv = net.createServer();
     const ok = await new Promise((resolve) => {
       srv.once('error', () => resolve(false));
@@ -615,7 +625,7 @@ export async function freePort() {
       await new Promise((resolve) => srv.close(resolve));
       return candidate;
     }
-    if (attempt >= 100) throw new Error('no free port found in 10000-19999');
+    if (attempt >= 100) throw new Error(`no free port found in ${PORT_FIRST}-${PORT_LAST}`);
   }
 }
 
@@ -681,6 +691,26 @@ export async function startGateway(env = {}, { ready, logFile = null } = {}) {
     return isReady(child.url).catch(() => false);
   }, { timeoutMs: 10_000 });
   return child;
+}
+
+/** A cart-gateway that must refuse to start with `env`: resolves to its exit code and stderr. */
+export async function refusedGateway(env) {
+  const child = startProcess(GATEWAY_BIN, [], { GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: '1', LOG_LEVEL: 'warn', ...env });
+  const [code] = await once(child, 'exit');
+  return { code, log: child.log() };
+}
+
+// ---------------------------------------------------------------------------------------------
+// bearer tokens
+
+/** base64url of a string or Buffer as is, of anything else as JSON. */
+export const b64url = (v) =>
+  Buffer.from(typeof v === 'string' || Buffer.isBuffer(v) ? v : JSON.stringify(v)).toString('base64url');
+
+/** A JWT of `payload` signed with HS256 under `secret`. */
+export function hs256Jwt(secret, payload, header = { alg: 'HS256', typ: 'JWT' }) {
+  const signing = `${b64url(header)}.${b64url(payload)}`;
+  return `${signing}.${createHmac('sha256', secret).update(signing).digest('base64url')}`;
 }
 
 export async function closeAll() {

@@ -8,10 +8,9 @@
 // against the schema (JSON Schema 2020-12 through Ajv, $refs resolved to components). The valid
 // requests are checked against the spec too (path parameters, headers, request bodies), so the
 // spec accepts what the gateway serves. The spec's own examples are validated as well, since
-// Spectral (scripts/dev lint_openapi) does not look at `examples` inside schemas.
+// Spectral (lint_openapi in scripts/lib/test.sh) does not look at `examples` inside schemas.
 
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
@@ -20,7 +19,7 @@ import Ajv2020 from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import YAML from 'yaml';
 
-import { REDIS_URL, TEST_OPTS, closeAll, http, startGateway, uniqueUser } from './lib.mjs';
+import { REDIS_URL, TEST_OPTS, closeAll, hs256Jwt, http, startGateway, uniqueUser } from './lib.mjs';
 
 after(closeAll);
 
@@ -842,11 +841,7 @@ async function startPrivateGateway(env) {
   return { child, url: child.url };
 }
 
-const b64url = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
-function jwt(payload, secret = SECRET) {
-  const signing = `${b64url({ alg: 'HS256', typ: 'JWT' })}.${b64url(payload)}`;
-  return `${signing}.${createHmac('sha256', secret).update(signing).digest('base64url')}`;
-}
+const jwt = (payload, secret = SECRET) => hs256Jwt(secret, payload);
 const bearer = (sub, secret) => ({ Authorization: `Bearer ${jwt({ sub, exp: Math.floor(Date.now() / 1000) + 300 }, secret)}` });
 
 describe('401, 403 and 429 (a private gateway with auth and a small rate limit)', { timeout: 30_000 }, () => {

@@ -1,10 +1,10 @@
 /*
  * front.c: every request's way into a gateway thread: h2o's handler routes it, gives it its
  * request id and its CORS grant, checks its head (framing, Host, header sizes: core/head.h) and
- * its body's size, answers OPTIONS, checks the bearer token (AUTH_JWT_SECRET) and the client's
- * rate limit (the shared one in Redis, or the thread's local table when Redis cannot answer),
- * then hands it to ops.c, reads.c or writes.c. Also what every handler uses to read a request's
- * headers and to outlive it (gw_req_link). Loop thread only, each on its own gw_thread.
+ * its body's size, answers OPTIONS, checks the bearer token (AUTH_JWT_SECRET, AUTH_JWKS_FILE) and
+ * the client's rate limit (the shared one in Redis, or the thread's local table when Redis cannot
+ * answer), then hands it to ops.c, reads.c or writes.c. Also what every handler uses to read a
+ * request's headers and to outlive it (gw_req_link). Loop thread only, each on its own gw_thread.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <inttypes.h>
@@ -218,26 +218,32 @@ static void request_id(h2o_req_t *req, char out[CART_TRACE_MAX + 1])
     }
 }
 
-/* With AUTH_JWT_SECRET set: checks the bearer token and records its subject in r. Returns 0, or
- * -1 after answering 401 or 403. */
+/* With auth on (AUTH_JWT_SECRET or AUTH_JWKS_FILE set): checks the bearer token and records its
+ * subject in r. Returns 0, or -1 after answering 401, 403 or 503. */
 static int authenticate(gw_thread *t, h2o_req_t *req, gw_route *r, int64_t started)
 {
-    const char *secret = t->app->cfg->auth_jwt_secret;
+    const cart_config *cfg = t->app->cfg;
+    gw_jwt_keys keys = {.issuer = cfg->auth_issuer, .audience = cfg->auth_audience};
     h2o_iovec_t auth = gw_header(req, H2O_TOKEN_AUTHORIZATION);
     const char *token = NULL, *why = NULL;
     size_t token_len = 0;
     gw_jwt_result res;
     char challenge[192];
 
-    if (secret == NULL || secret[0] == '\0')
+    if (cfg->auth_jwt_secret == NULL && t->app->keyring == NULL)
         return 0;
     if (auth.base == NULL || !gw_jwt_bearer(auth.base, auth.len, &token, &token_len)) {
         cart_http_header(req, "WWW-Authenticate", "Bearer realm=\"cartshard\"");
         gw_send_problem(t, req, r->name, started, 401, "unauthorized", "missing bearer token");
         return -1;
     }
-    res = gw_jwt_verify(token, token_len, (const unsigned char *)secret, strlen(secret), cart_now_ms() / 1000,
-                        r->subject, &why);
+    if (cfg->auth_jwt_secret) {
+        keys.secret = (const unsigned char *)cfg->auth_jwt_secret;
+        keys.secret_len = strlen(cfg->auth_jwt_secret);
+    }
+    if (t->app->keyring)
+        keys.jwks = gw_keyring_current(t->app->keyring, &t->jwks, &t->jwks_gen);
+    res = gw_jwt_verify(token, token_len, &keys, cart_now_ms() / 1000, r->subject, &why);
     if (res == GW_JWT_INTERNAL) {
         gw_send_problem(t, req, r->name, started, 503, "unavailable", "the token could not be checked");
         return -1;

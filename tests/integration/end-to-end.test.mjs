@@ -1,6 +1,6 @@
-// The walking skeleton: one user's writes go through the gateway, JetStream and a cart-store into
-// the right shard, and come back through the API. See docs/reference/ (partitioning.md, api.md,
-// events.md, storage.md).
+// End to end: one user's writes go through the gateway, JetStream and a cart-store into the right
+// shard, and come back through the API; then a GET without a cart, and the gateway's probes. See
+// docs/reference/ (partitioning.md, api.md, events.md, storage.md).
 
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
@@ -25,8 +25,8 @@ function assertJson(res) {
   assert.match(res.headers.get('content-type') ?? '', /^application\/json\b/i, 'Content-Type is application/json');
 }
 
-describe('walking skeleton: one user adds items', TEST_OPTS, () => {
-  const user = uniqueUser('skel');
+describe('end to end: one user adds items', TEST_OPTS, () => {
+  const user = uniqueUser('e2e');
   const partition = partitionOf(user);
   const shard = shardOf(user);
   let first = null; // the cart after each write
@@ -144,7 +144,7 @@ describe('walking skeleton: one user adds items', TEST_OPTS, () => {
   });
 });
 
-describe('walking skeleton: reads and probes', TEST_OPTS, () => {
+describe('end to end: reads and probes', TEST_OPTS, () => {
   test('GET of a user without a cart is a 404 problem', TEST_OPTS, async () => {
     const res = await http('GET', `/v1/carts/${uniqueUser('nobody')}`);
     assert.equal(res.status, 404, res.text);

@@ -1,11 +1,11 @@
-// The fault suite (issue 5): a model of what every client was told (model.mjs) checked against
+// Faults in the test stack: a model of what every client was told (model.mjs) checked against
 // the shards after faults injected into the real processes of the test stack, mid-load:
 //   kill -9 of a worker; kill -9 of nats-server (a worker stopped meanwhile); a PostgreSQL shard
 //   restarted; Redis killed; workers scaled 1 -> 3 -> 1; SIGTERM to a worker and to a gateway;
 //   poison and refused events.
 // After each: every acknowledged change applied exactly once, nothing refused applied, each
 // user's changes in order, final carts as the model says, reads equal to the shards.
-// The three-node NATS cluster scenario is in fault-cluster.test.mjs.
+// The scenarios are numbered 1 to 8; 5, the three-node NATS cluster, is in fault-cluster.test.mjs.
 //
 // Needs STACK_DIR, CARTSHARD_DEV and CARTSHARD_STACK (scripts/dev test sets them).
 
