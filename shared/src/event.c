@@ -33,6 +33,7 @@ static const char *const type_names[] = {
 static const char ID_CHARS_MSG[] = "expected 1-64 characters of [A-Za-z0-9._:-]";
 static const char EVENT_ID_MSG[] = "expected 1-128 visible ASCII characters";
 static const char TRACE_MSG[] = "expected at most 127 visible ASCII characters";
+static const char FINGERPRINT_MSG[] = "expected at most 64 visible ASCII characters";
 static const char EXPECTED_VERSIONS_MSG[] = "expected an array of 1 to 16 integers >= 0";
 
 const char *cart_event_type_name(cart_event_type t)
@@ -88,10 +89,10 @@ bool cart_valid_event_id(const char *s, size_t len)
     return true;
 }
 
-/* A trace is optional: empty is fine. */
-static bool valid_trace(const char *s, size_t len)
+/* A trace or a fingerprint is optional: empty is fine. */
+static bool valid_optional(const char *s, size_t len, size_t max)
 {
-    if (len > CART_TRACE_MAX)
+    if (len > max)
         return false;
     for (size_t i = 0; i < len; i++) {
         if (!is_visible((unsigned char)s[i]))
@@ -176,6 +177,26 @@ static cart_status get_id(json_t *obj, const char *key, const char *field, char 
     size_t len = json_string_length(v);
     if (!cart_valid_id(json_string_value(v), len))
         return fail(err, errlen, field, ID_CHARS_MSG);
+    memcpy(dst, json_string_value(v), len);
+    dst[len] = '\0';
+    return CART_OK;
+}
+
+/* Reads an optional member of at most `max` visible ASCII characters (trace, request_fingerprint)
+ * into dst (max + 1 bytes); absent or null leaves dst empty. */
+static cart_status get_optional_text(json_t *obj, const char *key, size_t max, const char *msg, char *dst, char *err,
+                                     size_t errlen)
+{
+    json_t *v = json_object_get(obj, key);
+    size_t len;
+
+    if (v == NULL || json_is_null(v))
+        return CART_OK;
+    if (!json_is_string(v))
+        return fail(err, errlen, key, "expected a string");
+    len = json_string_length(v);
+    if (!valid_optional(json_string_value(v), len, max))
+        return fail(err, errlen, key, msg);
     memcpy(dst, json_string_value(v), len);
     dst[len] = '\0';
     return CART_OK;
@@ -269,16 +290,10 @@ static cart_status decode_fields(json_t *root, cart_event *ev, char *err, size_t
         ev->expected_active = json_is_true(v);
     }
 
-    v = json_object_get(root, "trace");
-    if (v != NULL && !json_is_null(v)) {
-        if (!json_is_string(v))
-            return fail(err, errlen, "trace", "expected a string");
-        len = json_string_length(v);
-        if (!valid_trace(json_string_value(v), len))
-            return fail(err, errlen, "trace", TRACE_MSG);
-        memcpy(ev->trace, json_string_value(v), len);
-        ev->trace[len] = '\0';
-    }
+    if ((st = get_optional_text(root, "trace", CART_TRACE_MAX, TRACE_MSG, ev->trace, err, errlen)) != CART_OK ||
+        (st = get_optional_text(root, "request_fingerprint", CART_FINGERPRINT_MAX, FINGERPRINT_MSG,
+                                ev->request_fingerprint, err, errlen)) != CART_OK)
+        return st;
     return CART_OK;
 }
 
@@ -321,6 +336,11 @@ out:
     return st;
 }
 
+bool cart_fingerprints_clash(const char *first, const char *repeat)
+{
+    return first != NULL && repeat != NULL && first[0] != '\0' && repeat[0] != '\0' && strcmp(first, repeat) != 0;
+}
+
 static bool is_item_event(cart_event_type t)
 {
     return t == CART_EV_ITEM_ADDED || t == CART_EV_ITEM_QUANTITY_SET || t == CART_EV_ITEM_REMOVED;
@@ -352,7 +372,9 @@ static bool encodable(const cart_event *ev)
     for (int i = 0; i < ev->n_expected_versions; i++)
         if (ev->expected_versions[i] < 0)
             return false;
-    return valid_trace(ev->trace, field_len(ev->trace, sizeof ev->trace));
+    return valid_optional(ev->trace, field_len(ev->trace, sizeof ev->trace), CART_TRACE_MAX) &&
+           valid_optional(ev->request_fingerprint, field_len(ev->request_fingerprint, sizeof ev->request_fingerprint),
+                          CART_FINGERPRINT_MAX);
 }
 
 cart_status cart_event_encode(const cart_event *ev, char **out, size_t *outlen)
@@ -401,6 +423,9 @@ cart_status cart_event_encode(const cart_event *ev, char **out, size_t *outlen)
     if (ev->expected_active && json_object_set_new(root, "expected_active", json_true()) != 0)
         goto out;
     if (ev->trace[0] != '\0' && !set_string(root, "trace", ev->trace, strlen(ev->trace)))
+        goto out;
+    if (ev->request_fingerprint[0] != '\0' &&
+        !set_string(root, "request_fingerprint", ev->request_fingerprint, strlen(ev->request_fingerprint)))
         goto out;
     if ((text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL)
         goto out;

@@ -385,7 +385,9 @@ export async function publishRaw(subject, payload, { msgId, headers = {} } = {})
  * `Nats-Msg-Id: msgId` (the event_id unless given), as any client may (docs/reference/events.md,
  * Publishing events yourself).
  * With `reply: true` it also asks for the worker's answer (header Cart-Reply-To) and resolves to
- * { ack, reply: { status, eventId, detail, cart } } once the event was committed; else to { ack }.
+ * { ack, reply: { status, eventId, detail, replayed, fingerprint, problem, cart } } once the event
+ * was committed (replayed, fingerprint and problem: Cart-Replayed, Cart-Fingerprint, Cart-Problem);
+ * else to { ack }.
  * `replyTimeoutMs` bounds the wait for the answer (longer when a backlog is applied first).
  */
 export async function publishEvent(ev, { msgId = ev.event_id, subject, reply = false, replyTimeoutMs = STEP_TIMEOUT_MS } = {}) {
@@ -410,6 +412,9 @@ export async function publishEvent(ev, { msgId = ev.event_id, subject, reply = f
         status: Number(m.headers?.get('Cart-Status')),
         eventId: m.headers?.get('Cart-Event-Id'),
         detail: m.headers?.get('Cart-Detail') ?? '',
+        replayed: m.headers?.get('Cart-Replayed') === 'true',
+        fingerprint: m.headers?.get('Cart-Fingerprint') ?? '',
+        problem: m.headers?.get('Cart-Problem') ?? '',
         cart: text === '' ? null : JSON.parse(text),
       },
     };

@@ -463,6 +463,21 @@ describe('POST /v1/carts (createCart)', TEST_OPTS, () => {
     assert.equal(first.res.status, 201);
     assert.equal(again.res.status, 201);
     assert.equal(again.data.cart_id, first.data.cart_id);
+    assert.equal(first.res.headers.get('location'), `/v1/carts/${user}`);
+    assert.equal(first.res.headers.get('idempotent-replayed'), null);
+    assert.equal(again.res.headers.get('idempotent-replayed'), 'true');
+  });
+
+  test('422 for an Idempotency-Key reused for another request', TEST_OPTS, async () => {
+    const user = uniqueUser('oa');
+    const headers = { 'Idempotency-Key': `reuse-${user}` };
+    assert.equal((await call('POST', CARTS, { body: { user_id: user }, headers })).res.status, 201);
+    const { res, data } = await call('POST', ITEMS, { params: { user_id: user }, body: { sku: 'A1', quantity: 1 }, headers });
+    assert.equal(res.status, 422);
+    assert.equal(data.type, 'urn:cartshard:problem:idempotency-key-reused');
+    const checkout = await call('POST', CHECKOUT, { params: { user_id: user }, headers });
+    assert.equal(checkout.res.status, 422);
+    assert.equal(checkout.data.type, 'urn:cartshard:problem:idempotency-key-reused');
   });
 
   test('202 with Prefer: respond-async', TEST_OPTS, async () => {

@@ -330,7 +330,8 @@ static int check_head(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t s
     "Content-Type, Authorization, If-Match, If-None-Match, Idempotency-Key, Prefer, X-Request-Id, "                    \
     "traceparent"
 #define CORS_EXPOSE_HEADERS                                                                                            \
-    "ETag, Location, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After, X-Request-Id"
+    "ETag, Location, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After, X-Request-Id, "               \
+    "Idempotent-Replayed"
 /* How long a browser may keep a preflight's answer (seconds). */
 #define CORS_MAX_AGE "600"
 

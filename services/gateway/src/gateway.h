@@ -88,6 +88,7 @@ typedef struct gw_thread {
     gw_note *inbox;                       /* notes from nats.c's threads, newest first */
     uv_async_t wake;                      /* wakes the loop for the inbox, and for the drain */
     gw_write_table writes;                /* the writes in flight */
+    uint64_t publishes;                   /* writes published so far: the last Cart-Publish-Id */
     uv_timer_t drain_timer;               /* ticks while draining */
     bool draining;                        /* the drain has begun */
     int64_t drain_started_ms;             /* when it began (monotonic) */

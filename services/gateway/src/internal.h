@@ -100,6 +100,11 @@ void gw_etag(int64_t version, char out[GW_ETAG_MAX]);
 
 /* --- writes.c and repeats.c: writes in flight --- */
 
+/* The header that tells the acks of a thread's publishes apart: several writes with one
+ * Idempotency-Key publish one event_id (Nats-Msg-Id), and each must learn what JetStream said to
+ * its own publish. The decimal gw_write.publish_id; stored with the event, read by nobody else. */
+#define GW_HDR_PUBLISH_ID "Cart-Publish-Id"
+
 typedef struct gw_repeat_query gw_repeat_query;
 
 /* A write in flight: waiting for its ack and reply, in the thread's write table. Owned by the
@@ -115,8 +120,11 @@ struct gw_write {
     bool async;                           /* Prefer: respond-async */
     bool acked;                           /* JetStream stored the event */
     bool timed_out;                       /* the sync wait ran out */
-    bool replied;                         /* the reply_* fields hold the first answer */
+    bool replied;                         /* the reply_* fields (or key_reused) hold the answer */
     bool dup_wait;                        /* a repeat: looking up the first answer in processed_events */
+    bool dup_acked;                       /* JetStream had the event_id: another request's event holds it */
+    bool replayed;                        /* the worker answered with an earlier message's first outcome */
+    bool key_reused;                      /* the key's first request had another fingerprint: 422 */
     bool republish_due;                   /* the timer publishes the event again (an unsure ack) */
     int64_t deadline_ms;                  /* when the sync wait runs out (monotonic) */
     int64_t republish_until;              /* after this, an unsure ack is a failed publish (monotonic) */
@@ -131,6 +139,10 @@ struct gw_write {
     int64_t reply_version;                /* reply_body's cart version; 0 when unknown */
     uv_timer_t timer;                     /* the sync wait, the repeat's polls, a publish again */
     gw_write *next;                       /* hash chain in the write table */
+    /* The request's fingerprint (its event's request_fingerprint); "" without an Idempotency-Key. */
+    char fingerprint[CART_FINGERPRINT_MAX + 1];
+    /* Its publishes' Cart-Publish-Id: unique on its thread (gw_thread.publishes). */
+    uint64_t publish_id;
 };
 
 /* A processed_events query of a repeated write (repeats.c); outlives the write if need be. */
@@ -148,7 +160,8 @@ void gw_write_settle(gw_write *w);
 /* Runs the write's timer in `ms`, or at its deadline if that is sooner. */
 void gw_write_rearm(gw_write *w, int64_t ms);
 
-/* Hands a note from the inbox to every write in the table with its event_id. */
+/* Hands a note from the inbox to the writes in the table with its event_id: an ack to the one
+ * whose publish it answers, a worker's reply to every one. */
 void gw_write_table_note(gw_thread *t, const gw_note *n);
 
 /* When the drain ends with writes still waiting (its deadline passed): answers each, 202 when
@@ -156,8 +169,9 @@ void gw_write_table_note(gw_thread *t, const gw_note *n);
 void gw_write_table_abort_all(gw_thread *t);
 
 /* A repeated write (JetStream had its event_id already): looks its first answer up in the
- * shard's processed_events, again every few ms until it is there or the sync wait runs out.
- * Nothing when a lookup is in flight or the answer is known. */
+ * shard's processed_events, again every few ms until it is there or the sync wait runs out (a
+ * write with respond-async looks once), and compares the fingerprints: another request's key is
+ * answered 422. Nothing when a lookup is in flight or the answer is known. */
 void gw_repeat_lookup(gw_write *w);
 
 /* --- inbox.c: notes from nats.c's threads --- */
@@ -181,8 +195,14 @@ struct gw_note {
     char *body;       /* GW_NOTE_REPLY: the cart JSON (owned), or NULL */
     size_t body_len;  /* the length of body */
     int64_t version;  /* GW_NOTE_REPLY: the cart's version (Cart-Version); 0 when unknown */
+    bool replayed;    /* GW_NOTE_REPLY: the first outcome again (Cart-Replayed) */
+    bool key_reused;  /* GW_NOTE_REPLY: a copy with another fingerprint, refused (Cart-Problem) */
     char error[128];  /* GW_NOTE_ACK: why JetStream refused, or empty */
     gw_note *next;    /* the inbox's list */
+    /* GW_NOTE_REPLY: the fingerprint of the event_id's first outcome (Cart-Fingerprint), or "". */
+    char fingerprint[CART_FINGERPRINT_MAX + 1];
+    /* GW_NOTE_ACK: the Cart-Publish-Id of the publish it answers: for that write only. */
+    uint64_t publish_id;
 };
 
 /* Makes the thread's inbox and its wake handle (on t->loop). */

@@ -142,10 +142,19 @@ int gw_event_build(const gw_route *r, const gw_event_input *in, cart_event *ev, 
         gw_refuse(why, 404, "not-found", "no such resource");
         goto out;
     }
-    if (in->idempotency_key.text &&
-        gw_idem_event_id(ev->user_id, in->idempotency_key.text, in->idempotency_key.len, ev->event_id) != 0) {
-        gw_refuse(why, 400, "invalid-header", "Idempotency-Key: expected 1-128 visible ASCII characters");
-        goto out;
+    if (in->idempotency_key.text) {
+        const char *method;
+        char path[GW_ROUTE_PATH_MAX];
+        if (gw_idem_event_id(ev->user_id, in->idempotency_key.text, in->idempotency_key.len, ev->event_id) != 0) {
+            gw_refuse(why, 400, "invalid-header", "Idempotency-Key: expected 1-128 visible ASCII characters");
+            goto out;
+        }
+        /* The key names this request: the worker keeps its fingerprint with the first outcome. */
+        if (gw_route_write_target(r, &method, path) != 0 ||
+            gw_idem_fingerprint(method, path, doc, ev->request_fingerprint) != 0) {
+            gw_refuse(why, 503, "unavailable", "out of memory");
+            goto out;
+        }
     }
     if (in->if_match.text) {
         gw_etags tags = {0};
