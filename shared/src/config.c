@@ -34,6 +34,7 @@
 #define ID_MAX             64
 #define HOST_MAX           255
 #define JWT_SECRET_MIN     32
+#define CLAIM_MAX          1024 /* longest AUTH_ISSUER or AUTH_AUDIENCE */
 #define IDLE_TTL_MIN_S     60LL
 #define IDLE_TTL_MAX_S     (3650LL * 86400) /* ten years: anything longer is surely a typo */
 
@@ -565,6 +566,48 @@ static cart_status load_jwt_secret(loader *ld, cart_config *c)
     return set_str(ld, &c->auth_jwt_secret, v);
 }
 
+/* AUTH_ISSUER or AUTH_AUDIENCE: what the token's claim must be, byte for byte; unset or empty
+ * means the claim is not checked. */
+static cart_status load_claim(loader *ld, const char *name, char **dst)
+{
+    const char *v = lookup(ld, name);
+    char q[QUOTE_MAX];
+
+    if (!v || !*v)
+        return CART_OK;
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            goto bad;
+    if (strlen(v) > CLAIM_MAX)
+        goto bad;
+    return set_str(ld, dst, v);
+
+bad:
+    return fail(ld, "%s: expected up to %d characters without control characters, got %s", name, CLAIM_MAX,
+                quote(v, q));
+}
+
+/* Auth is on with AUTH_JWT_SECRET, AUTH_JWKS_FILE or both. The JWKS file is read when the gateway
+ * starts, and again whenever it changes (services/gateway/src/keyring.h); here only its name. An
+ * issuer or audience without auth is refused: whoever set it expects tokens to be checked. */
+static cart_status load_auth(loader *ld, cart_config *c)
+{
+    const char *jwks = lookup(ld, "AUTH_JWKS_FILE"), *claim;
+    cart_status st;
+
+    if ((st = load_jwt_secret(ld, c)))
+        return st;
+    if (jwks && *jwks && (st = set_str(ld, &c->auth_jwks_file, jwks)))
+        return st;
+    if ((st = load_claim(ld, "AUTH_ISSUER", &c->auth_issuer)) ||
+        (st = load_claim(ld, "AUTH_AUDIENCE", &c->auth_audience)))
+        return st;
+    if (c->auth_jwt_secret || c->auth_jwks_file || !(c->auth_issuer || c->auth_audience))
+        return CART_OK;
+    claim = c->auth_issuer ? "AUTH_ISSUER" : "AUTH_AUDIENCE";
+    return fail(ld, "%s: set, but auth is off (set AUTH_JWT_SECRET or AUTH_JWKS_FILE too, or unset %s)", claim, claim);
+}
+
 /* One origin o[0..len) of CORS_ALLOWED_ORIGINS: http or https, "://", a host name, an IPv4 address
  * or a bracketed IPv6 one, an optional port 1..65535, and nothing else (no path, no slash, no
  * user). Returns a malloc'd copy with scheme and host in lower case, or NULL when it is not one
@@ -726,7 +769,7 @@ static cart_status load_gateway(loader *ld, cart_config *c)
     if ((st = get_int(ld, "GATEWAY_MAX_HEADER_BYTES", 8192, 1024, 65536, &n)))
         return st;
     c->max_header_bytes = (size_t)n;
-    if ((st = load_jwt_secret(ld, c)) || (st = load_tls(ld, c)) || (st = load_cors(ld, c)))
+    if ((st = load_auth(ld, c)) || (st = load_tls(ld, c)) || (st = load_cors(ld, c)))
         return st;
     return load_id(ld, "GATEWAY_ID", &c->gateway_id);
 }
@@ -799,6 +842,9 @@ void cart_config_cleanup(cart_config *cfg)
         free(cfg->shard_dsns[i]);
     free(cfg->gateway_host);
     free(cfg->auth_jwt_secret);
+    free(cfg->auth_jwks_file);
+    free(cfg->auth_issuer);
+    free(cfg->auth_audience);
     free(cfg->gateway_id);
     free(cfg->gateway_tls_cert);
     free(cfg->gateway_tls_key);

@@ -45,6 +45,7 @@ static const char *const strategy_names[] = {
 static const char ID_CHARS_MSG[] = "expected 1-64 characters of [A-Za-z0-9._:-]";
 static const char EVENT_ID_MSG[] = "expected 1-128 visible ASCII characters";
 static const char TRACE_MSG[] = "expected at most 127 visible ASCII characters";
+static const char FINGERPRINT_MSG[] = "expected at most 64 visible ASCII characters";
 static const char EXPECTED_VERSIONS_MSG[] = "expected an array of 1 to 16 integers >= 0";
 
 const char *cart_event_type_name(cart_event_type t)
@@ -128,10 +129,10 @@ static bool valid_text(const char *s, size_t len, size_t max, bool spaces)
     return true;
 }
 
-/* A trace is optional: empty is fine. */
-static bool valid_trace(const char *s, size_t len)
+/* A trace or a fingerprint is optional: empty is fine. */
+static bool valid_optional(const char *s, size_t len, size_t max)
 {
-    return valid_text(s, len, CART_TRACE_MAX, false);
+    return valid_text(s, len, max, false);
 }
 
 /* Length of the NUL-terminated string in a fixed array, or `size` when it is not terminated. */
@@ -210,6 +211,26 @@ static cart_status get_id(json_t *obj, const char *key, const char *field, char 
     size_t len = json_string_length(v);
     if (!cart_valid_id(json_string_value(v), len))
         return fail(err, errlen, field, ID_CHARS_MSG);
+    memcpy(dst, json_string_value(v), len);
+    dst[len] = '\0';
+    return CART_OK;
+}
+
+/* Reads an optional member of at most `max` visible ASCII characters (trace, request_fingerprint)
+ * into dst (max + 1 bytes); absent or null leaves dst empty. */
+static cart_status get_optional_text(json_t *obj, const char *key, size_t max, const char *msg, char *dst, char *err,
+                                     size_t errlen)
+{
+    json_t *v = json_object_get(obj, key);
+    size_t len;
+
+    if (v == NULL || json_is_null(v))
+        return CART_OK;
+    if (!json_is_string(v))
+        return fail(err, errlen, key, "expected a string");
+    len = json_string_length(v);
+    if (!valid_optional(json_string_value(v), len, max))
+        return fail(err, errlen, key, msg);
     memcpy(dst, json_string_value(v), len);
     dst[len] = '\0';
     return CART_OK;
@@ -376,16 +397,10 @@ static cart_status decode_fields(json_t *root, cart_event *ev, char *err, size_t
         ev->expected_active = json_is_true(v);
     }
 
-    v = json_object_get(root, "trace");
-    if (v != NULL && !json_is_null(v)) {
-        if (!json_is_string(v))
-            return fail(err, errlen, "trace", "expected a string");
-        len = json_string_length(v);
-        if (!valid_trace(json_string_value(v), len))
-            return fail(err, errlen, "trace", TRACE_MSG);
-        memcpy(ev->trace, json_string_value(v), len);
-        ev->trace[len] = '\0';
-    }
+    if ((st = get_optional_text(root, "trace", CART_TRACE_MAX, TRACE_MSG, ev->trace, err, errlen)) != CART_OK ||
+        (st = get_optional_text(root, "request_fingerprint", CART_FINGERPRINT_MAX, FINGERPRINT_MSG,
+                                ev->request_fingerprint, err, errlen)) != CART_OK)
+        return st;
     return CART_OK;
 }
 
@@ -426,6 +441,11 @@ cart_status cart_event_decode(const char *json, size_t len, cart_event *ev, char
 out:
     json_decref(root);
     return st;
+}
+
+bool cart_fingerprints_clash(const char *first, const char *repeat)
+{
+    return first != NULL && repeat != NULL && first[0] != '\0' && repeat[0] != '\0' && strcmp(first, repeat) != 0;
 }
 
 static bool is_item_event(cart_event_type t)
@@ -479,7 +499,9 @@ static bool encodable(const cart_event *ev)
             return false;
     if (is_merge_event(ev->type) && !merge_encodable(ev))
         return false;
-    return valid_trace(ev->trace, field_len(ev->trace, sizeof ev->trace));
+    return valid_optional(ev->trace, field_len(ev->trace, sizeof ev->trace), CART_TRACE_MAX) &&
+           valid_optional(ev->request_fingerprint, field_len(ev->request_fingerprint, sizeof ev->request_fingerprint),
+                          CART_FINGERPRINT_MAX);
 }
 
 /* Adds the data of a merge event to `data`; false when out of memory. */
@@ -555,6 +577,9 @@ cart_status cart_event_encode(const cart_event *ev, char **out, size_t *outlen)
     if (ev->expected_active && json_object_set_new(root, "expected_active", json_true()) != 0)
         goto out;
     if (ev->trace[0] != '\0' && !set_string(root, "trace", ev->trace, strlen(ev->trace)))
+        goto out;
+    if (ev->request_fingerprint[0] != '\0' &&
+        !set_string(root, "request_fingerprint", ev->request_fingerprint, strlen(ev->request_fingerprint)))
         goto out;
     if ((text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL)
         goto out;

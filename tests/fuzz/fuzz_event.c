@@ -18,6 +18,7 @@ static void check_equal(const cart_event *a, const cart_event *b)
     FUZZ_CHECK(a->has_expected_version == b->has_expected_version);
     FUZZ_CHECK(!a->has_expected_version || a->expected_version == b->expected_version);
     FUZZ_CHECK(strcmp(a->trace, b->trace) == 0);
+    FUZZ_CHECK(strcmp(a->request_fingerprint, b->request_fingerprint) == 0);
 }
 
 /* The reason of a dead letter travels in a header: printable ASCII, NUL-terminated in its buffer. */

@@ -1,10 +1,11 @@
 /*
  * fuzz_jwt: the gateway's JWT verifier under a fixed secret. A fuzzer cannot forge an HMAC, so
- * the first input byte picks what the rest is:
+ * bit 0 of the first input byte picks what the rest is:
  *   even: an Authorization header value, through gw_jwt_bearer and then gw_jwt_verify as is;
  *   odd:  a header JSON and a payload JSON separated by '\n', which the harness encodes and signs
  *         with the secret, so the claims checks behind the signature get fuzzed too.
- * The next 8 bytes are `now` (seconds, big-endian). Oracles: the documented result set, `sub`
+ * Bit 1 of it adds an issuer and an audience to check ("fuzz-issuer", "fuzz-audience"). The next 8
+ * bytes are `now` (seconds, big-endian). Oracles: the documented result set, `sub`
  * valid on OK and empty otherwise, always a reason; and for a token the harness signed, never
  * BAD_SIGNATURE, and never MALFORMED for its shape or base64.
  */
@@ -17,6 +18,10 @@
 
 static const unsigned char SECRET[] = "cartshard-fuzz-secret-of-32-byte";
 #define SECRET_LEN (sizeof SECRET - 1)
+static const gw_jwt_keys SECRET_ONLY = {.secret = SECRET, .secret_len = SECRET_LEN};
+static const gw_jwt_keys WITH_CLAIMS = {
+    .secret = SECRET, .secret_len = SECRET_LEN, .issuer = "fuzz-issuer", .audience = "fuzz-audience"};
+static const gw_jwt_keys *keys = &SECRET_ONLY; /* this input's */
 
 /* Appends base64url without padding of in[0..len) at out; returns the length written. */
 static size_t b64url(const unsigned char *in, size_t len, char *out)
@@ -51,7 +56,7 @@ static gw_jwt_result verify(const char *token, size_t len, int64_t now)
     gw_jwt_result r;
 
     memset(sub, 'x', sizeof sub);
-    r = gw_jwt_verify(token, len, SECRET, SECRET_LEN, now, sub, &why);
+    r = gw_jwt_verify(token, len, keys, now, sub, &why);
     FUZZ_CHECK(r >= GW_JWT_OK && r < GW_JWT_INTERNAL);
     FUZZ_CHECK(strcmp(gw_jwt_result_name(r), "unknown") != 0);
     FUZZ_CHECK(why != NULL && why[0] != '\0');
@@ -102,7 +107,7 @@ static void signed_token(const uint8_t *data, size_t size, int64_t now)
     if (r == GW_JWT_MALFORMED && hdr_len > 0 && pay_len > 0 && o <= GW_JWT_MAX_LEN) {
         char sub[CART_ID_MAX + 1];
         const char *why;
-        gw_jwt_verify(token, o, SECRET, SECRET_LEN, now, sub, &why);
+        gw_jwt_verify(token, o, keys, now, sub, &why);
         FUZZ_CHECK(strcmp(why, "invalid base64url") != 0 && strcmp(why, "not three dot-separated parts") != 0);
     }
     free(token);
@@ -116,6 +121,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     for (int i = 1; i <= 8; i++)
         now = now << 8 | data[i];
+    keys = data[0] & 2 ? &WITH_CLAIMS : &SECRET_ONLY;
     if (data[0] & 1)
         signed_token(data + 9, size - 9, (int64_t)now);
     else

@@ -4,10 +4,9 @@
 // stack's Redis of its own, and stops them by pid.
 
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
 import { after, describe, test } from 'node:test';
 
-import { REDIS_URL, closeAll, http, startGateway, stopProcess as stop, uniqueUser } from './lib.mjs';
+import { REDIS_URL, b64url, closeAll, hs256Jwt, http, startGateway, stopProcess as stop, uniqueUser } from './lib.mjs';
 
 const SLOW = { timeout: 30_000 };
 
@@ -18,12 +17,6 @@ function redisDb(n) {
   const u = new URL(REDIS_URL);
   u.pathname = `/${n}`;
   return u.toString();
-}
-
-const b64 = (v) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
-function jwt(secret, payload, header = { alg: 'HS256', typ: 'JWT' }) {
-  const signing = `${b64(header)}.${b64(payload)}`;
-  return `${signing}.${createHmac('sha256', secret).update(signing).digest('base64url')}`;
 }
 
 describe('JWT auth', SLOW, () => {
@@ -38,16 +31,16 @@ describe('JWT auth', SLOW, () => {
   test('no token, a forged one, alg none and an expired one are 401', SLOW, async () => {
     const user = uniqueUser('jwt');
     const path = `${gw.url}/v1/carts/${user}`;
-    const good = jwt(secret, { sub: user, exp: now() + 600 });
+    const good = hs256Jwt(secret, { sub: user, exp: now() + 600 });
     const cases = {
       missing: {},
-      'not bearer': { Authorization: `Basic ${b64('a:b')}` },
-      forged: { Authorization: `Bearer ${jwt('another-secret-0123456789abcdef-0123', { sub: user, exp: now() + 600 })}` },
+      'not bearer': { Authorization: `Basic ${b64url('a:b')}` },
+      forged: { Authorization: `Bearer ${hs256Jwt('another-secret-0123456789abcdef-0123', { sub: user, exp: now() + 600 })}` },
       tampered: { Authorization: `Bearer ${good.slice(0, -2)}${good.endsWith('AA') ? 'AB' : 'AA'}` },
-      'alg none': { Authorization: `Bearer ${b64({ alg: 'none', typ: 'JWT' })}.${b64({ sub: user, exp: now() + 600 })}.` },
-      'alg HS512': { Authorization: `Bearer ${jwt(secret, { sub: user, exp: now() + 600 }, { alg: 'HS512' })}` },
-      expired: { Authorization: `Bearer ${jwt(secret, { sub: user, exp: now() - 120 })}` },
-      'no exp': { Authorization: `Bearer ${jwt(secret, { sub: user })}` },
+      'alg none': { Authorization: `Bearer ${b64url({ alg: 'none', typ: 'JWT' })}.${b64url({ sub: user, exp: now() + 600 })}.` },
+      'alg HS512': { Authorization: `Bearer ${hs256Jwt(secret, { sub: user, exp: now() + 600 }, { alg: 'HS512' })}` },
+      expired: { Authorization: `Bearer ${hs256Jwt(secret, { sub: user, exp: now() - 120 })}` },
+      'no exp': { Authorization: `Bearer ${hs256Jwt(secret, { sub: user })}` },
       malformed: { Authorization: 'Bearer abc.def' },
     };
     for (const [name, headers] of Object.entries(cases)) {
@@ -66,7 +59,7 @@ describe('JWT auth', SLOW, () => {
 
   test("a valid token works only for its own user: 403 for another's path or body", SLOW, async () => {
     const user = uniqueUser('jwt');
-    const auth = { Authorization: `Bearer ${jwt(secret, { sub: user, exp: now() + 600 })}` };
+    const auth = { Authorization: `Bearer ${hs256Jwt(secret, { sub: user, exp: now() + 600 })}` };
     const add = await http('POST', `${gw.url}/v1/carts/${user}/items`, { headers: auth, body: { sku: 'A1', quantity: 1 } });
     assert.equal(add.status, 200, add.text);
     assert.equal((await http('GET', `${gw.url}/v1/carts/${user}`, { headers: auth })).status, 200);

@@ -326,7 +326,16 @@ describe('OPTIONS and CORS (CORS_ALLOWED_ORIGINS)', () => {
     assert.equal(add.status, 200);
     assert.equal(add.headers.get('access-control-allow-origin'), LOCAL);
     const exposed = add.headers.get('access-control-expose-headers').split(',').map((h) => h.trim());
-    assert.deepEqual(exposed, ['ETag', 'Location', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset', 'Retry-After', 'X-Request-Id']);
+    assert.deepEqual(exposed, [
+      'ETag',
+      'Location',
+      'RateLimit-Limit',
+      'RateLimit-Remaining',
+      'RateLimit-Reset',
+      'Retry-After',
+      'X-Request-Id',
+      'Idempotent-Replayed',
+    ]);
     // Errors are readable too.
     const bad = await http('GET', `${gw.url}/v1/carts/${uniqueUser('cors')}`, { headers: { Origin: SHOP } });
     assert.equal(bad.status, 404);

@@ -12,6 +12,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -391,7 +392,9 @@ export async function publishRaw(subject, payload, { msgId, headers = {} } = {})
  * `Nats-Msg-Id: msgId` (the event_id unless given), as any client may (docs/reference/events.md,
  * Publishing events yourself).
  * With `reply: true` it also asks for the worker's answer (header Cart-Reply-To) and resolves to
- * { ack, reply: { status, eventId, detail, cart } } once the event was committed; else to { ack }.
+ * { ack, reply: { status, eventId, detail, replayed, fingerprint, problem, cart } } once the event
+ * was committed (replayed, fingerprint and problem: Cart-Replayed, Cart-Fingerprint, Cart-Problem);
+ * else to { ack }.
  * `replyTimeoutMs` bounds the wait for the answer (longer when a backlog is applied first).
  */
 export async function publishEvent(ev, { msgId = ev.event_id, subject, reply = false, replyTimeoutMs = STEP_TIMEOUT_MS } = {}) {
@@ -416,6 +419,9 @@ export async function publishEvent(ev, { msgId = ev.event_id, subject, reply = f
         status: Number(m.headers?.get('Cart-Status')),
         eventId: m.headers?.get('Cart-Event-Id'),
         detail: m.headers?.get('Cart-Detail') ?? '',
+        replayed: m.headers?.get('Cart-Replayed') === 'true',
+        fingerprint: m.headers?.get('Cart-Fingerprint') ?? '',
+        problem: m.headers?.get('Cart-Problem') ?? '',
         cart: text === '' ? null : JSON.parse(text),
       },
     };
@@ -655,13 +661,17 @@ export const STORE_BIN =
 
 const children = new Set();
 
-/** A TCP port nobody listens on right now (the kernel's pick). */
+// Where freePort looks: TEST_PRIVATE_PORTS ("first-last"), by default 10000-19999. Below Linux's
+// ephemeral range (32768-60999): a port the kernel hands out for outgoing connections could be
+// taken, between the check and the listen, by any client socket on the machine, the process's own
+// connections to NATS, Redis or PostgreSQL included.
+const [PORT_FIRST, PORT_LAST] = env('TEST_PRIVATE_PORTS', '10000-19999').split('-').map(Number);
+assert.ok(PORT_FIRST >= 1024 && PORT_LAST >= PORT_FIRST && PORT_LAST < 32768, 'TEST_PRIVATE_PORTS: first-last, below 32768');
+
+/** A TCP port nobody listens on right now, picked at random from TEST_PRIVATE_PORTS. */
 export async function freePort() {
-  // Below Linux's ephemeral range (32768-60999): a port the kernel hands out for outgoing
-  // connections could be taken, between this check and the listen, by any client socket on the
-  // machine, the process's own connections to NATS, Redis or PostgreSQL included.
   for (let attempt = 0; ; attempt++) {
-    const candidate = 10000 + Math.floor(Math.random() * 10000);
+    const candidate = PORT_FIRST + Math.floor(Math.random() * (PORT_LAST - PORT_FIRST + 1));
     const srv = net.createServer();
     const ok = await new Promise((resolve) => {
       srv.once('error', () => resolve(false));
@@ -671,7 +681,7 @@ export async function freePort() {
       await new Promise((resolve) => srv.close(resolve));
       return candidate;
     }
-    if (attempt >= 100) throw new Error('no free port found in 10000-19999');
+    if (attempt >= 100) throw new Error(`no free port found in ${PORT_FIRST}-${PORT_LAST}`);
   }
 }
 
@@ -737,6 +747,26 @@ export async function startGateway(env = {}, { ready, logFile = null } = {}) {
     return isReady(child.url).catch(() => false);
   }, { timeoutMs: 10_000 });
   return child;
+}
+
+/** A cart-gateway that must refuse to start with `env`: resolves to its exit code and stderr. */
+export async function refusedGateway(env) {
+  const child = startProcess(GATEWAY_BIN, [], { GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: '1', LOG_LEVEL: 'warn', ...env });
+  const [code] = await once(child, 'exit');
+  return { code, log: child.log() };
+}
+
+// ---------------------------------------------------------------------------------------------
+// bearer tokens
+
+/** base64url of a string or Buffer as is, of anything else as JSON. */
+export const b64url = (v) =>
+  Buffer.from(typeof v === 'string' || Buffer.isBuffer(v) ? v : JSON.stringify(v)).toString('base64url');
+
+/** A JWT of `payload` signed with HS256 under `secret`. */
+export function hs256Jwt(secret, payload, header = { alg: 'HS256', typ: 'JWT' }) {
+  const signing = `${b64url(header)}.${b64url(payload)}`;
+  return `${signing}.${createHmac('sha256', secret).update(signing).digest('base64url')}`;
 }
 
 export async function closeAll() {

@@ -11,7 +11,6 @@
 // Spectral (lint_openapi in scripts/lib/test.sh) does not look at `examples` inside schemas.
 
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
@@ -20,7 +19,7 @@ import Ajv2020 from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import YAML from 'yaml';
 
-import { REDIS_URL, TEST_OPTS, closeAll, http, startGateway, uniqueUser } from './lib.mjs';
+import { REDIS_URL, TEST_OPTS, closeAll, hs256Jwt, http, startGateway, uniqueUser } from './lib.mjs';
 
 after(closeAll);
 
@@ -466,6 +465,21 @@ describe('POST /v1/carts (createCart)', TEST_OPTS, () => {
     assert.equal(first.res.status, 201);
     assert.equal(again.res.status, 201);
     assert.equal(again.data.cart_id, first.data.cart_id);
+    assert.equal(first.res.headers.get('location'), `/v1/carts/${user}`);
+    assert.equal(first.res.headers.get('idempotent-replayed'), null);
+    assert.equal(again.res.headers.get('idempotent-replayed'), 'true');
+  });
+
+  test('422 for an Idempotency-Key reused for another request', TEST_OPTS, async () => {
+    const user = uniqueUser('oa');
+    const headers = { 'Idempotency-Key': `reuse-${user}` };
+    assert.equal((await call('POST', CARTS, { body: { user_id: user }, headers })).res.status, 201);
+    const { res, data } = await call('POST', ITEMS, { params: { user_id: user }, body: { sku: 'A1', quantity: 1 }, headers });
+    assert.equal(res.status, 422);
+    assert.equal(data.type, 'urn:cartshard:problem:idempotency-key-reused');
+    const checkout = await call('POST', CHECKOUT, { params: { user_id: user }, headers });
+    assert.equal(checkout.res.status, 422);
+    assert.equal(checkout.data.type, 'urn:cartshard:problem:idempotency-key-reused');
   });
 
   test('202 with Prefer: respond-async', TEST_OPTS, async () => {
@@ -858,11 +872,7 @@ async function startPrivateGateway(env) {
   return { child, url: child.url };
 }
 
-const b64url = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
-function jwt(payload, secret = SECRET) {
-  const signing = `${b64url({ alg: 'HS256', typ: 'JWT' })}.${b64url(payload)}`;
-  return `${signing}.${createHmac('sha256', secret).update(signing).digest('base64url')}`;
-}
+const jwt = (payload, secret = SECRET) => hs256Jwt(secret, payload);
 const bearer = (sub, secret) => ({ Authorization: `Bearer ${jwt({ sub, exp: Math.floor(Date.now() / 1000) + 300 }, secret)}` });
 
 describe('401, 403 and 429 (a private gateway with auth and a small rate limit)', { timeout: 30_000 }, () => {

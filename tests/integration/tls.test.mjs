@@ -18,12 +18,11 @@ import tls from 'node:tls';
 import { promisify } from 'node:util';
 
 import {
-  GATEWAY_BIN,
   GATEWAY_URL,
   TEST_OPTS,
   closeAll,
+  refusedGateway,
   startGateway,
-  startProcess,
   stopProcess,
   uniqueUser,
 } from './lib.mjs';
@@ -136,11 +135,6 @@ async function readyOverTls(url) {
 }
 
 /** Runs the gateway with `env` and expects it to refuse to start: exit status 2 and stderr. */
-async function refusedWith(env) {
-  const child = startProcess(GATEWAY_BIN, [], { GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: '1', LOG_LEVEL: 'warn', ...env });
-  const [code] = await once(child, 'exit');
-  return { code, log: child.log() };
-}
 
 before(async () => {
   await makeCertificate();
@@ -272,28 +266,28 @@ describe('the gateway over TLS', SLOW, () => {
 
 describe('TLS configuration errors name the variable', () => {
   test('a certificate without a key', TEST_OPTS, async () => {
-    const r = await refusedWith({ GATEWAY_TLS_CERT: files.cert, GATEWAY_TLS_KEY: '' });
+    const r = await refusedGateway({ GATEWAY_TLS_CERT: files.cert, GATEWAY_TLS_KEY: '' });
     assert.equal(r.code, 2);
     assert.match(r.log, /GATEWAY_TLS_KEY: expected the path of a PEM private key/);
   });
 
   test('a key without a certificate', TEST_OPTS, async () => {
-    const r = await refusedWith({ GATEWAY_TLS_KEY: files.key });
+    const r = await refusedGateway({ GATEWAY_TLS_KEY: files.key });
     assert.equal(r.code, 2);
     assert.match(r.log, /GATEWAY_TLS_CERT: expected the path of a PEM certificate/);
   });
 
   test('a missing file, a file that is not a certificate, a key that does not match', TEST_OPTS, async () => {
-    let r = await refusedWith({ GATEWAY_TLS_CERT: path.join(dir, 'nope.pem'), GATEWAY_TLS_KEY: files.key });
+    let r = await refusedGateway({ GATEWAY_TLS_CERT: path.join(dir, 'nope.pem'), GATEWAY_TLS_KEY: files.key });
     assert.equal(r.code, 2);
     assert.match(r.log, /GATEWAY_TLS_CERT: cannot use ".*nope\.pem" as a PEM certificate chain: .+/);
-    r = await refusedWith({ GATEWAY_TLS_CERT: files.garbage, GATEWAY_TLS_KEY: files.key });
+    r = await refusedGateway({ GATEWAY_TLS_CERT: files.garbage, GATEWAY_TLS_KEY: files.key });
     assert.equal(r.code, 2);
     assert.match(r.log, /GATEWAY_TLS_CERT: cannot use/);
-    r = await refusedWith({ GATEWAY_TLS_CERT: files.cert, GATEWAY_TLS_KEY: files.garbage });
+    r = await refusedGateway({ GATEWAY_TLS_CERT: files.cert, GATEWAY_TLS_KEY: files.garbage });
     assert.equal(r.code, 2);
     assert.match(r.log, /GATEWAY_TLS_KEY: cannot use ".*garbage\.pem" as a PEM private key/);
-    r = await refusedWith({ GATEWAY_TLS_CERT: files.cert, GATEWAY_TLS_KEY: files.otherKey });
+    r = await refusedGateway({ GATEWAY_TLS_CERT: files.cert, GATEWAY_TLS_KEY: files.otherKey });
     assert.equal(r.code, 2);
     assert.match(r.log, /GATEWAY_TLS_KEY: ".*other-key\.pem" is not the key of the certificate in GATEWAY_TLS_CERT/);
   });

@@ -65,36 +65,47 @@ static void item_reset(cs_item *it)
     it->detail[0] = '\0';
     it->outbox_at = 0;
     it->outbox_id = 0;
-    it->prior = false;
     it->duplicate = false;
+    it->replayed = false;
+    it->key_reused = false;
+    it->first_fingerprint[0] = '\0';
 }
 
+/* cs_store_processed_fn: an answer found in processed_events becomes its event_id's first answer
+ * in the working set (`ud`). */
 typedef struct prior_ctx {
-    cs_item *items;
-    size_t n;
+    cs_working_set *ws;
+    bool out_of_memory; /* an answer could not be recorded */
 } prior_ctx;
 
-static void on_prior(void *ud, const char *event_id, int http_status, const char *detail)
+static void on_prior(void *ud, const cs_working_answer *a)
 {
     prior_ctx *ctx = ud;
 
-    for (size_t i = 0; i < ctx->n; i++) {
-        cs_item *it = &ctx->items[i];
-        if (it->decoded && !it->dlq_reason[0] && strcmp(it->ev.event_id, event_id) == 0) {
-            it->prior = true;
-            it->prior_status = http_status;
-            snprintf(it->prior_detail, sizeof it->prior_detail, "%s", detail);
-        }
-    }
+    if (cs_working_set_answered(ctx->ws, a) != 0)
+        ctx->out_of_memory = true;
 }
 
-/* Opens the batch's transaction and reads what it builds on, in one round trip: which of its
- * events were processed before, and the latest cart of each of its users (for expiry: of the
- * users already in `ws`). */
+/* Records the answer just given to `it` as its event_id's first answer. 0, or -1 out of memory. */
+static int record_answer(cs_working_set *ws, const cs_item *it)
+{
+    cs_working_answer a;
+
+    snprintf(a.event_id, sizeof a.event_id, "%s", it->ev.event_id);
+    a.http_status = it->http_status;
+    snprintf(a.detail, sizeof a.detail, "%s", it->detail);
+    a.stream_seq = it->seq;
+    snprintf(a.fingerprint, sizeof a.fingerprint, "%s", it->ev.request_fingerprint);
+    return cs_working_set_answered(ws, &a);
+}
+
+/* Opens the batch's transaction and reads what it builds on, in one round trip: the first answers
+ * of its events processed before (into `ws`), and the latest cart of each of its users (for
+ * expiry: of the users already in `ws`). */
 cart_status cs_apply_begin(cs_shard *sh, cs_working_set *ws, cs_item *items, size_t n, cs_store_err *e)
 {
     const char **ids = malloc((n ? n : 1) * sizeof *ids);
-    prior_ctx ctx = {items, n};
+    prior_ctx ctx = {ws, false};
     cs_store_reads r = {0};
     cart **carts = NULL;
     cart_status st = CART_OK;
@@ -120,6 +131,8 @@ cart_status cs_apply_begin(cs_shard *sh, cs_working_set *ws, cs_item *items, siz
         r.carts = carts;
         r.ncarts = ws->ncarts;
         st = cs_store_begin_batch(sh->pg, &r, e);
+        if (st == CART_OK && ctx.out_of_memory)
+            st = cs_store_out_of_memory(e);
     }
     free(carts);
     free(ids);
@@ -207,43 +220,55 @@ static int merge_next_step(cs_shard *sh, cs_item *it, const cart *c, const cart_
     return 0;
 }
 
+/* Answers an item whose event_id has a first answer (`first`, judged `rep`) without applying it:
+ * the first answer again with the cart as it is now, or 422 when the event_id was used for another
+ * request. Nothing is recorded either way, so the first answer stays. */
+static void answer_repeat(cs_shard *sh, cs_item *it, const cart *c, cs_working_repeat rep,
+                          const cs_working_answer *first)
+{
+    it->duplicate = true;
+    snprintf(it->first_fingerprint, sizeof it->first_fingerprint, "%s", first->fingerprint);
+    if (rep == CS_WORKING_KEY_REUSED) {
+        it->key_reused = true;
+        it->http_status = 422;
+        snprintf(it->detail, sizeof it->detail, "%s", CS_WORKING_REUSED_DETAIL);
+        cart_counter_inc(sh->w->m_key_reused);
+        if (cart_log_enabled(CART_LOG_DEBUG))
+            cart_log(CART_LOG_DEBUG, "event_id reused for another request", CART_LS("event_id", it->ev.event_id),
+                     CART_LS("trace", it->ev.trace), CART_LS("fingerprint", it->ev.request_fingerprint),
+                     CART_LS("first_fingerprint", first->fingerprint), NULL);
+        return;
+    }
+    it->replayed = rep == CS_WORKING_REPLAY;
+    it->http_status = first->http_status;
+    snprintf(it->detail, sizeof it->detail, "%s", first->detail);
+    it->cart_json =
+        it->wants_reply && (first->http_status == 200 || first->http_status == 201) ? cart_to_json(c, NULL) : NULL;
+    it->cart_version = c->version;
+    cart_counter_inc(sh->w->m_duplicates);
+}
+
 /* Applies one decoded item to the batch's carts (cs_apply_begin read them) and records what it
- * writes in the shard's batch. CART_OK, or CART_ERR_NOMEM. */
+ * writes in the shard's batch; an item whose event_id was answered before is answered again
+ * instead. CART_OK, or CART_ERR_NOMEM. */
 static cart_status apply_item(cs_shard *sh, cs_working_set *ws, cs_item *items, size_t idx, cs_store_err *e)
 {
     cs_item *it = &items[idx];
     const cart_config *cfg = sh->w->cfg;
     cart_limits lim = {cfg->max_quantity, cfg->max_lines};
     cart_outcome o;
-    bool dup = it->prior;
-    int recorded = it->prior_status;
     char new_id[37];
     int64_t now = cart_now_ms();
     cs_working_cart *wc = cs_working_set_find(ws, it->ev.user_id);
     const cs_working_answer *first = NULL;
+    cs_working_repeat rep = cs_working_set_judge(ws, it->ev.event_id, it->ev.request_fingerprint, it->seq, &first);
     cart *c;
 
     if (wc == NULL)
         return cs_store_out_of_memory(e); /* cs_apply_begin added every user, or ran out of memory doing it */
     c = &wc->c;
-    if (dup)
-        snprintf(it->detail, sizeof it->detail, "%s", it->prior_detail);
-    /* A duplicate inside the batch. */
-    if (!dup && (first = cs_working_set_answer_of(ws, it->ev.event_id)) != NULL) {
-        dup = true;
-        recorded = first->http_status;
-        snprintf(it->detail, sizeof it->detail, "%s", first->detail);
-    }
-    if (dup) {
-        /* The first answer again, with the cart as it is now. */
-        it->http_status = recorded;
-        it->cart_json = it->wants_reply && (recorded == 200 || recorded == 201) ? cart_to_json(c, NULL) : NULL;
-        it->cart_version = c->version;
-        it->duplicate = true;
-        cart_counter_inc(sh->w->m_duplicates);
-        /* A copy later in the batch gets this answer too. */
-        if (it->prior && cs_working_set_answered(ws, it->ev.event_id, it->http_status, it->detail) != 0)
-            return cs_store_out_of_memory(e);
+    if (rep != CS_WORKING_NEW) {
+        answer_repeat(sh, it, c, rep, first);
         return CART_OK;
     }
     cart_uuid_v4(new_id);
@@ -277,8 +302,9 @@ static cart_status apply_item(cs_shard *sh, cs_working_set *ws, cs_item *items, 
     }
     if (cs_batch_mark_processed(&sh->batch, &it->ev, it->part->id, it->seq, it->http_status, c->version, it->detail) !=
             0 ||
-        cs_working_set_answered(ws, it->ev.event_id, it->http_status, it->detail) != 0)
+        record_answer(ws, it) != 0)
         return cs_store_out_of_memory(e);
+    snprintf(it->first_fingerprint, sizeof it->first_fingerprint, "%s", it->ev.request_fingerprint);
     /* The reply carries the cart as this event left it (none after a delete or a refusal on no cart). */
     it->cart_json =
         it->wants_reply && (c->state == CART_ACTIVE || (o.status == CART_OK && c->state == CART_CHECKED_OUT))
@@ -340,10 +366,12 @@ static try_result try_batch(cs_shard *sh, cs_item *items, size_t n, cs_working_s
                 it->http_status = 400;
                 snprintf(it->detail, sizeof it->detail, "the shard refused the change; it is kept in CARTS_DLQ");
                 if (cs_batch_mark_processed(&sh->batch, &it->ev, it->part->id, it->seq, it->http_status, 0,
-                                            it->detail) != 0) {
+                                            it->detail) != 0 ||
+                    record_answer(ws, it) != 0) {
                     cs_store_out_of_memory(e);
                     return TRY_FAILED;
                 }
+                snprintf(it->first_fingerprint, sizeof it->first_fingerprint, "%s", it->ev.request_fingerprint);
             }
         } else if (apply_item(sh, ws, items, i, e) != CART_OK) {
             return TRY_FAILED;

@@ -81,6 +81,10 @@ static void register_metrics(cs_worker *w)
                                 CART_METRIC_COUNTER);
     w->m_duplicates = plain_metric(r, "cartshard_events_duplicate_total",
                                    "Events dropped because their event_id was applied.", CART_METRIC_COUNTER);
+    w->m_key_reused = plain_metric(r, "cartshard_events_key_reused_total",
+                                   "Events refused with 422 because their event_id was first used for another "
+                                   "request (another request_fingerprint).",
+                                   CART_METRIC_COUNTER);
     w->m_dlq = plain_metric(r, "cartshard_events_dead_lettered_total", "Events sent to the CARTS_DLQ stream.",
                             CART_METRIC_COUNTER);
     w->m_rejected = plain_metric(r, "cartshard_events_refused_total",

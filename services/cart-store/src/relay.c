@@ -96,12 +96,19 @@ static void send_reply(cs_shard *sh, cs_item *it)
 {
     const char *reply_to = NULL, *event_id = NULL;
     natsMsg *m = NULL;
+    cart_bus_reply r;
 
     if (!it->decoded || (it->dlq_reason[0] && !it->refused) || !reply_target(it, &reply_to, &event_id) ||
         reply_to == NULL || *reply_to == '\0')
         return;
-    if (cart_bus_reply_new(&m, reply_to, event_id, it->http_status, it->detail, it->cart_json, it->cart_version) !=
-        NATS_OK)
+    snprintf(r.event_id, sizeof r.event_id, "%s", event_id);
+    r.status = it->http_status;
+    snprintf(r.detail, sizeof r.detail, "%s", it->detail);
+    r.version = it->cart_version;
+    r.replayed = it->replayed;
+    r.key_reused = it->key_reused;
+    snprintf(r.fingerprint, sizeof r.fingerprint, "%s", it->first_fingerprint);
+    if (cart_bus_reply_new(&m, reply_to, &r, it->cart_json) != NATS_OK)
         return;
     /* On the connection that sends at once, unless it is down. */
     natsConnection_PublishMsg(

@@ -194,12 +194,18 @@ typedef struct cs_item {
     char saga_msg_id[CART_EVENT_ID_MAX + 1];
     size_t saga_outbox_at;
     int64_t saga_outbox_id;
-    /** Processed before this batch, answered prior_status (prior_detail). */
-    bool prior;
-    /** Answered again, not applied (prior, or earlier in this batch). */
+    /** Answered, not applied: its event_id had an answer already (in processed_events, or earlier
+     * in this batch). */
     bool duplicate;
-    int prior_status;
-    char prior_detail[128];
+    /** A duplicate answered with the first outcome for another message (Cart-Replayed); false for
+     * the very message that was answered, delivered again. */
+    bool replayed;
+    /** A duplicate whose request_fingerprint differs from the first's: refused with 422, nothing
+     * recorded (Cart-Problem). */
+    bool key_reused;
+    /** The request_fingerprint recorded with the event_id's first outcome ("" for none), for the
+     * reply's Cart-Fingerprint. */
+    char first_fingerprint[CART_FINGERPRINT_MAX + 1];
 } cs_item;
 
 /* --- intake.c (on nats.c's threads, but cs_intake_take and cs_intake_free_queue) --- */

@@ -27,7 +27,9 @@ static const struct stmt {
                       " AND c.status <> 'deleted') i ON true",
      1},
     {"processed",
-     "SELECT event_id, http_status, coalesce(detail, '') FROM processed_events WHERE event_id = ANY($1::text[])", 1},
+     "SELECT event_id, http_status, coalesce(detail, ''), coalesce(stream_seq, 0), coalesce(request_fingerprint, '')"
+     " FROM processed_events WHERE event_id = ANY($1::text[])",
+     1},
     {"idle_users",
      /* idle_hour (migration 0004) is indexed where updated_at may not be. */
      "SELECT user_id FROM carts WHERE status = 'active' AND partition = ANY($1::int[])"
@@ -86,10 +88,11 @@ static const char *const batch_sql[CS_BATCH_NSTMTS] = {
                          " ON CONFLICT (partition) DO UPDATE SET stream_seq = GREATEST(partition_offsets.stream_seq,"
                          " EXCLUDED.stream_seq), updated_at = now()",
     [CS_BATCH_MARKS] = "INSERT INTO processed_events"
-                       " (event_id, user_id, partition, stream_seq, http_status, cart_version, detail)"
-                       " SELECT e, u, p, NULLIF(s, 0), h, NULLIF(v, 0), NULLIF(d, '')"
+                       " (event_id, user_id, partition, stream_seq, http_status, cart_version, detail,"
+                       " request_fingerprint)"
+                       " SELECT e, u, p, NULLIF(s, 0), h, NULLIF(v, 0), NULLIF(d, ''), NULLIF(f, '')"
                        " FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::smallint[], $6::bigint[],"
-                       " $7::text[]) AS t(e, u, p, s, h, v, d)",
+                       " $7::text[], $8::text[]) AS t(e, u, p, s, h, v, d, f)",
 };
 
 /* The prepared names of the batch statements. */
@@ -358,8 +361,15 @@ cart_status cs_store_begin_batch(PGconn *pg, const cs_store_reads *r, cs_store_e
     pipe_sync(&p);
     pipe_result(&p, PGRES_COMMAND_OK, NULL);
     if (ids_arr && pipe_result(&p, PGRES_TUPLES_OK, &res) == CART_OK) {
-        for (int i = 0; i < PQntuples(res); i++)
-            r->on_processed(r->ud, PQgetvalue(res, i, 0), atoi(PQgetvalue(res, i, 1)), PQgetvalue(res, i, 2));
+        for (int i = 0; i < PQntuples(res); i++) {
+            cs_working_answer a;
+            snprintf(a.event_id, sizeof a.event_id, "%s", PQgetvalue(res, i, 0));
+            a.http_status = atoi(PQgetvalue(res, i, 1));
+            snprintf(a.detail, sizeof a.detail, "%s", PQgetvalue(res, i, 2));
+            a.stream_seq = strtoull(PQgetvalue(res, i, 3), NULL, 10);
+            snprintf(a.fingerprint, sizeof a.fingerprint, "%s", PQgetvalue(res, i, 4));
+            r->on_processed(r->ud, &a);
+        }
         PQclear(res);
         res = NULL;
     }

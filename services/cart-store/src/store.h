@@ -19,6 +19,7 @@
 #include "cartshard/event.h"
 #include "cartshard/status.h"
 #include "batch.h"
+#include "working_set.h"
 
 /* Where an error came from, filled by every call that can fail. */
 typedef struct cs_store_err {
@@ -36,9 +37,10 @@ cart_status cs_store_prepare(PGconn *pg, cs_store_err *e);
 /* Runs a statement with no parameters and no rows (BEGIN, COMMIT, ROLLBACK). */
 cart_status cs_store_exec(PGconn *pg, const char *sql, cs_store_err *e);
 
-/* Called for each event found processed: its recorded HTTP status and the reason of a refusal
- * (empty when none); the strings live until the call returns. */
-typedef void (*cs_store_processed_fn)(void *ud, const char *event_id, int http_status, const char *detail);
+/* Called for each event found processed, with its first answer as recorded (status, the reason
+ * of a refusal, the message's stream sequence, the request_fingerprint; "" or 0 when none); *a
+ * lives until the call returns. */
+typedef void (*cs_store_processed_fn)(void *ud, const cs_working_answer *a);
 
 /* What a batch reads before it applies anything. */
 typedef struct cs_store_reads {

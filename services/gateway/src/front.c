@@ -1,10 +1,10 @@
 /*
  * front.c: every request's way into a gateway thread: h2o's handler routes it, gives it its
  * request id and its CORS grant, checks its head (framing, Host, header sizes: core/head.h) and
- * its body's size, answers OPTIONS, checks the bearer token (AUTH_JWT_SECRET) and the client's
- * rate limit (the shared one in Redis, or the thread's local table when Redis cannot answer),
- * then hands it to ops.c, reads.c or writes.c. Also what every handler uses to read a request's
- * headers and to outlive it (gw_req_link). Loop thread only, each on its own gw_thread.
+ * its body's size, answers OPTIONS, checks the bearer token (AUTH_JWT_SECRET, AUTH_JWKS_FILE) and
+ * the client's rate limit (the shared one in Redis, or the thread's local table when Redis cannot
+ * answer), then hands it to ops.c, reads.c or writes.c. Also what every handler uses to read a
+ * request's headers and to outlive it (gw_req_link). Loop thread only, each on its own gw_thread.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <inttypes.h>
@@ -219,26 +219,41 @@ static void request_id(h2o_req_t *req, char out[CART_TRACE_MAX + 1])
     }
 }
 
-/* With AUTH_JWT_SECRET set: checks the bearer token and records its subject in r. Returns 0, or
- * -1 after answering 401 or 403. */
+bool gw_auth_keys(gw_thread *t, gw_jwt_keys *keys)
+{
+    const cart_config *cfg = t->app->cfg;
+
+    *keys = (gw_jwt_keys){.issuer = cfg->auth_issuer, .audience = cfg->auth_audience};
+    if (cfg->auth_jwt_secret == NULL && t->app->keyring == NULL)
+        return false;
+    if (cfg->auth_jwt_secret) {
+        keys->secret = (const unsigned char *)cfg->auth_jwt_secret;
+        keys->secret_len = strlen(cfg->auth_jwt_secret);
+    }
+    if (t->app->keyring)
+        keys->jwks = gw_keyring_current(t->app->keyring, &t->jwks, &t->jwks_gen);
+    return true;
+}
+
+/* With auth on (AUTH_JWT_SECRET or AUTH_JWKS_FILE set): checks the bearer token and records its
+ * subject in r. Returns 0, or -1 after answering 401, 403 or 503. */
 static int authenticate(gw_thread *t, h2o_req_t *req, gw_route *r, int64_t started)
 {
-    const char *secret = t->app->cfg->auth_jwt_secret;
+    gw_jwt_keys keys;
     h2o_iovec_t auth = gw_header(req, H2O_TOKEN_AUTHORIZATION);
     const char *token = NULL, *why = NULL;
     size_t token_len = 0;
     gw_jwt_result res;
     char challenge[192];
 
-    if (secret == NULL || secret[0] == '\0')
+    if (!gw_auth_keys(t, &keys))
         return 0;
     if (auth.base == NULL || !gw_jwt_bearer(auth.base, auth.len, &token, &token_len)) {
         cart_http_header(req, "WWW-Authenticate", "Bearer realm=\"cartshard\"");
         gw_send_problem(t, req, r->name, started, 401, "unauthorized", "missing bearer token");
         return -1;
     }
-    res = gw_jwt_verify(token, token_len, (const unsigned char *)secret, strlen(secret), cart_now_ms() / 1000,
-                        r->subject, &why);
+    res = gw_jwt_verify(token, token_len, &keys, cart_now_ms() / 1000, r->subject, &why);
     if (res == GW_JWT_INTERNAL) {
         gw_send_problem(t, req, r->name, started, 503, "unavailable", "the token could not be checked");
         return -1;
@@ -325,7 +340,8 @@ static int check_head(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t s
     "Content-Type, Authorization, If-Match, If-None-Match, Idempotency-Key, Prefer, X-Request-Id, "                    \
     "traceparent"
 #define CORS_EXPOSE_HEADERS                                                                                            \
-    "ETag, Location, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After, X-Request-Id"
+    "ETag, Location, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After, X-Request-Id, "               \
+    "Idempotent-Replayed"
 /* How long a browser may keep a preflight's answer (seconds). */
 #define CORS_MAX_AGE "600"
 

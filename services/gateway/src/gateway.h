@@ -25,6 +25,7 @@
 #include "cartshard/event.h"
 #include "cartshard/http.h"
 #include "cartshard/metrics.h"
+#include "keyring.h"
 #include "pgread.h"
 #include "ratelimit.h"
 #include "redis.h"
@@ -42,6 +43,7 @@ typedef struct gw_app {
     natsConnection *nc_sync;
     cart_metrics *metrics; /* owned by main */
     SSL_CTX *tls;          /* GATEWAY_TLS_CERT/KEY loaded, or NULL for plain HTTP; owned by main */
+    gw_keyring *keyring;   /* AUTH_JWKS_FILE's keys, or NULL when it is unset; owned by main */
     cart_metric_family *m_requests, *m_latency;
     cart_metric *m_publish_errors;
     cart_metric *m_publish_unsure; /* "duplicate, sequence 0" answers, published again */
@@ -79,10 +81,14 @@ typedef struct gw_thread {
     gw_pg **shards;                       /* one read connection per shard */
     gw_redis *redis;                      /* the cache and the shared rate limit */
     gw_local_limiter *limiter;            /* when Redis cannot answer */
+    gw_jwks *jwks;                        /* the JWKS this thread verifies with: its own reference,
+                                           * taken by gw_keyring_current; NULL before the first */
+    uint64_t jwks_gen;                    /* the keyring's generation of jwks */
     pthread_mutex_t inbox_mu;             /* guards inbox: nats.c's threads push, the loop takes */
     gw_note *inbox;                       /* notes from nats.c's threads, newest first */
     uv_async_t wake;                      /* wakes the loop for the inbox, and for the drain */
     gw_write_table writes;                /* the writes in flight */
+    uint64_t publishes;                   /* writes published so far: the last Cart-Publish-Id */
     uv_timer_t drain_timer;               /* ticks while draining */
     bool draining;                        /* the drain has begun */
     int64_t drain_started_ms;             /* when it began (monotonic) */

@@ -28,12 +28,14 @@ static void post_note(gw_thread *t, gw_note *n)
 void gw_inbox_on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
     gw_thread *t = closure;
-    const char *id = NULL;
+    const char *id = NULL, *publish_id = NULL;
     gw_note *n = calloc(1, sizeof *n);
 
     if (n && natsMsgHeader_Get(msg, CART_HDR_MSG_ID, &id) == NATS_OK && id) {
         n->kind = GW_NOTE_ACK;
         snprintf(n->event_id, sizeof n->event_id, "%s", id);
+        if (natsMsgHeader_Get(msg, GW_HDR_PUBLISH_ID, &publish_id) == NATS_OK && publish_id)
+            n->publish_id = strtoull(publish_id, NULL, 10);
         n->ok = pa != NULL;
         n->dup = pa != NULL && pa->Duplicate;
         n->seq = pa != NULL ? pa->Sequence : 0;
@@ -61,6 +63,9 @@ void gw_inbox_on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, 
     n->status = r.status;
     snprintf(n->detail, sizeof n->detail, "%s", r.detail);
     n->version = r.version;
+    n->replayed = r.replayed;
+    n->key_reused = r.key_reused;
+    memcpy(n->fingerprint, r.fingerprint, sizeof n->fingerprint);
     if (len > 0) {
         n->body = malloc((size_t)len);
         if (n->body == NULL)

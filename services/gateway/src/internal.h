@@ -30,6 +30,7 @@
 #include "cartshard/event.h"
 #include "cartshard/http.h"
 #include "gateway.h"
+#include "jwt.h"
 #include "route.h"
 
 /* --- front.c: the request --- */
@@ -71,6 +72,11 @@ int gw_front_on_req(h2o_handler_t *self, h2o_req_t *req);
  * cart_http_own_fn, with the gw_thread as arg. */
 void gw_front_on_own_answer(void *arg, h2o_req_t *req);
 
+/* Fills *keys with the keys bearer tokens are checked with (AUTH_JWT_SECRET, the thread's current
+ * AUTH_JWKS_FILE keys, AUTH_ISSUER, AUTH_AUDIENCE); they stay valid until the thread's next call.
+ * False when auth is off. The bearer token and a merge's from_token are checked alike. */
+bool gw_auth_keys(gw_thread *t, gw_jwt_keys *keys);
+
 /* --- responses.c: answers --- */
 
 #define GW_ETAG_MAX 32 /* room for an ETag: a cart version in quotes, NUL-terminated */
@@ -100,6 +106,11 @@ void gw_etag(int64_t version, char out[GW_ETAG_MAX]);
 
 /* --- writes.c and repeats.c: writes in flight --- */
 
+/* The header that tells the acks of a thread's publishes apart: several writes with one
+ * Idempotency-Key publish one event_id (Nats-Msg-Id), and each must learn what JetStream said to
+ * its own publish. The decimal gw_write.publish_id; stored with the event, read by nobody else. */
+#define GW_HDR_PUBLISH_ID "Cart-Publish-Id"
+
 typedef struct gw_repeat_query gw_repeat_query;
 
 /* A write in flight: waiting for its ack and reply, in the thread's write table. Owned by the
@@ -116,8 +127,11 @@ struct gw_write {
     bool async;                           /* Prefer: respond-async */
     bool acked;                           /* JetStream stored the event */
     bool timed_out;                       /* the sync wait ran out */
-    bool replied;                         /* the reply_* fields hold the first answer */
+    bool replied;                         /* the reply_* fields (or key_reused) hold the answer */
     bool dup_wait;                        /* a repeat: looking up the first answer in processed_events */
+    bool dup_acked;                       /* JetStream had the event_id: another request's event holds it */
+    bool replayed;                        /* the worker answered with an earlier message's first outcome */
+    bool key_reused;                      /* the key's first request had another fingerprint: 422 */
     bool republish_due;                   /* the timer publishes the event again (an unsure ack) */
     int64_t deadline_ms;                  /* when the sync wait runs out (monotonic) */
     int64_t republish_until;              /* after this, an unsure ack is a failed publish (monotonic) */
@@ -132,6 +146,10 @@ struct gw_write {
     int64_t reply_version;                /* reply_body's cart version; 0 when unknown */
     uv_timer_t timer;                     /* the sync wait, the repeat's polls, a publish again */
     gw_write *next;                       /* hash chain in the write table */
+    /* The request's fingerprint (its event's request_fingerprint); "" without an Idempotency-Key. */
+    char fingerprint[CART_FINGERPRINT_MAX + 1];
+    /* Its publishes' Cart-Publish-Id: unique on its thread (gw_thread.publishes). */
+    uint64_t publish_id;
 };
 
 /* A processed_events query of a repeated write (repeats.c); outlives the write if need be. */
@@ -149,7 +167,8 @@ void gw_write_settle(gw_write *w);
 /* Runs the write's timer in `ms`, or at its deadline if that is sooner. */
 void gw_write_rearm(gw_write *w, int64_t ms);
 
-/* Hands a note from the inbox to every write in the table with its event_id. */
+/* Hands a note from the inbox to the writes in the table with its event_id: an ack to the one
+ * whose publish it answers, a worker's reply to every one. */
 void gw_write_table_note(gw_thread *t, const gw_note *n);
 
 /* When the drain ends with writes still waiting (its deadline passed): answers each, 202 when
@@ -157,8 +176,9 @@ void gw_write_table_note(gw_thread *t, const gw_note *n);
 void gw_write_table_abort_all(gw_thread *t);
 
 /* A repeated write (JetStream had its event_id already): looks its first answer up in the
- * shard's processed_events, again every few ms until it is there or the sync wait runs out.
- * Nothing when a lookup is in flight or the answer is known. */
+ * shard's processed_events, again every few ms until it is there or the sync wait runs out (a
+ * write with respond-async looks once), and compares the fingerprints: another request's key is
+ * answered 422. Nothing when a lookup is in flight or the answer is known. */
 void gw_repeat_lookup(gw_write *w);
 
 /* --- inbox.c: notes from nats.c's threads --- */
@@ -182,8 +202,14 @@ struct gw_note {
     char *body;       /* GW_NOTE_REPLY: the cart JSON (owned), or NULL */
     size_t body_len;  /* the length of body */
     int64_t version;  /* GW_NOTE_REPLY: the cart's version (Cart-Version); 0 when unknown */
+    bool replayed;    /* GW_NOTE_REPLY: the first outcome again (Cart-Replayed) */
+    bool key_reused;  /* GW_NOTE_REPLY: a copy with another fingerprint, refused (Cart-Problem) */
     char error[128];  /* GW_NOTE_ACK: why JetStream refused, or empty */
     gw_note *next;    /* the inbox's list */
+    /* GW_NOTE_REPLY: the fingerprint of the event_id's first outcome (Cart-Fingerprint), or "". */
+    char fingerprint[CART_FINGERPRINT_MAX + 1];
+    /* GW_NOTE_ACK: the Cart-Publish-Id of the publish it answers: for that write only. */
+    uint64_t publish_id;
 };
 
 /* Makes the thread's inbox and its wake handle (on t->loop). */

@@ -3,7 +3,8 @@
  * NATS JetStream and answers with the committed cart; reads carts from the owning shard.
  *
  * The main thread loads the configuration, starts GATEWAY_THREADS loop threads (server.c), keeps
- * the Redis health flag up to date, and waits for SIGTERM/SIGINT to drain and stop.
+ * the Redis health flag up to date, reads AUTH_JWKS_FILE again when it changes (keyring.h), and
+ * waits for SIGTERM/SIGINT to drain and stop.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -140,14 +141,14 @@ int main(int argc, char **argv)
     if (app.metrics == NULL)
         goto out;
     register_metrics(&app);
-    if (cfg.gateway_tls_cert) {
-        app.tls = cart_http_tls_new(cfg.gateway_tls_cert, cfg.gateway_tls_key, err, sizeof err);
-        if (app.tls == NULL) {
-            cart_log(CART_LOG_ERROR, "invalid configuration", CART_LS("error", err), NULL);
-            fprintf(stderr, "cart-gateway: %s\n", err);
-            rc = 2;
-            goto out;
-        }
+    /* The files the settings name, read before anything connects: a bad one stops start-up. */
+    if ((cfg.gateway_tls_cert &&
+         (app.tls = cart_http_tls_new(cfg.gateway_tls_cert, cfg.gateway_tls_key, err, sizeof err)) == NULL) ||
+        (cfg.auth_jwks_file && (app.keyring = gw_keyring_new(cfg.auth_jwks_file, err, sizeof err)) == NULL)) {
+        cart_log(CART_LOG_ERROR, "invalid configuration", CART_LS("error", err), NULL);
+        fprintf(stderr, "cart-gateway: %s\n", err);
+        rc = 2;
+        goto out;
     }
     cart_bus_set_listener(on_bus_event, &app);
     snprintf(sync_name, sizeof sync_name, "%s-sync", cfg.gateway_id);
@@ -176,6 +177,8 @@ int main(int argc, char **argv)
         if (sig == SIGTERM || sig == SIGINT)
             break;
         atomic_store(&app.redis_ok, redis_ping(&cfg, &redis));
+        if (app.keyring)
+            gw_keyring_poll(app.keyring);
     }
     cart_log(CART_LOG_INFO, "stopping", CART_LS("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"), NULL);
     rc = 0;
@@ -202,6 +205,7 @@ out:
     cart_metrics_free(app.metrics);
     if (app.tls)
         SSL_CTX_free(app.tls);
+    gw_keyring_free(app.keyring); /* the threads dropped their sets when they stopped */
     /* nats.c's threads may still report the connection's close (logging its name, which lives
      * in cfg): they are joined before cfg goes. */
     nats_CloseAndWait(2000);

@@ -153,6 +153,8 @@ void gw_thread_stop(gw_thread *t)
     jsCtx_Destroy(t->js_sync);
     free(t->shards);
     gw_local_limiter_free(t->limiter);
+    gw_jwks_unref(t->jwks);
+    t->jwks = NULL;
     gw_inbox_cleanup(t);
     uv_loop_close(&t->loop);
 }

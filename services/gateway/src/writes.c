@@ -17,10 +17,12 @@
 
 #include "cartshard/bus.h"
 #include "cartshard/clock.h"
+#include "cartshard/fmt.h"
 #include "cartshard/log.h"
 #include "cartshard/partition.h"
 #include "cartshard/problem.h"
 #include "event_build.h"
+#include "idem.h"
 #include "internal.h"
 #include "request.h"
 
@@ -35,8 +37,8 @@ static size_t bucket_of(const char *event_id)
 }
 
 /* The next write in the table after `from` (NULL: the first) with this event_id. Several writes with
- * one Idempotency-Key can wait on one thread at once: every note about the event is for all of
- * them. */
+ * one Idempotency-Key can wait on one thread at once: a worker's reply about the event is for all
+ * of them, an ack for the one whose publish it answers. */
 static gw_write *write_table_next(gw_thread *t, gw_write *from, const char *event_id)
 {
     for (gw_write *w = from ? from->next : t->writes.buckets[bucket_of(event_id)]; w; w = w->next)
@@ -55,10 +57,12 @@ static gw_write *write_table_add(gw_thread *t, h2o_req_t *req, const gw_route *r
     if (w == NULL)
         return NULL;
     w->t = t;
+    w->publish_id = ++t->publishes;
     snprintf(w->event_id, sizeof w->event_id, "%s", ev->event_id);
     snprintf(w->user_id, sizeof w->user_id, "%s", ev->user_id);
     snprintf(w->answer_user, sizeof w->answer_user, "%s",
              ev->type == CART_EV_MERGE_REQUESTED ? ev->merge.peer : ev->user_id);
+    memcpy(w->fingerprint, ev->request_fingerprint, sizeof w->fingerprint);
     snprintf(w->request_id, sizeof w->request_id, "%s", r->request_id);
     w->route = r->name;
     w->started_ms = started;
@@ -105,6 +109,27 @@ static void write_finish(gw_write *w)
 
 /* --- the answer a write has earned --- */
 
+/* Sends the answer the worker decided (w->replied): a cart, 204 or a problem. A repeat's answer says
+ * Idempotent-Replayed; a 201 says where the cart is. */
+static void send_reply(gw_write *w, h2o_req_t *req, const char *location)
+{
+    gw_thread *t = w->t;
+
+    if (w->dup_acked || w->replayed)
+        cart_http_header(req, "Idempotent-Replayed", "true");
+    if (w->reply_status == 201)
+        cart_http_header(req, "Location", location);
+    if (w->reply_status == 204)
+        gw_send_empty(t, req, w->route, w->started_ms, 204, "No Content");
+    else if (w->reply_status >= 400)
+        gw_send_problem(t, req, w->route, w->started_ms, w->reply_status, gw_slug_for(w->reply_status),
+                        w->reply_detail[0] ? w->reply_detail : NULL);
+    else if (w->reply_body && w->reply_len)
+        gw_send_cart(t, req, w->route, w->started_ms, w->reply_status, w->reply_body, w->reply_len, w->reply_version);
+    else
+        gw_send_empty(t, req, w->route, w->started_ms, w->reply_status, cart_http_reason(w->reply_status));
+}
+
 void gw_write_settle(gw_write *w)
 {
     gw_thread *t = w->t;
@@ -113,26 +138,26 @@ void gw_write_settle(gw_write *w)
 
     if (!w->acked)
         return;
-    if (w->replied && !w->async) {
-        if (req) {
-            if (w->reply_status == 204)
-                gw_send_empty(t, req, w->route, w->started_ms, 204, "No Content");
-            else if (w->reply_status >= 400)
-                gw_send_problem(t, req, w->route, w->started_ms, w->reply_status, gw_slug_for(w->reply_status),
-                                w->reply_detail[0] ? w->reply_detail : NULL);
-            else if (w->reply_body && w->reply_len)
-                gw_send_cart(t, req, w->route, w->started_ms, w->reply_status, w->reply_body, w->reply_len,
-                             w->reply_version);
-            else
-                gw_send_empty(t, req, w->route, w->started_ms, w->reply_status, cart_http_reason(w->reply_status));
-        }
+    /* Whose cart the answer is: a merge's event is the guest's, its answer the user's cart. */
+    snprintf(location, sizeof location, "/v1/carts/%s", w->answer_user);
+    if (w->key_reused) {
+        /* Whenever it comes, with or without respond-async: nothing of this request was applied. */
+        if (req)
+            gw_send_problem(t, req, w->route, w->started_ms, 422, CART_PROBLEM_KEY_REUSED, GW_IDEM_REUSED_DETAIL);
         write_finish(w);
         return;
     }
+    if (w->replied && !w->async) {
+        if (req)
+            send_reply(w, req, location);
+        write_finish(w);
+        return;
+    }
+    if (w->dup_wait && w->async && !w->timed_out)
+        return; /* its one look at the first answer is still out */
     if (w->async || w->timed_out) {
         if (req) {
             /* Accepted: stored durably, applied later (or not yet known). */
-            snprintf(location, sizeof location, "/v1/carts/%s", w->answer_user);
             if (w->async)
                 cart_http_header(req, "Preference-Applied", "respond-async");
             cart_http_header(req, "Location", location);
@@ -214,8 +239,8 @@ static void fail_publish(gw_write *w, const char *why)
 
 static void on_ack_note(gw_write *w, const gw_note *n)
 {
-    if (w->acked)
-        return; /* an earlier write with the same event_id got this far already */
+    if (n->publish_id != w->publish_id || w->acked)
+        return; /* the ack of another write's publish of the event_id, or one already taken */
     if (n->ok && n->unsure && !w->replied) {
         /* nats-server 2.10 answers a copy of an event whose first publish is still being
          * replicated "duplicate, sequence 0". That does not say the event is stored: the first
@@ -237,15 +262,17 @@ static void on_ack_note(gw_write *w, const gw_note *n)
     }
     if (n->ok) {
         w->acked = true;
+        w->dup_acked = n->dup;
         /* Which stream sequence holds the change: what an operator needs to trace it through
          * CARTS and the partition's committed offset. */
         if (cart_log_enabled(CART_LOG_DEBUG))
             cart_log(CART_LOG_DEBUG, "event stored", CART_LS("event_id", w->event_id),
                      CART_LS("request_id", w->request_id), CART_LI("seq", (long long)n->seq),
                      CART_LB("duplicate", n->dup), NULL);
-        if (n->dup && !w->replied && !w->async) {
+        if (n->dup && !w->replied) {
             /* JetStream had the event already, so no worker will answer this publish: read the
-             * first answer from the shard, waiting for it if the first attempt is still in flight. */
+             * first answer from the shard, waiting for it if the first attempt is still in flight
+             * (respond-async: one look, for a key reused for another request). */
             w->dup_wait = true;
             gw_repeat_lookup(w);
             return;
@@ -264,8 +291,20 @@ static void on_reply_note(gw_write *w, const gw_note *n)
 {
     if (w->replied)
         return;
+    if (cart_fingerprints_clash(n->fingerprint, w->fingerprint)) {
+        /* The key's first request was another one: the reply is about its outcome, or about the
+         * refusal of a copy of ours. */
+        w->key_reused = true;
+        w->replied = true;
+        w->dup_wait = false;
+        gw_write_settle(w);
+        return;
+    }
+    if (n->key_reused)
+        return; /* the refusal of another request with our key: our own answer comes its own way */
     w->replied = true;
     w->dup_wait = false;
+    w->replayed = n->replayed;
     w->reply_status = n->status;
     snprintf(w->reply_detail, sizeof w->reply_detail, "%s", n->detail);
     if (n->body_len > 0 && (w->reply_body = malloc(n->body_len)) != NULL) {
@@ -300,6 +339,7 @@ static int build_event(gw_thread *t, h2o_req_t *req, const gw_route *r, cart_eve
 {
     char fresh_id[CART_EVENT_ID_MAX + 1];
     gw_event_input in;
+    gw_jwt_keys keys;
 
     cart_uuid_v4(fresh_id);
     in.content_type = text_of(gw_header(req, H2O_TOKEN_CONTENT_TYPE));
@@ -309,7 +349,7 @@ static int build_event(gw_thread *t, h2o_req_t *req, const gw_route *r, cart_eve
     in.now_ms = cart_now_ms();
     in.fresh_id = fresh_id;
     in.max_quantity = t->app->cfg->max_quantity;
-    in.jwt_secret = t->app->cfg->auth_jwt_secret && *t->app->cfg->auth_jwt_secret ? t->app->cfg->auth_jwt_secret : NULL;
+    in.jwt_keys = gw_auth_keys(t, &keys) ? &keys : NULL;
     return gw_event_build(r, &in, ev, why);
 }
 
@@ -329,10 +369,13 @@ static int publish_write(gw_write *w)
     jsCtx *js = w->async ? t->js : t->js_sync;
     natsMsg *msg = NULL;
     jsPubOptions po;
+    char publish_id[CART_INT_BUFSZ + 1];
     int rc = -1;
 
+    publish_id[cart_int_format((int64_t)w->publish_id, publish_id)] = '\0';
     if (natsMsg_Create(&msg, w->subject, NULL, w->payload, (int)w->payload_len) != NATS_OK ||
         natsMsgHeader_Set(msg, CART_HDR_MSG_ID, w->event_id) != NATS_OK ||
+        natsMsgHeader_Set(msg, GW_HDR_PUBLISH_ID, publish_id) != NATS_OK ||
         (!w->async && natsMsgHeader_Set(msg, CART_HDR_REPLY_TO, t->reply_subject) != NATS_OK))
         goto out;
     jsPubOptions_Init(&po);

@@ -11,6 +11,7 @@
 #ifndef CARTSHARD_BUS_H
 #define CARTSHARD_BUS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,10 +32,15 @@
 #define CART_HDR_REPLY_TO   "Cart-Reply-To"
 #define CART_HDR_ERROR      "Cart-Error"
 /* The headers of a worker's reply (cart_bus_reply). */
-#define CART_HDR_EVENT_ID "Cart-Event-Id"
-#define CART_HDR_STATUS   "Cart-Status"
-#define CART_HDR_DETAIL   "Cart-Detail"
-#define CART_HDR_VERSION  "Cart-Version"
+#define CART_HDR_EVENT_ID    "Cart-Event-Id"
+#define CART_HDR_STATUS      "Cart-Status"
+#define CART_HDR_DETAIL      "Cart-Detail"
+#define CART_HDR_VERSION     "Cart-Version"
+#define CART_HDR_REPLAYED    "Cart-Replayed"
+#define CART_HDR_FINGERPRINT "Cart-Fingerprint"
+#define CART_HDR_PROBLEM     "Cart-Problem"
+/* Cart-Problem's value on the refusal of an event_id reused for another request. */
+#define CART_PROBLEM_KEY_REUSED "idempotency-key-reused"
 /* Longest subject this project builds (prefix, a 64-character id, numbers). */
 #define CART_SUBJECT_MAX 160
 
@@ -98,9 +104,11 @@ cart_status cart_bus_subject_partition(const char *subject, const char *prefix, 
 #define CART_REPLY_DETAIL_MAX 127
 
 /* A worker's answer to a gateway waiting for an event's commit, sent to the event's Cart-Reply-To
- * subject: headers Cart-Event-Id, Cart-Status, Cart-Detail (when not empty) and Cart-Version (with
- * a cart); the message's data is the cart as the event left it (cart_to_json), or empty for none.
- * Cart-Version is the cart's "version", so that a gateway has the ETag without parsing the cart. */
+ * subject: headers Cart-Event-Id, Cart-Status, Cart-Detail (when not empty), Cart-Version (with
+ * a cart), Cart-Replayed: true (a repeat answered with the first outcome), Cart-Fingerprint (when
+ * the first outcome has one) and Cart-Problem: idempotency-key-reused (a refused reuse); the
+ * message's data is the cart as the event left it (cart_to_json), or empty for none. Cart-Version
+ * is the cart's "version", so that a gateway has the ETag without parsing the cart. */
 typedef struct cart_bus_reply {
     /** The event it answers. */
     char event_id[CART_EVENT_ID_MAX + 1];
@@ -111,20 +119,30 @@ typedef struct cart_bus_reply {
     /** The version of the cart in the data; 0 when there is none, or the header is missing (a
      * worker of an earlier release). */
     int64_t version;
+    /** The event_id had an outcome already, and this is it again: nothing was applied. */
+    bool replayed;
+    /** The event_id's first outcome was for another request_fingerprint than this event's: the
+     * status is 422 and nothing was applied or recorded. */
+    bool key_reused;
+    /** The request_fingerprint recorded with the event_id's first outcome (this event's own when
+     * it was applied now), or "" for none (the first had none, or a worker of an earlier
+     * release). */
+    char fingerprint[CART_FINGERPRINT_MAX + 1];
 } cart_bus_reply;
 
 /*
- * Creates the reply to `subject` for `event_id`, answered `status` with `detail` (NULL or "" for
- * none), carrying `cart_json` (NULL for no cart) at `version`. Everything is copied. On NATS_OK
- * *msg is the caller's (natsMsg_Destroy); otherwise *msg is untouched.
+ * Creates the reply `r` to `subject`, carrying `cart_json` (NULL for no cart); r->version is sent
+ * only with a cart. Everything is copied. On NATS_OK *msg is the caller's (natsMsg_Destroy);
+ * otherwise *msg is untouched.
  */
-natsStatus cart_bus_reply_new(natsMsg **msg, const char *subject, const char *event_id, int status, const char *detail,
-                              const char *cart_json, int64_t version);
+natsStatus cart_bus_reply_new(natsMsg **msg, const char *subject, const cart_bus_reply *r, const char *cart_json);
 
 /*
  * Reads the headers of a reply (`msg` borrowed; the cart is its data). CART_OK and *r, or
  * CART_ERR_INVALID when Cart-Event-Id or Cart-Status is missing or the status is not a number in
- * 200..599 (*r is then unspecified). Values too long for *r are truncated.
+ * 200..599 (*r is then unspecified). Values too long for *r are truncated, but a Cart-Fingerprint
+ * too long to be one is read as none. Headers a worker of an earlier release does not send read
+ * as their defaults (0, false, "").
  */
 cart_status cart_bus_reply_read(natsMsg *msg, cart_bus_reply *r);
 

@@ -72,8 +72,17 @@ typedef struct cart_config {
     int rate_limit_rps;
     /** RATE_LIMIT_BURST, default 200, 1..10000000. */
     int rate_limit_burst;
-    /** AUTH_JWT_SECRET: unset or empty means auth off; when set, at least 32 bytes. */
+    /** AUTH_JWT_SECRET: the HS256 key, at least 32 bytes; NULL when unset or empty. Auth is on
+     * when this or auth_jwks_file is set. */
     char *auth_jwt_secret;
+    /** AUTH_JWKS_FILE: the path of a JWKS whose keys verify RS256 and ES256 tokens; NULL when
+     * unset or empty. Only named here: the gateway reads it at start-up and when it changes. */
+    char *auth_jwks_file;
+    /** AUTH_ISSUER, AUTH_AUDIENCE: what a token's "iss" must be and its "aud" must be or hold;
+     * NULL when unset or empty (not checked). Up to 1024 bytes, no control characters; only with
+     * auth on. */
+    char *auth_issuer;
+    char *auth_audience;
     /** GATEWAY_ID, default "<hostname>-<pid>": names this gateway's reply subject. */
     char *gateway_id;
     /** GATEWAY_TLS_CERT and GATEWAY_TLS_KEY: PEM files (certificate chain, private key). Both

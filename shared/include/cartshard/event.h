@@ -6,7 +6,10 @@
  *    "expected_version": 3}
  *
  * If-Match with several entity tags becomes "expected_versions": [3, 5] instead, and If-Match: *
- * becomes "expected_active": true (docs/reference/events.md).
+ * becomes "expected_active": true (docs/reference/events.md). An event made from an
+ * Idempotency-Key also carries "request_fingerprint": "<hex>", the request it was made from
+ * (docs/reference/api.md, Idempotency keys): a repeat of its event_id with another fingerprint is
+ * refused, never answered as the first.
  *
  * Unknown fields are ignored. The decoder is strict about the fields it knows: a missing or
  * mistyped field is CART_ERR_INVALID with a reason that ends up in the DLQ's Cart-Error header.
@@ -27,6 +30,9 @@
 #define CART_TRACE_MAX    127 /* longest trace context string carried in an event */
 #define CART_EXPECTED_MAX 16  /* most versions in expected_versions */
 #define CART_REPLY_TO_MAX 127 /* longest reply subject a merge event carries (data.reply_to) */
+
+/* The longest request_fingerprint (the gateway's is 64 hex digits: SHA-256). */
+#define CART_FINGERPRINT_MAX 64
 
 typedef enum cart_event_type {
     CART_EV_CREATED = 1,       /* cart.created */
@@ -96,6 +102,10 @@ typedef struct cart_event {
     /** The merge events' data. The lines of a lines_merged event are not here (an event stays a
      * plain value): cart_merge_lines_decode reads them from the same JSON. */
     cart_merge_data merge;
+    /** Optional "request_fingerprint": what the request that made the event was, compared byte
+     * for byte with the fingerprint recorded with the event_id's first outcome; at most 64
+     * characters 0x21..0x7e; empty when absent (or null). */
+    char request_fingerprint[CART_FINGERPRINT_MAX + 1];
 } cart_event;
 
 /* The documented name of `s` ("sum", "max", "replace", "keep"), or NULL outside the enum. */
@@ -115,6 +125,11 @@ bool cart_valid_id(const char *s, size_t len);
 
 /* True if s[0..len) is a valid event_id or Idempotency-Key: 1..128 characters 0x21..0x7e. */
 bool cart_valid_event_id(const char *s, size_t len);
+
+/* True when `first` and `repeat`, the request fingerprints of an event_id's first outcome and of
+ * a repeat of it, both exist ("" is none) and differ: the event_id was reused for another request.
+ * Without a fingerprint on either side nothing can be compared, and the repeat is a repeat. */
+bool cart_fingerprints_clash(const char *first, const char *repeat);
 
 /*
  * Decodes an event from JSON text `json` of `len` bytes (need not be NUL-terminated) into *ev.

@@ -231,25 +231,30 @@ cart_status cart_bus_subject_partition(const char *subject, const char *prefix, 
     return CART_OK;
 }
 
-natsStatus cart_bus_reply_new(natsMsg **msg, const char *subject, const char *event_id, int status, const char *detail,
-                              const char *cart_json, int64_t version)
+natsStatus cart_bus_reply_new(natsMsg **msg, const char *subject, const cart_bus_reply *r, const char *cart_json)
 {
     natsMsg *m = NULL;
     char text[16], ver[24];
     natsStatus s;
 
-    snprintf(text, sizeof text, "%d", status);
+    snprintf(text, sizeof text, "%d", r->status);
     s = natsMsg_Create(&m, subject, NULL, cart_json ? cart_json : "", cart_json ? (int)strlen(cart_json) : 0);
     if (s == NATS_OK)
-        s = natsMsgHeader_Set(m, CART_HDR_EVENT_ID, event_id);
+        s = natsMsgHeader_Set(m, CART_HDR_EVENT_ID, r->event_id);
     if (s == NATS_OK)
         s = natsMsgHeader_Set(m, CART_HDR_STATUS, text);
-    if (s == NATS_OK && detail && detail[0])
-        s = natsMsgHeader_Set(m, CART_HDR_DETAIL, detail);
-    if (s == NATS_OK && cart_json && version > 0) {
-        snprintf(ver, sizeof ver, "%lld", (long long)version);
+    if (s == NATS_OK && r->detail[0])
+        s = natsMsgHeader_Set(m, CART_HDR_DETAIL, r->detail);
+    if (s == NATS_OK && cart_json && r->version > 0) {
+        snprintf(ver, sizeof ver, "%lld", (long long)r->version);
         s = natsMsgHeader_Set(m, CART_HDR_VERSION, ver);
     }
+    if (s == NATS_OK && r->replayed)
+        s = natsMsgHeader_Set(m, CART_HDR_REPLAYED, "true");
+    if (s == NATS_OK && r->fingerprint[0])
+        s = natsMsgHeader_Set(m, CART_HDR_FINGERPRINT, r->fingerprint);
+    if (s == NATS_OK && r->key_reused)
+        s = natsMsgHeader_Set(m, CART_HDR_PROBLEM, CART_PROBLEM_KEY_REUSED);
     if (s != NATS_OK) {
         natsMsg_Destroy(m);
         return s;
@@ -258,22 +263,34 @@ natsStatus cart_bus_reply_new(natsMsg **msg, const char *subject, const char *ev
     return NATS_OK;
 }
 
+/* The value of header `name`, or NULL. */
+static const char *header_of(natsMsg *msg, const char *name)
+{
+    const char *v = NULL;
+
+    return natsMsgHeader_Get(msg, name, &v) == NATS_OK ? v : NULL;
+}
+
 cart_status cart_bus_reply_read(natsMsg *msg, cart_bus_reply *r)
 {
-    const char *id = NULL, *status = NULL, *detail = NULL, *version = NULL;
+    const char *id = header_of(msg, CART_HDR_EVENT_ID), *status = header_of(msg, CART_HDR_STATUS);
+    const char *detail = header_of(msg, CART_HDR_DETAIL), *version = header_of(msg, CART_HDR_VERSION);
+    const char *replayed = header_of(msg, CART_HDR_REPLAYED), *fingerprint = header_of(msg, CART_HDR_FINGERPRINT);
+    const char *problem = header_of(msg, CART_HDR_PROBLEM);
 
-    if (natsMsgHeader_Get(msg, CART_HDR_EVENT_ID, &id) != NATS_OK || id == NULL ||
-        natsMsgHeader_Get(msg, CART_HDR_STATUS, &status) != NATS_OK || status == NULL)
+    if (id == NULL || status == NULL)
         return CART_ERR_INVALID;
     snprintf(r->event_id, sizeof r->event_id, "%s", id);
     r->status = atoi(status);
-    r->detail[0] = '\0';
-    if (natsMsgHeader_Get(msg, CART_HDR_DETAIL, &detail) == NATS_OK && detail)
-        snprintf(r->detail, sizeof r->detail, "%s", detail);
-    r->version = 0;
-    if (natsMsgHeader_Get(msg, CART_HDR_VERSION, &version) == NATS_OK && version)
-        r->version = strtoll(version, NULL, 10);
+    snprintf(r->detail, sizeof r->detail, "%s", detail ? detail : "");
+    r->version = version ? strtoll(version, NULL, 10) : 0;
     if (r->version < 0)
         r->version = 0;
+    r->replayed = replayed && strcmp(replayed, "true") == 0;
+    r->key_reused = problem && strcmp(problem, CART_PROBLEM_KEY_REUSED) == 0;
+    /* A cut fingerprint would compare unequal to its whole self: one too long is none. */
+    r->fingerprint[0] = '\0';
+    if (fingerprint && strlen(fingerprint) < sizeof r->fingerprint)
+        memcpy(r->fingerprint, fingerprint, strlen(fingerprint) + 1);
     return r->status >= 200 && r->status <= 599 ? CART_OK : CART_ERR_INVALID;
 }

@@ -125,6 +125,9 @@ START_TEST(test_gateway_defaults)
     ck_assert_int_eq(c.rate_limit_rps, 100);
     ck_assert_int_eq(c.rate_limit_burst, 200);
     ck_assert_ptr_null(c.auth_jwt_secret);
+    ck_assert_ptr_null(c.auth_jwks_file);
+    ck_assert_ptr_null(c.auth_issuer);
+    ck_assert_ptr_null(c.auth_audience);
     ck_assert_ptr_nonnull(c.gateway_id);
     /* Store settings are not read for the gateway. */
     ck_assert_ptr_null(c.store_admin_host);
@@ -555,6 +558,64 @@ START_TEST(test_jwt_secret)
 }
 END_TEST
 
+START_TEST(test_auth_settings)
+{
+    cart_config c;
+    const char *s32 = "0123456789abcdef0123456789abcdef";
+    char long_value[1026];
+
+    /* Off unless AUTH_JWT_SECRET or AUTH_JWKS_FILE is set; empty is unset. */
+    load_ok(&c, CART_ROLE_GATEWAY, "AUTH_JWKS_FILE", "", "AUTH_ISSUER", "", "AUTH_AUDIENCE", "", NULL);
+    ck_assert_ptr_null(c.auth_jwks_file);
+    ck_assert_ptr_null(c.auth_issuer);
+    ck_assert_ptr_null(c.auth_audience);
+    cart_config_cleanup(&c);
+    /* The file is only named here; the gateway reads it (it need not exist yet). */
+    load_ok(&c, CART_ROLE_GATEWAY, "AUTH_JWKS_FILE", "/nonexistent/jwks.json", NULL);
+    ck_assert_str_eq(c.auth_jwks_file, "/nonexistent/jwks.json");
+    ck_assert_ptr_null(c.auth_jwt_secret);
+    cart_config_cleanup(&c);
+    load_ok(&c, CART_ROLE_GATEWAY, "AUTH_JWT_SECRET", s32, "AUTH_JWKS_FILE", "keys.json", "AUTH_ISSUER",
+            "https://idp.example/realms/shop", "AUTH_AUDIENCE", "cart api", NULL);
+    ck_assert_str_eq(c.auth_jwt_secret, s32);
+    ck_assert_str_eq(c.auth_jwks_file, "keys.json");
+    ck_assert_str_eq(c.auth_issuer, "https://idp.example/realms/shop");
+    ck_assert_str_eq(c.auth_audience, "cart api");
+    cart_config_cleanup(&c);
+    load_ok(&c, CART_ROLE_GATEWAY, "AUTH_JWT_SECRET", s32, "AUTH_AUDIENCE", "cart", NULL);
+    ck_assert_ptr_null(c.auth_issuer);
+    ck_assert_str_eq(c.auth_audience, "cart");
+    cart_config_cleanup(&c);
+
+    /* An issuer or audience without auth: whoever set it expects tokens to be checked. */
+    load_bad(CART_ROLE_GATEWAY,
+             "AUTH_ISSUER: set, but auth is off (set AUTH_JWT_SECRET or AUTH_JWKS_FILE too, or unset AUTH_ISSUER)",
+             "AUTH_ISSUER", "https://idp", "AUTH_AUDIENCE", "cart", NULL);
+    load_bad(CART_ROLE_GATEWAY,
+             "AUTH_AUDIENCE: set, but auth is off (set AUTH_JWT_SECRET or AUTH_JWKS_FILE too, or unset AUTH_AUDIENCE)",
+             "AUTH_AUDIENCE", "cart", "AUTH_JWKS_FILE", "", NULL);
+    load_bad(CART_ROLE_GATEWAY,
+             "AUTH_AUDIENCE: expected up to 1024 characters without control characters, got \"a\\x0ab\"",
+             "AUTH_JWKS_FILE", "k.json", "AUTH_AUDIENCE", "a\nb", NULL);
+    memset(long_value, 'i', sizeof long_value - 1);
+    long_value[sizeof long_value - 1] = '\0';
+    load_bad(CART_ROLE_GATEWAY, "AUTH_ISSUER: expected up to 1024 characters", "AUTH_JWKS_FILE", "k.json",
+             "AUTH_ISSUER", long_value, NULL);
+    long_value[sizeof long_value - 2] = '\0'; /* 1024: the longest */
+    load_ok(&c, CART_ROLE_GATEWAY, "AUTH_JWKS_FILE", "k.json", "AUTH_ISSUER", long_value, NULL);
+    cart_config_cleanup(&c);
+
+    /* The store reads none of them. */
+    fake_env st = {.names = {"AUTH_JWKS_FILE", "AUTH_ISSUER"}, .values = {"k.json", "x\n"}, .n = 2};
+    ck_assert_int_eq(cart_config_load(&c, CART_ROLE_STORE, fake_lookup, &st, err, sizeof err), CART_OK);
+    ck_assert(!was_looked_up(&st, "AUTH_JWKS_FILE"));
+    ck_assert(!was_looked_up(&st, "AUTH_ISSUER"));
+    ck_assert(!was_looked_up(&st, "AUTH_AUDIENCE"));
+    ck_assert_ptr_null(c.auth_jwks_file);
+    cart_config_cleanup(&c);
+}
+END_TEST
+
 START_TEST(test_tls_files)
 {
     cart_config c;
@@ -743,6 +804,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_log_level);
     tcase_add_test(tc, test_idle_ttl);
     tcase_add_test(tc, test_jwt_secret);
+    tcase_add_test(tc, test_auth_settings);
     tcase_add_test(tc, test_tls_files);
     tcase_add_test(tc, test_cors_origins);
     tcase_add_test(tc, test_ids);

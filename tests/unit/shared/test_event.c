@@ -1,6 +1,7 @@
 #include <check.h>
 #include <pthread.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +106,7 @@ static void assert_event_eq(const cart_event *a, const cart_event *b)
     ck_assert_int_eq(a->has_expected_version, b->has_expected_version);
     ck_assert_int_eq(a->expected_version, b->expected_version);
     ck_assert_str_eq(a->trace, b->trace);
+    ck_assert_str_eq(a->request_fingerprint, b->request_fingerprint);
 }
 
 START_TEST(test_type_names)
@@ -459,32 +461,65 @@ START_TEST(test_encode_preconditions)
 }
 END_TEST
 
-START_TEST(test_decode_trace)
+/* An optional text member `key` of at most `max` visible ASCII characters, decoded into the field
+ * at `offset` of a cart_event: null and "" are empty, `max` characters fit, one more or any
+ * character outside 0x21..0x7e is refused with `msg`, and a non-string says so. */
+static void check_optional_text(const char *key, size_t offset, size_t max, const char *msg)
 {
-    const char *msg = "trace: expected at most 127 visible ASCII characters";
-    char big[140];
+    static const char *const invisible[] = {"\"a\\nb\"", "\"a\\r\\nX-Evil: 1\"", "\"a\\u0000b\"", "\"a b\"",
+                                            "\"\\u00e9\""};
+    char big[CART_TRACE_MAX + 8], not_string[96];
+    cart_event ev;
+    const char *field = (const char *)&ev + offset;
+
+    ck_assert_uint_lt(max + 3, sizeof big);
+    expect_variant_ok(key, "null", 0, &ev);
+    ck_assert_str_eq(field, "");
+    expect_variant_ok(key, "\"\"", 0, &ev);
+    ck_assert_str_eq(field, "");
+    big[0] = '"';
+    memset(big + 1, 't', max);
+    strcpy(big + 1 + max, "\"");
+    expect_variant_ok(key, big, 0, &ev);
+    ck_assert_uint_eq(strlen(field), max);
+    memset(big + 1, 't', max + 1);
+    strcpy(big + 2 + max, "\"");
+    expect_variant_invalid(key, big, 0, msg);
+    for (size_t i = 0; i < sizeof invisible / sizeof invisible[0]; i++)
+        expect_variant_invalid(key, invisible[i], 0, msg);
+    snprintf(not_string, sizeof not_string, "%s: expected a string", key);
+    expect_variant_invalid(key, "7", 0, not_string);
+}
+
+START_TEST(test_decode_optional_texts)
+{
     cart_event ev;
 
-    expect_variant_ok("trace", "null", 0, &ev);
-    ck_assert_str_eq(ev.trace, "");
-    expect_variant_ok("trace", "\"\"", 0, &ev);
-    ck_assert_str_eq(ev.trace, "");
+    check_optional_text("trace", offsetof(cart_event, trace), CART_TRACE_MAX,
+                        "trace: expected at most 127 visible ASCII characters");
+    check_optional_text("request_fingerprint", offsetof(cart_event, request_fingerprint), CART_FINGERPRINT_MAX,
+                        "request_fingerprint: expected at most 64 visible ASCII characters");
     expect_variant_ok("trace", "\"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\"", 0, &ev);
     ck_assert_str_eq(ev.trace, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
-    big[0] = '"';
-    memset(big + 1, 't', 127);
-    strcpy(big + 128, "\"");
-    expect_variant_ok("trace", big, 0, &ev);
-    ck_assert_uint_eq(strlen(ev.trace), 127);
-    memset(big + 1, 't', 128);
-    strcpy(big + 129, "\"");
-    expect_variant_invalid("trace", big, 0, msg);
-    expect_variant_invalid("trace", "\"a\\nb\"", 0, msg);
-    expect_variant_invalid("trace", "\"a\\r\\nX-Evil: 1\"", 0, msg);
-    expect_variant_invalid("trace", "\"a\\u0000b\"", 0, msg);
-    expect_variant_invalid("trace", "\"a b\"", 0, msg);
-    expect_variant_invalid("trace", "\"\\u00e9\"", 0, msg);
-    expect_variant_invalid("trace", "7", 0, "trace: expected a string");
+    /* Any client's fingerprint: the worker compares it, byte for byte, and nothing else. */
+    expect_variant_ok("request_fingerprint", "\"v2:abc\"", 0, &ev);
+    ck_assert_str_eq(ev.request_fingerprint, "v2:abc");
+}
+END_TEST
+
+START_TEST(test_fingerprints_clash)
+{
+    ck_assert(cart_fingerprints_clash("aa", "bb"));
+    ck_assert(!cart_fingerprints_clash("aa", "aa"));
+    /* Nothing to compare: a first outcome without a fingerprint (an older gateway, another
+     * client), or a repeat without one, is taken as a repeat, as before fingerprints. */
+    ck_assert(!cart_fingerprints_clash("", "bb"));
+    ck_assert(!cart_fingerprints_clash("aa", ""));
+    ck_assert(!cart_fingerprints_clash("", ""));
+    ck_assert(!cart_fingerprints_clash(NULL, "bb"));
+    ck_assert(!cart_fingerprints_clash("aa", NULL));
+    /* Byte for byte: no case folding. */
+    ck_assert(cart_fingerprints_clash("AA", "aa"));
 }
 END_TEST
 
@@ -674,10 +709,11 @@ START_TEST(test_encode_exact)
     ev.has_expected_version = true;
     ev.expected_version = 3;
     strcpy(ev.trace, "t-1");
+    strcpy(ev.request_fingerprint, "f00d");
     ck_assert_int_eq(cart_event_encode(&ev, &out, &len), CART_OK);
     ck_assert_str_eq(out, "{\"event_id\":\"e1\",\"type\":\"cart.item_added\",\"user_id\":\"u1\","
                           "\"occurred_at\":\"2026-11-22T10:00:00Z\",\"data\":{\"sku\":\"A1\",\"quantity\":2},"
-                          "\"expected_version\":3,\"trace\":\"t-1\"}");
+                          "\"expected_version\":3,\"trace\":\"t-1\",\"request_fingerprint\":\"f00d\"}");
     ck_assert_uint_eq(len, strlen(out));
     free(out);
 
@@ -717,6 +753,7 @@ START_TEST(test_encode_roundtrip)
             }
             if (variant_no & 2) {
                 strcpy(ev.trace, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+                memset(ev.request_fingerprint, 'c', CART_FINGERPRINT_MAX);
                 ev.occurred_at_ms = 1000;
                 if (ev.quantity)
                     ev.quantity = INT64_MIN;
@@ -767,6 +804,12 @@ START_TEST(test_encode_invalid)
     strcpy(ev.trace, "a\nb");
     ck_assert_int_eq(cart_event_encode(&ev, &out, NULL), CART_ERR_INVALID);
     memset(ev.trace, 't', sizeof ev.trace);
+    ck_assert_int_eq(cart_event_encode(&ev, &out, NULL), CART_ERR_INVALID);
+
+    ev = sample(CART_EV_CREATED);
+    strcpy(ev.request_fingerprint, "a b");
+    ck_assert_int_eq(cart_event_encode(&ev, &out, NULL), CART_ERR_INVALID);
+    memset(ev.request_fingerprint, 'f', sizeof ev.request_fingerprint);
     ck_assert_int_eq(cart_event_encode(&ev, &out, NULL), CART_ERR_INVALID);
 
     ev = sample(CART_EV_CREATED);
@@ -918,7 +961,8 @@ static Suite *event_suite(void)
     tcase_add_test(tc, test_decode_quantity);
     tcase_add_test(tc, test_decode_expected_version);
     tcase_add_test(tc, test_decode_expected_versions_and_active);
-    tcase_add_test(tc, test_decode_trace);
+    tcase_add_test(tc, test_decode_optional_texts);
+    tcase_add_test(tc, test_fingerprints_clash);
     tcase_add_test(tc, test_decode_occurred_at);
     tcase_add_test(tc, test_decode_malformed);
     tcase_add_test(tc, test_decode_duplicates_and_trailing);

@@ -216,6 +216,7 @@ int cs_batch_mark_processed(cs_batch *b, const cart_event *ev, uint32_t partitio
     m->http_status = http_status;
     m->version = version;
     copy_str(m->detail, sizeof m->detail, detail ? detail : "");
+    copy_str(m->fingerprint, sizeof m->fingerprint, ev->request_fingerprint);
     return 0;
 }
 
@@ -257,7 +258,7 @@ int cs_batch_offset_set(cs_batch *b, uint32_t partition, uint64_t stream_seq)
 
 static const int nparams[CS_BATCH_NSTMTS] = {
     [CS_BATCH_UPDATE_CARTS] = 5, [CS_BATCH_INSERT_CARTS] = 7, [CS_BATCH_CLEAR_LINES] = 1, [CS_BATCH_DELETE_LINES] = 2,
-    [CS_BATCH_PUT_LINES] = 3,    [CS_BATCH_OUTBOX] = 4,       [CS_BATCH_OFFSETS] = 2,     [CS_BATCH_MARKS] = 7,
+    [CS_BATCH_PUT_LINES] = 3,    [CS_BATCH_OUTBOX] = 4,       [CS_BATCH_OFFSETS] = 2,     [CS_BATCH_MARKS] = 8,
 };
 
 int cs_batch_nparams(cs_batch_stmt st)
@@ -366,6 +367,7 @@ int cs_batch_render(const cs_batch *b, cs_batch_sql *s)
         cs_pgarr_int(&p[4], m->http_status);
         cs_pgarr_int(&p[5], m->version);
         cs_pgarr_text(&p[6], m->detail);
+        cs_pgarr_text(&p[7], m->fingerprint);
         s->rows[CS_BATCH_MARKS]++;
     }
     for (int st = 0; st < CS_BATCH_NSTMTS; st++) {

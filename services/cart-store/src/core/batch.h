@@ -72,6 +72,7 @@ typedef struct cs_batch_mark {
     int http_status;
     int64_t version; /* 0: none */
     char detail[128];
+    char fingerprint[CART_FINGERPRINT_MAX + 1]; /* the event's request_fingerprint; "": none */
 } cs_batch_mark;
 
 /* An outbox row; `payload` is borrowed and must outlive the write. */
@@ -125,7 +126,8 @@ int cs_batch_change(cs_batch *b, const cart *c, const cart_outcome *o, uint32_t 
  * at once (a merge); cs_batch_change records the cart's row. 0, or -1 when out of memory. */
 int cs_batch_put_line(cs_batch *b, const char *cart_id, const char *sku, int32_t quantity);
 
-/* Records an event as processed with its answer (`detail`: a refusal's reason, or NULL). 0 or -1. */
+/* Records an event as processed with its answer (`detail`: a refusal's reason, or NULL) and its
+ * request_fingerprint. 0 or -1. */
 int cs_batch_mark_processed(cs_batch *b, const cart_event *ev, uint32_t partition, uint64_t stream_seq, int http_status,
                             int64_t version, const char *detail);
 
@@ -145,11 +147,11 @@ typedef enum cs_batch_stmt {
     CS_BATCH_PUT_LINES,    /* cart_id, sku, quantity */
     CS_BATCH_OUTBOX,       /* partition, subject, msg_id, payload */
     CS_BATCH_OFFSETS,      /* partition, stream_seq */
-    CS_BATCH_MARKS,        /* event_id, user_id, partition, stream_seq, http_status, version, detail */
+    CS_BATCH_MARKS,        /* event_id, user_id, partition, stream_seq, http_status, version, detail, fingerprint */
     CS_BATCH_NSTMTS
 } cs_batch_stmt;
 
-#define CS_BATCH_MAX_PARAMS 7
+#define CS_BATCH_MAX_PARAMS 8
 
 /* The rendered parameters of every statement. Caller-owned: cs_batch_sql_init/_cleanup. */
 typedef struct cs_batch_sql {

@@ -6,7 +6,6 @@
  */
 #include "working_set.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,17 +62,34 @@ const cs_working_answer *cs_working_set_answer_of(const cs_working_set *ws, cons
     return NULL;
 }
 
-int cs_working_set_answered(cs_working_set *ws, const char *event_id, int http_status, const char *detail)
+int cs_working_set_answered(cs_working_set *ws, const cs_working_answer *a)
 {
-    cs_working_answer *a;
+    cs_working_answer *to;
 
-    if (cs_working_set_answer_of(ws, event_id) != NULL)
+    if (cs_working_set_answer_of(ws, a->event_id) != NULL)
         return 0;
     if (CART_GROW(ws->answers, ws->nanswers, ws->answers_cap, 64) != 0)
         return -1;
-    a = &ws->answers[ws->nanswers++];
-    snprintf(a->event_id, sizeof a->event_id, "%s", event_id);
-    a->http_status = http_status;
-    snprintf(a->detail, sizeof a->detail, "%s", detail ? detail : "");
+    to = &ws->answers[ws->nanswers++];
+    *to = *a;
+    /* The copy is terminated whatever the caller's arrays held. */
+    to->event_id[sizeof to->event_id - 1] = '\0';
+    to->detail[sizeof to->detail - 1] = '\0';
+    to->fingerprint[sizeof to->fingerprint - 1] = '\0';
     return 0;
+}
+
+cs_working_repeat cs_working_set_judge(const cs_working_set *ws, const char *event_id, const char *fingerprint,
+                                       uint64_t seq, const cs_working_answer **first)
+{
+    const cs_working_answer *a = cs_working_set_answer_of(ws, event_id);
+
+    *first = a;
+    if (a == NULL)
+        return CS_WORKING_NEW;
+    if (seq != 0 && a->stream_seq == seq)
+        return CS_WORKING_SAME;
+    if (cart_fingerprints_clash(a->fingerprint, fingerprint))
+        return CS_WORKING_KEY_REUSED;
+    return CS_WORKING_REPLAY;
 }

@@ -1,8 +1,10 @@
 /*
  * working_set.h: the working set of one batch: the carts its events touch, so that a user's
- * events in one batch build on each other, and the answers given so far to the batch's event ids,
- * so that a copy of an event later in the same batch gets the first answer instead of being
- * applied twice. Pure: no I/O. One runner thread uses a set; nothing in it is thread-safe.
+ * events in one batch build on each other, and the first answers of the batch's event ids (read
+ * from processed_events, or given earlier in the batch), so that a copy of an event gets the first
+ * answer instead of being applied twice, and a reuse of an event id for another request (another
+ * request_fingerprint) is refused. Pure: no I/O. One runner thread uses a set; nothing in it is
+ * thread-safe.
  *
  * Not to be confused with the Redis cache (cartshard/cache.h for its keys, redis_writer.h for the
  * worker's writes to it): the working set lives for one batch and is never shared.
@@ -12,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cartshard/cart.h"
 #include "cartshard/event.h"
@@ -28,15 +31,35 @@ typedef struct cs_working_cart {
     bool changed;
 } cs_working_cart;
 
-/* The answer given to one event id of the batch. */
+/* The detail of the refusal of an event id reused for another request (cs_working_set_judge). */
+#define CS_WORKING_REUSED_DETAIL "event_id: already used for another request (another request_fingerprint)"
+
+/* The first answer of one event id of the batch. */
 typedef struct cs_working_answer {
-    /** The event id (copied). */
+    /** The event id. */
     char event_id[CART_EVENT_ID_MAX + 1];
     /** The HTTP status the event was answered with. */
     int http_status;
-    /** Its detail ("" for none), truncated to CS_WORKING_DETAIL_MAX - 1 bytes. */
+    /** Its detail ("" for none). */
     char detail[CS_WORKING_DETAIL_MAX];
+    /** The stream sequence of the message that was answered; 0 when unknown. */
+    uint64_t stream_seq;
+    /** The request_fingerprint of the event that was answered; "" for none. */
+    char fingerprint[CART_FINGERPRINT_MAX + 1];
 } cs_working_answer;
+
+/* What a message whose event id has a first answer is (cs_working_set_judge). */
+typedef enum cs_working_repeat {
+    /** No answer yet: the event is applied. */
+    CS_WORKING_NEW = 0,
+    /** The very message that was answered (its stream sequence), delivered again: its own answer. */
+    CS_WORKING_SAME,
+    /** Another copy of the same request: the first answer, replayed. */
+    CS_WORKING_REPLAY,
+    /** The first answer was for another request_fingerprint: refused with 422, and nothing
+     * recorded, so the first answer stays. */
+    CS_WORKING_KEY_REUSED
+} cs_working_repeat;
 
 /* Caller-owned: cs_working_set_init / cs_working_set_cleanup. */
 typedef struct cs_working_set {
@@ -72,8 +95,16 @@ cs_working_cart *cs_working_set_add(cs_working_set *ws, const char *user_id);
  * the next cs_working_set_answered or cs_working_set_clear. */
 const cs_working_answer *cs_working_set_answer_of(const cs_working_set *ws, const char *event_id);
 
-/* Records that `event_id` was answered `http_status` with `detail` (NULL for ""), both copied.
- * An id already answered keeps its first answer. 0, or -1 when out of memory (nothing recorded). */
-int cs_working_set_answered(cs_working_set *ws, const char *event_id, int http_status, const char *detail);
+/* Records a copy of `a` as the first answer of a->event_id. An id already answered keeps its
+ * first answer. 0, or -1 when out of memory (nothing recorded). */
+int cs_working_set_answered(cs_working_set *ws, const cs_working_answer *a);
+
+/* What the message at stream sequence `seq` carrying `event_id` with request_fingerprint
+ * `fingerprint` ("" for none) is, given the answers recorded so far; *first is the event id's
+ * first answer (owned by the set, as cs_working_set_answer_of), or NULL for CS_WORKING_NEW. The
+ * fingerprints clash only when both exist and differ (cart_fingerprints_clash): an event or a
+ * first answer without one is a repeat, as before fingerprints. */
+cs_working_repeat cs_working_set_judge(const cs_working_set *ws, const char *event_id, const char *fingerprint,
+                                       uint64_t seq, const cs_working_answer **first);
 
 #endif

@@ -1,9 +1,10 @@
 /*
  * event_build.h: turns a write request into the event the gateway publishes (docs/reference/api.md):
  * the route says which change and whose cart, the body (POST /v1/carts and the item routes) says
- * the rest, Idempotency-Key gives the event_id and If-Match the expected version. Pure: no I/O, no
- * clock, no randomness (the caller passes the time and a fresh event_id); what jansson allocates
- * is freed before return. writes.c applies it to h2o's request; any thread may call it.
+ * the rest, Idempotency-Key gives the event_id (and the request fingerprint) and If-Match the
+ * expected version. Pure: no I/O, no clock, no randomness (the caller passes the time and a fresh
+ * event_id); what jansson allocates is freed before return. writes.c applies it to h2o's request;
+ * any thread may call it.
  *
  * The checks run in this order, and the first that fails is the answer:
  *   1. the body, for the routes that have one:
@@ -14,6 +15,8 @@
  *        POST /v1/carts: user_id is the token's subject, if any       -> 403 forbidden
  *        quantity from 1 (add) or 0 (set) to max_quantity             -> 422 limit-exceeded
  *   2. Idempotency-Key, if present: 1-128 visible ASCII characters    -> 400 invalid-header
+ *      (it gives the event_id, and the event carries the request's
+ *      fingerprint, idem.h; out of memory for it                      -> 503 unavailable)
  *   3. If-Match, if present: "*" or a list of entity tags              -> 400 invalid-header
  *      ... of which none can match a cart's ETag (weak ones only)      -> 412 precondition-failed
  *
@@ -30,6 +33,7 @@
 #include <stdint.h>
 
 #include "cartshard/event.h"
+#include "jwt.h"
 #include "route.h"
 
 /* A header value or a body: text[0..len), not NUL-terminated; text is NULL when absent. */
@@ -40,14 +44,15 @@ typedef struct gw_text {
 
 /* What a write request carries besides its route, and what the gateway adds. */
 typedef struct gw_event_input {
-    gw_text content_type;    /* the Content-Type header */
-    gw_text body;            /* the request body; an empty one may have text NULL */
-    gw_text idempotency_key; /* the Idempotency-Key header */
-    gw_text if_match;        /* the If-Match field lines, joined with ", " */
-    int64_t now_ms;          /* the event's occurred_at, in ms since the epoch */
-    const char *fresh_id;    /* the event_id when there is no Idempotency-Key: a new UUID, NUL-terminated */
-    int32_t max_quantity;    /* the largest quantity a line may have (CART_MAX_QUANTITY) */
-    const char *jwt_secret;  /* AUTH_JWT_SECRET when auth is on (the merge checks from_token), else NULL */
+    gw_text content_type;        /* the Content-Type header */
+    gw_text body;                /* the request body; an empty one may have text NULL */
+    gw_text idempotency_key;     /* the Idempotency-Key header */
+    gw_text if_match;            /* the If-Match field lines, joined with ", " */
+    int64_t now_ms;              /* the event's occurred_at, in ms since the epoch */
+    const char *fresh_id;        /* the event_id when there is no Idempotency-Key: a new UUID, NUL-terminated */
+    int32_t max_quantity;        /* the largest quantity a line may have (CART_MAX_QUANTITY) */
+    const gw_jwt_keys *jwt_keys; /* the keys of the bearer tokens when auth is on (the merge checks
+                                  * from_token with them: HS256, RS256, ES256), else NULL */
 } gw_event_input;
 
 /* Why a request is refused: the problem+json answer it gets. */

@@ -1,5 +1,6 @@
 #include "route.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -208,5 +209,35 @@ void gw_route_match(const char *method, size_t mlen, const char *path, size_t pl
             return;
         }
         memcpy(r->sku, seg[4], seglen[4]);
+    }
+}
+
+int gw_route_write_target(const gw_route *r, const char **method, char path[GW_ROUTE_PATH_MAX])
+{
+    switch (r->id) {
+    case GW_R_CREATE_CART:
+        *method = "POST";
+        snprintf(path, GW_ROUTE_PATH_MAX, "/v1/carts");
+        return 0;
+    case GW_R_DELETE_CART:
+        *method = "DELETE";
+        snprintf(path, GW_ROUTE_PATH_MAX, "/v1/carts/%s", r->user_id);
+        return 0;
+    case GW_R_ADD_ITEM:
+    case GW_R_CHECKOUT:
+    case GW_R_MERGE:
+        *method = "POST";
+        snprintf(path, GW_ROUTE_PATH_MAX, "/v1/carts/%s/%s", r->user_id,
+                 r->id == GW_R_ADD_ITEM   ? "items"
+                 : r->id == GW_R_CHECKOUT ? "checkout"
+                                          : "merge");
+        return 0;
+    case GW_R_SET_ITEM:
+    case GW_R_REMOVE_ITEM:
+        *method = r->id == GW_R_SET_ITEM ? "PUT" : "DELETE";
+        snprintf(path, GW_ROUTE_PATH_MAX, "/v1/carts/%s/items/%s", r->user_id, r->sku);
+        return 0;
+    default:
+        return -1;
     }
 }

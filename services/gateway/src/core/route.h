@@ -8,6 +8,9 @@
 
 #include "cartshard/event.h"
 
+/* Room for the path of a write route as routed: "/v1/carts/<user_id>/items/<sku>" and its NUL. */
+#define GW_ROUTE_PATH_MAX (sizeof "/v1/carts//items/" + 2 * CART_ID_MAX)
+
 typedef enum gw_route_id {
     GW_R_NOT_FOUND = 0, /* no such resource (404) */
     GW_R_HEALTHZ,       /* GET /healthz */
@@ -50,5 +53,11 @@ typedef struct gw_route {
  * /v1/carts/anon%3A42 is anon:42's cart; a malformed escape is GW_R_BAD_ID, and so is an id that
  * decodes to a character outside its alphabet (a '/' among them). Always fills *r. */
 void gw_route_match(const char *method, size_t method_len, const char *path, size_t path_len, gw_route *r);
+
+/* The method ("POST"...; static storage) and the path of write route `r` as it was routed: the
+ * route's own form with r->user_id and r->sku, so percent-escapes are decoded, a query string or
+ * an absolute-form target's scheme and authority are gone. 0, or -1 (nothing written) when `r` is
+ * not a write route. */
+int gw_route_write_target(const gw_route *r, const char **method, char path[GW_ROUTE_PATH_MAX]);
 
 #endif

@@ -188,6 +188,7 @@ START_TEST(test_marks_outbox_offsets)
     snprintf(ev.event_id, sizeof ev.event_id, "%s", "idem-\"1\"");
     snprintf(ev.user_id, sizeof ev.user_id, "%s", "u4");
     ck_assert_int_eq(cs_batch_mark_processed(&b, &ev, 3, 0, 422, 0, "quantity 1000 is over the limit 999"), 0);
+    snprintf(ev.request_fingerprint, sizeof ev.request_fingerprint, "%s", "9f86d081");
     ck_assert_int_eq(cs_batch_mark_processed(&b, &ev, 3, 18, 200, 9, NULL), 0);
     ck_assert_int_eq(cs_batch_outbox_add(&b, 3, "carts.changes.3", "chg-e1", "{\"a\":1}", &at), 0);
     ck_assert_uint_eq(at, 0);
@@ -204,6 +205,8 @@ START_TEST(test_marks_outbox_offsets)
     ck_assert_str_eq(s.params[CS_BATCH_MARKS][4], "{422,200}");
     ck_assert_str_eq(s.params[CS_BATCH_MARKS][5], "{0,9}");
     ck_assert_str_eq(s.params[CS_BATCH_MARKS][6], "{\"quantity 1000 is over the limit 999\",\"\"}");
+    /* No fingerprint is "" (stored as NULL by the statement). */
+    ck_assert_str_eq(s.params[CS_BATCH_MARKS][7], "{\"\",\"9f86d081\"}");
     ck_assert_str_eq(s.params[CS_BATCH_OUTBOX][2], "{\"chg-e1\",\"chg-e2\"}");
     ck_assert_str_eq(s.params[CS_BATCH_OUTBOX][3], "{\"{\\\"a\\\":1}\",\"{}\"}");
     ck_assert_str_eq(s.params[CS_BATCH_OFFSETS][0], "{3,4}");
@@ -215,7 +218,7 @@ START_TEST(test_marks_outbox_offsets)
     ck_assert(cs_batch_empty(&b));
     ck_assert_int_eq(cs_batch_render(&b, &s), 0);
     ck_assert_uint_eq(s.rows[CS_BATCH_MARKS], 0);
-    ck_assert_int_eq(cs_batch_nparams(CS_BATCH_MARKS), 7);
+    ck_assert_int_eq(cs_batch_nparams(CS_BATCH_MARKS), 8);
     ck_assert_int_eq(cs_batch_nparams(CS_BATCH_NSTMTS), 0);
     cs_batch_sql_cleanup(&s);
     cs_batch_cleanup(&b);

@@ -1,4 +1,5 @@
 #include <check.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,8 @@
 #define NOW_MS   1795341600000LL
 #define IFM_BAD  "If-Match: expected \"*\" or a list of at most 16 entity tags such as \"3\""
 #define IFM_NONE "If-Match: no tag can match a cart's ETag (\"<version>\")"
+/* printf 'POST /v1/carts/u1/merge\n{"from":"g1"}' | sha256sum */
+#define MERGE_FINGERPRINT "95951809bcc4dbf8db8eda64f534d49ca4f18ffb993beffc8d7064ffb5ad3e29"
 
 static gw_text text(const char *s)
 {
@@ -240,6 +243,8 @@ START_TEST(test_allowed)
     in.if_match = text("\"0042\"");
     ck_assert_int_eq(gw_event_build(&r, &in, &ev, &why), 0);
     ck_assert_str_eq(ev.event_id, "idem-3713f1c7d92b60af054fd998c1f21b165cd50ed6290007624e2f4c0384d02ba6");
+    /* printf 'POST /v1/carts\n{"user_id":"u1"}' | sha256sum */
+    ck_assert_str_eq(ev.request_fingerprint, "4059c8410bc36c2542db9275ae43397a914b7a14c1311341a685131371f0b7cc");
     ck_assert(ev.has_expected_version);
     ck_assert_int_eq(ev.expected_version, 42);
     ck_assert(!ev.expected_active && ev.n_expected_versions == 0);
@@ -257,6 +262,73 @@ START_TEST(test_allowed)
     in.if_match = text("W/\"9\", \"7\"");
     ck_assert_int_eq(gw_event_build(&r, &in, &ev, &why), 0);
     ck_assert(ev.has_expected_version && ev.expected_version == 7 && ev.n_expected_versions == 0);
+}
+END_TEST
+
+/* The event's request fingerprint, as `method path` with `body` and Idempotency-Key `key` (NULL:
+ * none) make it. */
+static void fingerprint_of(const char *method, const char *path, const char *body, const char *key,
+                           char out[CART_FINGERPRINT_MAX + 1])
+{
+    gw_event_input in;
+    cart_event ev;
+    gw_refusal why;
+    gw_route r;
+
+    request(method, path, body, &r, &in);
+    in.idempotency_key = text(key);
+    ck_assert_msg(gw_event_build(&r, &in, &ev, &why) == 0, "%s %s: %d %s", method, path, why.status, why.detail);
+    memcpy(out, ev.request_fingerprint, sizeof ev.request_fingerprint);
+}
+
+START_TEST(test_request_fingerprint)
+{
+    /* Two requests, and whether they are one (test_idem has the rest of the definition). */
+    static const struct {
+        const char *method, *path, *body, *method2, *path2, *body2;
+        bool same;
+    } pairs[] = {
+        /* The body's content counts, not its text (quantity 2.0 is refused, but not everywhere). */
+        {"POST", "/v1/carts/u1/items", "{\"sku\":\"A1\",\"quantity\":2,\"n\":1}", "POST", "/v1/carts/u1/items",
+         " { \"n\": 1.0, \"quantity\" : 2 , \"sku\" : \"\\u0041\\u0031\" } ", true},
+        {"POST", "/v1/carts/u1/items", "{\"sku\":\"A1\",\"quantity\":2}", "POST", "/v1/carts/u1/items",
+         "{\"sku\":\"A1\",\"quantity\":3}", false},
+        /* Members the gateway does not read count too: they are part of the request. */
+        {"POST", "/v1/carts/u1/items", "{\"sku\":\"A1\",\"quantity\":2}", "POST", "/v1/carts/u1/items",
+         "{\"sku\":\"A1\",\"quantity\":2,\"note\":\"gift\"}", false},
+        /* The path as routed: escapes decoded, the query string and an absolute form's authority gone. */
+        {"DELETE", "/v1/carts/anon:42/items/A1", NULL, "DELETE", "/v1/carts/anon%3A42/items/%41%31?x=1", NULL, true},
+        {"DELETE", "/v1/carts/anon:42/items/A1", NULL, "DELETE", "http://cart.example/v1/carts/anon:42/items/A1", NULL,
+         true},
+        /* A body on a route that reads none is not part of the request. */
+        {"DELETE", "/v1/carts/anon:42/items/A1", NULL, "DELETE", "/v1/carts/anon:42/items/A1", "{\"sku\":\"B2\"}",
+         true},
+        {"DELETE", "/v1/carts/anon:42/items/A1", NULL, "DELETE", "/v1/carts/anon:42", NULL, false},
+        /* A merge: the user's path; from_token is a credential, not part of the request. */
+        {"POST", "/v1/carts/u1/merge", "{\"from\":\"g1\",\"from_token\":\"t1\"}", "POST", "/v1/carts/u%31/merge",
+         "{\"from_token\":\"t2\",\"from\":\"g1\"}", true},
+        {"POST", "/v1/carts/u1/merge", "{\"from\":\"g1\"}", "POST", "/v1/carts/u1/merge",
+         "{\"from\":\"g1\",\"from_token\":\"t2\"}", true},
+        {"POST", "/v1/carts/u1/merge", "{\"from\":\"g1\"}", "POST", "/v1/carts/u1/merge", "{\"from\":\"g2\"}", false},
+        {"POST", "/v1/carts/u1/merge", "{\"from\":\"g1\"}", "POST", "/v1/carts/u1/merge",
+         "{\"from\":\"g1\",\"strategy\":\"max\"}", false},
+    };
+    char a[CART_FINGERPRINT_MAX + 1], b[CART_FINGERPRINT_MAX + 1];
+
+    /* Without a key there is nothing to repeat, and no fingerprint. */
+    fingerprint_of("POST", "/v1/carts/u1/items", "{\"sku\":\"A1\",\"quantity\":2}", NULL, a);
+    ck_assert_str_eq(a, "");
+    /* printf 'DELETE /v1/carts/anon:42/items/A1\n' | sha256sum */
+    fingerprint_of("DELETE", "/v1/carts/anon:42/items/A1", NULL, "k", a);
+    ck_assert_str_eq(a, "a8ab56248d84566a441f2e260158b48e9b7ed86d04ee1b31be1ef2ca46273567");
+    fingerprint_of("POST", "/v1/carts/u1/merge", "{\"from_token\":\"t\",\"from\":\"g1\"}", "k", a);
+    ck_assert_str_eq(a, MERGE_FINGERPRINT);
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        fingerprint_of(pairs[i].method, pairs[i].path, pairs[i].body, "k", a);
+        fingerprint_of(pairs[i].method2, pairs[i].path2, pairs[i].body2, "k", b);
+        ck_assert_uint_eq(strlen(a), 64);
+        ck_assert_msg((strcmp(a, b) == 0) == pairs[i].same, "pair %zu: %s and %s", i, a, b);
+    }
 }
 END_TEST
 
@@ -284,6 +356,7 @@ static Suite *event_build_suite(void)
     tcase_add_loop_test(tc, test_refusals, 0, sizeof refusals / sizeof refusals[0]);
     tcase_add_test(tc, test_malformed_body);
     tcase_add_test(tc, test_allowed);
+    tcase_add_test(tc, test_request_fingerprint);
     tcase_add_test(tc, test_refuse);
     suite_add_tcase(s, tc);
     return s;

@@ -6,7 +6,9 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/x509.h>
 
+#include "jose_fixture.h"
 #include "jwt.h"
 
 /*
@@ -242,17 +244,29 @@ static const unsigned char RFC7515_A1_KEY[64] = {
     0xd3, 0xfb, 0x5a, 0x92, 0xd2, 0x06, 0x47, 0xef, 0x96, 0x8a, 0xb4, 0xc3, 0x77, 0x62, 0x3d, 0x22,
     0x3d, 0x2e, 0x21, 0x72, 0x05, 0x2e, 0x4f, 0x08, 0xc0, 0xcd, 0x9a, 0xf5, 0x67, 0xd0, 0x80, 0xa3};
 
-/* Verifies the NUL-terminated `token`; *why always set. `sub` starts dirty to show it is cleared. */
-static gw_jwt_result check_with(const char *token, const unsigned char *key, size_t key_len, int64_t now,
-                                char sub[CART_ID_MAX + 1], const char **why)
+/* Only the secret S32: what most HS256 tests verify with. */
+static const gw_jwt_keys HS_ONLY = {.secret = S32, .secret_len = S32_LEN};
+
+/* Verifies the NUL-terminated `token` with `keys`; *why always set. `sub` starts dirty to show
+ * it is cleared. */
+static gw_jwt_result verify_with(const char *token, const gw_jwt_keys *keys, int64_t now, char sub[CART_ID_MAX + 1],
+                                 const char **why)
 {
     strcpy(sub, "stale");
     *why = NULL;
-    gw_jwt_result r = gw_jwt_verify(token, strlen(token), key, key_len, now, sub, why);
+    gw_jwt_result r = gw_jwt_verify(token, strlen(token), keys, now, sub, why);
     ck_assert_ptr_nonnull(*why);
     if (r != GW_JWT_OK)
         ck_assert_str_eq(sub, "");
     return r;
+}
+
+/* The same with the HMAC key key[0..key_len) alone (NULL: HS256 refused). */
+static gw_jwt_result check_with(const char *token, const unsigned char *key, size_t key_len, int64_t now,
+                                char sub[CART_ID_MAX + 1], const char **why)
+{
+    gw_jwt_keys keys = {.secret = key, .secret_len = key_len};
+    return verify_with(token, &keys, now, sub, why);
 }
 
 /* The result of `token` under S32 at `now`, for the many cases that need nothing else. */
@@ -277,52 +291,11 @@ static const char *why_of(const char *token)
     return why;
 }
 
-/* For the size limits only, tokens are built here: unpadded base64url and HMAC-SHA256 by OpenSSL.
- * The vectors above pin down that gw_jwt_verify signs the same way. */
-static size_t b64url(const char *in, size_t len, char *out)
-{
-    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t n = 0, i = 0;
-
-    for (; i + 2 < len; i += 3) {
-        unsigned v =
-            (unsigned)(unsigned char)in[i] << 16 | (unsigned)(unsigned char)in[i + 1] << 8 | (unsigned char)in[i + 2];
-        out[n++] = abc[v >> 18 & 63];
-        out[n++] = abc[v >> 12 & 63];
-        out[n++] = abc[v >> 6 & 63];
-        out[n++] = abc[v & 63];
-    }
-    if (len - i == 1) {
-        unsigned v = (unsigned)(unsigned char)in[i] << 16;
-        out[n++] = abc[v >> 18 & 63];
-        out[n++] = abc[v >> 12 & 63];
-    } else if (len - i == 2) {
-        unsigned v = (unsigned)(unsigned char)in[i] << 16 | (unsigned)(unsigned char)in[i + 1] << 8;
-        out[n++] = abc[v >> 18 & 63];
-        out[n++] = abc[v >> 12 & 63];
-        out[n++] = abc[v >> 6 & 63];
-    }
-    out[n] = '\0';
-    return n;
-}
-
-/* A malloc'd token of header . payload signed with S32. */
+/* For the size limits only, tokens are built here (jose_fixture.c: base64url, and HMAC-SHA256
+ * by OpenSSL). The vectors above pin down that gw_jwt_verify signs the same way. */
 static char *make_token(const char *header, const char *payload)
 {
-    size_t hl = strlen(header), pl = strlen(payload);
-    char *t = malloc((hl + pl) * 4 / 3 + 64);
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int mac_len = 0;
-    size_t n;
-
-    ck_assert_ptr_nonnull(t);
-    n = b64url(header, hl, t);
-    t[n++] = '.';
-    n += b64url(payload, pl, t + n);
-    ck_assert_ptr_nonnull(HMAC(EVP_sha256(), S32, (int)S32_LEN, (unsigned char *)t, n, mac, &mac_len));
-    t[n++] = '.';
-    b64url((const char *)mac, mac_len, t + n);
-    return t;
+    return fx_hs256_token(header, payload, S32, S32_LEN);
 }
 
 #define HS256_JWT "{\"alg\":\"HS256\",\"typ\":\"JWT\"}"
@@ -345,8 +318,8 @@ START_TEST(test_valid)
     /* Only `len` bytes count: what follows is not part of the token. */
     char longer[sizeof VALID + 8];
     snprintf(longer, sizeof longer, "%s.extra", VALID);
-    ck_assert_int_eq(gw_jwt_verify(longer, strlen(VALID), S32, S32_LEN, NOW, sub, NULL), GW_JWT_OK);
-    ck_assert_int_eq(gw_jwt_verify(longer, strlen(longer), S32, S32_LEN, NOW, sub, NULL), GW_JWT_MALFORMED);
+    ck_assert_int_eq(gw_jwt_verify(longer, strlen(VALID), &HS_ONLY, NOW, sub, NULL), GW_JWT_OK);
+    ck_assert_int_eq(gw_jwt_verify(longer, strlen(longer), &HS_ONLY, NOW, sub, NULL), GW_JWT_MALFORMED);
 }
 END_TEST
 
@@ -363,8 +336,10 @@ START_TEST(test_secret_sizes)
     ck_assert_int_eq(check_with(VALID, S64, S64_LEN, NOW, sub, &why), GW_JWT_BAD_SIGNATURE);
     /* A key shorter than 32 bytes is the server's misconfiguration, even for a token it signed. */
     ck_assert_int_eq(check_with(SIGNED_S31, S32, S31_LEN, NOW, sub, &why), GW_JWT_INTERNAL);
-    ck_assert_int_eq(check_with(VALID, NULL, 0, NOW, sub, &why), GW_JWT_INTERNAL);
     ck_assert_str_eq(why, "server secret unusable");
+    /* No secret at all: HS256 is simply not accepted. */
+    ck_assert_int_eq(check_with(VALID, NULL, 0, NOW, sub, &why), GW_JWT_BAD_ALG);
+    ck_assert_str_eq(why, "alg HS256 not accepted here");
 }
 END_TEST
 
@@ -410,10 +385,11 @@ END_TEST
 START_TEST(test_alg)
 {
     ck_assert_int_eq(check(ALG_NONE), GW_JWT_BAD_ALG);
-    ck_assert_str_eq(why_of(ALG_NONE), "alg must be HS256");
+    ck_assert_str_eq(why_of(ALG_NONE), "alg must be HS256, RS256 or ES256");
     ck_assert_int_eq(check(ALG_NONE_SIGNED), GW_JWT_BAD_ALG);
     ck_assert_int_eq(check(ALG_HS512), GW_JWT_BAD_ALG);
     ck_assert_int_eq(check(ALG_RS256), GW_JWT_BAD_ALG);
+    ck_assert_str_eq(why_of(ALG_RS256), "alg RS256 not accepted here");
     ck_assert_int_eq(check(ALG_LOWER), GW_JWT_BAD_ALG);
     ck_assert_int_eq(check(ALG_MISSING), GW_JWT_BAD_ALG);
     ck_assert_int_eq(check(ALG_NUMBER), GW_JWT_BAD_ALG);
@@ -521,9 +497,9 @@ START_TEST(test_malformed_shape)
     char sub[CART_ID_MAX + 1];
     const char *why = NULL;
 
-    ck_assert_int_eq(gw_jwt_verify(NULL, 0, S32, S32_LEN, NOW, sub, &why), GW_JWT_MALFORMED);
+    ck_assert_int_eq(gw_jwt_verify(NULL, 0, &HS_ONLY, NOW, sub, &why), GW_JWT_MALFORMED);
     ck_assert_str_eq(why, "missing token");
-    ck_assert_int_eq(gw_jwt_verify("", 0, S32, S32_LEN, NOW, sub, NULL), GW_JWT_MALFORMED);
+    ck_assert_int_eq(gw_jwt_verify("", 0, &HS_ONLY, NOW, sub, NULL), GW_JWT_MALFORMED);
     ck_assert_int_eq(check("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9"), GW_JWT_MALFORMED);
     ck_assert_str_eq(why_of("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9"), "not three dot-separated parts");
     ck_assert_int_eq(check(VALID ".AAAA"), GW_JWT_MALFORMED); /* four parts */
@@ -535,7 +511,7 @@ START_TEST(test_malformed_shape)
     ck_assert_int_eq(check("eyJhbGciOiJIUzI1NiJ9..AAAA"), GW_JWT_MALFORMED);
     ck_assert_int_eq(check(" " VALID), GW_JWT_MALFORMED);
     ck_assert_int_eq(check(VALID " "), GW_JWT_MALFORMED);
-    ck_assert_int_eq(gw_jwt_verify(VALID, sizeof VALID, S32, S32_LEN, NOW, sub, NULL), GW_JWT_MALFORMED); /* NUL */
+    ck_assert_int_eq(gw_jwt_verify(VALID, sizeof VALID, &HS_ONLY, NOW, sub, NULL), GW_JWT_MALFORMED); /* NUL */
 }
 END_TEST
 
@@ -619,7 +595,7 @@ START_TEST(test_length_limit)
     t[10] = '.';
     t[20] = '.';
     t[huge] = '\0';
-    ck_assert_int_eq(gw_jwt_verify(t, huge, S32, S32_LEN, NOW, sub, NULL), GW_JWT_MALFORMED);
+    ck_assert_int_eq(gw_jwt_verify(t, huge, &HS_ONLY, NOW, sub, NULL), GW_JWT_MALFORMED);
     free(t);
 }
 END_TEST
@@ -676,6 +652,7 @@ START_TEST(test_result_names)
     ck_assert_str_eq(gw_jwt_result_name(GW_JWT_EXPIRED), "expired");
     ck_assert_str_eq(gw_jwt_result_name(GW_JWT_NOT_YET_VALID), "not_yet_valid");
     ck_assert_str_eq(gw_jwt_result_name(GW_JWT_BAD_CLAIMS), "bad_claims");
+    ck_assert_str_eq(gw_jwt_result_name(GW_JWT_UNKNOWN_KEY), "unknown_key");
     ck_assert_str_eq(gw_jwt_result_name(GW_JWT_INTERNAL), "internal");
     ck_assert_str_eq(gw_jwt_result_name((gw_jwt_result)99), "unknown");
 }
@@ -714,6 +691,345 @@ START_TEST(test_bearer)
 }
 END_TEST
 
+/* --- RS256 and ES256: keys made when the suite starts (jose_fixture.c), none in the repository --- */
+
+static EVP_PKEY *rsa_key, *ec_key, *rsa_other, *ec_other;
+static char *rsa_jwk; /* rsa_key's public JWK members, as an identity provider publishes them */
+static gw_jwks *jwks; /* {rsa-1: rsa_key, ec-1: ec_key} */
+
+#define RS_HDR   "{\"alg\":\"RS256\",\"typ\":\"JWT\",\"kid\":\"rsa-1\"}"
+#define ES_HDR   "{\"alg\":\"ES256\",\"typ\":\"JWT\",\"kid\":\"ec-1\"}"
+#define CLAIMS   "{\"sub\":\"u1\",\"exp\":2000000000}"
+#define ISSUER   "https://idp.example/realms/shop"
+#define AUDIENCE "cart-api"
+
+static void make_keys(void)
+{
+    char doc[8192], err[256];
+    char *ec_jwk;
+
+    rsa_key = fx_rsa_key(2048);
+    rsa_other = fx_rsa_key(2048);
+    ec_key = fx_ec_key();
+    ec_other = fx_ec_key();
+    rsa_jwk = fx_jwk_members(rsa_key);
+    ec_jwk = fx_jwk_members(ec_key);
+    snprintf(doc, sizeof doc,
+             "{\"keys\":[{\"kid\":\"rsa-1\",\"use\":\"sig\",\"alg\":\"RS256\",%s},{\"kid\":\"ec-1\",%s}]}", rsa_jwk,
+             ec_jwk);
+    free(ec_jwk);
+    jwks = gw_jwks_parse(doc, strlen(doc), err, sizeof err);
+    ck_assert_msg(jwks != NULL, "%s", err);
+}
+
+static void free_keys(void)
+{
+    gw_jwks_unref(jwks);
+    free(rsa_jwk);
+    EVP_PKEY_free(rsa_key);
+    EVP_PKEY_free(rsa_other);
+    EVP_PKEY_free(ec_key);
+    EVP_PKEY_free(ec_other);
+}
+
+/* Signs header . payload with `key`, verifies the token with `keys` at `now` and frees it. */
+static gw_jwt_result signed_at(const char *header, const char *payload, EVP_PKEY *key, const gw_jwt_keys *keys,
+                               int64_t now, const char **why)
+{
+    char sub[CART_ID_MAX + 1];
+    char *t = fx_token(header, payload, key);
+    gw_jwt_result r = verify_with(t, keys, now, sub, why);
+
+    if (r == GW_JWT_OK)
+        ck_assert_str_eq(sub, "u1");
+    free(t);
+    return r;
+}
+
+static gw_jwt_result signed_check(const char *header, const char *payload, EVP_PKEY *key, const gw_jwt_keys *keys,
+                                  const char **why)
+{
+    return signed_at(header, payload, key, keys, NOW, why);
+}
+
+/* header . payload with the signature sig[0..len), verified with `keys` at NOW. */
+static gw_jwt_result raw_sig_check(const char *header, const char *payload, const unsigned char *sig, size_t len,
+                                   const gw_jwt_keys *keys, const char **why)
+{
+    char sub[CART_ID_MAX + 1];
+    char *t = fx_signing_input(header, payload);
+    gw_jwt_result r;
+
+    fx_append_sig(t, sig, len);
+    r = verify_with(t, keys, NOW, sub, why);
+    free(t);
+    return r;
+}
+
+START_TEST(test_rs256_es256)
+{
+    gw_jwt_keys only = {.jwks = jwks}, both = {.secret = S32, .secret_len = S32_LEN, .jwks = jwks};
+    char sub[CART_ID_MAX + 1];
+    const char *why;
+
+    ck_assert_int_eq(gw_jwks_count(jwks), 2);
+    ck_assert_int_eq(signed_check(RS_HDR, CLAIMS, rsa_key, &only, &why), GW_JWT_OK);
+    ck_assert_str_eq(why, "ok");
+    ck_assert_int_eq(signed_check(ES_HDR, CLAIMS, ec_key, &only, &why), GW_JWT_OK);
+    ck_assert_int_eq(signed_check("{\"kid\":\"ec-1\",\"alg\":\"ES256\"}", CLAIMS, ec_key, &only, &why), GW_JWT_OK);
+    /* With the secret configured too, every token goes to its own key. */
+    ck_assert_int_eq(signed_check(RS_HDR, CLAIMS, rsa_key, &both, &why), GW_JWT_OK);
+    ck_assert_int_eq(signed_check(ES_HDR, CLAIMS, ec_key, &both, &why), GW_JWT_OK);
+    ck_assert_int_eq(verify_with(VALID, &both, NOW, sub, &why), GW_JWT_OK);
+    /* An HS256 token's kid is not looked at: it never sends the token to the JWKS. */
+    ck_assert_int_eq(verify_with(VALID_TYP_LOWER, &both, NOW, sub, &why), GW_JWT_OK);
+}
+END_TEST
+
+/* Changes one base64url character in the middle of the token's signature. */
+static void tamper(char *t)
+{
+    char *c = strrchr(t, '.') + 10;
+    *c = *c == 'A' ? 'B' : 'A';
+}
+
+START_TEST(test_asym_forged)
+{
+    gw_jwt_keys k = {.jwks = jwks};
+    char sub[CART_ID_MAX + 1];
+    const char *why;
+    EVP_PKEY *keys[] = {rsa_key, ec_key};
+    const char *headers[] = {RS_HDR, ES_HDR};
+
+    for (int i = 0; i < 2; i++) {
+        char *t = fx_token(headers[i], CLAIMS, keys[i]);
+        tamper(t);
+        ck_assert_int_eq(verify_with(t, &k, NOW, sub, &why), GW_JWT_BAD_SIGNATURE);
+        ck_assert_str_eq(why, "signature does not match");
+        /* The signature is checked before the claims: expired, but first of all forged. */
+        ck_assert_int_eq(verify_with(t, &k, EXP + 3600, sub, &why), GW_JWT_BAD_SIGNATURE);
+        free(t);
+
+        /* Another payload under the first one's signature. */
+        char *good = fx_token(headers[i], CLAIMS, keys[i]);
+        char *swapped = fx_signing_input(headers[i], "{\"sub\":\"u2\",\"exp\":2000000000}");
+        strcat(swapped, strrchr(good, '.'));
+        ck_assert_int_eq(verify_with(swapped, &k, NOW, sub, &why), GW_JWT_BAD_SIGNATURE);
+        free(swapped);
+        free(good);
+    }
+    /* Signed by another key under the same kid: a key rotated out, or a forger's. */
+    ck_assert_int_eq(signed_check(RS_HDR, CLAIMS, rsa_other, &k, &why), GW_JWT_BAD_SIGNATURE);
+    ck_assert_int_eq(signed_check(ES_HDR, CLAIMS, ec_other, &k, &why), GW_JWT_BAD_SIGNATURE);
+}
+END_TEST
+
+START_TEST(test_signature_lengths)
+{
+    gw_jwt_keys k = {.jwks = jwks};
+    unsigned char sig[FX_SIG_MAX + 1];
+    const char *why;
+    char *input = fx_signing_input(ES_HDR, CLAIMS);
+    size_t n;
+
+    /* ES256 is r || s, 64 bytes: OpenSSL's own DER encoding of the same signature is refused. */
+    n = fx_sign(ec_key, input, strlen(input), sig, true);
+    ck_assert_uint_ne(n, 64);
+    ck_assert_int_eq(raw_sig_check(ES_HDR, CLAIMS, sig, n, &k, &why), GW_JWT_BAD_SIGNATURE);
+    ck_assert_str_eq(why, "signature has the wrong length");
+    n = fx_sign(ec_key, input, strlen(input), sig, false);
+    ck_assert_int_eq(raw_sig_check(ES_HDR, CLAIMS, sig, n, &k, &why), GW_JWT_OK);
+    ck_assert_int_eq(raw_sig_check(ES_HDR, CLAIMS, sig, n - 1, &k, &why), GW_JWT_BAD_SIGNATURE);
+    ck_assert_str_eq(why, "signature has the wrong length");
+    sig[n] = 0;
+    ck_assert_int_eq(raw_sig_check(ES_HDR, CLAIMS, sig, n + 1, &k, &why), GW_JWT_BAD_SIGNATURE);
+    ck_assert_str_eq(why, "signature has the wrong length");
+    memset(sig, 0, 64); /* r = s = 0: never a valid signature */
+    ck_assert_int_eq(raw_sig_check(ES_HDR, CLAIMS, sig, 64, &k, &why), GW_JWT_BAD_SIGNATURE);
+    ck_assert_int_eq(raw_sig_check(ES_HDR, CLAIMS, sig, 0, &k, &why), GW_JWT_BAD_SIGNATURE);
+    ck_assert_str_eq(why, "signature missing");
+    free(input);
+
+    /* RS256: exactly the modulus's 256 bytes. */
+    input = fx_signing_input(RS_HDR, CLAIMS);
+    n = fx_sign(rsa_key, input, strlen(input), sig, false);
+    ck_assert_uint_eq(n, 256);
+    ck_assert_int_eq(raw_sig_check(RS_HDR, CLAIMS, sig, n, &k, &why), GW_JWT_OK);
+    ck_assert_int_eq(raw_sig_check(RS_HDR, CLAIMS, sig, n - 1, &k, &why), GW_JWT_BAD_SIGNATURE);
+    ck_assert_str_eq(why, "signature has the wrong length");
+    sig[n] = 0;
+    ck_assert_int_eq(raw_sig_check(RS_HDR, CLAIMS, sig, n + 1, &k, &why), GW_JWT_BAD_SIGNATURE);
+    memset(sig, 0xff, n); /* the right length, but larger than the modulus */
+    ck_assert_int_eq(raw_sig_check(RS_HDR, CLAIMS, sig, n, &k, &why), GW_JWT_BAD_SIGNATURE);
+    ck_assert_str_eq(why, "signature does not match");
+    free(input);
+}
+END_TEST
+
+START_TEST(test_kid)
+{
+    gw_jwt_keys k = {.jwks = jwks};
+    char long_kid[GW_JWK_KID_MAX + 64], header[GW_JWK_KID_MAX + 128];
+    const char *why;
+
+    ck_assert_int_eq(signed_check("{\"alg\":\"RS256\",\"kid\":\"rsa-2\"}", CLAIMS, rsa_key, &k, &why),
+                     GW_JWT_UNKNOWN_KEY);
+    ck_assert_str_eq(why, "unknown kid");
+    ck_assert_int_eq(signed_check("{\"alg\":\"RS256\",\"kid\":\"RSA-1\"}", CLAIMS, rsa_key, &k, &why),
+                     GW_JWT_UNKNOWN_KEY);
+    ck_assert_int_eq(signed_check("{\"alg\":\"ES256\",\"kid\":\"\"}", CLAIMS, ec_key, &k, &why), GW_JWT_UNKNOWN_KEY);
+    /* No kid: refused, even though the set holds one key of each algorithm (see jwt.h). */
+    ck_assert_int_eq(signed_check("{\"alg\":\"RS256\",\"typ\":\"JWT\"}", CLAIMS, rsa_key, &k, &why),
+                     GW_JWT_UNKNOWN_KEY);
+    ck_assert_str_eq(why, "kid missing");
+    ck_assert_int_eq(signed_check("{\"alg\":\"ES256\"}", CLAIMS, ec_key, &k, &why), GW_JWT_UNKNOWN_KEY);
+    ck_assert_int_eq(signed_check("{\"alg\":\"RS256\",\"kid\":1}", CLAIMS, rsa_key, &k, &why), GW_JWT_MALFORMED);
+    ck_assert_str_eq(why, "kid is not a string");
+    memset(long_kid, 'k', sizeof long_kid - 1);
+    long_kid[sizeof long_kid - 1] = '\0';
+    snprintf(header, sizeof header, "{\"alg\":\"RS256\",\"kid\":\"%s\"}", long_kid);
+    ck_assert_int_eq(signed_check(header, CLAIMS, rsa_key, &k, &why), GW_JWT_UNKNOWN_KEY);
+    /* A kid of a key of the other algorithm. */
+    ck_assert_int_eq(signed_check("{\"alg\":\"ES256\",\"kid\":\"rsa-1\"}", CLAIMS, ec_key, &k, &why), GW_JWT_BAD_ALG);
+    ck_assert_str_eq(why, "alg does not match the key's");
+    ck_assert_int_eq(signed_check("{\"alg\":\"RS256\",\"kid\":\"ec-1\"}", CLAIMS, rsa_key, &k, &why), GW_JWT_BAD_ALG);
+}
+END_TEST
+
+START_TEST(test_alg_confusion)
+{
+    gw_jwt_keys only = {.jwks = jwks}, both = {.secret = S32, .secret_len = S32_LEN, .jwks = jwks};
+    unsigned char mac[EVP_MAX_MD_SIZE * 2], *spki = NULL;
+    char sub[CART_ID_MAX + 1];
+    const char *why;
+    char *t;
+    int spki_len;
+
+    /* An RS256 or ES256 token where only the secret is configured, and HS256 where only the JWKS is. */
+    ck_assert_int_eq(signed_check(RS_HDR, CLAIMS, rsa_key, &HS_ONLY, &why), GW_JWT_BAD_ALG);
+    ck_assert_str_eq(why, "alg RS256 not accepted here");
+    ck_assert_int_eq(signed_check(ES_HDR, CLAIMS, ec_key, &HS_ONLY, &why), GW_JWT_BAD_ALG);
+    ck_assert_str_eq(why, "alg ES256 not accepted here");
+    ck_assert_int_eq(verify_with(VALID, &only, NOW, sub, &why), GW_JWT_BAD_ALG);
+    ck_assert_str_eq(why, "alg HS256 not accepted here");
+
+    /* A header that claims RS256 (or ES256) over an HMAC under the secret: the secret is never an
+     * RSA or EC key, so the signature is only ever checked against rsa-1. */
+    t = fx_hs256_token(RS_HDR, CLAIMS, S32, S32_LEN);
+    ck_assert_int_eq(verify_with(t, &both, NOW, sub, &why), GW_JWT_BAD_SIGNATURE);
+    free(t);
+    t = fx_hs256_token(ES_HDR, CLAIMS, S32, S32_LEN);
+    ck_assert_int_eq(verify_with(t, &both, NOW, sub, &why), GW_JWT_BAD_SIGNATURE);
+    free(t);
+    t = fx_signing_input(ES_HDR, CLAIMS);
+    ck_assert_ptr_nonnull(HMAC(EVP_sha256(), S32, (int)S32_LEN, (unsigned char *)t, strlen(t), mac, NULL));
+    memcpy(mac + 32, mac, 32); /* 64 bytes, the length of an ES256 signature */
+    fx_append_sig(t, mac, 64);
+    ck_assert_int_eq(verify_with(t, &both, NOW, sub, &why), GW_JWT_BAD_SIGNATURE);
+    ck_assert_str_eq(why, "signature does not match");
+    free(t);
+
+    /* The classic: HS256 keyed with the public key, as published (JWK) or as DER. The JWKS is
+     * never an HMAC key; with the secret configured, HS256 means that secret and nothing else. */
+    t = fx_hs256_token("{\"alg\":\"HS256\",\"kid\":\"rsa-1\"}", CLAIMS, rsa_jwk, strlen(rsa_jwk));
+    ck_assert_int_eq(verify_with(t, &both, NOW, sub, &why), GW_JWT_BAD_SIGNATURE);
+    ck_assert_int_eq(verify_with(t, &only, NOW, sub, &why), GW_JWT_BAD_ALG);
+    free(t);
+    spki_len = i2d_PUBKEY(rsa_key, &spki);
+    ck_assert_int_gt(spki_len, 0);
+    t = fx_hs256_token("{\"alg\":\"HS256\",\"kid\":\"rsa-1\"}", CLAIMS, spki, (size_t)spki_len);
+    ck_assert_int_eq(verify_with(t, &both, NOW, sub, &why), GW_JWT_BAD_SIGNATURE);
+    ck_assert_int_eq(verify_with(t, &only, NOW, sub, &why), GW_JWT_BAD_ALG);
+    free(t);
+    OPENSSL_free(spki);
+
+    /* alg none and other algorithms, with a kid of the set. */
+    t = fx_signing_input("{\"alg\":\"none\",\"kid\":\"rsa-1\"}", CLAIMS);
+    strcat(t, "."); /* unsigned */
+    ck_assert_int_eq(verify_with(t, &both, NOW, sub, &why), GW_JWT_BAD_ALG);
+    ck_assert_str_eq(why, "alg must be HS256, RS256 or ES256");
+    ck_assert_int_eq(verify_with(t, &only, NOW, sub, &why), GW_JWT_BAD_ALG);
+    free(t);
+    ck_assert_int_eq(signed_check("{\"alg\":\"rs256\",\"kid\":\"rsa-1\"}", CLAIMS, rsa_key, &both, &why),
+                     GW_JWT_BAD_ALG);
+    ck_assert_int_eq(signed_check("{\"alg\":\"PS256\",\"kid\":\"rsa-1\"}", CLAIMS, rsa_key, &both, &why),
+                     GW_JWT_BAD_ALG);
+    ck_assert_int_eq(signed_check("{\"alg\":\"ES384\",\"kid\":\"ec-1\"}", CLAIMS, ec_key, &both, &why), GW_JWT_BAD_ALG);
+}
+END_TEST
+
+/* A claims set for u1 with `extra` members. */
+static const char *claims_with(const char *extra, char *buf, size_t len)
+{
+    snprintf(buf, len, "{\"sub\":\"u1\",\"exp\":2000000000%s%s}", extra[0] ? "," : "", extra);
+    return buf;
+}
+
+START_TEST(test_issuer_audience)
+{
+    static const struct {
+        const char *extra; /* claims besides sub and exp */
+        const char *why;   /* the reason when both are checked; NULL: accepted */
+        bool iss_ok;       /* accepted with the issuer alone checked */
+    } cases[] = {
+        {"\"iss\":\"" ISSUER "\",\"aud\":\"" AUDIENCE "\"", NULL, true},
+        {"\"iss\":\"" ISSUER "\",\"aud\":[\"account\",\"" AUDIENCE "\"]", NULL, true},
+        {"\"iss\":\"" ISSUER "\",\"aud\":[\"" AUDIENCE "\"]", NULL, true},
+        {"\"iss\":\"" ISSUER "\",\"aud\":\"account\"", "wrong audience", true},
+        {"\"iss\":\"" ISSUER "\",\"aud\":\"" AUDIENCE " \"", "wrong audience", true},
+        {"\"iss\":\"" ISSUER "\",\"aud\":[\"account\",\"web\"]", "wrong audience", true},
+        {"\"iss\":\"" ISSUER "\",\"aud\":[]", "wrong audience", true},
+        {"\"iss\":\"" ISSUER "\",\"aud\":[\"" AUDIENCE "\",1]", "aud is not a string or an array of strings", true},
+        {"\"iss\":\"" ISSUER "\",\"aud\":1", "aud is not a string or an array of strings", true},
+        {"\"iss\":\"" ISSUER "\"", "aud missing", true},
+        {"\"iss\":\"https://idp.example/realms/other\",\"aud\":\"" AUDIENCE "\"", "wrong issuer", false},
+        {"\"iss\":\"" ISSUER "/\",\"aud\":\"" AUDIENCE "\"", "wrong issuer", false},
+        {"\"iss\":1,\"aud\":\"" AUDIENCE "\"", "iss is not a string", false},
+        {"\"aud\":\"" AUDIENCE "\"", "iss missing", false},
+    };
+    gw_jwt_keys checked = {.secret = S32, .secret_len = S32_LEN, .jwks = jwks, .issuer = ISSUER, .audience = AUDIENCE};
+    gw_jwt_keys iss_only = {.jwks = jwks, .issuer = ISSUER}, unchecked = {.jwks = jwks};
+    char payload[256], sub[CART_ID_MAX + 1];
+    const char *why;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *p = claims_with(cases[i].extra, payload, sizeof payload);
+        gw_jwt_result want = cases[i].why ? GW_JWT_BAD_CLAIMS : GW_JWT_OK;
+
+        ck_assert_int_eq(signed_check(RS_HDR, p, rsa_key, &checked, &why), want);
+        ck_assert_str_eq(why, cases[i].why ? cases[i].why : "ok");
+        ck_assert_int_eq(signed_check(ES_HDR, p, ec_key, &checked, &why), want);
+        /* The same rules for HS256 tokens. */
+        char *t = fx_hs256_token(HS256_JWT, p, S32, S32_LEN);
+        ck_assert_int_eq(verify_with(t, &checked, NOW, sub, &why), want);
+        free(t);
+        /* What is not configured is not checked. */
+        ck_assert_int_eq(signed_check(RS_HDR, p, rsa_key, &iss_only, &why),
+                         cases[i].iss_ok ? GW_JWT_OK : GW_JWT_BAD_CLAIMS);
+        ck_assert_int_eq(signed_check(RS_HDR, p, rsa_key, &unchecked, &why), GW_JWT_OK);
+    }
+}
+END_TEST
+
+START_TEST(test_asym_time)
+{
+    gw_jwt_keys k = {.jwks = jwks};
+    char payload[256];
+    const char *why;
+    int64_t nbf = EXP - 1000;
+
+    ck_assert_int_eq(signed_at(RS_HDR, CLAIMS, rsa_key, &k, EXP + GW_JWT_LEEWAY_S - 1, &why), GW_JWT_OK);
+    ck_assert_int_eq(signed_at(RS_HDR, CLAIMS, rsa_key, &k, EXP + GW_JWT_LEEWAY_S, &why), GW_JWT_EXPIRED);
+    ck_assert_int_eq(signed_at(ES_HDR, CLAIMS, ec_key, &k, EXP + GW_JWT_LEEWAY_S, &why), GW_JWT_EXPIRED);
+    claims_with("\"nbf\":1999999000", payload, sizeof payload);
+    ck_assert_int_eq(signed_at(RS_HDR, payload, rsa_key, &k, nbf - GW_JWT_LEEWAY_S - 1, &why), GW_JWT_NOT_YET_VALID);
+    ck_assert_int_eq(signed_at(ES_HDR, payload, ec_key, &k, nbf - GW_JWT_LEEWAY_S - 1, &why), GW_JWT_NOT_YET_VALID);
+    ck_assert_int_eq(signed_at(ES_HDR, payload, ec_key, &k, nbf - GW_JWT_LEEWAY_S, &why), GW_JWT_OK);
+    ck_assert_int_eq(signed_check(RS_HDR, "{\"sub\":\"u1\"}", rsa_key, &k, &why), GW_JWT_BAD_CLAIMS);
+    ck_assert_str_eq(why, "exp missing");
+}
+END_TEST
+
 static Suite *jwt_suite(void)
 {
     Suite *s = suite_create("jwt");
@@ -734,6 +1050,16 @@ static Suite *jwt_suite(void)
     tcase_add_test(tc, test_depth_limit);
     tcase_add_test(tc, test_result_names);
     tcase_add_test(tc, test_bearer);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("rs256_es256");
+    tcase_add_unchecked_fixture(tc, make_keys, free_keys);
+    tcase_add_test(tc, test_rs256_es256);
+    tcase_add_test(tc, test_asym_forged);
+    tcase_add_test(tc, test_signature_lengths);
+    tcase_add_test(tc, test_kid);
+    tcase_add_test(tc, test_alg_confusion);
+    tcase_add_test(tc, test_issuer_audience);
+    tcase_add_test(tc, test_asym_time);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,4 +1,5 @@
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,6 +73,9 @@ START_TEST(test_methods_and_allow)
     ck_assert_str_eq(r.name, "options");
     ck_assert_str_eq(match("OPTIONS", "/v1/carts").allow, "POST, OPTIONS");
     ck_assert_int_eq(match("OPTIONS", "/v1/carts/u1/checkout").id, GW_R_OPTIONS);
+    r = match("OPTIONS", "/v1/carts/u1/merge");
+    ck_assert_int_eq(r.id, GW_R_OPTIONS);
+    ck_assert_str_eq(r.allow, "POST, OPTIONS");
     ck_assert_int_eq(match("OPTIONS", "/v1/carts/bad$id").id, GW_R_OPTIONS); /* ids are the real request's business */
     ck_assert_int_eq(match("OPTIONS", "/healthz").id, GW_R_BAD_METHOD);
     ck_assert_int_eq(match("OPTIONS", "/v1/other").id, GW_R_NOT_FOUND);
@@ -163,6 +167,48 @@ START_TEST(test_prefixes)
 }
 END_TEST
 
+START_TEST(test_write_targets)
+{
+    static const char *const writes[][3] = {
+        /* request method, request target, the route's method and path */
+        {"POST", "/v1/carts", "/v1/carts"},
+        {"DELETE", "/v1/carts/u%3A1", "/v1/carts/u:1"},
+        {"POST", "/v1/carts/u1/items?x=%41", "/v1/carts/u1/items"},
+        {"PUT", "https://h:8443/v1/carts/u1/items/%41-1", "/v1/carts/u1/items/A-1"},
+        {"DELETE", "/v1/carts/u1/items/A1", "/v1/carts/u1/items/A1"},
+        {"POST", "/v1/carts/u1/checkout", "/v1/carts/u1/checkout"},
+        {"POST", "/v1/carts/u%3A1/merge?x=1", "/v1/carts/u:1/merge"},
+    };
+    static const char *const others[][2] = {
+        {"GET", "/v1/carts/u1"}, {"OPTIONS", "/v1/carts"},          {"PATCH", "/v1/carts/u1"}, {"GET", "/healthz"},
+        {"GET", "/x"},           {"OPTIONS", "/v1/carts/u1/merge"},
+    };
+    char path[GW_ROUTE_PATH_MAX], longest[GW_ROUTE_PATH_MAX + 8];
+    const char *method = NULL;
+    gw_route r;
+
+    for (size_t i = 0; i < sizeof writes / sizeof writes[0]; i++) {
+        r = match(writes[i][0], writes[i][1]);
+        ck_assert_int_eq(gw_route_write_target(&r, &method, path), 0);
+        ck_assert_str_eq(method, writes[i][0]);
+        ck_assert_str_eq(path, writes[i][2]);
+    }
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        r = match(others[i][0], others[i][1]);
+        method = NULL;
+        strcpy(path, "untouched");
+        ck_assert_int_eq(gw_route_write_target(&r, &method, path), -1);
+        ck_assert_ptr_null(method);
+        ck_assert_str_eq(path, "untouched");
+    }
+    /* The longest ids fit. */
+    snprintf(longest, sizeof longest, "/v1/carts/%064d/items/%064d", 1, 2);
+    r = match("PUT", longest);
+    ck_assert_int_eq(gw_route_write_target(&r, &method, path), 0);
+    ck_assert_str_eq(path, longest);
+}
+END_TEST
+
 static Suite *route_suite(void)
 {
     Suite *s = suite_create("route");
@@ -173,6 +219,7 @@ static Suite *route_suite(void)
     tcase_add_test(tc, test_not_found_and_bad_ids);
     tcase_add_test(tc, test_percent_decoding);
     tcase_add_test(tc, test_prefixes);
+    tcase_add_test(tc, test_write_targets);
     suite_add_tcase(s, tc);
     return s;
 }

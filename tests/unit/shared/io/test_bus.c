@@ -5,13 +5,26 @@
 
 #include "cartshard/bus.h"
 
+/* A reply to send: event `id`, `status`, `detail`, `version`; the rest zero. */
+static cart_bus_reply reply_of(const char *id, int status, const char *detail, int64_t version)
+{
+    cart_bus_reply r;
+
+    memset(&r, 0, sizeof r);
+    snprintf(r.event_id, sizeof r.event_id, "%s", id);
+    r.status = status;
+    snprintf(r.detail, sizeof r.detail, "%s", detail);
+    r.version = version;
+    return r;
+}
+
 START_TEST(test_reply_roundtrip)
 {
     natsMsg *m = NULL;
-    cart_bus_reply r;
+    cart_bus_reply r, out = reply_of("ev-1", 201, "", 3);
     const char *v = NULL;
 
-    ck_assert_int_eq(cart_bus_reply_new(&m, "_CARTSHARD.reply.g1.0", "ev-1", 201, "", "{\"version\":3}", 3), NATS_OK);
+    ck_assert_int_eq(cart_bus_reply_new(&m, "_CARTSHARD.reply.g1.0", &out, "{\"version\":3}"), NATS_OK);
     ck_assert_str_eq(natsMsg_GetSubject(m), "_CARTSHARD.reply.g1.0");
     ck_assert_int_eq(natsMsg_GetDataLength(m), 13);
     ck_assert_int_eq(memcmp(natsMsg_GetData(m), "{\"version\":3}", 13), 0);
@@ -29,10 +42,18 @@ START_TEST(test_reply_roundtrip)
     ck_assert_int_eq(r.status, 201);
     ck_assert_str_eq(r.detail, "");
     ck_assert_int_eq(r.version, 3);
+    /* A first answer without a fingerprint: no replay, no fingerprint, no problem headers. */
+    ck_assert(!r.replayed);
+    ck_assert(!r.key_reused);
+    ck_assert_str_eq(r.fingerprint, "");
+    ck_assert_int_eq(natsMsgHeader_Get(m, "Cart-Replayed", &v), NATS_NOT_FOUND);
+    ck_assert_int_eq(natsMsgHeader_Get(m, "Cart-Fingerprint", &v), NATS_NOT_FOUND);
+    ck_assert_int_eq(natsMsgHeader_Get(m, "Cart-Problem", &v), NATS_NOT_FOUND);
     natsMsg_Destroy(m);
 
     m = NULL;
-    ck_assert_int_eq(cart_bus_reply_new(&m, "s", "ev-2", 409, "cart is checked out", NULL, 5), NATS_OK);
+    out = reply_of("ev-2", 409, "cart is checked out", 5);
+    ck_assert_int_eq(cart_bus_reply_new(&m, "s", &out, NULL), NATS_OK);
     ck_assert_int_eq(natsMsg_GetDataLength(m), 0);
     ck_assert_int_eq(cart_bus_reply_read(m, &r), CART_OK);
     ck_assert_int_eq(r.status, 409);
@@ -59,6 +80,59 @@ static natsMsg *with_headers(const char *id, const char *status, const char *det
     return m;
 }
 
+START_TEST(test_reply_repeats)
+{
+    natsMsg *m = NULL;
+    cart_bus_reply r, out = reply_of("idem-1", 200, "", 4);
+    const char *v = NULL;
+
+    /* A replay carries the first outcome's fingerprint. */
+    out.replayed = true;
+    memset(out.fingerprint, 'a', CART_FINGERPRINT_MAX);
+    ck_assert_int_eq(cart_bus_reply_new(&m, "s", &out, "{\"version\":4}"), NATS_OK);
+    ck_assert_int_eq(natsMsgHeader_Get(m, "Cart-Replayed", &v), NATS_OK);
+    ck_assert_str_eq(v, "true");
+    ck_assert_int_eq(natsMsgHeader_Get(m, "Cart-Fingerprint", &v), NATS_OK);
+    ck_assert_uint_eq(strlen(v), CART_FINGERPRINT_MAX);
+    ck_assert_int_eq(cart_bus_reply_read(m, &r), CART_OK);
+    ck_assert(r.replayed);
+    ck_assert(!r.key_reused);
+    ck_assert_str_eq(r.fingerprint, out.fingerprint);
+    natsMsg_Destroy(m);
+
+    /* A refused reuse names its problem type. */
+    m = NULL;
+    out = reply_of("idem-1", 422, "reused", 0);
+    out.key_reused = true;
+    strcpy(out.fingerprint, "f1");
+    ck_assert_int_eq(cart_bus_reply_new(&m, "s", &out, NULL), NATS_OK);
+    ck_assert_int_eq(natsMsgHeader_Get(m, "Cart-Problem", &v), NATS_OK);
+    ck_assert_str_eq(v, "idempotency-key-reused");
+    ck_assert_int_eq(natsMsgHeader_Get(m, "Cart-Replayed", &v), NATS_NOT_FOUND);
+    ck_assert_int_eq(cart_bus_reply_read(m, &r), CART_OK);
+    ck_assert(r.key_reused);
+    ck_assert(!r.replayed);
+    ck_assert_str_eq(r.fingerprint, "f1");
+    natsMsg_Destroy(m);
+
+    /* Values other than the ones sent read as their defaults; an overlong fingerprint as none. */
+    m = NULL;
+    ck_assert_int_eq(natsMsg_Create(&m, "s", NULL, "", 0), NATS_OK);
+    ck_assert_int_eq(natsMsgHeader_Set(m, "Cart-Event-Id", "e"), NATS_OK);
+    ck_assert_int_eq(natsMsgHeader_Set(m, "Cart-Status", "200"), NATS_OK);
+    ck_assert_int_eq(natsMsgHeader_Set(m, "Cart-Replayed", "yes"), NATS_OK);
+    ck_assert_int_eq(natsMsgHeader_Set(m, "Cart-Problem", "limit-exceeded"), NATS_OK);
+    ck_assert_int_eq(
+        natsMsgHeader_Set(m, "Cart-Fingerprint", "0123456789012345678901234567890123456789012345678901234567890123x"),
+        NATS_OK);
+    ck_assert_int_eq(cart_bus_reply_read(m, &r), CART_OK);
+    ck_assert(!r.replayed);
+    ck_assert(!r.key_reused);
+    ck_assert_str_eq(r.fingerprint, "");
+    natsMsg_Destroy(m);
+}
+END_TEST
+
 START_TEST(test_reply_refused)
 {
     static const struct {
@@ -82,6 +156,8 @@ START_TEST(test_reply_of_an_earlier_worker)
     /* Without Cart-Version the gateway reads the version from the cart. */
     ck_assert_int_eq(cart_bus_reply_read(m, &r), CART_OK);
     ck_assert_int_eq(r.version, 0);
+    ck_assert(!r.replayed);
+    ck_assert_str_eq(r.fingerprint, "");
     natsMsg_Destroy(m);
 }
 END_TEST
@@ -119,6 +195,7 @@ static Suite *bus_suite(void)
     Suite *s = suite_create("bus");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_reply_roundtrip);
+    tcase_add_test(tc, test_reply_repeats);
     tcase_add_test(tc, test_reply_refused);
     tcase_add_test(tc, test_reply_of_an_earlier_worker);
     tcase_add_test(tc, test_reply_truncates);
