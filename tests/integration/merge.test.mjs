@@ -188,6 +188,38 @@ describe('POST /v1/carts/{user_id}/merge', OPTS, () => {
   });
 });
 
+describe('a merge with an Idempotency-Key', OPTS, () => {
+  test('a repeat is the first merge again, whatever its from_token; another merge under the key is 422', OPTS, async () => {
+    const { guest, user } = pair('idem');
+    await fill(guest, { A: 1 });
+    const key = `merge-${guest}`;
+    const headers = { 'Idempotency-Key': key };
+    const first = await merge(user, { from: guest, strategy: 'sum', from_token: 't1' }, { headers });
+    assert.deepEqual(linesOf(assertCartResponse(first, { user, items: [{ sku: 'A', quantity: 1 }] })), { A: 1 });
+    assert.equal(first.headers.get('idempotent-replayed'), null);
+    // The same merge with another (unchecked here) from_token and its members reordered.
+    const again = await merge(user, { from_token: 't2', strategy: 'sum', from: guest }, { headers });
+    assert.equal(again.status, 202, again.text);
+    assert.equal(again.headers.get('idempotent-replayed'), 'true');
+    for (const other of [
+      { from: guest, strategy: 'max' },
+      { from: guest },
+    ]) {
+      const res = await merge(user, other, { headers });
+      assertProblem(res, 422);
+      assert.equal(res.json.type, 'urn:cartshard:problem:idempotency-key-reused');
+    }
+    const cart = await http('GET', `/v1/carts/${user}`);
+    assert.deepEqual(linesOf(cart.json), { A: 1 }, 'applied once');
+  });
+
+  test('OPTIONS on the merge path answers POST, OPTIONS', OPTS, async () => {
+    const res = await http('OPTIONS', `/v1/carts/${uniqueUser('opt')}/merge`);
+    assert.equal(res.status, 204);
+    assert.equal(res.headers.get('allow'), 'POST, OPTIONS');
+  });
+});
+
 describe('merge with auth on', OPTS, () => {
   const SECRET = 'merge-test-secret-of-at-least-32-bytes!';
   const token = (sub) => signJwt(SECRET, { sub, exp: Math.floor(Date.now() / 1000) + 300 });
