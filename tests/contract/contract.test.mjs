@@ -26,7 +26,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
@@ -408,12 +408,16 @@ describe('outside tools: Portman and newman, Prism, raw sockets', { timeout: 240
 
   test('raw sockets: what neither tool sends', async (t) => {
     // The user's cart, and its ETag, for the list cases.
+    writeFileSync(`${OUT}/raw.log`, '');
     const made = await http('POST', `/v1/carts/${user}/items`, { body: { sku: 'A1', quantity: 1 } });
     assert.equal(made.status, 200, made.text);
     for (const [name, make, want, opts] of rawCases) {
       const etag = (await http('GET', `/v1/carts/${user}`)).headers.get('etag')?.replace(/"/g, '') ?? '0';
-      const { statuses, text } = await rawExchange(GATEWAY_URL, make().replace('{ETAG}', etag), opts);
+      const sent = make().replace('{ETAG}', etag);
+      const { statuses, text } = await rawExchange(GATEWAY_URL, sent, opts);
       const head = text.split('\r\n\r\n')[0].slice(0, 400);
+      // Every exchange, cut short, for whoever reads a failure (build/contract/raw.log).
+      appendFileSync(`${OUT}/raw.log`, `### ${name}\n${sent.slice(0, 600)}\n--->\n${text.slice(0, 800)}\n\n`);
       await t.test(`${name}: no 5xx`, () => {
         assert.ok(statuses.every((s) => s < 500), `${statuses.join(', ')}\n${head}`);
       });
