@@ -1,6 +1,6 @@
 /*
  * apply.c: a batch of events applied in one transaction. The events are decoded (an undecodable
- * one, or one for another partition, goes to the DLQ), the batch reads what it builds on (prior
+ * one, one outside its domain, or one for another partition, goes to the DLQ), the batch reads what it builds on (prior
  * answers, the latest carts, into the working set), applies every event in memory and writes the
  * net effect (core/batch.c), the offsets and the COMMIT. A write the shard refuses redoes the batch
  * event by event to find the event at fault, which is dead-lettered. After the commit, relay.c
@@ -19,10 +19,12 @@
 #include "cartshard/partition.h"
 #include "runner_internal.h"
 
-/* Decodes every item; an undecodable one or one for another partition is marked for the DLQ. */
+/* Decodes every item; an undecodable one, one outside its domain (its quantity: the decoder checks
+ * the rest) or one for another partition is marked for the DLQ. */
 static void decode_items(cs_shard *sh, cs_item *items, size_t n)
 {
     uint32_t parts = sh->w->cfg->partitions;
+    int32_t max_quantity = sh->w->cfg->max_quantity;
 
     for (size_t i = 0; i < n; i++) {
         cs_item *it = &items[i];
@@ -31,7 +33,8 @@ static void decode_items(cs_shard *sh, cs_item *items, size_t n)
         const char *reply_to = NULL;
         char err[200] = "";
 
-        if (cart_event_decode(data ? data : "", (size_t)len, &it->ev, err, sizeof err) != CART_OK) {
+        if (cart_event_decode(data ? data : "", (size_t)len, &it->ev, err, sizeof err) != CART_OK ||
+            cart_event_check_quantity(&it->ev, max_quantity, err, sizeof err) != CART_OK) {
             snprintf(it->dlq_reason, sizeof it->dlq_reason, "invalid event: %s", err);
             continue;
         }

@@ -311,10 +311,15 @@ START_TEST(test_if_match_details)
     ck_assert_str_eq(out.detail, "the cart's version is 2, not 1");
     ck_assert_int_eq(cart_find_line(&c, "A1")->quantity, 1);
 
-    /* A precondition is checked before limits. */
-    ev.quantity = 5000;
+    /* A precondition is checked before limits... */
+    ev.expected_version = 1;
+    ev.quantity = 999;
     out = apply(&c, ev, T1, ID1);
     ck_assert_int_eq(out.status, CART_ERR_PRECONDITION);
+    /* ...but after the event's own domain: a malformed event is refused as such (400). */
+    ev.quantity = 5000;
+    out = apply(&c, ev, T1, ID1);
+    ck_assert_int_eq(out.status, CART_ERR_INVALID);
     cart_cleanup(&c);
 }
 END_TEST
@@ -369,16 +374,18 @@ START_TEST(test_add_limits)
     cart_outcome out;
     static const int64_t bad[] = {0, -1, 1000, INT32_MAX, (int64_t)INT32_MAX + 1, INT64_MAX, INT64_MIN, -999};
 
+    /* A quantity outside 1..max is outside the event's domain: a worker dead-letters such an event
+     * (cart_event_check_quantity) and the model refuses it as malformed. */
     cart_init(&c, "u1");
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         out = apply(&c, ev_of(CART_EV_ITEM_ADDED, "A1", bad[i]), T1, ID1);
-        ck_assert_int_eq(out.status, CART_ERR_LIMIT);
-        ck_assert_int_eq(out.http_status, 422);
+        ck_assert_int_eq(out.status, CART_ERR_INVALID);
+        ck_assert_int_eq(out.http_status, 400);
         ck_assert(!out.changed && !out.created);
         ck_assert_int_eq(c.state, CART_NONE); /* no cart was created */
     }
     out = apply(&c, ev_of(CART_EV_ITEM_ADDED, "A1", 1000), T1, ID1);
-    ck_assert_str_eq(out.detail, "quantity 1000 is not in 1..999");
+    ck_assert_str_eq(out.detail, "data.quantity: expected an integer from 1 to 999");
 
     out = apply(&c, ev_of(CART_EV_ITEM_ADDED, "A1", 999), T1, ID1);
     ck_assert_int_eq(out.status, CART_OK);
@@ -398,8 +405,8 @@ START_TEST(test_add_limits)
     snap(&before, &c);
     ck_assert_int_eq(apply(&c, ev_of(CART_EV_ITEM_ADDED, "A1", 500), T1, ID1).status, CART_ERR_LIMIT);
     assert_same(&before, &c);
-    /* Near the top of int32: no overflow. */
-    ck_assert_int_eq(apply(&c, ev_of(CART_EV_ITEM_ADDED, "A1", INT64_MAX - 100), T1, ID1).status, CART_ERR_LIMIT);
+    /* Near the top of int64: no overflow. */
+    ck_assert_int_eq(apply(&c, ev_of(CART_EV_ITEM_ADDED, "A1", INT64_MAX - 100), T1, ID1).status, CART_ERR_INVALID);
     assert_same(&before, &c);
     cart_cleanup(&c);
 }
@@ -415,17 +422,17 @@ START_TEST(test_set_limits)
     static const int64_t bad[] = {-1, 1000, INT64_MAX, INT64_MIN, (int64_t)INT32_MAX + 1};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         out = apply(&c, ev_of(CART_EV_ITEM_QUANTITY_SET, "A1", bad[i]), T1, ID1);
-        ck_assert_int_eq(out.status, CART_ERR_LIMIT);
-        ck_assert_int_eq(out.http_status, 422);
+        ck_assert_int_eq(out.status, CART_ERR_INVALID);
+        ck_assert_int_eq(out.http_status, 400);
         ck_assert_int_eq(c.state, CART_NONE);
     }
     out = apply(&c, ev_of(CART_EV_ITEM_QUANTITY_SET, "A1", -1), T1, ID1);
-    ck_assert_str_eq(out.detail, "quantity -1 is not in 0..999");
+    ck_assert_str_eq(out.detail, "data.quantity: expected an integer from 0 to 999");
 
     ck_assert_int_eq(apply(&c, ev_of(CART_EV_ITEM_QUANTITY_SET, "A1", 999), T1, ID1).status, CART_OK);
     ck_assert_int_eq(cart_find_line(&c, "A1")->quantity, 999);
     snap(&before, &c);
-    ck_assert_int_eq(apply(&c, ev_of(CART_EV_ITEM_QUANTITY_SET, "A1", 1000), T2, ID1).status, CART_ERR_LIMIT);
+    ck_assert_int_eq(apply(&c, ev_of(CART_EV_ITEM_QUANTITY_SET, "A1", 1000), T2, ID1).status, CART_ERR_INVALID);
     assert_same(&before, &c);
 
     /* Setting what the line has is a no-op: no version bump. */
@@ -450,7 +457,7 @@ START_TEST(test_custom_limits)
     cart_outcome out;
 
     cart_init(&c, "u1");
-    ck_assert_int_eq(apply_lim(&c, ev_of(CART_EV_ITEM_ADDED, "A", 6), &lim, T1, ID1).status, CART_ERR_LIMIT);
+    ck_assert_int_eq(apply_lim(&c, ev_of(CART_EV_ITEM_ADDED, "A", 6), &lim, T1, ID1).status, CART_ERR_INVALID);
     ck_assert_int_eq(apply_lim(&c, ev_of(CART_EV_ITEM_ADDED, "A", 5), &lim, T1, ID1).status, CART_OK);
     ck_assert_int_eq(apply_lim(&c, ev_of(CART_EV_ITEM_ADDED, "B", 1), &lim, T1, ID1).status, CART_OK);
     out = apply_lim(&c, ev_of(CART_EV_ITEM_ADDED, "C", 1), &lim, T1, ID1);

@@ -10,10 +10,11 @@
 #define CID "6f1c2a9e-0d3b-4c51-9a77-0e2f3d4c5b6a"
 
 /* The example cart of docs/reference/api.md (The cart). */
-static const char EXAMPLE[] = "{\"user_id\":\"u1\",\"cart_id\":\"" CID "\",\"status\":\"active\",\"version\":3,"
-                              "\"items\":[{\"sku\":\"A1\",\"quantity\":2},{\"sku\":\"B7\",\"quantity\":1}],"
-                              "\"item_count\":3,\"created_at\":\"2026-11-22T10:00:00Z\","
-                              "\"updated_at\":\"2026-11-22T10:01:02Z\"}";
+static const char EXAMPLE[] =
+    "{\"user_id\":\"u1\",\"cart_id\":\"" CID "\",\"status\":\"active\",\"version\":3,"
+    "\"items\":[{\"sku\":\"A1\",\"quantity\":2},{\"sku\":\"B7\",\"quantity\":1}],"
+    "\"item_count\":3,\"currency\":null,\"subtotal\":0,\"created_at\":\"2026-11-22T10:00:00Z\","
+    "\"updated_at\":\"2026-11-22T10:01:02Z\"}";
 
 static void example_cart(cart *c)
 {
@@ -132,10 +133,11 @@ START_TEST(test_change_to_json)
     example_cart(&c);
     s = cart_change_to_json(&c, "idem-\"q\"\\1", "cart.item_added", 17, 1795341662345LL, &len);
     ck_assert_ptr_nonnull(s);
-    ck_assert_str_eq(s, "{\"event_id\":\"idem-\\\"q\\\"\\\\1\",\"type\":\"cart.item_added\",\"user_id\":\"u1\","
-                        "\"cart_id\":\"" CID "\",\"version\":3,\"status\":\"active\",\"partition\":17,"
-                        "\"items\":[{\"sku\":\"A1\",\"quantity\":2},{\"sku\":\"B7\",\"quantity\":1}],"
-                        "\"item_count\":3,\"applied_at\":\"2026-11-22T10:01:02.345Z\"}");
+    ck_assert_str_eq(s,
+                     "{\"event_id\":\"idem-\\\"q\\\"\\\\1\",\"type\":\"cart.item_added\",\"user_id\":\"u1\","
+                     "\"cart_id\":\"" CID "\",\"version\":3,\"status\":\"active\",\"partition\":17,"
+                     "\"items\":[{\"sku\":\"A1\",\"quantity\":2},{\"sku\":\"B7\",\"quantity\":1}],"
+                     "\"item_count\":3,\"currency\":null,\"subtotal\":0,\"applied_at\":\"2026-11-22T10:01:02.345Z\"}");
     ck_assert_uint_eq(len, strlen(s));
     /* The same members as the cart's own JSON, as jansson reads both. */
     doc = json_loads(s, 0, NULL);
@@ -252,7 +254,7 @@ START_TEST(test_to_json_states)
     s = cart_to_json(&c, NULL);
     ck_assert_str_eq(s, "{\"user_id\":\"u1\",\"cart_id\":\"" CID "\",\"status\":\"checked_out\",\"version\":3,"
                         "\"items\":[{\"sku\":\"A1\",\"quantity\":2},{\"sku\":\"B7\",\"quantity\":1}],"
-                        "\"item_count\":3,\"created_at\":\"2026-11-22T10:00:00Z\","
+                        "\"item_count\":3,\"currency\":null,\"subtotal\":0,\"created_at\":\"2026-11-22T10:00:00Z\","
                         "\"updated_at\":\"2026-11-22T10:01:02.345Z\"}");
     free(s);
 
@@ -262,9 +264,10 @@ START_TEST(test_to_json_states)
     c.state = CART_DELETED;
     c.version = 9;
     s = cart_to_json(&c, NULL);
-    ck_assert_str_eq(s, "{\"user_id\":\"u1\",\"cart_id\":\"" CID "\",\"status\":\"deleted\",\"version\":9,"
-                        "\"items\":[],\"item_count\":0,\"created_at\":\"2026-11-22T10:00:00Z\","
-                        "\"updated_at\":\"2026-11-22T10:01:02Z\"}");
+    ck_assert_str_eq(
+        s, "{\"user_id\":\"u1\",\"cart_id\":\"" CID "\",\"status\":\"deleted\",\"version\":9,"
+           "\"items\":[],\"item_count\":0,\"currency\":null,\"subtotal\":0,\"created_at\":\"2026-11-22T10:00:00Z\","
+           "\"updated_at\":\"2026-11-22T10:01:02Z\"}");
     free(s);
     cart_cleanup(&c);
 
@@ -275,7 +278,7 @@ START_TEST(test_to_json_states)
     s = cart_to_json(&c, NULL);
     ck_assert_str_eq(s, "{\"user_id\":\"u1\",\"cart_id\":\"" CID "\",\"status\":\"expired\",\"version\":4,"
                         "\"items\":[{\"sku\":\"A1\",\"quantity\":2},{\"sku\":\"B7\",\"quantity\":1}],"
-                        "\"item_count\":3,\"created_at\":\"2026-11-22T10:00:00Z\","
+                        "\"item_count\":3,\"currency\":null,\"subtotal\":0,\"created_at\":\"2026-11-22T10:00:00Z\","
                         "\"updated_at\":\"2026-11-22T10:01:02Z\"}");
     cart back;
     cart_init(&back, "u1");
@@ -313,7 +316,8 @@ START_TEST(test_from_json_example)
     cart_init(&c, "");
     ck_assert_int_eq(from_json(&c, " {\"user_id\" : \"u1\", \"cart_id\":\"" CID "\",\"status\":\"active\","
                                    "\"version\":3,\"items\":[ {\"quantity\":2,\"sku\":\"A1\"},{\"sku\":\"B7\","
-                                   "\"quantity\":1}],\"item_count\":3,\"created_at\":\"2026-11-22T11:00:00+01:00\","
+                                   "\"quantity\":1}],\"item_count\":3,\"currency\":null,\"subtotal\":0,\"created_at\":"
+                                   "\"2026-11-22T11:00:00+01:00\","
                                    "\"updated_at\":\"2026-11-22T10:01:02.000Z\"}\n"),
                      CART_OK);
     assert_cart_eq(&c, &want);
@@ -359,8 +363,8 @@ END_TEST
 
 START_TEST(test_from_json_missing_and_extra)
 {
-    static const char *const keys[] = {"user_id", "cart_id",    "status",     "version",
-                                       "items",   "item_count", "created_at", "updated_at"};
+    static const char *const keys[] = {"user_id",    "cart_id",  "status",   "version",    "items",
+                                       "item_count", "currency", "subtotal", "created_at", "updated_at"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         expect_variant_invalid(-1, keys[i], NULL);
     expect_variant_invalid(0, "sku", NULL);
@@ -373,14 +377,16 @@ END_TEST
 START_TEST(test_from_json_wrong_types)
 {
     static const char *const anything[] = {"null", "true", "1", "1.5", "\"x\"", "[]", "{}"};
-    static const char *const keys[] = {"user_id", "cart_id",    "status",     "version",
-                                       "items",   "item_count", "created_at", "updated_at"};
+    static const char *const keys[] = {"user_id",    "cart_id",  "status",   "version",    "items",
+                                       "item_count", "currency", "subtotal", "created_at", "updated_at"};
     for (size_t i = 0; i < sizeof anything / sizeof anything[0]; i++) {
         for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
-            /* 1 is a fine version and "x" a fine user_id. ([] is a valid items array, but then
+            /* 1 is a fine version, "x" a fine user_id, null the currency of a cart without prices.
+             * ([] is a valid items array, but then
              * item_count 3 is wrong; a first sku "x" sorts after "B7".) */
             if ((strcmp(keys[k], "version") == 0 && strcmp(anything[i], "1") == 0) ||
-                (strcmp(keys[k], "user_id") == 0 && strcmp(anything[i], "\"x\"") == 0))
+                (strcmp(keys[k], "user_id") == 0 && strcmp(anything[i], "\"x\"") == 0) ||
+                (strcmp(keys[k], "currency") == 0 && strcmp(anything[i], "null") == 0))
                 continue;
             expect_variant_invalid(-1, keys[k], anything[i]);
         }
@@ -460,7 +466,8 @@ END_TEST
 START_TEST(test_from_json_items_order)
 {
     const char *head = "{\"user_id\":\"u1\",\"cart_id\":\"" CID "\",\"status\":\"active\",\"version\":3,\"items\":";
-    const char *tail = ",\"created_at\":\"2026-11-22T10:00:00Z\",\"updated_at\":\"2026-11-22T10:01:02Z\"}";
+    const char *tail = ",\"currency\":null,\"subtotal\":0,\"created_at\":\"2026-11-22T10:00:00Z\","
+                       "\"updated_at\":\"2026-11-22T10:01:02Z\"}";
     char buf[512];
     cart c;
 
