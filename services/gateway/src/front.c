@@ -218,8 +218,12 @@ static void request_id(h2o_req_t *req, char out[CART_TRACE_MAX + 1])
     }
 }
 
+/* The scope a token needs to set a line's price (docs/reference/api.md, Authentication). */
+#define GW_SCOPE_PRICE "cart:price"
+
 /* With auth on (AUTH_JWT_SECRET or AUTH_JWKS_FILE set): checks the bearer token and records its
- * subject in r. Returns 0, or -1 after answering 401, 403 or 503. */
+ * subject in r, and whether it may set a price. With auth off anyone may. Returns 0, or -1 after
+ * answering 401, 403 or 503. */
 static int authenticate(gw_thread *t, h2o_req_t *req, gw_route *r, int64_t started)
 {
     const cart_config *cfg = t->app->cfg;
@@ -230,8 +234,10 @@ static int authenticate(gw_thread *t, h2o_req_t *req, gw_route *r, int64_t start
     gw_jwt_result res;
     char challenge[192];
 
-    if (cfg->auth_jwt_secret == NULL && t->app->keyring == NULL)
+    if (cfg->auth_jwt_secret == NULL && t->app->keyring == NULL) {
+        r->may_price = true; /* a trusted network: docs/reference/api.md, Authentication */
         return 0;
+    }
     if (auth.base == NULL || !gw_jwt_bearer(auth.base, auth.len, &token, &token_len)) {
         cart_http_header(req, "WWW-Authenticate", "Bearer realm=\"cartshard\"");
         gw_send_problem(t, req, r->name, started, 401, "unauthorized", "missing bearer token");
@@ -262,6 +268,9 @@ static int authenticate(gw_thread *t, h2o_req_t *req, gw_route *r, int64_t start
         gw_send_problem(t, req, r->name, started, 403, "forbidden", "the token's subject is not this user");
         return -1;
     }
+    /* Only the routes whose body may carry a price read the token a second time. */
+    if (r->id == GW_R_ADD_ITEM || r->id == GW_R_SET_ITEM)
+        r->may_price = gw_jwt_has_scope(token, token_len, GW_SCOPE_PRICE);
     return 0;
 }
 
