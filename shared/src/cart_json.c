@@ -277,23 +277,6 @@ static bool valid_uuid(const char *s, size_t len)
     return true;
 }
 
-/* True when every member of `obj` is named in `keys` and there are `n` of them: then all the
- * keys are present too, as object keys are unique. */
-static bool only_keys(json_t *obj, const char *const *keys, size_t n)
-{
-    if (json_object_size(obj) != n)
-        return false;
-    for (void *it = json_object_iter(obj); it != NULL; it = json_object_iter_next(obj, it)) {
-        const char *key = json_object_iter_key(it);
-        size_t i = 0;
-        while (i < n && strcmp(keys[i], key) != 0)
-            i++;
-        if (i == n)
-            return false;
-    }
-    return true;
-}
-
 /* A time cart_time_format writes back as it is: an offset can take an RFC 3339 text outside
  * years 0000..9999 ("0000-01-01T00:00:00+01:00"), which would come back clamped. */
 static bool get_time(json_t *obj, const char *key, int64_t *ms)
@@ -651,7 +634,7 @@ cart_status cart_from_json(cart *c, const char *json, size_t len)
             st = CART_ERR_NOMEM;
         goto out;
     }
-    if (!json_is_object(root) || !only_keys(root, keys, sizeof keys / sizeof keys[0]))
+    if (!json_is_object(root) || !known_keys(root, keys, sizeof keys / sizeof keys[0], sizeof keys / sizeof keys[0]))
         goto out;
 
     memset(&next, 0, sizeof next);
