@@ -1,10 +1,10 @@
 /*
  * apply.c: a batch of events applied in one transaction. The events are decoded (an undecodable
- * one, one outside its domain, or one for another partition, goes to the DLQ), the batch reads what it builds on (prior
- * answers, the latest carts, into the working set), applies every event in memory and writes the
- * net effect (core/batch.c), the offsets and the COMMIT. A write the shard refuses redoes the batch
- * event by event to find the event at fault, which is dead-lettered. After the commit, relay.c
- * sends what goes out.
+ * one, one outside its domain, or one for another partition, goes to the DLQ), the batch reads
+ * what it builds on (prior answers, the latest carts, into the working set), applies every event
+ * in memory and writes the net effect (core/batch.c), the offsets and the COMMIT. A write the shard refuses redoes the
+ * batch event by event to find the event at fault, which is dead-lettered. After the commit, relay.c sends what goes
+ * out.
  *
  * Threads: the runner thread only (offsets under cs_shard.mu).
  */

@@ -9,6 +9,9 @@
 #include "cartshard/pg.h"
 #include "batch.h"
 
+/* The latest cart of each user of load_carts' list (u). */
+#define LATEST_CART_OF_U CART_PG_LATEST_CART("u.user_id")
+
 /* The session's prepared statements: name, SQL, number of parameters. */
 static const struct stmt {
     const char *name;
@@ -20,11 +23,10 @@ static const struct stmt {
       * Written as index probes per user (LATERAL ... LIMIT 1): the generic plan of a join with
       * `user_id = ANY($1)` guesses hundreds of rows and hashes a sequential scan of cart_items,
       * once per batch. */
-     "SELECT c.user_id, " CART_PG_CART_COLUMNS " FROM unnest($1::text[]) AS u(user_id)"
-     " CROSS JOIN LATERAL " CART_PG_LATEST_CART("u.user_id") " c"
-                                                             " LEFT JOIN LATERAL (SELECT " CART_PG_LINE_COLUMNS
-                                                             " FROM cart_items WHERE cart_items.cart_id = c.cart_id"
-                                                             " AND c.status <> 'deleted') i ON true",
+     "SELECT c.user_id, " CART_PG_CART_COLUMNS
+     " FROM unnest($1::text[]) AS u(user_id) CROSS JOIN LATERAL " LATEST_CART_OF_U
+     " c LEFT JOIN LATERAL (SELECT " CART_PG_LINE_COLUMNS " FROM cart_items"
+     " WHERE cart_items.cart_id = c.cart_id AND c.status <> 'deleted') i ON true",
      1},
     {"processed",
      "SELECT event_id, http_status, coalesce(detail, ''), coalesce(stream_seq, 0), coalesce(request_fingerprint, '')"
