@@ -5,7 +5,7 @@
 // gateway with AUTH_JWT_SECRET.
 
 import assert from 'node:assert/strict';
-import { createHmac, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { after, describe, test } from 'node:test';
 
 import {
@@ -14,6 +14,7 @@ import {
   assertProblem,
   cartEvent,
   closeAll,
+  hs256Jwt,
   http,
   partitionOf,
   processedEvents,
@@ -371,12 +372,11 @@ describe('snapshots on the bus', TEST_OPTS, () => {
 // the cart:price scope: a private gateway with AUTH_JWT_SECRET on the stack's NATS, Redis and shards
 
 const SECRET = 'lines-suite-secret-of-at-least-32-bytes';
-const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+/** The Authorization header of a token for `sub`, with a `scope` claim unless it is undefined. */
 function token(sub, scope) {
   const claims = { sub, exp: Math.floor(Date.now() / 1000) + 300 };
   if (scope !== undefined) claims.scope = scope;
-  const signing = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
-  return { Authorization: `Bearer ${signing}.${createHmac('sha256', SECRET).update(signing).digest('base64url')}` };
+  return { Authorization: `Bearer ${hs256Jwt(SECRET, claims)}` };
 }
 
 describe('who may set a price (auth on)', SLOW, () => {
