@@ -81,11 +81,12 @@ ensure_packages() {
     fi
 }
 
-# Installs the integration suites' npm packages when node_modules is missing or older than the lock.
+# Installs a folder's npm packages (default tests/integration; tests/contract has its own) when
+# node_modules is missing or older than the lock.
 ensure_node_modules() {
-    local dir=$ROOT/tests/integration
+    local dir=${1:-$ROOT/tests/integration}
     if [[ ! -f $dir/node_modules/.package-lock.json || $dir/package-lock.json -nt $dir/node_modules/.package-lock.json ]]; then
-        say "npm ci in tests/integration"
+        say "npm ci in ${dir#"$ROOT"/}"
         (cd "$dir" && npm ci --no-audit --no-fund)
     fi
 }

@@ -54,10 +54,12 @@ run_integration_tests() {
     if (($# > 0)); then
         for name in "$@"; do
             [[ -f $dir/$name.test.mjs ]] && files+=("$dir/$name.test.mjs")
+            [[ -f $ROOT/tests/contract/$name.test.mjs ]] && files+=("$ROOT/tests/contract/$name.test.mjs")
         done
         ((${#files[@]} > 0)) || return 0
     else
-        mapfile -t files < <(find "$dir" -maxdepth 1 -name '*.test.mjs' | sort)
+        # The outside tools (tests/contract, its own npm packages) run with the suites.
+        mapfile -t files < <(find "$dir" "$ROOT/tests/contract" -maxdepth 1 -name '*.test.mjs' | sort)
     fi
     if ((${#files[@]} == 0)); then
         warn "no integration suites in tests/integration"
@@ -221,8 +223,9 @@ cmd_test() {
     set -- "${args[@]}"
     local name
     for name in "$@"; do
-        [[ -f $ROOT/tests/integration/$name.test.mjs || -f $ROOT/tests/deploy/$name.test.mjs ]] ||
-            die "no suite $name (tests/integration/$name.test.mjs or tests/deploy/$name.test.mjs)"
+        [[ -f $ROOT/tests/integration/$name.test.mjs || -f $ROOT/tests/contract/$name.test.mjs ||
+            -f $ROOT/tests/deploy/$name.test.mjs ]] ||
+            die "no suite $name (tests/integration/, tests/contract/ or tests/deploy/$name.test.mjs)"
     done
     ensure_packages
     build
@@ -244,6 +247,7 @@ cmd_test() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
     ensure_node_modules
+    ensure_node_modules "$ROOT/tests/contract"
     say "starting the test stack in $S_DIR"
     set +e
     (

@@ -84,8 +84,9 @@ static cart_status reserve(cart *c, size_t want)
     return CART_OK;
 }
 
-/* Sets a line when there is room for it (the caller reserved it); 0 removes. */
-static void set_line(cart *c, const char *sku, int32_t quantity)
+/* Sets a line when there is room for it (the caller reserved it); 0 removes. The line's snapshot
+ * becomes *snap, or stays (none for a new line) when snap is NULL. */
+static void set_line(cart *c, const char *sku, int32_t quantity, const cart_snapshot *snap)
 {
     bool found;
     size_t i = find_index(c, sku, &found);
@@ -93,6 +94,8 @@ static void set_line(cart *c, const char *sku, int32_t quantity)
     if (found) {
         if (quantity > 0) {
             c->items[i].quantity = quantity;
+            if (snap != NULL)
+                c->items[i].snap = *snap;
         } else {
             memmove(&c->items[i], &c->items[i + 1], (c->nitems - i - 1) * sizeof(cart_item));
             c->nitems--;
@@ -105,6 +108,8 @@ static void set_line(cart *c, const char *sku, int32_t quantity)
     memset(&c->items[i], 0, sizeof(cart_item));
     strcpy(c->items[i].sku, sku);
     c->items[i].quantity = quantity;
+    if (snap != NULL)
+        c->items[i].snap = *snap;
     c->nitems++;
 }
 
@@ -116,7 +121,23 @@ cart_status cart_put_line(cart *c, const char *sku, int32_t quantity)
         if (c->nitems == SIZE_MAX || reserve(c, c->nitems + 1) != CART_OK)
             return CART_ERR_NOMEM;
     }
-    set_line(c, sku, quantity);
+    set_line(c, sku, quantity, NULL);
+    return CART_OK;
+}
+
+cart_status cart_put_snapshot(cart *c, const char *sku, const cart_snapshot *snap)
+{
+    bool found;
+    size_t i;
+
+    if (sku == NULL || c->nitems == 0)
+        return CART_ERR_NOT_FOUND;
+    i = find_index(c, sku, &found);
+    if (!found)
+        return CART_ERR_NOT_FOUND;
+    if (!cart_snapshot_valid(snap))
+        return CART_ERR_INVALID;
+    c->items[i].snap = *snap;
     return CART_OK;
 }
 
@@ -140,6 +161,63 @@ int64_t cart_item_count(const cart *c)
     return n;
 }
 
+int64_t cart_line_total(const cart_item *line)
+{
+    int64_t price = line->snap.has_price ? line->snap.unit_price : 0;
+
+    if (price <= 0 || line->quantity <= 0)
+        return 0;
+    return price > INT64_MAX / line->quantity ? INT64_MAX : price * line->quantity;
+}
+
+/* a + b for a, b >= 0, INT64_MAX when that would overflow. */
+static int64_t add_capped(int64_t a, int64_t b)
+{
+    return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
+int64_t cart_subtotal(const cart *c)
+{
+    int64_t sum = 0;
+
+    for (size_t i = 0; i < c->nitems; i++)
+        sum = add_capped(sum, cart_line_total(&c->items[i]));
+    return sum;
+}
+
+const char *cart_currency(const cart *c)
+{
+    for (size_t i = 0; i < c->nitems; i++)
+        if (c->items[i].snap.has_price)
+            return c->items[i].snap.currency;
+    return NULL;
+}
+
+void cart_snapshot_merge(cart_snapshot *line, const cart_snapshot *given)
+{
+    if (given->has_name) {
+        line->has_name = true;
+        memcpy(line->name, given->name, sizeof line->name);
+    }
+    if (given->has_price) {
+        line->has_price = true;
+        line->unit_price = given->unit_price;
+        memcpy(line->currency, given->currency, sizeof line->currency);
+    }
+    if (given->has_attributes) {
+        line->has_attributes = true;
+        memcpy(line->attributes, given->attributes, sizeof line->attributes);
+    }
+}
+
+/* True when two snapshots hold the same members with the same values. */
+static bool same_snapshot(const cart_snapshot *a, const cart_snapshot *b)
+{
+    return a->has_name == b->has_name && strcmp(a->name, b->name) == 0 && a->has_price == b->has_price &&
+           a->unit_price == b->unit_price && strcmp(a->currency, b->currency) == 0 &&
+           a->has_attributes == b->has_attributes && strcmp(a->attributes, b->attributes) == 0;
+}
+
 static bool is_item_event(cart_event_type t)
 {
     return t == CART_EV_ITEM_ADDED || t == CART_EV_ITEM_QUANTITY_SET || t == CART_EV_ITEM_REMOVED;
@@ -159,10 +237,10 @@ static cart_status refuse(cart_outcome *out, cart_status st, const char *detail)
     return CART_OK;
 }
 
-/* Applies a line change, creating the cart first when `create` is set (the caller reserved the
- * room). Records the change in *out. */
-static void change_line(cart *c, const char *sku, int32_t quantity, bool create, int64_t now_ms,
-                        const char *new_cart_id, cart_outcome *out)
+/* Applies a line change (its snapshot becomes *snap unless snap is NULL), creating the cart first
+ * when `create` is set (the caller reserved the room). Records the change in *out. */
+static void change_line(cart *c, const char *sku, int32_t quantity, const cart_snapshot *snap, bool create,
+                        int64_t now_ms, const char *new_cart_id, cart_outcome *out)
 {
     if (create) {
         snprintf(c->cart_id, sizeof c->cart_id, "%s", new_cart_id != NULL ? new_cart_id : "");
@@ -171,7 +249,7 @@ static void change_line(cart *c, const char *sku, int32_t quantity, bool create,
         c->created_at_ms = now_ms;
         out->created = true;
     }
-    set_line(c, sku, quantity);
+    set_line(c, sku, quantity, snap);
     c->version++;
     c->updated_at_ms = now_ms;
     out->changed = true;
@@ -180,7 +258,45 @@ static void change_line(cart *c, const char *sku, int32_t quantity, bool create,
     out->line_quantity = quantity;
 }
 
-/* item_added and item_quantity_set: the resulting line quantity is `target`. */
+/*
+ * The money rules for the line of `sku` about to hold `quantity` with snapshot *snap, among the
+ * active cart's other lines (none for a cart about to start): a priced line's currency is that of
+ * the other priced lines, and neither its total nor the subtotal goes over CART_MONEY_MAX. CART_OK,
+ * or the refusal's status with its reason in msg.
+ */
+static cart_status check_money(const cart *c, bool active, const char *sku, int64_t quantity, const cart_snapshot *snap,
+                               char *msg, size_t msglen)
+{
+    int64_t total, others = 0;
+
+    if (!snap->has_price)
+        return CART_OK; /* the line adds nothing, and the others were within the limits */
+    for (size_t i = 0; active && i < c->nitems; i++) {
+        const cart_item *it = &c->items[i];
+        if (!it->snap.has_price || strcmp(it->sku, sku) == 0)
+            continue;
+        if (strcmp(it->snap.currency, snap->currency) != 0) {
+            snprintf(msg, msglen, CART_CURRENCY_MISMATCH ": the cart's currency is %s, not %s", it->snap.currency,
+                     snap->currency);
+            return CART_ERR_CURRENCY;
+        }
+        others = add_capped(others, cart_line_total(it));
+    }
+    /* unit_price <= 10^11 and quantity <= INT32_MAX: tested by division, never multiplied over. */
+    if (quantity > 0 && snap->unit_price > CART_MONEY_MAX / quantity) {
+        snprintf(msg, msglen, "a line total over the limit of 10^15 minor units: %s", sku);
+        return CART_ERR_LIMIT;
+    }
+    total = snap->unit_price * quantity;
+    if (others > CART_MONEY_MAX - total) {
+        snprintf(msg, msglen, "a subtotal over the limit of 10^15 minor units");
+        return CART_ERR_LIMIT;
+    }
+    return CART_OK;
+}
+
+/* item_added and item_quantity_set: the resulting line quantity is `target`, and the snapshot
+ * members the event has replace the line's. */
 static cart_status apply_line(cart *c, const cart_event *ev, const cart_limits *lim, int64_t now_ms,
                               const char *new_cart_id, cart_outcome *out)
 {
@@ -188,44 +304,46 @@ static cart_status apply_line(cart *c, const cart_event *ev, const cart_limits *
     const cart_item *line = active ? cart_find_line(c, ev->sku) : NULL;
     int32_t have = line ? line->quantity : 0;
     int64_t target;
+    cart_snapshot snap;
+    cart_status st;
     char msg[sizeof out->detail];
 
     if (ev->type == CART_EV_ITEM_ADDED) {
-        if (ev->quantity < 1 || ev->quantity > lim->max_quantity) {
-            snprintf(msg, sizeof msg, "quantity %lld is not in 1..%d", (long long)ev->quantity, (int)lim->max_quantity);
-            return refuse(out, CART_ERR_LIMIT, msg);
-        }
-        /* Both terms are at most INT32_MAX: no overflow in 64 bits. */
+        /* Both terms are at most INT32_MAX (the quantity was checked): no overflow in 64 bits. */
         target = have + ev->quantity;
         if (target > lim->max_quantity) {
             snprintf(msg, sizeof msg, "quantity %lld is over the limit %d", (long long)target, (int)lim->max_quantity);
             return refuse(out, CART_ERR_LIMIT, msg);
         }
     } else {
-        if (ev->quantity < 0 || ev->quantity > lim->max_quantity) {
-            snprintf(msg, sizeof msg, "quantity %lld is not in 0..%d", (long long)ev->quantity, (int)lim->max_quantity);
-            return refuse(out, CART_ERR_LIMIT, msg);
-        }
         target = ev->quantity;
         if (!active && target == 0)
             return refuse(out, CART_ERR_NOT_FOUND, "no active cart");
-        if (target == have) {
-            out->http_status = 200;
-            return CART_OK;
-        }
+    }
+    if (line != NULL) {
+        snap = line->snap;
+    } else {
+        memset(&snap, 0, sizeof snap);
+    }
+    cart_snapshot_merge(&snap, &ev->snap);
+    if (target == have && (target == 0 || same_snapshot(&snap, &line->snap))) {
+        out->http_status = 200;
+        return CART_OK;
     }
 
-    /* From here the line changes: a new line needs room under max_lines. */
+    /* From here the line changes: a new line needs room under max_lines, a kept one the money rules. */
     size_t lines = active ? c->nitems : 0;
     if (line == NULL && lines >= lim->max_lines) {
         snprintf(msg, sizeof msg, "the cart has %zu lines, the limit", lines);
         return refuse(out, CART_ERR_LIMIT, msg);
     }
+    if (target > 0 && (st = check_money(c, active, ev->sku, target, &snap, msg, sizeof msg)) != CART_OK)
+        return refuse(out, st, msg);
     if (c->version == INT64_MAX)
         return refuse(out, CART_ERR_CONFLICT, "version limit reached");
     if (line == NULL && reserve(c, lines + 1) != CART_OK)
         return CART_ERR_NOMEM;
-    change_line(c, ev->sku, (int32_t)target, !active, now_ms, new_cart_id, out);
+    change_line(c, ev->sku, (int32_t)target, &snap, !active, now_ms, new_cart_id, out);
     out->http_status = 200;
     return CART_OK;
 }
@@ -252,6 +370,10 @@ cart_status cart_apply(cart *c, const cart_event *ev, const cart_limits *lim, in
         return refuse(out, CART_ERR_INVALID, "unknown event type");
     if (is_item_event(ev->type) && !cart_valid_id(ev->sku, bounded_len(ev->sku, sizeof ev->sku)))
         return refuse(out, CART_ERR_INVALID, "invalid sku");
+    if (cart_event_check_quantity(ev, lim->max_quantity, msg, sizeof msg) != CART_OK)
+        return refuse(out, CART_ERR_INVALID, msg);
+    if (!cart_snapshot_valid(&ev->snap))
+        return refuse(out, CART_ERR_INVALID, "invalid line snapshot");
 
     if (ev->has_expected_version || ev->n_expected_versions > 0 || ev->expected_active) {
         if (!active)
@@ -314,7 +436,7 @@ cart_status cart_apply(cart *c, const cart_event *ev, const cart_limits *lim, in
             return CART_OK;
         if (c->version == INT64_MAX)
             return refuse(out, CART_ERR_CONFLICT, "version limit reached");
-        change_line(c, ev->sku, 0, false, now_ms, new_cart_id, out);
+        change_line(c, ev->sku, 0, NULL, false, now_ms, new_cart_id, out);
         return CART_OK;
 
     case CART_EV_DELETED:

@@ -16,6 +16,7 @@
 
 #include "cartshard/clock.h"
 #include "cartshard/fmt.h"
+#include "utf8.h"
 
 #define UUID_LEN 36
 
@@ -144,19 +145,56 @@ static void out_time(jout *o, int64_t ms)
     out_str(o, buf, strlen(buf));
 }
 
+/* A line: sku, quantity, then the snapshot's members the line has, a priced one's line_total
+ * after its currency. */
+static void out_line(jout *o, const cart_item *it)
+{
+    const cart_snapshot *snap = &it->snap;
+
+    OUT_LIT(o, "{\"sku\":");
+    out_field(o, it->sku, sizeof it->sku);
+    OUT_LIT(o, ",\"quantity\":");
+    out_int(o, it->quantity);
+    if (snap->has_name) {
+        OUT_LIT(o, ",\"name\":");
+        out_field(o, snap->name, sizeof snap->name);
+    }
+    if (snap->has_price) {
+        OUT_LIT(o, ",\"unit_price\":");
+        out_int(o, snap->unit_price);
+        OUT_LIT(o, ",\"currency\":");
+        out_field(o, snap->currency, sizeof snap->currency);
+        OUT_LIT(o, ",\"line_total\":");
+        out_int(o, cart_line_total(it));
+    }
+    if (snap->has_attributes) {
+        /* Compact JSON already (cart_snapshot_read wrote it). */
+        OUT_LIT(o, ",\"attributes\":");
+        out_raw(o, snap->attributes, field_len(snap->attributes, sizeof snap->attributes));
+    }
+    OUT_LIT(o, "}");
+}
+
+/* The lines, item_count, currency and subtotal. */
 static void out_items(jout *o, const cart *c)
 {
-    OUT_LIT(o, "[");
+    const char *currency = cart_currency(c);
+
+    OUT_LIT(o, ",\"items\":[");
     for (size_t i = 0; i < c->nitems; i++) {
         if (i > 0)
             OUT_LIT(o, ",");
-        OUT_LIT(o, "{\"sku\":");
-        out_field(o, c->items[i].sku, sizeof c->items[i].sku);
-        OUT_LIT(o, ",\"quantity\":");
-        out_int(o, c->items[i].quantity);
-        OUT_LIT(o, "}");
+        out_line(o, &c->items[i]);
     }
-    OUT_LIT(o, "]");
+    OUT_LIT(o, "],\"item_count\":");
+    out_int(o, cart_item_count(c));
+    OUT_LIT(o, ",\"currency\":");
+    if (currency != NULL)
+        out_str(o, currency, strlen(currency));
+    else
+        OUT_LIT(o, "null");
+    OUT_LIT(o, ",\"subtotal\":");
+    out_int(o, cart_subtotal(c));
 }
 
 /* Ends the text: returns it (length in *len) or NULL after an allocation failure. */
@@ -187,10 +225,7 @@ char *cart_to_json(const cart *c, size_t *len)
     out_str(&o, status, strlen(status));
     OUT_LIT(&o, ",\"version\":");
     out_int(&o, c->version);
-    OUT_LIT(&o, ",\"items\":");
     out_items(&o, c);
-    OUT_LIT(&o, ",\"item_count\":");
-    out_int(&o, cart_item_count(c));
     OUT_LIT(&o, ",\"created_at\":");
     out_time(&o, c->created_at_ms);
     OUT_LIT(&o, ",\"updated_at\":");
@@ -225,10 +260,7 @@ char *cart_change_to_json(const cart *c, const char *event_id, const char *type,
     }
     OUT_LIT(&o, ",\"partition\":");
     out_int(&o, partition);
-    OUT_LIT(&o, ",\"items\":");
     out_items(&o, c);
-    OUT_LIT(&o, ",\"item_count\":");
-    out_int(&o, cart_item_count(c));
     OUT_LIT(&o, ",\"applied_at\":");
     out_time(&o, applied_at_ms);
     OUT_LIT(&o, "}");
@@ -248,23 +280,6 @@ static bool valid_uuid(const char *s, size_t len)
     for (size_t i = 0; i < len; i++) {
         bool dash = i == 8 || i == 13 || i == 18 || i == 23;
         if (dash ? s[i] != '-' : !is_hex(s[i]))
-            return false;
-    }
-    return true;
-}
-
-/* True when every member of `obj` is named in `keys` and there are `n` of them: then all the
- * keys are present too, as object keys are unique. */
-static bool only_keys(json_t *obj, const char *const *keys, size_t n)
-{
-    if (json_object_size(obj) != n)
-        return false;
-    for (void *it = json_object_iter(obj); it != NULL; it = json_object_iter_next(obj, it)) {
-        const char *key = json_object_iter_key(it);
-        size_t i = 0;
-        while (i < n && strcmp(keys[i], key) != 0)
-            i++;
-        if (i == n)
             return false;
     }
     return true;
@@ -303,10 +318,53 @@ static bool get_state(json_t *obj, cart_state *st)
     return json_is_string(v) && cart_state_parse(json_string_value(v), json_string_length(v), st) == CART_OK;
 }
 
+/* True when every member of `obj` is named in `keys` (n of them), and it has the first `required`. */
+static bool known_keys(json_t *obj, const char *const *keys, size_t n, size_t required)
+{
+    for (size_t i = 0; i < required; i++)
+        if (json_object_get(obj, keys[i]) == NULL)
+            return false;
+    for (void *it = json_object_iter(obj); it != NULL; it = json_object_iter_next(obj, it)) {
+        const char *key = json_object_iter_key(it);
+        size_t i = 0;
+        while (i < n && strcmp(keys[i], key) != 0)
+            i++;
+        if (i == n)
+            return false;
+    }
+    return true;
+}
+
+/* True when the money of the lines is what the cart model keeps: every priced line in one
+ * currency, each total and their sum at most CART_MONEY_MAX; and `currency` (currency_len bytes;
+ * NULL for null) and `subtotal` are what follows from them. */
+static bool totals_ok(const cart_item *items, size_t n, const char *currency, size_t currency_len, int64_t subtotal)
+{
+    const char *cur = NULL;
+    int64_t sum = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        const cart_item *it = &items[i];
+        int64_t total = cart_line_total(it);
+        if (!it->snap.has_price)
+            continue;
+        if ((cur != NULL && strcmp(cur, it->snap.currency) != 0) || total > CART_MONEY_MAX ||
+            sum > CART_MONEY_MAX - total)
+            return false;
+        cur = it->snap.currency;
+        sum += total;
+    }
+    if (cur == NULL)
+        return currency == NULL && subtotal == 0;
+    return currency != NULL && currency_len == CART_CURRENCY_LEN && memcmp(currency, cur, currency_len) == 0 &&
+           subtotal == sum;
+}
+
 /* Reads the items into a new array *out of *n lines (NULL when there are none). */
 static cart_status get_items(json_t *arr, cart_item **out, size_t *n, int64_t *count)
 {
-    static const char *const line_keys[] = {"sku", "quantity"};
+    static const char *const line_keys[] = {"sku",      "quantity",   "name",      "unit_price",
+                                            "currency", "line_total", "attributes"};
     size_t len = json_array_size(arr);
     cart_item *items = NULL;
     int64_t sum = 0;
@@ -318,7 +376,7 @@ static cart_status get_items(json_t *arr, cart_item **out, size_t *n, int64_t *c
     }
     for (size_t i = 0; i < len; i++) {
         json_t *line = json_array_get(arr, i);
-        if (!json_is_object(line) || !only_keys(line, line_keys, 2))
+        if (!json_is_object(line) || !known_keys(line, line_keys, sizeof line_keys / sizeof line_keys[0], 2))
             goto out;
         json_t *sku = json_object_get(line, "sku");
         json_t *q = json_object_get(line, "quantity");
@@ -330,6 +388,16 @@ static cart_status get_items(json_t *arr, cart_item **out, size_t *n, int64_t *c
         items[i].quantity = (int32_t)json_integer_value(q);
         /* Strictly increasing: sorted, and no sku twice. */
         if (i > 0 && strcmp(items[i - 1].sku, items[i].sku) >= 0)
+            goto out;
+        if ((st = cart_snapshot_read(line, "", &items[i].snap, NULL, 0)) != CART_OK) {
+            if (st != CART_ERR_NOMEM)
+                st = CART_ERR_INVALID;
+            goto out;
+        }
+        st = CART_ERR_INVALID;
+        json_t *total = json_object_get(line, "line_total");
+        if (items[i].snap.has_price ? !json_is_integer(total) || json_integer_value(total) != cart_line_total(&items[i])
+                                    : total != NULL)
             goto out;
         sum += items[i].quantity;
     }
@@ -414,6 +482,72 @@ static bool scan_time(scan *s, int64_t *ms)
            *ms <= CART_TIME_MAX_MS;
 }
 
+/* Keys of 1..64 id characters, in strcmp's order: a < b. */
+static bool key_less(const char *a, size_t an, const char *b, size_t bn)
+{
+    int cmp = memcmp(a, b, an < bn ? an : bn);
+
+    return cmp < 0 || (cmp == 0 && an < bn);
+}
+
+/* An attributes object as cart_snapshot_read writes it, with values without escapes: its text
+ * goes to out. */
+static bool scan_attrs(scan *s, char out[CART_ATTRS_MAX + 1])
+{
+    const char *start = s->p, *k, *v, *prev = NULL;
+    size_t kn, vn, prevn = 0, count = 0, len;
+
+    if (!SCAN_LIT(s, "{"))
+        return false;
+    while (!SCAN_LIT(s, "}")) {
+        if ((count > 0 && !SCAN_LIT(s, ",")) || !scan_str(s, &k, &kn) || !cart_valid_id(k, kn) || !SCAN_LIT(s, ":") ||
+            !scan_str(s, &v, &vn) || vn > CART_ATTR_VALUE_MAX || !cart_utf8_text(v, vn))
+            return false;
+        if ((prev != NULL && !key_less(prev, prevn, k, kn)) || ++count > CART_ATTRS_COUNT)
+            return false;
+        prev = k;
+        prevn = kn;
+    }
+    len = (size_t)(s->p - start);
+    if (len > CART_ATTRS_MAX)
+        return false;
+    memcpy(out, start, len);
+    out[len] = '\0';
+    return true;
+}
+
+/* The members of a line after its quantity, into it->snap (zeroed by the caller). */
+static bool scan_snapshot(scan *s, cart_item *it)
+{
+    cart_snapshot *snap = &it->snap;
+    const char *v;
+    size_t n;
+    int64_t x;
+
+    if (SCAN_LIT(s, ",\"name\":")) {
+        if (!scan_str(s, &v, &n) || n > CART_NAME_MAX || !cart_utf8_text(v, n))
+            return false;
+        memcpy(snap->name, v, n);
+        snap->has_name = true;
+    }
+    if (SCAN_LIT(s, ",\"unit_price\":")) {
+        if (!scan_int(s, &x) || x < 0 || x > CART_PRICE_MAX || !SCAN_LIT(s, ",\"currency\":") || !scan_str(s, &v, &n) ||
+            !cart_valid_currency(v, n))
+            return false;
+        snap->unit_price = x;
+        memcpy(snap->currency, v, n);
+        snap->has_price = true;
+        if (!SCAN_LIT(s, ",\"line_total\":") || !scan_int(s, &x) || x != cart_line_total(it))
+            return false;
+    }
+    if (SCAN_LIT(s, ",\"attributes\":")) {
+        if (!scan_attrs(s, snap->attributes))
+            return false;
+        snap->has_attributes = true;
+    }
+    return true;
+}
+
 /* Fills *next and its lines (*items, *nitems) from the canonical layout; false for anything else. */
 static bool read_canonical(const char *json, size_t len, cart *next, cart_item **items, size_t *nitems)
 {
@@ -451,11 +585,13 @@ static bool read_canonical(const char *json, size_t len, cart *next, cart_item *
             cap = ncap;
         }
         it = &(*items)[*nitems];
+        memset(it, 0, sizeof *it);
         memcpy(it->sku, v, n);
-        it->sku[n] = '\0';
-        if (!SCAN_LIT(&s, ",\"quantity\":") || !scan_int(&s, &x) || x < 1 || x > INT32_MAX || !SCAN_LIT(&s, "}"))
+        if (!SCAN_LIT(&s, ",\"quantity\":") || !scan_int(&s, &x) || x < 1 || x > INT32_MAX)
             return false;
         it->quantity = (int32_t)x;
+        if (!scan_snapshot(&s, it) || !SCAN_LIT(&s, "}"))
+            return false;
         if (*nitems > 0 && strcmp((*items)[*nitems - 1].sku, it->sku) >= 0)
             return false;
         sum += it->quantity;
@@ -465,6 +601,12 @@ static bool read_canonical(const char *json, size_t len, cart *next, cart_item *
         return false;
     if (!SCAN_LIT(&s, ",\"item_count\":") || !scan_int(&s, &count) || count != sum)
         return false;
+    v = NULL;
+    n = 0;
+    if (!SCAN_LIT(&s, ",\"currency\":") || (!SCAN_LIT(&s, "null") && !scan_str(&s, &v, &n)))
+        return false;
+    if (!SCAN_LIT(&s, ",\"subtotal\":") || !scan_int(&s, &x) || !totals_ok(*items, *nitems, v, n, x))
+        return false;
     if (!SCAN_LIT(&s, ",\"created_at\":") || !scan_time(&s, &next->created_at_ms) ||
         !SCAN_LIT(&s, ",\"updated_at\":") || !scan_time(&s, &next->updated_at_ms) || !SCAN_LIT(&s, "}"))
         return false;
@@ -473,8 +615,8 @@ static bool read_canonical(const char *json, size_t len, cart *next, cart_item *
 
 cart_status cart_from_json(cart *c, const char *json, size_t len)
 {
-    static const char *const keys[] = {"user_id", "cart_id",    "status",     "version",
-                                       "items",   "item_count", "created_at", "updated_at"};
+    static const char *const keys[] = {"user_id",    "cart_id",  "status",   "version",    "items",
+                                       "item_count", "currency", "subtotal", "created_at", "updated_at"};
     json_error_t jerr;
     json_t *root = NULL;
     cart_item *items = NULL;
@@ -500,7 +642,7 @@ cart_status cart_from_json(cart *c, const char *json, size_t len)
             st = CART_ERR_NOMEM;
         goto out;
     }
-    if (!json_is_object(root) || !only_keys(root, keys, sizeof keys / sizeof keys[0]))
+    if (!json_is_object(root) || !known_keys(root, keys, sizeof keys / sizeof keys[0], sizeof keys / sizeof keys[0]))
         goto out;
 
     memset(&next, 0, sizeof next);
@@ -536,6 +678,12 @@ cart_status cart_from_json(cart *c, const char *json, size_t len)
         goto out;
     v = json_object_get(root, "item_count");
     if (!json_is_integer(v) || json_integer_value(v) != count)
+        goto out;
+    v = json_object_get(root, "currency");
+    json_t *subtotal = json_object_get(root, "subtotal");
+    if ((!json_is_null(v) && !json_is_string(v)) || !json_is_integer(subtotal) ||
+        !totals_ok(items, nitems, json_is_string(v) ? json_string_value(v) : NULL,
+                   json_is_string(v) ? json_string_length(v) : 0, (int64_t)json_integer_value(subtotal)))
         goto out;
 
 accept:

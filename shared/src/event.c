@@ -15,6 +15,7 @@
 #include <sys/random.h>
 
 #include "cartshard/clock.h"
+#include "utf8.h"
 
 /* How much of an offending value an error message quotes. */
 #define QUOTE_MAX 64
@@ -47,6 +48,12 @@ static const char EVENT_ID_MSG[] = "expected 1-128 visible ASCII characters";
 static const char TRACE_MSG[] = "expected at most 127 visible ASCII characters";
 static const char FINGERPRINT_MSG[] = "expected at most 64 visible ASCII characters";
 static const char EXPECTED_VERSIONS_MSG[] = "expected an array of 1 to 16 integers >= 0";
+static const char NAME_MSG[] = "expected a string of at most 200 bytes of UTF-8";
+static const char PRICE_MSG[] = "expected an integer from 0 to 100000000000";
+static const char CURRENCY_MSG[] = "expected an ISO 4217 code (three upper-case letters)";
+static const char ATTRS_MSG[] = "expected an object of at most 16 members";
+static const char ATTR_KEY_MSG[] = "expected keys of 1-64 characters of [A-Za-z0-9._:-]";
+static const char ATTR_VALUE_MSG[] = "expected a string of at most 256 bytes of UTF-8";
 
 const char *cart_event_type_name(cart_event_type t)
 {
@@ -236,6 +243,130 @@ static cart_status get_optional_text(json_t *obj, const char *key, size_t max, c
     return CART_OK;
 }
 
+bool cart_valid_currency(const char *s, size_t len)
+{
+    if (s == NULL || len != CART_CURRENCY_LEN)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] < 'A' || s[i] > 'Z')
+            return false;
+    return true;
+}
+
+/* Writes "<prefix><member>: msg" into err. Returns CART_ERR_INVALID. */
+static cart_status fail_member(char *err, size_t errlen, const char *prefix, const char *member, const char *msg)
+{
+    char field[sizeof "data.attributes." + CART_ID_MAX];
+
+    snprintf(field, sizeof field, "%s%s", prefix, member);
+    return fail(err, errlen, field, msg);
+}
+
+/* "attributes": each value checked, the object rendered compact with its keys sorted. */
+static cart_status read_attributes(const json_t *v, const char *prefix, char out[CART_ATTRS_MAX + 1], char *err,
+                                   size_t errlen)
+{
+    char member[sizeof "attributes." + CART_ID_MAX];
+    char *text;
+    size_t len;
+
+    if (!json_is_object(v) || json_object_size(v) > CART_ATTRS_COUNT)
+        return fail_member(err, errlen, prefix, "attributes", ATTRS_MSG);
+    for (void *it = json_object_iter((json_t *)v); it != NULL; it = json_object_iter_next((json_t *)v, it)) {
+        const char *key = json_object_iter_key(it);
+        json_t *value = json_object_iter_value(it);
+        /* The length, not strlen: a key may hold "\u0000" when the decoder allows it. */
+        if (!cart_valid_id(key, json_object_iter_key_len(it)))
+            return fail_member(err, errlen, prefix, "attributes", ATTR_KEY_MSG);
+        snprintf(member, sizeof member, "attributes.%s", key);
+        if (!json_is_string(value) || json_string_length(value) > CART_ATTR_VALUE_MAX ||
+            !cart_utf8_text(json_string_value(value), json_string_length(value)))
+            return fail_member(err, errlen, prefix, member, ATTR_VALUE_MSG);
+    }
+    if ((text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS)) == NULL)
+        return CART_ERR_NOMEM;
+    len = strlen(text);
+    if (len > CART_ATTRS_MAX) {
+        free(text);
+        return fail_member(err, errlen, prefix, "attributes", "expected at most 2048 bytes of compact JSON");
+    }
+    memcpy(out, text, len + 1);
+    free(text);
+    return CART_OK;
+}
+
+cart_status cart_snapshot_read(const json_t *obj, const char *prefix, cart_snapshot *snap, char *err, size_t errlen)
+{
+    cart_snapshot tmp;
+    const json_t *v;
+    cart_status st;
+
+    memset(&tmp, 0, sizeof tmp);
+    if ((v = json_object_get(obj, "name")) != NULL) {
+        size_t len = json_is_string(v) ? json_string_length(v) : 0;
+        if (!json_is_string(v) || len > CART_NAME_MAX || !cart_utf8_text(json_string_value(v), len))
+            return fail_member(err, errlen, prefix, "name", NAME_MSG);
+        memcpy(tmp.name, json_string_value(v), len);
+        tmp.has_name = true;
+    }
+    if ((v = json_object_get(obj, "unit_price")) != NULL) {
+        /* jansson keeps 2.0 a real and refuses integers beyond int64, so this is exact. */
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > CART_PRICE_MAX)
+            return fail_member(err, errlen, prefix, "unit_price", PRICE_MSG);
+        tmp.unit_price = (int64_t)json_integer_value(v);
+        tmp.has_price = true;
+    }
+    if ((v = json_object_get(obj, "currency")) != NULL) {
+        if (!json_is_string(v) || !cart_valid_currency(json_string_value(v), json_string_length(v)))
+            return fail_member(err, errlen, prefix, "currency", CURRENCY_MSG);
+        /* An amount means nothing without its currency, and a currency alone would change what an
+         * amount means: they are given together. */
+        if (!tmp.has_price)
+            return fail_member(err, errlen, prefix, "currency", "needs unit_price");
+        memcpy(tmp.currency, json_string_value(v), CART_CURRENCY_LEN);
+    } else if (tmp.has_price) {
+        return fail_member(err, errlen, prefix, "currency", "required with unit_price");
+    }
+    if ((v = json_object_get(obj, "attributes")) != NULL) {
+        if ((st = read_attributes(v, prefix, tmp.attributes, err, errlen)) != CART_OK)
+            return st;
+        tmp.has_attributes = true;
+    }
+    *snap = tmp;
+    return CART_OK;
+}
+
+bool cart_snapshot_valid(const cart_snapshot *snap)
+{
+    size_t name_len = field_len(snap->name, sizeof snap->name);
+    size_t attrs_len = field_len(snap->attributes, sizeof snap->attributes);
+
+    if (name_len > CART_NAME_MAX || (snap->has_name ? !cart_utf8_text(snap->name, name_len) : name_len != 0))
+        return false;
+    if (snap->has_price ? snap->unit_price < 0 || snap->unit_price > CART_PRICE_MAX ||
+                              !cart_valid_currency(snap->currency, field_len(snap->currency, sizeof snap->currency))
+                        : snap->unit_price != 0 || snap->currency[0] != '\0')
+        return false;
+    if (attrs_len > CART_ATTRS_MAX)
+        return false;
+    if (snap->has_attributes)
+        return attrs_len >= 2 && snap->attributes[0] == '{' && snap->attributes[attrs_len - 1] == '}';
+    return attrs_len == 0;
+}
+
+cart_status cart_event_check_quantity(const cart_event *ev, int32_t max_quantity, char *err, size_t errlen)
+{
+    int64_t lo = ev->type == CART_EV_ITEM_ADDED ? 1 : 0;
+    char msg[64];
+
+    if (ev->type != CART_EV_ITEM_ADDED && ev->type != CART_EV_ITEM_QUANTITY_SET)
+        return CART_OK;
+    if (ev->quantity >= lo && ev->quantity <= max_quantity)
+        return CART_OK;
+    snprintf(msg, sizeof msg, "expected an integer from %lld to %d", (long long)lo, (int)max_quantity);
+    return fail(err, errlen, "data.quantity", msg);
+}
+
 static cart_status decode_data(json_t *root, cart_event *ev, char *err, size_t errlen)
 {
     json_t *data = json_object_get(root, "data");
@@ -257,7 +388,7 @@ static cart_status decode_data(json_t *root, cart_event *ev, char *err, size_t e
     if (!json_is_integer(q))
         return fail(err, errlen, "data.quantity", "expected an integer");
     ev->quantity = (int64_t)json_integer_value(q);
-    return CART_OK;
+    return cart_snapshot_read(data, "data.", &ev->snap, err, errlen);
 }
 
 static bool is_merge_event(cart_event_type t)
@@ -490,6 +621,8 @@ static bool encodable(const cart_event *ev)
         return false;
     if (is_item_event(ev->type) && !cart_valid_id(ev->sku, field_len(ev->sku, sizeof ev->sku)))
         return false;
+    if (!cart_snapshot_valid(&ev->snap))
+        return false;
     if (ev->has_expected_version && ev->expected_version < 0)
         return false;
     if (ev->n_expected_versions < 0 || ev->n_expected_versions > CART_EXPECTED_MAX)
@@ -526,6 +659,26 @@ static bool encode_merge(json_t *data, const cart_event *ev)
            (m->detail[0] == '\0' || set_string(data, "detail", m->detail, strlen(m->detail)));
 }
 
+/* Adds the snapshot's members to `data`. CART_ERR_INVALID when the attributes are not JSON. */
+static cart_status encode_snapshot(json_t *data, const cart_snapshot *snap)
+{
+    json_t *attrs;
+
+    if (snap->has_name && !set_string(data, "name", snap->name, strlen(snap->name)))
+        return CART_ERR_NOMEM;
+    if (snap->has_price && (json_object_set_new(data, "unit_price", json_integer((json_int_t)snap->unit_price)) != 0 ||
+                            !set_string(data, "currency", snap->currency, strlen(snap->currency))))
+        return CART_ERR_NOMEM;
+    if (!snap->has_attributes)
+        return CART_OK;
+    /* Already compact with sorted keys: kept in that order by JSON_PRESERVE_ORDER. */
+    if ((attrs = json_loads(snap->attributes, JSON_REJECT_DUPLICATES, NULL)) == NULL || !json_is_object(attrs)) {
+        json_decref(attrs);
+        return CART_ERR_INVALID;
+    }
+    return json_object_set_new(data, "attributes", attrs) == 0 ? CART_OK : CART_ERR_NOMEM;
+}
+
 cart_status cart_event_encode(const cart_event *ev, char **out, size_t *outlen)
 {
     json_t *root = NULL;
@@ -549,9 +702,15 @@ cart_status cart_event_encode(const cart_event *ev, char **out, size_t *outlen)
     if (is_item_event(ev->type)) {
         if ((data = json_object()) == NULL || !set_string(data, "sku", ev->sku, strlen(ev->sku)))
             goto out;
-        if (ev->type != CART_EV_ITEM_REMOVED &&
-            json_object_set_new(data, "quantity", json_integer((json_int_t)ev->quantity)) != 0)
-            goto out;
+        if (ev->type != CART_EV_ITEM_REMOVED) {
+            if (json_object_set_new(data, "quantity", json_integer((json_int_t)ev->quantity)) != 0)
+                goto out;
+            cart_status snap_st = encode_snapshot(data, &ev->snap);
+            if (snap_st != CART_OK) {
+                st = snap_st;
+                goto out;
+            }
+        }
         /* json_object_set_new takes the reference even when it fails. */
         json_t *moved = data;
         data = NULL;

@@ -17,6 +17,8 @@ const char *cart_status_str(cart_status st)
         return "precondition failed";
     case CART_ERR_LIMIT:
         return "over a limit";
+    case CART_ERR_CURRENCY:
+        return "currency mismatch";
     case CART_ERR_OVERFLOW:
         return "buffer too small";
     case CART_ERR_UNAVAILABLE:
@@ -41,6 +43,7 @@ int cart_status_http(cart_status st)
     case CART_ERR_PRECONDITION:
         return 412;
     case CART_ERR_LIMIT:
+    case CART_ERR_CURRENCY:
         return 422;
     case CART_ERR_UNAVAILABLE:
         return 503;

@@ -32,6 +32,14 @@ size_t cart_utf8_seq(const unsigned char *s, size_t avail)
     return n;
 }
 
+bool cart_utf8_text(const char *s, size_t len)
+{
+    for (size_t i = 0, n; i < len; i += n)
+        if (s[i] == '\0' || (n = cart_utf8_seq((const unsigned char *)s + i, len - i)) == 0)
+            return false;
+    return true;
+}
+
 size_t cart_json_escape_unit(const unsigned char *s, size_t avail, char esc[8], const char **unit, size_t *ulen)
 {
     unsigned char c = s[0];

@@ -7,8 +7,8 @@
 //   static_file  h2o serving a file the size of a cart  <->  get_hit, add_async
 //   redis_get    redis-benchmark GET of a cart-sized value  <->  get_hit
 //   copy         COPY of the rows the workers write  <->  apply_1w, apply_2w
-//   get_miss, add_sync, mixed: measured on their own (add_sync against its latency target,
-//   mixed for the services' memory).
+//   get_miss, add_sync, add_sync_priced, mixed: measured on their own (add_sync against its
+//   latency target, add_sync_priced next to add_sync, mixed for the services' memory).
 //
 // scripts/dev passes the stack: GATEWAY_URL, NATS_URL, REDIS_URL, SHARD_DSNS, CART_PARTITIONS,
 // CART_STORE_ADMIN_URLS, STACK_DIR, CARTSHARD_STORE_BIN, PG_BIN; and the run: BENCH_OUT (the
@@ -86,6 +86,12 @@ const SCENARIOS = [
   { name: 'redis_get', kind: 'baseline', title: 'redis-benchmark GET, cart-sized value', run: redisGet },
   { name: 'get_miss', kind: 'scenario', title: 'GET cart, cache miss', run: getMiss },
   { name: 'add_sync', kind: 'scenario', title: `add item, waiting for commit, at ${S.syncRate}/s`, run: addSync },
+  {
+    name: 'add_sync_priced',
+    kind: 'scenario',
+    title: `add item with a line snapshot (name, price, attributes), waiting for commit, at ${S.syncRate}/s`,
+    run: addSyncPriced,
+  },
   { name: 'mixed', kind: 'scenario', title: 'mixed 10 GET : 2 add : 1 checkout', run: mixed },
   { name: 'apply_1w', kind: 'scenario', title: 'worker apply rate, 1 worker', run: (c) => applyRate(c, 1) },
   { name: 'apply_2w', kind: 'scenario', title: 'worker apply rate, 2 workers', run: (c) => applyRate(c, 2) },
@@ -579,17 +585,31 @@ async function addAsync(ctx) {
   return r;
 }
 
-async function addSync(ctx) {
-  const prefix = `${ctx.tag}-s-`;
+/** An add of `body`, each answer waiting for the commit, paced at S.syncRate over new users. */
+async function pacedAdd(prefix, body) {
   const r = await wrkScenario(
     GATEWAY_URL,
-    { method: 'POST', path: '/v1/carts/%s/items', body: '{"sku":"A1","quantity":1}', prefix, users: S.syncUsers, rate: S.syncRate },
+    { method: 'POST', path: '/v1/carts/%s/items', body, prefix, users: S.syncUsers, rate: S.syncRate },
     { connections: S.syncConnections },
   );
   r.users = S.syncUsers;
   r.target_rps = S.syncRate;
   r.rate_within_5pct = Math.abs(r.throughput_rps - S.syncRate) <= 0.05 * S.syncRate;
   return r;
+}
+
+function addSync(ctx) {
+  return pacedAdd(`${ctx.tag}-s-`, '{"sku":"A1","quantity":1}');
+}
+
+// The same add carrying a line snapshot: what reading, checking, storing, totalling and rendering
+// the snapshot costs, next to add_sync (no target of its own).
+const PRICED_ADD =
+  '{"sku":"A1","quantity":1,"name":"Ceramic mug, blue, 350 ml","unit_price":1999,"currency":"EUR",' +
+  '"attributes":{"color":"blue","size":"350ml","material":"stoneware"}}';
+
+function addSyncPriced(ctx) {
+  return pacedAdd(`${ctx.tag}-sp-`, PRICED_ADD);
 }
 
 async function mixed(ctx) {

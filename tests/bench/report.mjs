@@ -213,7 +213,7 @@ function verdict(met) {
 
 // The PNG: HTTP scenarios and their baselines in req/s, the apply rates and COPY in events/s.
 function chart(out, sc) {
-  const http = ['static_file', 'get_hit', 'redis_get', 'get_miss', 'add_async', 'add_sync', 'mixed'];
+  const http = ['static_file', 'get_hit', 'redis_get', 'get_miss', 'add_async', 'add_sync', 'add_sync_priced', 'mixed'];
   const events = ['copy', 'apply_1w', 'apply_2w'];
   const bars = (names) =>
     names

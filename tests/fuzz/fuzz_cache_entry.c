@@ -1,7 +1,8 @@
 /*
  * fuzz_cache_entry: cart_from_json, the strict reader of the Redis cache's entries (whatever is
  * stored under cart:{...} reaches it). The oracle is the round trip: an entry that parses renders
- * with cart_to_json, that text parses back to an equal cart, and renders again to the same text.
+ * with cart_to_json, that text parses back to an equal cart (line snapshots included), and renders
+ * again to the same text; and the money of any cart it takes is what the cart model keeps.
  *
  * The first input byte picks the reader's user: odd bytes read as user "u1" (a cache hit checks
  * the user), even ones as an unknown user; the rest is the entry.
@@ -21,7 +22,23 @@ static void check_equal(const cart *a, const cart *b)
     for (size_t i = 0; i < a->nitems; i++) {
         FUZZ_CHECK(strcmp(a->items[i].sku, b->items[i].sku) == 0);
         FUZZ_CHECK(a->items[i].quantity == b->items[i].quantity);
+        FUZZ_CHECK(memcmp(&a->items[i].snap, &b->items[i].snap, sizeof a->items[i].snap) == 0);
     }
+}
+
+/* What the cart model keeps holds for any entry the reader takes: valid snapshots, one currency,
+ * totals within the limit. */
+static void check_money(const cart *c)
+{
+    const char *currency = cart_currency(c);
+
+    for (size_t i = 0; i < c->nitems; i++) {
+        const cart_item *it = &c->items[i];
+        FUZZ_CHECK(cart_snapshot_valid(&it->snap));
+        FUZZ_CHECK(!it->snap.has_price || strcmp(it->snap.currency, currency) == 0);
+        FUZZ_CHECK(cart_line_total(it) <= CART_MONEY_MAX);
+    }
+    FUZZ_CHECK(cart_subtotal(c) <= CART_MONEY_MAX);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -46,6 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(!(data[0] & 1) || strcmp(c.user_id, "u1") == 0);
     for (size_t i = 1; i < c.nitems; i++)
         FUZZ_CHECK(strcmp(c.items[i - 1].sku, c.items[i].sku) < 0);
+    check_money(&c);
 
     text = cart_to_json(&c, &len);
     FUZZ_CHECK(text != NULL);

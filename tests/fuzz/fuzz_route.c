@@ -1,8 +1,10 @@
 /*
  * fuzz_route: what the gateway does with a request before any I/O, through its pure modules:
  * gw_route_match (method, raw target), the Idempotency-Key (gw_idem_*), the Authorization
- * header's scheme (gw_jwt_bearer), traceparent (request.h), the JSON body's depth check against
- * jansson, and gw_event_build with all of them (body, Idempotency-Key, If-Match).
+ * header's scheme (gw_jwt_bearer) and its token's scope (gw_jwt_has_scope: with no Authorization
+ * the request may set a price, as with auth off), traceparent (request.h), the JSON body's depth
+ * check against jansson, and gw_event_build with all of them (body and its line snapshot,
+ * Idempotency-Key, If-Match).
  *
  * Input: '\n'-separated fields: method, request target, Idempotency-Key, Authorization, If-Match,
  * traceparent, then the body (the rest of the input); a missing field is an absent header.
@@ -10,9 +12,9 @@
  * Oracles: the route's documented shape (ids valid and taken from the path, Allow and detail set
  * when they should be), a query string and HEAD change nothing, an accepted Idempotency-Key gives
  * a valid, repeatable event_id, the depth check is exact for valid JSON, an accepted request's
- * event expects exactly the versions its If-Match names and encodes and decodes back (otherwise
- * the gateway would fail on a valid request), and a refusal is a 4xx with a detail that names no
- * library option.
+ * event expects exactly the versions its If-Match names, carries a price only when it may, holds
+ * the snapshot members its body has, and encodes and decodes back (otherwise the gateway would
+ * fail on a valid request), and a refusal is a 4xx with a detail that names no library option.
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -130,18 +132,21 @@ static void idempotency_key(const char *user_id, const char *key, size_t len)
     FUZZ_CHECK(gw_idem_event_id(user_id, key, len, b) == 0 && strcmp(a, b) == 0);
 }
 
-static void authorization(const char *value, size_t len)
+/* The Authorization header: its scheme, and whether its token's scope holds cart:price (the
+ * fuzzer's tokens are unsigned: the scope reader never verifies anything itself). */
+static bool authorization(const char *value, size_t len)
 {
     const char *token = NULL;
     size_t token_len = 0;
 
     if (!gw_jwt_bearer(value, len, &token, &token_len)) {
         FUZZ_CHECK(token == NULL && token_len == 0);
-        return;
+        return false;
     }
     FUZZ_CHECK(token_len >= 1 && token > value && token + token_len <= value + len);
     FUZZ_CHECK(memchr(token, ' ', token_len) == NULL && memchr(token, '\t', token_len) == NULL);
     FUZZ_CHECK(strncasecmp(value, "bearer ", 7) == 0);
+    return gw_jwt_has_scope(token, token_len, "cart:price");
 }
 
 static int depth_of(const json_t *v)
@@ -200,7 +205,24 @@ static void check_publishable(const cart_event *ev)
     for (int i = 0; i < ev->n_expected_versions; i++)
         FUZZ_CHECK(back.expected_versions[i] == ev->expected_versions[i]);
     FUZZ_CHECK(strcmp(back.trace, ev->trace) == 0 && strcmp(back.event_id, ev->event_id) == 0);
+    FUZZ_CHECK(memcmp(&back.snap, &ev->snap, sizeof back.snap) == 0);
     free(text);
+}
+
+/* The snapshot oracle: the event has exactly the members the body has, and a price only when the
+ * request may set one. */
+static void check_snapshot(const json_t *doc, const gw_route *r, const cart_event *ev)
+{
+    if (r->id != GW_R_ADD_ITEM && r->id != GW_R_SET_ITEM) {
+        FUZZ_CHECK(!ev->snap.has_name && !ev->snap.has_price && !ev->snap.has_attributes);
+        return;
+    }
+    FUZZ_CHECK(ev->snap.has_name == (json_object_get(doc, "name") != NULL));
+    FUZZ_CHECK(ev->snap.has_price == (json_object_get(doc, "unit_price") != NULL));
+    FUZZ_CHECK(ev->snap.has_price == (json_object_get(doc, "currency") != NULL));
+    FUZZ_CHECK(ev->snap.has_attributes == (json_object_get(doc, "attributes") != NULL));
+    FUZZ_CHECK(!ev->snap.has_price || r->may_price);
+    FUZZ_CHECK(cart_snapshot_valid(&ev->snap));
 }
 
 /* A refusal's detail names no option of jansson's API (one did: JSON_ALLOW_NUL), unless it
@@ -252,8 +274,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         idempotency_key(r.user_id[0] ? r.user_id : "u1", key, klen);
         ei.idempotency_key = (gw_text){key, klen};
     }
+    /* No Authorization: auth off, anyone may set a price. */
+    r.may_price = true;
     if ((auth = fuzz_field(&in, '\n', &alen)) != NULL)
-        authorization(auth, alen);
+        r.may_price = authorization(auth, alen);
     if ((match = fuzz_field(&in, '\n', &match_len)) != NULL)
         ei.if_match = (gw_text){match, match_len};
     if ((trace = fuzz_field(&in, '\n', &trace_len)) != NULL && gw_traceparent_valid(trace, trace_len)) {
@@ -272,6 +296,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(doc != NULL);
         if (match != NULL)
             check_if_match(match, match_len, &ev);
+        check_snapshot(doc, &r, &ev);
         check_publishable(&ev);
     } else {
         FUZZ_CHECK(why.status >= 400 && why.status <= 422 && why.slug != NULL && why.detail[0] != '\0');

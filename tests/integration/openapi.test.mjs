@@ -1,8 +1,9 @@
 // docs/openapi.yaml against the running gateway (GATEWAY_URL).
 //
 // Every operation of the spec is called for each status it can answer today (200, 201, 202, 204,
-// 304, 400, 404, 405, 409, 412, 413, 415, 422; 401, 403 and 429 from a private gateway with auth
-// on and a small rate limit), and each response is checked against the spec:
+// 304, 400, 404, 405, 409, 412, 413, 415, 422 of both types; 401, 403 and 429 from a private
+// gateway with auth on and a small rate limit, and the 403 of a price without the cart:price
+// scope from another), and each response is checked against the spec:
 // the status must be documented for that operation, every required header present and every
 // documented header valid, the Content-Type one of the documented media types, and the body valid
 // against the schema (JSON Schema 2020-12 through Ajv, $refs resolved to components). The valid
@@ -657,6 +658,32 @@ describe('POST /v1/carts/{user_id}/items (addItem)', TEST_OPTS, () => {
     assert.equal(now.data.version, cart.version);
   });
 
+  test('200 with a line snapshot; 422 currency-mismatch and a subtotal over the limit', TEST_OPTS, async () => {
+    const user = uniqueUser('oa');
+    const priced = { sku: 'A1', quantity: 2, name: 'Mug', unit_price: 1999, currency: 'EUR', attributes: { color: 'blue' } };
+    let r = await call('POST', ITEMS, { params: { user_id: user }, body: priced });
+    assert.equal(r.res.status, 200);
+    assert.equal(r.data.items[0].line_total, 3998);
+    assert.equal(r.data.currency, 'EUR');
+    assert.equal(r.data.subtotal, 3998);
+    r = await call('PUT', ITEM, { params: { user_id: user, sku: 'B7' }, body: { quantity: 1, unit_price: 5, currency: 'USD' } });
+    assert.equal(r.res.status, 422);
+    assertProblem(r.data, 'currency-mismatch');
+    for (let i = 0; i < 11; i++) {
+      r = await call('POST', ITEMS, {
+        params: { user_id: user },
+        body: { sku: `M${i}`, quantity: 999, unit_price: 100000000000, currency: 'EUR' },
+      });
+      if (r.res.status === 422) break;
+      assert.equal(r.res.status, 200);
+    }
+    assert.equal(r.res.status, 422, 'the eleventh line of 999 x 10^11 takes the subtotal over 10^15');
+    assertProblem(r.data, 'limit-exceeded');
+    r = await call('POST', ITEMS, { params: { user_id: user }, body: { sku: 'A1', quantity: 1, currency: 'EUR' }, valid: false });
+    assert.equal(r.res.status, 400);
+    assertProblem(r.data, 'invalid-field');
+  });
+
   test('412 for another version', TEST_OPTS, async () => {
     const { user, cart } = await userWithCart();
     const r = await call('POST', ITEMS, {
@@ -923,6 +950,37 @@ describe('401, 403 and 429 (a private gateway with auth and a small rate limit)'
     assert.ok(limited, 'a burst of 2 at 1 request/s is used up within 7 requests');
     assertProblem(limited.data, 'rate-limited');
     assert.equal(limited.res.headers.get('ratelimit-limit'), '2');
+  });
+
+  test('stops', { timeout: 15_000 }, async () => {
+    if (gw && gw.child.exitCode === null) {
+      gw.child.kill('SIGTERM');
+      await once(gw.child, 'exit');
+    }
+  });
+});
+
+describe('403 for a price without the cart:price scope (a private gateway with auth)', { timeout: 30_000 }, () => {
+  let gw;
+
+  test('starts', { timeout: 15_000 }, async () => {
+    gw = await startPrivateGateway({ AUTH_JWT_SECRET: SECRET });
+  });
+
+  test('403 without the scope, 200 with it', TEST_OPTS, async () => {
+    const user = uniqueUser('oa');
+    const body = { sku: 'A1', quantity: 1, unit_price: 100, currency: 'EUR' };
+    const exp = Math.floor(Date.now() / 1000) + 300;
+    const shopper = { Authorization: `Bearer ${jwt({ sub: user, exp, scope: 'openid' })}` };
+    let r = await call('POST', ITEMS, { params: { user_id: user }, body, headers: shopper, base: gw.url });
+    assert.equal(r.res.status, 403);
+    assertProblem(r.data, 'forbidden');
+    r = await call('PUT', ITEM, { params: { user_id: user, sku: 'A1' }, body: { quantity: 1, unit_price: 1, currency: 'EUR' }, headers: shopper, base: gw.url });
+    assert.equal(r.res.status, 403);
+    const backend = { Authorization: `Bearer ${jwt({ sub: user, exp, scope: 'cart:price' })}` };
+    r = await call('POST', ITEMS, { params: { user_id: user }, body, headers: backend, base: gw.url });
+    assert.equal(r.res.status, 200);
+    assert.equal(r.data.subtotal, 100);
   });
 
   test('stops', { timeout: 15_000 }, async () => {

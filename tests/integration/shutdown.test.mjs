@@ -9,7 +9,22 @@ import { once } from 'node:events';
 import { get as httpGet } from 'node:http';
 import { after, describe, test } from 'node:test';
 
-import { STACK_CONTROL, closeAll, http, poll, startGateway, stackPid, uniqueUser } from './lib.mjs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+import {
+  STACK_CONTROL,
+  closeAll,
+  freePort,
+  http,
+  poll,
+  startGateway,
+  startProcess,
+  stackPid,
+  stopProcess,
+  uniqueUser,
+} from './lib.mjs';
 
 const SLOW = { timeout: 30_000 };
 
@@ -68,6 +83,35 @@ describe('graceful shutdown', SLOW, () => {
     assert.equal(code, 0, `exit status 0: ${gw.log()}`);
     t.diagnostic(`exited ${ms} ms after SIGTERM`);
     assert.ok(ms < 1000, `exited ${ms} ms after SIGTERM: ${gw.log()}`);
+  });
+
+  test('NATS unreachable at start: the gateway serves, writes are 503, it connects later, SIGTERM stops it', SLOW, async () => {
+    const port = await freePort();
+    const healthy = async (url) => (await http('GET', `${url}/healthz`, { timeoutMs: 500 })).status === 200;
+    const gw = await startGateway({ NATS_URL: `nats://127.0.0.1:${port}` }, { ready: healthy });
+    const ready = await http('GET', `${gw.url}/readyz`);
+    assert.equal(ready.status, 503);
+    assert.equal(ready.json.nats, false);
+    const write = await http('POST', `${gw.url}/v1/carts/${uniqueUser('nonats')}/items`, { body: { sku: 'A1', quantity: 1 } });
+    assert.equal(write.status, 503);
+    // A server appears on that port: the gateway connects in the background.
+    const dir = mkdtempSync(path.join(tmpdir(), 'cartshard-nats-'));
+    const nats = startProcess('nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir]);
+    try {
+      await poll(async () => (await http('GET', `${gw.url}/readyz`, { timeoutMs: 500 })).json?.nats === true, 15_000,
+        'the gateway to connect to the late NATS');
+    } finally {
+      await stopProcess(nats);
+      rmSync(dir, { recursive: true, force: true });
+    }
+    // And with no NATS at all, SIGTERM still stops a gateway at once.
+    const lone = await startGateway({ NATS_URL: `nats://127.0.0.1:${await freePort()}` }, { ready: healthy });
+    for (const g of [gw, lone]) {
+      const exited = once(g, 'exit');
+      g.kill('SIGTERM');
+      const [code] = await exited;
+      assert.equal(code, 0);
+    }
   });
 });
 

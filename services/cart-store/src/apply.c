@@ -1,10 +1,10 @@
 /*
  * apply.c: a batch of events applied in one transaction. The events are decoded (an undecodable
- * one, or one for another partition, goes to the DLQ), the batch reads what it builds on (prior
- * answers, the latest carts, into the working set), applies every event in memory and writes the
- * net effect (core/batch.c), the offsets and the COMMIT. A write the shard refuses redoes the batch
- * event by event to find the event at fault, which is dead-lettered. After the commit, relay.c
- * sends what goes out.
+ * one, one outside its domain, or one for another partition, goes to the DLQ), the batch reads
+ * what it builds on (prior answers, the latest carts, into the working set), applies every event
+ * in memory and writes the net effect (core/batch.c), the offsets and the COMMIT. A write the shard refuses redoes the
+ * batch event by event to find the event at fault, which is dead-lettered. After the commit, relay.c sends what goes
+ * out.
  *
  * Threads: the runner thread only (offsets under cs_shard.mu).
  */
@@ -20,10 +20,12 @@
 #include "cartshard/partition.h"
 #include "runner_internal.h"
 
-/* Decodes every item; an undecodable one or one for another partition is marked for the DLQ. */
+/* Decodes every item; an undecodable one, one outside its domain (its quantity: the decoder checks
+ * the rest) or one for another partition is marked for the DLQ. */
 static void decode_items(cs_shard *sh, cs_item *items, size_t n)
 {
     uint32_t parts = sh->w->cfg->partitions;
+    int32_t max_quantity = sh->w->cfg->max_quantity;
 
     for (size_t i = 0; i < n; i++) {
         cs_item *it = &items[i];
@@ -32,7 +34,8 @@ static void decode_items(cs_shard *sh, cs_item *items, size_t n)
         const char *reply_to = NULL;
         char err[200] = "";
 
-        if (cart_event_decode(data ? data : "", (size_t)len, &it->ev, err, sizeof err) != CART_OK) {
+        if (cart_event_decode(data ? data : "", (size_t)len, &it->ev, err, sizeof err) != CART_OK ||
+            cart_event_check_quantity(&it->ev, max_quantity, err, sizeof err) != CART_OK) {
             snprintf(it->dlq_reason, sizeof it->dlq_reason, "invalid event: %s", err);
             continue;
         }
@@ -186,10 +189,10 @@ static cart_status apply_lines_merged(cs_shard *sh, cs_item *it, cart *c, const 
     /* A new cart starts without the lines of the one before it. */
     for (size_t i = 0; !o->created && i < before.nitems && st == CART_OK; i++)
         if (cart_find_line(c, before.items[i].sku) == NULL &&
-            cs_batch_put_line(&sh->batch, c->cart_id, before.items[i].sku, 0) != 0)
+            cs_batch_put_line(&sh->batch, c->cart_id, before.items[i].sku, 0, NULL) != 0)
             st = CART_ERR_NOMEM;
     for (size_t i = 0; i < c->nitems && st == CART_OK; i++)
-        if (cs_batch_put_line(&sh->batch, c->cart_id, c->items[i].sku, c->items[i].quantity) != 0)
+        if (cs_batch_put_line(&sh->batch, c->cart_id, c->items[i].sku, c->items[i].quantity, &c->items[i]) != 0)
             st = CART_ERR_NOMEM;
 out:
     cart_cleanup(&guest);

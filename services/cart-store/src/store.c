@@ -9,6 +9,9 @@
 #include "cartshard/pg.h"
 #include "batch.h"
 
+/* The latest cart of each user of load_carts' list (u). */
+#define LATEST_CART_OF_U CART_PG_LATEST_CART("u.user_id")
+
 /* The session's prepared statements: name, SQL, number of parameters. */
 static const struct stmt {
     const char *name;
@@ -20,11 +23,10 @@ static const struct stmt {
       * Written as index probes per user (LATERAL ... LIMIT 1): the generic plan of a join with
       * `user_id = ANY($1)` guesses hundreds of rows and hashes a sequential scan of cart_items,
       * once per batch. */
-     "SELECT c.user_id, " CART_PG_CART_COLUMNS " FROM unnest($1::text[]) AS u(user_id)"
-     " CROSS JOIN LATERAL " CART_PG_LATEST_CART(
-         "u.user_id") " c"
-                      " LEFT JOIN LATERAL (SELECT sku, quantity FROM cart_items WHERE cart_items.cart_id = c.cart_id"
-                      " AND c.status <> 'deleted') i ON true",
+     "SELECT c.user_id, " CART_PG_CART_COLUMNS
+     " FROM unnest($1::text[]) AS u(user_id) CROSS JOIN LATERAL " LATEST_CART_OF_U
+     " c LEFT JOIN LATERAL (SELECT " CART_PG_LINE_COLUMNS " FROM cart_items"
+     " WHERE cart_items.cart_id = c.cart_id AND c.status <> 'deleted') i ON true",
      1},
     {"processed",
      "SELECT event_id, http_status, coalesce(detail, ''), coalesce(stream_seq, 0), coalesce(request_fingerprint, '')"
@@ -76,9 +78,12 @@ static const char *const batch_sql[CS_BATCH_NSTMTS] = {
     [CS_BATCH_CLEAR_LINES] = "DELETE FROM cart_items WHERE cart_id = ANY($1::uuid[])",
     [CS_BATCH_DELETE_LINES] = "DELETE FROM cart_items i USING unnest($1::uuid[], $2::text[]) AS t(id, sku)"
                               " WHERE i.cart_id = t.id AND i.sku = t.sku",
-    [CS_BATCH_PUT_LINES] = "INSERT INTO cart_items (cart_id, sku, quantity)"
-                           " SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[])"
-                           " ON CONFLICT (cart_id, sku) DO UPDATE SET quantity = EXCLUDED.quantity",
+    [CS_BATCH_PUT_LINES] = "INSERT INTO cart_items (cart_id, sku, quantity, name, unit_price, currency, attributes)"
+                           " SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::bigint[],"
+                           " $6::text[], $7::text[])"
+                           " ON CONFLICT (cart_id, sku) DO UPDATE SET quantity = EXCLUDED.quantity,"
+                           " name = EXCLUDED.name, unit_price = EXCLUDED.unit_price, currency = EXCLUDED.currency,"
+                           " attributes = EXCLUDED.attributes",
     /* Rows go in in the order given, so their ids (and the relay's order) follow the events. */
     [CS_BATCH_OUTBOX] = "INSERT INTO outbox (partition, subject, msg_id, payload)"
                         " SELECT p, s, m, d FROM unnest($1::int[], $2::text[], $3::text[], $4::text[])"

@@ -235,8 +235,12 @@ bool gw_auth_keys(gw_thread *t, gw_jwt_keys *keys)
     return true;
 }
 
+/* The scope a token needs to set a line's price (docs/reference/api.md, Authentication). */
+#define GW_SCOPE_PRICE "cart:price"
+
 /* With auth on (AUTH_JWT_SECRET or AUTH_JWKS_FILE set): checks the bearer token and records its
- * subject in r. Returns 0, or -1 after answering 401, 403 or 503. */
+ * subject in r, and whether it may set a price. With auth off anyone may. Returns 0, or -1 after
+ * answering 401, 403 or 503. */
 static int authenticate(gw_thread *t, h2o_req_t *req, gw_route *r, int64_t started)
 {
     gw_jwt_keys keys;
@@ -246,8 +250,10 @@ static int authenticate(gw_thread *t, h2o_req_t *req, gw_route *r, int64_t start
     gw_jwt_result res;
     char challenge[192];
 
-    if (!gw_auth_keys(t, &keys))
+    if (!gw_auth_keys(t, &keys)) {
+        r->may_price = true; /* a trusted network: docs/reference/api.md, Authentication */
         return 0;
+    }
     if (auth.base == NULL || !gw_jwt_bearer(auth.base, auth.len, &token, &token_len)) {
         cart_http_header(req, "WWW-Authenticate", "Bearer realm=\"cartshard\"");
         gw_send_problem(t, req, r->name, started, 401, "unauthorized", "missing bearer token");
@@ -272,6 +278,9 @@ static int authenticate(gw_thread *t, h2o_req_t *req, gw_route *r, int64_t start
         gw_send_problem(t, req, r->name, started, 403, "forbidden", "the token's subject is not this user");
         return -1;
     }
+    /* Only the routes whose body may carry a price read the token a second time. */
+    if (r->id == GW_R_ADD_ITEM || r->id == GW_R_SET_ITEM)
+        r->may_price = gw_jwt_has_scope(token, token_len, GW_SCOPE_PRICE);
     return 0;
 }
 

@@ -98,8 +98,10 @@ void gw_send_empty(gw_thread *t, h2o_req_t *req, const char *route, int64_t star
 void gw_send_cart(gw_thread *t, h2o_req_t *req, const char *route, int64_t started, int status, const char *body,
                   size_t len, int64_t version);
 
-/* The problem type of a refusal the worker decided, by status; NULL for a status it never uses. */
-const char *gw_slug_for(int status);
+/* The problem type of a refusal the worker decided, by status and its detail (a 422's type:
+ * currency-mismatch when the detail starts with CART_CURRENCY_MISMATCH, else limit-exceeded);
+ * NULL for a status it never uses. `detail` may be NULL. */
+const char *gw_slug_for(int status, const char *detail);
 
 /* Writes the ETag of cart version `version` ("\"<version>\"") into `out`, NUL-terminated. */
 void gw_etag(int64_t version, char out[GW_ETAG_MAX]);

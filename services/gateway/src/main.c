@@ -152,8 +152,11 @@ int main(int argc, char **argv)
     }
     cart_bus_set_listener(on_bus_event, &app);
     snprintf(sync_name, sizeof sync_name, "%s-sync", cfg.gateway_id);
-    if (cart_bus_connect(&cfg, cfg.gateway_id, 0, &app.nc, err, sizeof err) != CART_OK ||
-        cart_bus_connect(&cfg, sync_name, CART_BUS_SEND_AT_ONCE, &app.nc_sync, err, sizeof err) != CART_OK) {
+    /* In the background: without NATS the gateway still serves reads (writes are 503) and stops on
+     * SIGTERM. */
+    if (cart_bus_connect(&cfg, cfg.gateway_id, CART_BUS_IN_BACKGROUND, &app.nc, err, sizeof err) != CART_OK ||
+        cart_bus_connect(&cfg, sync_name, CART_BUS_SEND_AT_ONCE | CART_BUS_IN_BACKGROUND, &app.nc_sync, err,
+                         sizeof err) != CART_OK) {
         cart_log(CART_LOG_ERROR, "nats connection failed", CART_LS("error", err), NULL);
         goto out;
     }

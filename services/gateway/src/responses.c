@@ -53,7 +53,7 @@ void gw_send_empty(gw_thread *t, h2o_req_t *req, const char *route, int64_t star
     gw_observe(t, route, status, started);
 }
 
-const char *gw_slug_for(int status)
+const char *gw_slug_for(int status, const char *detail)
 {
     switch (status) {
     case 400:
@@ -65,6 +65,9 @@ const char *gw_slug_for(int status)
     case 412:
         return "precondition-failed";
     case 422:
+        /* The cart model's one 422 of another kind says so at the start of its detail. */
+        if (detail != NULL && strncmp(detail, CART_CURRENCY_MISMATCH, sizeof CART_CURRENCY_MISMATCH - 1) == 0)
+            return "currency-mismatch";
         return "limit-exceeded";
     case 503:
         return "unavailable";

@@ -122,7 +122,7 @@ static void send_reply(gw_write *w, h2o_req_t *req, const char *location)
     if (w->reply_status == 204)
         gw_send_empty(t, req, w->route, w->started_ms, 204, "No Content");
     else if (w->reply_status >= 400)
-        gw_send_problem(t, req, w->route, w->started_ms, w->reply_status, gw_slug_for(w->reply_status),
+        gw_send_problem(t, req, w->route, w->started_ms, w->reply_status, gw_slug_for(w->reply_status, w->reply_detail),
                         w->reply_detail[0] ? w->reply_detail : NULL);
     else if (w->reply_body && w->reply_len)
         gw_send_cart(t, req, w->route, w->started_ms, w->reply_status, w->reply_body, w->reply_len, w->reply_version);

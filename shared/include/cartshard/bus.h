@@ -64,12 +64,16 @@ enum {
      * reconnects and errors are logged, not passed to the listener: it is a second connection of
      * the process, for that latency-bound traffic only. */
     CART_BUS_SEND_AT_ONCE = 1u << 0,
+    /* Return at once when no server answers yet, and connect in the background (logged when it
+     * does). Without it the call waits until a server answers: a worker has nothing to do before. */
+    CART_BUS_IN_BACKGROUND = 1u << 1,
 };
 
 /*
  * Connects to cfg->nats_url (comma-separated URLs allowed) as `client_name` (which must outlive
- * the connection), reconnecting forever in the background (also when the server is not up yet at
- * start). `flags`: 0 or CART_BUS_SEND_AT_ONCE. On CART_OK *nc is the caller's
+ * the connection), and reconnects forever in the background once connected. When no server
+ * answers at start it keeps trying, in this call or, with CART_BUS_IN_BACKGROUND, in the
+ * background. `flags`: CART_BUS_SEND_AT_ONCE, CART_BUS_IN_BACKGROUND. On CART_OK *nc is the caller's
  * (natsConnection_Destroy). CART_ERR_UNAVAILABLE with a reason in `err` if the options are
  * refused. Disconnects and reconnects are logged.
  */

@@ -11,10 +11,16 @@
  * (docs/reference/api.md, Idempotency keys): a repeat of its event_id with another fingerprint is
  * refused, never answered as the first.
  *
+ * An item_added or item_quantity_set event's data may also carry a line snapshot (cart_snapshot):
+ * "name", "unit_price" with "currency", "attributes" (docs/reference/api.md, Line snapshots and
+ * totals).
+ *
  * Unknown fields are ignored. The decoder is strict about the fields it knows: a missing or
- * mistyped field is CART_ERR_INVALID with a reason that ends up in the DLQ's Cart-Error header.
- * Range limits (quantity 1..999 and so on) are NOT checked here: they are the cart model's
- * business (cart_apply) so that they yield a 422 outcome rather than a dead letter.
+ * mistyped field, or one outside its domain (an id or a name too long, a bad currency, a price out
+ * of range, bad attributes), is CART_ERR_INVALID with a reason that ends up in the DLQ's Cart-Error
+ * header. The one domain the decoder cannot know is the quantity's, whose upper bound is a setting
+ * (CART_MAX_QUANTITY): cart_event_check_quantity checks it, and the worker dead-letters an event
+ * that fails it like an undecodable one.
  */
 #ifndef CARTSHARD_EVENT_H
 #define CARTSHARD_EVENT_H
@@ -25,6 +31,8 @@
 
 #include "cartshard/status.h"
 
+struct json_t; /* jansson's json_t */
+
 #define CART_ID_MAX       64  /* longest user_id or sku */
 #define CART_EVENT_ID_MAX 128 /* longest event_id */
 #define CART_TRACE_MAX    127 /* longest trace context string carried in an event */
@@ -33,6 +41,15 @@
 
 /* The longest request_fingerprint (the gateway's is 64 hex digits: SHA-256). */
 #define CART_FINGERPRINT_MAX 64
+
+/* The domains of a line snapshot (docs/reference/api.md, Line snapshots and totals). */
+#define CART_NAME_MAX       200  /* longest name, in bytes of UTF-8 */
+#define CART_CURRENCY_LEN   3    /* an ISO 4217 code: three upper-case letters */
+#define CART_ATTRS_MAX      2048 /* longest attributes object, in bytes of its compact JSON */
+#define CART_ATTRS_COUNT    16   /* most attributes */
+#define CART_ATTR_VALUE_MAX 256  /* longest attribute value, in bytes of UTF-8 */
+/* The largest unit_price, in minor units (cents...). */
+#define CART_PRICE_MAX INT64_C(100000000000)
 
 typedef enum cart_event_type {
     CART_EV_CREATED = 1,       /* cart.created */
@@ -74,6 +91,27 @@ typedef struct cart_merge_data {
     char detail[128];
 } cart_merge_data;
 
+/*
+ * What the shopper saw when a line was added: the optional members of an item event's data, and
+ * what a line keeps of them. In an event a has_ flag says the member was given (and replaces the
+ * line's); in a line it says the line has it. Plain value type: no heap memory, copy freely.
+ */
+typedef struct cart_snapshot {
+    /** "name": 0..CART_NAME_MAX bytes of UTF-8 without NUL; empty when !has_name. */
+    bool has_name;
+    char name[CART_NAME_MAX + 1];
+    /** "unit_price" and "currency", which come together: 0..CART_PRICE_MAX minor units of an ISO
+     * 4217 code (three upper-case ASCII letters); 0 and "" when !has_price. */
+    bool has_price;
+    int64_t unit_price;
+    char currency[CART_CURRENCY_LEN + 1];
+    /** "attributes": the object as compact JSON with its keys sorted (bytewise), at most
+     * CART_ATTRS_COUNT string values of at most CART_ATTR_VALUE_MAX bytes under keys of 1..64
+     * characters of [A-Za-z0-9._:-], CART_ATTRS_MAX bytes in all; "" when !has_attributes. */
+    bool has_attributes;
+    char attributes[CART_ATTRS_MAX + 1];
+} cart_snapshot;
+
 /* A decoded event. Plain value type: no heap memory, copy freely. */
 typedef struct cart_event {
     /** 1..128 visible ASCII characters (0x21..0x7e). */
@@ -85,8 +123,11 @@ typedef struct cart_event {
     int64_t occurred_at_ms;
     /** data.sku, for item events; empty otherwise. */
     char sku[CART_ID_MAX + 1];
-    /** data.quantity, for added and set events; 0 otherwise. Any value that fits int64 decodes. */
+    /** data.quantity, for added and set events; 0 otherwise. Any value that fits int64 decodes:
+     * cart_event_check_quantity checks its range. */
     int64_t quantity;
+    /** data's snapshot members, for added and set events; all absent otherwise. */
+    cart_snapshot snap;
     /** expected_version, when present (If-Match): >= 0. JSON null counts as absent. */
     bool has_expected_version;
     int64_t expected_version;
@@ -130,6 +171,34 @@ bool cart_valid_event_id(const char *s, size_t len);
  * a repeat of it, both exist ("" is none) and differ: the event_id was reused for another request.
  * Without a fingerprint on either side nothing can be compared, and the repeat is a repeat. */
 bool cart_fingerprints_clash(const char *first, const char *repeat);
+
+/* True if s[0..len) is an ISO 4217 code as the API takes it: three upper-case ASCII letters. */
+bool cart_valid_currency(const char *s, size_t len);
+
+/*
+ * Reads the snapshot members ("name", "unit_price", "currency", "attributes") of `obj` (a jansson
+ * object, borrowed) into *snap, every member absent when left out. Each must be in its domain
+ * (cart_snapshot), and unit_price and currency come together. CART_OK; CART_ERR_INVALID with
+ * `err` (errlen bytes, may be 0) holding a reason that names the member, after `prefix` ("" or
+ * "data."), such as "currency: needs unit_price"; CART_ERR_NOMEM. *snap is written only on
+ * CART_OK. Members of other names are ignored. The event decoder, the gateway's request reader and
+ * the cache entry reader use it, so that all three take the same values.
+ */
+cart_status cart_snapshot_read(const struct json_t *obj, const char *prefix, cart_snapshot *snap, char *err,
+                               size_t errlen);
+
+/* True if *snap is one cart_snapshot_read could have produced: every member in its domain, the
+ * name valid UTF-8, the attributes' text checked for its length and shape ('{' ... '}') but not
+ * parsed (cart_event_encode parses it). */
+bool cart_snapshot_valid(const cart_snapshot *snap);
+
+/*
+ * Checks the quantity of an item_added (1..max_quantity) or item_quantity_set (0..max_quantity)
+ * event; any other type passes. CART_OK, or CART_ERR_INVALID with a reason naming data.quantity
+ * in `err` (errlen bytes, may be 0). The worker calls it after decoding: an event outside it is
+ * malformed, a dead letter.
+ */
+cart_status cart_event_check_quantity(const cart_event *ev, int32_t max_quantity, char *err, size_t errlen);
 
 /*
  * Decodes an event from JSON text `json` of `len` bytes (need not be NUL-terminated) into *ev.

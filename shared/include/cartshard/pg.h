@@ -36,13 +36,18 @@ bool cart_pg_error_is_transient(const PGconn *conn, const PGresult *res);
  * greatest version is the current cart, whatever its state. Alias it `c`. */
 #define CART_PG_LATEST_CART(user) "(SELECT * FROM carts WHERE user_id = " user " ORDER BY version DESC LIMIT 1)"
 
+/* The columns of a line that CART_PG_CART_COLUMNS selects from `i`, in its order: what a subquery
+ * standing for cart_items must select. */
+#define CART_PG_LINE_COLUMNS "sku, quantity, name, unit_price, currency, attributes"
+
 /* The select list that cart_pg_cart_header and cart_pg_cart_line read, from the latest cart `c`
  * joined with its lines `i` (cart_items, LEFT JOIN: one row per line, NULL sku for none). */
 #define CART_PG_CART_COLUMNS                                                                                           \
     "c.cart_id::text, c.status, c.version, (extract(epoch FROM c.created_at) * 1000)::bigint,"                         \
-    " (extract(epoch FROM c.updated_at) * 1000)::bigint, i.sku, i.quantity"
+    " (extract(epoch FROM c.updated_at) * 1000)::bigint, i.sku, i.quantity, i.name, i.unit_price, i.currency,"         \
+    " i.attributes"
 /* How many columns CART_PG_CART_COLUMNS selects. */
-#define CART_PG_CART_NCOLUMNS 7
+#define CART_PG_CART_NCOLUMNS 11
 
 /*
  * Reads the cart of row `row` of `res` (borrowed), whose columns from `col` on are
@@ -53,8 +58,11 @@ bool cart_pg_error_is_transient(const PGconn *conn, const PGresult *res);
  */
 cart_status cart_pg_cart_header(const PGresult *res, int row, int col, cart *c);
 
-/* Adds row `row`'s line (sku and quantity, after the header's columns) to `c`, when it has one.
- * CART_OK, or cart_put_line's error (CART_ERR_NOMEM). */
+/* Adds row `row`'s line (sku, quantity and its snapshot, after the header's columns) to `c`, when
+ * it has one. A NULL name, price or attributes is a member the line lacks; the attributes' text is
+ * taken as it is stored (cart_snapshot_read wrote it). CART_OK, cart_put_line's error
+ * (CART_ERR_NOMEM), or CART_ERR_INVALID for a snapshot outside its domain (the schema's CHECKs
+ * allow none; the line is then not added). */
 cart_status cart_pg_cart_line(const PGresult *res, int row, int col, cart *c);
 
 /* Reads a result whose rows are all one user's latest cart (one per line) into `c`: the header of

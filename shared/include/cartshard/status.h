@@ -15,7 +15,8 @@ typedef enum cart_status {
     CART_ERR_NOT_FOUND,    /* the user has no active cart (HTTP 404) */
     CART_ERR_CONFLICT,     /* the change conflicts with the cart's state, e.g. checkout of an empty cart (409) */
     CART_ERR_PRECONDITION, /* the expected version (If-Match) differs from the cart's version (412) */
-    CART_ERR_LIMIT,        /* a quantity or line-count limit would be exceeded; nothing changed (422) */
+    CART_ERR_LIMIT,        /* a quantity, line-count or money limit would be exceeded; nothing changed (422) */
+    CART_ERR_CURRENCY,     /* a priced line's currency is not the cart's; nothing changed (422) */
     CART_ERR_OVERFLOW,     /* an output buffer was too small */
     CART_ERR_UNAVAILABLE,  /* a dependency (NATS, Redis, PostgreSQL) is unreachable; retry later (503) */
     CART_ERR_IO            /* an operating-system call failed; errno says why */
@@ -25,8 +26,8 @@ typedef enum cart_status {
 const char *cart_status_str(cart_status st);
 
 /* Returns the HTTP status that `st` maps to when it is the outcome of a request
- * (CART_OK 200, INVALID 400, NOT_FOUND 404, CONFLICT 409, PRECONDITION 412, LIMIT 422,
- * UNAVAILABLE 503, anything else 500). */
+ * (CART_OK 200, INVALID 400, NOT_FOUND 404, CONFLICT 409, PRECONDITION 412, LIMIT and CURRENCY
+ * 422, UNAVAILABLE 503, anything else 500). */
 int cart_status_http(cart_status st);
 
 #endif

@@ -33,6 +33,14 @@ static void log_reconnected(natsConnection *nc, void *closure)
     cart_log(CART_LOG_INFO, "nats reconnected", CART_LS("client", closure), CART_LS("url", url), NULL);
 }
 
+static void log_connected(natsConnection *nc, void *closure)
+{
+    char url[256] = "";
+
+    natsConnection_GetConnectedUrl(nc, url, sizeof url);
+    cart_log(CART_LOG_INFO, "nats connected", CART_LS("client", closure), CART_LS("url", url), NULL);
+}
+
 static void on_reconnected(natsConnection *nc, void *closure)
 {
     log_reconnected(nc, closure);
@@ -123,7 +131,8 @@ cart_status cart_bus_connect(const cart_config *cfg, const char *client_name, un
     if (s == NATS_OK)
         s = natsOptions_SetMaxPingsOut(opts, 3);
     if (s == NATS_OK)
-        s = natsOptions_SetRetryOnFailedConnect(opts, true, NULL, NULL);
+        s = natsOptions_SetRetryOnFailedConnect(opts, true, (flags & CART_BUS_IN_BACKGROUND) ? log_connected : NULL,
+                                                (void *)client_name);
     if (s == NATS_OK)
         s = natsOptions_SetDisconnectedCB(opts, on_disconnected, (void *)client_name);
     if (s == NATS_OK)
@@ -136,7 +145,8 @@ cart_status cart_bus_connect(const cart_config *cfg, const char *client_name, un
         snprintf(err, errlen, "NATS_URL: %s", natsStatus_GetText(s));
         goto out;
     }
-    /* With retry-on-failed-connect, NATS_NOT_YET_CONNECTED means "connecting in the background". */
+    /* Without a connected callback nats.c retries in this call until a server answers; with one,
+     * NATS_NOT_YET_CONNECTED means "connecting in the background". */
     s = natsConnection_Connect(&conn, opts);
     if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
         snprintf(err, errlen, "NATS_URL: cannot connect: %s", natsStatus_GetText(s));

@@ -77,11 +77,57 @@ cart_status cart_pg_cart_header(const PGresult *res, int row, int col, cart *c)
     return CART_OK;
 }
 
+/* Copies the text of column `col` into dst[size]: false when it is longer. */
+static bool copy_text(const PGresult *res, int row, int col, char *dst, size_t size)
+{
+    size_t len = (size_t)PQgetlength(res, row, col);
+
+    if (len >= size)
+        return false;
+    memcpy(dst, PQgetvalue(res, row, col), len);
+    return true;
+}
+
+/* The snapshot of a line's row, whose columns from `col` on are name, unit_price, currency and
+ * attributes. CART_OK or CART_ERR_INVALID. */
+static cart_status read_snapshot(const PGresult *res, int row, int col, cart_snapshot *snap)
+{
+    memset(snap, 0, sizeof *snap);
+    if (!PQgetisnull(res, row, col)) {
+        if (!copy_text(res, row, col, snap->name, sizeof snap->name))
+            return CART_ERR_INVALID;
+        snap->has_name = true;
+    }
+    if (!PQgetisnull(res, row, col + 1) && !PQgetisnull(res, row, col + 2)) {
+        snap->unit_price = strtoll(PQgetvalue(res, row, col + 1), NULL, 10);
+        if (!copy_text(res, row, col + 2, snap->currency, sizeof snap->currency))
+            return CART_ERR_INVALID;
+        snap->has_price = true;
+    }
+    if (!PQgetisnull(res, row, col + 3)) {
+        if (!copy_text(res, row, col + 3, snap->attributes, sizeof snap->attributes))
+            return CART_ERR_INVALID;
+        snap->has_attributes = true;
+    }
+    return CART_OK;
+}
+
 cart_status cart_pg_cart_line(const PGresult *res, int row, int col, cart *c)
 {
+    const char *sku = PQgetvalue(res, row, col + 5);
+    cart_snapshot snap;
+    cart_status st;
+
     if (PQgetisnull(res, row, col + 5))
         return CART_OK;
-    return cart_put_line(c, PQgetvalue(res, row, col + 5), (int32_t)strtol(PQgetvalue(res, row, col + 6), NULL, 10));
+    if (read_snapshot(res, row, col + 7, &snap) != CART_OK || !cart_snapshot_valid(&snap))
+        return CART_ERR_INVALID;
+    if ((st = cart_put_line(c, sku, (int32_t)strtol(PQgetvalue(res, row, col + 6), NULL, 10))) != CART_OK)
+        return st;
+    /* A line without a snapshot (every row before migration 0005) has nothing to put. */
+    if (!snap.has_name && !snap.has_price && !snap.has_attributes)
+        return CART_OK;
+    return cart_put_snapshot(c, sku, &snap);
 }
 
 cart_status cart_pg_read_cart(const PGresult *res, int col, cart *c)

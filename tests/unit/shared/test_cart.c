@@ -311,10 +311,15 @@ START_TEST(test_if_match_details)
     ck_assert_str_eq(out.detail, "the cart's version is 2, not 1");
     ck_assert_int_eq(cart_find_line(&c, "A1")->quantity, 1);
 
-    /* A precondition is checked before limits. */
-    ev.quantity = 5000;
+    /* A precondition is checked before limits... */
+    ev.expected_version = 1;
+    ev.quantity = 999;
     out = apply(&c, ev, T1, ID1);
     ck_assert_int_eq(out.status, CART_ERR_PRECONDITION);
+    /* ...but after the event's own domain: a malformed event is refused as such (400). */
+    ev.quantity = 5000;
+    out = apply(&c, ev, T1, ID1);
+    ck_assert_int_eq(out.status, CART_ERR_INVALID);
     cart_cleanup(&c);
 }
 END_TEST
@@ -369,16 +374,18 @@ START_TEST(test_add_limits)
     cart_outcome out;
     static const int64_t bad[] = {0, -1, 1000, INT32_MAX, (int64_t)INT32_MAX + 1, INT64_MAX, INT64_MIN, -999};
 
+    /* A quantity outside 1..max is outside the event's domain: a worker dead-letters such an event
+     * (cart_event_check_quantity) and the model refuses it as malformed. */
     cart_init(&c, "u1");
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         out = apply(&c, ev_of(CART_EV_ITEM_ADDED, "A1", bad[i]), T1, ID1);
-        ck_assert_int_eq(out.status, CART_ERR_LIMIT);
-        ck_assert_int_eq(out.http_status, 422);
+        ck_assert_int_eq(out.status, CART_ERR_INVALID);
+        ck_assert_int_eq(out.http_status, 400);
         ck_assert(!out.changed && !out.created);
         ck_assert_int_eq(c.state, CART_NONE); /* no cart was created */
     }
     out = apply(&c, ev_of(CART_EV_ITEM_ADDED, "A1", 1000), T1, ID1);
-    ck_assert_str_eq(out.detail, "quantity 1000 is not in 1..999");
+    ck_assert_str_eq(out.detail, "data.quantity: expected an integer from 1 to 999");
 
     out = apply(&c, ev_of(CART_EV_ITEM_ADDED, "A1", 999), T1, ID1);
     ck_assert_int_eq(out.status, CART_OK);
@@ -398,8 +405,8 @@ START_TEST(test_add_limits)
     snap(&before, &c);
     ck_assert_int_eq(apply(&c, ev_of(CART_EV_ITEM_ADDED, "A1", 500), T1, ID1).status, CART_ERR_LIMIT);
     assert_same(&before, &c);
-    /* Near the top of int32: no overflow. */
-    ck_assert_int_eq(apply(&c, ev_of(CART_EV_ITEM_ADDED, "A1", INT64_MAX - 100), T1, ID1).status, CART_ERR_LIMIT);
+    /* Near the top of int64: no overflow. */
+    ck_assert_int_eq(apply(&c, ev_of(CART_EV_ITEM_ADDED, "A1", INT64_MAX - 100), T1, ID1).status, CART_ERR_INVALID);
     assert_same(&before, &c);
     cart_cleanup(&c);
 }
@@ -415,17 +422,17 @@ START_TEST(test_set_limits)
     static const int64_t bad[] = {-1, 1000, INT64_MAX, INT64_MIN, (int64_t)INT32_MAX + 1};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         out = apply(&c, ev_of(CART_EV_ITEM_QUANTITY_SET, "A1", bad[i]), T1, ID1);
-        ck_assert_int_eq(out.status, CART_ERR_LIMIT);
-        ck_assert_int_eq(out.http_status, 422);
+        ck_assert_int_eq(out.status, CART_ERR_INVALID);
+        ck_assert_int_eq(out.http_status, 400);
         ck_assert_int_eq(c.state, CART_NONE);
     }
     out = apply(&c, ev_of(CART_EV_ITEM_QUANTITY_SET, "A1", -1), T1, ID1);
-    ck_assert_str_eq(out.detail, "quantity -1 is not in 0..999");
+    ck_assert_str_eq(out.detail, "data.quantity: expected an integer from 0 to 999");
 
     ck_assert_int_eq(apply(&c, ev_of(CART_EV_ITEM_QUANTITY_SET, "A1", 999), T1, ID1).status, CART_OK);
     ck_assert_int_eq(cart_find_line(&c, "A1")->quantity, 999);
     snap(&before, &c);
-    ck_assert_int_eq(apply(&c, ev_of(CART_EV_ITEM_QUANTITY_SET, "A1", 1000), T2, ID1).status, CART_ERR_LIMIT);
+    ck_assert_int_eq(apply(&c, ev_of(CART_EV_ITEM_QUANTITY_SET, "A1", 1000), T2, ID1).status, CART_ERR_INVALID);
     assert_same(&before, &c);
 
     /* Setting what the line has is a no-op: no version bump. */
@@ -450,7 +457,7 @@ START_TEST(test_custom_limits)
     cart_outcome out;
 
     cart_init(&c, "u1");
-    ck_assert_int_eq(apply_lim(&c, ev_of(CART_EV_ITEM_ADDED, "A", 6), &lim, T1, ID1).status, CART_ERR_LIMIT);
+    ck_assert_int_eq(apply_lim(&c, ev_of(CART_EV_ITEM_ADDED, "A", 6), &lim, T1, ID1).status, CART_ERR_INVALID);
     ck_assert_int_eq(apply_lim(&c, ev_of(CART_EV_ITEM_ADDED, "A", 5), &lim, T1, ID1).status, CART_OK);
     ck_assert_int_eq(apply_lim(&c, ev_of(CART_EV_ITEM_ADDED, "B", 1), &lim, T1, ID1).status, CART_OK);
     out = apply_lim(&c, ev_of(CART_EV_ITEM_ADDED, "C", 1), &lim, T1, ID1);
@@ -846,6 +853,292 @@ START_TEST(test_init)
 }
 END_TEST
 
+/* --- line snapshots and money --- */
+
+/* ev with a price of `price` minor units of `currency`. */
+static cart_event priced(cart_event ev, int64_t price, const char *currency)
+{
+    ev.snap.has_price = true;
+    ev.snap.unit_price = price;
+    snprintf(ev.snap.currency, sizeof ev.snap.currency, "%s", currency);
+    return ev;
+}
+
+static cart_event named(cart_event ev, const char *name)
+{
+    ev.snap.has_name = true;
+    snprintf(ev.snap.name, sizeof ev.snap.name, "%s", name);
+    return ev;
+}
+
+static cart_event with_attributes(cart_event ev, const char *json)
+{
+    ev.snap.has_attributes = true;
+    snprintf(ev.snap.attributes, sizeof ev.snap.attributes, "%s", json);
+    return ev;
+}
+
+START_TEST(test_snapshot_replacement)
+{
+    cart c;
+    cart_outcome out;
+    const cart_item *a1;
+
+    cart_init(&c, "u1");
+    out =
+        apply(&c, with_attributes(named(priced(ev_of(CART_EV_ITEM_ADDED, "A1", 1), 100, "EUR"), "n1"), "{\"a\":\"1\"}"),
+              T1, ID1);
+    ck_assert_int_eq(out.status, CART_OK);
+    a1 = cart_find_line(&c, "A1");
+    ck_assert(a1->snap.has_name && a1->snap.has_price && a1->snap.has_attributes);
+    ck_assert_str_eq(a1->snap.name, "n1");
+
+    /* A member given replaces the line's; one left out is kept. */
+    out = apply(&c, named(ev_of(CART_EV_ITEM_ADDED, "A1", 1), "n2"), T1, ID1);
+    ck_assert(out.changed && out.line_changed);
+    ck_assert_int_eq(out.line_quantity, 2);
+    a1 = cart_find_line(&c, "A1");
+    ck_assert_str_eq(a1->snap.name, "n2");
+    ck_assert_int_eq(a1->snap.unit_price, 100);
+    ck_assert_str_eq(a1->snap.currency, "EUR");
+    ck_assert_str_eq(a1->snap.attributes, "{\"a\":\"1\"}");
+    ck_assert_int_eq(c.version, 2);
+
+    /* Setting the quantity and the snapshot the line has changes nothing. */
+    out = apply(&c, named(ev_of(CART_EV_ITEM_QUANTITY_SET, "A1", 2), "n2"), T2, ID1);
+    ck_assert_int_eq(out.status, CART_OK);
+    ck_assert(!out.changed && !out.line_changed);
+    out = apply(&c, priced(ev_of(CART_EV_ITEM_QUANTITY_SET, "A1", 2), 100, "EUR"), T2, ID1);
+    ck_assert(!out.changed);
+    ck_assert_int_eq(c.version, 2);
+
+    /* The same quantity with another snapshot is a change; attributes go as a whole object. */
+    out = apply(&c, with_attributes(ev_of(CART_EV_ITEM_QUANTITY_SET, "A1", 2), "{\"b\":\"2\"}"), T2, ID1);
+    ck_assert(out.changed && out.line_changed);
+    ck_assert_int_eq(out.line_quantity, 2);
+    ck_assert_str_eq(cart_find_line(&c, "A1")->snap.attributes, "{\"b\":\"2\"}");
+    ck_assert_int_eq(c.version, 3);
+    ck_assert_int_eq(c.updated_at_ms, T2);
+    out = apply(&c, named(ev_of(CART_EV_ITEM_QUANTITY_SET, "A1", 2), ""), T2, ID1);
+    ck_assert(out.changed);
+    ck_assert(cart_find_line(&c, "A1")->snap.has_name);
+    ck_assert_str_eq(cart_find_line(&c, "A1")->snap.name, "");
+
+    /* A set to 0 removes the line, whatever snapshot it carries; a new line starts bare. */
+    out = apply(&c, named(ev_of(CART_EV_ITEM_QUANTITY_SET, "A1", 0), "gone"), T2, ID1);
+    ck_assert(out.changed && out.line_changed);
+    ck_assert_int_eq(out.line_quantity, 0);
+    ck_assert_ptr_null(cart_find_line(&c, "A1"));
+    ck_assert_ptr_null(cart_currency(&c));
+    apply(&c, ev_of(CART_EV_ITEM_ADDED, "A1", 1), T2, ID1);
+    a1 = cart_find_line(&c, "A1");
+    ck_assert(!a1->snap.has_name && !a1->snap.has_price && !a1->snap.has_attributes);
+    cart_cleanup(&c);
+}
+END_TEST
+
+START_TEST(test_totals)
+{
+    cart c;
+    cart_outcome out;
+
+    cart_init(&c, "u1");
+    ck_assert_ptr_null(cart_currency(&c));
+    ck_assert_int_eq(cart_subtotal(&c), 0);
+    apply(&c, priced(ev_of(CART_EV_ITEM_ADDED, "A1", 3), 1999, "EUR"), T1, ID1);
+    apply(&c, ev_of(CART_EV_ITEM_ADDED, "B2", 4), T1, ID1);
+    /* A price of 0 is a price: the line is priced, in the cart's currency. */
+    out = apply(&c, priced(ev_of(CART_EV_ITEM_ADDED, "C3", 2), 0, "EUR"), T1, ID1);
+    ck_assert_int_eq(out.status, CART_OK);
+    ck_assert_int_eq(cart_line_total(cart_find_line(&c, "A1")), 5997);
+    ck_assert_int_eq(cart_line_total(cart_find_line(&c, "B2")), 0);
+    ck_assert_int_eq(cart_line_total(cart_find_line(&c, "C3")), 0);
+    ck_assert_int_eq(cart_subtotal(&c), 5997);
+    ck_assert_str_eq(cart_currency(&c), "EUR");
+    /* A later add without a price keeps it, and the totals follow the quantity. */
+    apply(&c, ev_of(CART_EV_ITEM_ADDED, "A1", 2), T1, ID1);
+    ck_assert_int_eq(cart_subtotal(&c), 5 * 1999);
+    /* Checkout keeps the lines and so the totals. */
+    out = apply(&c, ev_of(CART_EV_CHECKED_OUT, NULL, 0), T2, ID1);
+    ck_assert_int_eq(out.status, CART_OK);
+    ck_assert_int_eq(cart_subtotal(&c), 5 * 1999);
+    ck_assert_str_eq(cart_currency(&c), "EUR");
+    /* The next cart starts without a currency. */
+    out = apply(&c, priced(ev_of(CART_EV_ITEM_ADDED, "A1", 1), 700, "USD"), T2, ID2);
+    ck_assert_int_eq(out.status, CART_OK);
+    ck_assert(out.created);
+    ck_assert_str_eq(cart_currency(&c), "USD");
+    ck_assert_int_eq(cart_subtotal(&c), 700);
+    cart_cleanup(&c);
+}
+END_TEST
+
+START_TEST(test_currency_rules)
+{
+    cart c;
+    snapshot before;
+    cart_outcome out;
+
+    cart_init(&c, "u1");
+    apply(&c, priced(ev_of(CART_EV_ITEM_ADDED, "A1", 1), 100, "EUR"), T1, ID1);
+    apply(&c, ev_of(CART_EV_ITEM_ADDED, "B2", 1), T1, ID1);
+
+    /* The cart's only priced line may move to another currency: the cart's follows. */
+    out = apply(&c, priced(ev_of(CART_EV_ITEM_QUANTITY_SET, "A1", 1), 90, "GBP"), T1, ID1);
+    ck_assert_int_eq(out.status, CART_OK);
+    ck_assert_str_eq(cart_currency(&c), "GBP");
+
+    /* Another line in another currency is refused, new or kept, and nothing changes. */
+    snap(&before, &c);
+    out = apply(&c, priced(ev_of(CART_EV_ITEM_ADDED, "C3", 1), 100, "EUR"), T2, ID1);
+    ck_assert_int_eq(out.status, CART_ERR_CURRENCY);
+    ck_assert_int_eq(out.http_status, 422);
+    ck_assert_str_eq(out.detail, CART_CURRENCY_MISMATCH ": the cart's currency is GBP, not EUR");
+    ck_assert(!out.changed && !out.line_changed);
+    assert_same(&before, &c);
+    out = apply(&c, priced(ev_of(CART_EV_ITEM_QUANTITY_SET, "B2", 5), 100, "EUR"), T2, ID1);
+    ck_assert_int_eq(out.status, CART_ERR_CURRENCY);
+    assert_same(&before, &c);
+    ck_assert_int_eq(apply(&c, priced(ev_of(CART_EV_ITEM_ADDED, "B2", 1), 100, "GBP"), T2, ID1).status, CART_OK);
+
+    /* With two priced lines, neither may leave the currency. */
+    snap(&before, &c);
+    ck_assert_int_eq(apply(&c, priced(ev_of(CART_EV_ITEM_QUANTITY_SET, "A1", 1), 90, "EUR"), T2, ID1).status,
+                     CART_ERR_CURRENCY);
+    assert_same(&before, &c);
+    /* Once no line is priced any more, the cart has no currency and takes any. */
+    apply(&c, ev_of(CART_EV_ITEM_REMOVED, "A1", 0), T2, ID1);
+    apply(&c, ev_of(CART_EV_ITEM_QUANTITY_SET, "B2", 0), T2, ID1);
+    ck_assert_ptr_null(cart_currency(&c));
+    ck_assert_int_eq(apply(&c, priced(ev_of(CART_EV_ITEM_ADDED, "C3", 1), 100, "EUR"), T2, ID1).status, CART_OK);
+    ck_assert_str_eq(cart_currency(&c), "EUR");
+    cart_cleanup(&c);
+}
+END_TEST
+
+START_TEST(test_money_limits)
+{
+    const cart_limits big = {1000000, 100};
+    cart c;
+    snapshot before;
+    cart_outcome out;
+    char sku[8];
+
+    /* A line total: 10^11 x 10000 is 10^15, the limit; one more unit is over. */
+    cart_init(&c, "u1");
+    out = apply_lim(&c, priced(ev_of(CART_EV_ITEM_ADDED, "A", 10001), CART_PRICE_MAX, "EUR"), &big, T1, ID1);
+    ck_assert_int_eq(out.status, CART_ERR_LIMIT);
+    ck_assert_int_eq(out.http_status, 422);
+    ck_assert_str_eq(out.detail, "a line total over the limit of 10^15 minor units: A");
+    ck_assert_int_eq(c.state, CART_NONE);
+    out = apply_lim(&c, priced(ev_of(CART_EV_ITEM_ADDED, "A", 10000), CART_PRICE_MAX, "EUR"), &big, T1, ID1);
+    ck_assert_int_eq(out.status, CART_OK);
+    ck_assert(cart_subtotal(&c) == CART_MONEY_MAX);
+    /* A quantity that would take a priced line over, without any price in the event. */
+    snap(&before, &c);
+    ck_assert_int_eq(apply_lim(&c, ev_of(CART_EV_ITEM_ADDED, "A", 1), &big, T2, ID1).status, CART_ERR_LIMIT);
+    ck_assert_int_eq(apply_lim(&c, ev_of(CART_EV_ITEM_QUANTITY_SET, "A", 1000000), &big, T2, ID1).status,
+                     CART_ERR_LIMIT);
+    assert_same(&before, &c);
+    /* Any priced line now takes the subtotal over, even one of price 1; a price of 0 does not. */
+    out = apply_lim(&c, priced(ev_of(CART_EV_ITEM_ADDED, "B", 1), 1, "EUR"), &big, T2, ID1);
+    ck_assert_int_eq(out.status, CART_ERR_LIMIT);
+    ck_assert_str_eq(out.detail, "a subtotal over the limit of 10^15 minor units");
+    assert_same(&before, &c);
+    ck_assert_int_eq(apply_lim(&c, priced(ev_of(CART_EV_ITEM_ADDED, "B", 1), 0, "EUR"), &big, T2, ID1).status, CART_OK);
+    ck_assert_int_eq(apply_lim(&c, ev_of(CART_EV_ITEM_ADDED, "U", 1000000), &big, T2, ID1).status, CART_OK);
+    /* Lowering it is always fine. */
+    ck_assert_int_eq(apply_lim(&c, ev_of(CART_EV_ITEM_QUANTITY_SET, "A", 1), &big, T2, ID1).status, CART_OK);
+    cart_cleanup(&c);
+
+    /* With the default limits one line is at most 999 x 10^11; the eleventh such line is over. */
+    cart_init(&c, "u1");
+    for (int i = 0; i < 10; i++) {
+        snprintf(sku, sizeof sku, "S%d", i);
+        ck_assert_int_eq(apply(&c, priced(ev_of(CART_EV_ITEM_ADDED, sku, 999), CART_PRICE_MAX, "JPY"), T1, ID1).status,
+                         CART_OK);
+    }
+    ck_assert(cart_subtotal(&c) == 10 * 999 * CART_PRICE_MAX);
+    snap(&before, &c);
+    out = apply(&c, priced(ev_of(CART_EV_ITEM_ADDED, "S10", 999), CART_PRICE_MAX, "JPY"), T1, ID1);
+    ck_assert_int_eq(out.status, CART_ERR_LIMIT);
+    ck_assert_str_eq(out.detail, "a subtotal over the limit of 10^15 minor units");
+    assert_same(&before, &c);
+    /* Re-pricing a line counts its new total against the others'. */
+    ck_assert_int_eq(apply(&c, priced(ev_of(CART_EV_ITEM_ADDED, "S10", 1), 1, "JPY"), T1, ID1).status, CART_OK);
+    ck_assert_int_eq(apply(&c, priced(ev_of(CART_EV_ITEM_QUANTITY_SET, "S10", 999), 1001001002, "JPY"), T1, ID1).status,
+                     CART_ERR_LIMIT);
+    ck_assert_int_eq(apply(&c, priced(ev_of(CART_EV_ITEM_QUANTITY_SET, "S10", 999), 1001001001, "JPY"), T1, ID1).status,
+                     CART_OK);
+    ck_assert(cart_subtotal(&c) <= CART_MONEY_MAX);
+    cart_cleanup(&c);
+
+    /* At the largest quantity a setting allows, nothing overflows: refused, not wrapped. */
+    cart_limits huge = {INT32_MAX, 100};
+    cart_init(&c, "u1");
+    out = apply_lim(&c, priced(ev_of(CART_EV_ITEM_ADDED, "A", INT32_MAX), CART_PRICE_MAX, "EUR"), &huge, T1, ID1);
+    ck_assert_int_eq(out.status, CART_ERR_LIMIT);
+    cart_cleanup(&c);
+}
+END_TEST
+
+START_TEST(test_loaded_lines_and_totals)
+{
+    cart c;
+    cart_snapshot s;
+    cart_item line;
+
+    memset(&s, 0, sizeof s);
+    s.has_price = true;
+    s.unit_price = CART_PRICE_MAX;
+    strcpy(s.currency, "EUR");
+    cart_init(&c, "u1");
+    ck_assert_int_eq(cart_put_snapshot(&c, "A", &s), CART_ERR_NOT_FOUND);
+    ck_assert_int_eq(cart_put_line(&c, "A", INT32_MAX), CART_OK);
+    ck_assert_int_eq(cart_put_snapshot(&c, "B", &s), CART_ERR_NOT_FOUND);
+    ck_assert_int_eq(cart_put_snapshot(&c, "A", &s), CART_OK);
+    /* A line no limit checked: the totals stop at INT64_MAX instead of wrapping. */
+    ck_assert(cart_line_total(cart_find_line(&c, "A")) == INT64_MAX);
+    ck_assert_int_eq(cart_put_line(&c, "B", 5), CART_OK);
+    ck_assert_int_eq(cart_put_snapshot(&c, "B", &s), CART_OK);
+    ck_assert(cart_subtotal(&c) == INT64_MAX);
+    /* A quantity update keeps the snapshot; a snapshot out of its domain is refused. */
+    ck_assert_int_eq(cart_put_line(&c, "B", 6), CART_OK);
+    ck_assert(cart_line_total(cart_find_line(&c, "B")) == 6 * CART_PRICE_MAX);
+    strcpy(s.currency, "eur");
+    ck_assert_int_eq(cart_put_snapshot(&c, "B", &s), CART_ERR_INVALID);
+    ck_assert_str_eq(cart_find_line(&c, "B")->snap.currency, "EUR");
+    cart_cleanup(&c);
+
+    memset(&line, 0, sizeof line);
+    line.quantity = 3;
+    line.snap.unit_price = 5; /* without has_price it is no price */
+    ck_assert_int_eq(cart_line_total(&line), 0);
+}
+END_TEST
+
+START_TEST(test_snapshot_outside_domain)
+{
+    cart c;
+    snapshot before;
+    cart_outcome out;
+
+    cart_init(&c, "u1");
+    apply(&c, ev_of(CART_EV_ITEM_ADDED, "A1", 1), T1, ID1);
+    snap(&before, &c);
+    out = apply(&c, priced(ev_of(CART_EV_ITEM_ADDED, "A1", 1), 100, "eur"), T2, ID1);
+    ck_assert_int_eq(out.status, CART_ERR_INVALID);
+    ck_assert_int_eq(out.http_status, 400);
+    ck_assert_str_eq(out.detail, "invalid line snapshot");
+    out = apply(&c, priced(ev_of(CART_EV_ITEM_ADDED, "A1", 1), CART_PRICE_MAX + 1, "EUR"), T2, ID1);
+    ck_assert_int_eq(out.status, CART_ERR_INVALID);
+    out = apply(&c, named(ev_of(CART_EV_ITEM_ADDED, "A1", 1), "\xff"), T2, ID1);
+    ck_assert_int_eq(out.status, CART_ERR_INVALID);
+    assert_same(&before, &c);
+    cart_cleanup(&c);
+}
+END_TEST
+
 static Suite *cart_suite(void)
 {
     Suite *s = suite_create("cart");
@@ -866,6 +1159,12 @@ static Suite *cart_suite(void)
     tcase_add_test(tc, test_invalid_events);
     tcase_add_test(tc, test_expire);
     tcase_add_test(tc, test_version_overflow);
+    tcase_add_test(tc, test_snapshot_replacement);
+    tcase_add_test(tc, test_totals);
+    tcase_add_test(tc, test_currency_rules);
+    tcase_add_test(tc, test_money_limits);
+    tcase_add_test(tc, test_loaded_lines_and_totals);
+    tcase_add_test(tc, test_snapshot_outside_domain);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -107,6 +107,19 @@ static void assert_event_eq(const cart_event *a, const cart_event *b)
     ck_assert_int_eq(a->expected_version, b->expected_version);
     ck_assert_str_eq(a->trace, b->trace);
     ck_assert_str_eq(a->request_fingerprint, b->request_fingerprint);
+    ck_assert_mem_eq(&a->snap, &b->snap, sizeof a->snap);
+}
+
+/* A snapshot with every member, for the item events of `ev`. */
+static void full_snapshot(cart_event *ev)
+{
+    ev->snap.has_name = true;
+    strcpy(ev->snap.name, "Mug \"Blue\" \xe2\x98\x95");
+    ev->snap.has_price = true;
+    ev->snap.unit_price = 1999;
+    strcpy(ev->snap.currency, "EUR");
+    ev->snap.has_attributes = true;
+    strcpy(ev->snap.attributes, "{\"color\":\"blue\",\"size\":\"L\"}");
 }
 
 START_TEST(test_type_names)
@@ -358,7 +371,7 @@ START_TEST(test_decode_quantity)
     expect_variant_invalid("quantity", "[2]", 1, msg);
     expect_variant_invalid("quantity", "{}", 1, msg);
 
-    /* Ranges are cart_apply's business: anything that fits int64 decodes. */
+    /* The range depends on a setting (cart_event_check_quantity): anything that fits int64 decodes. */
     expect_variant_ok("quantity", "0", 1, &ev);
     ck_assert_int_eq(ev.quantity, 0);
     expect_variant_ok("quantity", "-5", 1, &ev);
@@ -755,8 +768,10 @@ START_TEST(test_encode_roundtrip)
                 strcpy(ev.trace, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
                 memset(ev.request_fingerprint, 'c', CART_FINGERPRINT_MAX);
                 ev.occurred_at_ms = 1000;
-                if (ev.quantity)
+                if (ev.quantity) {
                     ev.quantity = INT64_MIN;
+                    full_snapshot(&ev);
+                }
             }
             ck_assert_int_eq(cart_event_encode(&ev, &out, &len), CART_OK);
             ck_assert_int_eq(cart_event_decode(out, len, &back, err, sizeof err), CART_OK);
@@ -945,6 +960,342 @@ START_TEST(test_decode_mutations)
 }
 END_TEST
 
+/* BASE_ITEM whose data also has the members of the JSON object `members` ("{...}"). */
+static char *with_data(const char *members)
+{
+    json_error_t jerr;
+    json_t *root = json_loads(BASE_ITEM, 0, &jerr);
+    json_t *more = json_loads(members, JSON_ALLOW_NUL, &jerr);
+    ck_assert_ptr_nonnull(root);
+    ck_assert_msg(more != NULL, "bad test members %s", members);
+    ck_assert_int_eq(json_object_update(json_object_get(root, "data"), more), 0);
+    json_decref(more);
+    char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    ck_assert_ptr_nonnull(s);
+    return s;
+}
+
+static void expect_data_invalid(const char *members, const char *reason)
+{
+    char *s = with_data(members);
+    expect_invalid(s, reason);
+    free(s);
+}
+
+static void expect_data_ok(const char *members, cart_event *ev)
+{
+    char err[256] = "";
+    char *s = with_data(members);
+    ck_assert_msg(decode(s, ev, err, sizeof err) == CART_OK, "refused %s: %s", s, err);
+    free(s);
+}
+
+/* A JSON string literal of `n` copies of `unit` (a string of one character, maybe multibyte). */
+static char *repeated(const char *unit, size_t n)
+{
+    size_t u = strlen(unit);
+    char *s = malloc(n * u + 3);
+    ck_assert_ptr_nonnull(s);
+    s[0] = '"';
+    for (size_t i = 0; i < n; i++)
+        memcpy(s + 1 + i * u, unit, u);
+    memcpy(s + 1 + n * u, "\"", 2);
+    return s;
+}
+
+START_TEST(test_decode_snapshot)
+{
+    cart_event ev;
+
+    /* Left out: every member absent, as in any event older than snapshots. */
+    ck_assert_int_eq(decode(BASE_ITEM, &ev, NULL, 0), CART_OK);
+    ck_assert(!ev.snap.has_name && !ev.snap.has_price && !ev.snap.has_attributes);
+    ck_assert_str_eq(ev.snap.name, "");
+    ck_assert_str_eq(ev.snap.currency, "");
+
+    /* All of them; the attributes come out compact, their keys sorted. */
+    expect_data_ok("{\"name\":\"Mug \\\"Blue\\\" \u2615\",\"unit_price\":1999,\"currency\":\"EUR\","
+                   "\"attributes\":{\"size\":\"L\",\"color\":\"blue\"}}",
+                   &ev);
+    ck_assert(ev.snap.has_name && ev.snap.has_price && ev.snap.has_attributes);
+    ck_assert_str_eq(ev.snap.name, "Mug \"Blue\" \xe2\x98\x95");
+    ck_assert_int_eq(ev.snap.unit_price, 1999);
+    ck_assert_str_eq(ev.snap.currency, "EUR");
+    ck_assert_str_eq(ev.snap.attributes, "{\"color\":\"blue\",\"size\":\"L\"}");
+
+    /* An empty name and empty attributes are given, not absent; a price of 0 is a price. */
+    expect_data_ok("{\"name\":\"\",\"attributes\":{},\"unit_price\":0,\"currency\":\"JPY\"}", &ev);
+    ck_assert(ev.snap.has_name && ev.snap.has_price && ev.snap.has_attributes);
+    ck_assert_str_eq(ev.snap.attributes, "{}");
+    ck_assert_int_eq(ev.snap.unit_price, 0);
+
+    /* A removal never reads them (nor do the types without data); a set does, also to 0. */
+    ck_assert_int_eq(decode("{\"event_id\":\"e\",\"type\":\"cart.item_removed\",\"user_id\":\"u\","
+                            "\"occurred_at\":\"2026-01-01T00:00:00Z\",\"data\":{\"sku\":\"S\",\"name\":5,"
+                            "\"currency\":\"x\"}}",
+                            &ev, NULL, 0),
+                     CART_OK);
+    ck_assert(!ev.snap.has_name && !ev.snap.has_price);
+    ck_assert_int_eq(decode("{\"event_id\":\"e\",\"type\":\"cart.item_quantity_set\",\"user_id\":\"u\","
+                            "\"occurred_at\":\"2026-01-01T00:00:00Z\",\"data\":{\"sku\":\"S\",\"quantity\":0,"
+                            "\"unit_price\":5,\"currency\":\"USD\"}}",
+                            &ev, NULL, 0),
+                     CART_OK);
+    ck_assert(ev.snap.has_price && ev.snap.unit_price == 5);
+}
+END_TEST
+
+START_TEST(test_decode_snapshot_name)
+{
+    const char *msg = "data.name: expected a string of at most 200 bytes of UTF-8";
+    char members[1024];
+    cart_event ev;
+    char *name;
+
+    /* 200 bytes, also when they are 66 three-byte characters and two more bytes. */
+    name = repeated("n", 200);
+    snprintf(members, sizeof members, "{\"name\":%s}", name);
+    expect_data_ok(members, &ev);
+    ck_assert_uint_eq(strlen(ev.snap.name), 200);
+    free(name);
+    name = repeated("\xe2\x98\x95", 66);
+    snprintf(members, sizeof members, "{\"name\":\"ab%s}", name + 1);
+    expect_data_ok(members, &ev);
+    ck_assert_uint_eq(strlen(ev.snap.name), 200);
+    snprintf(members, sizeof members, "{\"name\":\"abc%s}", name + 1);
+    expect_data_invalid(members, msg);
+    free(name);
+    name = repeated("n", 201);
+    snprintf(members, sizeof members, "{\"name\":%s}", name);
+    expect_data_invalid(members, msg);
+    free(name);
+    /* Not text: other types, null, a NUL (which neither C strings nor PostgreSQL's text hold). */
+    expect_data_invalid("{\"name\":5}", msg);
+    expect_data_invalid("{\"name\":null}", msg);
+    expect_data_invalid("{\"name\":[\"n\"]}", msg);
+    expect_data_invalid("{\"name\":\"a\\u0000b\"}", msg);
+}
+END_TEST
+
+START_TEST(test_decode_snapshot_price)
+{
+    const char *price = "data.unit_price: expected an integer from 0 to 100000000000";
+    const char *code = "data.currency: expected an ISO 4217 code (three upper-case letters)";
+    static const char *const bad_prices[] = {"-1",   "100000000001", "9223372036854775807", "2.0", "1e3", "\"5\"",
+                                             "null", "true"};
+    static const char *const bad_codes[] = {"\"eur\"", "\"EURO\"",      "\"EU\"", "\"\"", "\"E1R\"",
+                                            "\"E R\"", "\"\\u00c9UR\"", "3",      "null", "[\"EUR\"]"};
+    char members[256];
+    cart_event ev;
+
+    expect_data_ok("{\"unit_price\":100000000000,\"currency\":\"CHF\"}", &ev);
+    ck_assert(ev.snap.unit_price == 100000000000LL);
+    for (size_t i = 0; i < sizeof bad_prices / sizeof bad_prices[0]; i++) {
+        snprintf(members, sizeof members, "{\"unit_price\":%s,\"currency\":\"EUR\"}", bad_prices[i]);
+        expect_data_invalid(members, price);
+    }
+    for (size_t i = 0; i < sizeof bad_codes / sizeof bad_codes[0]; i++) {
+        snprintf(members, sizeof members, "{\"unit_price\":1,\"currency\":%s}", bad_codes[i]);
+        expect_data_invalid(members, code);
+    }
+    /* They come together. */
+    expect_data_invalid("{\"currency\":\"EUR\"}", "data.currency: needs unit_price");
+    expect_data_invalid("{\"unit_price\":5}", "data.currency: required with unit_price");
+    /* The same reader with no prefix, as the gateway uses it on a request body. */
+    json_t *body = json_loads("{\"quantity\":1,\"currency\":\"EUR\"}", 0, NULL);
+    char err[128];
+    cart_snapshot snap;
+    memset(&snap, 0x5a, sizeof snap);
+    cart_snapshot before = snap;
+    ck_assert_int_eq(cart_snapshot_read(body, "", &snap, err, sizeof err), CART_ERR_INVALID);
+    ck_assert_str_eq(err, "currency: needs unit_price");
+    ck_assert_mem_eq(&snap, &before, sizeof snap);
+    json_decref(body);
+}
+END_TEST
+
+START_TEST(test_decode_snapshot_attributes)
+{
+    const char *shape = "data.attributes: expected an object of at most 16 members";
+    const char *keys = "data.attributes: expected keys of 1-64 characters of [A-Za-z0-9._:-]";
+    char members[4096], *value;
+    size_t at;
+    cart_event ev;
+
+    expect_data_invalid("{\"attributes\":[]}", shape);
+    expect_data_invalid("{\"attributes\":\"a=b\"}", shape);
+    expect_data_invalid("{\"attributes\":null}", shape);
+    /* 16 members, not 17. */
+    at = (size_t)snprintf(members, sizeof members, "{\"attributes\":{");
+    for (int i = 0; i < 16; i++)
+        at += (size_t)snprintf(members + at, sizeof members - at, "%s\"k%02d\":\"v\"", i ? "," : "", i);
+    snprintf(members + at, sizeof members - at, "}}");
+    expect_data_ok(members, &ev);
+    snprintf(members + at, sizeof members - at, ",\"k16\":\"v\"}}");
+    expect_data_invalid(members, shape);
+    /* Keys: 1..64 id characters. */
+    expect_data_invalid("{\"attributes\":{\"\":\"v\"}}", keys);
+    expect_data_invalid("{\"attributes\":{\"a b\":\"v\"}}", keys);
+    /* jansson refuses a NUL in a key even where it allows one in a value: bad JSON. */
+    expect_invalid(
+        "{\"event_id\":\"e\",\"type\":\"cart.item_added\",\"user_id\":\"u\",\"occurred_at\":"
+        "\"2026-01-01T00:00:00Z\",\"data\":{\"sku\":\"S\",\"quantity\":1,\"attributes\":{\"a\\u0000b\":\"v\"}}}",
+        NULL);
+    snprintf(members, sizeof members, "{\"attributes\":{\"%065d\":\"v\"}}", 0);
+    expect_data_invalid(members, keys);
+    snprintf(members, sizeof members, "{\"attributes\":{\"%064d\":\"v\"}}", 0);
+    expect_data_ok(members, &ev);
+    /* Values: strings of at most 256 bytes, named by their key. */
+    expect_data_invalid("{\"attributes\":{\"size\":1}}",
+                        "data.attributes.size: expected a string of at most 256 bytes of UTF-8");
+    expect_data_invalid("{\"attributes\":{\"size\":\"L\\u0000\"}}",
+                        "data.attributes.size: expected a string of at most 256 bytes of UTF-8");
+    value = repeated("v", 257);
+    snprintf(members, sizeof members, "{\"attributes\":{\"a\":%s}}", value);
+    expect_data_invalid(members, "data.attributes.a: expected a string of at most 256 bytes of UTF-8");
+    free(value);
+    value = repeated("v", 256);
+    snprintf(members, sizeof members, "{\"attributes\":{\"a\":%s}}", value);
+    expect_data_ok(members, &ev);
+    free(value);
+    /* At most 2048 bytes as compact JSON: {"a0":"..."...} is 65 bytes and the values. */
+    for (int total = 2048; total <= 2049; total++) {
+        at = (size_t)snprintf(members, sizeof members, "{\"attributes\":{");
+        for (int i = 0; i < 8; i++) {
+            value = repeated("v", i < 7 ? 256 : (size_t)(total - 65 - 7 * 256));
+            at += (size_t)snprintf(members + at, sizeof members - at, "%s\"a%d\":%s", i ? "," : "", i, value);
+            free(value);
+        }
+        snprintf(members + at, sizeof members - at, "}}");
+        if (total == 2048) {
+            expect_data_ok(members, &ev);
+            ck_assert_uint_eq(strlen(ev.snap.attributes), 2048);
+        } else {
+            expect_data_invalid(members, "data.attributes: expected at most 2048 bytes of compact JSON");
+        }
+    }
+    /* Escapes stay escaped, other text stays as it is: the stored form is valid JSON. */
+    expect_data_ok("{\"attributes\":{\"q\":\"a\\\"b\\\\c\\n\",\"e\":\"\u00e9\"}}", &ev);
+    ck_assert_str_eq(ev.snap.attributes, "{\"e\":\"\xc3\xa9\",\"q\":\"a\\\"b\\\\c\\n\"}");
+}
+END_TEST
+
+START_TEST(test_check_quantity)
+{
+    cart_event ev = sample(CART_EV_ITEM_ADDED);
+    char err[128];
+
+    ev.quantity = 1;
+    ck_assert_int_eq(cart_event_check_quantity(&ev, 999, err, sizeof err), CART_OK);
+    ev.quantity = 999;
+    ck_assert_int_eq(cart_event_check_quantity(&ev, 999, err, sizeof err), CART_OK);
+    ev.quantity = 1000;
+    ck_assert_int_eq(cart_event_check_quantity(&ev, 999, err, sizeof err), CART_ERR_INVALID);
+    ck_assert_str_eq(err, "data.quantity: expected an integer from 1 to 999");
+    ev.quantity = 0;
+    ck_assert_int_eq(cart_event_check_quantity(&ev, 999, NULL, 0), CART_ERR_INVALID);
+    ev.quantity = INT64_MIN;
+    ck_assert_int_eq(cart_event_check_quantity(&ev, 999, err, sizeof err), CART_ERR_INVALID);
+    /* A set may be 0; the bound is the setting. */
+    ev = sample(CART_EV_ITEM_QUANTITY_SET);
+    ev.quantity = 0;
+    ck_assert_int_eq(cart_event_check_quantity(&ev, 5, err, sizeof err), CART_OK);
+    ev.quantity = 6;
+    ck_assert_int_eq(cart_event_check_quantity(&ev, 5, err, sizeof err), CART_ERR_INVALID);
+    ck_assert_str_eq(err, "data.quantity: expected an integer from 0 to 5");
+    ev.quantity = -1;
+    ck_assert_int_eq(cart_event_check_quantity(&ev, 5, err, sizeof err), CART_ERR_INVALID);
+    /* Other types have no quantity. */
+    ev = sample(CART_EV_ITEM_REMOVED);
+    ev.quantity = -7;
+    ck_assert_int_eq(cart_event_check_quantity(&ev, 5, err, sizeof err), CART_OK);
+    ev = sample(CART_EV_CHECKED_OUT);
+    ck_assert_int_eq(cart_event_check_quantity(&ev, 5, err, sizeof err), CART_OK);
+}
+END_TEST
+
+START_TEST(test_snapshot_valid)
+{
+    cart_event ev = sample(CART_EV_ITEM_ADDED);
+    cart_snapshot s;
+
+    memset(&s, 0, sizeof s);
+    ck_assert(cart_snapshot_valid(&s));
+    full_snapshot(&ev);
+    ck_assert(cart_snapshot_valid(&ev.snap));
+    s = ev.snap;
+    strcpy(s.name, "bad \xff");
+    ck_assert(!cart_snapshot_valid(&s));
+    s = ev.snap;
+    s.has_name = false; /* a name without its flag */
+    ck_assert(!cart_snapshot_valid(&s));
+    s = ev.snap;
+    memset(s.name, 'n', sizeof s.name); /* not terminated */
+    ck_assert(!cart_snapshot_valid(&s));
+    s = ev.snap;
+    s.unit_price = CART_PRICE_MAX + 1;
+    ck_assert(!cart_snapshot_valid(&s));
+    s.unit_price = -1;
+    ck_assert(!cart_snapshot_valid(&s));
+    s = ev.snap;
+    strcpy(s.currency, "Eur");
+    ck_assert(!cart_snapshot_valid(&s));
+    s = ev.snap;
+    s.has_price = false; /* a currency left without a price */
+    s.unit_price = 0;
+    ck_assert(!cart_snapshot_valid(&s));
+    s = ev.snap;
+    strcpy(s.attributes, "[1]");
+    ck_assert(!cart_snapshot_valid(&s));
+    strcpy(s.attributes, "");
+    ck_assert(!cart_snapshot_valid(&s));
+    s.has_attributes = false;
+    ck_assert(cart_snapshot_valid(&s));
+}
+END_TEST
+
+START_TEST(test_encode_snapshot)
+{
+    cart_event ev = sample(CART_EV_ITEM_QUANTITY_SET), back;
+    char *out = NULL;
+    size_t len = 0;
+    char err[128];
+
+    full_snapshot(&ev);
+    ck_assert_int_eq(cart_event_encode(&ev, &out, &len), CART_OK);
+    ck_assert_str_eq(out,
+                     "{\"event_id\":\"0b5c2f6e-9d1a-4c4e-8f00-123456789abc\",\"type\":\"cart.item_quantity_set\","
+                     "\"user_id\":\"user:42\",\"occurred_at\":\"2026-11-22T10:00:00.123Z\","
+                     "\"data\":{\"sku\":\"SKU-1.b_c\",\"quantity\":7,\"name\":\"Mug \\\"Blue\\\" \xe2\x98\x95\","
+                     "\"unit_price\":1999,\"currency\":\"EUR\",\"attributes\":{\"color\":\"blue\",\"size\":\"L\"}}}");
+    ck_assert_int_eq(cart_event_decode(out, len, &back, err, sizeof err), CART_OK);
+    assert_event_eq(&ev, &back);
+    free(out);
+
+    /* Only what the event has: a name alone. */
+    memset(&ev.snap, 0, sizeof ev.snap);
+    ev.snap.has_name = true;
+    ck_assert_int_eq(cart_event_encode(&ev, &out, &len), CART_OK);
+    ck_assert_ptr_nonnull(strstr(out, "\"quantity\":7,\"name\":\"\"}"));
+    free(out);
+
+    /* What the decoder would refuse is never encoded. */
+    char sentinel[] = "untouched";
+    out = sentinel;
+    full_snapshot(&ev);
+    strcpy(ev.snap.attributes, "{\"a\":}");
+    ck_assert_int_eq(cart_event_encode(&ev, &out, NULL), CART_ERR_INVALID);
+    strcpy(ev.snap.attributes, "{\"a\":\"b\"}");
+    strcpy(ev.snap.currency, "usd");
+    ck_assert_int_eq(cart_event_encode(&ev, &out, NULL), CART_ERR_INVALID);
+    strcpy(ev.snap.currency, "USD");
+    strcpy(ev.snap.name, "\xc3");
+    ck_assert_int_eq(cart_event_encode(&ev, &out, NULL), CART_ERR_INVALID);
+    ck_assert_ptr_eq(out, sentinel);
+}
+END_TEST
+
 static Suite *event_suite(void)
 {
     Suite *s = suite_create("event");
@@ -976,6 +1327,13 @@ static Suite *event_suite(void)
     tcase_add_test(tc, test_uuid_v4);
     tcase_add_test(tc, test_uuid_v4_threads);
     tcase_add_test(tc, test_decode_mutations);
+    tcase_add_test(tc, test_decode_snapshot);
+    tcase_add_test(tc, test_decode_snapshot_name);
+    tcase_add_test(tc, test_decode_snapshot_price);
+    tcase_add_test(tc, test_decode_snapshot_attributes);
+    tcase_add_test(tc, test_check_quantity);
+    tcase_add_test(tc, test_snapshot_valid);
+    tcase_add_test(tc, test_encode_snapshot);
     suite_add_tcase(s, tc);
     return s;
 }

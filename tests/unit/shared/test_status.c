@@ -4,16 +4,9 @@
 
 #include "cartshard/status.h"
 
-static const cart_status all[] = {CART_OK,
-                                  CART_ERR_NOMEM,
-                                  CART_ERR_INVALID,
-                                  CART_ERR_NOT_FOUND,
-                                  CART_ERR_CONFLICT,
-                                  CART_ERR_PRECONDITION,
-                                  CART_ERR_LIMIT,
-                                  CART_ERR_OVERFLOW,
-                                  CART_ERR_UNAVAILABLE,
-                                  CART_ERR_IO};
+static const cart_status all[] = {CART_OK,           CART_ERR_NOMEM,        CART_ERR_INVALID, CART_ERR_NOT_FOUND,
+                                  CART_ERR_CONFLICT, CART_ERR_PRECONDITION, CART_ERR_LIMIT,   CART_ERR_CURRENCY,
+                                  CART_ERR_OVERFLOW, CART_ERR_UNAVAILABLE,  CART_ERR_IO};
 #define NALL (sizeof all / sizeof all[0])
 
 START_TEST(test_ok_is_zero)
@@ -54,6 +47,7 @@ START_TEST(test_http_mapping)
     ck_assert_int_eq(cart_status_http(CART_ERR_CONFLICT), 409);
     ck_assert_int_eq(cart_status_http(CART_ERR_PRECONDITION), 412);
     ck_assert_int_eq(cart_status_http(CART_ERR_LIMIT), 422);
+    ck_assert_int_eq(cart_status_http(CART_ERR_CURRENCY), 422);
     ck_assert_int_eq(cart_status_http(CART_ERR_UNAVAILABLE), 503);
     ck_assert_int_eq(cart_status_http(CART_ERR_NOMEM), 500);
     ck_assert_int_eq(cart_status_http(CART_ERR_OVERFLOW), 500);

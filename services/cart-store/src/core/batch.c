@@ -78,6 +78,15 @@ void cs_pgarr_int(cs_pgarr *a, long long v)
     a->text.len += n;
 }
 
+void cs_pgarr_null(cs_pgarr *a)
+{
+    if (!pgarr_reserve(a, 5))
+        return;
+    pgarr_sep(a);
+    memcpy(a->text.buf + a->text.len, "NULL", 4);
+    a->text.len += 4;
+}
+
 const char *cs_pgarr_finish(cs_pgarr *a)
 {
     if (!pgarr_reserve(a, 1))
@@ -140,23 +149,26 @@ static cs_batch_cart *find_cart(cs_batch *b, const char *cart_id)
     return NULL;
 }
 
-static int record_line(cs_batch *b, const char *cart_id, const char *sku, int32_t quantity)
+/* Records a line's final state: its quantity, and its snapshot (`line`: NULL once removed). */
+static int record_line(cs_batch *b, const char *cart_id, const char *sku, int32_t quantity, const cart_item *line)
 {
-    cs_batch_line *l;
+    cs_batch_line *l = NULL;
 
-    for (size_t i = b->nlines; i-- > 0;) {
-        l = &b->lines[i];
-        if (strcmp(l->sku, sku) == 0 && strcmp(l->cart_id, cart_id) == 0) {
-            l->quantity = quantity;
-            return 0;
-        }
+    for (size_t i = b->nlines; i-- > 0 && l == NULL;)
+        if (strcmp(b->lines[i].sku, sku) == 0 && strcmp(b->lines[i].cart_id, cart_id) == 0)
+            l = &b->lines[i];
+    if (l == NULL) {
+        if (GROW(b, lines, nlines, lines_cap) != 0)
+            return -1;
+        l = &b->lines[b->nlines++];
+        copy_str(l->cart_id, sizeof l->cart_id, cart_id);
+        copy_str(l->sku, sizeof l->sku, sku);
     }
-    if (GROW(b, lines, nlines, lines_cap) != 0)
-        return -1;
-    l = &b->lines[b->nlines++];
-    copy_str(l->cart_id, sizeof l->cart_id, cart_id);
-    copy_str(l->sku, sizeof l->sku, sku);
     l->quantity = quantity;
+    if (line != NULL)
+        l->snap = line->snap;
+    else
+        memset(&l->snap, 0, sizeof l->snap);
     return 0;
 }
 
@@ -192,13 +204,14 @@ int cs_batch_change(cs_batch *b, const cart *c, const cart_outcome *o, uint32_t 
     if (c->state == CART_DELETED)
         return record_cleared(b, c->cart_id);
     if (o->line_changed)
-        return record_line(b, c->cart_id, o->sku, o->line_quantity);
+        return record_line(b, c->cart_id, o->sku, o->line_quantity,
+                           o->line_quantity > 0 ? cart_find_line(c, o->sku) : NULL);
     return 0;
 }
 
-int cs_batch_put_line(cs_batch *b, const char *cart_id, const char *sku, int32_t quantity)
+int cs_batch_put_line(cs_batch *b, const char *cart_id, const char *sku, int32_t quantity, const cart_item *line)
 {
-    return record_line(b, cart_id, sku, quantity);
+    return record_line(b, cart_id, sku, quantity, quantity > 0 ? line : NULL);
 }
 
 int cs_batch_mark_processed(cs_batch *b, const cart_event *ev, uint32_t partition, uint64_t stream_seq, int http_status,
@@ -258,7 +271,7 @@ int cs_batch_offset_set(cs_batch *b, uint32_t partition, uint64_t stream_seq)
 
 static const int nparams[CS_BATCH_NSTMTS] = {
     [CS_BATCH_UPDATE_CARTS] = 5, [CS_BATCH_INSERT_CARTS] = 7, [CS_BATCH_CLEAR_LINES] = 1, [CS_BATCH_DELETE_LINES] = 2,
-    [CS_BATCH_PUT_LINES] = 3,    [CS_BATCH_OUTBOX] = 4,       [CS_BATCH_OFFSETS] = 2,     [CS_BATCH_MARKS] = 8,
+    [CS_BATCH_PUT_LINES] = 7,    [CS_BATCH_OUTBOX] = 4,       [CS_BATCH_OFFSETS] = 2,     [CS_BATCH_MARKS] = 8,
 };
 
 int cs_batch_nparams(cs_batch_stmt st)
@@ -287,6 +300,26 @@ static bool is_cleared(const cs_batch *b, const char *cart_id)
         if (strcmp(b->cleared[i], cart_id) == 0)
             return true;
     return false;
+}
+
+/* A line's name, unit_price, currency and attributes into p[0..3], NULL for what it lacks. */
+static void render_snapshot(cs_pgarr *p, const cart_snapshot *snap)
+{
+    if (snap->has_name)
+        cs_pgarr_text(&p[0], snap->name);
+    else
+        cs_pgarr_null(&p[0]);
+    if (snap->has_price) {
+        cs_pgarr_int(&p[1], snap->unit_price);
+        cs_pgarr_text(&p[2], snap->currency);
+    } else {
+        cs_pgarr_null(&p[1]);
+        cs_pgarr_null(&p[2]);
+    }
+    if (snap->has_attributes)
+        cs_pgarr_text(&p[3], snap->attributes);
+    else
+        cs_pgarr_null(&p[3]);
 }
 
 int cs_batch_render(const cs_batch *b, cs_batch_sql *s)
@@ -334,6 +367,7 @@ int cs_batch_render(const cs_batch *b, cs_batch_sql *s)
             cs_pgarr_text(&p[0], l->cart_id);
             cs_pgarr_text(&p[1], l->sku);
             cs_pgarr_int(&p[2], l->quantity);
+            render_snapshot(&p[3], &l->snap);
             s->rows[CS_BATCH_PUT_LINES]++;
         } else {
             cs_pgarr *p = a[CS_BATCH_DELETE_LINES];

@@ -38,6 +38,8 @@ void cs_pgarr_reset(cs_pgarr *a);
 void cs_pgarr_text(cs_pgarr *a, const char *s);
 /* Appends an integer element. */
 void cs_pgarr_int(cs_pgarr *a, long long v);
+/* Appends a NULL element. */
+void cs_pgarr_null(cs_pgarr *a);
 /* Closes the literal and returns it (owned by `a`, valid until the next call on it), or NULL
  * after an allocation failure. */
 const char *cs_pgarr_finish(cs_pgarr *a);
@@ -61,6 +63,8 @@ typedef struct cs_batch_line {
     char cart_id[37];
     char sku[CART_ID_MAX + 1];
     int32_t quantity;
+    /** The line's snapshot (members it lacks are written NULL); unused for a deleted line. */
+    cart_snapshot snap;
 } cs_batch_line;
 
 /* A processed_events row. */
@@ -117,14 +121,16 @@ bool cs_batch_empty(const cs_batch *b);
 
 /*
  * Records what cart_apply (or cart_expire) did to `c`, with its outcome `o` (o->changed must be
- * true): the cart's row, its changed line, or the loss of all lines when it was deleted.
+ * true): the cart's row, its changed line (with the line's snapshot, read from `c`), or the loss
+ * of all lines when it was deleted.
  * 0, or -1 when out of memory (the batch is then unusable until reset).
  */
 int cs_batch_change(cs_batch *b, const cart *c, const cart_outcome *o, uint32_t partition);
 
-/* Records a line of `cart_id` in its final state (quantity 0: deleted), for a change of many lines
- * at once (a merge); cs_batch_change records the cart's row. 0, or -1 when out of memory. */
-int cs_batch_put_line(cs_batch *b, const char *cart_id, const char *sku, int32_t quantity);
+/* Records a line of `cart_id` in its final state (quantity 0: deleted) with its snapshot (`line`,
+ * NULL for none), for a change of many lines at once (a merge); cs_batch_change records the cart's
+ * row. 0, or -1 when out of memory. */
+int cs_batch_put_line(cs_batch *b, const char *cart_id, const char *sku, int32_t quantity, const cart_item *line);
 
 /* Records an event as processed with its answer (`detail`: a refusal's reason, or NULL) and its
  * request_fingerprint. 0 or -1. */
@@ -144,7 +150,7 @@ typedef enum cs_batch_stmt {
     CS_BATCH_INSERT_CARTS, /* cart_id, user_id, partition, status, version, created_ms, updated_ms */
     CS_BATCH_CLEAR_LINES,  /* cart_id */
     CS_BATCH_DELETE_LINES, /* cart_id, sku */
-    CS_BATCH_PUT_LINES,    /* cart_id, sku, quantity */
+    CS_BATCH_PUT_LINES,    /* cart_id, sku, quantity, name, unit_price, currency, attributes */
     CS_BATCH_OUTBOX,       /* partition, subject, msg_id, payload */
     CS_BATCH_OFFSETS,      /* partition, stream_seq */
     CS_BATCH_MARKS,        /* event_id, user_id, partition, stream_seq, http_status, version, detail, fingerprint */

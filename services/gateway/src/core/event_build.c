@@ -146,6 +146,23 @@ static int fingerprint(const gw_route *r, const char *method, const char *path, 
     return rc;
 }
 
+/* Reads the line snapshot's members (cart_snapshot_read); 0, or -1 after refusing one. */
+static int snapshot_fields(json_t *doc, cart_event *ev, gw_refusal *why)
+{
+    char detail[200];
+
+    switch (cart_snapshot_read(doc, "", &ev->snap, detail, sizeof detail)) {
+    case CART_OK:
+        return 0;
+    case CART_ERR_NOMEM:
+        gw_refuse(why, 503, "unavailable", "out of memory");
+        return -1;
+    default:
+        gw_refuse(why, 400, "invalid-field", detail);
+        return -1;
+    }
+}
+
 int gw_event_build(const gw_route *r, const gw_event_input *in, cart_event *ev, gw_refusal *why)
 {
     json_t *doc = NULL;
@@ -178,8 +195,13 @@ int gw_event_build(const gw_route *r, const gw_event_input *in, cart_event *ev, 
         } else {
             snprintf(ev->sku, sizeof ev->sku, "%s", r->sku);
         }
-        if (int_field(doc, "quantity", &ev->quantity, why) != 0)
+        if (int_field(doc, "quantity", &ev->quantity, why) != 0 || snapshot_fields(doc, ev, why) != 0)
             goto out;
+        /* A currency alone was refused above: it needs unit_price. */
+        if (ev->snap.has_price && !r->may_price) {
+            gw_refuse(why, 403, "forbidden", "unit_price and currency need a token with the cart:price scope");
+            goto out;
+        }
         if (ev->quantity < lo || ev->quantity > in->max_quantity) {
             char detail[96];
             snprintf(detail, sizeof detail, "quantity: must be from %lld to %d", (long long)lo, (int)in->max_quantity);

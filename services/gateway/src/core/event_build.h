@@ -11,8 +11,11 @@
  *        Content-Type application/json (parameters allowed)           -> 415 unsupported-media-type
  *        nesting within GW_JSON_MAX_DEPTH, then a JSON object without
  *        duplicate keys                                               -> 400 malformed-json
- *        the fields: user_id or sku a valid id, quantity an integer   -> 400 invalid-field
+ *        the fields: user_id or sku a valid id, quantity an integer,
+ *        the line snapshot's members in their domains
+ *        (cart_snapshot_read: name, unit_price with currency, attributes) -> 400 invalid-field
  *        POST /v1/carts: user_id is the token's subject, if any       -> 403 forbidden
+ *        unit_price or currency only when r->may_price                -> 403 forbidden
  *        quantity from 1 (add) or 0 (set) to max_quantity             -> 422 limit-exceeded
  *   2. Idempotency-Key, if present: 1-128 visible ASCII characters    -> 400 invalid-header
  *      (it gives the event_id, and the event carries the request's

@@ -548,3 +548,28 @@ bool gw_jwt_bearer(const char *value, size_t len, const char **token, size_t *to
     *token_len = end - at;
     return true;
 }
+
+bool gw_jwt_has_scope(const char *token, size_t len, const char *scope)
+{
+    unsigned char buf[GW_JWT_MAX_LEN / 4 * 3 + 3];
+    const char *dot1, *dot2, *p, *end;
+    size_t pay_len, want = strlen(scope);
+    json_t *claims = NULL, *v;
+    bool found = false;
+
+    if (token == NULL || len > GW_JWT_MAX_LEN || (dot1 = memchr(token, '.', len)) == NULL ||
+        (dot2 = memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token))) == NULL ||
+        !gw_b64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), buf, sizeof buf, &pay_len) ||
+        load_object(buf, pay_len, &claims) != GW_JWT_OK)
+        return false;
+    v = json_object_get(claims, "scope");
+    if (json_is_string(v)) {
+        for (p = json_string_value(v), end = p + json_string_length(v); p < end && !found;) {
+            const char *space = memchr(p, ' ', (size_t)(end - p)), *stop = space ? space : end;
+            found = (size_t)(stop - p) == want && memcmp(p, scope, want) == 0;
+            p = stop + 1;
+        }
+    }
+    json_decref(claims);
+    return found;
+}

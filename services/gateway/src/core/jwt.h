@@ -108,4 +108,13 @@ gw_jwt_result gw_jwt_verify(const char *token, size_t len, const gw_jwt_keys *ke
  */
 bool gw_jwt_bearer(const char *value, size_t len, const char **token, size_t *token_len);
 
+/*
+ * The "scope" claim, which gw_jwt_verify does not look at: true if the payload of token[0..len) has
+ * a "scope" that is a string of space-separated scopes (RFC 8693 section 4.2) one of which is
+ * exactly `scope` (NUL-terminated); false for any other scope claim, none, or a payload that does
+ * not parse. It verifies nothing: call it only for a token gw_jwt_verify accepted. Allocates only
+ * inside the call.
+ */
+bool gw_jwt_has_scope(const char *token, size_t len, const char *scope);
+
 #endif

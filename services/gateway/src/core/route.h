@@ -4,6 +4,7 @@
 #ifndef GW_ROUTE_H
 #define GW_ROUTE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "cartshard/event.h"
@@ -43,6 +44,9 @@ typedef struct gw_route {
     const char *name;
     /** Not set by routing: the verified JWT subject when auth is on, else empty. */
     char subject[CART_ID_MAX + 1];
+    /** Not set by routing (false): the request may set a line's price (unit_price, currency),
+     * since auth is off or its token's scope holds cart:price. */
+    bool may_price;
     /** Not set by routing: the request's trace id (the client's traceparent or X-Request-Id, or a
      * new UUID), echoed as X-Request-Id and carried by the event to the worker. */
     char request_id[CART_TRACE_MAX + 1];

@@ -40,6 +40,18 @@ START_TEST(test_array_literals)
     cs_pgarr_text(&a, "NULL");
     ck_assert_str_eq(cs_pgarr_finish(&a), "{\"plain\",\"\",\"q\\\"u{o}te, back\\\\slash\",-42,\"NULL\"}");
     ck_assert_uint_eq(a.n, 5);
+    /* A NULL element is unquoted (the quoted word above is a string). */
+    cs_pgarr_null(&a);
+    ck_assert_str_eq(cs_pgarr_finish(&a), "{\"plain\",\"\",\"q\\\"u{o}te, back\\\\slash\",-42,\"NULL\",NULL}");
+    cs_pgarr_reset(&a);
+    cs_pgarr_null(&a);
+    ck_assert_str_eq(cs_pgarr_finish(&a), "{NULL}");
+    cs_pgarr_reset(&a);
+    cs_pgarr_text(&a, "plain");
+    cs_pgarr_text(&a, "");
+    cs_pgarr_text(&a, "q\"u{o}te, back\\slash");
+    cs_pgarr_int(&a, -42);
+    cs_pgarr_text(&a, "NULL");
     /* Finishing twice changes nothing; a reset starts over with the same memory. */
     ck_assert_str_eq(cs_pgarr_finish(&a), "{\"plain\",\"\",\"q\\\"u{o}te, back\\\\slash\",-42,\"NULL\"}");
     cs_pgarr_reset(&a);
@@ -245,6 +257,66 @@ START_TEST(test_reset_between_events)
 }
 END_TEST
 
+/* A line's snapshot goes with it, members it lacks as NULL; a later event's snapshot replaces it. */
+START_TEST(test_line_snapshots)
+{
+    cs_batch b;
+    cs_batch_sql s;
+    cart c;
+    cart_event ev;
+    cart_outcome o;
+
+    cs_batch_init(&b);
+    cs_batch_sql_init(&s);
+    cart_init(&c, "u5");
+    memset(&ev, 0, sizeof ev);
+    strcpy(ev.event_id, "e1");
+    strcpy(ev.user_id, "u5");
+    ev.type = CART_EV_ITEM_ADDED;
+    strcpy(ev.sku, "A");
+    ev.quantity = 2;
+    ev.snap.has_name = true;
+    strcpy(ev.snap.name, "Mug \"1\"");
+    ev.snap.has_price = true;
+    ev.snap.unit_price = 1999;
+    strcpy(ev.snap.currency, "EUR");
+    ev.snap.has_attributes = true;
+    strcpy(ev.snap.attributes, "{\"a\":\"b\\\"c\"}");
+    ck_assert_int_eq(cart_apply(&c, &ev, &lim, 1000, "55555555-5555-4555-8555-555555555555", &o), CART_OK);
+    ck_assert_int_eq(cs_batch_change(&b, &c, &o, 7), 0);
+    apply(&b, &c, CART_EV_ITEM_ADDED, "B", 1, 1001, "x");
+    ck_assert_int_eq(cs_batch_render(&b, &s), 0);
+    ck_assert_int_eq(cs_batch_nparams(CS_BATCH_PUT_LINES), 7);
+    ck_assert_uint_eq(s.rows[CS_BATCH_PUT_LINES], 2);
+    ck_assert_str_eq(s.params[CS_BATCH_PUT_LINES][1], "{\"A\",\"B\"}");
+    ck_assert_str_eq(s.params[CS_BATCH_PUT_LINES][3], "{\"Mug \\\"1\\\"\",NULL}");
+    ck_assert_str_eq(s.params[CS_BATCH_PUT_LINES][4], "{1999,NULL}");
+    ck_assert_str_eq(s.params[CS_BATCH_PUT_LINES][5], "{\"EUR\",NULL}");
+    ck_assert_str_eq(s.params[CS_BATCH_PUT_LINES][6], "{\"{\\\"a\\\":\\\"b\\\\\\\"c\\\"}\",NULL}");
+
+    /* Written once, in its final state: the second event's name, the first one's price. */
+    cs_batch_reset(&b);
+    memset(&ev.snap, 0, sizeof ev.snap);
+    ev.snap.has_name = true;
+    strcpy(ev.snap.name, "n2");
+    ck_assert_int_eq(cart_apply(&c, &ev, &lim, 1002, "x", &o), CART_OK);
+    ck_assert_int_eq(cs_batch_change(&b, &c, &o, 7), 0);
+    ev.type = CART_EV_ITEM_QUANTITY_SET;
+    ev.quantity = 1;
+    memset(&ev.snap, 0, sizeof ev.snap);
+    ck_assert_int_eq(cart_apply(&c, &ev, &lim, 1003, "x", &o), CART_OK);
+    ck_assert_int_eq(cs_batch_change(&b, &c, &o, 7), 0);
+    ck_assert_int_eq(cs_batch_render(&b, &s), 0);
+    ck_assert_uint_eq(s.rows[CS_BATCH_PUT_LINES], 1);
+    ck_assert_str_eq(s.params[CS_BATCH_PUT_LINES][2], "{1}");
+    ck_assert_str_eq(s.params[CS_BATCH_PUT_LINES][3], "{\"n2\"}");
+    ck_assert_str_eq(s.params[CS_BATCH_PUT_LINES][4], "{1999}");
+    cart_cleanup(&c);
+    cs_batch_sql_cleanup(&s);
+    cs_batch_cleanup(&b);
+}
+END_TEST
+
 static Suite *batch_suite(void)
 {
     Suite *s = suite_create("batch");
@@ -256,6 +328,7 @@ static Suite *batch_suite(void)
     tcase_add_test(tc, test_deleted_cart_clears_lines);
     tcase_add_test(tc, test_marks_outbox_offsets);
     tcase_add_test(tc, test_reset_between_events);
+    tcase_add_test(tc, test_line_snapshots);
     suite_add_tcase(s, tc);
     return s;
 }

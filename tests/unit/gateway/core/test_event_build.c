@@ -346,6 +346,58 @@ START_TEST(test_refuse)
 }
 END_TEST
 
+/* The line snapshot's members: read as the event decoder reads them, named in a refusal; a
+ * price only with may_price. */
+START_TEST(test_snapshot_members)
+{
+    gw_event_input in;
+    cart_event ev;
+    gw_refusal why;
+    gw_route r;
+
+    request("POST", "/v1/carts/u1/items",
+            "{\"sku\":\"A1\",\"quantity\":2,\"name\":\"Mug\",\"unit_price\":1999,\"currency\":\"EUR\","
+            "\"attributes\":{\"size\":\"L\",\"color\":\"blue\"}}",
+            &r, &in);
+    r.may_price = true;
+    ck_assert_int_eq(gw_event_build(&r, &in, &ev, &why), 0);
+    ck_assert(ev.snap.has_name && ev.snap.has_price && ev.snap.has_attributes);
+    ck_assert_str_eq(ev.snap.name, "Mug");
+    ck_assert_int_eq(ev.snap.unit_price, 1999);
+    ck_assert_str_eq(ev.snap.currency, "EUR");
+    ck_assert_str_eq(ev.snap.attributes, "{\"color\":\"blue\",\"size\":\"L\"}");
+    /* The same request without the scope. */
+    r.may_price = false;
+    refused(&r, &in, 403, "forbidden", "unit_price and currency need a token with the cart:price scope");
+
+    /* A name or attributes need no scope; nothing left out is carried. */
+    request("PUT", "/v1/carts/u1/items/A1", "{\"quantity\":1,\"name\":\"\"}", &r, &in);
+    ck_assert_int_eq(gw_event_build(&r, &in, &ev, &why), 0);
+    ck_assert(ev.snap.has_name && !ev.snap.has_price && !ev.snap.has_attributes);
+
+    /* Out of a domain: 400 naming the member, before the scope and the quantity. */
+    request("POST", "/v1/carts/u1/items", "{\"sku\":\"A1\",\"quantity\":0,\"name\":5}", &r, &in);
+    refused(&r, &in, 400, "invalid-field", "name: expected a string of at most 200 bytes of UTF-8");
+    request("PUT", "/v1/carts/u1/items/A1", "{\"quantity\":1,\"currency\":\"EUR\"}", &r, &in);
+    refused(&r, &in, 400, "invalid-field", "currency: needs unit_price");
+    request("PUT", "/v1/carts/u1/items/A1", "{\"quantity\":1,\"unit_price\":10}", &r, &in);
+    r.may_price = true;
+    refused(&r, &in, 400, "invalid-field", "currency: required with unit_price");
+    request("PUT", "/v1/carts/u1/items/A1", "{\"quantity\":1,\"unit_price\":-1,\"currency\":\"EUR\"}", &r, &in);
+    refused(&r, &in, 400, "invalid-field", "unit_price: expected an integer from 0 to 100000000000");
+    request("PUT", "/v1/carts/u1/items/A1", "{\"quantity\":1,\"unit_price\":1,\"currency\":\"eur\"}", &r, &in);
+    refused(&r, &in, 400, "invalid-field", "currency: expected an ISO 4217 code (three upper-case letters)");
+    request("PUT", "/v1/carts/u1/items/A1", "{\"quantity\":1,\"attributes\":{\"k\":[]}}", &r, &in);
+    refused(&r, &in, 400, "invalid-field", "attributes.k: expected a string of at most 256 bytes of UTF-8");
+    /* The scope before the quantity's range. */
+    request("POST", "/v1/carts/u1/items", "{\"sku\":\"A1\",\"quantity\":0,\"unit_price\":1,\"currency\":\"EUR\"}", &r,
+            &in);
+    refused(&r, &in, 403, "forbidden", "unit_price and currency need a token with the cart:price scope");
+    r.may_price = true;
+    refused(&r, &in, 422, "limit-exceeded", "quantity: must be from 1 to 99");
+}
+END_TEST
+
 static Suite *event_build_suite(void)
 {
     Suite *s = suite_create("event_build");
@@ -358,6 +410,7 @@ static Suite *event_build_suite(void)
     tcase_add_test(tc, test_allowed);
     tcase_add_test(tc, test_request_fingerprint);
     tcase_add_test(tc, test_refuse);
+    tcase_add_test(tc, test_snapshot_members);
     suite_add_tcase(s, tc);
     return s;
 }

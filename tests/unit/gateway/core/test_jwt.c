@@ -1030,6 +1030,42 @@ START_TEST(test_asym_time)
 }
 END_TEST
 
+/* Whether a token's "scope" names a scope: the claim gw_jwt_verify ignores. */
+START_TEST(test_scope)
+{
+    static const struct {
+        const char *payload;
+        bool has;
+    } cases[] = {
+        {"{\"sub\":\"u1\",\"exp\":4102444800,\"scope\":\"cart:price\"}", true},
+        {"{\"sub\":\"u1\",\"exp\":4102444800,\"scope\":\"openid cart:price profile\"}", true},
+        {"{\"sub\":\"u1\",\"exp\":4102444800,\"scope\":\"openid  cart:price\"}", true},
+        {"{\"sub\":\"u1\",\"exp\":4102444800,\"scope\":\"cart:prices cart:pric\"}", false},
+        {"{\"sub\":\"u1\",\"exp\":4102444800,\"scope\":\"Cart:Price\"}", false},
+        {"{\"sub\":\"u1\",\"exp\":4102444800,\"scope\":\"openid,cart:price\"}", false},
+        {"{\"sub\":\"u1\",\"exp\":4102444800,\"scope\":[\"cart:price\"]}", false},
+        {"{\"sub\":\"u1\",\"exp\":4102444800,\"scp\":\"cart:price\"}", false},
+        {"{\"sub\":\"u1\",\"exp\":4102444800,\"scope\":\"\"}", false},
+        {"{\"sub\":\"u1\",\"exp\":4102444800}", false},
+    };
+    char sub[CART_ID_MAX + 1];
+    const char *why;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *t = make_token(HS256_JWT, cases[i].payload);
+        /* Each is a valid token: the scope is another question. */
+        ck_assert_int_eq(check_with(t, S32, S32_LEN, NOW, sub, &why), GW_JWT_OK);
+        ck_assert_msg(gw_jwt_has_scope(t, strlen(t), "cart:price") == cases[i].has, "%s", cases[i].payload);
+        free(t);
+    }
+    /* What is not a token has no scope. */
+    ck_assert(!gw_jwt_has_scope(NULL, 0, "cart:price"));
+    ck_assert(!gw_jwt_has_scope("abc", 3, "cart:price"));
+    ck_assert(!gw_jwt_has_scope("a.!!!.c", 7, "cart:price"));
+    ck_assert(!gw_jwt_has_scope("e30.W10.x", 9, "cart:price")); /* {} . [] */
+}
+END_TEST
+
 static Suite *jwt_suite(void)
 {
     Suite *s = suite_create("jwt");
@@ -1050,6 +1086,7 @@ static Suite *jwt_suite(void)
     tcase_add_test(tc, test_depth_limit);
     tcase_add_test(tc, test_result_names);
     tcase_add_test(tc, test_bearer);
+    tcase_add_test(tc, test_scope);
     suite_add_tcase(s, tc);
     tc = tcase_create("rs256_es256");
     tcase_add_unchecked_fixture(tc, make_keys, free_keys);
