@@ -75,30 +75,32 @@ void cart_merge_settle(cart *c, const cart_event *ev, int64_t now_ms, cart_outco
 }
 
 /* The joined line of a sku the user has (`mine`, or NULL) and the guest has (`theirs`, or NULL),
- * by the strategy; quantity 0: no line. A line taken from the guest is the guest's, whole. */
+ * by the strategy; quantity 0: no line. A line taken from the guest is the guest's, whole, with
+ * its snapshot; under sum and max a sku in both carts gets the snapshot members the guest's line
+ * has over the user's (as a later add would); under keep the user's line stays as it was. */
 static cart_item join_line(const cart_item *mine, const cart_item *theirs, cart_merge_strategy strategy)
 {
-    cart_item none;
+    cart_item none, line;
 
     memset(&none, 0, sizeof none);
     if (theirs == NULL)
         return strategy == CART_MERGE_REPLACE ? none : *mine;
     if (mine == NULL || strategy == CART_MERGE_REPLACE)
         return *theirs;
+    line = *mine;
     switch (strategy) {
     case CART_MERGE_SUM: {
-        cart_item sum = *theirs;
         /* Both are at most INT32_MAX: the sum fits in 64 bits, and is capped to stay in 32. */
         int64_t q = (int64_t)mine->quantity + theirs->quantity;
-        sum.quantity = q > INT32_MAX ? INT32_MAX : (int32_t)q;
-        return sum;
+        line.quantity = q > INT32_MAX ? INT32_MAX : (int32_t)q;
+        cart_snapshot_merge(&line.snap, &theirs->snap);
+        return line;
     }
-    case CART_MERGE_MAX: {
-        cart_item larger = *theirs;
-        if (mine->quantity > larger.quantity)
-            larger.quantity = mine->quantity;
-        return larger;
-    }
+    case CART_MERGE_MAX:
+        if (theirs->quantity > line.quantity)
+            line.quantity = theirs->quantity;
+        cart_snapshot_merge(&line.snap, &theirs->snap);
+        return line;
     case CART_MERGE_KEEP:
     case CART_MERGE_REPLACE:
         break;
@@ -106,10 +108,61 @@ static cart_item join_line(const cart_item *mine, const cart_item *theirs, cart_
     return *mine;
 }
 
-/* True when the two line arrays are the same, line for line. */
+/* True when two snapshots hold the same members with the same values. */
+static bool same_snapshot(const cart_snapshot *a, const cart_snapshot *b)
+{
+    return a->has_name == b->has_name && strcmp(a->name, b->name) == 0 && a->has_price == b->has_price &&
+           a->unit_price == b->unit_price && strcmp(a->currency, b->currency) == 0 &&
+           a->has_attributes == b->has_attributes && strcmp(a->attributes, b->attributes) == 0;
+}
+
+/* True when the two line arrays are the same, line for line (sku, quantity and snapshot). */
 static bool same_lines(const cart_item *a, size_t na, const cart_item *b, size_t nb)
 {
-    return na == nb && (na == 0 || memcmp(a, b, na * sizeof *a) == 0);
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (strcmp(a[i].sku, b[i].sku) != 0 || a[i].quantity != b[i].quantity || !same_snapshot(&a[i].snap, &b[i].snap))
+            return false;
+    return true;
+}
+
+/* The money rules on the joined lines (cart.h): one currency for all priced lines, each line total
+ * and the subtotal at most CART_MONEY_MAX. CART_OK, or CART_ERR_CURRENCY or CART_ERR_LIMIT with
+ * the reason in msg (a currency refusal's starting with CART_CURRENCY_MISMATCH). */
+static cart_status check_money(const cart_item *lines, size_t n, char *msg, size_t msglen)
+{
+    const char *currency = NULL;
+    int64_t subtotal = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        const cart_item *it = &lines[i];
+        if (!it->snap.has_price)
+            continue;
+        if (currency == NULL)
+            currency = it->snap.currency;
+        else if (strcmp(currency, it->snap.currency) != 0) {
+            snprintf(msg, msglen, CART_CURRENCY_MISMATCH ": the merged cart would mix %s and %s", currency,
+                     it->snap.currency);
+            return CART_ERR_CURRENCY;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        const cart_item *it = &lines[i];
+        /* unit_price <= 10^11 and quantity <= INT32_MAX: tested by division, never multiplied over. */
+        if (!it->snap.has_price || it->quantity <= 0)
+            continue;
+        if (it->snap.unit_price > CART_MONEY_MAX / it->quantity) {
+            snprintf(msg, msglen, "a line total over the limit of 10^15 minor units: %.64s", it->sku);
+            return CART_ERR_LIMIT;
+        }
+        if (subtotal > CART_MONEY_MAX - it->snap.unit_price * it->quantity) {
+            snprintf(msg, msglen, "a subtotal over the limit of 10^15 minor units");
+            return CART_ERR_LIMIT;
+        }
+        subtotal += it->snap.unit_price * it->quantity;
+    }
+    return CART_OK;
 }
 
 cart_status cart_merge_lines(cart *c, const cart *guest, cart_merge_strategy strategy, const cart_limits *lim,
@@ -118,6 +171,7 @@ cart_status cart_merge_lines(cart *c, const cart *guest, cart_merge_strategy str
     bool active = c->state == CART_ACTIVE;
     size_t nmine = active ? c->nitems : 0, i = 0, j = 0, n = 0;
     cart_item *joined;
+    cart_status money;
     char msg[sizeof out->detail];
 
     if (c->state == CART_MERGING) {
@@ -155,6 +209,11 @@ cart_status cart_merge_lines(cart *c, const cart *guest, cart_merge_strategy str
     if (n > lim->max_lines) {
         snprintf(msg, sizeof msg, "the merged cart would have %zu lines, over the limit %" PRIu32, n, lim->max_lines);
         goto refused;
+    }
+    if ((money = check_money(joined, n, msg, sizeof msg)) != CART_OK) {
+        free(joined);
+        refuse(out, money, msg);
+        return CART_OK;
     }
     memset(out, 0, sizeof *out);
     out->status = CART_OK;
@@ -212,6 +271,27 @@ char *cart_merge_derived_id(char buf[CART_MERGE_ID_MAX + 1], const char *prefix,
     return buf;
 }
 
+/* Adds the members of a line's snapshot to `item` (a line of data.items), as an item event has them.
+ * CART_OK, CART_ERR_NOMEM, CART_ERR_INVALID (attributes that are not a JSON object). */
+static cart_status add_snapshot(json_t *item, const cart_snapshot *snap)
+{
+    json_t *attrs;
+
+    if (snap->has_name && json_object_set_new(item, "name", json_string(snap->name)) != 0)
+        return CART_ERR_NOMEM;
+    if (snap->has_price && (json_object_set_new(item, "unit_price", json_integer((json_int_t)snap->unit_price)) != 0 ||
+                            json_object_set_new(item, "currency", json_string(snap->currency)) != 0))
+        return CART_ERR_NOMEM;
+    if (!snap->has_attributes)
+        return CART_OK;
+    /* Compact with sorted keys already: kept in that order by JSON_PRESERVE_ORDER. */
+    if ((attrs = json_loads(snap->attributes, JSON_REJECT_DUPLICATES, NULL)) == NULL || !json_is_object(attrs)) {
+        json_decref(attrs);
+        return CART_ERR_INVALID;
+    }
+    return json_object_set_new(item, "attributes", attrs) == 0 ? CART_OK : CART_ERR_NOMEM;
+}
+
 /* Encodes `ev` and, when `lines` is not NULL, adds its lines as data.items. */
 static cart_status encode_with_lines(const cart_event *ev, const cart *lines, char **out, size_t *len)
 {
@@ -227,8 +307,10 @@ static cart_status encode_with_lines(const cart_event *ev, const cart *lines, ch
         goto out;
     for (size_t i = 0; i < lines->nitems; i++) {
         json_t *item = json_pack("{s:s,s:i}", "sku", lines->items[i].sku, "quantity", lines->items[i].quantity);
-        if (item == NULL || json_array_append_new(items, item) != 0)
+        if (item == NULL || json_array_append_new(items, item) != 0 ||
+            (st = add_snapshot(item, &lines->items[i].snap)) != CART_OK)
             goto out;
+        st = CART_ERR_NOMEM;
     }
     if (json_object_set_new(json_object_get(root, "data"), "items", items) != 0) {
         items = NULL; /* taken even on failure */
@@ -312,15 +394,20 @@ cart_status cart_merge_lines_decode(const char *json, size_t len, cart *lines, c
         goto out;
     }
     for (size_t i = 0; i < json_array_size(items) && st == CART_OK; i++) {
-        json_t *sku = json_object_get(json_array_get(items, i), "sku");
-        json_t *q = json_object_get(json_array_get(items, i), "quantity");
+        json_t *item = json_array_get(items, i);
+        json_t *sku = json_object_get(item, "sku");
+        json_t *q = json_object_get(item, "quantity");
+        cart_snapshot snap;
+        char why[200];
         if (!json_is_string(sku) || !cart_valid_id(json_string_value(sku), json_string_length(sku)) ||
             !json_is_integer(q) || json_integer_value(q) < 1 || json_integer_value(q) > INT32_MAX)
             st = fail(err, errlen, "expected objects {\"sku\", \"quantity\"} with a valid sku and a quantity >= 1");
         else if (cart_find_line(lines, json_string_value(sku)) != NULL)
             st = fail(err, errlen, "a sku appears twice");
-        else
-            st = cart_put_line(lines, json_string_value(sku), (int32_t)json_integer_value(q));
+        else if ((st = cart_snapshot_read(item, "", &snap, why, sizeof why)) != CART_OK)
+            st = st == CART_ERR_INVALID ? fail(err, errlen, why) : st;
+        else if ((st = cart_put_line(lines, json_string_value(sku), (int32_t)json_integer_value(q))) == CART_OK)
+            st = cart_put_snapshot(lines, json_string_value(sku), &snap);
     }
 out:
     json_decref(root);

@@ -48,11 +48,15 @@ void cart_merge_settle(cart *c, const cart_event *ev, int64_t now_ms, cart_outco
  *   max      the larger quantity;
  *   replace  the user's lines become the guest's (a line only the user has is dropped);
  *   keep     the user's line stays; only skus the user lacks are added.
- * A line taken from the guest is copied whole (with its snapshot, once lines have one). A user
- * without an active cart gets a new one (`new_cart_id`, created), also for an empty guest cart.
- * On CART_OK with out->changed, `c` holds the result and its version went up by one (a merge that
- * changes no line of an active cart is 200 unchanged). Refusals change nothing: a line over
- * lim->max_quantity or more than lim->max_lines lines 422 (CART_ERR_LIMIT); the user's cart being
+ * A line taken from the guest is copied whole, with its snapshot; under sum and max a sku in both
+ * carts takes the snapshot members the guest's line has over the user's (cart_snapshot_merge, like
+ * a later add); under keep the user's line stays as it was. A user without an active cart gets a
+ * new one (`new_cart_id`, created), also for an empty guest cart. On CART_OK with out->changed,
+ * `c` holds the result and its version went up by one (a merge that changes no line of an active
+ * cart, quantity or snapshot, is 200 unchanged). Refusals change nothing: a line over
+ * lim->max_quantity, more than lim->max_lines lines, or a line total or the subtotal over
+ * CART_MONEY_MAX 422 (CART_ERR_LIMIT); priced lines in more than one currency 422
+ * (CART_ERR_CURRENCY, the detail starting with CART_CURRENCY_MISMATCH); the user's cart being
  * merged itself (CART_MERGING) 409; the version at its limit 409. Returns CART_ERR_NOMEM (`c`
  * unchanged) or CART_OK (the outcome in *out).
  */
@@ -74,7 +78,8 @@ char *cart_merge_derived_id(char buf[CART_MERGE_ID_MAX + 1], const char *prefix,
  * The cart.lines_merged event that the guest's worker writes when `closed` (the guest cart just
  * closed by `req`, a cart.merge_requested) goes to the user: user_id req->merge.peer, data.from
  * the guest, the strategy, merge_id req's event_id, the cart's cart_id, `reply_to` (may be NULL or
- * empty) and the lines as data.items [{"sku", "quantity"}]. *out is a malloc'd JSON text the
+ * empty) and the lines as data.items [{"sku", "quantity", and the line's snapshot members "name",
+ * "unit_price", "currency", "attributes" that it has}]. *out is a malloc'd JSON text the
  * caller frees (length in *len if non-NULL). CART_ERR_NOMEM, CART_ERR_INVALID (req not encodable).
  */
 cart_status cart_merge_lines_event(const cart_event *req, const cart *closed, const char *reply_to, int64_t now_ms,
@@ -90,7 +95,8 @@ cart_status cart_merge_settled_event(const cart_event *lines, int status, const 
 
 /*
  * Reads data.items of a cart.lines_merged event (JSON text of `len` bytes) into `lines` (initialised
- * by the caller, empty): each item a valid sku, once, with a quantity from 1 to INT32_MAX.
+ * by the caller, empty): each item a valid sku, once, with a quantity from 1 to INT32_MAX and its
+ * snapshot members in their domains (cart_snapshot_read); an item without them has none.
  * CART_ERR_INVALID with a reason in err (as cart_event_decode gives), CART_ERR_NOMEM; `lines`
  * may then hold some of them.
  */

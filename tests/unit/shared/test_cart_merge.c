@@ -490,6 +490,195 @@ START_TEST(random_against_model)
 }
 END_TEST
 
+/* Gives the line of `sku` in `c` a snapshot: a name, a price (0: none) in `currency`, attributes. */
+static void price(cart *c, const char *sku, const char *name, int64_t unit_price, const char *currency,
+                  const char *attributes)
+{
+    cart_snapshot snap;
+
+    memset(&snap, 0, sizeof snap);
+    if (name != NULL) {
+        snap.has_name = true;
+        snprintf(snap.name, sizeof snap.name, "%s", name);
+    }
+    if (unit_price > 0) {
+        snap.has_price = true;
+        snap.unit_price = unit_price;
+        snprintf(snap.currency, sizeof snap.currency, "%s", currency);
+    }
+    if (attributes != NULL) {
+        snap.has_attributes = true;
+        snprintf(snap.attributes, sizeof snap.attributes, "%s", attributes);
+    }
+    ck_assert_int_eq(cart_put_snapshot(c, sku, &snap), CART_OK);
+}
+
+/* Under sum and max a sku in both carts takes the guest's snapshot members over the user's; a line
+ * only the guest has comes with its snapshot; under keep the user's line stays as it was. */
+START_TEST(snapshots_by_strategy)
+{
+    static const cart_merge_strategy both[] = {CART_MERGE_SUM, CART_MERGE_MAX};
+
+    for (size_t k = 0; k < 2; k++) {
+        cart uc, gc;
+        const cart_item *a, *c;
+
+        make(&uc, "user", CID_U, "A=2,B=1");
+        price(&uc, "A", "Old mug", 500, "EUR", "{\"color\":\"red\"}");
+        make(&gc, "guest", CID_G, "A=3,C=1");
+        price(&gc, "A", NULL, 450, "EUR", NULL); /* a price only: the name and attributes stay */
+        price(&gc, "C", "Tea", 200, "EUR", "{\"size\":\"L\"}");
+        ck_assert_int_eq(merge_lim(&uc, &gc, both[k], &LIM).status, CART_OK);
+        a = cart_find_line(&uc, "A");
+        ck_assert_int_eq(a->quantity, both[k] == CART_MERGE_SUM ? 5 : 3);
+        ck_assert(a->snap.has_name && strcmp(a->snap.name, "Old mug") == 0);
+        ck_assert(a->snap.has_price && a->snap.unit_price == 450);
+        ck_assert_str_eq(a->snap.attributes, "{\"color\":\"red\"}");
+        c = cart_find_line(&uc, "C");
+        ck_assert(c->snap.has_name && strcmp(c->snap.name, "Tea") == 0 && c->snap.unit_price == 200);
+        ck_assert_str_eq(c->snap.attributes, "{\"size\":\"L\"}");
+        ck_assert_int_eq(cart_subtotal(&uc), (both[k] == CART_MERGE_SUM ? 5 : 3) * 450 + 200);
+        ck_assert_int_eq(cart_find_line(&uc, "B")->snap.has_price, false);
+        cart_cleanup(&uc);
+        cart_cleanup(&gc);
+    }
+
+    /* keep: the user's A as it was, with its old price; replace: the guest's A whole. */
+    for (int replace = 0; replace < 2; replace++) {
+        cart uc, gc;
+        const cart_item *a;
+
+        make(&uc, "user", CID_U, "A=2");
+        price(&uc, "A", "Old mug", 500, "EUR", NULL);
+        make(&gc, "guest", CID_G, "A=3,C=1");
+        price(&gc, "A", NULL, 450, "EUR", NULL);
+        ck_assert_int_eq(merge_lim(&uc, &gc, replace ? CART_MERGE_REPLACE : CART_MERGE_KEEP, &LIM).status, CART_OK);
+        a = cart_find_line(&uc, "A");
+        ck_assert_int_eq(a->quantity, replace ? 3 : 2);
+        ck_assert_int_eq(a->snap.unit_price, replace ? 450 : 500);
+        ck_assert_int_eq(a->snap.has_name, !replace);
+        cart_cleanup(&uc);
+        cart_cleanup(&gc);
+    }
+}
+END_TEST
+
+/* A merge that only changes a snapshot is a change; the same snapshot again is none. */
+START_TEST(snapshot_only_change)
+{
+    cart uc, gc;
+    cart_outcome o;
+
+    make(&uc, "user", CID_U, "A=3");
+    make(&gc, "guest", CID_G, "A=1");
+    price(&gc, "A", "Mug", 0, NULL, NULL);
+    o = merge_lim(&uc, &gc, CART_MERGE_MAX, &LIM);
+    ck_assert(o.status == CART_OK && o.changed);
+    ck_assert_int_eq(uc.version, 6);
+    ck_assert_str_eq(cart_find_line(&uc, "A")->snap.name, "Mug");
+    o = merge_lim(&uc, &gc, CART_MERGE_MAX, &LIM);
+    ck_assert(o.status == CART_OK && !o.changed);
+    ck_assert_int_eq(uc.version, 6);
+    cart_cleanup(&uc);
+    cart_cleanup(&gc);
+}
+END_TEST
+
+/* Priced lines in two currencies, a line total or a subtotal over 10^15: 422, nothing changes. */
+START_TEST(money_refusals)
+{
+    cart uc, gc;
+
+    make(&uc, "user", CID_U, "A=1,B=1");
+    price(&uc, "A", NULL, 500, "EUR", NULL);
+    make(&gc, "guest", CID_G, "C=1");
+    price(&gc, "C", NULL, 200, "USD", NULL);
+    for (int s = CART_MERGE_SUM; s <= CART_MERGE_KEEP; s++) {
+        if (s == CART_MERGE_REPLACE)
+            continue; /* the user's EUR line goes: USD alone is fine */
+        check_refused(&uc, &gc, (cart_merge_strategy)s, &LIM, CART_ERR_CURRENCY, CART_CURRENCY_MISMATCH);
+        ck_assert_int_eq(cart_find_line(&uc, "A")->snap.unit_price, 500);
+    }
+    /* a sku in both carts: under sum the guest's USD replaces the user's EUR; B is unpriced, so fine */
+    price(&gc, "C", NULL, 0, NULL, NULL);
+    ck_assert_int_eq(cart_put_line(&gc, "A", 1), CART_OK);
+    price(&gc, "A", NULL, 300, "USD", NULL);
+    ck_assert_int_eq(merge_lim(&uc, &gc, CART_MERGE_SUM, &LIM).status, CART_OK);
+    ck_assert_str_eq(cart_currency(&uc), "USD");
+    ck_assert_int_eq(cart_subtotal(&uc), 600);
+    cart_cleanup(&uc);
+    cart_cleanup(&gc);
+
+    /* 10^11 x 10^4 is 10^15, the limit; one more unit is over it. */
+    cart_limits big = {20000, 100};
+    make(&uc, "user", CID_U, "A=5000");
+    price(&uc, "A", NULL, 100000000000, "EUR", NULL);
+    make(&gc, "guest", CID_G, "A=5000");
+    ck_assert_int_eq(merge_lim(&uc, &gc, CART_MERGE_SUM, &big).status, CART_OK);
+    ck_assert_int_eq(cart_subtotal(&uc), CART_MONEY_MAX);
+    gc.items[0].quantity = 1;
+    check_refused(&uc, &gc, CART_MERGE_SUM, &big, CART_ERR_LIMIT, "line total over the limit");
+    cart_cleanup(&gc);
+    /* two lines each within it, their subtotal over it */
+    make(&gc, "guest", CID_G, "B=1");
+    price(&gc, "B", NULL, 1, "EUR", NULL);
+    check_refused(&uc, &gc, CART_MERGE_KEEP, &big, CART_ERR_LIMIT, "subtotal over the limit");
+    cart_cleanup(&uc);
+    cart_cleanup(&gc);
+}
+END_TEST
+
+/* cart.lines_merged carries each line's snapshot; the decoder reads it back, and refuses a member
+ * outside its domain. */
+START_TEST(snapshot_round_trip)
+{
+    cart gc, lines;
+    cart_event req;
+    char *text = NULL, err[200];
+    size_t len;
+    const cart_item *a;
+
+    make(&gc, "guest", CID_G, "A=2,B=1");
+    price(&gc, "A", "Mug \xc3\xa9", 450, "EUR", "{\"color\":\"red\",\"size\":\"L\"}");
+    memset(&req, 0, sizeof req);
+    strcpy(req.event_id, "m1");
+    req.type = CART_EV_MERGE_REQUESTED;
+    strcpy(req.user_id, "guest");
+    strcpy(req.merge.peer, "user");
+    ck_assert_int_eq(cart_merge_lines_event(&req, &gc, NULL, 1000, &text, &len), CART_OK);
+    ck_assert_ptr_nonnull(strstr(text, "{\"sku\":\"A\",\"quantity\":2,\"name\":\"Mug \xc3\xa9\",\"unit_price\":450,"
+                                       "\"currency\":\"EUR\",\"attributes\":{\"color\":\"red\",\"size\":\"L\"}}"));
+    ck_assert_ptr_nonnull(strstr(text, "{\"sku\":\"B\",\"quantity\":1}"));
+    cart_init(&lines, "g");
+    ck_assert_int_eq(cart_merge_lines_decode(text, len, &lines, err, sizeof err), CART_OK);
+    a = cart_find_line(&lines, "A");
+    ck_assert_int_eq(a->quantity, 2);
+    ck_assert(a->snap.has_name && a->snap.has_price && a->snap.has_attributes);
+    ck_assert_str_eq(a->snap.name, "Mug \xc3\xa9");
+    ck_assert_int_eq(a->snap.unit_price, 450);
+    ck_assert_str_eq(a->snap.currency, "EUR");
+    ck_assert_str_eq(a->snap.attributes, "{\"color\":\"red\",\"size\":\"L\"}");
+    ck_assert(!cart_find_line(&lines, "B")->snap.has_name);
+    cart_cleanup(&lines);
+    free(text);
+    cart_cleanup(&gc);
+
+    static const char *const bad[][2] = {
+        {"{\"data\":{\"items\":[{\"sku\":\"A\",\"quantity\":1,\"currency\":\"EUR\"}]}}", "data.items: currency"},
+        {"{\"data\":{\"items\":[{\"sku\":\"A\",\"quantity\":1,\"unit_price\":-1,\"currency\":\"EUR\"}]}}",
+         "data.items: unit_price"},
+        {"{\"data\":{\"items\":[{\"sku\":\"A\",\"quantity\":1,\"name\":7}]}}", "data.items: name"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cart_init(&lines, "g");
+        ck_assert_int_eq(cart_merge_lines_decode(bad[i][0], strlen(bad[i][0]), &lines, err, sizeof err),
+                         CART_ERR_INVALID);
+        ck_assert_msg(strstr(err, bad[i][1]) == err, "%s", err);
+        cart_cleanup(&lines);
+    }
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("cart_merge");
@@ -507,6 +696,10 @@ static Suite *suite(void)
     tcase_add_test(tc, events_round_trip);
     tcase_add_test(tc, bad_events);
     tcase_add_test(tc, random_against_model);
+    tcase_add_test(tc, snapshots_by_strategy);
+    tcase_add_test(tc, snapshot_only_change);
+    tcase_add_test(tc, money_refusals);
+    tcase_add_test(tc, snapshot_round_trip);
     suite_add_tcase(s, tc);
     return s;
 }
