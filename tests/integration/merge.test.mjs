@@ -188,6 +188,142 @@ describe('POST /v1/carts/{user_id}/merge', OPTS, () => {
   });
 });
 
+/** Adds a line with its snapshot members (`snap`: name, unit_price, currency, attributes). */
+async function addPriced(user, sku, quantity, snap) {
+  const res = await http('POST', `/v1/carts/${user}/items`, { body: { sku, quantity, ...snap } });
+  assert.equal(res.status, 200, `add ${sku} to ${user}: ${res.text}`);
+  return res.json;
+}
+
+/** The snapshot members of a cart body's line of `sku`, with its quantity and line_total. */
+function lineOf(cart, sku) {
+  const { name, unit_price, currency, attributes, quantity, line_total } = cart.items.find((i) => i.sku === sku);
+  return { name, unit_price, currency, attributes, quantity, line_total };
+}
+
+/** The snapshot columns of `user`'s active lines on their shard, by sku. */
+async function shardSnapshots(user) {
+  const rows = await queryShard(
+    shardOf(user),
+    `SELECT i.sku, i.name, i.unit_price::bigint AS unit_price, i.currency, i.attributes::text AS attributes
+       FROM carts c JOIN cart_items i USING (cart_id) WHERE c.user_id = $1 AND c.status = 'active'`,
+    [user],
+  );
+  return Object.fromEntries(
+    rows.map((r) => [
+      r.sku,
+      {
+        name: r.name ?? undefined,
+        unit_price: r.unit_price === null ? undefined : Number(r.unit_price),
+        currency: r.currency ?? undefined,
+        attributes: r.attributes === null ? undefined : JSON.parse(r.attributes),
+      },
+    ]),
+  );
+}
+
+describe('a merge of priced lines (line snapshots)', OPTS, () => {
+  const MUG = { name: 'Mug', unit_price: 1200, currency: 'EUR', attributes: { color: 'red' } };
+  const TEA = { name: 'Tea', unit_price: 450, currency: 'EUR', attributes: { size: 'L' } };
+
+  test('a priced guest into a priced user: the guest lines keep their snapshots, the totals follow', OPTS, async () => {
+    const { guest, user } = pair('priced');
+    await addPriced(user, 'MUG', 2, MUG);
+    await addPriced(guest, 'TEA', 3, TEA);
+    await addPriced(guest, 'PLAIN', 1, {});
+    const res = await merge(user, { from: guest, strategy: 'sum' });
+    const cart = assertCartResponse(res, { user, items: res.json?.items ?? [] });
+    assert.deepEqual(lineOf(cart, 'TEA'), { ...TEA, quantity: 3, line_total: 1350 });
+    assert.deepEqual(lineOf(cart, 'MUG'), { ...MUG, quantity: 2, line_total: 2400 });
+    assert.equal(lineOf(cart, 'PLAIN').unit_price, undefined);
+    assert.equal(cart.currency, 'EUR');
+    assert.equal(cart.subtotal, 3750);
+    const rows = await shardSnapshots(user);
+    assert.deepEqual(rows.TEA, TEA, "the user's shard holds the guest's snapshot");
+    assert.deepEqual(rows.MUG, MUG);
+    assert.deepEqual((await http('GET', `/v1/carts/${user}`)).json.subtotal, 3750);
+    await assertMerged(guest, user, { TEA: 3, PLAIN: 1 });
+  });
+
+  for (const [strategy, quantity] of [
+    ['sum', 5],
+    ['max', 3],
+  ]) {
+    test(`${strategy}: a sku in both carts takes the snapshot members the guest's line has`, OPTS, async () => {
+      const { guest, user } = pair(`snap-${strategy}`);
+      await addPriced(user, 'MUG', 2, MUG);
+      // The guest saw a newer price and another colour, and no name.
+      await addPriced(guest, 'MUG', 3, { unit_price: 1000, currency: 'EUR', attributes: { color: 'blue' } });
+      const res = await merge(user, { from: guest, strategy });
+      const cart = assertCartResponse(res, { user, items: res.json?.items ?? [] });
+      const want = { name: 'Mug', unit_price: 1000, currency: 'EUR', attributes: { color: 'blue' } };
+      assert.deepEqual(lineOf(cart, 'MUG'), { ...want, quantity, line_total: 1000 * quantity });
+      assert.equal(cart.subtotal, 1000 * quantity);
+      assert.deepEqual((await shardSnapshots(user)).MUG, want);
+    });
+  }
+
+  test("keep: the user's line stays as it was, snapshot and all", OPTS, async () => {
+    const { guest, user } = pair('snap-keep');
+    await addPriced(user, 'MUG', 2, MUG);
+    await addPriced(guest, 'MUG', 3, { name: 'Cup', unit_price: 1000, currency: 'EUR' });
+    await addPriced(guest, 'TEA', 1, TEA);
+    const res = await merge(user, { from: guest, strategy: 'keep' });
+    const cart = assertCartResponse(res, { user, items: res.json?.items ?? [] });
+    assert.deepEqual(lineOf(cart, 'MUG'), { ...MUG, quantity: 2, line_total: 2400 });
+    assert.deepEqual(lineOf(cart, 'TEA'), { ...TEA, quantity: 1, line_total: 450 });
+    assert.deepEqual((await shardSnapshots(user)).MUG, MUG);
+  });
+
+  test('422 currency-mismatch: both carts keep their lines and snapshots, the guest cart active again', OPTS, async () => {
+    const { guest, user } = pair('snap-cur');
+    await addPriced(user, 'MUG', 2, MUG);
+    await addPriced(guest, 'TEA', 1, { ...TEA, currency: 'USD' });
+    const userBefore = (await http('GET', `/v1/carts/${user}`)).json;
+    const guestBefore = (await http('GET', `/v1/carts/${guest}`)).json;
+    const res = await merge(user, { from: guest, strategy: 'sum' });
+    const p = assertProblem(res, 422);
+    assert.equal(p.type, 'urn:cartshard:problem:currency-mismatch');
+    assert.match(p.detail, /^currency mismatch: /);
+    const userAfter = (await http('GET', `/v1/carts/${user}`)).json;
+    assert.deepEqual(userAfter.items, userBefore.items, "the user's cart did not change");
+    assert.equal(userAfter.version, userBefore.version);
+    const guestAfter = assertCartResponse(await http('GET', `/v1/carts/${guest}`), {
+      user: guest,
+      items: guestBefore.items,
+    });
+    assert.equal(guestAfter.status, 'active');
+    assert.deepEqual(lineOf(guestAfter, 'TEA'), { ...TEA, currency: 'USD', quantity: 1, line_total: 450 });
+    assert.deepEqual((await shardSnapshots(guest)).TEA, { ...TEA, currency: 'USD' });
+    await waitFor(`${guest}'s cart.merge_refused notice`, async () =>
+      (await userChanges(guest)).some((m) => m.body.type === 'cart.merge_refused' && m.body.status === 'active'));
+    // replace drops the user's EUR line: USD alone is fine.
+    const replaced = await merge(user, { from: guest, strategy: 'replace' });
+    const cart = assertCartResponse(replaced, { user, items: replaced.json?.items ?? [] });
+    assert.equal(cart.currency, 'USD');
+  });
+
+  test('422 limit-exceeded over the money limit: both carts as they were', OPTS, async () => {
+    const { guest, user } = pair('snap-money');
+    const big = { unit_price: 100_000_000_000, currency: 'EUR' };
+    // Each line 999 x 10^11; ten of them fit under 10^15, eleven do not.
+    const mine = {};
+    const theirs = {};
+    for (let i = 0; i < 5; i += 1) mine[`U${i}`] = 999;
+    for (let i = 0; i < 6; i += 1) theirs[`G${i}`] = 999;
+    for (const sku of Object.keys(mine)) await addPriced(user, sku, 999, big);
+    for (const sku of Object.keys(theirs)) await addPriced(guest, sku, 999, big);
+    const res = await merge(user, { from: guest, strategy: 'sum' });
+    const p = assertProblem(res, 422);
+    assert.equal(p.type, 'urn:cartshard:problem:limit-exceeded');
+    assert.match(p.detail, /subtotal over the limit/);
+    assert.deepEqual(linesOf(await shardCart(user)), mine);
+    const guestCart = (await http('GET', `/v1/carts/${guest}`)).json;
+    assert.deepEqual(linesOf(guestCart), theirs);
+    assert.equal(guestCart.subtotal, 6 * 999 * 100_000_000_000);
+  });
+});
+
 describe('a merge with an Idempotency-Key', OPTS, () => {
   test('a repeat is the first merge again, whatever its from_token; another merge under the key is 422', OPTS, async () => {
     const { guest, user } = pair('idem');
