@@ -349,6 +349,43 @@ describe('a merge with an Idempotency-Key', OPTS, () => {
     assert.deepEqual(linesOf(cart.json), { A: 1 }, 'applied once');
   });
 
+  test("the merge's key reused for a write on the user's own cart is 422, and the other way round", OPTS, async () => {
+    // The merge is recorded on the guest's shard, under the guest: the gateway looks there too.
+    const { guest, user } = pair('idem-other');
+    await fill(guest, { A: 1 });
+    await fill(user, { U: 1 });
+    const key = `merge-then-add-${user}`;
+    const merged = await merge(user, { from: guest }, { headers: { 'Idempotency-Key': key } });
+    const cart = assertCartResponse(merged, { user, items: merged.json?.items ?? [] });
+    assert.deepEqual(linesOf(cart), { A: 1, U: 1 });
+    for (const prefer of [{}, { Prefer: 'respond-async' }]) {
+      const res = await addItem(user, 'B', 1, { 'Idempotency-Key': key, ...prefer });
+      assertProblem(res, 422);
+      assert.equal(res.json.type, 'urn:cartshard:problem:idempotency-key-reused');
+    }
+    const after = (await http('GET', `/v1/carts/${user}`)).json;
+    assert.deepEqual(linesOf(after), { A: 1, U: 1 }, 'nothing applied');
+    assert.equal(after.version, cart.version);
+    // The merge itself under its key is still the merge.
+    const again = await merge(user, { from: guest }, { headers: { 'Idempotency-Key': key } });
+    assert.equal(again.status, 202, again.text);
+    assert.equal(again.headers.get('idempotent-replayed'), 'true');
+
+    // A write's key reused for a merge: 422, and the guest cart stays active with its lines.
+    const { guest: guest2, user: user2 } = pair('idem-other2');
+    await fill(guest2, { G: 2 });
+    const key2 = `add-then-merge-${user2}`;
+    assert.equal((await addItem(user2, 'W', 1, { 'Idempotency-Key': key2 })).status, 200);
+    const res = await merge(user2, { from: guest2 }, { headers: { 'Idempotency-Key': key2 } });
+    assertProblem(res, 422);
+    assert.equal(res.json.type, 'urn:cartshard:problem:idempotency-key-reused');
+    assert.deepEqual(linesOf(assertCartResponse(await http('GET', `/v1/carts/${guest2}`), {
+      user: guest2,
+      items: [{ sku: 'G', quantity: 2 }],
+    })), { G: 2 });
+    assert.deepEqual(linesOf(await shardCart(user2)), { W: 1 });
+  });
+
   test('OPTIONS on the merge path answers POST, OPTIONS', OPTS, async () => {
     const res = await http('OPTIONS', `/v1/carts/${uniqueUser('opt')}/merge`);
     assert.equal(res.status, 204);

@@ -156,7 +156,9 @@ struct gw_write {
 
 /* A processed_events query of a repeated write (repeats.c); outlives the write if need be. */
 struct gw_repeat_query {
-    gw_write *w; /* NULL once the write is gone */
+    gw_write *w;    /* NULL once the write is gone */
+    uint32_t shard; /* the shard asked (an index of gw_thread's shards) */
+    bool elsewhere; /* asked for the event_id under another user (repeats.c) */
 };
 
 /* Runs a write request that passed the front: builds its event and publishes it, then waits in
