@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cartshard/cart_merge.h"
+
 #define INITIAL_CAP 8
 
 /* strlen that looks at no more than `max` bytes. */
@@ -364,7 +366,7 @@ cart_status cart_apply(cart *c, const cart_event *ev, const cart_limits *lim, in
     memset(out, 0, sizeof *out);
     out->status = CART_OK;
 
-    if (ev->type < CART_EV_CREATED || ev->type > CART_EV_CHECKED_OUT)
+    if (ev->type < CART_EV_CREATED || ev->type > CART_EV_MERGE_SETTLED)
         return refuse(out, CART_ERR_INVALID, "unknown event type");
     if (is_item_event(ev->type) && !cart_valid_id(ev->sku, bounded_len(ev->sku, sizeof ev->sku)))
         return refuse(out, CART_ERR_INVALID, "invalid sku");
@@ -388,7 +390,22 @@ cart_status cart_apply(cart *c, const cart_event *ev, const cart_limits *lim, in
         }
     }
 
+    if (c->state == CART_MERGING &&
+        (ev->type == CART_EV_CREATED || ev->type == CART_EV_ITEM_ADDED || ev->type == CART_EV_ITEM_QUANTITY_SET)) {
+        snprintf(msg, sizeof msg, "the cart is being merged into %.64s; retry once it is settled",
+                 c->merged_into[0] ? c->merged_into : "another user's cart");
+        return refuse(out, CART_ERR_CONFLICT, msg);
+    }
+
     switch (ev->type) {
+    case CART_EV_MERGE_REQUESTED:
+        cart_merge_close(c, ev, now_ms, out);
+        return CART_OK;
+    case CART_EV_MERGE_SETTLED:
+        cart_merge_settle(c, ev, now_ms, out);
+        return CART_OK;
+    case CART_EV_LINES_MERGED:
+        return refuse(out, CART_ERR_INVALID, "cart.lines_merged is applied with its lines (cart_merge_lines)");
     case CART_EV_CREATED:
         if (active) {
             out->http_status = 200;

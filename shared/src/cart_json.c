@@ -31,6 +31,10 @@ const char *cart_state_name(cart_state s)
         return "deleted";
     case CART_EXPIRED:
         return "expired";
+    case CART_MERGING:
+        return "merging";
+    case CART_MERGED:
+        return "merged";
     case CART_NONE:
         break;
     }
@@ -250,6 +254,10 @@ char *cart_change_to_json(const cart *c, const char *event_id, const char *type,
     out_int(&o, c->version);
     OUT_LIT(&o, ",\"status\":");
     out_str(&o, status, strlen(status));
+    if (c->merged_into[0] != '\0') {
+        OUT_LIT(&o, ",\"merged_into\":");
+        out_field(&o, c->merged_into, sizeof c->merged_into);
+    }
     OUT_LIT(&o, ",\"partition\":");
     out_int(&o, partition);
     out_items(&o, c);
@@ -293,7 +301,7 @@ static bool get_time(json_t *obj, const char *key, int64_t *ms)
 
 cart_status cart_state_parse(const char *name, size_t len, cart_state *out)
 {
-    for (cart_state s = CART_ACTIVE; s <= CART_EXPIRED; s++) {
+    for (cart_state s = CART_ACTIVE; s <= CART_MERGED; s++) {
         const char *n = cart_state_name(s);
         if (len == strlen(n) && memcmp(name, n, len) == 0) {
             *out = s;

@@ -27,7 +27,19 @@ static const char *const type_names[] = {
     [CART_EV_ITEM_REMOVED] = "cart.item_removed",
     [CART_EV_DELETED] = "cart.deleted",
     [CART_EV_CHECKED_OUT] = "cart.checked_out",
+    [CART_EV_MERGE_REQUESTED] = "cart.merge_requested",
+    [CART_EV_LINES_MERGED] = "cart.lines_merged",
+    [CART_EV_MERGE_SETTLED] = "cart.merge_settled",
 };
+
+static const char *const strategy_names[] = {
+    [CART_MERGE_SUM] = "sum",
+    [CART_MERGE_MAX] = "max",
+    [CART_MERGE_REPLACE] = "replace",
+    [CART_MERGE_KEEP] = "keep",
+};
+
+#define NSTRATEGIES (sizeof strategy_names / sizeof strategy_names[0])
 
 #define NTYPES (sizeof type_names / sizeof type_names[0])
 
@@ -57,6 +69,22 @@ cart_status cart_event_type_parse(const char *name, cart_event_type *out)
     for (size_t i = 0; i < NTYPES; i++) {
         if (type_names[i] != NULL && strcmp(type_names[i], name) == 0) {
             *out = (cart_event_type)i;
+            return CART_OK;
+        }
+    }
+    return CART_ERR_INVALID;
+}
+
+const char *cart_merge_strategy_name(cart_merge_strategy s)
+{
+    return (unsigned)s < NSTRATEGIES ? strategy_names[s] : NULL;
+}
+
+cart_status cart_merge_strategy_parse(const char *name, size_t len, cart_merge_strategy *out)
+{
+    for (size_t i = 0; name != NULL && i < NSTRATEGIES; i++) {
+        if (strlen(strategy_names[i]) == len && memcmp(strategy_names[i], name, len) == 0) {
+            *out = (cart_merge_strategy)i;
             return CART_OK;
         }
     }
@@ -96,16 +124,22 @@ bool cart_valid_event_id(const char *s, size_t len)
     return true;
 }
 
-/* A trace or a fingerprint is optional: empty is fine. */
-static bool valid_optional(const char *s, size_t len, size_t max)
+/* 0..max visible ASCII characters, and spaces with `spaces` (an optional field: empty is fine). */
+static bool valid_text(const char *s, size_t len, size_t max, bool spaces)
 {
     if (len > max)
         return false;
     for (size_t i = 0; i < len; i++) {
-        if (!is_visible((unsigned char)s[i]))
+        if (!is_visible((unsigned char)s[i]) && !(spaces && s[i] == ' '))
             return false;
     }
     return true;
+}
+
+/* A trace or a fingerprint is optional: empty is fine. */
+static bool valid_optional(const char *s, size_t len, size_t max)
+{
+    return valid_text(s, len, max, false);
 }
 
 /* Length of the NUL-terminated string in a fixed array, or `size` when it is not terminated. */
@@ -357,6 +391,77 @@ static cart_status decode_data(json_t *root, cart_event *ev, char *err, size_t e
     return cart_snapshot_read(data, "data.", &ev->snap, err, errlen);
 }
 
+static bool is_merge_event(cart_event_type t)
+{
+    return t == CART_EV_MERGE_REQUESTED || t == CART_EV_LINES_MERGED || t == CART_EV_MERGE_SETTLED;
+}
+
+/* Reads an optional string member of 0..max visible ASCII characters (and spaces, with `spaces`)
+ * into dst (max + 1 bytes); absent or null leaves dst empty. */
+static cart_status get_text(json_t *obj, const char *key, const char *field, size_t max, bool spaces, char *dst,
+                            char *err, size_t errlen)
+{
+    json_t *v = json_object_get(obj, key);
+    char msg[64];
+
+    if (v == NULL || json_is_null(v))
+        return CART_OK;
+    snprintf(msg, sizeof msg, "expected at most %zu printable ASCII characters", max);
+    if (!json_is_string(v) || !valid_text(json_string_value(v), json_string_length(v), max, spaces))
+        return fail(err, errlen, field, msg);
+    memcpy(dst, json_string_value(v), json_string_length(v));
+    dst[json_string_length(v)] = '\0';
+    return CART_OK;
+}
+
+/* The data of a merge event (event.h, cart_merge_data). */
+static cart_status decode_merge(json_t *root, cart_event *ev, char *err, size_t errlen)
+{
+    json_t *data = json_object_get(root, "data"), *v;
+    cart_merge_data *m = &ev->merge;
+    cart_status st;
+
+    if (data == NULL)
+        return fail(err, errlen, "data", "missing");
+    if (!json_is_object(data))
+        return fail(err, errlen, "data", "expected an object");
+    if (ev->type == CART_EV_LINES_MERGED)
+        st = get_id(data, "from", "data.from", m->peer, err, errlen);
+    else
+        st = get_id(data, "into", "data.into", m->peer, err, errlen);
+    if (st != CART_OK)
+        return st;
+    if (ev->type != CART_EV_MERGE_SETTLED) {
+        v = json_object_get(data, "strategy");
+        if (v != NULL && !json_is_null(v) &&
+            (!json_is_string(v) ||
+             cart_merge_strategy_parse(json_string_value(v), json_string_length(v), &m->strategy) != CART_OK))
+            return fail(err, errlen, "data.strategy", "expected \"sum\", \"max\", \"replace\" or \"keep\"");
+    }
+    if (ev->type == CART_EV_MERGE_REQUESTED)
+        return CART_OK;
+    if ((v = get_string(data, "merge_id", "data.merge_id", err, errlen)) == NULL)
+        return CART_ERR_INVALID;
+    if (!cart_valid_event_id(json_string_value(v), json_string_length(v)))
+        return fail(err, errlen, "data.merge_id", EVENT_ID_MSG);
+    memcpy(m->merge_id, json_string_value(v), json_string_length(v) + 1);
+    if ((v = get_string(data, "cart_id", "data.cart_id", err, errlen)) == NULL)
+        return CART_ERR_INVALID;
+    if (json_string_length(v) != sizeof m->cart_id - 1)
+        return fail(err, errlen, "data.cart_id", "expected a UUID");
+    memcpy(m->cart_id, json_string_value(v), sizeof m->cart_id);
+    if ((st = get_text(data, "reply_to", "data.reply_to", CART_REPLY_TO_MAX, false, m->reply_to, err, errlen)) !=
+        CART_OK)
+        return st;
+    if (ev->type == CART_EV_LINES_MERGED)
+        return CART_OK;
+    v = json_object_get(data, "status");
+    if (!json_is_integer(v) || json_integer_value(v) < 200 || json_integer_value(v) > 599)
+        return fail(err, errlen, "data.status", "expected an HTTP status");
+    m->status = (int)json_integer_value(v);
+    return get_text(data, "detail", "data.detail", sizeof m->detail - 1, true, m->detail, err, errlen);
+}
+
 static cart_status decode_fields(json_t *root, cart_event *ev, char *err, size_t errlen)
 {
     json_t *v;
@@ -391,6 +496,8 @@ static cart_status decode_fields(json_t *root, cart_event *ev, char *err, size_t
         if ((st = decode_data(root, ev, err, errlen)) != CART_OK)
             return st;
     }
+    if (is_merge_event(ev->type) && (st = decode_merge(root, ev, err, errlen)) != CART_OK)
+        return st;
 
     v = json_object_get(root, "expected_version");
     if (v != NULL && !json_is_null(v)) {
@@ -483,6 +590,24 @@ static bool set_string(json_t *obj, const char *key, const char *s, size_t len)
     return json_object_set_new(obj, key, json_stringn(s, len)) == 0;
 }
 
+/* The merge data's part of encodable. */
+static bool merge_encodable(const cart_event *ev)
+{
+    const cart_merge_data *m = &ev->merge;
+
+    if (!cart_valid_id(m->peer, field_len(m->peer, sizeof m->peer)) || cart_merge_strategy_name(m->strategy) == NULL)
+        return false;
+    if (ev->type == CART_EV_MERGE_REQUESTED)
+        return true;
+    if (!cart_valid_event_id(m->merge_id, field_len(m->merge_id, sizeof m->merge_id)) ||
+        field_len(m->cart_id, sizeof m->cart_id) != sizeof m->cart_id - 1 ||
+        !valid_text(m->reply_to, field_len(m->reply_to, sizeof m->reply_to), CART_REPLY_TO_MAX, false))
+        return false;
+    return ev->type == CART_EV_LINES_MERGED ||
+           (m->status >= 200 && m->status <= 599 &&
+            valid_text(m->detail, field_len(m->detail, sizeof m->detail), sizeof m->detail - 1, true));
+}
+
 /* Checks everything the decoder would check, so that an encoded event always decodes back. */
 static bool encodable(const cart_event *ev)
 {
@@ -505,9 +630,33 @@ static bool encodable(const cart_event *ev)
     for (int i = 0; i < ev->n_expected_versions; i++)
         if (ev->expected_versions[i] < 0)
             return false;
+    if (is_merge_event(ev->type) && !merge_encodable(ev))
+        return false;
     return valid_optional(ev->trace, field_len(ev->trace, sizeof ev->trace), CART_TRACE_MAX) &&
            valid_optional(ev->request_fingerprint, field_len(ev->request_fingerprint, sizeof ev->request_fingerprint),
                           CART_FINGERPRINT_MAX);
+}
+
+/* Adds the data of a merge event to `data`; false when out of memory. */
+static bool encode_merge(json_t *data, const cart_event *ev)
+{
+    const cart_merge_data *m = &ev->merge;
+    const char *strategy = cart_merge_strategy_name(m->strategy);
+
+    if (!set_string(data, ev->type == CART_EV_LINES_MERGED ? "from" : "into", m->peer, strlen(m->peer)))
+        return false;
+    if (ev->type != CART_EV_MERGE_SETTLED && !set_string(data, "strategy", strategy, strlen(strategy)))
+        return false;
+    if (ev->type == CART_EV_MERGE_REQUESTED)
+        return true;
+    if (!set_string(data, "merge_id", m->merge_id, strlen(m->merge_id)) ||
+        !set_string(data, "cart_id", m->cart_id, strlen(m->cart_id)) ||
+        (m->reply_to[0] != '\0' && !set_string(data, "reply_to", m->reply_to, strlen(m->reply_to))))
+        return false;
+    if (ev->type == CART_EV_LINES_MERGED)
+        return true;
+    return json_object_set_new(data, "status", json_integer(m->status)) == 0 &&
+           (m->detail[0] == '\0' || set_string(data, "detail", m->detail, strlen(m->detail)));
 }
 
 /* Adds the snapshot's members to `data`. CART_ERR_INVALID when the attributes are not JSON. */
@@ -566,6 +715,11 @@ cart_status cart_event_encode(const cart_event *ev, char **out, size_t *outlen)
         json_t *moved = data;
         data = NULL;
         if (json_object_set_new(root, "data", moved) != 0)
+            goto out;
+    }
+    if (is_merge_event(ev->type)) {
+        json_t *moved = json_object();
+        if (moved == NULL || json_object_set_new(root, "data", moved) != 0 || !encode_merge(moved, ev))
             goto out;
     }
     if (ev->has_expected_version &&

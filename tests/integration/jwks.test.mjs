@@ -135,6 +135,41 @@ describe('a gateway with AUTH_JWKS_FILE, AUTH_ISSUER and AUTH_AUDIENCE', SLOW, (
     await assertRefused(getCart(gw, user, signed(rsa1, claims(user, { iss: `${ISSUER}/` }))), 'wrong issuer');
   });
 
+  test("a merge's from_token is checked like the bearer token: RS256 or ES256, iss and aud", TEST_OPTS, async () => {
+    for (const [userKey, guestKey] of [
+      [rsa1, ec1],
+      [ec1, rsa1],
+    ]) {
+      const user = uniqueUser('jwks-u');
+      const guest = uniqueUser('jwks-g');
+      const asGuest = { Authorization: `Bearer ${signed(guestKey, claims(guest))}` };
+      const add = await http('POST', `${gw.url}/v1/carts/${guest}/items`, {
+        headers: asGuest,
+        body: { sku: 'G1', quantity: 2 },
+      });
+      assert.equal(add.status, 200, add.text);
+      const headers = { Authorization: `Bearer ${signed(userKey, claims(user))}` };
+      const merge = (fromToken) =>
+        http('POST', `${gw.url}/v1/carts/${user}/merge`, { headers, body: { from: guest, from_token: fromToken } });
+      for (const bad of [
+        signed(guestKey, claims(guest, { aud: 'account' })),
+        signed(guestKey, claims(guest, { iss: `${ISSUER}/` })),
+        signed(guestKey, claims(user)),
+        hs256Jwt(SECRET, claims(guest)),
+      ]) {
+        const res = await merge(bad);
+        assert.equal(res.status, 403, `${guestKey.alg}: ${res.text}`);
+        assert.match(res.json.detail, /^from_token: /);
+      }
+      const res = await merge(signed(guestKey, claims(guest)));
+      assert.equal(res.status, 200, `${guestKey.alg}: ${res.text}`);
+      assert.deepEqual(
+        res.json.items.map((i) => [i.sku, i.quantity]),
+        [['G1', 2]],
+      );
+    }
+  });
+
   test('a key rotation is picked up without a restart; a broken file keeps the keys in force', SLOW, async () => {
     const user = uniqueUser('jwks');
     const rsa2 = makeKey('RS256', 'rsa-2');

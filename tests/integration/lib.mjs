@@ -87,6 +87,13 @@ export function uniqueUser(prefix = 'it') {
   return `${prefix}-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}-${userCounter}`;
 }
 
+/** An HS256 token (the gateway's bearer tokens) of `payload`, signed with `secret`. */
+export function signJwt(secret, payload, header = { alg: 'HS256', typ: 'JWT' }) {
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const signing = `${b64(header)}.${b64(payload)}`;
+  return `${signing}.${createHmac('sha256', secret).update(signing).digest('base64url')}`;
+}
+
 /** A unique user whose rows land on shard `shard`. */
 export function uniqueUserOnShard(shard, prefix = 'it') {
   for (;;) {
@@ -504,6 +511,55 @@ export function stackUp({ timeoutMs = 60_000 } = {}) {
       else resolve(stdout + stderr);
     });
   });
+}
+
+/**
+ * Sends `signal` to the stack's `name` and waits until it is gone. `wl` (a model.mjs workload, or
+ * anything with at(what)) notes both moments on its timeline.
+ */
+export async function signalAndWait(wl, name, signal, timeoutMs = 15_000) {
+  const pid = checkedStackPid(name);
+  process.kill(pid, signal);
+  wl.at(`${signal} ${name}`);
+  await waitFor(`${name} (pid ${pid}) to exit after ${signal}`, () => stackPid(name) !== pid, { timeoutMs });
+  wl.at(`${name} exited`);
+}
+
+/** Every worker's /readyz is 200 and each owns partitions again (the stack is whole). */
+export async function stackHealthy({ timeoutMs = 20_000 } = {}) {
+  await waitFor(
+    'both workers ready with partitions',
+    async () => {
+      const states = await Promise.all(
+        CART_STORE_ADMIN_URLS.map(async (u) => {
+          const r = await http('GET', `${u}/readyz`, { timeoutMs: 1000 }).catch(() => ({ status: 0 }));
+          const m = await http('GET', `${u}/metrics`, { timeoutMs: 1000 }).catch(() => ({ text: '' }));
+          const owned = Number(/^cartshard_partitions_owned (\S+)$/m.exec(m.text ?? '')?.[1] ?? 0);
+          return r.status === 200 && owned > 0;
+        }),
+      );
+      return states.every(Boolean);
+    },
+    { timeoutMs, intervalMs: 250 },
+  );
+}
+
+/**
+ * Which worker holds each partition's lock now (ownership.c: one session advisory lock per
+ * partition, on the partition's shard): Map partition -> CART_STORE_ID (cs-1, ...). A partition
+ * nobody holds is absent.
+ */
+export async function partitionOwners() {
+  const rows = (
+    await queryAllShards(
+      `SELECT l.objid::int AS partition, substr(a.application_name, length('cart-store ') + 1) AS owner
+         FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.classid = $1::int::oid
+          AND a.application_name LIKE 'cart-store %'`,
+      [0x43415254], // CS_LOCK_NS_PARTITION, 'CART'
+    )
+  ).flat();
+  return new Map(rows.map((r) => [r.partition, r.owner]));
 }
 
 // ---------------------------------------------------------------------------------------------

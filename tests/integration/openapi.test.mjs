@@ -322,6 +322,7 @@ const CART = '/v1/carts/{user_id}';
 const ITEMS = '/v1/carts/{user_id}/items';
 const ITEM = '/v1/carts/{user_id}/items/{sku}';
 const CHECKOUT = '/v1/carts/{user_id}/checkout';
+const MERGE = '/v1/carts/{user_id}/merge';
 const LONG_ID = 'x'.repeat(65);
 const ASYNC = { Prefer: 'respond-async' };
 
@@ -367,6 +368,7 @@ describe('docs/openapi.yaml', TEST_OPTS, () => {
       [ITEMS]: ['post', 'options'],
       [ITEM]: ['put', 'delete', 'options'],
       [CHECKOUT]: ['post', 'options'],
+      [MERGE]: ['post', 'options'],
       '/healthz': ['get', 'head'],
       '/readyz': ['get', 'head'],
       '/metrics': ['get', 'head'],
@@ -522,7 +524,7 @@ describe('POST /v1/carts (createCart)', TEST_OPTS, () => {
 
   test('OPTIONS on every /v1 path: 204 with Allow', TEST_OPTS, async () => {
     const user = uniqueUser('oa');
-    for (const template of [CARTS, CART, ITEMS, ITEM, CHECKOUT]) {
+    for (const template of [CARTS, CART, ITEMS, ITEM, CHECKOUT, MERGE]) {
       const params = template === CARTS ? {} : template === ITEM ? { user_id: user, sku: 'A1' } : { user_id: user };
       const { res } = await call('OPTIONS', template, { params });
       assert.equal(res.status, 204);
@@ -821,6 +823,35 @@ describe('POST /v1/carts/{user_id}/checkout (checkoutCart)', TEST_OPTS, () => {
 
   test('405 with Allow for another method', TEST_OPTS, async () => {
     await callOtherMethod('GET', CHECKOUT, { user_id: uniqueUser('oa') });
+  });
+});
+
+describe('POST /v1/carts/{user_id}/merge (mergeCart)', TEST_OPTS, () => {
+  test("200 with the user's cart; then the guest's is gone", TEST_OPTS, async () => {
+    const guest = await userWithCart({ A1: 2 });
+    const user = await userWithCart({ A1: 1, B1: 1 });
+    let r = await call('POST', MERGE, { params: { user_id: user.user }, body: { from: guest.user, strategy: 'sum' } });
+    assert.equal(r.res.status, 200);
+    assert.deepEqual(r.data.items.map((i) => [i.sku, i.quantity]), [['A1', 3], ['B1', 1]]);
+    r = await call('GET', CART, { params: { user_id: guest.user } });
+    assert.equal(r.res.status, 404);
+  });
+
+  test('404, 400, 422 and 202', TEST_OPTS, async () => {
+    const user = await userWithCart({ A1: 999 });
+    let r = await call('POST', MERGE, { params: { user_id: user.user }, body: { from: uniqueUser('oa') } });
+    assert.equal(r.res.status, 404);
+    r = await call('POST', MERGE, { params: { user_id: user.user }, body: { from: user.user } });
+    assert.equal(r.res.status, 400);
+    const guest = await userWithCart({ A1: 1 });
+    r = await call('POST', MERGE, { params: { user_id: user.user }, body: { from: guest.user } });
+    assert.equal(r.res.status, 422);
+    r = await call('POST', MERGE, { params: { user_id: user.user }, body: { from: guest.user }, headers: ASYNC });
+    assertAccepted(r.res, r.data, user.user);
+  });
+
+  test('405 with Allow for another method', TEST_OPTS, async () => {
+    await callOtherMethod('GET', MERGE, { user_id: uniqueUser('oa') });
   });
 });
 

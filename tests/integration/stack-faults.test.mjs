@@ -21,7 +21,6 @@ import {
   SHARD_DSNS,
   STACK_CONTROL,
   STORE_BIN,
-  checkedStackPid,
   closeAll,
   freePort,
   http,
@@ -29,8 +28,9 @@ import {
   publishRaw,
   refuseSkusOnShards,
   redis,
+  signalAndWait,
   sleep,
-  stackPid,
+  stackHealthy,
   stackUp,
   startGateway,
   startProcess,
@@ -47,38 +47,10 @@ const FAULT_OPTS = {
 
 after(closeAll);
 
-/** Sends `signal` to the stack's `name` and waits until it is gone. */
-async function signalAndWait(wl, name, signal, timeoutMs = 15_000) {
-  const pid = checkedStackPid(name);
-  process.kill(pid, signal);
-  wl.at(`${signal} ${name}`);
-  await waitFor(`${name} (pid ${pid}) to exit after ${signal}`, () => stackPid(name) !== pid, { timeoutMs });
-  wl.at(`${name} exited`);
-}
-
 /** Restarts whatever of the stack is down and waits until it is ready. */
 async function restartStack(wl) {
   await stackUp();
   wl.at('stack ready again');
-}
-
-/** Every worker's /readyz is 200 and both own partitions again (the stack is whole). */
-async function stackHealthy() {
-  await waitFor(
-    'both workers ready with partitions',
-    async () => {
-      const states = await Promise.all(
-        CART_STORE_ADMIN_URLS.map(async (u) => {
-          const r = await http('GET', `${u}/readyz`, { timeoutMs: 1000 }).catch(() => ({ status: 0 }));
-          const m = await http('GET', `${u}/metrics`, { timeoutMs: 1000 }).catch(() => ({ text: '' }));
-          const owned = Number(/^cartshard_partitions_owned (\S+)$/m.exec(m.text ?? '')?.[1] ?? 0);
-          return r.status === 200 && owned > 0;
-        }),
-      );
-      return states.every(Boolean);
-    },
-    { timeoutMs: 20_000, intervalMs: 250 },
-  );
 }
 
 /**

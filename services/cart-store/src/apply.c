@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cartshard/bus.h"
+#include "cartshard/cart_merge.h"
 #include "cartshard/clock.h"
 #include "cartshard/log.h"
 #include "cartshard/partition.h"
@@ -46,6 +47,9 @@ static void decode_items(cs_shard *sh, cs_item *items, size_t n)
         it->decoded = true;
         it->wants_reply =
             natsMsgHeader_Get(it->msg, CART_HDR_REPLY_TO, &reply_to) == NATS_OK && reply_to && *reply_to != '\0';
+        /* A merge's later steps carry the waiting gateway's subject in their data. */
+        if (it->ev.type == CART_EV_LINES_MERGED || it->ev.type == CART_EV_MERGE_SETTLED)
+            it->wants_reply = it->ev.merge.reply_to[0] != '\0';
     }
 }
 
@@ -53,6 +57,9 @@ static void item_reset(cs_item *it)
 {
     free(it->cart_json);
     free(it->change_json);
+    free(it->saga_json);
+    it->saga_json = NULL;
+    it->saga_outbox_id = 0;
     it->cart_json = NULL;
     it->cart_version = 0;
     it->change_json = NULL;
@@ -135,6 +142,87 @@ cart_status cs_apply_begin(cs_shard *sh, cs_working_set *ws, cs_item *items, siz
     return st;
 }
 
+/* Records a merge's next step for the outbox: `json` (taken) goes as event `event_id` to the
+ * partition of `user`. 0, or -1 when out of memory. */
+static int add_saga_step(cs_shard *sh, cs_item *it, char *json, const char *prefix, const char *merge_id,
+                         const char *user)
+{
+    uint32_t part = cart_partition_of(user, strlen(user), sh->w->cfg->partitions);
+
+    it->saga_json = json;
+    cart_merge_derived_id(it->saga_msg_id, prefix, merge_id);
+    cart_bus_subject(it->saga_subject, CART_SUBJ_EVENTS, part);
+    return cs_batch_outbox_add(&sh->batch, it->part->id, it->saga_subject, it->saga_msg_id, json, &it->saga_outbox_at);
+}
+
+/* cart.lines_merged: the guest's lines joined to the user's cart `c`, and the lines that changed
+ * recorded in the batch (cs_batch_change records the row). A body whose lines cannot be read is
+ * refused 400, so that the guest still hears back. CART_OK or CART_ERR_NOMEM. */
+static cart_status apply_lines_merged(cs_shard *sh, cs_item *it, cart *c, const cart_limits *lim, int64_t now,
+                                      const char *new_id, cart_outcome *o)
+{
+    const char *data = natsMsg_GetData(it->msg);
+    cart guest, before;
+    char err[160] = "";
+    cart_status st;
+
+    cart_init(&guest, it->ev.merge.peer);
+    cart_init(&before, c->user_id);
+    st = cart_merge_lines_decode(data ? data : "", (size_t)natsMsg_GetDataLength(it->msg), &guest, err, sizeof err);
+    if (st == CART_ERR_INVALID) {
+        memset(o, 0, sizeof *o);
+        o->status = CART_ERR_INVALID;
+        o->http_status = 400;
+        snprintf(o->detail, sizeof o->detail, "%s", err);
+        st = CART_OK;
+        goto out;
+    }
+    for (size_t i = 0; st == CART_OK && c->state == CART_ACTIVE && i < c->nitems; i++)
+        st = cart_put_line(&before, c->items[i].sku, c->items[i].quantity);
+    if (st != CART_OK || (st = cart_merge_lines(c, &guest, it->ev.merge.strategy, lim, now, new_id, o)) != CART_OK ||
+        !o->changed)
+        goto out;
+    if (cs_batch_change(&sh->batch, c, o, it->part->id) != 0) {
+        st = CART_ERR_NOMEM;
+        goto out;
+    }
+    /* A new cart starts without the lines of the one before it. */
+    for (size_t i = 0; !o->created && i < before.nitems && st == CART_OK; i++)
+        if (cart_find_line(c, before.items[i].sku) == NULL &&
+            cs_batch_put_line(&sh->batch, c->cart_id, before.items[i].sku, 0, NULL) != 0)
+            st = CART_ERR_NOMEM;
+    for (size_t i = 0; i < c->nitems && st == CART_OK; i++)
+        if (cs_batch_put_line(&sh->batch, c->cart_id, c->items[i].sku, c->items[i].quantity, &c->items[i]) != 0)
+            st = CART_ERR_NOMEM;
+out:
+    cart_cleanup(&guest);
+    cart_cleanup(&before);
+    return st;
+}
+
+/* The next step of a merge whose step `it` was just applied to `c` with outcome `o`: the guest's
+ * lines to the user, or the user's answer back to the guest. 0, or -1 when out of memory. */
+static int merge_next_step(cs_shard *sh, cs_item *it, const cart *c, const cart_outcome *o, int64_t now)
+{
+    const char *reply_to = NULL;
+    char *json = NULL;
+
+    if (it->ev.type == CART_EV_MERGE_REQUESTED && o->changed) {
+        if (natsMsgHeader_Get(it->msg, CART_HDR_REPLY_TO, &reply_to) != NATS_OK)
+            reply_to = NULL;
+        if (cart_merge_lines_event(&it->ev, c, reply_to, now, &json, NULL) != CART_OK)
+            return -1;
+        return add_saga_step(sh, it, json, CART_MERGE_LINES_PREFIX, it->ev.event_id, it->ev.merge.peer);
+    }
+    if (it->ev.type == CART_EV_LINES_MERGED) {
+        if (cart_merge_settled_event(&it->ev, o->status == CART_OK ? 200 : o->http_status, o->detail, now, &json,
+                                     NULL) != CART_OK)
+            return -1;
+        return add_saga_step(sh, it, json, CART_MERGE_SETTLED_PREFIX, it->ev.merge.merge_id, it->ev.merge.peer);
+    }
+    return 0;
+}
+
 /* Answers an item whose event_id has a first answer (`first`, judged `rep`) without applying it:
  * the first answer again with the cart as it is now, or 422 when the event_id was used for another
  * request. Nothing is recorded either way, so the first answer stays. */
@@ -187,17 +275,23 @@ static cart_status apply_item(cs_shard *sh, cs_working_set *ws, cs_item *items, 
         return CART_OK;
     }
     cart_uuid_v4(new_id);
-    if (cart_apply(c, &it->ev, &lim, now, new_id, &o) != CART_OK)
+    if (it->ev.type == CART_EV_LINES_MERGED) {
+        if (apply_lines_merged(sh, it, c, &lim, now, new_id, &o) != CART_OK)
+            return cs_store_out_of_memory(e);
+    } else if (cart_apply(c, &it->ev, &lim, now, new_id, &o) != CART_OK) {
         return cs_store_out_of_memory(e);
+    }
     it->http_status = o.http_status;
     snprintf(it->detail, sizeof it->detail, "%s", o.detail);
+    if (merge_next_step(sh, it, c, &o, now) != 0)
+        return cs_store_out_of_memory(e);
     if (o.status == CART_OK && o.changed) {
-        if (cs_batch_change(&sh->batch, c, &o, it->part->id) != 0)
+        if (it->ev.type != CART_EV_LINES_MERGED && cs_batch_change(&sh->batch, c, &o, it->part->id) != 0)
             return cs_store_out_of_memory(e);
         it->changed = true;
         wc->changed = true;
         it->change_json =
-            cart_change_to_json(c, it->ev.event_id, cart_event_type_name(it->ev.type), it->part->id, now, NULL);
+            cart_change_to_json(c, it->ev.event_id, cart_merge_notice_type(&it->ev, c), it->part->id, now, NULL);
         if (it->change_json == NULL ||
             cs_relay_outbox_add(sh, it->part->id, it->ev.event_id, it->change_json, &it->outbox_at) != 0)
             return cs_store_out_of_memory(e);
@@ -229,9 +323,12 @@ static cart_status write_batch(cs_shard *sh, cs_item *items, size_t from, size_t
 {
     if (cs_store_write(sh->pg, &sh->batch, &sh->sql, commit, e) != CART_OK)
         return CART_ERR_UNAVAILABLE;
-    for (size_t i = from; i < to; i++)
+    for (size_t i = from; i < to; i++) {
         if (items[i].changed)
             items[i].outbox_id = sh->batch.outbox[items[i].outbox_at].id;
+        if (items[i].saga_json)
+            items[i].saga_outbox_id = sh->batch.outbox[items[i].saga_outbox_at].id;
+    }
     cs_batch_reset(&sh->batch);
     return CART_OK;
 }

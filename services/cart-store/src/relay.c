@@ -65,17 +65,43 @@ int cs_relay_dead_letter(cs_shard *sh, cs_item *it)
     return 0;
 }
 
+/* Where the answer to `it` goes, and under which event id: its Cart-Reply-To. A merge is answered
+ * once, at its end (docs/internals/merge.md): by the user's side when it applied the lines, or by
+ * the guest's side once a refusal restored the guest cart; each under the merge's own event id.
+ * False when `it` gets no answer. */
+static bool reply_target(const cs_item *it, const char **subject, const char **event_id)
+{
+    *event_id = it->ev.event_id;
+    switch (it->ev.type) {
+    case CART_EV_MERGE_REQUESTED:
+        if (it->http_status == 202)
+            return false; /* accepted: the answer comes at the end */
+        break;
+    case CART_EV_LINES_MERGED:
+        *subject = it->ev.merge.reply_to;
+        *event_id = it->ev.merge.merge_id;
+        return it->http_status == 200 || it->http_status == 201;
+    case CART_EV_MERGE_SETTLED:
+        *subject = it->ev.merge.reply_to;
+        *event_id = it->ev.merge.merge_id;
+        return it->ev.merge.status != 200 && it->http_status == it->ev.merge.status;
+    default:
+        break;
+    }
+    return natsMsgHeader_Get(it->msg, CART_HDR_REPLY_TO, subject) == NATS_OK && *subject != NULL;
+}
+
 /* Tells a waiting gateway how its event ended. */
 static void send_reply(cs_shard *sh, cs_item *it)
 {
-    const char *reply_to = NULL;
+    const char *reply_to = NULL, *event_id = NULL;
     natsMsg *m = NULL;
     cart_bus_reply r;
 
-    if (!it->decoded || (it->dlq_reason[0] && !it->refused) ||
-        natsMsgHeader_Get(it->msg, CART_HDR_REPLY_TO, &reply_to) != NATS_OK || reply_to == NULL || *reply_to == '\0')
+    if (!it->decoded || (it->dlq_reason[0] && !it->refused) || !reply_target(it, &reply_to, &event_id) ||
+        reply_to == NULL || *reply_to == '\0')
         return;
-    snprintf(r.event_id, sizeof r.event_id, "%s", it->ev.event_id);
+    snprintf(r.event_id, sizeof r.event_id, "%s", event_id);
     r.status = it->http_status;
     snprintf(r.detail, sizeof r.detail, "%s", it->detail);
     r.version = it->cart_version;
@@ -272,6 +298,12 @@ void cs_relay_committed(cs_shard *sh, cs_item *items, size_t n, cs_working_set *
             /* The batch was written: its outbox records are free to carry what to publish. */
             if (cs_relay_outbox_add(sh, it->part->id, it->ev.event_id, it->change_json, &at) == 0)
                 sh->batch.outbox[at].id = it->outbox_id;
+        }
+        if (it->saga_json) {
+            size_t at;
+            if (cs_batch_outbox_add(&sh->batch, it->part->id, it->saga_subject, it->saga_msg_id, it->saga_json, &at) ==
+                0)
+                sh->batch.outbox[at].id = it->saga_outbox_id;
         }
     }
     cs_relay_publish_changes(sh, sh->batch.outbox, sh->batch.noutbox);

@@ -185,6 +185,15 @@ typedef struct cs_item {
     /** Its outbox record in the shard's batch, and the row's id once written. */
     size_t outbox_at;
     int64_t outbox_id;
+    /** A merge's next step (docs/internals/merge.md): the event this one sends on, through the
+     * outbox, to the other user's partition; NULL for none. Owned by the item. */
+    char *saga_json;
+    /** Its subject (carts.events.<partition>), its Nats-Msg-Id (its event_id), its outbox record
+     * in the shard's batch and the row's id once written. */
+    char saga_subject[CART_SUBJECT_MAX];
+    char saga_msg_id[CART_EVENT_ID_MAX + 1];
+    size_t saga_outbox_at;
+    int64_t saga_outbox_id;
     /** Answered, not applied: its event_id had an answer already (in processed_events, or earlier
      * in this batch). */
     bool duplicate;

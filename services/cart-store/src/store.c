@@ -64,8 +64,11 @@ static const struct stmt {
  * enters it). */
 static const char *const batch_sql[CS_BATCH_NSTMTS] = {
     [CS_BATCH_UPDATE_CARTS] = "UPDATE carts c SET status = t.s, version = t.v,"
-                              " updated_at = to_timestamp(t.u::double precision / 1000)"
-                              " FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[]) AS t(id, s, v, u)"
+                              " updated_at = to_timestamp(t.u::double precision / 1000),"
+                              " merged_into = CASE WHEN t.s IN ('merging', 'merged')"
+                              " THEN coalesce(nullif(t.m, ''), c.merged_into) END"
+                              " FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::text[])"
+                              " AS t(id, s, v, u, m)"
                               " WHERE c.cart_id = t.id",
     [CS_BATCH_INSERT_CARTS] =
         "INSERT INTO carts (cart_id, user_id, partition, status, version, created_at, updated_at)"

@@ -97,6 +97,7 @@ static void dispatch(gw_thread *t, h2o_req_t *req, const gw_route *r, int64_t st
     case GW_R_SET_ITEM:
     case GW_R_REMOVE_ITEM:
     case GW_R_CHECKOUT:
+    case GW_R_MERGE:
         if (atomic_load(&t->app->stopping)) {
             gw_send_problem(t, req, r->name, started, 503, "unavailable", "the gateway is shutting down");
             break;
@@ -218,6 +219,22 @@ static void request_id(h2o_req_t *req, char out[CART_TRACE_MAX + 1])
     }
 }
 
+bool gw_auth_keys(gw_thread *t, gw_jwt_keys *keys)
+{
+    const cart_config *cfg = t->app->cfg;
+
+    *keys = (gw_jwt_keys){.issuer = cfg->auth_issuer, .audience = cfg->auth_audience};
+    if (cfg->auth_jwt_secret == NULL && t->app->keyring == NULL)
+        return false;
+    if (cfg->auth_jwt_secret) {
+        keys->secret = (const unsigned char *)cfg->auth_jwt_secret;
+        keys->secret_len = strlen(cfg->auth_jwt_secret);
+    }
+    if (t->app->keyring)
+        keys->jwks = gw_keyring_current(t->app->keyring, &t->jwks, &t->jwks_gen);
+    return true;
+}
+
 /* The scope a token needs to set a line's price (docs/reference/api.md, Authentication). */
 #define GW_SCOPE_PRICE "cart:price"
 
@@ -226,15 +243,14 @@ static void request_id(h2o_req_t *req, char out[CART_TRACE_MAX + 1])
  * answering 401, 403 or 503. */
 static int authenticate(gw_thread *t, h2o_req_t *req, gw_route *r, int64_t started)
 {
-    const cart_config *cfg = t->app->cfg;
-    gw_jwt_keys keys = {.issuer = cfg->auth_issuer, .audience = cfg->auth_audience};
+    gw_jwt_keys keys;
     h2o_iovec_t auth = gw_header(req, H2O_TOKEN_AUTHORIZATION);
     const char *token = NULL, *why = NULL;
     size_t token_len = 0;
     gw_jwt_result res;
     char challenge[192];
 
-    if (cfg->auth_jwt_secret == NULL && t->app->keyring == NULL) {
+    if (!gw_auth_keys(t, &keys)) {
         r->may_price = true; /* a trusted network: docs/reference/api.md, Authentication */
         return 0;
     }
@@ -243,12 +259,6 @@ static int authenticate(gw_thread *t, h2o_req_t *req, gw_route *r, int64_t start
         gw_send_problem(t, req, r->name, started, 401, "unauthorized", "missing bearer token");
         return -1;
     }
-    if (cfg->auth_jwt_secret) {
-        keys.secret = (const unsigned char *)cfg->auth_jwt_secret;
-        keys.secret_len = strlen(cfg->auth_jwt_secret);
-    }
-    if (t->app->keyring)
-        keys.jwks = gw_keyring_current(t->app->keyring, &t->jwks, &t->jwks_gen);
     res = gw_jwt_verify(token, token_len, &keys, cart_now_ms() / 1000, r->subject, &why);
     if (res == GW_JWT_INTERNAL) {
         gw_send_problem(t, req, r->name, started, 503, "unavailable", "the token could not be checked");
@@ -475,6 +485,7 @@ int gw_front_on_req(h2o_handler_t *self, h2o_req_t *req)
     case GW_R_SET_ITEM:
     case GW_R_REMOVE_ITEM:
     case GW_R_CHECKOUT:
+    case GW_R_MERGE:
         guard_request(t, req, &r, started);
         break;
     case GW_R_OPTIONS:

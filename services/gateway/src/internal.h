@@ -30,6 +30,7 @@
 #include "cartshard/event.h"
 #include "cartshard/http.h"
 #include "gateway.h"
+#include "jwt.h"
 #include "route.h"
 
 /* --- front.c: the request --- */
@@ -70,6 +71,11 @@ int gw_front_on_req(h2o_handler_t *self, h2o_req_t *req);
 /* Adds the request id and the CORS grant to an answer h2o made on its own (a body over the limit):
  * cart_http_own_fn, with the gw_thread as arg. */
 void gw_front_on_own_answer(void *arg, h2o_req_t *req);
+
+/* Fills *keys with the keys bearer tokens are checked with (AUTH_JWT_SECRET, the thread's current
+ * AUTH_JWKS_FILE keys, AUTH_ISSUER, AUTH_AUDIENCE); they stay valid until the thread's next call.
+ * False when auth is off. The bearer token and a merge's from_token are checked alike. */
+bool gw_auth_keys(gw_thread *t, gw_jwt_keys *keys);
 
 /* --- responses.c: answers --- */
 
@@ -114,7 +120,8 @@ typedef struct gw_repeat_query gw_repeat_query;
 struct gw_write {
     gw_thread *t;                         /* the thread whose table holds it */
     char event_id[CART_EVENT_ID_MAX + 1]; /* the event's id: the table's key */
-    char user_id[CART_ID_MAX + 1];        /* whose cart */
+    char user_id[CART_ID_MAX + 1];        /* whose cart the event is for (a merge's: the guest's) */
+    char answer_user[CART_ID_MAX + 1];    /* whose cart the answer is (a merge's: the user's) */
     char request_id[CART_TRACE_MAX + 1];  /* the request's trace id, for the logs */
     gw_req_link link;                     /* link.req is NULL once the client has gone */
     const char *route;                    /* the route's name, for the metrics */
@@ -149,7 +156,9 @@ struct gw_write {
 
 /* A processed_events query of a repeated write (repeats.c); outlives the write if need be. */
 struct gw_repeat_query {
-    gw_write *w; /* NULL once the write is gone */
+    gw_write *w;    /* NULL once the write is gone */
+    uint32_t shard; /* the shard asked (an index of gw_thread's shards) */
+    bool elsewhere; /* asked for the event_id under another user (repeats.c) */
 };
 
 /* Runs a write request that passed the front: builds its event and publishes it, then waits in

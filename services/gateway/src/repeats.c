@@ -7,12 +7,20 @@
  * request under the same key is answered 422, never with the first's outcome. A write with
  * respond-async looks once, for that comparison only: it is answered 202 otherwise. Loop thread
  * only, each on its own gw_thread and shard connections.
+ *
+ * An event_id names one request of one user wherever it was recorded: a merge's (derived from the
+ * user and the key) is recorded on the guest's shard under the guest, so a write on the user's own
+ * cart under the merge's key, or a merge under a key of a write, has its first answer on another
+ * shard or under another user_id. So when the write's own shard has no row for it, every shard is
+ * asked for the event_id alone: a row there with another fingerprint is 422, as on the home shard.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cartshard/log.h"
+#include "cartshard/partition.h"
 #include "cartshard/pg.h"
 #include "internal.h"
 
@@ -28,6 +36,12 @@ static const char *const sql_first_answer =
     " LEFT JOIN LATERAL " CART_PG_LATEST_CART("p.user_id") " c ON true"
                                                            " LEFT JOIN cart_items i ON i.cart_id = c.cart_id"
                                                            " WHERE p.event_id = $1 AND p.user_id = $2";
+
+/* The event_id's row under any user, on any shard: its fingerprint is all that is compared. */
+static const char *const sql_elsewhere =
+    "SELECT coalesce(request_fingerprint, '') FROM processed_events WHERE event_id = $1 AND user_id <> $2";
+
+static int start_query(gw_write *w, uint32_t shard, bool elsewhere);
 
 /* Takes the first answer of the write's key from its processed_events row: its status and detail,
  * and for a cart the user's cart as it is now. */
@@ -48,10 +62,35 @@ static void take_first_answer(gw_write *w, const PGresult *res)
     }
 }
 
+/* No first answer yet (or the shard is away): a respond-async write is settled, a sync one looks
+ * again soon, until the sync wait runs out (then 202: the event is stored and will be applied). */
+static void not_found(gw_write *w)
+{
+    if (w->async) {
+        /* Not committed yet, or the shard is away: nothing to compare, and the event is stored. */
+        w->dup_wait = false;
+        gw_write_settle(w);
+        return;
+    }
+    gw_write_rearm(w, DUP_POLL_MS);
+}
+
+/* Asks the shards from `from` on for the event_id under another user (sql_elsewhere); none left
+ * (or none could be asked): not_found. */
+static void look_elsewhere(gw_write *w, uint32_t from)
+{
+    for (uint32_t s = from; s < w->t->app->cfg->nshards; s++)
+        if (start_query(w, s, true) == 0)
+            return;
+    not_found(w);
+}
+
 static void on_first_answer(void *arg, const PGresult *res, const char *err)
 {
     gw_repeat_query *lk = arg;
     gw_write *w = lk->w;
+    uint32_t shard = lk->shard;
+    bool elsewhere = lk->elsewhere;
 
     free(lk);
     if (w == NULL)
@@ -60,6 +99,18 @@ static void on_first_answer(void *arg, const PGresult *res, const char *err)
     if (w->replied)
         return; /* the worker's own reply came first */
     if (res && PQntuples(res) > 0) {
+        if (elsewhere) {
+            /* The same request recorded under another user cannot be: only a clash answers. */
+            if (!cart_fingerprints_clash(PQgetvalue(res, 0, 0), w->fingerprint)) {
+                look_elsewhere(w, shard + 1);
+                return;
+            }
+            w->dup_wait = false;
+            w->key_reused = true;
+            w->replied = true;
+            gw_write_settle(w);
+            return;
+        }
         w->dup_wait = false;
         if (cart_fingerprints_clash(PQgetvalue(res, 0, 2), w->fingerprint)) {
             w->key_reused = true;
@@ -73,32 +124,40 @@ static void on_first_answer(void *arg, const PGresult *res, const char *err)
     if (res == NULL)
         cart_log(CART_LOG_DEBUG, "first answer lookup failed", CART_LS("event_id", w->event_id), CART_LS("error", err),
                  NULL);
-    if (w->async) {
-        /* Not committed yet, or the shard is away: nothing to compare, and the event is stored. */
-        w->dup_wait = false;
-        gw_write_settle(w);
-        return;
+    look_elsewhere(w, elsewhere ? shard + 1 : 0);
+}
+
+/* Queues the lookup of the write's first answer on `shard`: its own row (sql_first_answer) or, with
+ * `elsewhere`, the event_id's under another user. 0, or -1 when it could not be queued. */
+static int start_query(gw_write *w, uint32_t shard, bool elsewhere)
+{
+    const char *params[2] = {w->event_id, w->user_id};
+    gw_repeat_query *lk = malloc(sizeof *lk);
+
+    if (lk == NULL)
+        return -1;
+    lk->w = w;
+    lk->shard = shard;
+    lk->elsewhere = elsewhere;
+    if (gw_pg_query(w->t->shards[shard], elsewhere ? sql_elsewhere : sql_first_answer, 2, params, on_first_answer,
+                    lk) != 0) {
+        free(lk);
+        return -1;
     }
-    /* Not applied yet (the first attempt is still on its way), or the shard is away: look again
-     * soon, until the sync wait runs out (then 202: the event is stored and will be applied). */
-    gw_write_rearm(w, DUP_POLL_MS);
+    w->lookup = lk;
+    /* Whatever the shard does, the client is answered by the deadline. */
+    gw_write_rearm(w, INT64_MAX);
+    return 0;
 }
 
 void gw_repeat_lookup(gw_write *w)
 {
-    const char *params[2] = {w->event_id, w->user_id};
-    gw_repeat_query *lk;
+    const cart_config *cfg = w->t->app->cfg;
+    uint32_t home = cart_shard_of(cart_partition_of(w->user_id, strlen(w->user_id), cfg->partitions), cfg->partitions,
+                                  cfg->nshards);
 
     if (w->lookup || w->replied)
         return;
-    lk = malloc(sizeof *lk);
-    if (lk && gw_pg_query(gw_shard_of(w->t, w->user_id), sql_first_answer, 2, params, on_first_answer, lk) == 0) {
-        lk->w = w;
-        w->lookup = lk;
-        /* Whatever the shard does, the client is answered by the deadline. */
-        gw_write_rearm(w, INT64_MAX);
-        return;
-    }
-    free(lk);
-    gw_write_rearm(w, DUP_POLL_MS); /* could not even queue the query: try again soon */
+    if (start_query(w, home, false) != 0)
+        gw_write_rearm(w, DUP_POLL_MS); /* could not even queue the query: try again soon */
 }

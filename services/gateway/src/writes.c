@@ -60,6 +60,8 @@ static gw_write *write_table_add(gw_thread *t, h2o_req_t *req, const gw_route *r
     w->publish_id = ++t->publishes;
     snprintf(w->event_id, sizeof w->event_id, "%s", ev->event_id);
     snprintf(w->user_id, sizeof w->user_id, "%s", ev->user_id);
+    snprintf(w->answer_user, sizeof w->answer_user, "%s",
+             ev->type == CART_EV_MERGE_REQUESTED ? ev->merge.peer : ev->user_id);
     memcpy(w->fingerprint, ev->request_fingerprint, sizeof w->fingerprint);
     snprintf(w->request_id, sizeof w->request_id, "%s", r->request_id);
     w->route = r->name;
@@ -136,7 +138,8 @@ void gw_write_settle(gw_write *w)
 
     if (!w->acked)
         return;
-    snprintf(location, sizeof location, "/v1/carts/%s", w->user_id);
+    /* Whose cart the answer is: a merge's event is the guest's, its answer the user's cart. */
+    snprintf(location, sizeof location, "/v1/carts/%s", w->answer_user);
     if (w->key_reused) {
         /* Whenever it comes, with or without respond-async: nothing of this request was applied. */
         if (req)
@@ -336,6 +339,7 @@ static int build_event(gw_thread *t, h2o_req_t *req, const gw_route *r, cart_eve
 {
     char fresh_id[CART_EVENT_ID_MAX + 1];
     gw_event_input in;
+    gw_jwt_keys keys;
 
     cart_uuid_v4(fresh_id);
     in.content_type = text_of(gw_header(req, H2O_TOKEN_CONTENT_TYPE));
@@ -345,6 +349,7 @@ static int build_event(gw_thread *t, h2o_req_t *req, const gw_route *r, cart_eve
     in.now_ms = cart_now_ms();
     in.fresh_id = fresh_id;
     in.max_quantity = t->app->cfg->max_quantity;
+    in.jwt_keys = gw_auth_keys(t, &keys) ? &keys : NULL;
     return gw_event_build(r, &in, ev, why);
 }
 

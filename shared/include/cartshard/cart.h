@@ -26,7 +26,10 @@ typedef enum cart_state {
     CART_ACTIVE,      /* the user's current cart */
     CART_CHECKED_OUT, /* the last cart was checked out; no active cart */
     CART_DELETED,     /* the last cart was deleted; no active cart */
-    CART_EXPIRED      /* the last cart was abandoned (idle longer than CART_IDLE_TTL); no active cart */
+    CART_EXPIRED,     /* the last cart was abandoned (idle longer than CART_IDLE_TTL); no active cart */
+    CART_MERGING,     /* the last cart is being merged into another user's (merged_into); no active cart,
+                       * and no new one until the merge is settled (docs/internals/merge.md) */
+    CART_MERGED       /* the last cart was merged into another user's (merged_into); no active cart */
 } cart_state;
 
 /* The largest line total or subtotal, in minor units: 10^15. Below 2^53, so that a JSON reader
@@ -62,6 +65,9 @@ typedef struct cart {
     size_t cap;
     int64_t created_at_ms;
     int64_t updated_at_ms;
+    /** CART_MERGING and CART_MERGED: the user the lines went to, when known (the worker sets it
+     * with each step of a merge; a cart read from a shard has it empty); empty otherwise. */
+    char merged_into[CART_ID_MAX + 1];
 } cart;
 
 typedef struct cart_limits {
@@ -156,7 +162,11 @@ void cart_snapshot_merge(cart_snapshot *line, const cart_snapshot *given);
  *    (CART_ERR_LIMIT). The cart's only priced line may change its currency;
  *  - item_removed: no active cart -> 404; absent line -> 200 unchanged;
  *  - deleted: -> 204; the active cart is gone (state CART_DELETED); none -> 204 unchanged;
- *  - checked_out: no active cart or no lines -> 409; else state CART_CHECKED_OUT -> 200.
+ *  - checked_out: no active cart or no lines -> 409; else state CART_CHECKED_OUT -> 200;
+ *  - created, item_added, item_quantity_set on a CART_MERGING cart: 409 (no new cart while the
+ *    old one's lines may come back);
+ *  - merge_requested and merge_settled: cart_merge_close and cart_merge_settle (cart_merge.h);
+ *    lines_merged needs its lines: cart_merge_lines (here it is 400).
  * Every change bumps version by one and sets updated_at to now_ms; one event is one change, also
  * when it starts a new cart. A change that would take version past INT64_MAX is 409.
  */

@@ -37,6 +37,7 @@ struct json_t; /* jansson's json_t */
 #define CART_EVENT_ID_MAX 128 /* longest event_id */
 #define CART_TRACE_MAX    127 /* longest trace context string carried in an event */
 #define CART_EXPECTED_MAX 16  /* most versions in expected_versions */
+#define CART_REPLY_TO_MAX 127 /* longest reply subject a merge event carries (data.reply_to) */
 
 /* The longest request_fingerprint (the gateway's is 64 hex digits: SHA-256). */
 #define CART_FINGERPRINT_MAX 64
@@ -56,8 +57,39 @@ typedef enum cart_event_type {
     CART_EV_ITEM_QUANTITY_SET, /* cart.item_quantity_set data: {sku, quantity} */
     CART_EV_ITEM_REMOVED,      /* cart.item_removed      data: {sku} */
     CART_EV_DELETED,           /* cart.deleted */
-    CART_EV_CHECKED_OUT        /* cart.checked_out */
+    CART_EV_CHECKED_OUT,       /* cart.checked_out */
+    CART_EV_MERGE_REQUESTED,   /* cart.merge_requested   data: {into, strategy}; on the guest's partition */
+    CART_EV_LINES_MERGED,      /* cart.lines_merged      data: {from, strategy, merge_id, cart_id, reply_to?,
+                                * items}; on the user's partition, written by the guest's worker */
+    CART_EV_MERGE_SETTLED      /* cart.merge_settled     data: {into, merge_id, cart_id, status, detail?,
+                                * reply_to?}; on the guest's partition, written by the user's worker */
 } cart_event_type;
+
+/* How a guest's lines join a user's (docs/reference/api.md, Merging a guest cart). */
+typedef enum cart_merge_strategy {
+    CART_MERGE_SUM = 0, /* "sum": quantities of a sku in both carts are added */
+    CART_MERGE_MAX,     /* "max": the larger quantity wins */
+    CART_MERGE_REPLACE, /* "replace": the user's lines become the guest's */
+    CART_MERGE_KEEP     /* "keep": the user's lines stay; only skus the user lacks are added */
+} cart_merge_strategy;
+
+/* The data of the three merge events (docs/internals/merge.md); all empty or 0 for other types. */
+typedef struct cart_merge_data {
+    /** merge_requested and merge_settled: "into", the user; lines_merged: "from", the guest. */
+    char peer[CART_ID_MAX + 1];
+    /** merge_requested and lines_merged: the strategy. */
+    cart_merge_strategy strategy;
+    /** lines_merged and merge_settled: the event_id of the merge_requested they follow from. */
+    char merge_id[CART_EVENT_ID_MAX + 1];
+    /** lines_merged and merge_settled: the guest cart's cart_id. */
+    char cart_id[37];
+    /** lines_merged and merge_settled: the subject the waiting gateway listens on; empty for none. */
+    char reply_to[CART_REPLY_TO_MAX + 1];
+    /** merge_settled: the user's side's answer, 200 (applied) or a refusal's status. */
+    int status;
+    /** merge_settled: a refusal's reason; empty otherwise. */
+    char detail[128];
+} cart_merge_data;
 
 /*
  * What the shopper saw when a line was added: the optional members of an item event's data, and
@@ -108,11 +140,20 @@ typedef struct cart_event {
     /** Optional "trace" field: W3C traceparent or request id, at most 127 characters
      * 0x21..0x7e; empty when absent (or null). */
     char trace[CART_TRACE_MAX + 1];
+    /** The merge events' data. The lines of a lines_merged event are not here (an event stays a
+     * plain value): cart_merge_lines_decode reads them from the same JSON. */
+    cart_merge_data merge;
     /** Optional "request_fingerprint": what the request that made the event was, compared byte
      * for byte with the fingerprint recorded with the event_id's first outcome; at most 64
      * characters 0x21..0x7e; empty when absent (or null). */
     char request_fingerprint[CART_FINGERPRINT_MAX + 1];
 } cart_event;
+
+/* The documented name of `s` ("sum", "max", "replace", "keep"), or NULL outside the enum. */
+const char *cart_merge_strategy_name(cart_merge_strategy s);
+
+/* Parses a strategy name of `len` bytes. CART_OK and *out, or CART_ERR_INVALID. */
+cart_status cart_merge_strategy_parse(const char *name, size_t len, cart_merge_strategy *out);
 
 /* The documented name of `t` ("cart.item_added"...), or NULL for a value outside the enum. */
 const char *cart_event_type_name(cart_event_type t);

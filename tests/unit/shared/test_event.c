@@ -124,9 +124,10 @@ static void full_snapshot(cart_event *ev)
 
 START_TEST(test_type_names)
 {
-    static const char *const names[] = {"cart.created",      "cart.item_added", "cart.item_quantity_set",
-                                        "cart.item_removed", "cart.deleted",    "cart.checked_out"};
-    for (int i = 0; i < 6; i++) {
+    static const char *const names[] = {"cart.created",         "cart.item_added",   "cart.item_quantity_set",
+                                        "cart.item_removed",    "cart.deleted",      "cart.checked_out",
+                                        "cart.merge_requested", "cart.lines_merged", "cart.merge_settled"};
+    for (int i = 0; i < 9; i++) {
         cart_event_type t = (cart_event_type)(CART_EV_CREATED + i);
         cart_event_type back = 0;
         ck_assert_str_eq(cart_event_type_name(t), names[i]);
@@ -134,7 +135,7 @@ START_TEST(test_type_names)
         ck_assert_int_eq(back, t);
     }
     ck_assert_ptr_null(cart_event_type_name((cart_event_type)0));
-    ck_assert_ptr_null(cart_event_type_name((cart_event_type)7));
+    ck_assert_ptr_null(cart_event_type_name((cart_event_type)10));
     ck_assert_ptr_null(cart_event_type_name((cart_event_type)-1));
 
     cart_event_type t = CART_EV_DELETED;

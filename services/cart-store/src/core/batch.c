@@ -198,6 +198,7 @@ int cs_batch_change(cs_batch *b, const cart *c, const cart_outcome *o, uint32_t 
         r->insert = o->created;
     }
     r->state = c->state;
+    copy_str(r->merged_into, sizeof r->merged_into, c->merged_into);
     r->version = c->version;
     r->updated_at_ms = c->updated_at_ms;
     if (c->state == CART_DELETED)
@@ -206,6 +207,11 @@ int cs_batch_change(cs_batch *b, const cart *c, const cart_outcome *o, uint32_t 
         return record_line(b, c->cart_id, o->sku, o->line_quantity,
                            o->line_quantity > 0 ? cart_find_line(c, o->sku) : NULL);
     return 0;
+}
+
+int cs_batch_put_line(cs_batch *b, const char *cart_id, const char *sku, int32_t quantity, const cart_item *line)
+{
+    return record_line(b, cart_id, sku, quantity, quantity > 0 ? line : NULL);
 }
 
 int cs_batch_mark_processed(cs_batch *b, const cart_event *ev, uint32_t partition, uint64_t stream_seq, int http_status,
@@ -264,7 +270,7 @@ int cs_batch_offset_set(cs_batch *b, uint32_t partition, uint64_t stream_seq)
 /* --- rendering --- */
 
 static const int nparams[CS_BATCH_NSTMTS] = {
-    [CS_BATCH_UPDATE_CARTS] = 4, [CS_BATCH_INSERT_CARTS] = 7, [CS_BATCH_CLEAR_LINES] = 1, [CS_BATCH_DELETE_LINES] = 2,
+    [CS_BATCH_UPDATE_CARTS] = 5, [CS_BATCH_INSERT_CARTS] = 7, [CS_BATCH_CLEAR_LINES] = 1, [CS_BATCH_DELETE_LINES] = 2,
     [CS_BATCH_PUT_LINES] = 7,    [CS_BATCH_OUTBOX] = 4,       [CS_BATCH_OFFSETS] = 2,     [CS_BATCH_MARKS] = 8,
 };
 
@@ -344,6 +350,7 @@ int cs_batch_render(const cs_batch *b, cs_batch_sql *s)
             cs_pgarr_text(&p[1], state ? state : "");
             cs_pgarr_int(&p[2], r->version);
             cs_pgarr_int(&p[3], r->updated_at_ms);
+            cs_pgarr_text(&p[4], r->merged_into);
             s->rows[CS_BATCH_UPDATE_CARTS]++;
         }
     }

@@ -51,6 +51,9 @@ typedef struct cs_batch_cart {
     uint32_t partition;
     cart_state state;
     int64_t version, created_at_ms, updated_at_ms;
+    /** merging and merged: the user it goes to, when the batch knows it (else the row keeps its
+     * own); other states clear the row's. */
+    char merged_into[CART_ID_MAX + 1];
     /** The batch started this cart: INSERT, not UPDATE. */
     bool insert;
 } cs_batch_cart;
@@ -124,6 +127,11 @@ bool cs_batch_empty(const cs_batch *b);
  */
 int cs_batch_change(cs_batch *b, const cart *c, const cart_outcome *o, uint32_t partition);
 
+/* Records a line of `cart_id` in its final state (quantity 0: deleted) with its snapshot (`line`,
+ * NULL for none), for a change of many lines at once (a merge); cs_batch_change records the cart's
+ * row. 0, or -1 when out of memory. */
+int cs_batch_put_line(cs_batch *b, const char *cart_id, const char *sku, int32_t quantity, const cart_item *line);
+
 /* Records an event as processed with its answer (`detail`: a refusal's reason, or NULL) and its
  * request_fingerprint. 0 or -1. */
 int cs_batch_mark_processed(cs_batch *b, const cart_event *ev, uint32_t partition, uint64_t stream_seq, int http_status,
@@ -138,7 +146,7 @@ int cs_batch_offset_set(cs_batch *b, uint32_t partition, uint64_t stream_seq);
 
 /* The statements' parameters, as array literals (see store.c for the SQL). */
 typedef enum cs_batch_stmt {
-    CS_BATCH_UPDATE_CARTS, /* cart_id, status, version, updated_ms */
+    CS_BATCH_UPDATE_CARTS, /* cart_id, status, version, updated_ms, merged_into ("" for none) */
     CS_BATCH_INSERT_CARTS, /* cart_id, user_id, partition, status, version, created_ms, updated_ms */
     CS_BATCH_CLEAR_LINES,  /* cart_id */
     CS_BATCH_DELETE_LINES, /* cart_id, sku */

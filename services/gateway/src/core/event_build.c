@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "idem.h"
+#include "jwt.h"
 #include "request.h"
 
 void gw_refuse(gw_refusal *why, int status, const char *slug, const char *detail)
@@ -84,6 +85,65 @@ static int id_field(json_t *doc, const char *name, char out[CART_ID_MAX + 1], gw
     }
     memcpy(out, json_string_value(v), json_string_length(v) + 1);
     return 0;
+}
+
+/* The merge's body (event_build.h): the guest's id, the strategy and, with auth on, the guest's
+ * token. 0, or -1 after refusing it. */
+static int merge_fields(json_t *doc, const gw_route *r, const gw_event_input *in, cart_event *ev, gw_refusal *why)
+{
+    json_t *strategy = json_object_get(doc, "strategy"), *token = json_object_get(doc, "from_token");
+    char sub[CART_ID_MAX + 1];
+    gw_jwt_result res;
+
+    ev->type = CART_EV_MERGE_REQUESTED;
+    snprintf(ev->merge.peer, sizeof ev->merge.peer, "%s", r->user_id);
+    if (id_field(doc, "from", ev->user_id, why) != 0)
+        return -1;
+    if (strategy != NULL && !json_is_null(strategy) &&
+        (!json_is_string(strategy) ||
+         cart_merge_strategy_parse(json_string_value(strategy), json_string_length(strategy), &ev->merge.strategy) !=
+             0)) {
+        gw_refuse(why, 400, "invalid-field", "strategy: expected \"sum\", \"max\", \"replace\" or \"keep\"");
+        return -1;
+    }
+    if (strcmp(ev->user_id, r->user_id) == 0) {
+        gw_refuse(why, 400, "invalid-field", "from: a cart cannot be merged into itself");
+        return -1;
+    }
+    if (in->jwt_keys == NULL)
+        return 0;
+    res = json_is_string(token) ? gw_jwt_verify(json_string_value(token), json_string_length(token), in->jwt_keys,
+                                                in->now_ms / 1000, sub, NULL)
+                                : GW_JWT_MALFORMED;
+    if (res == GW_JWT_INTERNAL) {
+        gw_refuse(why, 503, "unavailable", "from_token: the token could not be checked");
+        return -1;
+    }
+    if (res != GW_JWT_OK || strcmp(sub, ev->user_id) != 0) {
+        gw_refuse(why, 403, "forbidden", "from_token: expected a valid token of the guest (its sub is from)");
+        return -1;
+    }
+    return 0;
+}
+
+/* The request's fingerprint (idem.h). A merge's leaves out from_token: the guest's token is a
+ * credential, like the Authorization header, not what the request asks for, so a retry with a
+ * token minted again for the same guest is still the same request. */
+static int fingerprint(const gw_route *r, const char *method, const char *path, json_t *doc, cart_event *ev)
+{
+    json_t *body = doc;
+    int rc;
+
+    if (r->id == GW_R_MERGE && doc != NULL && json_object_get(doc, "from_token") != NULL) {
+        if ((body = json_copy(doc)) == NULL || json_object_del(body, "from_token") != 0) {
+            json_decref(body);
+            return -1;
+        }
+    }
+    rc = gw_idem_fingerprint(method, path, body, ev->request_fingerprint);
+    if (body != doc)
+        json_decref(body);
+    return rc;
 }
 
 /* Reads the line snapshot's members (cart_snapshot_read); 0, or -1 after refusing one. */
@@ -160,6 +220,10 @@ int gw_event_build(const gw_route *r, const gw_event_input *in, cart_event *ev, 
     case GW_R_CHECKOUT:
         ev->type = CART_EV_CHECKED_OUT;
         break;
+    case GW_R_MERGE:
+        if ((doc = read_body(in, why)) == NULL || merge_fields(doc, r, in, ev, why) != 0)
+            goto out;
+        break;
     default:
         gw_refuse(why, 404, "not-found", "no such resource");
         goto out;
@@ -167,18 +231,19 @@ int gw_event_build(const gw_route *r, const gw_event_input *in, cart_event *ev, 
     if (in->idempotency_key.text) {
         const char *method;
         char path[GW_ROUTE_PATH_MAX];
-        if (gw_idem_event_id(ev->user_id, in->idempotency_key.text, in->idempotency_key.len, ev->event_id) != 0) {
+        /* A merge's key is the user's, like its path (its event is the guest's). */
+        if (gw_idem_event_id(r->id == GW_R_MERGE ? r->user_id : ev->user_id, in->idempotency_key.text,
+                             in->idempotency_key.len, ev->event_id) != 0) {
             gw_refuse(why, 400, "invalid-header", "Idempotency-Key: expected 1-128 visible ASCII characters");
             goto out;
         }
         /* The key names this request: the worker keeps its fingerprint with the first outcome. */
-        if (gw_route_write_target(r, &method, path) != 0 ||
-            gw_idem_fingerprint(method, path, doc, ev->request_fingerprint) != 0) {
+        if (gw_route_write_target(r, &method, path) != 0 || fingerprint(r, method, path, doc, ev) != 0) {
             gw_refuse(why, 503, "unavailable", "out of memory");
             goto out;
         }
     }
-    if (in->if_match.text) {
+    if (in->if_match.text && r->id != GW_R_MERGE) {
         gw_etags tags = {0};
         if (gw_etags_parse(in->if_match.text, in->if_match.len, true, &tags) != 0) {
             gw_refuse(why, 400, "invalid-header",

@@ -22,6 +22,12 @@
  *      fingerprint, idem.h; out of memory for it                      -> 503 unavailable)
  *   3. If-Match, if present: "*" or a list of entity tags              -> 400 invalid-header
  *      ... of which none can match a cart's ETag (weak ones only)      -> 412 precondition-failed
+ *
+ * The merge (POST /v1/carts/{user_id}/merge) reads, in step 1: "from" a valid id, "strategy" one
+ * of sum, max, replace, keep (default sum), "from" not the user (400 invalid-field); with auth on,
+ * "from_token" a valid token of the guest ("sub" = from), else 403 forbidden. Its event is
+ * cart.merge_requested on the guest's partition (user_id the guest, data.into the user); If-Match
+ * is not read (it would name the guest's version).
  */
 #ifndef GW_EVENT_BUILD_H
 #define GW_EVENT_BUILD_H
@@ -30,6 +36,7 @@
 #include <stdint.h>
 
 #include "cartshard/event.h"
+#include "jwt.h"
 #include "route.h"
 
 /* A header value or a body: text[0..len), not NUL-terminated; text is NULL when absent. */
@@ -40,13 +47,15 @@ typedef struct gw_text {
 
 /* What a write request carries besides its route, and what the gateway adds. */
 typedef struct gw_event_input {
-    gw_text content_type;    /* the Content-Type header */
-    gw_text body;            /* the request body; an empty one may have text NULL */
-    gw_text idempotency_key; /* the Idempotency-Key header */
-    gw_text if_match;        /* the If-Match field lines, joined with ", " */
-    int64_t now_ms;          /* the event's occurred_at, in ms since the epoch */
-    const char *fresh_id;    /* the event_id when there is no Idempotency-Key: a new UUID, NUL-terminated */
-    int32_t max_quantity;    /* the largest quantity a line may have (CART_MAX_QUANTITY) */
+    gw_text content_type;        /* the Content-Type header */
+    gw_text body;                /* the request body; an empty one may have text NULL */
+    gw_text idempotency_key;     /* the Idempotency-Key header */
+    gw_text if_match;            /* the If-Match field lines, joined with ", " */
+    int64_t now_ms;              /* the event's occurred_at, in ms since the epoch */
+    const char *fresh_id;        /* the event_id when there is no Idempotency-Key: a new UUID, NUL-terminated */
+    int32_t max_quantity;        /* the largest quantity a line may have (CART_MAX_QUANTITY) */
+    const gw_jwt_keys *jwt_keys; /* the keys of the bearer tokens when auth is on (the merge checks
+                                  * from_token with them: HS256, RS256, ES256), else NULL */
 } gw_event_input;
 
 /* Why a request is refused: the problem+json answer it gets. */

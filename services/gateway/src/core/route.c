@@ -152,7 +152,9 @@ void gw_route_match(const char *method, size_t mlen, const char *path, size_t pl
         return;
     }
     /* /v1/carts/{user_id}[/...] */
-    if (n >= 4 && !(n == 4 && (is(seg[3], seglen[3], "items") || is(seg[3], seglen[3], "checkout"))) &&
+    if (n >= 4 &&
+        !(n == 4 &&
+          (is(seg[3], seglen[3], "items") || is(seg[3], seglen[3], "checkout") || is(seg[3], seglen[3], "merge"))) &&
         !(n == 5 && is(seg[3], seglen[3], "items"))) {
         set(r, GW_R_NOT_FOUND, "other");
         return;
@@ -169,6 +171,12 @@ void gw_route_match(const char *method, size_t mlen, const char *path, size_t pl
         r->name = "add_item";
         if (post)
             r->id = GW_R_ADD_ITEM;
+        else
+            other_method(r, options, "POST, OPTIONS");
+    } else if (n == 4 && is(seg[3], seglen[3], "merge")) {
+        r->name = "merge";
+        if (post)
+            r->id = GW_R_MERGE;
         else
             other_method(r, options, "POST, OPTIONS");
     } else if (n == 4) {
@@ -216,17 +224,18 @@ int gw_route_write_target(const gw_route *r, const char **method, char path[GW_R
         snprintf(path, GW_ROUTE_PATH_MAX, "/v1/carts/%s", r->user_id);
         return 0;
     case GW_R_ADD_ITEM:
+    case GW_R_CHECKOUT:
+    case GW_R_MERGE:
         *method = "POST";
-        snprintf(path, GW_ROUTE_PATH_MAX, "/v1/carts/%s/items", r->user_id);
+        snprintf(path, GW_ROUTE_PATH_MAX, "/v1/carts/%s/%s", r->user_id,
+                 r->id == GW_R_ADD_ITEM   ? "items"
+                 : r->id == GW_R_CHECKOUT ? "checkout"
+                                          : "merge");
         return 0;
     case GW_R_SET_ITEM:
     case GW_R_REMOVE_ITEM:
         *method = r->id == GW_R_SET_ITEM ? "PUT" : "DELETE";
         snprintf(path, GW_ROUTE_PATH_MAX, "/v1/carts/%s/items/%s", r->user_id, r->sku);
-        return 0;
-    case GW_R_CHECKOUT:
-        *method = "POST";
-        snprintf(path, GW_ROUTE_PATH_MAX, "/v1/carts/%s/checkout", r->user_id);
         return 0;
     default:
         return -1;

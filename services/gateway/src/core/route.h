@@ -24,6 +24,7 @@ typedef enum gw_route_id {
     GW_R_SET_ITEM,      /* PUT /v1/carts/{user_id}/items/{sku} */
     GW_R_REMOVE_ITEM,   /* DELETE /v1/carts/{user_id}/items/{sku} */
     GW_R_CHECKOUT,      /* POST /v1/carts/{user_id}/checkout */
+    GW_R_MERGE,         /* POST /v1/carts/{user_id}/merge (a guest's cart into this user's) */
     GW_R_OPTIONS,       /* OPTIONS on an API path: its methods, and a browser's preflight (see allow) */
     GW_R_BAD_METHOD,    /* the path exists, the method does not (405; see allow) */
     GW_R_BAD_ID         /* the path's shape is right but an id is invalid (400; see detail) */

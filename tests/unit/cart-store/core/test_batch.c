@@ -146,6 +146,7 @@ START_TEST(test_checkout_then_new_cart)
     ck_assert_str_eq(s.params[CS_BATCH_UPDATE_CARTS][1], "{\"checked_out\"}");
     ck_assert_str_eq(s.params[CS_BATCH_UPDATE_CARTS][2], "{6}");
     ck_assert_str_eq(s.params[CS_BATCH_UPDATE_CARTS][3], "{1000}");
+    ck_assert_str_eq(s.params[CS_BATCH_UPDATE_CARTS][4], "{\"\"}");
     ck_assert_uint_eq(s.rows[CS_BATCH_INSERT_CARTS], 1);
     ck_assert_str_eq(s.params[CS_BATCH_INSERT_CARTS][0], "{\"33333333-3333-4333-8333-333333333333\"}");
     ck_assert_str_eq(s.params[CS_BATCH_INSERT_CARTS][4], "{7}");

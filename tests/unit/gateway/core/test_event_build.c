@@ -11,6 +11,8 @@
 #define NOW_MS   1795341600000LL
 #define IFM_BAD  "If-Match: expected \"*\" or a list of at most 16 entity tags such as \"3\""
 #define IFM_NONE "If-Match: no tag can match a cart's ETag (\"<version>\")"
+/* printf 'POST /v1/carts/u1/merge\n{"from":"g1"}' | sha256sum */
+#define MERGE_FINGERPRINT "95951809bcc4dbf8db8eda64f534d49ca4f18ffb993beffc8d7064ffb5ad3e29"
 
 static gw_text text(const char *s)
 {
@@ -302,6 +304,14 @@ START_TEST(test_request_fingerprint)
         {"DELETE", "/v1/carts/anon:42/items/A1", NULL, "DELETE", "/v1/carts/anon:42/items/A1", "{\"sku\":\"B2\"}",
          true},
         {"DELETE", "/v1/carts/anon:42/items/A1", NULL, "DELETE", "/v1/carts/anon:42", NULL, false},
+        /* A merge: the user's path; from_token is a credential, not part of the request. */
+        {"POST", "/v1/carts/u1/merge", "{\"from\":\"g1\",\"from_token\":\"t1\"}", "POST", "/v1/carts/u%31/merge",
+         "{\"from_token\":\"t2\",\"from\":\"g1\"}", true},
+        {"POST", "/v1/carts/u1/merge", "{\"from\":\"g1\"}", "POST", "/v1/carts/u1/merge",
+         "{\"from\":\"g1\",\"from_token\":\"t2\"}", true},
+        {"POST", "/v1/carts/u1/merge", "{\"from\":\"g1\"}", "POST", "/v1/carts/u1/merge", "{\"from\":\"g2\"}", false},
+        {"POST", "/v1/carts/u1/merge", "{\"from\":\"g1\"}", "POST", "/v1/carts/u1/merge",
+         "{\"from\":\"g1\",\"strategy\":\"max\"}", false},
     };
     char a[CART_FINGERPRINT_MAX + 1], b[CART_FINGERPRINT_MAX + 1];
 
@@ -311,6 +321,8 @@ START_TEST(test_request_fingerprint)
     /* printf 'DELETE /v1/carts/anon:42/items/A1\n' | sha256sum */
     fingerprint_of("DELETE", "/v1/carts/anon:42/items/A1", NULL, "k", a);
     ck_assert_str_eq(a, "a8ab56248d84566a441f2e260158b48e9b7ed86d04ee1b31be1ef2ca46273567");
+    fingerprint_of("POST", "/v1/carts/u1/merge", "{\"from_token\":\"t\",\"from\":\"g1\"}", "k", a);
+    ck_assert_str_eq(a, MERGE_FINGERPRINT);
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
         fingerprint_of(pairs[i].method, pairs[i].path, pairs[i].body, "k", a);
         fingerprint_of(pairs[i].method2, pairs[i].path2, pairs[i].body2, "k", b);

@@ -73,6 +73,9 @@ START_TEST(test_methods_and_allow)
     ck_assert_str_eq(r.name, "options");
     ck_assert_str_eq(match("OPTIONS", "/v1/carts").allow, "POST, OPTIONS");
     ck_assert_int_eq(match("OPTIONS", "/v1/carts/u1/checkout").id, GW_R_OPTIONS);
+    r = match("OPTIONS", "/v1/carts/u1/merge");
+    ck_assert_int_eq(r.id, GW_R_OPTIONS);
+    ck_assert_str_eq(r.allow, "POST, OPTIONS");
     ck_assert_int_eq(match("OPTIONS", "/v1/carts/bad$id").id, GW_R_OPTIONS); /* ids are the real request's business */
     ck_assert_int_eq(match("OPTIONS", "/healthz").id, GW_R_BAD_METHOD);
     ck_assert_int_eq(match("OPTIONS", "/v1/other").id, GW_R_NOT_FOUND);
@@ -174,10 +177,11 @@ START_TEST(test_write_targets)
         {"PUT", "https://h:8443/v1/carts/u1/items/%41-1", "/v1/carts/u1/items/A-1"},
         {"DELETE", "/v1/carts/u1/items/A1", "/v1/carts/u1/items/A1"},
         {"POST", "/v1/carts/u1/checkout", "/v1/carts/u1/checkout"},
+        {"POST", "/v1/carts/u%3A1/merge?x=1", "/v1/carts/u:1/merge"},
     };
     static const char *const others[][2] = {
-        {"GET", "/v1/carts/u1"}, {"OPTIONS", "/v1/carts"}, {"PATCH", "/v1/carts/u1"}, {"GET", "/healthz"},
-        {"GET", "/x"},
+        {"GET", "/v1/carts/u1"}, {"OPTIONS", "/v1/carts"},          {"PATCH", "/v1/carts/u1"}, {"GET", "/healthz"},
+        {"GET", "/x"},           {"OPTIONS", "/v1/carts/u1/merge"},
     };
     char path[GW_ROUTE_PATH_MAX], longest[GW_ROUTE_PATH_MAX + 8];
     const char *method = NULL;
