@@ -271,27 +271,6 @@ char *cart_merge_derived_id(char buf[CART_MERGE_ID_MAX + 1], const char *prefix,
     return buf;
 }
 
-/* Adds the members of a line's snapshot to `item` (a line of data.items), as an item event has them.
- * CART_OK, CART_ERR_NOMEM, CART_ERR_INVALID (attributes that are not a JSON object). */
-static cart_status add_snapshot(json_t *item, const cart_snapshot *snap)
-{
-    json_t *attrs;
-
-    if (snap->has_name && json_object_set_new(item, "name", json_string(snap->name)) != 0)
-        return CART_ERR_NOMEM;
-    if (snap->has_price && (json_object_set_new(item, "unit_price", json_integer((json_int_t)snap->unit_price)) != 0 ||
-                            json_object_set_new(item, "currency", json_string(snap->currency)) != 0))
-        return CART_ERR_NOMEM;
-    if (!snap->has_attributes)
-        return CART_OK;
-    /* Compact with sorted keys already: kept in that order by JSON_PRESERVE_ORDER. */
-    if ((attrs = json_loads(snap->attributes, JSON_REJECT_DUPLICATES, NULL)) == NULL || !json_is_object(attrs)) {
-        json_decref(attrs);
-        return CART_ERR_INVALID;
-    }
-    return json_object_set_new(item, "attributes", attrs) == 0 ? CART_OK : CART_ERR_NOMEM;
-}
-
 /* Encodes `ev` and, when `lines` is not NULL, adds its lines as data.items. */
 static cart_status encode_with_lines(const cart_event *ev, const cart *lines, char **out, size_t *len)
 {
@@ -308,7 +287,7 @@ static cart_status encode_with_lines(const cart_event *ev, const cart *lines, ch
     for (size_t i = 0; i < lines->nitems; i++) {
         json_t *item = json_pack("{s:s,s:i}", "sku", lines->items[i].sku, "quantity", lines->items[i].quantity);
         if (item == NULL || json_array_append_new(items, item) != 0 ||
-            (st = add_snapshot(item, &lines->items[i].snap)) != CART_OK)
+            (st = cart_snapshot_write(item, &lines->items[i].snap)) != CART_OK)
             goto out;
         st = CART_ERR_NOMEM;
     }

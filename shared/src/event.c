@@ -659,8 +659,7 @@ static bool encode_merge(json_t *data, const cart_event *ev)
            (m->detail[0] == '\0' || set_string(data, "detail", m->detail, strlen(m->detail)));
 }
 
-/* Adds the snapshot's members to `data`. CART_ERR_INVALID when the attributes are not JSON. */
-static cart_status encode_snapshot(json_t *data, const cart_snapshot *snap)
+cart_status cart_snapshot_write(json_t *data, const cart_snapshot *snap)
 {
     json_t *attrs;
 
@@ -705,7 +704,7 @@ cart_status cart_event_encode(const cart_event *ev, char **out, size_t *outlen)
         if (ev->type != CART_EV_ITEM_REMOVED) {
             if (json_object_set_new(data, "quantity", json_integer((json_int_t)ev->quantity)) != 0)
                 goto out;
-            cart_status snap_st = encode_snapshot(data, &ev->snap);
+            cart_status snap_st = cart_snapshot_write(data, &ev->snap);
             if (snap_st != CART_OK) {
                 st = snap_st;
                 goto out;

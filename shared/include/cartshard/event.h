@@ -192,6 +192,11 @@ cart_status cart_snapshot_read(const struct json_t *obj, const char *prefix, car
  * parsed (cart_event_encode parses it). */
 bool cart_snapshot_valid(const cart_snapshot *snap);
 
+/* Adds the members *snap has to the JSON object `obj` (an item event's data, or a line of
+ * data.items), as cart_snapshot_read reads them back. CART_OK, CART_ERR_NOMEM, or
+ * CART_ERR_INVALID when the attributes are not a JSON object. */
+cart_status cart_snapshot_write(struct json_t *obj, const cart_snapshot *snap);
+
 /*
  * Checks the quantity of an item_added (1..max_quantity) or item_quantity_set (0..max_quantity)
  * event; any other type passes. CART_OK, or CART_ERR_INVALID with a reason naming data.quantity
