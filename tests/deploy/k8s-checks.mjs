@@ -3,7 +3,7 @@
 // pure lets the suite feed them deliberately broken objects and watch them fail.
 
 import { execFileSync } from "node:child_process";
-import { accessSync, constants, writeFileSync } from "node:fs";
+import { accessSync, constants, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseAllDocuments, stringify } from "yaml";
 
@@ -1308,6 +1308,25 @@ export function checkRulesWithPromtool(objs, promtool, tmpdir) {
     }
   }
   return problems;
+}
+
+/**
+ * `promtool test rules` on a test file whose rule_files entry RULES stands for the groups of
+ * the PrometheusRule `name` in the render. Returns problems (promtool's words).
+ */
+export function testRulesWithPromtool(objs, name, testFile, promtool, tmpdir) {
+  const rule = objs.find((o) => o.kind === "PrometheusRule" && o.metadata?.name === name);
+  if (!rule) return [`PrometheusRule/${name}: missing from the render`];
+  const rules = join(tmpdir, `${name}.rules.yaml`);
+  writeFileSync(rules, stringify({ groups: rule.spec?.groups || [] }));
+  const test = join(tmpdir, `${name}.test.yaml`);
+  writeFileSync(test, readFileSync(testFile, "utf8").replace(/^(\s*-\s*)RULES\s*$/m, `$1${rules}`));
+  try {
+    execFileSync(promtool, ["test", "rules", test], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  } catch (e) {
+    return [`PrometheusRule/${name}: promtool test rules: ${`${e.stdout || ""}${e.stderr || ""}`.trim()}`];
+  }
+  return [];
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -31,6 +31,7 @@ import {
   checkRulesWithPromtool,
   checkShardTls,
   natsSize,
+  testRulesWithPromtool,
   which,
   checkContainers,
   checkLabels,
@@ -83,6 +84,8 @@ const BASE_EXPECTED = {
 // The prod overlay is held to more than dev: one NATS server per node, verify-full to the
 // shards, backups, an Ingress.
 const IS_PROD = (overlay) => overlay === "prod";
+// promtool unit tests of the alerts of this repository's k8s/ (the services' own are k8s/monitoring's).
+const RULE_TESTS = { natsStore: join(dirname(fileURLToPath(import.meta.url)), "rules", "nats-store.test.yaml") };
 // Words that mark a value as a placeholder in the Secrets the repository ships.
 const FAKE_MARKERS = ["dev-only", "CHANGE-ME"];
 // The fields of a Kustomization that kustomize v2.0.3 (Debian 12's kubectl 1.20) knows.
@@ -252,6 +255,17 @@ for (const overlay of OVERLAYS) {
         rmSync(dir, { recursive: true, force: true });
       }
       t.diagnostic(`${objs.filter((o) => o.kind === "PrometheusRule").length} PrometheusRule objects checked`);
+    });
+
+    it("fires the NATS store alerts when they should and not before (`promtool test rules`)", () => {
+      const promtool = which("promtool");
+      assert.ok(promtool, "promtool is not on PATH: `scripts/dev test` installs Debian's prometheus package for it");
+      const dir = mkdtempSync(join(tmpdir(), "cartshard-rules-"));
+      try {
+        expectNone(testRulesWithPromtool(objs, "nats-store", RULE_TESTS.natsStore, promtool, dir), "rule tests");
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     it("uses one name per cartshard image, a patched Redis run as a cache, and no password on a command line", () => {
@@ -566,6 +580,14 @@ describe("k8s: the checks fail on broken objects", () => {
       expectSome(checkRulesWithPromtool(objs, promtool, dir), ["PrometheusRule/nats-store: promtool check rules:"]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+    const raised = clone(dev);
+    find(raised, "PrometheusRule", "nats-store").spec.groups[0].rules[0].expr = find(raised, "PrometheusRule", "nats-store").spec.groups[0].rules[0].expr.replace("> 0.8", "> 0.9");
+    const dir2 = mkdtempSync(join(tmpdir(), "cartshard-rules-"));
+    try {
+      expectSome(testRulesWithPromtool(raised, "nats-store", RULE_TESTS.natsStore, promtool, dir2), ["PrometheusRule/nats-store: promtool test rules:", "NatsJetStreamStoreFilling"]);
+    } finally {
+      rmSync(dir2, { recursive: true, force: true });
     }
     const im = clone(dev);
     const r = find(im, "StatefulSet", "redis").spec.template.spec.containers[0];
