@@ -566,6 +566,20 @@ describe("k8s: the checks fail on broken objects", () => {
       "PodMonitor/cart-stats: port admin: Deployment/cart-stats declares no such port",
       "PodMonitor/cart-store: NetworkPolicy: Prometheus (namespace monitoring) may not reach Deployment/cart-store:9101",
     ]);
+    // A ServiceMonitor instead of a PodMonitor: its port must be one of the Service's, and
+    // Prometheus must reach the pods behind it.
+    const sm = clone(dev).filter((o) => !(o.kind === "PodMonitor" && o.metadata.name === "cart-stats"));
+    sm.push({
+      apiVersion: "monitoring.coreos.com/v1",
+      kind: "ServiceMonitor",
+      metadata: { name: "cart-stats", namespace: NAMESPACE },
+      spec: { selector: { matchLabels: { "app.kubernetes.io/name": "cart-stats" } }, endpoints: [{ port: "metrics" }] },
+    });
+    expectSome(checkMonitoring(sm), ["ServiceMonitor/cart-stats: port metrics: Service/cart-stats has no such port"]);
+    sm.at(-1).spec.endpoints[0].port = "http";
+    assert.deepEqual(checkMonitoring(sm), [], "a ServiceMonitor on the Service's port http covers cart-stats");
+    find(sm, "NetworkPolicy", "cart-stats").spec.ingress = [];
+    expectSome(checkMonitoring(sm), ["ServiceMonitor/cart-stats: NetworkPolicy: Prometheus (namespace monitoring) may not reach Deployment/cart-stats:9201"]);
     const prod2 = clone(rendered("prod")).filter((o) => !(o.kind === "PodMonitor" && o.metadata.name === "postgresql"));
     expectSome(checkMonitoring(prod2), ["no PodMonitor or ServiceMonitor scrapes the CloudNativePG instances"]);
   });
