@@ -314,6 +314,18 @@ describe("k8s: the checks fail on broken objects", () => {
     expectSome(await validateSchema(h), ["HorizontalPodAutoscaler/cart-gateway: schema", "scaleTargetRef"]);
 
     expectSome(await validateSchema({ apiVersion: "example.com/v1", kind: "Widget", metadata: { name: "w" } }), ["Widget/w: apiVersion/kind: no schema known"]);
+
+    // The CRDs of the operators: the Prometheus Operator's PodMonitor and PrometheusRule, and
+    // CloudNativePG's ScheduledBackup.
+    const pm = clone(find(dev, "PodMonitor", "nats"));
+    pm.spec.podMetricsEndpoints[0].port = 7777;
+    expectSome(await validateSchema(pm), ["PodMonitor/nats: schema", "port"]);
+    const pr = clone(find(dev, "PrometheusRule", "nats-store"));
+    pr.spec.groups[0].rules[0].for = 15;
+    expectSome(await validateSchema(pr), ["PrometheusRule/nats-store: schema", "for"]);
+    const sb = clone(find(rendered("prod"), "ScheduledBackup", "pg-shard-0-nightly"));
+    sb.spec.method = "barman";
+    expectSome(await validateSchema(sb), ["ScheduledBackup/pg-shard-0-nightly: schema", "method"]);
   });
 
   it("the container policy names the object and the field", () => {
