@@ -336,12 +336,33 @@ export function checkContainers(objs) {
         } else if (!serves && !runsToCompletion) {
           problems.push(`${where}.ports: a long-running container must declare what it serves (its probes check it)`);
         }
+        // a shell wrapper hands the container over to its program, or SIGTERM stops at the shell
+        if (!isInit && !runsToCompletion) problems.push(...checkShellExec(where, c));
         // images
         problems.push(...checkImage(where, c.image));
       }
     }
   }
   return problems;
+}
+
+/**
+ * A long-running container started through `sh -c <script>` must `exec` its program at the
+ * start of a statement (not inside a pipeline): otherwise the shell stays the main process,
+ * SIGTERM stops there, and the program is killed at the end of the grace period.
+ */
+export function checkShellExec(where, c) {
+  const argv = [...(c.command || []), ...(c.args || [])];
+  const shell = argv.findIndex((a) => /(^|\/)(ba|da|a)?sh$/.test(a));
+  if (shell < 0 || argv[shell + 1] !== "-c") return [];
+  const script = String(argv[shell + 2] ?? "");
+  const ok = [...script.matchAll(/\bexec\s/g)].some((m) => {
+    const before = script.slice(0, m.index).replace(/[ \t]+$/, ""); // what precedes, newlines kept
+    if (before === "" || /(;|&&)$/.test(before)) return true; // the first statement, or after ; and &&
+    if (!before.endsWith("\n")) return false; // inside a command: "| exec", "x exec"
+    return !/[|\\]$/.test(before.replace(/\s+$/, "")); // a new line, unless the last one goes on (| or \)
+  });
+  return ok ? [] : [`${where}.command: sh -c without an exec of the program (SIGTERM would stop at the shell)`];
 }
 
 /** An image reference with an explicit tag or digest, and not "latest". */

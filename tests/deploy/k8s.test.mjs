@@ -341,6 +341,7 @@ describe("k8s: the checks fail on broken objects", () => {
     st.spec.template.spec.securityContext.runAsNonRoot = false;
     delete st.spec.template.spec.containers[0].securityContext.runAsNonRoot;
     st.spec.template.spec.containers[0].resources.requests.cpu = "4";
+    find(objs, "StatefulSet", "redis").spec.template.spec.containers[0].command = ["/bin/sh", "-c", "printf 'requirepass x' |\nexec redis-server -"];
     expectSome(checkContainers(objs), [
       "Deployment/cart-gateway: containers[cart-gateway].readinessProbe: missing",
       "Deployment/cart-gateway: containers[cart-gateway].securityContext.readOnlyRootFilesystem: must be true",
@@ -349,6 +350,7 @@ describe("k8s: the checks fail on broken objects", () => {
       "Deployment/cart-store: initContainers[migrate].image: cartshard/cart-store has no tag",
       "Deployment/cart-store: containers[cart-store].securityContext.runAsNonRoot: must be true",
       "Deployment/cart-store: containers[cart-store].resources: requests.cpu (4) exceeds limits.cpu",
+      "StatefulSet/redis: containers[redis].command: sh -c without an exec of the program",
     ]);
   });
 
