@@ -85,7 +85,8 @@ const BASE_EXPECTED = {
 // shards, backups, an Ingress.
 const IS_PROD = (overlay) => overlay === "prod";
 // promtool unit tests of the alerts of this repository's k8s/ (the services' own are k8s/monitoring's).
-const RULE_TESTS = { natsStore: join(dirname(fileURLToPath(import.meta.url)), "rules", "nats-store.test.yaml") };
+const RULES_DIR = join(dirname(fileURLToPath(import.meta.url)), "rules");
+const RULE_TESTS = { natsStore: join(RULES_DIR, "nats-store.test.yaml"), postgresql: join(RULES_DIR, "postgresql.test.yaml") };
 // Words that mark a value as a placeholder in the Secrets the repository ships.
 const FAKE_MARKERS = ["dev-only", "CHANGE-ME"];
 // The fields of a Kustomization that kustomize v2.0.3 (Debian 12's kubectl 1.20) knows.
@@ -257,12 +258,13 @@ for (const overlay of OVERLAYS) {
       t.diagnostic(`${objs.filter((o) => o.kind === "PrometheusRule").length} PrometheusRule objects checked`);
     });
 
-    it("fires the NATS store alerts when they should and not before (`promtool test rules`)", () => {
+    it("fires the NATS store" + (IS_PROD(overlay) ? " and PostgreSQL" : "") + " alerts when they should and not before (`promtool test rules`)", () => {
       const promtool = which("promtool");
       assert.ok(promtool, "promtool is not on PATH: `scripts/dev test` installs Debian's prometheus package for it");
       const dir = mkdtempSync(join(tmpdir(), "cartshard-rules-"));
       try {
         expectNone(testRulesWithPromtool(objs, "nats-store", RULE_TESTS.natsStore, promtool, dir), "rule tests");
+        if (IS_PROD(overlay)) expectNone(testRulesWithPromtool(objs, "postgresql", RULE_TESTS.postgresql, promtool, dir), "rule tests");
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
