@@ -1140,15 +1140,19 @@ export function checkRoles(objs, external = []) {
     const cluster = objs.find((o) => o.kind === "Cluster" && o.apiVersion === "postgresql.cnpg.io/v1" && `${o.metadata.name}-rw` === d.host);
     if (!cluster) return;
     const cid = objId(cluster);
-    if (cluster.spec?.bootstrap?.initdb?.secret?.name !== d.secret) problems.push(`${cid}: spec.bootstrap.initdb.secret is ${cluster.spec?.bootstrap?.initdb?.secret?.name}, but migrate logs in with ${d.secret}`);
+    // A new cluster (initdb) or one restored from a backup (recovery: its roles and grants come
+    // with the data; the owner's password is set again from the Secret).
+    const boot = cluster.spec?.bootstrap?.initdb ? "initdb" : "recovery";
+    const init = cluster.spec?.bootstrap?.[boot] || {};
+    if (init.secret?.name !== d.secret) problems.push(`${cid}: spec.bootstrap.${boot}.secret is ${init.secret?.name}, but migrate logs in with ${d.secret}`);
     const role = (cluster.spec?.managed?.roles || []).find((x) => x.passwordSecret?.name === r.secret);
     if (!role) problems.push(`${cid}: spec.managed.roles: no role with passwordSecret ${r.secret} (the services' login)`);
     else {
       if (role.login !== true || (role.ensure ?? "present") !== "present") problems.push(`${cid}: spec.managed.roles[${role.name}]: must be present with login: true`);
       if (role.superuser || role.createdb || role.createrole) problems.push(`${cid}: spec.managed.roles[${role.name}]: must not be superuser, createdb or createrole`);
-      const sql = (cluster.spec?.bootstrap?.initdb?.postInitApplicationSQL || []).join(";\n");
-      const granted = (role.inRoles || []).some((g) => new RegExp(`ALTER DEFAULT PRIVILEGES FOR ROLE ${cluster.spec?.bootstrap?.initdb?.owner}\\b[^;]*ON TABLES TO ${g}\\b`, "i").test(sql));
-      if (!granted) problems.push(`${cid}: spec.managed.roles[${role.name}]: none of its inRoles (${(role.inRoles || []).join(", ") || "none"}) gets the owner's tables by ALTER DEFAULT PRIVILEGES in postInitApplicationSQL`);
+      const sql = (init.postInitApplicationSQL || []).join(";\n");
+      const granted = (role.inRoles || []).some((g) => new RegExp(`ALTER DEFAULT PRIVILEGES FOR ROLE ${init.owner}\\b[^;]*ON TABLES TO ${g}\\b`, "i").test(sql));
+      if (boot === "initdb" && !granted) problems.push(`${cid}: spec.managed.roles[${role.name}]: none of its inRoles (${(role.inRoles || []).join(", ") || "none"}) gets the owner's tables by ALTER DEFAULT PRIVILEGES in postInitApplicationSQL`);
     }
   });
   return problems;
