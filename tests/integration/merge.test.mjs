@@ -446,6 +446,12 @@ describe('a merge with an Idempotency-Key', OPTS, () => {
         items: [{ sku: 'G', quantity: 2 }],
       })), { G: 2 });
       assert.deepEqual(linesOf(await shardCart(c.user)), { W: 1 });
+      // The merge again at once (the gateway reads its outcome while JetStream still knows the id)
+      // and past the window (the guest's worker judges it): 422 both times, like the first answer.
+      reused(await merge(c.user, { from: c.guest }, { headers: { 'Idempotency-Key': keyC } }), 'the merge again at once');
+      await forgotten();
+      reused(await merge(c.user, { from: c.guest }, { headers: { 'Idempotency-Key': keyC } }), 'the merge again later');
+      assert.deepEqual(linesOf(await shardCart(c.guest)), { G: 2 });
       // The add again under its key is still the add.
       const again = await addItem(c.user, 'W', 1, { 'Idempotency-Key': keyC });
       assert.equal(again.status, 200, again.text);

@@ -107,21 +107,28 @@ static int record_answer(cs_working_set *ws, const cs_item *it)
  * expiry: of the users already in `ws`). */
 cart_status cs_apply_begin(cs_shard *sh, cs_working_set *ws, cs_item *items, size_t n, cs_store_err *e)
 {
-    /* Each event's own id, and a lines_merged's merge id too: the merge's key under the user. */
+    /* Each event's own id; a lines_merged's merge id too (the merge's key under the user), and a
+     * merge_requested's settlement id (how a merge begun here ended: merge_repeat). */
     const char **ids = malloc((2 * n + 1) * sizeof *ids);
+    char(*settled)[CART_MERGE_ID_MAX + 1] = malloc((n ? n : 1) * sizeof *settled);
     prior_ctx ctx = {ws, false};
     cs_store_reads r = {0};
     cart **carts = NULL;
     cart_status st = CART_OK;
 
-    if (ids == NULL)
+    if (ids == NULL || settled == NULL) {
+        free(ids);
+        free(settled);
         return cs_store_out_of_memory(e);
+    }
     for (size_t i = 0; i < n && st == CART_OK; i++) {
         if (!items[i].decoded || items[i].dlq_reason[0])
             continue;
         ids[r.nevents++] = items[i].ev.event_id;
         if (items[i].ev.type == CART_EV_LINES_MERGED)
             ids[r.nevents++] = items[i].ev.merge.merge_id;
+        if (items[i].ev.type == CART_EV_MERGE_REQUESTED)
+            ids[r.nevents++] = cart_merge_derived_id(settled[i], CART_MERGE_SETTLED_PREFIX, items[i].ev.event_id);
         if (cs_working_set_add(ws, items[i].ev.user_id) == NULL)
             st = cs_store_out_of_memory(e);
     }
@@ -141,6 +148,7 @@ cart_status cs_apply_begin(cs_shard *sh, cs_working_set *ws, cs_item *items, siz
             st = cs_store_out_of_memory(e);
     }
     free(carts);
+    free(settled);
     free(ids);
     return st;
 }
@@ -304,6 +312,25 @@ static int record_merge_key(cs_shard *sh, cs_working_set *ws, const cs_item *it,
                : -1;
 }
 
+/* A merge request met again with its own fingerprint (`rep`, a replay of `*first`). A merge begun
+ * here (202) whose lines the user's side refused because the key's first request was another
+ * write of the user has a settlement carrying that request's fingerprint: the repeat is judged
+ * against it, so that it is 422 like the merge was, not 202. */
+static cs_working_repeat merge_repeat(const cs_working_set *ws, const cs_item *it, cs_working_repeat rep,
+                                      const cs_working_answer **first)
+{
+    char id[CART_MERGE_ID_MAX + 1];
+    const cs_working_answer *settled;
+
+    if ((*first)->http_status != 202)
+        return rep;
+    settled = cs_working_set_answer_of(ws, cart_merge_derived_id(id, CART_MERGE_SETTLED_PREFIX, it->ev.event_id));
+    if (settled == NULL || !cart_fingerprints_clash(settled->fingerprint, it->ev.request_fingerprint))
+        return rep;
+    *first = settled;
+    return CS_WORKING_KEY_REUSED;
+}
+
 /* Answers an item whose event_id has a first answer (`first`, judged `rep`) without applying it:
  * the first answer again with the cart as it is now, or 422 when the event_id was used for another
  * request. Nothing is recorded either way, so the first answer stays. 0, or -1 when out of
@@ -360,6 +387,8 @@ static cart_status apply_item(cs_shard *sh, cs_working_set *ws, cs_item *items, 
     if (wc == NULL)
         return cs_store_out_of_memory(e); /* cs_apply_begin added every user, or ran out of memory doing it */
     c = &wc->c;
+    if (rep == CS_WORKING_REPLAY && it->ev.type == CART_EV_MERGE_REQUESTED)
+        rep = merge_repeat(ws, it, rep, &first);
     if (rep != CS_WORKING_NEW)
         return answer_repeat(sh, it, c, rep, first) == 0 ? CART_OK : cs_store_out_of_memory(e);
     cart_uuid_v4(new_id);
