@@ -309,6 +309,23 @@ export function nats() {
 }
 
 /**
+ * Runs `fn` while stream CARTS forgets a message id after 300 ms instead of 2 minutes, so that a
+ * repeat published again later is stored, and a worker (not the gateway) meets it: the path of a
+ * repeat after JetStream's duplicate window, without the wait. The window is restored after.
+ */
+export async function afterTheDuplicateWindow(fn) {
+  const jsm = await (await nats()).jetstreamManager();
+  const { config } = await jsm.streams.info('CARTS');
+  const window = config.duplicate_window;
+  await jsm.streams.update('CARTS', { duplicate_window: 300_000_000 });
+  try {
+    return await fn(() => sleep(1000)); // what the caller waits, each time, for the ids to be forgotten
+  } finally {
+    await jsm.streams.update('CARTS', { duplicate_window: window });
+  }
+}
+
+/**
  * Every message stored on `subject` of `stream`, oldest first, that `keep(body, msg)` accepts (the
  * body parsed as JSON; a body that is not JSON is passed as null). Each item is
  * { seq, subject, headers, body, text } (text: the body as it was stored). Reads through a short-lived ordered consumer, so it sees the
