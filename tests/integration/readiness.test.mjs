@@ -8,7 +8,7 @@
 
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -22,6 +22,7 @@ import {
   freePort,
   http,
   poll,
+  refusedGateway,
   startGateway,
   startProcess,
   stopProcess,
@@ -150,6 +151,53 @@ describe('gateway readiness does not follow shared dependencies', SLOW, () => {
     } finally {
       agent.destroy();
       await stopProcess(gw, 'SIGKILL');
+    }
+  });
+});
+
+describe('REDIS_PASSWORD_FILE', SLOW, () => {
+  test('the gateway authenticates with the password from the file; a wrong one is reported as Redis down', SLOW, async () => {
+    const port = await freePort();
+    const dir = mkdtempSync(path.join(tmpdir(), 'cartshard-ready-redis-'));
+    const password = `pw-${Date.now().toString(36)}`;
+    // The password reaches this Redis in a config file, as it does in the compose deployment.
+    writeFileSync(path.join(dir, 'redis.conf'), `port ${port}\nbind 127.0.0.1\nsave ""\nappendonly no\nrequirepass ${password}\n`);
+    writeFileSync(path.join(dir, 'good'), `${password}\n`, { mode: 0o600 });
+    writeFileSync(path.join(dir, 'wrong'), 'not-the-password\n', { mode: 0o600 });
+    const rds = startProcess('redis-server', [path.join(dir, 'redis.conf')]);
+    const gws = [];
+    try {
+      const url = `redis://127.0.0.1:${port}`;
+      const good = await startGateway({ REDIS_URL: url, REDIS_PASSWORD_FILE: path.join(dir, 'good') });
+      gws.push(good);
+      await poll(async () => (await http('GET', `${good.url}/readyz`)).json?.redis === true, 8000,
+        'the gateway to authenticate with the file\'s password');
+      const wrong = await startGateway({ REDIS_URL: url, REDIS_PASSWORD_FILE: path.join(dir, 'wrong') });
+      gws.push(wrong);
+      await new Promise((r) => setTimeout(r, 1500)); // a health check or two
+      const res = await http('GET', `${wrong.url}/readyz`);
+      assert.equal(res.status, 200, res.text);
+      assert.equal(res.json.redis, false, 'a refused password is Redis unreachable, reported');
+    } finally {
+      for (const g of gws) await stopProcess(g);
+      await stopProcess(rds);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a missing file or a second password stops the gateway at start, naming the variable', async () => {
+    const missing = await refusedGateway({ REDIS_PASSWORD_FILE: '/nonexistent/redis-password' });
+    assert.equal(missing.code, 2, missing.log);
+    assert.match(missing.log, /REDIS_PASSWORD_FILE: cannot read \/nonexistent\/redis-password/);
+    const dir = mkdtempSync(path.join(tmpdir(), 'cartshard-ready-redis-'));
+    try {
+      writeFileSync(path.join(dir, 'pw'), 'secret-one\n');
+      const both = await refusedGateway({ REDIS_URL: 'redis://:secret-two@127.0.0.1:6379', REDIS_PASSWORD_FILE: path.join(dir, 'pw') });
+      assert.equal(both.code, 2, both.log);
+      assert.match(both.log, /REDIS_PASSWORD_FILE: set, but REDIS_URL holds a password too/);
+      assert.doesNotMatch(both.log, /secret-one|secret-two/, 'no password is echoed');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
