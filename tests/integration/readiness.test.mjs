@@ -177,7 +177,9 @@ describe('REDIS_PASSWORD_FILE', SLOW, () => {
       gws.push(good);
       await poll(async () => (await http('GET', `${good.url}/readyz`)).json?.redis === true, 8000,
         'the gateway to authenticate with the file\'s password');
-      const wrong = await startGateway({ REDIS_URL: url, REDIS_PASSWORD_FILE: path.join(dir, 'wrong') });
+      const wrong = await startGateway({ REDIS_URL: url, REDIS_PASSWORD_FILE: path.join(dir, 'wrong') }, {
+        ready: async (u) => (await http('GET', `${u}/readyz`, { timeoutMs: 500 })).status === 200,
+      });
       gws.push(wrong);
       await new Promise((r) => setTimeout(r, 1500)); // a health check or two
       const res = await http('GET', `${wrong.url}/readyz`);
