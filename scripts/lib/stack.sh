@@ -226,6 +226,15 @@ wait_until() {
 redis_ping() { [[ $(redis-cli -h 127.0.0.1 -p "$S_REDIS_PORT" ping 2>/dev/null) == PONG ]]; }
 http_200() { [[ $(curl -s -o /dev/null -m 2 -w '%{http_code}' "$1" || true) == 200 ]]; }
 
+# The gateway's /readyz is 200 whatever its shared dependencies do (it connects to them in the
+# background); the stack is up once its body also reports NATS and Redis reached, so that the
+# first request after `up` finds them.
+gateway_connected() {
+    local body
+    body=$(curl -s -m 2 "$1") || return 1
+    [[ $body == *'"nats":true'* && $body == *'"redis":true'* ]]
+}
+
 # ---------------------------------------------------------------------------------------------
 # the services
 
@@ -256,6 +265,7 @@ services_up() {
             CART_STORE_ADMIN_PORT="${S_ADMIN_PORTS[$i]}" "${S_STORE_ENV[@]}" "$STORE_BIN"
     done
     wait_until gateway cart-gateway ready http_200 "$S_GATEWAY_URL/readyz"
+    wait_until gateway cart-gateway "connected to NATS and Redis" gateway_connected "$S_GATEWAY_URL/readyz"
     for i in "${!S_ADMIN_PORTS[@]}"; do
         wait_until "cs-$((i + 1))" cart-store ready http_200 "http://127.0.0.1:${S_ADMIN_PORTS[$i]}/readyz"
     done

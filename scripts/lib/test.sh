@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # scripts/lib/test.sh: `scripts/dev test` and its phases: the unit tests (CTest), the OpenAPI
-# lint, the link check, the integration suites on the test stack (with --repeat), the deployment
-# suites, and the sanitizers' reports (which `soak` counts too). The fuzz phase is in fuzz.sh.
+# lint, the migration lint, the link check, the integration suites on the test stack (with
+# --repeat), the deployment suites, and the sanitizers' reports (which `soak` counts too). The fuzz
+# phase is in fuzz.sh.
 
 # Runs CTest; sets UNIT_PASSED and UNIT_FAILED.
 run_unit_tests() {
@@ -27,6 +28,18 @@ lint_openapi() {
     say "openapi lint (spectral)"
     if ensure_node_modules && "$ROOT/tests/integration/node_modules/.bin/spectral" lint "$ROOT/docs/openapi.yaml" \
         --ruleset "$ROOT/docs/.spectral.yaml" --fail-severity warn; then
+        UNIT_PASSED=$((UNIT_PASSED + 1))
+    else
+        UNIT_FAILED=$((UNIT_FAILED + 1))
+    fi
+}
+
+# Lints every file in migrations/ with Squawk (tests/migrations/lint.test.mjs: findings must be
+# fixed or excused in tests/migrations/excuses.json); counts as one unit test.
+lint_migrations() {
+    say "migration lint (squawk)"
+    if ensure_node_modules "$ROOT/tests/migrations" &&
+        (cd "$ROOT/tests/migrations" && node --test --test-reporter=spec lint.test.mjs </dev/null); then
         UNIT_PASSED=$((UNIT_PASSED + 1))
     else
         UNIT_FAILED=$((UNIT_FAILED + 1))
@@ -238,6 +251,7 @@ cmd_test() {
     fi
     run_unit_tests
     lint_openapi
+    lint_migrations
     check_links
     # The fuzz targets are sanitized builds of their own; a run of named suites skips them.
     if [[ -z $SANITIZE && $# -eq 0 ]]; then

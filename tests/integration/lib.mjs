@@ -739,7 +739,8 @@ export async function stopProcess(child, signal = 'SIGTERM') {
 
 /**
  * A private cart-gateway on the stack's NATS, Redis and shards, one thread, on a free port; `env`
- * overrides any setting. Resolves once `ready(url)` (by default: GET /readyz answers 200) holds,
+ * overrides any setting. Resolves once `ready(url)` (by default: GET /readyz answers 200 and
+ * reports NATS and Redis reached: the gateway connects to them in the background) holds,
  * at most 10 s, with child.url set (https:// when env sets GATEWAY_TLS_CERT).
  */
 export async function startGateway(env = {}, { ready, logFile = null } = {}) {
@@ -758,7 +759,11 @@ export async function startGateway(env = {}, { ready, logFile = null } = {}) {
   }, { logFile });
   child.url = `${env.GATEWAY_TLS_CERT ? 'https' : 'http'}://127.0.0.1:${port}`;
   const isReady =
-    ready ?? (async (url) => (await http('GET', `${url}/readyz`, { timeoutMs: 500 }).catch(() => ({}))).status === 200);
+    ready ??
+    (async (url) => {
+      const r = await http('GET', `${url}/readyz`, { timeoutMs: 500 }).catch(() => ({}));
+      return r.status === 200 && r.json?.nats === true && r.json?.redis === true;
+    });
   await waitFor(`the private gateway on port ${port} to be ready (${child.log()})`, async () => {
     assert.equal(child.exitCode, null, `the private gateway exited: ${child.log()}`);
     return isReady(child.url).catch(() => false);
