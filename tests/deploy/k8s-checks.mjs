@@ -1385,3 +1385,25 @@ export function checkImagesAndRedis(objs) {
   }
   return problems;
 }
+
+/**
+ * One name everywhere: the cartshard images the manifests run are the ones docker/ builds
+ * (the Dockerfile's targets) and docker/compose.yaml runs, and Redis is 7.2.11 or newer in
+ * both. `compose` and `dockerfile` are the files' texts.
+ */
+export function checkImagesAcrossDeployments(objs, compose, dockerfile) {
+  const problems = [];
+  const k8s = new Set(appContainers(objs).map(({ c }) => /cartshard\/(cart-[a-z]+)/.exec(c.image)?.[1]).filter(Boolean));
+  const composed = new Set([...compose.matchAll(/image:\s*\S*cartshard\}?\/([a-z-]+):/g)].map((m) => m[1]));
+  const targets = new Set([...dockerfile.matchAll(/^FROM\s+\S+\s+AS\s+(cart-[a-z]+)\s*$/gim)].map((m) => m[1]));
+  for (const n of k8s) {
+    if (!composed.has(n)) problems.push(`cartshard/${n}: run by the manifests, but docker/compose.yaml runs ${[...composed].join(", ") || "none"}`);
+    if (!targets.has(n)) problems.push(`cartshard/${n}: run by the manifests, but docker/Dockerfile builds the targets ${[...targets].join(", ") || "none"}`);
+  }
+  for (const n of composed) if (!k8s.has(n)) problems.push(`cartshard/${n}: run by docker/compose.yaml, not by the manifests`);
+  for (const m of compose.matchAll(/redis:(\d+)\.(\d+)\.(\d+)/g)) {
+    const [maj, min, pat] = [Number(m[1]), Number(m[2]), Number(m[3])];
+    if (maj < 7 || (maj === 7 && min < 2) || (maj === 7 && min === 2 && pat < 11)) problems.push(`docker/compose.yaml: ${m[0]}: Redis before 7.2.11 has known CVEs`);
+  }
+  return problems;
+}

@@ -21,6 +21,7 @@ import {
   appContainers,
   checkAvailability,
   checkBackups,
+  checkImagesAcrossDeployments,
   checkImagesAndRedis,
   checkIngress,
   checkMonitoring,
@@ -272,6 +273,10 @@ for (const overlay of OVERLAYS) {
 
     it("uses one name per cartshard image, a patched Redis run as a cache, and no password on a command line", () => {
       expectNone(checkImagesAndRedis(objs), "images");
+    });
+
+    it("runs the same cartshard images as docker/ builds and compose runs, and a patched Redis there too", () => {
+      expectNone(checkImagesAcrossDeployments(objs, readFileSync(join(ROOT, "docker", "compose.yaml"), "utf8"), readFileSync(join(ROOT, "docker", "Dockerfile"), "utf8")), "images across deployments");
     });
 
     if (IS_PROD(overlay)) {
@@ -630,6 +635,14 @@ describe("k8s: the checks fail on broken objects", () => {
       "StatefulSet/redis: container redis: Redis is a cache: --maxmemory",
       "StatefulSet/redis: container redis: Redis is a cache: --appendonly no",
       "Deployment/cart-gateway: container cart-gateway.image: cartshard/gateway:0.1.0: cartshard's images are",
+    ]);
+    const compose = readFileSync(join(ROOT, "docker", "compose.yaml"), "utf8");
+    const dockerfile = readFileSync(join(ROOT, "docker", "Dockerfile"), "utf8");
+    expectSome(checkImagesAcrossDeployments(dev, compose.replace(/cartshard\}\/cart-gateway:/g, "cartshard}/gateway:").replace(/redis:7\.2\.\d+/g, "redis:7.2.5"), dockerfile.replace(/AS cart-stats/g, "AS stats")), [
+      "cartshard/cart-gateway: run by the manifests, but docker/compose.yaml runs",
+      "cartshard/gateway: run by docker/compose.yaml, not by the manifests",
+      "cartshard/cart-stats: run by the manifests, but docker/Dockerfile builds the targets",
+      "docker/compose.yaml: redis:7.2.5: Redis before 7.2.11",
     ]);
     t.diagnostic("a broken rule, an old Redis and a stray image name refused");
   });
