@@ -1,4 +1,4 @@
-// Lints every file in migrations/ with Squawk (squawk-cli, pinned in package.json), a linter for
+// Lints every file in migrations/ with Squawk (its x86-64 Linux binary package, pinned in package.json), a linter for
 // PostgreSQL migrations: what takes a long lock, rewrites or scans a table, or cannot run inside
 // the transaction `cart-store migrate` wraps each file in. The rules a migration follows, and why:
 // docs/internals/migrations.md.
@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
 const DIR = path.join(ROOT, 'migrations');
-const SQUAWK = path.join(HERE, 'node_modules/.bin/squawk');
+const SQUAWK = path.join(HERE, 'node_modules/@squawk-cli/linux-x64/bin/squawk');
 const EXCUSES = JSON.parse(readFileSync(path.join(HERE, 'excuses.json'), 'utf8'));
 const NAME_RE = /^(\d{4})_[a-z0-9_]+\.sql$/;
 
