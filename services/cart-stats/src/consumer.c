@@ -142,14 +142,14 @@ static bool rebuild(consumer *c)
 }
 
 /* Counts the notices in PostgreSQL, retrying until done or stopping. */
-static bool count_pg(consumer *c, const st_notice *const *v, size_t n)
+static bool count_pg(consumer *c, const st_notice *const *v, size_t n, bool *fresh)
 {
     int wait = RETRY_MIN_MS;
     char err[512];
 
     while (!atomic_load(&c->s->stopping)) {
         if (pg_connect(c)) {
-            if (st_pg_count(c->pg, v, n, err, sizeof err) == 0)
+            if (st_pg_count(c->pg, v, n, fresh, err, sizeof err) == 0)
                 return true;
             cart_counter_inc(c->s->m_pg_errors);
             cart_log(CART_LOG_WARN, "counting in postgresql failed", CART_LS("error", err), NULL);
@@ -227,10 +227,11 @@ static void handle_batch(consumer *c, natsMsgList *list)
     const st_notice **todo = calloc((size_t)n, sizeof *todo);
     int *outcome = calloc((size_t)n, sizeof *outcome);
     int *of = calloc((size_t)n, sizeof *of); /* the index in todo of each message, or -1 */
+    bool *fresh = calloc((size_t)n, sizeof *fresh);
     size_t ntodo = 0;
     int64_t now_min = cart_now_ms() / 60000;
 
-    if (notices == NULL || todo == NULL || outcome == NULL || of == NULL) {
+    if (notices == NULL || todo == NULL || outcome == NULL || of == NULL || fresh == NULL) {
         cart_log(CART_LOG_ERROR, "out of memory: the batch is left to be redelivered", NULL);
         goto out;
     }
@@ -261,14 +262,15 @@ static void handle_batch(consumer *c, natsMsgList *list)
         todo[ntodo++] = &notices[i];
     }
     if (ntodo > 0) {
-        if (!count_pg(c, todo, ntodo))
+        if (!count_pg(c, todo, ntodo, fresh))
             goto out; /* stopping: the batch is redelivered */
         atomic_store(&c->s->flushed_at_ms, cart_now_ms());
         if (!count_live(c, todo, ntodo, outcome))
             goto out;
         cart_counter_inc(c->s->m_batches);
+        /* PostgreSQL's answer is the outcome: Redis may have been refilled from it meanwhile. */
         for (size_t j = 0; j < ntodo; j++)
-            cart_counter_inc(outcome[j] == 1 ? c->s->m_counted : c->s->m_duplicate);
+            cart_counter_inc(fresh[j] ? c->s->m_counted : c->s->m_duplicate);
     }
     for (int i = 0; i < n; i++)
         natsMsg_Ack(list->Msgs[i], NULL);
@@ -277,6 +279,7 @@ out:
     free(todo);
     free(outcome);
     free(of);
+    free(fresh);
 }
 
 static void *consumer_main(void *arg)

@@ -38,8 +38,8 @@ static const char COUNT_SQL[] =
     "  ON CONFLICT (minute, sku) DO UPDATE SET units = t.units + EXCLUDED.units RETURNING 1),"
     " carts AS (INSERT INTO stats_minute_carts (minute, cart_id) SELECT DISTINCT m, cart FROM f ORDER BY 1, 2"
     "  ON CONFLICT DO NOTHING RETURNING 1)"
-    " SELECT (SELECT count(*) FROM f), (SELECT count(*) FROM mins), (SELECT count(*) FROM vals),"
-    " (SELECT count(*) FROM skus), (SELECT count(*) FROM carts)";
+    " SELECT e FROM f, (SELECT count(*) FROM mins) a, (SELECT count(*) FROM vals) b, (SELECT count(*) FROM skus) c,"
+    " (SELECT count(*) FROM carts) d";
 
 static void pg_error(PGconn *pg, const PGresult *res, char *err, size_t errlen)
 {
@@ -80,7 +80,7 @@ static char *notices_json(const st_notice *const *v, size_t n)
     return text;
 }
 
-int st_pg_count(PGconn *pg, const st_notice *const *v, size_t n, char *err, size_t errlen)
+int st_pg_count(PGconn *pg, const st_notice *const *v, size_t n, bool *fresh, char *err, size_t errlen)
 {
     char *doc = notices_json(v, n);
     const char *params[1] = {doc};
@@ -92,9 +92,19 @@ int st_pg_count(PGconn *pg, const st_notice *const *v, size_t n, char *err, size
         return -1;
     }
     res = PQexecParams(pg, COUNT_SQL, 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) == PGRES_TUPLES_OK)
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+        /* The ids counted now; the others were counted before (a batch holds distinct ids). */
+        for (size_t i = 0; i < n; i++) {
+            fresh[i] = false;
+            for (int row = 0; row < PQntuples(res); row++) {
+                if (strcmp(PQgetvalue(res, row, 0), v[i]->event_id) == 0) {
+                    fresh[i] = true;
+                    break;
+                }
+            }
+        }
         rc = 0;
-    else
+    } else
         pg_error(pg, res, err, errlen);
     PQclear(res);
     free(doc);

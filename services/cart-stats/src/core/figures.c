@@ -139,11 +139,9 @@ char *st_figures_to_json(const st_figures *f, size_t *len)
     ok = ok && json_object_set_new(doc, "window", json_string(name != NULL ? name : "")) == 0 &&
          json_object_set_new(doc, "from", json_string(from)) == 0 &&
          json_object_set_new(doc, "to", json_string(to)) == 0;
-    for (int i = 0; ok && i < ST_NCOUNTERS; i++) {
-        if (i == ST_CHECKOUTS)
-            continue; /* after the value of the carts checked out, below */
+    /* The contract's order: the line counters, checkouts and their value, then the ends of carts. */
+    for (int i = 0; ok && i <= ST_CHECKOUTS; i++)
         ok = json_object_set_new(doc, st_counter_names[i], json_integer(f->sum[i])) == 0;
-    }
     /* Currencies in code order (insertion sort of at most ST_CURRENCIES_MAX indices). */
     for (int i = 0; i < n; i++) {
         int j = i;
@@ -153,9 +151,10 @@ char *st_figures_to_json(const st_figures *f, size_t *len)
     }
     for (int i = 0; ok && i < n; i++)
         ok = json_object_set_new(values, f->currency[order[i]], json_integer(f->value[order[i]])) == 0;
-    ok = ok && json_object_set_new(doc, "checkouts", json_integer(f->sum[ST_CHECKOUTS])) == 0 &&
-         json_object_set(doc, "checkout_value", values) == 0 &&
-         json_object_set_new(doc, "active_carts", json_integer(f->active_carts)) == 0 &&
+    ok = ok && json_object_set(doc, "checkout_value", values) == 0;
+    for (int i = ST_CHECKOUTS + 1; ok && i < ST_NCOUNTERS; i++)
+        ok = json_object_set_new(doc, st_counter_names[i], json_integer(f->sum[i])) == 0;
+    ok = ok && json_object_set_new(doc, "active_carts", json_integer(f->active_carts)) == 0 &&
          json_object_set_new(doc, "conversion", ratio(f->sum[ST_CHECKOUTS], f->sum[ST_CARTS_CREATED])) == 0 &&
          json_object_set_new(doc, "abandonment",
                              ratio(f->sum[ST_CARTS_EXPIRED], f->sum[ST_CARTS_EXPIRED] + f->sum[ST_CHECKOUTS])) == 0;
