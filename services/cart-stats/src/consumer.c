@@ -142,14 +142,14 @@ static bool rebuild(consumer *c)
 }
 
 /* Counts the notices in PostgreSQL, retrying until done or stopping. */
-static bool count_pg(consumer *c, const st_notice *const *v, size_t n, bool *fresh)
+static bool count_pg(consumer *c, const st_notice *const *v, size_t n, bool *fresh, int64_t *minute)
 {
     int wait = RETRY_MIN_MS;
     char err[512];
 
     while (!atomic_load(&c->s->stopping)) {
         if (pg_connect(c)) {
-            if (st_pg_count(c->pg, v, n, fresh, err, sizeof err) == 0)
+            if (st_pg_count(c->pg, v, n, fresh, minute, err, sizeof err) == 0)
                 return true;
             cart_counter_inc(c->s->m_pg_errors);
             cart_log(CART_LOG_WARN, "counting in postgresql failed", CART_LS("error", err), NULL);
@@ -224,14 +224,15 @@ static void handle_batch(consumer *c, natsMsgList *list)
 {
     int n = list->Count;
     st_notice *notices = calloc((size_t)n, sizeof *notices);
-    const st_notice **todo = calloc((size_t)n, sizeof *todo);
+    st_notice **todo = calloc((size_t)n, sizeof *todo);
     int *outcome = calloc((size_t)n, sizeof *outcome);
     int *of = calloc((size_t)n, sizeof *of); /* the index in todo of each message, or -1 */
     bool *fresh = calloc((size_t)n, sizeof *fresh);
+    int64_t *minute = calloc((size_t)n, sizeof *minute);
     size_t ntodo = 0;
     int64_t now_min = cart_now_ms() / 60000;
 
-    if (notices == NULL || todo == NULL || outcome == NULL || of == NULL || fresh == NULL) {
+    if (notices == NULL || todo == NULL || outcome == NULL || of == NULL || fresh == NULL || minute == NULL) {
         cart_log(CART_LOG_ERROR, "out of memory: the batch is left to be redelivered", NULL);
         goto out;
     }
@@ -262,10 +263,13 @@ static void handle_batch(consumer *c, natsMsgList *list)
         todo[ntodo++] = &notices[i];
     }
     if (ntodo > 0) {
-        if (!count_pg(c, todo, ntodo, fresh))
+        if (!count_pg(c, (const st_notice *const *)todo, ntodo, fresh, minute))
             goto out; /* stopping: the batch is redelivered */
+        /* A copy is looked for in Redis where its first count went. */
+        for (size_t j = 0; j < ntodo; j++)
+            todo[j]->minute = minute[j];
         atomic_store(&c->s->flushed_at_ms, cart_now_ms());
-        if (!count_live(c, todo, ntodo, outcome))
+        if (!count_live(c, (const st_notice *const *)todo, ntodo, outcome))
             goto out;
         cart_counter_inc(c->s->m_batches);
         /* PostgreSQL's answer is the outcome: Redis may have been refilled from it meanwhile. */
@@ -280,6 +284,7 @@ out:
     free(outcome);
     free(of);
     free(fresh);
+    free(minute);
 }
 
 static void *consumer_main(void *arg)

@@ -38,8 +38,9 @@ static const char COUNT_SQL[] =
     "  ON CONFLICT (minute, sku) DO UPDATE SET units = t.units + EXCLUDED.units RETURNING 1),"
     " carts AS (INSERT INTO stats_minute_carts (minute, cart_id) SELECT DISTINCT m, cart FROM f ORDER BY 1, 2"
     "  ON CONFLICT DO NOTHING RETURNING 1)"
-    " SELECT e FROM f, (SELECT count(*) FROM mins) a, (SELECT count(*) FROM vals) b, (SELECT count(*) FROM skus) c,"
-    " (SELECT count(*) FROM carts) d";
+    " SELECT f.e, f.m, true FROM f, (SELECT count(*) FROM mins) a, (SELECT count(*) FROM vals) b,"
+    " (SELECT count(*) FROM skus) c, (SELECT count(*) FROM carts) d"
+    " UNION ALL SELECT s.event_id, s.minute, false FROM n JOIN stats_seen s ON s.event_id = n.e";
 
 static void pg_error(PGconn *pg, const PGresult *res, char *err, size_t errlen)
 {
@@ -80,7 +81,7 @@ static char *notices_json(const st_notice *const *v, size_t n)
     return text;
 }
 
-int st_pg_count(PGconn *pg, const st_notice *const *v, size_t n, bool *fresh, char *err, size_t errlen)
+int st_pg_count(PGconn *pg, const st_notice *const *v, size_t n, bool *fresh, int64_t *minute, char *err, size_t errlen)
 {
     char *doc = notices_json(v, n);
     const char *params[1] = {doc};
@@ -93,12 +94,16 @@ int st_pg_count(PGconn *pg, const st_notice *const *v, size_t n, bool *fresh, ch
     }
     res = PQexecParams(pg, COUNT_SQL, 1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) == PGRES_TUPLES_OK) {
-        /* The ids counted now; the others were counted before (a batch holds distinct ids). */
+        /* The ids counted now, and those counted before with the minute they were counted in (a
+         * batch holds distinct ids; one whose first count committed while this statement waited
+         * for it is in neither list: a duplicate in its own minute). */
         for (size_t i = 0; i < n; i++) {
             fresh[i] = false;
+            minute[i] = v[i]->minute;
             for (int row = 0; row < PQntuples(res); row++) {
                 if (strcmp(PQgetvalue(res, row, 0), v[i]->event_id) == 0) {
-                    fresh[i] = true;
+                    fresh[i] = PQgetvalue(res, row, 2)[0] == 't';
+                    minute[i] = strtoll(PQgetvalue(res, row, 1), NULL, 10);
                     break;
                 }
             }

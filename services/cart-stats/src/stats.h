@@ -112,9 +112,11 @@ int st_live_has_marker(st_live *l);
 
 /* Counts notices v[0..n) (distinct event ids) in one statement: their ids into stats_seen, and
  * the counts of those not there before into the minute rows; fresh[i] says whether v[i] was
- * counted now (false: counted before, a duplicate). 0, or -1 with PostgreSQL's error in `err`
- * (nothing was written). */
-int st_pg_count(PGconn *pg, const st_notice *const *v, size_t n, bool *fresh, char *err, size_t errlen);
+ * counted now (false: counted before, a duplicate), minute[i] the minute its id was first counted
+ * in (a copy's applied_at may differ; the live dedup looks there). 0, or -1 with PostgreSQL's
+ * error in `err` (nothing was written). */
+int st_pg_count(PGconn *pg, const st_notice *const *v, size_t n, bool *fresh, int64_t *minute, char *err,
+                size_t errlen);
 
 /* Deletes rows and dedup ids of minutes before `minute`. 0 or -1 with `err`. */
 int st_pg_prune(PGconn *pg, int64_t minute, char *err, size_t errlen);
