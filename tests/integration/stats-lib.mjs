@@ -50,7 +50,9 @@ export async function quietFigures({ timeoutMs = 30_000 } = {}) {
     'cart-stats to be idle',
     async () => {
       const pending = await statsMetric('cartshard_stats_consumer_pending');
-      const now = await stats('1h');
+      // 503 while the figures are (re)built: not idle yet.
+      const now = await stats('1h').catch(() => null);
+      if (now === null) return false;
       const same = last !== null && JSON.stringify(pick(now)) === JSON.stringify(pick(last));
       last = now;
       if (pending === 0 && same) result = now;

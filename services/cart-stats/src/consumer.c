@@ -301,8 +301,13 @@ static void *consumer_main(void *arg)
         natsStatus st;
         int64_t now = cart_now_ms();
 
-        if (now - c.gauges_at >= GAUGES_EVERY_MS)
+        if (now - c.gauges_at >= GAUGES_EVERY_MS) {
+            /* A Redis without the marker (a first start, or it lost everything while nothing
+             * was counted) is refilled now, so that the figures are there to read. */
+            if (st_live_has_marker(&c.live) == 0)
+                rebuild(&c);
             refresh_gauges(&c, now);
+        }
         if (now - c.prune_at >= PRUNE_EVERY_MS && pg_connect(&c)) {
             char err[256];
             c.prune_at = now;
