@@ -7,7 +7,12 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+
+import Ajv2020 from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
+import YAML from 'yaml';
 
 import { STATS_URL, closeAll, http, queryShard, shardOf, uniqueUser, waitFor } from './lib.mjs';
 import { StatsModel, figuresReach, hllTolerance, quietFigures, stats, topSkus } from './stats-lib.mjs';
@@ -173,6 +178,43 @@ describe('cart-stats counts a known load exactly', OPTS, () => {
     assert.equal(def.status, 200);
     assert.ok(def.json.length <= 10, 'the default limit is 10');
   });
+});
+
+describe('the stats API as docs/openapi.yaml describes it', { timeout: 30_000 }, () => {
+  const spec = YAML.parse(readFileSync(new URL('../../docs/openapi.yaml', import.meta.url), 'utf8'));
+  const ajv = new Ajv2020({ allErrors: true, strict: false });
+  addFormats(ajv);
+  const refs = (x) => JSON.parse(JSON.stringify(x).replaceAll('#/components/schemas/', 'spec#/$defs/'));
+  ajv.addSchema({ $id: 'spec', $defs: refs(spec.components.schemas) });
+  const validator = (path, status) => {
+    const op = spec.paths[path].get;
+    let r = op.responses[status];
+    if (r.$ref) r = spec.components.responses[r.$ref.split('/').pop()];
+    const [type, media] = Object.entries(r.content)[0];
+    return { type, check: ajv.compile(refs(media.schema)) };
+  };
+
+  test('cart-stats serves the paths that name its server', () => {
+    for (const path of ['/v1/stats', '/v1/stats/top-skus']) {
+      assert.equal(new URL(spec.paths[path].servers[0].url).port, '9201', `${path} is cart-stats's`);
+    }
+  });
+
+  for (const [url, path, status] of [
+    ['/v1/stats?window=5m', '/v1/stats', '200'],
+    ['/v1/stats?window=24h', '/v1/stats', '200'],
+    ['/v1/stats/top-skus?limit=3', '/v1/stats/top-skus', '200'],
+    ['/v1/stats?window=7d', '/v1/stats', '400'],
+    ['/v1/stats/top-skus?limit=0', '/v1/stats/top-skus', '400'],
+  ]) {
+    test(`GET ${url}: ${status} as the spec says`, async () => {
+      const res = await http('GET', `${STATS_URL}${url}`);
+      assert.equal(String(res.status), status);
+      const { type, check } = validator(path, status);
+      assert.equal(res.headers.get('content-type').split(';')[0], type);
+      assert.ok(check(res.json), JSON.stringify(check.errors));
+    });
+  }
 });
 
 describe('the stats API refuses what it cannot answer', { timeout: 30_000 }, () => {
