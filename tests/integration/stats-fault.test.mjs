@@ -21,12 +21,15 @@ import {
   STATS_URL,
   checkedStackPid,
   closeAll,
+  freePort,
   http,
   publishRaw,
   redis,
   sleep,
   stackPid,
   stackUp,
+  startProcess,
+  stopProcess,
   waitFor,
 } from './lib.mjs';
 import { StatsModel, figuresReach, quietFigures, stats, statsMetric, topSkus } from './stats-lib.mjs';
@@ -167,6 +170,42 @@ describe('cart-stats counts exactly once under faults', OPTS, () => {
     });
     assert.equal((await http('GET', `${STATS_URL}/readyz`)).status, 200);
     await figuresReach(baseline, model);
+  });
+
+  test('two replicas share the consumer: both count, together exactly once', OPTS, async () => {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const second = startProcess(STATS_BIN, [], {
+      NATS_URL,
+      REDIS_URL,
+      SHARD_DSNS: SHARD_DSNS.join(','),
+      CART_PARTITIONS: String(CART_PARTITIONS),
+      CART_STATS_HOST: '127.0.0.1',
+      CART_STATS_PORT: String(port),
+      CART_STATS_ID: 'stats-fault-2',
+      CART_STATS_BATCH: '16',
+    });
+    const counted = 'cartshard_stats_changes_total{outcome="counted"}';
+    const theirs = async () => {
+      const m = await http('GET', `${url}/metrics`);
+      const line = m.text.split('\n').find((l) => l.startsWith(`${counted} `));
+      return line ? Number(line.slice(counted.length + 1)) : 0;
+    };
+    try {
+      await waitFor('the second replica ready', async () => (await http('GET', `${url}/readyz`).catch(() => ({}))).status === 200, {
+        timeoutMs: 20_000,
+      });
+      const ours = await statsMetric(counted);
+      await publishNotices(model, 3000, 4500);
+      await figuresReach(baseline, model, { timeoutMs: 60_000 });
+      const a = (await statsMetric(counted)) - ours;
+      const b = await theirs();
+      assert.ok(a > 0 && b > 0, `both replicas counted (${a} and ${b})`);
+      assert.equal(a + b, 1500, 'together, each notice once');
+    } finally {
+      await stopProcess(second, 'SIGTERM');
+    }
+    assert.equal(second.exitCode, 0, `the second replica stopped cleanly: ${second.log()}`);
   });
 
   test('FLUSHALL, then cart-stats rebuild: the same figures', OPTS, async () => {

@@ -6,6 +6,7 @@
 // expires at once (as in lifecycle).
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
@@ -260,6 +261,20 @@ describe('the stats API refuses what it cannot answer', { timeout: 30_000 }, () 
     assert.match(res.text, /^<!doctype html>/i);
   });
 
+  test('a bad setting stops cart-stats at start, naming the variable', async () => {
+    const bin = process.env.CARTSHARD_STATS_BIN;
+    assert.ok(bin, 'CARTSHARD_STATS_BIN is set');
+    for (const [name, value] of [
+      ['CART_STATS_PORT', 'abc'],
+      ['STATS_DSN', 'mysql://x'],
+      ['CART_STATS_BATCH', '0'],
+    ]) {
+      const r = spawnSync(bin, [], { env: { ...process.env, [name]: value }, encoding: 'utf8', timeout: 10_000 });
+      assert.equal(r.status, 2, `${name}=${value}: exit 2`);
+      assert.match(r.stderr, new RegExp(`^cart-stats: ${name}: `, 'm'));
+    }
+  });
+
   test('healthz, readyz (with its dependencies) and metrics', async () => {
     assert.equal((await http('GET', `${STATS_URL}/healthz`)).status, 200);
     const ready = await http('GET', `${STATS_URL}/readyz`);
@@ -273,6 +288,8 @@ describe('the stats API refuses what it cannot answer', { timeout: 30_000 }, () 
       'cartshard_stats_consumer_pending',
       'cartshard_stats_flush_age_seconds',
       'cartshard_stats_figure{window="1h",figure="units_added"}',
+      'cartshard_http_requests_total{route="/v1/stats",status="200"}',
+      'cartshard_http_requests_total{route="/v1/stats",status="400"}',
     ]) {
       assert.ok(m.text.split('\n').some((l) => l.startsWith(`${series} `)), `${series} is rendered`);
     }

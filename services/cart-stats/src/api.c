@@ -32,6 +32,8 @@ typedef struct st_job {
     st_live_result res;   /* how the read ended */
     char *body;           /* the answer's JSON (malloc'd), on ST_LIVE_OK */
     size_t len;           /* its length */
+    const char *route;    /* the route's name, for the metrics (a string constant) */
+    int64_t started_ms;   /* when the request came (cart_mono_ms) */
 } st_job;
 
 static st_service *service;
@@ -49,6 +51,17 @@ void st_api_cleanup(void)
     pthread_mutex_lock(&reader_mu);
     st_live_close(&reader);
     pthread_mutex_unlock(&reader_mu);
+}
+
+/* Counts an answer in the request metrics. */
+static void observe(const char *route, int status, int64_t started_ms)
+{
+    char code[16];
+    const char *lv[2] = {route, code};
+
+    snprintf(code, sizeof code, "%d", status);
+    cart_counter_inc(cart_metrics_series(service->m_requests, lv));
+    cart_histogram_observe(cart_metrics_series(service->m_latency, lv), (double)(cart_mono_ms() - started_ms) / 1000.0);
 }
 
 static void on_job_dispose(void *arg)
@@ -101,11 +114,13 @@ static void after_job(uv_work_t *w, int status)
         if (status == 0 && j->res == ST_LIVE_OK) {
             cart_http_header(req, "Cache-Control", "no-cache");
             cart_http_send(req, 200, "application/json", j->body, j->len);
+            observe(j->route, 200, j->started_ms);
         } else {
             cart_http_header(req, "Retry-After", "1");
             cart_http_problem(req, 503, "unavailable",
                               j->res == ST_LIVE_LOST ? "the live figures are being rebuilt from PostgreSQL"
                                                      : "Redis cannot be read now");
+            observe(j->route, 503, j->started_ms);
         }
     }
     free(j->body);
@@ -117,7 +132,8 @@ static bool path_is(h2o_req_t *req, const char *p)
     return h2o_memis(req->path_normalized.base, req->path_normalized.len, p, strlen(p));
 }
 
-static void serve_stats(st_service *s, h2o_req_t *req, bool top)
+/* Answers a figures request: at once when the query is bad, else from the thread pool (true). */
+static bool serve_stats(st_service *s, h2o_req_t *req, bool top, int64_t started_ms)
 {
     const char *q = NULL;
     size_t qlen = 0;
@@ -132,15 +148,17 @@ static void serve_stats(st_service *s, h2o_req_t *req, bool top)
     }
     if (st_query_parse(q, qlen, top, &query, err, sizeof err) != CART_OK) {
         cart_http_problem(req, 400, "invalid-query", err);
-        return;
+        return false;
     }
     j = calloc(1, sizeof *j);
     if (j == NULL) {
         cart_http_problem(req, 503, "unavailable", "out of memory");
-        return;
+        return false;
     }
     j->q = query;
     j->top = top;
+    j->route = top ? "/v1/stats/top-skus" : "/v1/stats";
+    j->started_ms = started_ms;
     j->req = req;
     j->slot = h2o_mem_alloc_shared(&req->pool, sizeof *j->slot, on_job_dispose);
     *j->slot = j;
@@ -148,7 +166,9 @@ static void serve_stats(st_service *s, h2o_req_t *req, bool top)
         *j->slot = NULL;
         free(j);
         cart_http_problem(req, 503, "unavailable", "the thread pool refused the work");
+        return false;
     }
+    return true;
 }
 
 static void serve_readyz(st_service *s, h2o_req_t *req)
@@ -191,37 +211,41 @@ static void serve_dashboard(h2o_req_t *req)
     cart_http_send(req, 200, "text/html; charset=utf-8", st_dashboard_html, strlen(st_dashboard_html));
 }
 
+/* The routes, as the metrics name them. */
+static const char *const routes[] = {"/v1/stats", "/v1/stats/top-skus", "/dashboard", "/healthz", "/readyz",
+                                     "/metrics"};
+
 int st_api_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     st_service *s = ((st_handler *)self)->s;
+    int64_t started = cart_mono_ms();
     bool get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
                h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
-    bool known = path_is(req, "/v1/stats") || path_is(req, "/v1/stats/top-skus") || path_is(req, "/dashboard") ||
-                 path_is(req, "/healthz") || path_is(req, "/readyz") || path_is(req, "/metrics");
+    const char *route = "other";
 
-    if (!known) {
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (path_is(req, routes[i]))
+            route = routes[i];
+    if (strcmp(route, "other") == 0) {
         cart_http_problem(req, 404, "not-found",
                           "cart-stats serves /v1/stats, /v1/stats/top-skus, /dashboard, /healthz, /readyz and "
                           "/metrics");
-        return 0;
-    }
-    if (!get) {
+    } else if (!get) {
         cart_http_header(req, "Allow", "GET, HEAD");
         cart_http_problem(req, 405, "method-not-allowed", "this path only serves GET and HEAD");
-        return 0;
-    }
-    if (path_is(req, "/v1/stats"))
-        serve_stats(s, req, false);
-    else if (path_is(req, "/v1/stats/top-skus"))
-        serve_stats(s, req, true);
-    else if (path_is(req, "/dashboard"))
+    } else if (route == routes[0] || route == routes[1]) {
+        if (serve_stats(s, req, route == routes[1], started))
+            return 0; /* answered and observed from the thread pool */
+    } else if (route == routes[2]) {
         serve_dashboard(req);
-    else if (path_is(req, "/healthz"))
+    } else if (route == routes[3]) {
         cart_http_send(req, 200, "text/plain; charset=utf-8", "ok\n", 3);
-    else if (path_is(req, "/readyz"))
+    } else if (route == routes[4]) {
         serve_readyz(s, req);
-    else
+    } else {
         serve_metrics(s, req);
+    }
+    observe(route, req->res.status, started);
     return 0;
 }
 

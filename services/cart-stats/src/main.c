@@ -73,6 +73,11 @@ static void register_metrics(st_service *s)
             s->m_figure[w][i] = cart_metrics_series(figures, v);
         }
     }
+    s->m_requests = cart_metrics_family(r, "cartshard_http_requests_total", "HTTP requests by route and status.",
+                                        CART_METRIC_COUNTER, "route,status", NULL, 0);
+    s->m_latency =
+        cart_metrics_family(r, "cartshard_http_request_duration_seconds", "HTTP request latency by route and status.",
+                            CART_METRIC_HISTOGRAM, "route,status", NULL, 0);
     s->m_pg_errors = cart_metrics_dependency_errors(r, "postgresql");
     s->m_redis_errors = cart_metrics_dependency_errors(r, "redis");
     s->m_nats_errors = cart_metrics_dependency_errors(r, "nats");

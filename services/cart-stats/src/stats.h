@@ -53,6 +53,9 @@ typedef struct st_service {
     cart_metric *m_counted, *m_duplicate, *m_malformed, *m_stale;
     cart_metric *m_pending, *m_flush_age, *m_rebuilds, *m_batches;
     cart_metric *m_pg_errors, *m_redis_errors, *m_nats_errors;
+    /** cartshard_http_requests_total and cartshard_http_request_duration_seconds{route,status},
+     * as the gateway has them. */
+    cart_metric_family *m_requests, *m_latency;
     /** cartshard_stats_figure{window, figure}: per window (5m, 1h, 24h), the counters, then
      * active_carts; refreshed by the consumer. */
     cart_metric *m_figure[3][ST_NCOUNTERS + 1];
