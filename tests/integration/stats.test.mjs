@@ -159,9 +159,16 @@ describe('cart-stats counts a known load exactly', OPTS, () => {
     const before = new Map(baselineTop.map((e) => [e.sku, e.units]));
     const all = await topSkus('1h', 100);
     for (const { sku: s, units } of model.top()) {
+      const want = (before.get(s) ?? 0) + units;
       const e = all.find((x) => x.sku === s);
-      assert.ok(e, `${s} is listed`);
-      assert.equal(e.units, (before.get(s) ?? 0) + units, `${s}'s units`);
+      if (e) {
+        assert.equal(e.units, want, `${s}'s units`);
+      } else {
+        // The other suites' skus fill the list: one of ours may rank below its 100th entry.
+        const last = all.at(-1);
+        assert.equal(all.length, 100, `${s} is listed`);
+        assert.ok(last.units > want || (last.units === want && last.sku < s), `${s} ranks below the 100th`);
+      }
     }
     // The load's two biggest skus tie (4050 units each) and lead: X before Y.
     const top3 = await topSkus('1h', 3);
