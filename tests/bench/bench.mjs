@@ -9,9 +9,11 @@
 //   copy         COPY of the rows the workers write  <->  apply_1w, apply_2w
 //   get_miss, add_sync, add_sync_priced, mixed: measured on their own (add_sync against its
 //   latency target, add_sync_priced next to add_sync, mixed for the services' memory).
+//   stats: cart-stats's rate and CPU per change notice (stats.mjs); apply_2w also samples the
+//   stats consumer's lag (cartshard_stats_consumer_pending) while the workers apply.
 //
 // scripts/dev passes the stack: GATEWAY_URL, NATS_URL, REDIS_URL, SHARD_DSNS, CART_PARTITIONS,
-// CART_STORE_ADMIN_URLS, STACK_DIR, CARTSHARD_STORE_BIN, PG_BIN; and the run: BENCH_OUT (the
+// CART_STORE_ADMIN_URLS, STACK_DIR, CARTSHARD_STORE_BIN, PG_BIN, STATS_URL; and the run: BENCH_OUT (the
 // output directory), BENCH_QUICK=1 (short runs), BENCH_ONLY (comma-separated scenario names),
 // BENCH_COMMIT. Results go to BENCH_OUT/results.json, results.md and throughput.png, and the
 // targets are printed last. Exit status 0 when every scenario ran (whether or not the targets
@@ -48,6 +50,7 @@ import {
 } from './data.mjs';
 import { childrenOf, machineCpu, ProcessWatch, round } from './procs.mjs';
 import { writeReport } from './report.mjs';
+import { statsRate, statsSeries } from './stats.mjs';
 import { freePortIn37k, redisBenchmarkGet, runToolOk, startH2o, wrk } from './tools.mjs';
 
 const OUT = process.env.BENCH_OUT ?? path.resolve('build/bench');
@@ -95,6 +98,7 @@ const SCENARIOS = [
   { name: 'mixed', kind: 'scenario', title: 'mixed 10 GET : 2 add : 1 checkout', run: mixed },
   { name: 'apply_1w', kind: 'scenario', title: 'worker apply rate, 1 worker', run: (c) => applyRate(c, 1) },
   { name: 'apply_2w', kind: 'scenario', title: 'worker apply rate, 2 workers', run: (c) => applyRate(c, 2) },
+  { name: 'stats', kind: 'scenario', title: 'statistics consumer rate (change notices counted)', run: statsScenario },
   { name: 'copy', kind: 'baseline', title: 'PostgreSQL COPY of the same rows', run: copyBaseline },
 ];
 
@@ -127,6 +131,7 @@ function stackWatch(extra = []) {
     { name: 'gateway', pids: one('gateway'), memory: 'rss', hwm: true },
     { name: 'cs-1', pids: one('cs-1'), memory: 'rss', hwm: true },
     { name: 'cs-2', pids: one('cs-2'), memory: 'rss', hwm: true },
+    { name: 'cart-stats', pids: one('cart-stats'), memory: 'rss', hwm: true },
     { name: 'nats-server', pids: one('nats'), memory: 'rss' },
     { name: 'redis-server', pids: one('redis'), memory: 'rss' },
     { name: 'postgres-0', pids: postgres('pg0'), memory: 'pss' },
@@ -632,6 +637,7 @@ async function applyRate(ctx, workers) {
   log(`published in ${pub.seconds.toFixed(1)} s; starting ${workers} worker(s)`);
   const indexes = workers === 1 ? [0] : [0, 1];
   const points = [];
+  const statsLag = [];
   let counters;
   const r = await watched([], async () => {
     const t0 = performance.now();
@@ -641,6 +647,8 @@ async function applyRate(ctx, workers) {
       counters = await workerCounters(indexes);
       const count = counters.applied;
       points.push({ t: (performance.now() - t0) / 1000, count });
+      // The statistics consumer counts the notices of what the workers apply, behind them.
+      if (workers === 2) statsLag.push(await statsSeries('cartshard_stats_consumer_pending').catch(() => Number.NaN));
       if (count >= n) break;
       if (performance.now() > deadline) throw new Error(`only ${count} of ${n} events applied in time`);
       await sleep(200);
@@ -667,8 +675,37 @@ async function applyRate(ctx, workers) {
     events_per_s: round(rate, 1),
     throughput_rps: round(rate, 1),
     checks: { processed_events_rows: stored, all_applied_once: stored === n },
+    ...(workers === 2
+      ? {
+          stats_lag: {
+            max_pending: Math.max(0, ...statsLag.filter(Number.isFinite)),
+            last_pending: statsLag.filter(Number.isFinite).at(-1) ?? null,
+          },
+        }
+      : {}),
     // The workers were started for this scenario: their counters began at zero.
     worker_batches: batchFigures({ applied: 0, batches: 0, batchSeconds: 0 }, counters),
+    ...r,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// the statistics consumer
+
+async function statsScenario() {
+  const n = QUICK ? 2000 : 20_000;
+  let rate;
+  const r = await watched([], async () => {
+    rate = await statsRate(n, `${Date.now().toString(36)}-st`);
+    return {};
+  });
+  return {
+    tool: 'stats.mjs (JetStream publish to CARTS_CHANGES while cart-stats runs)',
+    settings: { notices: n },
+    events: n,
+    events_per_s: rate.changes_per_s,
+    throughput_rps: rate.changes_per_s,
+    ...rate,
     ...r,
   };
 }
