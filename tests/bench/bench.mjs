@@ -809,6 +809,7 @@ async function pgDirectAdd() {
       [{ name: 'pgbench', pids: held([holder]), memory: 'rss' }],
       async () => ({ run: await runToolOk(PGBENCH, pgbenchArgs(S.seconds, script, path.join(dir, 'log')), { holder }) }),
       (res) => ({ pgbench: res.run.cpu_s }),
+      { switches: true },
     );
     const { run, ...rest } = r;
     const pg = parsePgbench(run.stdout);
@@ -826,7 +827,7 @@ async function pgDirectAdd() {
         tables: `${PG_SCHEMA}.carts, ${PG_SCHEMA}.cart_items (LIKE the real ones INCLUDING ALL)` },
       warmup_s: S.warmupSeconds,
       requests: pg.transactions,
-      throughput_rps: pg.tps,
+      throughput_rps: round(pg.tps, 1),
       latency_ms: latencySummaryMs(latencies) ?? { mean: pg.latency_avg_ms },
       failed_transactions: pg.failed,
       checks: {

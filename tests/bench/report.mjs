@@ -144,6 +144,12 @@ function answersCell(r) {
   if (r.events !== undefined && r.apply_s !== undefined) {
     parts.push(`${fmt(r.events, 0)} events in ${r.apply_s} s`);
   }
+  if (r.event_bytes !== undefined) {
+    parts.push(`${fmt(r.requests, 0)} events of ${r.event_bytes} bytes acknowledged; ${fmt(r.checks?.stored, 0)} stored with the warm-up's`);
+  }
+  if (r.failed_transactions !== undefined) {
+    parts.push(`${fmt(r.requests, 0)} transactions, ${r.failed_transactions} failed`);
+  }
   if (r.backlog_at_end !== undefined) {
     parts.push(`backlog ${fmt(r.backlog_at_end, 0)} events when the burst ended, drained in ${r.drain_s} s`);
   }
