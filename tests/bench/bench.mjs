@@ -13,9 +13,9 @@
 //   latency and CPU targets, add_sync_priced next to add_sync, mixed for the services' memory).
 //
 // scripts/dev passes the stack: GATEWAY_URL, NATS_URL, REDIS_URL, SHARD_DSNS, CART_PARTITIONS,
-// CART_STORE_ADMIN_URLS, STACK_DIR, CARTSHARD_STORE_BIN, BENCH_JS_PUBLISH_BIN, PG_BIN; and the run: BENCH_OUT (the
-// output directory), BENCH_QUICK=1 (short runs), BENCH_ONLY (comma-separated scenario names),
-// BENCH_COMMIT. Results go to BENCH_OUT/results.json, results.md and throughput.png, and the
+// CART_STORE_ADMIN_URLS, STACK_DIR, CARTSHARD_STORE_BIN, PG_BIN; the bench's own C tool,
+// BENCH_JS_PUBLISH_BIN; and the run: BENCH_OUT (the output directory), BENCH_QUICK=1 (short
+// runs), BENCH_ONLY (comma-separated scenario names), BENCH_COMMIT. Results go to BENCH_OUT/results.json, results.md and throughput.png, and the
 // targets are printed last. Exit status 0 when every scenario ran (whether or not the targets
 // hold), 1 when one failed.
 
@@ -85,7 +85,7 @@ const S = {
   syncRate: 2000, // requests per second of add_sync
   // Enough that the client never caps the rate: at 2,000/s each connection sends every 64 ms.
   syncConnections: 128,
-  maxUsers: 2000, // add_sync_max's carts, and pg_direct_add's (at most ~30 adds each per run)
+  maxUsers: 2000, // add_sync_max's carts, and pg_direct_add's (a few dozen adds each per run)
   redisRequests: QUICK ? 100_000 : 500_000,
   applyUsers: QUICK ? 2000 : 20_000, // x applyRounds events per apply scenario
   applyRounds: 10,
