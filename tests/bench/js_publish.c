@@ -230,7 +230,7 @@ static int publish_one(jsCtx *js, const jp_args *a, int64_t n, size_t *bytes, na
     ev.quantity = 1;
     ev.occurred_at_ms = cart_now_ms();
     cart_event_new_id(&ev);
-    snprintf(ev.trace, sizeof ev.trace, "js-publish-%" PRId64, n);
+    cart_uuid_v4(ev.trace); /* the gateway's trace id when the request brings none */
     if (cart_event_encode(&ev, &payload, &len) != CART_OK) {
         *s = NATS_NO_MEMORY;
         goto out;
