@@ -103,7 +103,7 @@ const SCENARIOS = [
     title: "the add's events published to a stream like CARTS, 64 in flight (nats.c)",
     run: jsPublish,
   },
-  { name: 'add_async', kind: 'scenario', title: 'add item, respond-async (202), an 8 s burst', run: addAsync },
+  { name: 'add_async', kind: 'scenario', title: `add item, respond-async (202), a ${S.burstSeconds} s burst`, run: addAsync },
   { name: 'redis_get', kind: 'baseline', title: 'redis-benchmark GET, cart-sized value', run: redisGet },
   { name: 'get_miss', kind: 'scenario', title: 'GET cart, cache miss', run: getMiss },
   {
