@@ -169,6 +169,8 @@ static bool parse_seconds(const char *s, double *out)
 /* Reads "--name value" pairs into *a. 0, or -1 with the reason on stderr. */
 static int parse_args(int argc, char **argv, jp_args *a)
 {
+    char user[CART_ID_MAX + 16];
+
     *a = (jp_args){.url = NULL,
                    .subject_prefix = CART_SUBJ_EVENTS,
                    .user_prefix = "jsp-",
@@ -178,27 +180,31 @@ static int parse_args(int argc, char **argv, jp_args *a)
                    .partitions = 32};
     for (int i = 1; i < argc; i += 2) {
         const char *name = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        bool ok = val != NULL;
+        const char *why = NULL;
 
-        if (ok && strcmp(name, "--url") == 0)
+        if (strcmp(name, "--url") != 0 && strcmp(name, "--subject-prefix") != 0 && strcmp(name, "--user-prefix") != 0 &&
+            strcmp(name, "--seconds") != 0 && strcmp(name, "--inflight") != 0 && strcmp(name, "--users") != 0 &&
+            strcmp(name, "--partitions") != 0)
+            why = "unknown option (there are --url, --subject-prefix, --user-prefix, --seconds, --inflight, "
+                  "--users, --partitions)";
+        else if (val == NULL)
+            why = "needs a value";
+        else if (strcmp(name, "--url") == 0)
             a->url = val;
-        else if (ok && strcmp(name, "--subject-prefix") == 0)
+        else if (strcmp(name, "--subject-prefix") == 0)
             a->subject_prefix = val;
-        else if (ok && strcmp(name, "--user-prefix") == 0)
+        else if (strcmp(name, "--user-prefix") == 0)
             a->user_prefix = val;
-        else if (ok && strcmp(name, "--seconds") == 0)
-            ok = parse_seconds(val, &a->seconds);
-        else if (ok && strcmp(name, "--inflight") == 0)
-            ok = parse_int(val, 1, 65536, &a->inflight);
-        else if (ok && strcmp(name, "--users") == 0)
-            ok = parse_int(val, 1, 999999, &a->users);
-        else if (ok && strcmp(name, "--partitions") == 0)
-            ok = parse_int(val, 1, 4096, &a->partitions);
-        else
-            ok = false;
-        if (!ok) {
-            fprintf(stderr, "js_publish: %s: %s\n", name,
-                    val == NULL ? "needs a value" : "unknown option or value out of range");
+        else if (strcmp(name, "--seconds") == 0 && !parse_seconds(val, &a->seconds))
+            why = "expected a number of seconds above 0, at most 3600";
+        else if (strcmp(name, "--inflight") == 0 && !parse_int(val, 1, 65536, &a->inflight))
+            why = "expected an integer from 1 to 65536";
+        else if (strcmp(name, "--users") == 0 && !parse_int(val, 1, 999999, &a->users))
+            why = "expected an integer from 1 to 999999";
+        else if (strcmp(name, "--partitions") == 0 && !parse_int(val, 1, 4096, &a->partitions))
+            why = "expected an integer from 1 to 4096";
+        if (why != NULL) {
+            fprintf(stderr, "js_publish: %s: %s\n", name, why);
             return -1;
         }
     }
@@ -206,8 +212,14 @@ static int parse_args(int argc, char **argv, jp_args *a)
         fprintf(stderr, "js_publish: --url: the NATS server is required\n");
         return -1;
     }
-    if (strlen(a->user_prefix) + 6 > CART_ID_MAX || strlen(a->subject_prefix) + 8 > CART_SUBJECT_MAX) {
-        fprintf(stderr, "js_publish: --user-prefix or --subject-prefix: too long\n");
+    snprintf(user, sizeof user, "%s%06d", a->user_prefix, a->users - 1);
+    if (strlen(a->user_prefix) + 6 > CART_ID_MAX || !cart_valid_id(user, strlen(user))) {
+        fprintf(stderr, "js_publish: --user-prefix: a user id is 1-64 characters of [A-Za-z0-9._:-], "
+                        "the prefix and six digits\n");
+        return -1;
+    }
+    if (strlen(a->subject_prefix) + 8 > CART_SUBJECT_MAX) {
+        fprintf(stderr, "js_publish: --subject-prefix: too long\n");
         return -1;
     }
     return 0;
