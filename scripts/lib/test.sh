@@ -98,7 +98,7 @@ run_integration_tests() {
             GATEWAY_URL=$S_GATEWAY_URL NATS_URL=$S_NATS_URL REDIS_URL=$S_REDIS_URL SHARD_DSNS=$S_SHARD_DSNS \
                 CART_PARTITIONS=$S_PARTITIONS CART_STORE_ADMIN_URLS=${admin_urls%,} STACK_DIR=$S_DIR \
                 CARTSHARD_DEV=$ROOT/scripts/dev CARTSHARD_STACK=$S_NAME CARTSHARD_GATEWAY_BIN=$GATEWAY_BIN \
-                CARTSHARD_STORE_BIN=$STORE_BIN timeout -k 10 1500 node --test "${concurrency[@]}" \
+                CARTSHARD_STORE_BIN=$STORE_BIN STATS_URL=$S_STATS_URL CARTSHARD_STATS_BIN=$STATS_BIN timeout -k 10 1500 node --test "${concurrency[@]}" \
                 --test-reporter=spec --test-reporter-destination=stdout \
                 --test-reporter=tap --test-reporter-destination="$tap" "${files[@]}" </dev/null
             true

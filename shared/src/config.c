@@ -871,6 +871,29 @@ static cart_status load_store(loader *ld, cart_config *c)
     return load_idle_ttl(ld, c);
 }
 
+static cart_status load_stats(loader *ld, cart_config *c)
+{
+    const char *v = lookup(ld, "STATS_DSN");
+    long long n;
+    cart_status st;
+
+    if ((st = load_host(ld, "CART_STATS_HOST", &c->stats_host)))
+        return st;
+    if ((st = get_int(ld, "CART_STATS_PORT", 9201, 1, 65535, &n)))
+        return st;
+    c->stats_port = (int)n;
+    if ((st = get_int(ld, "CART_STATS_BATCH", 256, 1, 10000, &n)))
+        return st;
+    c->stats_batch = (int)n;
+    if ((st = load_id(ld, "CART_STATS_ID", &c->stats_id)))
+        return st;
+    if (v == NULL || *v == '\0')
+        return set_str(ld, &c->stats_dsn, c->shard_dsns[0]);
+    if (!(is_pg_uri(v, strlen(v)) || (!has_scheme(v, strlen(v)) && strchr(v, '='))))
+        return fail(ld, "STATS_DSN: not a libpq connection string (expected postgresql://... or key=value ...)");
+    return set_str(ld, &c->stats_dsn, v);
+}
+
 cart_status cart_config_load(cart_config *cfg, cart_config_role role, cart_env_fn env, void *ud, char *err,
                              size_t errlen)
 {
@@ -881,13 +904,15 @@ cart_status cart_config_load(cart_config *cfg, cart_config_role role, cart_env_f
     memset(&c, 0, sizeof c);
     if (err && errlen > 0)
         err[0] = '\0';
-    if (!cfg || !env || (role != CART_ROLE_GATEWAY && role != CART_ROLE_STORE)) {
+    if (!cfg || !env || (role != CART_ROLE_GATEWAY && role != CART_ROLE_STORE && role != CART_ROLE_STATS)) {
         st = fail(&ld, "cart_config_load: bad arguments");
         goto out;
     }
     if ((st = load_common(&ld, &c)) != CART_OK)
         goto out;
-    st = role == CART_ROLE_GATEWAY ? load_gateway(&ld, &c) : load_store(&ld, &c);
+    st = role == CART_ROLE_GATEWAY ? load_gateway(&ld, &c)
+         : role == CART_ROLE_STORE ? load_store(&ld, &c)
+                                   : load_stats(&ld, &c);
     if (st != CART_OK)
         goto out;
     *cfg = c;
@@ -922,6 +947,9 @@ void cart_config_cleanup(cart_config *cfg)
         free(cfg->cors_origins[i]);
     free(cfg->store_admin_host);
     free(cfg->store_id);
+    free(cfg->stats_host);
+    free(cfg->stats_dsn);
+    free(cfg->stats_id);
     memset(cfg, 0, sizeof *cfg);
 }
 

@@ -6,7 +6,8 @@
 // `scripts/dev test` also tells the suites how to reach and restart the processes of its stack:
 //   CART_STORE_ADMIN_URLS (the workers' admin URLs, comma-separated), STACK_DIR (the stack's
 //   directory, with pids/<name>.pid), CARTSHARD_DEV (the path of scripts/dev) and CARTSHARD_STACK
-//   (its stack name, for `scripts/dev stack-up <stack>`).
+//   (its stack name, for `scripts/dev stack-up <stack>`), STATS_URL (cart-stats) and
+//   CARTSHARD_STATS_BIN (its binary, for `cart-stats rebuild`).
 // Every connection is opened lazily and closed by closeAll(), which a suite calls in its after().
 
 import assert from 'node:assert/strict';
@@ -39,6 +40,7 @@ export const CART_PARTITIONS = Number.parseInt(env('CART_PARTITIONS', '32'), 10)
 export const CART_STORE_ADMIN_URLS = env('CART_STORE_ADMIN_URLS', 'http://127.0.0.1:9101,http://127.0.0.1:9102')
   .split(',')
   .map((u) => u.replace(/\/+$/, ''));
+export const STATS_URL = env('STATS_URL', 'http://127.0.0.1:9201').replace(/\/+$/, '');
 export const STACK_DIR = env('STACK_DIR', '');
 export const CARTSHARD_DEV = env('CARTSHARD_DEV', '');
 export const CARTSHARD_STACK = env('CARTSHARD_STACK', 'test');
@@ -503,6 +505,7 @@ export const STACK_PROGRAMS = {
   'cs-1': 'cart-store',
   'cs-2': 'cart-store',
   gateway: 'cart-gateway',
+  'cart-stats': 'cart-stats',
   nats: 'nats-server',
   redis: 'redis-server',
   pg0: 'postgres',

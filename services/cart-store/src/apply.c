@@ -367,6 +367,32 @@ static int answer_repeat(cs_shard *sh, cs_item *it, const cart *c, cs_working_re
     return 0;
 }
 
+/* The quantity of the line an item event names in the user's active cart before the event (0
+ * when there is none, or for other events). */
+static int32_t item_line_quantity(const cart *c, const cart_event *ev)
+{
+    const cart_item *line;
+
+    if (c->state != CART_ACTIVE || ev->sku[0] == '\0')
+        return 0;
+    line = cart_find_line(c, ev->sku);
+    return line != NULL ? line->quantity : 0;
+}
+
+/* What an applied change did, for its notice: whether it started a cart, and the line it touched
+ * (an item event's sku, from `before` to the outcome's quantity; a new cart had no line). */
+static void describe_change(cart_change_what *what, const cart_outcome *o, int32_t before)
+{
+    memset(what, 0, sizeof *what);
+    what->created = o->created;
+    if (!o->line_changed || o->sku[0] == '\0')
+        return;
+    what->has_line = true;
+    snprintf(what->sku, sizeof what->sku, "%s", o->sku);
+    what->quantity_before = o->created ? 0 : before;
+    what->quantity_after = o->line_quantity;
+}
+
 /* Applies one decoded item to the batch's carts (cs_apply_begin read them) and records what it
  * writes in the shard's batch; an item whose event_id was answered before is answered again
  * instead. CART_OK, or CART_ERR_NOMEM. */
@@ -382,6 +408,8 @@ static cart_status apply_item(cs_shard *sh, cs_working_set *ws, cs_item *items, 
     const cs_working_answer *first = NULL;
     cs_working_repeat rep = cs_working_set_judge(ws, it->ev.event_id, it->ev.request_fingerprint, it->seq, &first);
     bool record_key = false;
+    cart_change_what what;
+    int32_t line_before;
     cart *c;
 
     if (wc == NULL)
@@ -392,6 +420,7 @@ static cart_status apply_item(cs_shard *sh, cs_working_set *ws, cs_item *items, 
     if (rep != CS_WORKING_NEW)
         return answer_repeat(sh, it, c, rep, first) == 0 ? CART_OK : cs_store_out_of_memory(e);
     cart_uuid_v4(new_id);
+    line_before = item_line_quantity(c, &it->ev);
     if (it->ev.type == CART_EV_LINES_MERGED) {
         if (apply_lines_step(sh, ws, it, c, &lim, now, new_id, &o, &record_key) != CART_OK)
             return cs_store_out_of_memory(e);
@@ -407,8 +436,9 @@ static cart_status apply_item(cs_shard *sh, cs_working_set *ws, cs_item *items, 
             return cs_store_out_of_memory(e);
         it->changed = true;
         wc->changed = true;
+        describe_change(&what, &o, line_before);
         it->change_json =
-            cart_change_to_json(c, it->ev.event_id, cart_merge_notice_type(&it->ev, c), it->part->id, now, NULL);
+            cart_change_to_json(c, it->ev.event_id, cart_merge_notice_type(&it->ev, c), it->part->id, now, &what, NULL);
         if (it->change_json == NULL ||
             cs_relay_outbox_add(sh, it->part->id, it->ev.event_id, it->change_json, &it->outbox_at) != 0)
             return cs_store_out_of_memory(e);

@@ -20,6 +20,7 @@
 typedef enum cart_config_role {
     CART_ROLE_GATEWAY = 1, /* cart-gateway */
     CART_ROLE_STORE,       /* cart-store (worker, migrate) */
+    CART_ROLE_STATS,       /* cart-stats (service, rebuild) */
 } cart_config_role;
 
 #define CART_CONFIG_MAX_SHARDS  64
@@ -129,6 +130,18 @@ typedef struct cart_config {
     /** MIGRATE_STATEMENT_TIMEOUT_MS, default 300000, 0..86400000 (0: no limit): `cart-store
      * migrate` cancels a statement that runs this long (statement_timeout). */
     int migrate_statement_timeout_ms;
+
+    /* --- cart-stats --- */
+    /** CART_STATS_HOST, default "0.0.0.0". */
+    char *stats_host;
+    /** CART_STATS_PORT, default 9201, 1..65535: /v1/stats, /dashboard, /healthz, /readyz, /metrics. */
+    int stats_port;
+    /** STATS_DSN: the libpq connection string of the minute rows; default the first of SHARD_DSNS. */
+    char *stats_dsn;
+    /** CART_STATS_ID, default "<hostname>-<pid>": names the replica in logs. */
+    char *stats_id;
+    /** CART_STATS_BATCH, default 256, 1..10000: most notices counted in one transaction. */
+    int stats_batch;
 } cart_config;
 
 /*
