@@ -86,9 +86,9 @@ function readPage(page) {
 }
 
 /**
- * The page and the API at the same moment: reads the API, waits for a refresh of the page that
- * started after that read, reads the API again; when both reads agree (no minute rolled over in
- * between), that is what the page must show. Returns { shown, api, top, hour }.
+ * The page and the API at the same moment: reads the API, waits until the page shows figures it
+ * asked for after that read (data-asked-at), reads the API again; when both reads agree (no
+ * minute rolled over in between), that is what the page must show. Returns { shown, api, top, hour }.
  */
 async function sameMoment(page, window) {
   for (let attempt = 0; attempt < 5; attempt++) {
@@ -96,7 +96,7 @@ async function sameMoment(page, window) {
     const top = await topSkus(window);
     const hour = window === '1h' ? api : await stats('1h');
     const t0 = new Date().toISOString();
-    await page.waitForFunction((since) => document.body.dataset.state === 'ok' && document.body.dataset.refreshedAt > since, t0, {
+    await page.waitForFunction((since) => document.body.dataset.state === 'ok' && document.body.dataset.askedAt > since, t0, {
       timeout: 15_000,
     });
     const shown = await readPage(page);
