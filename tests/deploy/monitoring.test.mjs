@@ -118,7 +118,7 @@ describe("the alert rules", () => {
     t.diagnostic(`${Object.keys(cat).length} metric names known; the rules use ${[...used].sort().join(", ")}`);
   });
 
-  it("pass their unit tests (`promtool test rules`: lag, 5xx, partitions not owned, dead letters)", (t) => {
+  it("pass their unit tests (`promtool test rules`: lag, 5xx, partitions not owned, dead letters, cart-stats, targets down)", (t) => {
     const { tests } = writeRules(rulesObject().spec.groups, rulesTests(), "as-is");
     const r = promtool("test", "rules", tests);
     assert.equal(r.status, 0, r.out);
