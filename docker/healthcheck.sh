@@ -1,10 +1,10 @@
 #!/bin/bash
 # cartshard-healthcheck: the HEALTHCHECK of the cartshard images.
 #
-# usage: cartshard-healthcheck gateway|cart-store
+# usage: cartshard-healthcheck gateway|cart-store|cart-stats
 #
 # Asks the service in this container for GET /readyz on its own port (GATEWAY_PORT or
-# CART_STORE_ADMIN_PORT, the variables the service itself reads) and succeeds on a 200. It needs
+# CART_STORE_ADMIN_PORT, CART_STATS_PORT: the variables the service itself reads) and succeeds on a 200. It needs
 # nothing but bash's /dev/tcp, and bash is in debian:bookworm-slim, so the images carry no curl
 # (nor libcurl and its dependencies) only to be probed. A gateway that serves TLS
 # (GATEWAY_TLS_CERT set) cannot be asked in plain HTTP: it passes when its port accepts a
@@ -21,8 +21,12 @@ cart-store)
     port=${CART_STORE_ADMIN_PORT:-9101}
     tls=
     ;;
+cart-stats)
+    port=${CART_STATS_PORT:-9201}
+    tls=
+    ;;
 *)
-    echo "usage: cartshard-healthcheck gateway|cart-store" >&2
+    echo "usage: cartshard-healthcheck gateway|cart-store|cart-stats" >&2
     exit 2
     ;;
 esac

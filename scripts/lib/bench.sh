@@ -74,7 +74,8 @@ cmd_bench() {
         cd "$ROOT/tests/bench"
         GATEWAY_URL=$S_GATEWAY_URL NATS_URL=$S_NATS_URL REDIS_URL=$S_REDIS_URL SHARD_DSNS=$S_SHARD_DSNS \
             CART_PARTITIONS=$S_PARTITIONS CART_STORE_ADMIN_URLS=${admin_urls%,} STACK_DIR=$S_DIR \
-            CARTSHARD_STORE_BIN=$STORE_BIN PG_BIN=$PG_BIN BENCH_OUT=$ROOT/build/bench BENCH_QUICK=$quick \
+            CARTSHARD_STORE_BIN=$STORE_BIN STATS_URL=$S_STATS_URL BENCH_JS_PUBLISH_BIN=$BUILD_DIR/tests/bench/js_publish \
+            PG_BIN=$PG_BIN BENCH_OUT=$ROOT/build/bench BENCH_QUICK=$quick \
             BENCH_ONLY=$only BENCH_COMMIT="$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" \
             BENCH_STARTED_MS=$started_ms node bench.mjs </dev/null
     ) || rc=$?

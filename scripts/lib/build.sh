@@ -32,6 +32,8 @@ esac
 GATEWAY_BIN=$BUILD_DIR/services/gateway/cart-gateway
 # shellcheck disable=SC2034
 STORE_BIN=$BUILD_DIR/services/cart-store/cart-store
+# shellcheck disable=SC2034
+STATS_BIN=$BUILD_DIR/services/cart-stats/cart-stats
 
 build() {
     local args=(-S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release)

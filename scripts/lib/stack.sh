@@ -23,12 +23,12 @@ stack_select() {
         S_STORE_ENV=()
         S_GATEWAY_ENV=()
         S_DIR=$ROOT/.stack
-        set_ports "" 8080 9101 9102 4222 8222 6380 5433 5434
+        set_ports "" 8080 9101 9102 4222 8222 6380 5433 5434 9201
         ;;
     test)
         S_NAME="test"
         S_DIR=$ROOT/.stack-test
-        set_ports TEST_ 18080 19101 19102 14222 18222 16380 15433 15434
+        set_ports TEST_ 18080 19101 19102 14222 18222 16380 15433 15434 19201
         # The expiry test backdates a cart and waits for the workers' next look; the bus suite's
         # stalled partition is restarted after 1 s instead of 10.
         S_STORE_ENV=(CART_EXPIRY_INTERVAL_MS=300 CART_STORE_STALL_MS=1000)
@@ -39,7 +39,7 @@ stack_select() {
     soak)
         S_NAME="soak"
         S_DIR=$ROOT/.stack-soak
-        set_ports SOAK_ 48080 49101 49102 44222 48222 46380 45433 45434
+        set_ports SOAK_ 48080 49101 49102 44222 48222 46380 45433 45434 49201
         S_STORE_ENV=()
         # The load comes from one address: the limiter still runs (a Redis script per request)
         # but never refuses.
@@ -48,7 +48,7 @@ stack_select() {
     bench)
         S_NAME="bench"
         S_DIR=$ROOT/.stack-bench
-        set_ports BENCH_ 38080 39101 39102 34222 38222 36380 35433 35434
+        set_ports BENCH_ 38080 39101 39102 34222 38222 36380 35433 35434 39201
         S_STORE_ENV=()
         # The load comes from one address, which the limiter would cap at one client's budget;
         # two event-loop threads, one per core of the machine the targets are set for.
@@ -60,6 +60,7 @@ stack_select() {
     S_NATS_URL=nats://127.0.0.1:$S_NATS_PORT
     S_REDIS_URL=redis://127.0.0.1:$S_REDIS_PORT
     S_GATEWAY_URL=http://127.0.0.1:$S_GATEWAY_PORT
+    S_STATS_URL=http://127.0.0.1:$S_STATS_PORT
     local dsns=() port
     for port in "${S_PG_PORTS[@]}"; do
         dsns+=("postgresql://postgres@127.0.0.1:$port/cartshard")
@@ -70,7 +71,7 @@ stack_select() {
     )
 }
 
-# set_ports PREFIX gateway admin1 admin2 nats nats-monitor redis pg0 pg1: defaults, each
+# set_ports PREFIX gateway admin1 admin2 nats nats-monitor redis pg0 pg1 stats: defaults, each
 # overridable by the variable PREFIX<NAME>.
 set_ports() {
     local p=$1
@@ -83,10 +84,12 @@ set_ports() {
     v=${p}REDIS_PORT && S_REDIS_PORT=${!v:-$7}
     v=${p}PG_PORT_0 && local pg0=${!v:-$8}
     v=${p}PG_PORT_1 && local pg1=${!v:-$9}
+    v=${p}CART_STATS_PORT && S_STATS_PORT=${!v:-${10}}
     S_ADMIN_PORTS=("$a1" "$a2")
     S_PG_PORTS=("$pg0" "$pg1")
     local port
-    for port in "$S_GATEWAY_PORT" "$a1" "$a2" "$S_NATS_PORT" "$S_NATS_MONITOR_PORT" "$S_REDIS_PORT" "$pg0" "$pg1"; do
+    for port in "$S_GATEWAY_PORT" "$a1" "$a2" "$S_NATS_PORT" "$S_NATS_MONITOR_PORT" "$S_REDIS_PORT" "$pg0" "$pg1" \
+        "$S_STATS_PORT"; do
         if ! [[ $port =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
             die "bad port '$port' (expected 1..65535)"
         fi
@@ -102,6 +105,7 @@ stack_env_lines() {
     printf "export REDIS_URL='%s'\n" "${S_REDIS_URL//$q/$q\\$q$q}"
     printf "export SHARD_DSNS='%s'\n" "${S_SHARD_DSNS//$q/$q\\$q$q}"
     printf "export CART_PARTITIONS='%s'\n" "${S_PARTITIONS//$q/$q\\$q$q}"
+    printf "export STATS_URL='%s'\n" "${S_STATS_URL//$q/$q\\$q$q}"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -226,6 +230,15 @@ wait_until() {
 redis_ping() { [[ $(redis-cli -h 127.0.0.1 -p "$S_REDIS_PORT" ping 2>/dev/null) == PONG ]]; }
 http_200() { [[ $(curl -s -o /dev/null -m 2 -w '%{http_code}' "$1" || true) == 200 ]]; }
 
+# The gateway's /readyz is 200 whatever its shared dependencies do (it connects to them in the
+# background); the stack is up once its body also reports NATS and Redis reached, so that the
+# first request after `up` finds them.
+gateway_connected() {
+    local body
+    body=$(curl -s -m 2 "$1") || return 1
+    [[ $body == *'"nats":true'* && $body == *'"redis":true'* ]]
+}
+
 # ---------------------------------------------------------------------------------------------
 # the services
 
@@ -255,17 +268,21 @@ services_up() {
             env "${envs[@]}" CART_STORE_ID="cs-$((i + 1))" CART_STORE_ADMIN_HOST=127.0.0.1 \
             CART_STORE_ADMIN_PORT="${S_ADMIN_PORTS[$i]}" "${S_STORE_ENV[@]}" "$STORE_BIN"
     done
+    start_proc cart-stats cart-stats "$S_STATS_PORT" \
+        env "${envs[@]}" CART_STATS_ID=stats-1 CART_STATS_HOST=127.0.0.1 CART_STATS_PORT="$S_STATS_PORT" "$STATS_BIN"
     wait_until gateway cart-gateway ready http_200 "$S_GATEWAY_URL/readyz"
+    wait_until gateway cart-gateway "connected to NATS and Redis" gateway_connected "$S_GATEWAY_URL/readyz"
     for i in "${!S_ADMIN_PORTS[@]}"; do
         wait_until "cs-$((i + 1))" cart-store ready http_200 "http://127.0.0.1:${S_ADMIN_PORTS[$i]}/readyz"
     done
+    wait_until cart-stats cart-stats ready http_200 "$S_STATS_URL/readyz"
 }
 
 # ---------------------------------------------------------------------------------------------
 # whole stacks
 
 stack_up() {
-    [[ -x $GATEWAY_BIN && -x $STORE_BIN ]] || die "the services are not built (run scripts/dev up)"
+    [[ -x $GATEWAY_BIN && -x $STORE_BIN && -x $STATS_BIN ]] || die "the services are not built (run scripts/dev up)"
     mkdir -p "$S_DIR/pids" "$S_DIR/logs"
     stack_env_lines >"$S_DIR/env"
     pg_up
@@ -296,6 +313,7 @@ stack_down() {
         say "nothing to stop: $S_DIR does not exist"
         return 0
     fi
+    stop_proc cart-stats cart-stats
     for i in "${!S_ADMIN_PORTS[@]}"; do
         stop_proc "cs-$((i + 1))" cart-store
     done
@@ -328,7 +346,8 @@ cmd_up() {
     stack_up
     cat <<EOF
 
-cartshard is up: $S_GATEWAY_URL   (workers: http://127.0.0.1:${S_ADMIN_PORTS[0]}, http://127.0.0.1:${S_ADMIN_PORTS[1]})
+cartshard is up: $S_GATEWAY_URL   (workers: http://127.0.0.1:${S_ADMIN_PORTS[0]}, http://127.0.0.1:${S_ADMIN_PORTS[1]};
+  statistics: $S_STATS_URL/v1/stats, dashboard $S_STATS_URL/dashboard)
   try:  curl -s -X POST $S_GATEWAY_URL/v1/carts/u1/items -H 'Content-Type: application/json' -d '{"sku":"A1","quantity":2}'
         curl -s $S_GATEWAY_URL/v1/carts/u1
   env:  eval "\$(scripts/dev env)"      logs: scripts/dev logs [name]      stop: scripts/dev down

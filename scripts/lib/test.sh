@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # scripts/lib/test.sh: `scripts/dev test` and its phases: the unit tests (CTest), the OpenAPI
-# lint, the link check, the integration suites on the test stack (with --repeat), the deployment
-# suites, and the sanitizers' reports (which `soak` counts too). The fuzz phase is in fuzz.sh.
+# lint, the migration lint, the link check, the integration suites on the test stack (with
+# --repeat), the deployment suites, and the sanitizers' reports (which `soak` counts too). The fuzz
+# phase is in fuzz.sh.
 
 # Runs CTest; sets UNIT_PASSED and UNIT_FAILED.
 run_unit_tests() {
@@ -27,6 +28,18 @@ lint_openapi() {
     say "openapi lint (spectral)"
     if ensure_node_modules && "$ROOT/tests/integration/node_modules/.bin/spectral" lint "$ROOT/docs/openapi.yaml" \
         --ruleset "$ROOT/docs/.spectral.yaml" --fail-severity warn; then
+        UNIT_PASSED=$((UNIT_PASSED + 1))
+    else
+        UNIT_FAILED=$((UNIT_FAILED + 1))
+    fi
+}
+
+# Lints every file in migrations/ with Squawk (tests/migrations/lint.test.mjs: findings must be
+# fixed or excused in tests/migrations/excuses.json); counts as one unit test.
+lint_migrations() {
+    say "migration lint (squawk)"
+    if ensure_node_modules "$ROOT/tests/migrations" &&
+        (cd "$ROOT/tests/migrations" && node --test --test-reporter=spec lint.test.mjs </dev/null); then
         UNIT_PASSED=$((UNIT_PASSED + 1))
     else
         UNIT_FAILED=$((UNIT_FAILED + 1))
@@ -85,7 +98,7 @@ run_integration_tests() {
             GATEWAY_URL=$S_GATEWAY_URL NATS_URL=$S_NATS_URL REDIS_URL=$S_REDIS_URL SHARD_DSNS=$S_SHARD_DSNS \
                 CART_PARTITIONS=$S_PARTITIONS CART_STORE_ADMIN_URLS=${admin_urls%,} STACK_DIR=$S_DIR \
                 CARTSHARD_DEV=$ROOT/scripts/dev CARTSHARD_STACK=$S_NAME CARTSHARD_GATEWAY_BIN=$GATEWAY_BIN \
-                CARTSHARD_STORE_BIN=$STORE_BIN timeout -k 10 1500 node --test "${concurrency[@]}" \
+                CARTSHARD_STORE_BIN=$STORE_BIN STATS_URL=$S_STATS_URL CARTSHARD_STATS_BIN=$STATS_BIN timeout -k 10 1500 node --test "${concurrency[@]}" \
                 --test-reporter=spec --test-reporter-destination=stdout \
                 --test-reporter=tap --test-reporter-destination="$tap" "${files[@]}" </dev/null
             true
@@ -238,6 +251,7 @@ cmd_test() {
     fi
     run_unit_tests
     lint_openapi
+    lint_migrations
     check_links
     # The fuzz targets are sanitized builds of their own; a run of named suites skips them.
     if [[ -z $SANITIZE && $# -eq 0 ]]; then

@@ -235,7 +235,7 @@ char *cart_to_json(const cart *c, size_t *len)
 }
 
 char *cart_change_to_json(const cart *c, const char *event_id, const char *type, uint32_t partition,
-                          int64_t applied_at_ms, size_t *len)
+                          int64_t applied_at_ms, const cart_change_what *what, size_t *len)
 {
     const char *status = cart_state_name(c->state);
     jout o = {0};
@@ -263,6 +263,21 @@ char *cart_change_to_json(const cart *c, const char *event_id, const char *type,
     out_items(&o, c);
     OUT_LIT(&o, ",\"applied_at\":");
     out_time(&o, applied_at_ms);
+    if (what != NULL) {
+        if (what->created)
+            OUT_LIT(&o, ",\"cart_created\":true");
+        else
+            OUT_LIT(&o, ",\"cart_created\":false");
+        if (what->has_line) {
+            OUT_LIT(&o, ",\"line\":{\"sku\":");
+            out_field(&o, what->sku, sizeof what->sku);
+            OUT_LIT(&o, ",\"quantity_before\":");
+            out_int(&o, what->quantity_before);
+            OUT_LIT(&o, ",\"quantity_after\":");
+            out_int(&o, what->quantity_after);
+            OUT_LIT(&o, "}");
+        }
+    }
     OUT_LIT(&o, "}");
     return out_finish(&o, len);
 }

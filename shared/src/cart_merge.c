@@ -315,27 +315,49 @@ out:
     return CART_OK;
 }
 
+/* The lines_merged that follows `req` from the guest `guest`, without its lines or refusal. */
+static void lines_event_of(cart_event *ev, const cart_event *req, const cart *guest, const char *reply_to,
+                           int64_t now_ms)
+{
+    memset(ev, 0, sizeof *ev);
+    cart_merge_derived_id(ev->event_id, CART_MERGE_LINES_PREFIX, req->event_id);
+    ev->type = CART_EV_LINES_MERGED;
+    snprintf(ev->user_id, sizeof ev->user_id, "%s", req->merge.peer);
+    ev->occurred_at_ms = now_ms;
+    snprintf(ev->trace, sizeof ev->trace, "%s", req->trace);
+    snprintf(ev->request_fingerprint, sizeof ev->request_fingerprint, "%s", req->request_fingerprint);
+    snprintf(ev->merge.peer, sizeof ev->merge.peer, "%s", guest->user_id);
+    ev->merge.strategy = req->merge.strategy;
+    snprintf(ev->merge.merge_id, sizeof ev->merge.merge_id, "%s", req->event_id);
+    snprintf(ev->merge.cart_id, sizeof ev->merge.cart_id, "%s", guest->cart_id);
+    snprintf(ev->merge.reply_to, sizeof ev->merge.reply_to, "%s", reply_to != NULL ? reply_to : "");
+}
+
 cart_status cart_merge_lines_event(const cart_event *req, const cart *closed, const char *reply_to, int64_t now_ms,
                                    char **out, size_t *len)
 {
     cart_event ev;
 
-    memset(&ev, 0, sizeof ev);
-    cart_merge_derived_id(ev.event_id, CART_MERGE_LINES_PREFIX, req->event_id);
-    ev.type = CART_EV_LINES_MERGED;
-    snprintf(ev.user_id, sizeof ev.user_id, "%s", req->merge.peer);
-    ev.occurred_at_ms = now_ms;
-    snprintf(ev.trace, sizeof ev.trace, "%s", req->trace);
-    snprintf(ev.merge.peer, sizeof ev.merge.peer, "%s", closed->user_id);
-    ev.merge.strategy = req->merge.strategy;
-    snprintf(ev.merge.merge_id, sizeof ev.merge.merge_id, "%s", req->event_id);
-    snprintf(ev.merge.cart_id, sizeof ev.merge.cart_id, "%s", closed->cart_id);
-    snprintf(ev.merge.reply_to, sizeof ev.merge.reply_to, "%s", reply_to != NULL ? reply_to : "");
+    lines_event_of(&ev, req, closed, reply_to, now_ms);
     return encode_with_lines(&ev, closed, out, len);
 }
 
-cart_status cart_merge_settled_event(const cart_event *lines, int status, const char *detail, int64_t now_ms,
-                                     char **out, size_t *len)
+cart_status cart_merge_refused_event(const cart_event *req, const cart *guest, int status, const char *detail,
+                                     const char *reply_to, int64_t now_ms, char **out, size_t *len)
+{
+    cart_event ev;
+
+    lines_event_of(&ev, req, guest, reply_to, now_ms);
+    /* A cart_id that is not a whole UUID (no cart, or a cart never stored) is left out. */
+    if (strlen(ev.merge.cart_id) != sizeof ev.merge.cart_id - 1)
+        ev.merge.cart_id[0] = '\0';
+    ev.merge.status = status;
+    snprintf(ev.merge.detail, sizeof ev.merge.detail, "%s", detail != NULL ? detail : "");
+    return encode_with_lines(&ev, NULL, out, len);
+}
+
+cart_status cart_merge_settled_event(const cart_event *lines, int status, const char *detail, const char *fingerprint,
+                                     int64_t now_ms, char **out, size_t *len)
 {
     cart_event ev;
 
@@ -351,6 +373,7 @@ cart_status cart_merge_settled_event(const cart_event *lines, int status, const 
     snprintf(ev.merge.reply_to, sizeof ev.merge.reply_to, "%s", lines->merge.reply_to);
     ev.merge.status = status;
     snprintf(ev.merge.detail, sizeof ev.merge.detail, "%s", detail != NULL ? detail : "");
+    snprintf(ev.request_fingerprint, sizeof ev.request_fingerprint, "%s", fingerprint != NULL ? fingerprint : "");
     return encode_with_lines(&ev, NULL, out, len);
 }
 

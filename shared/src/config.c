@@ -37,6 +37,7 @@
 #define CLAIM_MAX          1024 /* longest AUTH_ISSUER or AUTH_AUDIENCE */
 #define IDLE_TTL_MIN_S     60LL
 #define IDLE_TTL_MAX_S     (3650LL * 86400) /* ten years: anything longer is surely a typo */
+#define REDIS_PASSWORD_MAX 512              /* longest password REDIS_PASSWORD_FILE may hold */
 
 #ifdef __GNUC__
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
@@ -357,6 +358,68 @@ static cart_status load_redis_url(loader *ld, cart_config *c)
     if ((st = set_str(ld, &c->redis_url, v)) != CART_OK)
         return st;
     return CART_OK;
+}
+
+/*
+ * REDIS_PASSWORD_FILE: a file holding the Redis password (a mounted secret), so that it appears
+ * neither in a process's command line nor in its environment. One line: a final newline (or CRLF)
+ * is dropped; anything else must be printable ASCII. The URL's own password and the file exclude
+ * each other, so there is never a doubt which one is used. The file's contents are never echoed.
+ */
+static cart_status load_redis_password_file(loader *ld, cart_config *c)
+{
+    const char *path = lookup(ld, "REDIS_PASSWORD_FILE");
+    char buf[REDIS_PASSWORD_MAX + 3];
+    FILE *f = NULL;
+    size_t n;
+    cart_status st = CART_OK;
+
+    if (!path || path[0] == '\0')
+        return CART_OK; /* empty is unset, like every other file setting */
+    if (c->redis_password) {
+        st = fail(ld, "REDIS_PASSWORD_FILE: set, but REDIS_URL holds a password too (keep only one of them)");
+        goto out;
+    }
+    f = fopen(path, "rb");
+    if (!f) {
+        st = fail(ld, "REDIS_PASSWORD_FILE: cannot read %s: %s", path, strerror(errno));
+        goto out;
+    }
+    n = fread(buf, 1, sizeof buf, f);
+    if (ferror(f)) {
+        st = fail(ld, "REDIS_PASSWORD_FILE: cannot read %s", path);
+        goto out;
+    }
+    if (n > 0 && buf[n - 1] == '\n')
+        n--;
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    if (n > REDIS_PASSWORD_MAX) {
+        st = fail(ld, "REDIS_PASSWORD_FILE: %s holds more than %d bytes; expected one line, the password", path,
+                  REDIS_PASSWORD_MAX);
+        goto out;
+    }
+    if (n == 0) {
+        st = fail(ld, "REDIS_PASSWORD_FILE: %s is empty; expected one line, the password", path);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (buf[i] < 0x21 || buf[i] > 0x7e) {
+            st = fail(ld,
+                      "REDIS_PASSWORD_FILE: %s holds a blank, a control character or a second line; expected "
+                      "one line of printable ASCII, the password",
+                      path);
+            goto out;
+        }
+    }
+    if (!(c->redis_password = strndup(buf, n)))
+        st = nomem(ld);
+out:
+    if (f)
+        fclose(f);
+    /* The stack copy held the secret: leave nothing of it behind. */
+    memset(buf, 0, sizeof buf);
+    return st;
 }
 
 static int is_blank(char ch)
@@ -711,7 +774,8 @@ static cart_status load_common(loader *ld, cart_config *c)
     long long n;
     cart_status st;
 
-    if ((st = load_nats_url(ld, c)) || (st = load_redis_url(ld, c)) || (st = load_shard_dsns(ld, c)))
+    if ((st = load_nats_url(ld, c)) || (st = load_redis_url(ld, c)) || (st = load_redis_password_file(ld, c)) ||
+        (st = load_shard_dsns(ld, c)))
         return st;
     if ((st = get_int(ld, "CART_PARTITIONS", 32, 1, 65536, &n)))
         return st;
@@ -798,7 +862,36 @@ static cart_status load_store(loader *ld, cart_config *c)
     if ((st = get_int(ld, "CART_STORE_STALL_MS", 10000, 1000, 3600000, &n)))
         return st;
     c->store_stall_ms = n;
+    if ((st = get_int(ld, "MIGRATE_LOCK_TIMEOUT_MS", 5000, 1, 600000, &n)))
+        return st;
+    c->migrate_lock_timeout_ms = (int)n;
+    if ((st = get_int(ld, "MIGRATE_STATEMENT_TIMEOUT_MS", 300000, 0, 86400000, &n)))
+        return st;
+    c->migrate_statement_timeout_ms = (int)n;
     return load_idle_ttl(ld, c);
+}
+
+static cart_status load_stats(loader *ld, cart_config *c)
+{
+    const char *v = lookup(ld, "STATS_DSN");
+    long long n;
+    cart_status st;
+
+    if ((st = load_host(ld, "CART_STATS_HOST", &c->stats_host)))
+        return st;
+    if ((st = get_int(ld, "CART_STATS_PORT", 9201, 1, 65535, &n)))
+        return st;
+    c->stats_port = (int)n;
+    if ((st = get_int(ld, "CART_STATS_BATCH", 256, 1, 10000, &n)))
+        return st;
+    c->stats_batch = (int)n;
+    if ((st = load_id(ld, "CART_STATS_ID", &c->stats_id)))
+        return st;
+    if (v == NULL || *v == '\0')
+        return set_str(ld, &c->stats_dsn, c->shard_dsns[0]);
+    if (!(is_pg_uri(v, strlen(v)) || (!has_scheme(v, strlen(v)) && strchr(v, '='))))
+        return fail(ld, "STATS_DSN: not a libpq connection string (expected postgresql://... or key=value ...)");
+    return set_str(ld, &c->stats_dsn, v);
 }
 
 cart_status cart_config_load(cart_config *cfg, cart_config_role role, cart_env_fn env, void *ud, char *err,
@@ -811,13 +904,15 @@ cart_status cart_config_load(cart_config *cfg, cart_config_role role, cart_env_f
     memset(&c, 0, sizeof c);
     if (err && errlen > 0)
         err[0] = '\0';
-    if (!cfg || !env || (role != CART_ROLE_GATEWAY && role != CART_ROLE_STORE)) {
+    if (!cfg || !env || (role != CART_ROLE_GATEWAY && role != CART_ROLE_STORE && role != CART_ROLE_STATS)) {
         st = fail(&ld, "cart_config_load: bad arguments");
         goto out;
     }
     if ((st = load_common(&ld, &c)) != CART_OK)
         goto out;
-    st = role == CART_ROLE_GATEWAY ? load_gateway(&ld, &c) : load_store(&ld, &c);
+    st = role == CART_ROLE_GATEWAY ? load_gateway(&ld, &c)
+         : role == CART_ROLE_STORE ? load_store(&ld, &c)
+                                   : load_stats(&ld, &c);
     if (st != CART_OK)
         goto out;
     *cfg = c;
@@ -852,6 +947,9 @@ void cart_config_cleanup(cart_config *cfg)
         free(cfg->cors_origins[i]);
     free(cfg->store_admin_host);
     free(cfg->store_id);
+    free(cfg->stats_host);
+    free(cfg->stats_dsn);
+    free(cfg->stats_id);
     memset(cfg, 0, sizeof *cfg);
 }
 

@@ -445,20 +445,34 @@ static cart_status decode_merge(json_t *root, cart_event *ev, char *err, size_t 
     if (!cart_valid_event_id(json_string_value(v), json_string_length(v)))
         return fail(err, errlen, "data.merge_id", EVENT_ID_MSG);
     memcpy(m->merge_id, json_string_value(v), json_string_length(v) + 1);
-    if ((v = get_string(data, "cart_id", "data.cart_id", err, errlen)) == NULL)
-        return CART_ERR_INVALID;
-    if (json_string_length(v) != sizeof m->cart_id - 1)
-        return fail(err, errlen, "data.cart_id", "expected a UUID");
-    memcpy(m->cart_id, json_string_value(v), sizeof m->cart_id);
+    /* A lines_merged's status, when present, is the guest's side's refusal (a 4xx or 5xx). */
+    v = json_object_get(data, "status");
+    if (ev->type == CART_EV_LINES_MERGED && v != NULL && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) < 400 || json_integer_value(v) > 599)
+            return fail(err, errlen, "data.status", "expected the status of a refusal (400 to 599)");
+    } else if (ev->type == CART_EV_MERGE_SETTLED) {
+        if (!json_is_integer(v) || json_integer_value(v) < 200 || json_integer_value(v) > 599)
+            return fail(err, errlen, "data.status", "expected an HTTP status");
+    } else {
+        v = NULL;
+    }
+    m->status = v != NULL ? (int)json_integer_value(v) : 0;
+    /* A refusal may come from a guest with no cart: then it names none. */
+    v = json_object_get(data, "cart_id");
+    if (m->status >= 400 && ev->type == CART_EV_LINES_MERGED && (v == NULL || json_is_null(v))) {
+        m->cart_id[0] = '\0';
+    } else {
+        if ((v = get_string(data, "cart_id", "data.cart_id", err, errlen)) == NULL)
+            return CART_ERR_INVALID;
+        if (json_string_length(v) != sizeof m->cart_id - 1)
+            return fail(err, errlen, "data.cart_id", "expected a UUID");
+        memcpy(m->cart_id, json_string_value(v), sizeof m->cart_id);
+    }
     if ((st = get_text(data, "reply_to", "data.reply_to", CART_REPLY_TO_MAX, false, m->reply_to, err, errlen)) !=
         CART_OK)
         return st;
-    if (ev->type == CART_EV_LINES_MERGED)
+    if (ev->type == CART_EV_LINES_MERGED && m->status == 0)
         return CART_OK;
-    v = json_object_get(data, "status");
-    if (!json_is_integer(v) || json_integer_value(v) < 200 || json_integer_value(v) > 599)
-        return fail(err, errlen, "data.status", "expected an HTTP status");
-    m->status = (int)json_integer_value(v);
     return get_text(data, "detail", "data.detail", sizeof m->detail - 1, true, m->detail, err, errlen);
 }
 
@@ -599,13 +613,17 @@ static bool merge_encodable(const cart_event *ev)
         return false;
     if (ev->type == CART_EV_MERGE_REQUESTED)
         return true;
+    bool refused = ev->type == CART_EV_LINES_MERGED && m->status != 0;
+    size_t cart_id_len = field_len(m->cart_id, sizeof m->cart_id);
+
     if (!cart_valid_event_id(m->merge_id, field_len(m->merge_id, sizeof m->merge_id)) ||
-        field_len(m->cart_id, sizeof m->cart_id) != sizeof m->cart_id - 1 ||
+        (cart_id_len != sizeof m->cart_id - 1 && !(refused && cart_id_len == 0)) ||
         !valid_text(m->reply_to, field_len(m->reply_to, sizeof m->reply_to), CART_REPLY_TO_MAX, false))
         return false;
-    return ev->type == CART_EV_LINES_MERGED ||
-           (m->status >= 200 && m->status <= 599 &&
-            valid_text(m->detail, field_len(m->detail, sizeof m->detail), sizeof m->detail - 1, true));
+    if (ev->type == CART_EV_LINES_MERGED && !refused)
+        return true;
+    return m->status >= (refused ? 400 : 200) && m->status <= 599 &&
+           valid_text(m->detail, field_len(m->detail, sizeof m->detail), sizeof m->detail - 1, true);
 }
 
 /* Checks everything the decoder would check, so that an encoded event always decodes back. */
@@ -650,10 +668,10 @@ static bool encode_merge(json_t *data, const cart_event *ev)
     if (ev->type == CART_EV_MERGE_REQUESTED)
         return true;
     if (!set_string(data, "merge_id", m->merge_id, strlen(m->merge_id)) ||
-        !set_string(data, "cart_id", m->cart_id, strlen(m->cart_id)) ||
+        (m->cart_id[0] != '\0' && !set_string(data, "cart_id", m->cart_id, strlen(m->cart_id))) ||
         (m->reply_to[0] != '\0' && !set_string(data, "reply_to", m->reply_to, strlen(m->reply_to))))
         return false;
-    if (ev->type == CART_EV_LINES_MERGED)
+    if (ev->type == CART_EV_LINES_MERGED && m->status == 0)
         return true;
     return json_object_set_new(data, "status", json_integer(m->status)) == 0 &&
            (m->detail[0] == '\0' || set_string(data, "detail", m->detail, strlen(m->detail)));

@@ -4,21 +4,25 @@
 // the same machine, in the same run and under the same client settings, so that the targets are
 // ratios that survive a noisy or different machine (docs/performance.md explains every pair):
 //
-//   static_file  h2o serving a file the size of a cart  <->  get_hit, add_async
-//   redis_get    redis-benchmark GET of a cart-sized value  <->  get_hit
-//   copy         COPY of the rows the workers write  <->  apply_1w, apply_2w
+//   static_file    h2o serving a file the size of a cart  <->  get_hit
+//   redis_get      redis-benchmark GET of a cart-sized value  <->  get_hit
+//   js_publish     js_publish.c: the add's events into a stream like CARTS  <->  add_async
+//   pg_direct_add  pgbench: a minimal cart add as one transaction on one shard  <->  add_sync_max
+//   copy           COPY of the rows the workers write  <->  apply_1w, apply_2w
 //   get_miss, add_sync, add_sync_priced, mixed: measured on their own (add_sync against its
-//   latency target, add_sync_priced next to add_sync, mixed for the services' memory).
+//   latency and CPU targets, add_sync_priced next to add_sync, mixed for the services' memory).
+//   stats: cart-stats's rate and CPU per change notice (stats.mjs); apply_2w also samples the
+//   stats consumer's lag (cartshard_stats_consumer_pending) while the workers apply.
 //
 // scripts/dev passes the stack: GATEWAY_URL, NATS_URL, REDIS_URL, SHARD_DSNS, CART_PARTITIONS,
-// CART_STORE_ADMIN_URLS, STACK_DIR, CARTSHARD_STORE_BIN, PG_BIN; and the run: BENCH_OUT (the
-// output directory), BENCH_QUICK=1 (short runs), BENCH_ONLY (comma-separated scenario names),
-// BENCH_COMMIT. Results go to BENCH_OUT/results.json, results.md and throughput.png, and the
+// CART_STORE_ADMIN_URLS, STACK_DIR, CARTSHARD_STORE_BIN, PG_BIN, STATS_URL; the bench's own C
+// tool, BENCH_JS_PUBLISH_BIN; and the run: BENCH_OUT (the output directory), BENCH_QUICK=1 (short
+// runs), BENCH_ONLY (comma-separated scenario names), BENCH_COMMIT. Results go to BENCH_OUT/results.json, results.md and throughput.png, and the
 // targets are printed last. Exit status 0 when every scenario ran (whether or not the targets
 // hold), 1 when one failed.
 
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -32,6 +36,7 @@ import {
   nats,
   procComm,
   queryAllShards,
+  queryShard,
   redis,
   REDIS_URL,
   SHARD_DSNS,
@@ -46,14 +51,24 @@ import {
   userIds,
   writeCopyRows,
 } from './data.mjs';
+import {
+  costPerRequest,
+  latencySummaryMs,
+  parseJsPublish,
+  parsePgbench,
+  pgbenchLogLatencies,
+} from './figures.mjs';
 import { childrenOf, machineCpu, ProcessWatch, round } from './procs.mjs';
 import { writeReport } from './report.mjs';
-import { freePortIn37k, redisBenchmarkGet, runToolOk, startH2o, wrk } from './tools.mjs';
+import { statsRate, statsSeries } from './stats.mjs';
+import { freePortIn37k, redisBenchmarkGet, runTool, runToolOk, startH2o, wrk } from './tools.mjs';
 
 const OUT = process.env.BENCH_OUT ?? path.resolve('build/bench');
 const QUICK = process.env.BENCH_QUICK === '1';
 const STORE_BIN = process.env.CARTSHARD_STORE_BIN;
 const PSQL = path.join(process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin', 'psql');
+const PGBENCH = path.join(process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin', 'pgbench');
+const JS_PUBLISH_BIN = process.env.BENCH_JS_PUBLISH_BIN;
 
 // Client settings shared by a scenario and its baseline, and the sizes of the data sets.
 const S = {
@@ -67,10 +82,13 @@ const S = {
   hitUsers: 1000, // carts read by get_hit, and the users of the mixed load
   missUsers: QUICK ? 40_000 : 150_000, // carts read once each by get_miss (up to ~10k reads/s seen)
   asyncUsers: 10_000, // carts the respond-async adds spread over (each far below 999 of A1)
+  // add_async is a burst (a flash sale) with the workers running, and js_publish publishes as long.
+  burstSeconds: QUICK ? 3 : 8,
   syncUsers: 2000,
   syncRate: 2000, // requests per second of add_sync
   // Enough that the client never caps the rate: at 2,000/s each connection sends every 64 ms.
   syncConnections: 128,
+  maxUsers: 2000, // add_sync_max's carts, and pg_direct_add's (a few dozen adds each per run)
   redisRequests: QUICK ? 100_000 : 500_000,
   applyUsers: QUICK ? 2000 : 20_000, // x applyRounds events per apply scenario
   applyRounds: 10,
@@ -82,9 +100,22 @@ const S = {
 const SCENARIOS = [
   { name: 'static_file', kind: 'baseline', title: 'h2o static file, cart-sized', run: staticFile },
   { name: 'get_hit', kind: 'scenario', title: 'GET cart, cache hit', run: getHit },
-  { name: 'add_async', kind: 'scenario', title: 'add item, respond-async (202)', run: addAsync },
+  {
+    name: 'js_publish',
+    kind: 'baseline',
+    title: "the add's events published to a stream like CARTS, 64 in flight (nats.c)",
+    run: jsPublish,
+  },
+  { name: 'add_async', kind: 'scenario', title: `add item, respond-async (202), a ${S.burstSeconds} s burst`, run: addAsync },
   { name: 'redis_get', kind: 'baseline', title: 'redis-benchmark GET, cart-sized value', run: redisGet },
   { name: 'get_miss', kind: 'scenario', title: 'GET cart, cache miss', run: getMiss },
+  {
+    name: 'pg_direct_add',
+    kind: 'baseline',
+    title: 'pgbench: upsert the cart row and the line in one transaction, one shard',
+    run: pgDirectAdd,
+  },
+  { name: 'add_sync_max', kind: 'scenario', title: 'add item, waiting for commit, unpaced', run: addSyncMax },
   { name: 'add_sync', kind: 'scenario', title: `add item, waiting for commit, at ${S.syncRate}/s`, run: addSync },
   {
     name: 'add_sync_priced',
@@ -95,6 +126,7 @@ const SCENARIOS = [
   { name: 'mixed', kind: 'scenario', title: 'mixed 10 GET : 2 add : 1 checkout', run: mixed },
   { name: 'apply_1w', kind: 'scenario', title: 'worker apply rate, 1 worker', run: (c) => applyRate(c, 1) },
   { name: 'apply_2w', kind: 'scenario', title: 'worker apply rate, 2 workers', run: (c) => applyRate(c, 2) },
+  { name: 'stats', kind: 'scenario', title: 'statistics consumer rate (change notices counted)', run: statsScenario },
   { name: 'copy', kind: 'baseline', title: 'PostgreSQL COPY of the same rows', run: copyBaseline },
 ];
 
@@ -121,25 +153,33 @@ const postgres = (name) => () => {
 };
 const held = (holders) => () => holders.map((h) => h.pid).filter((p) => p !== undefined);
 
-/** A ProcessWatch over the whole stack and the bench itself, plus `extra` groups (tools). */
-function stackWatch(extra = []) {
+/**
+ * A ProcessWatch over the whole stack and the bench itself, plus `extra` groups (tools). With
+ * `switches`, the stack's and the tools' context switches are counted too (every thread's, at
+ * every sample: only where a scenario reports them per request).
+ */
+function stackWatch(extra = [], switches = false) {
   return new ProcessWatch([
-    { name: 'gateway', pids: one('gateway'), memory: 'rss', hwm: true },
-    { name: 'cs-1', pids: one('cs-1'), memory: 'rss', hwm: true },
-    { name: 'cs-2', pids: one('cs-2'), memory: 'rss', hwm: true },
-    { name: 'nats-server', pids: one('nats'), memory: 'rss' },
-    { name: 'redis-server', pids: one('redis'), memory: 'rss' },
-    { name: 'postgres-0', pids: postgres('pg0'), memory: 'pss' },
-    { name: 'postgres-1', pids: postgres('pg1'), memory: 'pss' },
+    { name: 'gateway', pids: one('gateway'), memory: 'rss', hwm: true, switches },
+    { name: 'cs-1', pids: one('cs-1'), memory: 'rss', hwm: true, switches },
+    { name: 'cs-2', pids: one('cs-2'), memory: 'rss', hwm: true, switches },
+    { name: 'cart-stats', pids: one('cart-stats'), memory: 'rss', hwm: true, switches },
+    { name: 'nats-server', pids: one('nats'), memory: 'rss', switches },
+    { name: 'redis-server', pids: one('redis'), memory: 'rss', switches },
+    { name: 'postgres-0', pids: postgres('pg0'), memory: 'pss', switches },
+    { name: 'postgres-1', pids: postgres('pg1'), memory: 'pss', switches },
     { name: 'bench (node)', pids: () => [process.pid], memory: 'rss' },
-    ...extra,
+    ...extra.map((g) => ({ ...g, switches })),
   ]);
 }
 
-/** Runs `fn` while watching the stack (and `extra` groups); adds processes and machine CPU. */
-async function watched(extra, fn, extraCpu = () => ({})) {
+/**
+ * Runs `fn` while watching the stack (and `extra` groups); adds processes and machine CPU.
+ * `switches` counts context switches as well (stackWatch).
+ */
+async function watched(extra, fn, extraCpu = () => ({}), { switches = false } = {}) {
   const cpu0 = machineCpu();
-  const watch = stackWatch(extra).start();
+  const watch = stackWatch(extra, switches).start();
   let result;
   try {
     result = await fn();
@@ -404,9 +444,16 @@ function httpFigures(w, seconds) {
 /**
  * Runs wrk against `url` with cart.lua options `lua` while watching the stack (and `extra`), after
  * a warm-up of the same requests (S.warmupSeconds, not measured) and the workers' catching up with
- * what it wrote. `beforeMeasure` runs between the two (a scenario's own counters).
+ * what it wrote. `beforeMeasure` runs between the two (a scenario's own counters), `afterMeasure`
+ * as soon as wrk has exited (before anything else is read); its result is returned as `after`.
+ * `seconds` is the measured run's length; `switches` counts context switches (stackWatch) and
+ * adds the cost of a request (`cost_per_request`: CPU µs and switches per request).
  */
-async function wrkScenario(url, lua, { connections = S.connections, extra = [], beforeMeasure } = {}) {
+async function wrkScenario(
+  url,
+  lua,
+  { connections = S.connections, extra = [], beforeMeasure, afterMeasure, seconds = S.seconds, switches = false } = {},
+) {
   const holder = {};
   const storedBefore = await eventsStored();
   const appliedBefore = await appliedTotal();
@@ -418,15 +465,17 @@ async function wrkScenario(url, lua, { connections = S.connections, extra = [], 
   const r = await watched(
     [{ name: 'wrk', pids: held([holder]), memory: 'rss' }, ...extra],
     async () => {
-      const w = await wrk({ url, threads: S.threads, connections, seconds: S.seconds, lua, holder });
-      return { w };
+      const w = await wrk({ url, threads: S.threads, connections, seconds, lua, holder });
+      return { w, after: await afterMeasure?.() };
     },
     (res) => ({ wrk: res.w.cpu_s }),
+    { switches },
   );
   const after = await gatewayMetrics();
   const { w, ...rest } = r;
+  if (switches) rest.cost_per_request = costPerRequest(rest.processes, w.requests);
   return {
-    ...httpFigures({ ...w, connections }, S.seconds),
+    ...httpFigures({ ...w, connections }, seconds),
     warmup_s: S.warmupSeconds,
     // A paced run: sends that went out more than 1 ms after their slot because every connection
     // was busy. Their wait before sending is not in the latency (wrk times from the send).
@@ -543,6 +592,9 @@ async function eventsStored() {
   return (await jsm.streams.info('CARTS')).state.last_seq;
 }
 
+// A burst of respond-async adds (a flash sale) with the workers running: the accepted rate, and
+// the backlog it leaves (stored, not yet applied, when wrk stops) and how long the workers take
+// to drain it.
 async function addAsync(ctx) {
   const prefix = `${ctx.tag}-a-`;
   let appliedBefore;
@@ -551,17 +603,24 @@ async function addAsync(ctx) {
     GATEWAY_URL,
     { method: 'POST', path: '/v1/carts/%s/items', body: '{"sku":"A1","quantity":1}', async: 1, prefix, users: S.asyncUsers },
     {
+      seconds: S.burstSeconds,
       beforeMeasure: async () => {
         appliedBefore = await appliedTotal();
         storedBefore = await eventsStored();
+      },
+      afterMeasure: async () => {
+        const t = performance.now();
+        const [stored, applied] = await Promise.all([eventsStored(), appliedTotal()]);
+        return { t, backlog: stored - storedBefore - (applied - appliedBefore) };
       },
     },
   );
   // The requests still in flight when wrk stopped are published (and applied) all the same, with
   // their 202 counted after r.statuses was read, or never if the client had gone: the exact
   // count of events is the stream's, read again until the workers have caught up with it.
-  const t0 = performance.now();
-  log('waiting for the workers to apply every event stored');
+  const { t: t0, backlog } = r.after;
+  delete r.after;
+  log(`waiting for the workers to apply every event stored (${backlog} behind when wrk stopped)`);
   await allApplied('the stored adds', storedBefore, appliedBefore);
   const drain = (performance.now() - t0) / 1000;
   const stored = (await eventsStored()) - storedBefore;
@@ -569,7 +628,10 @@ async function addAsync(ctx) {
   const accepted = r.statuses['add_item 202'] ?? 0;
   const wrk2xx = r.requests - r.errors.status;
   r.users = S.asyncUsers;
+  r.backlog_at_end = backlog;
   r.drain_s = round(drain, 2);
+  r.drain_events_per_s = drain > 0 ? round(backlog / drain, 1) : null;
+  r.applied_during_burst_per_s = round((applied - backlog) / r.duration_s, 1);
   r.checks = {
     wrk_2xx: wrk2xx,
     gateway_202: accepted,
@@ -585,12 +647,15 @@ async function addAsync(ctx) {
   return r;
 }
 
-/** An add of `body`, each answer waiting for the commit, paced at S.syncRate over new users. */
+/**
+ * An add of `body`, each answer waiting for the commit, paced at S.syncRate over new users; with
+ * its cost per add (CPU and context switches of every process, cost_per_request).
+ */
 async function pacedAdd(prefix, body) {
   const r = await wrkScenario(
     GATEWAY_URL,
     { method: 'POST', path: '/v1/carts/%s/items', body, prefix, users: S.syncUsers, rate: S.syncRate },
-    { connections: S.syncConnections },
+    { connections: S.syncConnections, switches: true },
   );
   r.users = S.syncUsers;
   r.target_rps = S.syncRate;
@@ -600,6 +665,188 @@ async function pacedAdd(prefix, body) {
 
 function addSync(ctx) {
   return pacedAdd(`${ctx.tag}-s-`, '{"sku":"A1","quantity":1}');
+}
+
+// Committed adds as fast as 64 connections get them (pg_direct_add's client count), over new
+// users: the write path's throughput, next to what PostgreSQL alone does with the same add.
+async function addSyncMax(ctx) {
+  const r = await wrkScenario(
+    GATEWAY_URL,
+    { method: 'POST', path: '/v1/carts/%s/items', body: '{"sku":"A1","quantity":1}', prefix: `${ctx.tag}-x-`, users: S.maxUsers },
+    { switches: true },
+  );
+  r.users = S.maxUsers;
+  const committed = r.statuses['add_item 200'] ?? 0;
+  r.checks = { every_add_committed: r.errors.status === 0 && committed >= r.requests };
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// the parts' own limits: the bus's intake (js_publish) and PostgreSQL's add (pg_direct_add)
+
+// The stream js_publish publishes to: CARTS's configuration under another name and subjects, so
+// that no worker consumes (or has to apply) what it stores.
+const INTAKE_STREAM = 'BENCH_INTAKE';
+const INTAKE_SUBJECTS = 'bench.intake';
+
+async function createIntakeStream() {
+  const jsm = await (await nats()).jetstreamManager();
+  await jsm.streams.delete(INTAKE_STREAM).catch(() => {});
+  const cfg = (await jsm.streams.info('CARTS')).config;
+  await jsm.streams.add({ ...cfg, name: INTAKE_STREAM, subjects: [`${INTAKE_SUBJECTS}.*`] });
+  return cfg;
+}
+
+async function deleteIntakeStream() {
+  const jsm = await (await nats()).jetstreamManager();
+  await jsm.streams.delete(INTAKE_STREAM).catch(() => {});
+}
+
+function jsPublishArgs(seconds, prefix) {
+  return [
+    '--url', process.env.NATS_URL, '--subject-prefix', INTAKE_SUBJECTS, '--user-prefix', prefix,
+    '--seconds', String(seconds), '--inflight', String(S.connections), '--users', String(S.asyncUsers),
+    '--partitions', String(Number(process.env.CART_PARTITIONS ?? 32)),
+  ];
+}
+
+/**
+ * The bus's own intake limit: js_publish (tests/bench/js_publish.c) publishes the events of
+ * add_async's adds (encoded by libcartshard as the gateway does, Nats-Msg-Id = event_id) with
+ * nats.c's async publish, S.connections unacknowledged at a time, for as long as add_async's
+ * burst, into a stream configured as CARTS (file store, dedup window, limits) but read by no one.
+ */
+async function jsPublish(ctx) {
+  if (!JS_PUBLISH_BIN) throw new Error('BENCH_JS_PUBLISH_BIN is not set (scripts/dev bench sets it)');
+  const prefix = `${ctx.tag}-j-`;
+  const cfg = await createIntakeStream();
+  try {
+    const warm = parseJsPublish((await runToolOk(JS_PUBLISH_BIN, jsPublishArgs(S.warmupSeconds, prefix))).stdout);
+    const holder = {};
+    const r = await watched(
+      [{ name: 'js_publish', pids: held([holder]), memory: 'rss' }],
+      async () => ({ run: await runTool(JS_PUBLISH_BIN, jsPublishArgs(S.burstSeconds, prefix), { holder }) }),
+      (res) => ({ js_publish: res.run.cpu_s }),
+    );
+    const { run, ...rest } = r;
+    const out = parseJsPublish(run.stdout);
+    if (run.code !== 0) throw new Error(`js_publish exited ${run.code}: ${run.stderr || run.stdout}`);
+    const jsm = await (await nats()).jetstreamManager();
+    const stored = (await jsm.streams.info(INTAKE_STREAM)).state.messages;
+    return {
+      tool: 'js_publish (nats.c js_PublishMsgAsync)',
+      command: `js_publish ${jsPublishArgs(S.burstSeconds, prefix).join(' ')}`,
+      settings: {
+        inflight: out.inflight,
+        seconds: S.burstSeconds,
+        users: out.users,
+        stream: `${INTAKE_STREAM} (${INTAKE_SUBJECTS}.*), as CARTS: ${cfg.storage} storage, ` +
+          `dedup window ${cfg.duplicate_window / 1e9} s, ${cfg.num_replicas} replica(s)`,
+      },
+      warmup_s: S.warmupSeconds,
+      requests: out.acked,
+      duration_s: out.seconds,
+      throughput_rps: out.rate,
+      event_bytes: out.event_bytes,
+      latency_ms: out.latency_ms,
+      // Every event stored once: the warm-up's and the measured run's (unique event_ids).
+      checks: { stored, every_event_stored_once: stored === warm.acked + out.acked },
+      ...rest,
+    };
+  } finally {
+    await deleteIntakeStream();
+  }
+}
+
+// pg_direct_add's tables: a scratch schema holding copies of carts and cart_items (LIKE ...
+// INCLUDING ALL: columns, checks, defaults, the generated idle_hour, every index; plus the
+// foreign key and carts' storage options), created for the run and dropped after it.
+const PG_SCHEMA = 'bench_pg_direct';
+const PG_SHARD = 0;
+
+async function createPgScratch() {
+  const opts = await queryShard(PG_SHARD, "SELECT array_to_string(reloptions, ', ') AS o FROM pg_class WHERE oid = 'public.carts'::regclass");
+  await queryShard(PG_SHARD, `DROP SCHEMA IF EXISTS ${PG_SCHEMA} CASCADE`);
+  await queryShard(PG_SHARD, `CREATE SCHEMA ${PG_SCHEMA}`);
+  await queryShard(PG_SHARD, `CREATE TABLE ${PG_SCHEMA}.carts (LIKE public.carts INCLUDING ALL)`);
+  if (opts[0].o) await queryShard(PG_SHARD, `ALTER TABLE ${PG_SCHEMA}.carts SET (${opts[0].o})`);
+  await queryShard(
+    PG_SHARD,
+    `CREATE TABLE ${PG_SCHEMA}.cart_items (LIKE public.cart_items INCLUDING ALL,
+       FOREIGN KEY (cart_id) REFERENCES ${PG_SCHEMA}.carts (cart_id) ON DELETE CASCADE)`,
+  );
+}
+
+// A minimal cart add as an application without the bus would write it: one transaction that
+// upserts the user's active cart (its version bumped) and then the line (quantity + 1).
+const PG_ADD_SCRIPT = `\\set u random(0, :users - 1)
+\\set p :u % 32
+BEGIN;
+INSERT INTO ${PG_SCHEMA}.carts AS c (cart_id, user_id, partition, status, version, created_at, updated_at) VALUES (gen_random_uuid(), 'pgd-' || :u::text, :p, 'active', 1, now(), now()) ON CONFLICT (user_id) WHERE status = 'active' DO UPDATE SET version = c.version + 1, updated_at = now() RETURNING cart_id \\gset
+INSERT INTO ${PG_SCHEMA}.cart_items AS i (cart_id, sku, quantity) VALUES (:cart_id, 'A1', 1) ON CONFLICT (cart_id, sku) DO UPDATE SET quantity = i.quantity + 1;
+COMMIT;
+`;
+
+function pgbenchArgs(seconds, script, logPrefix) {
+  const args = ['-n', '-M', 'prepared', '-c', String(S.connections), '-j', String(S.threads), '-T', String(seconds),
+    '-D', `users=${S.maxUsers}`, '-f', script, '-h', '127.0.0.1', '-p', new URL(SHARD_DSNS[PG_SHARD]).port,
+    '-U', 'postgres'];
+  if (logPrefix) args.push('-l', `--log-prefix=${logPrefix}`);
+  return [...args, 'cartshard'];
+}
+
+/**
+ * What a user would build without the bus: pgbench running PG_ADD_SCRIPT, prepared, with
+ * add_sync_max's client count on one shard (synchronous_commit on, as the shards run), after a
+ * warm-up. Latencies from pgbench's per-transaction log.
+ */
+async function pgDirectAdd() {
+  const dir = path.join(OUT, 'pgbench');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const script = path.join(dir, 'add.sql');
+  writeFileSync(script, PG_ADD_SCRIPT);
+  await createPgScratch();
+  try {
+    const warm = parsePgbench((await runToolOk(PGBENCH, pgbenchArgs(S.warmupSeconds, script))).stdout);
+    const holder = {};
+    const r = await watched(
+      [{ name: 'pgbench', pids: held([holder]), memory: 'rss' }],
+      async () => ({ run: await runToolOk(PGBENCH, pgbenchArgs(S.seconds, script, path.join(dir, 'log')), { holder }) }),
+      (res) => ({ pgbench: res.run.cpu_s }),
+      { switches: true },
+    );
+    const { run, ...rest } = r;
+    const pg = parsePgbench(run.stdout);
+    const latencies = readdirSync(dir)
+      .filter((f) => f.startsWith('log.'))
+      .flatMap((f) => pgbenchLogLatencies(readFileSync(path.join(dir, f), 'utf8')));
+    // Every transaction added one A1 to a line: the lines' quantities add up to all of them.
+    const [sum] = await queryShard(PG_SHARD, `SELECT coalesce(sum(quantity), 0)::bigint AS q, count(*)::int AS lines FROM ${PG_SCHEMA}.cart_items`);
+    const all = warm.transactions + pg.transactions;
+    return {
+      tool: 'pgbench',
+      command: `pgbench ${pgbenchArgs(S.seconds, script).join(' ')}`,
+      script: PG_ADD_SCRIPT,
+      settings: { clients: S.connections, threads: S.threads, seconds: S.seconds, users: S.maxUsers, shard: PG_SHARD,
+        tables: `${PG_SCHEMA}.carts, ${PG_SCHEMA}.cart_items (LIKE the real ones INCLUDING ALL)` },
+      warmup_s: S.warmupSeconds,
+      requests: pg.transactions,
+      throughput_rps: round(pg.tps, 1),
+      latency_ms: latencySummaryMs(latencies) ?? { mean: pg.latency_avg_ms },
+      failed_transactions: pg.failed,
+      checks: {
+        transactions: all,
+        quantity_added: Number(sum.q),
+        every_transaction_added_one: Number(sum.q) === all && pg.failed === 0 && warm.failed === 0,
+      },
+      cost_per_request: costPerRequest(rest.processes, pg.transactions, 'pgbench'),
+      ...rest,
+    };
+  } finally {
+    await queryShard(PG_SHARD, `DROP SCHEMA IF EXISTS ${PG_SCHEMA} CASCADE`);
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 // The same add carrying a line snapshot: what reading, checking, storing, totalling and rendering
@@ -632,6 +879,7 @@ async function applyRate(ctx, workers) {
   log(`published in ${pub.seconds.toFixed(1)} s; starting ${workers} worker(s)`);
   const indexes = workers === 1 ? [0] : [0, 1];
   const points = [];
+  const statsLag = [];
   let counters;
   const r = await watched([], async () => {
     const t0 = performance.now();
@@ -641,6 +889,8 @@ async function applyRate(ctx, workers) {
       counters = await workerCounters(indexes);
       const count = counters.applied;
       points.push({ t: (performance.now() - t0) / 1000, count });
+      // The statistics consumer counts the notices of what the workers apply, behind them.
+      if (workers === 2) statsLag.push(await statsSeries('cartshard_stats_consumer_pending').catch(() => Number.NaN));
       if (count >= n) break;
       if (performance.now() > deadline) throw new Error(`only ${count} of ${n} events applied in time`);
       await sleep(200);
@@ -667,8 +917,37 @@ async function applyRate(ctx, workers) {
     events_per_s: round(rate, 1),
     throughput_rps: round(rate, 1),
     checks: { processed_events_rows: stored, all_applied_once: stored === n },
+    ...(workers === 2
+      ? {
+          stats_lag: {
+            max_pending: Math.max(0, ...statsLag.filter(Number.isFinite)),
+            last_pending: statsLag.filter(Number.isFinite).at(-1) ?? null,
+          },
+        }
+      : {}),
     // The workers were started for this scenario: their counters began at zero.
     worker_batches: batchFigures({ applied: 0, batches: 0, batchSeconds: 0 }, counters),
+    ...r,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// the statistics consumer
+
+async function statsScenario() {
+  const n = QUICK ? 2000 : 20_000;
+  let rate;
+  const r = await watched([], async () => {
+    rate = await statsRate(n, `${Date.now().toString(36)}-st`);
+    return {};
+  });
+  return {
+    tool: 'stats.mjs (JetStream publish to CARTS_CHANGES while cart-stats runs)',
+    settings: { notices: n },
+    events: n,
+    events_per_s: rate.changes_per_s,
+    throughput_rps: rate.changes_per_s,
+    ...rate,
     ...r,
   };
 }

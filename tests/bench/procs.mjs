@@ -12,7 +12,7 @@
 // when the scenario starts (clear_refs 5), so it is the peak of that scenario alone, including
 // any spike between two samples.
 
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
@@ -58,6 +58,39 @@ function kbField(text, name) {
   return m ? Number(m[1]) * 1024 : null;
 }
 
+/**
+ * The context switches counted in a /proc/<pid>/task/<tid>/status text: { voluntary, involuntary }
+ * (voluntary_ctxt_switches: the thread gave up the CPU, mostly to wait; nonvoluntary: it was
+ * preempted), or null when the text has neither.
+ */
+export function parseCtxSwitches(text) {
+  if (text === null) return null;
+  const v = /^voluntary_ctxt_switches:\s+(\d+)$/m.exec(text);
+  const n = /^nonvoluntary_ctxt_switches:\s+(\d+)$/m.exec(text);
+  if (v === null && n === null) return null;
+  return { voluntary: v ? Number(v[1]) : 0, involuntary: n ? Number(n[1]) : 0 };
+}
+
+/**
+ * The context switches of every thread of `pid`: [[tid, { voluntary, involuntary }]...]. Each
+ * thread's own status: /proc/<pid>/status counts only the main thread, and the gateway, the
+ * workers and nats-server switch mostly in others.
+ */
+export function threadSwitches(pid) {
+  let tids;
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  const out = [];
+  for (const tid of tids) {
+    const c = parseCtxSwitches(readText(`/proc/${pid}/task/${tid}/status`));
+    if (c !== null) out.push([Number(tid), c]);
+  }
+  return out;
+}
+
 /** The kernel's peak resident set size (VmHWM) of `pid` in bytes, or null. */
 export function peakRssBytes(pid) {
   return kbField(readText(`/proc/${pid}/status`), 'VmHWM');
@@ -99,8 +132,11 @@ export function machineCpu() {
 
 /**
  * Watches groups of processes while a scenario runs. A group is { name, pids: () => [pid...],
- * memory: 'rss' | 'pss', hwm: boolean }; pids() is called at every sample, so a group may
- * follow a process that starts later (a load tool) or a changing set (PostgreSQL's backends).
+ * memory: 'rss' | 'pss', hwm: boolean, switches: boolean }; pids() is called at every sample, so
+ * a group may follow a process that starts later (a load tool) or a changing set (PostgreSQL's
+ * backends). With `switches`, every thread's context switches are counted too (as CPU time is: a
+ * thread from its first sample to its last, so a thread or backend that ends between two samples
+ * loses what it did since the last one; one that starts during the scenario counts from zero).
  */
 export class ProcessWatch {
   constructor(groups) {
@@ -111,6 +147,8 @@ export class ProcessWatch {
       peakBytes: 0,
       samples: 0,
       pidsSeen: new Set(),
+      switchStart: new Map(), // "pid/tid" -> { voluntary, involuntary } when first seen
+      switchLast: new Map(), // "pid/tid" -> at the last sample
     }));
     this.timer = null;
   }
@@ -140,6 +178,13 @@ export class ProcessWatch {
         }
         g.cpuLast.set(pid, cpu);
         g.pidsSeen.add(pid);
+        if (g.switches) {
+          for (const [tid, c] of threadSwitches(pid)) {
+            const key = `${pid}/${tid}`;
+            if (!g.switchStart.has(key)) g.switchStart.set(key, first ? c : { voluntary: 0, involuntary: 0 });
+            g.switchLast.set(key, c);
+          }
+        }
         if (!measure) continue;
         const mem =
           g.memory === 'pss'
@@ -153,7 +198,8 @@ export class ProcessWatch {
   }
 
   /**
-   * Takes a last sample and stops. Resolves to { <group>: { cpu_s, peak_mib, hwm_mib?, pids } }
+   * Takes a last sample and stops. Resolves to { <group>: { cpu_s, peak_mib, hwm_mib?,
+   * ctx_switches?, processes } }
    * for every group that had a process. `extraCpu` adds CPU measured elsewhere (a tool's exact
    * time once reaped) by group name, replacing the sampled value.
    */
@@ -170,6 +216,15 @@ export class ProcessWatch {
         peak_mib: round(g.peakBytes / 1048576, 1),
         processes: g.pidsSeen.size,
       };
+      if (g.switches) {
+        const sw = { voluntary: 0, involuntary: 0 };
+        for (const [key, last] of g.switchLast) {
+          const start = g.switchStart.get(key);
+          sw.voluntary += last.voluntary - start.voluntary;
+          sw.involuntary += last.involuntary - start.involuntary;
+        }
+        r.ctx_switches = sw;
+      }
       if (g.hwm) {
         const hwm = Math.max(...g.pids().map((pid) => peakRssBytes(pid) ?? 0));
         if (hwm > 0) r.hwm_mib = round(hwm / 1048576, 1);

@@ -18,7 +18,7 @@ set linetype 1 lc rgb '#9a9a9a'
 set linetype 2 lc rgb '#2f6db5'
 unset key
 
-set title 'HTTP (and Redis) requests per second'
+set title 'requests per second (Redis GETs, events published, pgbench transactions)'
 set ylabel 'requests/s'
 if (havehttp) {
     plot httpdata using 0:2:3:xtic(1) with boxes lc variable, \

@@ -6,10 +6,13 @@
 // test runs it"), so the suite:
 //   - makes debian:bookworm-slim with debootstrap (tests/deploy/images/base.sh), once: later
 //     runs find it in podman's storage;
-//   - builds the two cartshard images and stand-ins for the official postgres, redis and nats
-//     images from Debian packages (tests/deploy/images/), and points the compose file at them
-//     through its CARTSHARD_*_IMAGE variables; nats-server 2.9 gets a config without
-//     sync_interval through CARTSHARD_NATS_CONF;
+//   - builds the two cartshard images under their own names (cartshard/cart-gateway and
+//     cartshard/cart-store, tag `test` through CARTSHARD_VERSION), and stand-ins for the official
+//     postgres, redis and nats images from Debian packages (tests/deploy/images/; nats-server 2.10
+//     from Debian 13), and points the compose file at the stand-ins through its
+//     CARTSHARD_*_IMAGE variables;
+//   - runs the stack as a deployment would: Redis with a password from a file (a random one),
+//     auth with a JWKS (ES256 keys made here) and CORS on;
 //   - runs Debian's docker-compose 1.29 against podman's Docker API (`podman system service` on a
 //     socket in a temporary directory);
 //   - runs the compose file's health checks itself every 2 s (`podman healthcheck run`): podman
@@ -19,8 +22,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -32,19 +35,27 @@ const IMAGES_DIR = join(ROOT, 'tests/deploy/images');
 const BASE_IMAGE = 'docker.io/library/debian:bookworm-slim';
 // Fixed tags, so that podman's layer cache makes the next run's builds quick.
 const TAG = 'test';
+// The cartshard images under the names the compose file (and the Kubernetes manifests) use; the
+// compose file finds them through CARTSHARD_VERSION=test.
 const IMAGE = {
-    gateway: `localhost/cartshard-test/gateway:${TAG}`,
-    cartStore: `localhost/cartshard-test/cart-store:${TAG}`,
+    gateway: `localhost/cartshard/cart-gateway:${TAG}`,
+    cartStore: `localhost/cartshard/cart-store:${TAG}`,
     postgres: `localhost/cartshard-test/postgres:${TAG}`,
     redis: `localhost/cartshard-test/redis:${TAG}`,
     nats: `localhost/cartshard-test/nats:${TAG}`,
 };
 const SUBSTITUTED = [
-    `postgres:15      -> ${IMAGE.postgres} (Debian postgresql-15)`,
-    `redis:7          -> ${IMAGE.redis} (Debian redis-server 7.0)`,
-    `nats:2.10-alpine -> ${IMAGE.nats} (Debian nats-server 2.9.10, config tests/deploy/images/nats/nats-2.9.conf: no sync_interval)`,
-    `debian:bookworm-slim -> debootstrap --variant=minbase bookworm, imported as ${BASE_IMAGE}`,
+    `postgres:15.14-bookworm -> ${IMAGE.postgres} (Debian postgresql-15)`,
+    `redis:7.2.11-bookworm   -> ${IMAGE.redis} (Debian redis-server 7.0: the file's redis.conf, password and user, an older server)`,
+    `nats:2.10.27-alpine     -> ${IMAGE.nats} (nats-server 2.10 from Debian 13, with docker/nats.conf as it is)`,
+    `debian:bookworm-slim    -> debootstrap --variant=minbase bookworm, imported as ${BASE_IMAGE}`,
 ];
+// Auth as an identity provider would set it up: an ES256 key whose public half is in the JWKS.
+const ISSUER = 'https://issuer.compose-test.invalid';
+const AUDIENCE = 'cartshard-compose-test';
+const ORIGIN = 'https://shop.compose-test.invalid';
+const KEY = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const KID = `compose-${randomBytes(4).toString('hex')}`;
 
 const USERS = 20;
 const ADDS_PER_USER = 20;
@@ -58,6 +69,7 @@ const state = {
     service: null, // the `podman system service` child
     env: null, // environment of every podman and docker-compose command
     port: 0, // published gateway port on 127.0.0.1
+    redisPassword: randomBytes(24).toString('hex'),
     built: false, // every image built
     composeStarted: false,
     up: false, // every service healthy
@@ -160,10 +172,15 @@ async function withLogs(fn, services = []) {
 
 // A free port below Linux's ephemeral range (32768-60999): one the kernel hands out for outgoing
 // connections could be taken, between this check and the publish, by any client socket on the
-// machine. 20000-29999, apart from the integration suites' 10000-19999.
+// machine. TEST_COMPOSE_PORTS ("first-last"), by default 30000-30999: apart from the integration
+// suites' private ports (TEST_PRIVATE_PORTS, 10000-19999 by default), the test stacks' ports and
+// the benchmark's (3xxxx ports of scripts/lib/stack.sh all end in 080, 101, 102, 222, 380, 433,
+// 434 above 34000).
+const [PORT_FIRST, PORT_LAST] = (process.env.TEST_COMPOSE_PORTS || '30000-30999').split('-').map(Number);
+assert.ok(PORT_FIRST >= 1024 && PORT_LAST >= PORT_FIRST && PORT_LAST < 32768, 'TEST_COMPOSE_PORTS: first-last, below 32768');
 async function freePort() {
     for (let attempt = 0; attempt < 100; attempt++) {
-        const candidate = 20000 + Math.floor(Math.random() * 10000);
+        const candidate = PORT_FIRST + Math.floor(Math.random() * (PORT_LAST - PORT_FIRST + 1));
         const srv = createServer();
         const ok = await new Promise((resolvePromise) => {
             srv.once('error', () => resolvePromise(false));
@@ -174,7 +191,7 @@ async function freePort() {
             return candidate;
         }
     }
-    throw new Error('no free port found in 20000-29999');
+    throw new Error(`no free port found in ${PORT_FIRST}-${PORT_LAST}`);
 }
 
 async function projectContainers(service) {
@@ -234,8 +251,23 @@ function url(path) {
     return `http://127.0.0.1:${state.port}${path}`;
 }
 
-async function http(method, path, { body, headers = {}, timeoutMs = 10_000 } = {}) {
+// An ES256 token for `sub`, signed with the key of the JWKS the gateway reads.
+function token(sub, claims = {}) {
+    const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+    const now = Math.floor(Date.now() / 1000);
+    const signing = `${b64({ alg: 'ES256', typ: 'JWT', kid: KID })}.${b64({ sub, iss: ISSUER, aud: AUDIENCE, iat: now, exp: now + 900, ...claims })}`;
+    const sig = sign('sha256', Buffer.from(signing), { key: KEY.privateKey, dsaEncoding: 'ieee-p1363' });
+    return `${signing}.${sig.toString('base64url')}`;
+}
+
+// Every /v1 request carries a token for the user it is about (the path's, or the body's user_id)
+// unless the caller sets Authorization itself (or `auth: false`).
+async function http(method, path, { body, headers = {}, timeoutMs = 10_000, auth = true } = {}) {
     const init = { method, headers: { ...headers }, signal: AbortSignal.timeout(timeoutMs) };
+    const user = /^\/v1\/carts\/([^/?]+)/.exec(path)?.[1] ?? body?.user_id;
+    if (auth && user && !Object.keys(headers).some((h) => h.toLowerCase() === 'authorization')) {
+        init.headers.authorization = `Bearer ${token(decodeURIComponent(user))}`;
+    }
     if (body !== undefined) {
         init.body = JSON.stringify(body);
         init.headers['content-type'] = 'application/json';
@@ -317,6 +349,18 @@ describe('docker-compose deployment (docker/compose.yaml)', { timeout: 15 * 60_0
             '',
         ].join('\n'));
         state.port = await freePort();
+        // The Redis password: a file, readable by the containers' users (it is bind-mounted as
+        // it is). The JWKS: in the directory the gateway mounts.
+        const secret = join(state.tmp, 'redis-password');
+        writeFileSync(secret, `${state.redisPassword}\n`);
+        chmodSync(secret, 0o644);
+        const authDir = join(state.tmp, 'auth');
+        mkdirSync(authDir);
+        chmodSync(state.tmp, 0o755);
+        writeFileSync(join(authDir, 'jwks.json'), JSON.stringify({
+            keys: [{ ...KEY.publicKey.export({ format: 'jwk' }), kid: KID, alg: 'ES256', use: 'sig' }],
+        }));
+        chmodSync(join(authDir, 'jwks.json'), 0o644);
         const socket = join(state.tmp, 'podman.sock');
         // Only what the suite says reaches the compose file: every variable it reads (`${NAME:-…}`)
         // is dropped from the inherited environment first, so a caller's CART_STORE_BATCH or
@@ -328,12 +372,16 @@ describe('docker-compose deployment (docker/compose.yaml)', { timeout: 15 * 60_0
             CONTAINERS_CONF: join(state.tmp, 'containers.conf'),
             DOCKER_HOST: `unix://${socket}`,
             COMPOSE_INTERACTIVE_NO_CLI: '1',
-            CARTSHARD_GATEWAY_IMAGE: IMAGE.gateway,
-            CARTSHARD_CART_STORE_IMAGE: IMAGE.cartStore,
+            CARTSHARD_VERSION: TAG,
             CARTSHARD_POSTGRES_IMAGE: IMAGE.postgres,
             CARTSHARD_REDIS_IMAGE: IMAGE.redis,
             CARTSHARD_NATS_IMAGE: IMAGE.nats,
-            CARTSHARD_NATS_CONF: join(IMAGES_DIR, 'nats/nats-2.9.conf'),
+            CARTSHARD_REDIS_PASSWORD_FILE: secret,
+            CARTSHARD_AUTH_DIR: authDir,
+            AUTH_JWKS_FILE: '/etc/cartshard/auth/jwks.json',
+            AUTH_ISSUER: ISSUER,
+            AUTH_AUDIENCE: AUDIENCE,
+            CORS_ALLOWED_ORIGINS: ORIGIN,
             CARTSHARD_BIND_ADDRESS: '127.0.0.1',
             CARTSHARD_GATEWAY_PORT: String(state.port),
             // Every request of this suite comes from one client; the limiter is not under test.
@@ -404,7 +452,7 @@ describe('docker-compose deployment (docker/compose.yaml)', { timeout: 15 * 60_0
             must('podman', [...common, '-f', dockerfile, '--target', 'cart-store', '-t', IMAGE.cartStore, ROOT],
                 { timeoutMs: 12 * 60_000 }));
         await timed('build gateway image', () =>
-            must('podman', [...common, '-f', dockerfile, '--target', 'gateway', '-t', IMAGE.gateway, ROOT],
+            must('podman', [...common, '-f', dockerfile, '--target', 'cart-gateway', '-t', IMAGE.gateway, ROOT],
                 { timeoutMs: 12 * 60_000 }));
         // The stand-ins only download packages: build them side by side.
         await timed('build stand-in images', () => Promise.all(['postgres', 'redis', 'nats'].map((s) =>
@@ -425,9 +473,16 @@ describe('docker-compose deployment (docker/compose.yaml)', { timeout: 15 * 60_0
         state.built = true;
     });
 
-    test('docker-compose config accepts the file', async () => {
+    test('docker-compose config accepts the file; cart-stats waits behind its profile', async () => {
         const r = await composeMust(['config', '-q'], { timeoutMs: 60_000 });
         assert.equal(r.stderr.trim(), '', `docker-compose config warns: ${r.stderr}`);
+        // One image name per service, the Kubernetes manifests' names, whatever the tag; cart-stats
+        // only in the stats profile (that `up` leaves it out is checked once the stack runs).
+        const images = (await composeMust(['--profile', 'stats', 'config'], { timeoutMs: 60_000 })).stdout;
+        assert.match(images, /^ {2}cart-stats:\n(?: {4}.*\n)*? {4}profiles:\n {4}- stats$/m, 'cart-stats is in the stats profile');
+        for (const name of ['cart-gateway', 'cart-store', 'cart-stats']) {
+            assert.match(images, new RegExp(`image: cartshard/${name}:${TAG}$`, 'm'), `image cartshard/${name}`);
+        }
     });
 
     test('docker-compose up: every service healthy, migrate exited 0', { timeout: 6 * 60_000 }, async (t) => {
@@ -442,6 +497,7 @@ describe('docker-compose deployment (docker/compose.yaml)', { timeout: 15 * 60_0
             });
             const workers = await projectContainers('cart-store');
             assert.equal(workers.length, 2, 'two cart-store containers (scale: 2)');
+            assert.deepEqual(await projectContainers('cart-stats'), [], 'no cart-stats without --profile stats');
             const [mig] = await projectContainers('migrate');
             const r = await must('podman', ['inspect', '--format', '{{.State.Status}} {{.State.ExitCode}}', mig]);
             assert.equal(r.stdout.trim(), 'exited 0', 'the migrate one-shot exits 0');
@@ -492,6 +548,52 @@ describe('docker-compose deployment (docker/compose.yaml)', { timeout: 15 * 60_0
             expectStatus(await http('GET', `/v1/carts/${user}`), 404, 'GET after checkout');
             expectStatus(await http('POST', `/v1/carts/${user}/checkout`), 409, 'checkout without a cart');
         }, ['gateway', 'cart-store']);
+    });
+
+    test('Redis is a cache with a password from the file; auth and CORS are on', async (t) => {
+        if (!state.up) return t.skip('the stack did not come up');
+        await withLogs(async () => {
+            const [rds] = await projectContainers('redis');
+            const cli = (args, env = []) => run('podman', ['exec', ...env, rds, 'redis-cli', ...args], { timeoutMs: 30_000 });
+            const anonymous = await cli(['ping']);
+            assert.match(`${anonymous.stdout}${anonymous.stderr}`, /NOAUTH/, 'Redis refuses a client without the password');
+            const withPw = ['-e', `REDISCLI_AUTH=${state.redisPassword}`];
+            // CONFIG GET answers the name, then the value, one per line (an empty value: an empty line).
+            const conf = async (name) => (await cli(['config', 'get', name], withPw)).stdout.split('\n')[1] ?? null;
+            assert.equal(await conf('appendonly'), 'no', 'no AOF');
+            assert.equal(await conf('save'), '', 'no RDB snapshots');
+            assert.equal(await conf('maxmemory-policy'), 'allkeys-lru');
+            assert.equal(await conf('maxmemory'), String(256 * 1024 * 1024), 'maxmemory 256mb');
+            // The password is on no command line in the container.
+            const cmdlines = await must('podman', ['exec', rds, 'sh', '-c', 'cat /proc/[0-9]*/cmdline | tr "\\0" " "'], { timeoutMs: 30_000 });
+            assert.ok(!cmdlines.stdout.includes(state.redisPassword), 'the password is in no process\'s arguments');
+            // The gateway authenticated with REDIS_PASSWORD_FILE: /readyz reports Redis up.
+            const ready = await http('GET', '/readyz');
+            expectStatus(ready, 200, 'GET /readyz');
+            assert.equal(ready.json.redis, true, `the gateway reaches Redis with the file's password: ${ready.text}`);
+            assert.deepEqual(ready.json.shards, [true, true]);
+            // nats-server 2.10 runs docker/nats.conf as it is (2.9 refuses its sync_interval).
+            const [nats] = await projectContainers('nats');
+            const v = await must('podman', ['exec', nats, 'nats-server', '--version'], { timeoutMs: 30_000 });
+            assert.match(v.stdout, /v2\.(1[0-9]|[2-9][0-9])\./, `nats-server 2.10 or later: ${v.stdout}`);
+
+            const user = `auth-${state.project}`;
+            expectStatus(await http('GET', `/v1/carts/${user}`, { auth: false }), 401, 'no token');
+            expectStatus(await http('GET', `/v1/carts/${user}`, { headers: { authorization: `Bearer ${token('someone-else')}` } }),
+                403, "another user's token");
+            expectStatus(await http('GET', `/v1/carts/${user}`, { headers: { authorization: `Bearer ${token(user, { aud: 'other' })}` } }),
+                401, 'a token for another audience');
+            expectStatus(await http('GET', `/v1/carts/${user}`), 404, 'a token from the JWKS');
+
+            const preflight = await fetch(url(`/v1/carts/${user}/items`), {
+                method: 'OPTIONS',
+                headers: { origin: ORIGIN, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type, authorization' },
+            });
+            assert.equal(preflight.status, 204, 'a preflight from the listed origin');
+            assert.equal(preflight.headers.get('access-control-allow-origin'), ORIGIN);
+            const other = await http('GET', `/v1/carts/${user}`, { headers: { origin: 'https://elsewhere.invalid' } });
+            assert.equal(other.headers.get('access-control-allow-origin'), null, 'no CORS headers for an unlisted origin');
+        }, ['redis', 'gateway']);
     });
 
     test('a cart-store container killed mid-load loses and doubles nothing', { timeout: 5 * 60_000 }, async (t) => {

@@ -14,6 +14,7 @@ import { headers as natsHeaders } from 'nats';
 
 import {
   TEST_OPTS,
+  afterTheDuplicateWindow,
   cartEvent,
   closeAll,
   http,
@@ -22,7 +23,6 @@ import {
   publishEvent,
   queryShard,
   shardOf,
-  sleep,
   uniqueUser,
   userEvents,
   waitFor,
@@ -67,23 +67,6 @@ function assertReused(res) {
   assert.match(res.json.type, /idempotency-key-reused$/);
   assert.match(res.json.detail, /Idempotency-Key/);
   assert.equal(res.headers.get('idempotent-replayed'), null, 'a refusal is not a replay');
-}
-
-/**
- * Runs `fn` while stream CARTS forgets a message id after 300 ms instead of 2 minutes, so that a
- * repeat published again later is stored, and a worker (not the gateway) meets it: the path of a
- * repeat after JetStream's duplicate window, without the wait. The window is restored after.
- */
-async function afterTheWindow(fn) {
-  const jsm = await (await nats()).jetstreamManager();
-  const { config } = await jsm.streams.info('CARTS');
-  const window = config.duplicate_window;
-  await jsm.streams.update('CARTS', { duplicate_window: 300_000_000 });
-  try {
-    return await fn(() => sleep(1000)); // what the caller waits, each time, for the ids to be forgotten
-  } finally {
-    await jsm.streams.update('CARTS', { duplicate_window: window });
-  }
 }
 
 describe('Idempotency-Key through the gateway', TEST_OPTS, () => {
@@ -424,7 +407,7 @@ describe('a key reused after the duplicate window (the worker compares)', TEST_O
     const user = uniqueUser('fp');
     const headers = { 'Idempotency-Key': 'late-fp', 'Content-Type': 'application/json' };
     const path = `/v1/carts/${user}/items`;
-    await afterTheWindow(async (forgotten) => {
+    await afterTheDuplicateWindow(async (forgotten) => {
       const first = await add(user, 'G1', 2, headers);
       assert.equal(first.status, 200, first.text);
       await forgotten();

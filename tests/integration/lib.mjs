@@ -6,7 +6,8 @@
 // `scripts/dev test` also tells the suites how to reach and restart the processes of its stack:
 //   CART_STORE_ADMIN_URLS (the workers' admin URLs, comma-separated), STACK_DIR (the stack's
 //   directory, with pids/<name>.pid), CARTSHARD_DEV (the path of scripts/dev) and CARTSHARD_STACK
-//   (its stack name, for `scripts/dev stack-up <stack>`).
+//   (its stack name, for `scripts/dev stack-up <stack>`), STATS_URL (cart-stats) and
+//   CARTSHARD_STATS_BIN (its binary, for `cart-stats rebuild`).
 // Every connection is opened lazily and closed by closeAll(), which a suite calls in its after().
 
 import assert from 'node:assert/strict';
@@ -39,6 +40,7 @@ export const CART_PARTITIONS = Number.parseInt(env('CART_PARTITIONS', '32'), 10)
 export const CART_STORE_ADMIN_URLS = env('CART_STORE_ADMIN_URLS', 'http://127.0.0.1:9101,http://127.0.0.1:9102')
   .split(',')
   .map((u) => u.replace(/\/+$/, ''));
+export const STATS_URL = env('STATS_URL', 'http://127.0.0.1:9201').replace(/\/+$/, '');
 export const STACK_DIR = env('STACK_DIR', '');
 export const CARTSHARD_DEV = env('CARTSHARD_DEV', '');
 export const CARTSHARD_STACK = env('CARTSHARD_STACK', 'test');
@@ -309,6 +311,23 @@ export function nats() {
 }
 
 /**
+ * Runs `fn` while stream CARTS forgets a message id after 300 ms instead of 2 minutes, so that a
+ * repeat published again later is stored, and a worker (not the gateway) meets it: the path of a
+ * repeat after JetStream's duplicate window, without the wait. The window is restored after.
+ */
+export async function afterTheDuplicateWindow(fn) {
+  const jsm = await (await nats()).jetstreamManager();
+  const { config } = await jsm.streams.info('CARTS');
+  const window = config.duplicate_window;
+  await jsm.streams.update('CARTS', { duplicate_window: 300_000_000 });
+  try {
+    return await fn(() => sleep(1000)); // what the caller waits, each time, for the ids to be forgotten
+  } finally {
+    await jsm.streams.update('CARTS', { duplicate_window: window });
+  }
+}
+
+/**
  * Every message stored on `subject` of `stream`, oldest first, that `keep(body, msg)` accepts (the
  * body parsed as JSON; a body that is not JSON is passed as null). Each item is
  * { seq, subject, headers, body, text } (text: the body as it was stored). Reads through a short-lived ordered consumer, so it sees the
@@ -486,6 +505,7 @@ export const STACK_PROGRAMS = {
   'cs-1': 'cart-store',
   'cs-2': 'cart-store',
   gateway: 'cart-gateway',
+  'cart-stats': 'cart-stats',
   nats: 'nats-server',
   redis: 'redis-server',
   pg0: 'postgres',
@@ -722,7 +742,8 @@ export async function stopProcess(child, signal = 'SIGTERM') {
 
 /**
  * A private cart-gateway on the stack's NATS, Redis and shards, one thread, on a free port; `env`
- * overrides any setting. Resolves once `ready(url)` (by default: GET /readyz answers 200) holds,
+ * overrides any setting. Resolves once `ready(url)` (by default: GET /readyz answers 200 and
+ * reports NATS and Redis reached: the gateway connects to them in the background) holds,
  * at most 10 s, with child.url set (https:// when env sets GATEWAY_TLS_CERT).
  */
 export async function startGateway(env = {}, { ready, logFile = null } = {}) {
@@ -741,7 +762,11 @@ export async function startGateway(env = {}, { ready, logFile = null } = {}) {
   }, { logFile });
   child.url = `${env.GATEWAY_TLS_CERT ? 'https' : 'http'}://127.0.0.1:${port}`;
   const isReady =
-    ready ?? (async (url) => (await http('GET', `${url}/readyz`, { timeoutMs: 500 }).catch(() => ({}))).status === 200);
+    ready ??
+    (async (url) => {
+      const r = await http('GET', `${url}/readyz`, { timeoutMs: 500 }).catch(() => ({}));
+      return r.status === 200 && r.json?.nats === true && r.json?.redis === true;
+    });
   await waitFor(`the private gateway on port ${port} to be ready (${child.log()})`, async () => {
     assert.equal(child.exitCode, null, `the private gateway exited: ${child.log()}`);
     return isReady(child.url).catch(() => false);

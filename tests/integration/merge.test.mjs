@@ -10,6 +10,7 @@ import {
   SHARDS,
   TEST_OPTS,
   addItem,
+  afterTheDuplicateWindow,
   assertCartResponse,
   assertProblem,
   closeAll,
@@ -384,6 +385,88 @@ describe('a merge with an Idempotency-Key', OPTS, () => {
       items: [{ sku: 'G', quantity: 2 }],
     })), { G: 2 });
     assert.deepEqual(linesOf(await shardCart(user2)), { W: 1 });
+  });
+
+  test("past JetStream's duplicate window, a merge's key and a write's key are still one key", OPTS, async () => {
+    // The workers judge these, not the gateway: the merge's key is recorded on the user's shard
+    // too, and a merge meets there any write of the user under its key (docs/internals/merge.md).
+    const reused = (res, what) => {
+      assertProblem(res, 422);
+      assert.equal(res.json.type, 'urn:cartshard:problem:idempotency-key-reused', what);
+    };
+    await afterTheDuplicateWindow(async (forgotten) => {
+      // 1. A merge that joined the lines, then an add of the user under its key.
+      const a = pair('late-merge-add');
+      await fill(a.guest, { A: 1 });
+      await fill(a.user, { U: 1 });
+      const keyA = `late-merge-add-${a.user}`;
+      const merged = await merge(a.user, { from: a.guest }, { headers: { 'Idempotency-Key': keyA } });
+      const cart = assertCartResponse(merged, { user: a.user, items: merged.json?.items ?? [] });
+      const [request] = await queryShard(
+        shardOf(a.guest),
+        'SELECT event_id, request_fingerprint FROM processed_events WHERE user_id = $1 AND http_status = 202',
+        [a.guest],
+      );
+      const rows = await queryShard(
+        shardOf(a.user),
+        'SELECT user_id, http_status, request_fingerprint FROM processed_events WHERE event_id = $1',
+        [request.event_id],
+      );
+      assert.deepEqual(
+        rows,
+        [{ user_id: a.user, http_status: 200, request_fingerprint: request.request_fingerprint }],
+        "the merge's key recorded on the user's shard, under the user",
+      );
+      await forgotten();
+      reused(await addItem(a.user, 'B', 1, { 'Idempotency-Key': keyA }), 'an add under a merged key');
+      const after1 = (await http('GET', `/v1/carts/${a.user}`)).json;
+      assert.deepEqual(linesOf(after1), { A: 1, U: 1 }, 'nothing applied');
+      assert.equal(after1.version, cart.version);
+
+      // 2. A merge the guest's side refused (no guest cart: 404), then an add under its key.
+      const b = pair('late-refused-add');
+      await fill(b.user, { U: 1 });
+      const keyB = `late-refused-add-${b.user}`;
+      assertProblem(await merge(b.user, { from: b.guest }, { headers: { 'Idempotency-Key': keyB } }), 404);
+      await forgotten();
+      reused(await addItem(b.user, 'B', 1, { 'Idempotency-Key': keyB }), 'an add under a refused merge key');
+      assert.deepEqual(linesOf(await shardCart(b.user)), { U: 1 });
+      // The refused merge again under its key: the same 404.
+      assertProblem(await merge(b.user, { from: b.guest }, { headers: { 'Idempotency-Key': keyB } }), 404);
+
+      // 3. An add of the user, then a merge under its key: 422, the guest cart active with its lines.
+      const c = pair('late-add-merge');
+      await fill(c.guest, { G: 2 });
+      const keyC = `late-add-merge-${c.user}`;
+      assert.equal((await addItem(c.user, 'W', 1, { 'Idempotency-Key': keyC })).status, 200);
+      await forgotten();
+      reused(await merge(c.user, { from: c.guest }, { headers: { 'Idempotency-Key': keyC } }), 'a merge under an add key');
+      assert.deepEqual(linesOf(assertCartResponse(await http('GET', `/v1/carts/${c.guest}`), {
+        user: c.guest,
+        items: [{ sku: 'G', quantity: 2 }],
+      })), { G: 2 });
+      assert.deepEqual(linesOf(await shardCart(c.user)), { W: 1 });
+      // The merge again at once (the gateway reads its outcome while JetStream still knows the id)
+      // and past the window (the guest's worker judges it): 422 both times, like the first answer.
+      reused(await merge(c.user, { from: c.guest }, { headers: { 'Idempotency-Key': keyC } }), 'the merge again at once');
+      await forgotten();
+      reused(await merge(c.user, { from: c.guest }, { headers: { 'Idempotency-Key': keyC } }), 'the merge again later');
+      assert.deepEqual(linesOf(await shardCart(c.guest)), { G: 2 });
+      // The add again under its key is still the add.
+      const again = await addItem(c.user, 'W', 1, { 'Idempotency-Key': keyC });
+      assert.equal(again.status, 200, again.text);
+      assert.equal(again.headers.get('idempotent-replayed'), 'true');
+
+      // 4. The same with no guest cart: 422 (the key's reuse), not 404.
+      const d = pair('late-add-merge-none');
+      const keyD = `late-add-merge-none-${d.user}`;
+      assert.equal((await addItem(d.user, 'W', 1, { 'Idempotency-Key': keyD })).status, 200);
+      await forgotten();
+      reused(await merge(d.user, { from: d.guest }, { headers: { 'Idempotency-Key': keyD } }), 'no guest cart');
+      await forgotten();
+      reused(await merge(d.user, { from: d.guest }, { headers: { 'Idempotency-Key': keyD } }), 'the same merge again');
+      assert.deepEqual(linesOf(await shardCart(d.user)), { W: 1 });
+    });
   });
 
   test('OPTIONS on the merge path answers POST, OPTIONS', OPTS, async () => {

@@ -489,6 +489,8 @@ export class MergeWorkload extends Workload {
         if ((took || told) && !(saga.requested && saga.lines && saga.settled)) {
           out.push(`${p.user} merge ${JSON.stringify(p.merge.statuses)}: ${['requested', 'lines', 'settled'].filter((s) => !saga[s]).join(', ')} missing`);
         }
+        // A refusal of the guest's side goes on to the user's side, which records the key.
+        if (saga.requested && !took && !saga.lines) out.push(`${p.user} merge refused ${saga.requested.http_status}: lines missing`);
       }
       return out;
     };
@@ -564,7 +566,19 @@ export class MergeWorkload extends Workload {
 
     // The user's replay.
     const u = { lines: null, afterMerge: null };
+    const took = saga.requested?.http_status === 202;
     for (const r of rows.get(p.user)) {
+      if (r.event_id === merge.eventId) {
+        // The merge's key, recorded under the user with the merge's outcome there.
+        assert.ok(saga.lines, `${who}: the merge's key recorded without its lines step`);
+        assert.equal(r.http_status, saga.lines.http_status, `${who}: the key's record says what the lines step said`);
+        continue;
+      }
+      if (r.event_id === `mrg-${merge.eventId}` && !took) {
+        // The guest's side refused: the user's side only answered it, under the key.
+        assert.equal(r.http_status, saga.requested.http_status, `${who}: the refusal answered as the guest's side gave it`);
+        continue;
+      }
       if (r.event_id === `mrg-${merge.eventId}`) {
         assert.ok(g.atRequest, `${who}: lines arrived for a request the guest never took`);
         const want = mergeLines(u.lines, g.atRequest, p.strategy);
@@ -597,9 +611,10 @@ export class MergeWorkload extends Workload {
 
     // What the client was told.
     const said = merge.outcome === 'uncertain' ? 'unknown' : merge.statuses.at(-1);
-    const took = saga.requested?.http_status === 202;
     if (took) assert.ok(saga.lines && saga.settled, `${who}: a merge begun ran to its end`);
-    else assert.ok(!saga.lines && !saga.settled, `${who}: a merge never begun has no later step`);
+    else assert.ok(!saga.settled && (!saga.requested || saga.lines), `${who}: a merge never begun has a refusal step and no settlement`);
+    assert.ok(rows.get(p.user).some((r) => r.event_id === merge.eventId) === Boolean(saga.lines),
+      `${who}: the merge's key is recorded under the user exactly when its lines step ran`);
     if (said === 200) {
       assert.equal(saga.lines?.http_status, 200, `${who}: answered 200, the lines were refused`);
       assert.deepEqual(linesOfCart(merge.cart), u.afterMerge, `${who}: the 200 is the user's cart after the merge`);

@@ -25,7 +25,10 @@ import { REDIS_URL, TEST_OPTS, closeAll, hs256Jwt, http, startGateway, uniqueUse
 after(closeAll);
 
 const SPEC_FILE = new URL('../../docs/openapi.yaml', import.meta.url);
+// The gateway's part of the spec: a path with servers of its own is another service's
+// (cart-stats, on its own port), which the stats suites check.
 const spec = YAML.parse(readFileSync(SPEC_FILE, 'utf8'));
+for (const [path, item] of Object.entries(spec.paths)) if (item.servers) delete spec.paths[path];
 
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
 const JSON_HEADERS = { 'Content-Type': 'application/json' };

@@ -107,6 +107,14 @@ describe('Redis down', SLOW, () => {
     await poll(async () => (await priv('EXISTS', cacheKey(user))) === '(integer) 1', 3000, 'the fill');
 
     await stop(rds, 'SIGKILL');
+    // Redis is a shared cache: its loss is reported, but the gateway stays in service.
+    const unready = await poll(async () => {
+      const r = await http('GET', `${gw.url}/readyz`);
+      return r.json?.redis === false ? r : null;
+    }, 8000, 'the gateway to report Redis down');
+    assert.equal(unready.status, 200, unready.text);
+    assert.equal(unready.json.ready, true);
+    assert.equal(unready.json.nats, true);
     for (let i = 0; i < 5; i++) {
       const res = await http('GET', `${gw.url}/v1/carts/${user}`);
       assert.equal(res.status, 200, 'served from the shard');
@@ -135,6 +143,7 @@ describe('Redis down', SLOW, () => {
       8000,
       'the cache to refill',
     );
+    await poll(async () => (await http('GET', `${gw.url}/readyz`)).json?.redis === true, 8000, 'Redis reported up again');
     await stop(gw);
     await stop(rds);
   });

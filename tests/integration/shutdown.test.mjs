@@ -90,7 +90,7 @@ describe('graceful shutdown', SLOW, () => {
     const healthy = async (url) => (await http('GET', `${url}/healthz`, { timeoutMs: 500 })).status === 200;
     const gw = await startGateway({ NATS_URL: `nats://127.0.0.1:${port}` }, { ready: healthy });
     const ready = await http('GET', `${gw.url}/readyz`);
-    assert.equal(ready.status, 503);
+    assert.equal(ready.status, 200, 'a shared dependency down does not make the gateway unready');
     assert.equal(ready.json.nats, false);
     const write = await http('POST', `${gw.url}/v1/carts/${uniqueUser('nonats')}/items`, { body: { sku: 'A1', quantity: 1 } });
     assert.equal(write.status, 503);

@@ -124,13 +124,21 @@ describe('faults mid-load, checked against the client model', FAULT_OPTS, () => 
   });
 
   test('3. a PostgreSQL shard restarted: workers back off and retry, no partition is left dead', FAULT_OPTS, async (t) => {
+    let readyDuring = [];
     const wl = new Workload({ users: 20, ops: 30, pauseMs: 80 });
     const s = await runScenario(t, wl, 150, async () => {
       await signalAndWait(wl, 'pg0', 'SIGINT'); // a fast shutdown, as a restart does
-      await sleep(1500);
+      // A shard is shared by every worker: its loss is reported, never a reason to be unready.
+      const during = await waitFor('the workers to report shard 0 down', async () => {
+        const all = await Promise.all(CART_STORE_ADMIN_URLS.map((u) => http('GET', `${u}/readyz`, { timeoutMs: 1000 })));
+        return all.every((r) => r.json?.shards?.[0] === false) ? all : null;
+      }, { timeoutMs: 5000, intervalMs: 100 });
+      readyDuring = during.map((r) => `${r.status} ${JSON.stringify(r.json)}`);
+      await sleep(1000);
       await restartStack(wl);
     });
     assert.equal(s.uncertain, 0, 'a shard away is waited for (202), never a refused write');
+    for (const r of readyDuring) assert.match(r, /^200 \{"ready":true,/, 'a worker stays ready while a shard is down');
   });
 
   test('4. Redis killed: writes and reads go on, the cache refills once it is back', FAULT_OPTS, async (t) => {

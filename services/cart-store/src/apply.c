@@ -107,18 +107,28 @@ static int record_answer(cs_working_set *ws, const cs_item *it)
  * expiry: of the users already in `ws`). */
 cart_status cs_apply_begin(cs_shard *sh, cs_working_set *ws, cs_item *items, size_t n, cs_store_err *e)
 {
-    const char **ids = malloc((n ? n : 1) * sizeof *ids);
+    /* Each event's own id; a lines_merged's merge id too (the merge's key under the user), and a
+     * merge_requested's settlement id (how a merge begun here ended: merge_repeat). */
+    const char **ids = malloc((2 * n + 1) * sizeof *ids);
+    char(*settled)[CART_MERGE_ID_MAX + 1] = malloc((n ? n : 1) * sizeof *settled);
     prior_ctx ctx = {ws, false};
     cs_store_reads r = {0};
     cart **carts = NULL;
     cart_status st = CART_OK;
 
-    if (ids == NULL)
+    if (ids == NULL || settled == NULL) {
+        free(ids);
+        free(settled);
         return cs_store_out_of_memory(e);
+    }
     for (size_t i = 0; i < n && st == CART_OK; i++) {
         if (!items[i].decoded || items[i].dlq_reason[0])
             continue;
         ids[r.nevents++] = items[i].ev.event_id;
+        if (items[i].ev.type == CART_EV_LINES_MERGED)
+            ids[r.nevents++] = items[i].ev.merge.merge_id;
+        if (items[i].ev.type == CART_EV_MERGE_REQUESTED)
+            ids[r.nevents++] = cart_merge_derived_id(settled[i], CART_MERGE_SETTLED_PREFIX, items[i].ev.event_id);
         if (cs_working_set_add(ws, items[i].ev.user_id) == NULL)
             st = cs_store_out_of_memory(e);
     }
@@ -138,6 +148,7 @@ cart_status cs_apply_begin(cs_shard *sh, cs_working_set *ws, cs_item *items, siz
             st = cs_store_out_of_memory(e);
     }
     free(carts);
+    free(settled);
     free(ids);
     return st;
 }
@@ -200,6 +211,25 @@ out:
     return st;
 }
 
+/* A merge the guest's side refused (`status`, `detail`) still goes to the user's side, as a
+ * lines_merged without lines: the user's worker records the merge's key under the user, or finds
+ * the key used there for another request, and answers (docs/internals/merge.md, Idempotency
+ * keys). A merge of a cart into itself stays here: the user's side is this side. 0, or -1 when out
+ * of memory. */
+static int forward_refusal(cs_shard *sh, cs_item *it, const cart *guest, int status, const char *detail, int64_t now)
+{
+    const char *reply_to = NULL;
+    char *json = NULL;
+
+    if (strcmp(it->ev.merge.peer, it->ev.user_id) == 0 || status < 400)
+        return 0;
+    if (natsMsgHeader_Get(it->msg, CART_HDR_REPLY_TO, &reply_to) != NATS_OK)
+        reply_to = NULL;
+    if (cart_merge_refused_event(&it->ev, guest, status, detail, reply_to, now, &json, NULL) != CART_OK)
+        return -1;
+    return add_saga_step(sh, it, json, CART_MERGE_LINES_PREFIX, it->ev.event_id, it->ev.merge.peer);
+}
+
 /* The next step of a merge whose step `it` was just applied to `c` with outcome `o`: the guest's
  * lines to the user, or the user's answer back to the guest. 0, or -1 when out of memory. */
 static int merge_next_step(cs_shard *sh, cs_item *it, const cart *c, const cart_outcome *o, int64_t now)
@@ -214,20 +244,99 @@ static int merge_next_step(cs_shard *sh, cs_item *it, const cart *c, const cart_
             return -1;
         return add_saga_step(sh, it, json, CART_MERGE_LINES_PREFIX, it->ev.event_id, it->ev.merge.peer);
     }
-    if (it->ev.type == CART_EV_LINES_MERGED) {
-        if (cart_merge_settled_event(&it->ev, o->status == CART_OK ? 200 : o->http_status, o->detail, now, &json,
-                                     NULL) != CART_OK)
+    if (it->ev.type == CART_EV_MERGE_REQUESTED && o->status != CART_OK)
+        return forward_refusal(sh, it, c, o->http_status, o->detail, now);
+    /* A lines_merged that carried the guest's refusal has nothing to settle. */
+    if (it->ev.type == CART_EV_LINES_MERGED && it->ev.merge.status == 0) {
+        if (cart_merge_settled_event(&it->ev, o->status == CART_OK ? 200 : o->http_status, o->detail,
+                                     it->key_reused ? it->first_fingerprint : NULL, now, &json, NULL) != CART_OK)
             return -1;
         return add_saga_step(sh, it, json, CART_MERGE_SETTLED_PREFIX, it->ev.merge.merge_id, it->ev.merge.peer);
     }
     return 0;
 }
 
+/* cart.lines_merged at the user's side. The merge's event id is the one every write of the user
+ * under the merge's Idempotency-Key has, so it is first judged against what this shard holds
+ * under it: another request's (another fingerprint) makes the merge a 422 key-reused refusal,
+ * settled back to the guest. Otherwise the lines are joined (apply_lines_merged), or the guest's
+ * side's refusal that the event carries is taken as the outcome, and *record_key says that the
+ * merge's key is to be recorded here, under the user, with the outcome (record_merge_key).
+ * CART_OK or CART_ERR_NOMEM. */
+static cart_status apply_lines_step(cs_shard *sh, cs_working_set *ws, cs_item *it, cart *c, const cart_limits *lim,
+                                    int64_t now, const char *new_id, cart_outcome *o, bool *record_key)
+{
+    const cs_working_answer *key = cs_working_set_answer_of(ws, it->ev.merge.merge_id);
+
+    /* A lines_merged from before merges carried their fingerprint has nothing to compare. */
+    *record_key = key == NULL && it->ev.request_fingerprint[0] != '\0';
+    if (key != NULL && cart_fingerprints_clash(key->fingerprint, it->ev.request_fingerprint)) {
+        memset(o, 0, sizeof *o);
+        o->status = CART_ERR_CONFLICT;
+        o->http_status = 422;
+        snprintf(o->detail, sizeof o->detail, "%s", CS_WORKING_REUSED_DETAIL);
+        /* The answer carries the key's first request's fingerprint, which tells the gateway (and,
+         * through the settlement, the guest's side) that the key was reused. */
+        it->key_reused = true;
+        snprintf(it->first_fingerprint, sizeof it->first_fingerprint, "%s", key->fingerprint);
+        cart_counter_inc(sh->w->m_key_reused);
+        return CART_OK;
+    }
+    if (it->ev.merge.status != 0) {
+        memset(o, 0, sizeof *o);
+        o->status = CART_ERR_CONFLICT;
+        o->http_status = it->ev.merge.status;
+        snprintf(o->detail, sizeof o->detail, "%s", it->ev.merge.detail);
+        return CART_OK;
+    }
+    return apply_lines_merged(sh, it, c, lim, now, new_id, o);
+}
+
+/* Records the merge's key (its event id) under the user, on the user's shard, with the merge's
+ * outcome here and its fingerprint: a later write of the user under that key is then judged
+ * against it like any repeat. 0, or -1 when out of memory. */
+static int record_merge_key(cs_shard *sh, cs_working_set *ws, const cs_item *it, int64_t version)
+{
+    cart_event key = it->ev;
+    cs_working_answer a;
+
+    snprintf(key.event_id, sizeof key.event_id, "%s", it->ev.merge.merge_id);
+    snprintf(a.event_id, sizeof a.event_id, "%s", key.event_id);
+    a.http_status = it->http_status;
+    snprintf(a.detail, sizeof a.detail, "%s", it->detail);
+    a.stream_seq = 0;
+    snprintf(a.fingerprint, sizeof a.fingerprint, "%s", key.request_fingerprint);
+    return cs_batch_mark_processed(&sh->batch, &key, it->part->id, 0, it->http_status, version, it->detail) == 0 &&
+                   cs_working_set_answered(ws, &a) == 0
+               ? 0
+               : -1;
+}
+
+/* A merge request met again with its own fingerprint (`rep`, a replay of `*first`). A merge begun
+ * here (202) whose lines the user's side refused because the key's first request was another
+ * write of the user has a settlement carrying that request's fingerprint: the repeat is judged
+ * against it, so that it is 422 like the merge was, not 202. */
+static cs_working_repeat merge_repeat(const cs_working_set *ws, const cs_item *it, cs_working_repeat rep,
+                                      const cs_working_answer **first)
+{
+    char id[CART_MERGE_ID_MAX + 1];
+    const cs_working_answer *settled;
+
+    if ((*first)->http_status != 202)
+        return rep;
+    settled = cs_working_set_answer_of(ws, cart_merge_derived_id(id, CART_MERGE_SETTLED_PREFIX, it->ev.event_id));
+    if (settled == NULL || !cart_fingerprints_clash(settled->fingerprint, it->ev.request_fingerprint))
+        return rep;
+    *first = settled;
+    return CS_WORKING_KEY_REUSED;
+}
+
 /* Answers an item whose event_id has a first answer (`first`, judged `rep`) without applying it:
  * the first answer again with the cart as it is now, or 422 when the event_id was used for another
- * request. Nothing is recorded either way, so the first answer stays. */
-static void answer_repeat(cs_shard *sh, cs_item *it, const cart *c, cs_working_repeat rep,
-                          const cs_working_answer *first)
+ * request. Nothing is recorded either way, so the first answer stays. 0, or -1 when out of
+ * memory. */
+static int answer_repeat(cs_shard *sh, cs_item *it, const cart *c, cs_working_repeat rep,
+                         const cs_working_answer *first)
 {
     it->duplicate = true;
     snprintf(it->first_fingerprint, sizeof it->first_fingerprint, "%s", first->fingerprint);
@@ -240,7 +349,7 @@ static void answer_repeat(cs_shard *sh, cs_item *it, const cart *c, cs_working_r
             cart_log(CART_LOG_DEBUG, "event_id reused for another request", CART_LS("event_id", it->ev.event_id),
                      CART_LS("trace", it->ev.trace), CART_LS("fingerprint", it->ev.request_fingerprint),
                      CART_LS("first_fingerprint", first->fingerprint), NULL);
-        return;
+        return 0;
     }
     it->replayed = rep == CS_WORKING_REPLAY;
     it->http_status = first->http_status;
@@ -249,6 +358,39 @@ static void answer_repeat(cs_shard *sh, cs_item *it, const cart *c, cs_working_r
         it->wants_reply && (first->http_status == 200 || first->http_status == 201) ? cart_to_json(c, NULL) : NULL;
     it->cart_version = c->version;
     cart_counter_inc(sh->w->m_duplicates);
+    /* A merge the guest's side refused was answered by the user's side, which may have found its
+     * key used for another request: the repeat goes there again (under the same id), to get the
+     * same answer. */
+    if (it->ev.type == CART_EV_MERGE_REQUESTED && first->http_status >= 400 &&
+        forward_refusal(sh, it, c, first->http_status, first->detail, cart_now_ms()) != 0)
+        return -1;
+    return 0;
+}
+
+/* The quantity of the line an item event names in the user's active cart before the event (0
+ * when there is none, or for other events). */
+static int32_t item_line_quantity(const cart *c, const cart_event *ev)
+{
+    const cart_item *line;
+
+    if (c->state != CART_ACTIVE || ev->sku[0] == '\0')
+        return 0;
+    line = cart_find_line(c, ev->sku);
+    return line != NULL ? line->quantity : 0;
+}
+
+/* What an applied change did, for its notice: whether it started a cart, and the line it touched
+ * (an item event's sku, from `before` to the outcome's quantity; a new cart had no line). */
+static void describe_change(cart_change_what *what, const cart_outcome *o, int32_t before)
+{
+    memset(what, 0, sizeof *what);
+    what->created = o->created;
+    if (!o->line_changed || o->sku[0] == '\0')
+        return;
+    what->has_line = true;
+    snprintf(what->sku, sizeof what->sku, "%s", o->sku);
+    what->quantity_before = o->created ? 0 : before;
+    what->quantity_after = o->line_quantity;
 }
 
 /* Applies one decoded item to the batch's carts (cs_apply_begin read them) and records what it
@@ -265,18 +407,22 @@ static cart_status apply_item(cs_shard *sh, cs_working_set *ws, cs_item *items, 
     cs_working_cart *wc = cs_working_set_find(ws, it->ev.user_id);
     const cs_working_answer *first = NULL;
     cs_working_repeat rep = cs_working_set_judge(ws, it->ev.event_id, it->ev.request_fingerprint, it->seq, &first);
+    bool record_key = false;
+    cart_change_what what;
+    int32_t line_before;
     cart *c;
 
     if (wc == NULL)
         return cs_store_out_of_memory(e); /* cs_apply_begin added every user, or ran out of memory doing it */
     c = &wc->c;
-    if (rep != CS_WORKING_NEW) {
-        answer_repeat(sh, it, c, rep, first);
-        return CART_OK;
-    }
+    if (rep == CS_WORKING_REPLAY && it->ev.type == CART_EV_MERGE_REQUESTED)
+        rep = merge_repeat(ws, it, rep, &first);
+    if (rep != CS_WORKING_NEW)
+        return answer_repeat(sh, it, c, rep, first) == 0 ? CART_OK : cs_store_out_of_memory(e);
     cart_uuid_v4(new_id);
+    line_before = item_line_quantity(c, &it->ev);
     if (it->ev.type == CART_EV_LINES_MERGED) {
-        if (apply_lines_merged(sh, it, c, &lim, now, new_id, &o) != CART_OK)
+        if (apply_lines_step(sh, ws, it, c, &lim, now, new_id, &o, &record_key) != CART_OK)
             return cs_store_out_of_memory(e);
     } else if (cart_apply(c, &it->ev, &lim, now, new_id, &o) != CART_OK) {
         return cs_store_out_of_memory(e);
@@ -290,8 +436,9 @@ static cart_status apply_item(cs_shard *sh, cs_working_set *ws, cs_item *items, 
             return cs_store_out_of_memory(e);
         it->changed = true;
         wc->changed = true;
+        describe_change(&what, &o, line_before);
         it->change_json =
-            cart_change_to_json(c, it->ev.event_id, cart_merge_notice_type(&it->ev, c), it->part->id, now, NULL);
+            cart_change_to_json(c, it->ev.event_id, cart_merge_notice_type(&it->ev, c), it->part->id, now, &what, NULL);
         if (it->change_json == NULL ||
             cs_relay_outbox_add(sh, it->part->id, it->ev.event_id, it->change_json, &it->outbox_at) != 0)
             return cs_store_out_of_memory(e);
@@ -303,9 +450,13 @@ static cart_status apply_item(cs_shard *sh, cs_working_set *ws, cs_item *items, 
                      CART_LS("trace", it->ev.trace), CART_LI("status", it->http_status), CART_LS("detail", o.detail),
                      NULL);
     }
+    /* A merge refused for its key's reuse is recorded with the key's first fingerprint: a copy of
+     * its step met later is judged a reuse again. */
+    if (it->key_reused)
+        snprintf(it->ev.request_fingerprint, sizeof it->ev.request_fingerprint, "%s", it->first_fingerprint);
     if (cs_batch_mark_processed(&sh->batch, &it->ev, it->part->id, it->seq, it->http_status, c->version, it->detail) !=
             0 ||
-        record_answer(ws, it) != 0)
+        record_answer(ws, it) != 0 || (record_key && record_merge_key(sh, ws, it, c->version) != 0))
         return cs_store_out_of_memory(e);
     snprintf(it->first_fingerprint, sizeof it->first_fingerprint, "%s", it->ev.request_fingerprint);
     /* The reply carries the cart as this event left it (none after a delete or a refusal on no cart). */

@@ -32,6 +32,39 @@ typedef struct admin_handler {
     cs_worker *w;
 } admin_handler;
 
+/* The body of /readyz: 64 shards at "false," each, and the rest, fit with room to spare. */
+#define READY_BODY_MAX (96 + 6 * CART_CONFIG_MAX_SHARDS)
+
+/*
+ * Answers /readyz. A worker takes no traffic from a load balancer: it pulls its partitions from
+ * JetStream, so readiness only paces rollouts (and what a disruption budget counts). It is 200 once
+ * the worker has started: connected to NATS (the admin port answers only after that) and a session
+ * opened on every shard at least once, which proves a new version's settings reach them. A shared
+ * dependency lost afterwards is reported in the body but does not make it 503: it is down for every
+ * worker alike, and the worker resumes by itself when it is back. The admin port stops answering
+ * when the worker drains.
+ */
+static void send_readiness(cs_worker *w, h2o_req_t *req)
+{
+    bool started = cs_worker_started(w);
+    bool nats_ok = natsConnection_Status(w->nc) == NATS_CONN_STATUS_CONNECTED;
+    char body[READY_BODY_MAX];
+    size_t used;
+    int n;
+
+    n = snprintf(body, sizeof body, "{\"ready\":%s,\"nats\":%s,\"shards\":[", started ? "true" : "false",
+                 nats_ok ? "true" : "false");
+    used = (size_t)n;
+    for (uint32_t s = 0; s < w->nshards; s++) {
+        n = snprintf(body + used, sizeof body - used, "%s%s", s ? "," : "",
+                     cs_worker_shard_ok(w, s) ? "true" : "false");
+        used += (size_t)n;
+    }
+    n = snprintf(body + used, sizeof body - used, "]}\n");
+    used += (size_t)n;
+    cart_http_send(req, started ? 200 : 503, "application/json", body, used);
+}
+
 static int on_admin_req(h2o_handler_t *self, h2o_req_t *req)
 {
     cs_worker *w = ((admin_handler *)self)->w;
@@ -45,12 +78,7 @@ static int on_admin_req(h2o_handler_t *self, h2o_req_t *req)
     if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/healthz"))) {
         cart_http_send(req, 200, "text/plain; charset=utf-8", "ok\n", 3);
     } else if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/readyz"))) {
-        bool nats_ok = natsConnection_Status(w->nc) == NATS_CONN_STATUS_CONNECTED;
-        bool pg_ok = cs_worker_ready(w);
-        char body[128];
-        int n = snprintf(body, sizeof body, "{\"ready\":%s,\"nats\":%s,\"shards\":%s}\n",
-                         nats_ok && pg_ok ? "true" : "false", nats_ok ? "true" : "false", pg_ok ? "true" : "false");
-        cart_http_send(req, nats_ok && pg_ok ? 200 : 503, "application/json", body, (size_t)n);
+        send_readiness(w, req);
     } else if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/metrics"))) {
         size_t len = 0;
         char *text = cart_metrics_render(w->metrics, &len);

@@ -59,6 +59,7 @@ int cs_maint_expire_idle(cs_shard *sh, cs_working_set *ws)
         uint32_t part = cart_partition_of(wc->c.user_id, strlen(wc->c.user_id), cfg->partitions);
         char event_id[CART_EVENT_ID_MAX + 1];
         cart_outcome o;
+        cart_change_what what = {0};
         size_t at;
 
         cart_expire(&wc->c, now, cfg->idle_ttl_ms, &o);
@@ -67,7 +68,7 @@ int cs_maint_expire_idle(cs_shard *sh, cs_working_set *ws)
         wc->changed = true;
         /* The expiry of one cart is one change, whoever announces it. */
         snprintf(event_id, sizeof event_id, "exp-%s", wc->c.cart_id);
-        payloads[nchg] = cart_change_to_json(&wc->c, event_id, "cart.expired", part, now, NULL);
+        payloads[nchg] = cart_change_to_json(&wc->c, event_id, "cart.expired", part, now, &what, NULL);
         if (payloads[nchg] == NULL || cs_batch_change(&sh->batch, &wc->c, &o, part) != 0 ||
             cs_relay_outbox_add(sh, part, event_id, payloads[nchg], &at) != 0) {
             nchg += payloads[nchg] != NULL;

@@ -220,9 +220,11 @@ static int is_embedded(int version)
     return 0;
 }
 
-/* Brings one shard up to date. Returns 0, or -1 after logging why. */
-static int migrate_shard(uint32_t shard, const char *dsn)
+/* Brings one shard up to date, its statements bounded by the two timeouts (ms; 0: none). Returns 0,
+ * or -1 after logging why. */
+static int migrate_shard(uint32_t shard, const char *dsn, int lock_timeout_ms, int statement_timeout_ms)
 {
+    char limits[96];
     char desc[DESC_LEN];
     char err[ERR_LEN];
     PGconn *conn = NULL;
@@ -242,6 +244,13 @@ static int migrate_shard(uint32_t shard, const char *dsn)
     /* Session-level: released when the connection closes, however this function leaves. */
     step = "taking the migration lock";
     if (run_sql(conn, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", err, sizeof err) != 0)
+        goto out;
+    /* Set after the advisory lock, which may rightly wait for another migrate for a long time.
+     * A file may still lower them for itself with SET LOCAL. */
+    step = "setting lock_timeout and statement_timeout";
+    snprintf(limits, sizeof limits, "SET lock_timeout = %d; SET statement_timeout = %d", lock_timeout_ms,
+             statement_timeout_ms);
+    if (run_sql(conn, limits, err, sizeof err) != 0)
         goto out;
     step = "creating schema_migrations";
     if (run_sql(conn, SQL_CREATE_TABLE, err, sizeof err) != 0)
@@ -304,7 +313,7 @@ int cs_migrate_shards(const cart_config *cfg)
         return -1;
     }
     for (uint32_t i = 0; i < cfg->nshards; i++) {
-        if (migrate_shard(i, cfg->shard_dsns[i]) != 0)
+        if (migrate_shard(i, cfg->shard_dsns[i], cfg->migrate_lock_timeout_ms, cfg->migrate_statement_timeout_ms) != 0)
             return -1;
     }
     return 0;

@@ -42,6 +42,9 @@ extern const size_t cs_migrations_count;
  *
  *  - connects, retrying for up to 30 s while the server is starting;
  *  - holds a session advisory lock while it works, so concurrent migrates serialize;
+ *  - then sets the session's lock_timeout and statement_timeout (cfg->migrate_lock_timeout_ms,
+ *    cfg->migrate_statement_timeout_ms): a migration that waits too long for a table's lock
+ *    fails rather than stall the traffic queued behind it, and changes nothing;
  *  - creates schema_migrations if missing, then applies each migration not recorded yet, each in
  *    one transaction with its schema_migrations row.
  *

@@ -266,6 +266,7 @@ int cs_session_open(cs_shard *sh)
     }
     sh->pg = pg;
     atomic_store(&sh->session_ok, true);
+    atomic_store(&sh->session_once, true);
     cart_gauge_add(sh->w->m_sessions, 1);
     cart_log(CART_LOG_INFO, "shard session open", CART_LS("shard", sh->name),
              CART_LS("dsn", cart_pg_redact(dsn, redacted, sizeof redacted)), NULL);

@@ -74,13 +74,14 @@ static bool reply_target(const cs_item *it, const char **subject, const char **e
     *event_id = it->ev.event_id;
     switch (it->ev.type) {
     case CART_EV_MERGE_REQUESTED:
-        if (it->http_status == 202)
-            return false; /* accepted: the answer comes at the end */
+        if (it->http_status == 202 || it->saga_json != NULL)
+            return false; /* accepted, or a refusal sent on to the user's side: the answer comes from there */
         break;
     case CART_EV_LINES_MERGED:
         *subject = it->ev.merge.reply_to;
         *event_id = it->ev.merge.merge_id;
-        return it->http_status == 200 || it->http_status == 201;
+        /* The lines applied, or the guest's side refused (nothing to settle): answered here. */
+        return it->http_status == 200 || it->http_status == 201 || it->ev.merge.status != 0;
     case CART_EV_MERGE_SETTLED:
         *subject = it->ev.merge.reply_to;
         *event_id = it->ev.merge.merge_id;
@@ -106,7 +107,9 @@ static void send_reply(cs_shard *sh, cs_item *it)
     snprintf(r.detail, sizeof r.detail, "%s", it->detail);
     r.version = it->cart_version;
     r.replayed = it->replayed;
-    r.key_reused = it->key_reused;
+    /* A key found reused at the user's side of a merge comes back to the guest's in a settlement,
+     * and as a repeat's recorded answer: by its detail. */
+    r.key_reused = it->key_reused || (it->http_status == 422 && strcmp(it->detail, CS_WORKING_REUSED_DETAIL) == 0);
     snprintf(r.fingerprint, sizeof r.fingerprint, "%s", it->first_fingerprint);
     if (cart_bus_reply_new(&m, reply_to, &r, it->cart_json) != NATS_OK)
         return;

@@ -6,7 +6,7 @@
  * cs_worker_stop start and join one runner per shard. See worker.h for the ownership and ordering
  * design, runner_internal.h for the files.
  *
- * Threads: runner_main on each runner thread; cs_worker_start/stop/ready on main's;
+ * Threads: runner_main on each runner thread; cs_worker_start/stop/started/shard_ok on main's;
  * cs_worker_on_bus_event on nats.c's (it only bumps the resync count and wakes the runners).
  */
 #define _POSIX_C_SOURCE 200809L
@@ -246,12 +246,17 @@ void cs_worker_stop(cs_worker *w)
     w->nshards = 0;
 }
 
-bool cs_worker_ready(cs_worker *w)
+bool cs_worker_started(cs_worker *w)
 {
     for (uint32_t s = 0; s < w->nshards; s++)
-        if (!atomic_load(&w->shards[s].session_ok))
+        if (!atomic_load(&w->shards[s].session_once))
             return false;
     return w->nshards > 0;
+}
+
+bool cs_worker_shard_ok(cs_worker *w, uint32_t shard)
+{
+    return shard < w->nshards && atomic_load(&w->shards[shard].session_ok);
 }
 
 void cs_worker_on_bus_event(cart_bus_event ev, natsStatus err, void *ud)

@@ -127,6 +127,9 @@ struct cs_shard {
     jsCtx *js;
     /** A session is open (for /readyz; read by other threads). */
     atomic_bool session_ok;
+    /** A session was open at least once: the shard's DSN, credentials and schema work (for
+     * /readyz; set once by the runner, read by other threads). */
+    atomic_bool session_once;
     /** Published outbox ids to delete (see OUTBOX_DELETE_MIN in relay.c); runner thread only. */
     int64_t *outbox_done;
     size_t noutbox_done, outbox_cap;

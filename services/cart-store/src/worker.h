@@ -75,7 +75,12 @@ void cs_worker_stop(cs_worker *w);
  * may have been lost. */
 void cs_worker_on_bus_event(cart_bus_event ev, natsStatus err, void *ud);
 
-/* True if every runner has a working shard session (for /readyz). */
-bool cs_worker_ready(cs_worker *w);
+/* True once every runner has opened a shard session at least once: the worker has started, and
+ * its configuration reaches every shard. It stays true when a session is lost later (for
+ * /readyz, which a shared dependency going down does not make 503). */
+bool cs_worker_started(cs_worker *w);
+
+/* True while runner `shard` (0..nshards-1) has a working shard session (for /readyz's report). */
+bool cs_worker_shard_ok(cs_worker *w, uint32_t shard);
 
 #endif

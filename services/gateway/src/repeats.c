@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cartshard/cart_merge.h"
 #include "cartshard/log.h"
 #include "cartshard/partition.h"
 #include "cartshard/pg.h"
@@ -30,9 +31,13 @@
 /* The columns before the cart's (CART_PG_CART_COLUMNS). */
 #define FIRST_CART_COLUMN 3
 
+/* The fingerprint compared is the row's own, but for a merge begun (202) whose settlement ($3)
+ * carries the fingerprint of the key's first request (the user's side refused it for the key's
+ * reuse; docs/internals/merge.md). */
 static const char *const sql_first_answer =
-    "SELECT p.http_status, coalesce(p.detail, ''), coalesce(p.request_fingerprint, ''), " CART_PG_CART_COLUMNS
-    " FROM processed_events p"
+    "SELECT p.http_status, coalesce(p.detail, ''), coalesce(CASE WHEN p.http_status = 202 THEN"
+    " (SELECT s.request_fingerprint FROM processed_events s WHERE s.event_id = $3) END,"
+    " p.request_fingerprint, ''), " CART_PG_CART_COLUMNS " FROM processed_events p"
     " LEFT JOIN LATERAL " CART_PG_LATEST_CART("p.user_id") " c ON true"
                                                            " LEFT JOIN cart_items i ON i.cart_id = c.cart_id"
                                                            " WHERE p.event_id = $1 AND p.user_id = $2";
@@ -131,7 +136,9 @@ static void on_first_answer(void *arg, const PGresult *res, const char *err)
  * `elsewhere`, the event_id's under another user. 0, or -1 when it could not be queued. */
 static int start_query(gw_write *w, uint32_t shard, bool elsewhere)
 {
-    const char *params[2] = {w->event_id, w->user_id};
+    char settled[CART_MERGE_ID_MAX + 1];
+    const char *params[3] = {w->event_id, w->user_id,
+                             cart_merge_derived_id(settled, CART_MERGE_SETTLED_PREFIX, w->event_id)};
     gw_repeat_query *lk = malloc(sizeof *lk);
 
     if (lk == NULL)
@@ -139,8 +146,8 @@ static int start_query(gw_write *w, uint32_t shard, bool elsewhere)
     lk->w = w;
     lk->shard = shard;
     lk->elsewhere = elsewhere;
-    if (gw_pg_query(w->t->shards[shard], elsewhere ? sql_elsewhere : sql_first_answer, 2, params, on_first_answer,
-                    lk) != 0) {
+    if (gw_pg_query(w->t->shards[shard], elsewhere ? sql_elsewhere : sql_first_answer, elsewhere ? 2 : 3, params,
+                    on_first_answer, lk) != 0) {
         free(lk);
         return -1;
     }

@@ -200,16 +200,31 @@ cart_status cart_state_parse(const char *name, size_t len, cart_state *out);
  */
 char *cart_to_json(const cart *c, size_t *len);
 
+/* What one change did, beyond the cart it left: the members "cart_created" and "line" of its
+ * notice (docs/reference/events.md, What the change did), which the statistics count from. Plain
+ * value type. */
+typedef struct cart_change_what {
+    /** The change started a new cart (cart_outcome.created). */
+    bool created;
+    /** The change touched one line (an add, a set or a removal that changed it): its sku, and its
+     * quantity before and after (0: no line). A change of the snapshot alone has before == after. */
+    bool has_line;
+    char sku[CART_ID_MAX + 1];
+    int32_t quantity_before;
+    int32_t quantity_after;
+} cart_change_what;
+
 /*
  * Renders the change notice of carts.changes.<partition> (docs/reference/events.md, Change
  * notices): which event made the change, and the cart after it (keys event_id, type, user_id,
  * cart_id, version, status, partition, items, item_count, currency, subtotal, applied_at; the
- * items as cart_to_json writes them). Returns a malloc'd string
- * the caller frees (length in *len if non-NULL), or NULL when out of memory or when the state is
- * CART_NONE.
+ * items as cart_to_json writes them), then what the change did when `what` is not NULL
+ * ("cart_created", and "line": {"sku", "quantity_before", "quantity_after"} when it touched one).
+ * Returns a malloc'd string the caller frees (length in *len if non-NULL), or NULL when out of
+ * memory or when the state is CART_NONE.
  */
 char *cart_change_to_json(const cart *c, const char *event_id, const char *type, uint32_t partition,
-                          int64_t applied_at_ms, size_t *len);
+                          int64_t applied_at_ms, const cart_change_what *what, size_t *len);
 
 /* The longest Nats-Msg-Id of a change notice: "chg-" and an event id. */
 #define CART_CHANGE_MSG_ID_MAX (sizeof "chg-" - 1 + CART_EVENT_ID_MAX)

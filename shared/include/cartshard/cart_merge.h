@@ -6,8 +6,9 @@
  *   cart.merge_requested (guest's partition)  cart_merge_close: the guest cart is closed (MERGING)
  *   cart.lines_merged    (user's partition)   cart_merge_lines: the guest's lines join the user's
  *   cart.merge_settled   (guest's partition)  cart_merge_settle: MERGED, or ACTIVE again (refused)
- * cart_merge_lines_event and cart_merge_settled_event build the two events a worker writes to its
- * outbox; their event ids derive from the merge's (cart_merge_derived_id).
+ * cart_merge_lines_event (or cart_merge_refused_event) and cart_merge_settled_event build the two
+ * events a worker writes to its outbox; their event ids derive from the merge's
+ * (cart_merge_derived_id), and the lines_merged carries the merge's request_fingerprint.
  */
 #ifndef CARTSHARD_CART_MERGE_H
 #define CARTSHARD_CART_MERGE_H
@@ -77,21 +78,34 @@ char *cart_merge_derived_id(char buf[CART_MERGE_ID_MAX + 1], const char *prefix,
 /*
  * The cart.lines_merged event that the guest's worker writes when `closed` (the guest cart just
  * closed by `req`, a cart.merge_requested) goes to the user: user_id req->merge.peer, data.from
- * the guest, the strategy, merge_id req's event_id, the cart's cart_id, `reply_to` (may be NULL or
- * empty) and the lines as data.items [{"sku", "quantity", and the line's snapshot members "name",
- * "unit_price", "currency", "attributes" that it has}]. *out is a malloc'd JSON text the
- * caller frees (length in *len if non-NULL). CART_ERR_NOMEM, CART_ERR_INVALID (req not encodable).
+ * the guest, the strategy, merge_id req's event_id, req's request_fingerprint, the cart's cart_id,
+ * `reply_to` (may be NULL or empty) and the lines as data.items [{"sku", "quantity", and the line's snapshot members
+ * "name", "unit_price", "currency", "attributes" that it has}]. *out is a malloc'd JSON text the caller frees (length
+ * in *len if non-NULL). CART_ERR_NOMEM, CART_ERR_INVALID (req not encodable).
  */
 cart_status cart_merge_lines_event(const cart_event *req, const cart *closed, const char *reply_to, int64_t now_ms,
                                    char **out, size_t *len);
 
 /*
+ * The cart.lines_merged event that the guest's worker writes when it refused `req` (`status`, 400
+ * to 599, and `detail`): it goes to the user like the lines would, without lines, with
+ * data.status and data.detail, and the guest cart's cart_id when `guest` has one. The user's
+ * worker records the merge's key under the user and answers the refusal (docs/internals/merge.md,
+ * Idempotency keys). Like cart_merge_lines_event.
+ */
+cart_status cart_merge_refused_event(const cart_event *req, const cart *guest, int status, const char *detail,
+                                     const char *reply_to, int64_t now_ms, char **out, size_t *len);
+
+/*
  * The cart.merge_settled event that the user's worker writes after `lines` (a cart.lines_merged)
  * was applied (`status` 200) or refused (its status and `detail`): back to the guest, with the
- * merge's id, the guest cart's id and the reply subject. Like cart_merge_lines_event.
+ * merge's id, the guest cart's id and the reply subject. When the refusal is the reuse of the
+ * merge's key, `fingerprint` is the key's first request's, carried as the settlement's
+ * request_fingerprint (so the guest's answer tells the gateway); NULL otherwise. Like
+ * cart_merge_lines_event.
  */
-cart_status cart_merge_settled_event(const cart_event *lines, int status, const char *detail, int64_t now_ms,
-                                     char **out, size_t *len);
+cart_status cart_merge_settled_event(const cart_event *lines, int status, const char *detail, const char *fingerprint,
+                                     int64_t now_ms, char **out, size_t *len);
 
 /*
  * Reads data.items of a cart.lines_merged event (JSON text of `len` bytes) into `lines` (initialised

@@ -20,6 +20,7 @@
 typedef enum cart_config_role {
     CART_ROLE_GATEWAY = 1, /* cart-gateway */
     CART_ROLE_STORE,       /* cart-store (worker, migrate) */
+    CART_ROLE_STATS,       /* cart-stats (service, rebuild) */
 } cart_config_role;
 
 #define CART_CONFIG_MAX_SHARDS  64
@@ -38,7 +39,7 @@ typedef struct cart_config {
     /** Parsed from redis_url. */
     char *redis_host;
     int redis_port;
-    char *redis_password; /* NULL when none */
+    char *redis_password; /* NULL when none; from REDIS_URL or REDIS_PASSWORD_FILE (never both) */
     int redis_db;
     /** SHARD_DSNS: comma-separated libpq connection strings (URI or key=value), in shard order. */
     char *shard_dsns[CART_CONFIG_MAX_SHARDS];
@@ -122,6 +123,25 @@ typedef struct cart_config {
      * events beyond its committed offset, and whose offset has not moved for this long, is
      * stalled: the worker logs it, counts it and restarts it from its committed offset. */
     int64_t store_stall_ms;
+    /** MIGRATE_LOCK_TIMEOUT_MS, default 5000, 1..600000: `cart-store migrate` gives up on a lock
+     * it waited this long for (lock_timeout), rather than stall the shard's traffic queued
+     * behind its request; the migration then changes nothing and can be run again. */
+    int migrate_lock_timeout_ms;
+    /** MIGRATE_STATEMENT_TIMEOUT_MS, default 300000, 0..86400000 (0: no limit): `cart-store
+     * migrate` cancels a statement that runs this long (statement_timeout). */
+    int migrate_statement_timeout_ms;
+
+    /* --- cart-stats --- */
+    /** CART_STATS_HOST, default "0.0.0.0". */
+    char *stats_host;
+    /** CART_STATS_PORT, default 9201, 1..65535: /v1/stats, /dashboard, /healthz, /readyz, /metrics. */
+    int stats_port;
+    /** STATS_DSN: the libpq connection string of the minute rows; default the first of SHARD_DSNS. */
+    char *stats_dsn;
+    /** CART_STATS_ID, default "<hostname>-<pid>": names the replica in logs. */
+    char *stats_id;
+    /** CART_STATS_BATCH, default 256, 1..10000: most notices counted in one transaction. */
+    int stats_batch;
 } cart_config;
 
 /*

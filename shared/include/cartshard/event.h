@@ -60,7 +60,9 @@ typedef enum cart_event_type {
     CART_EV_CHECKED_OUT,       /* cart.checked_out */
     CART_EV_MERGE_REQUESTED,   /* cart.merge_requested   data: {into, strategy}; on the guest's partition */
     CART_EV_LINES_MERGED,      /* cart.lines_merged      data: {from, strategy, merge_id, cart_id, reply_to?,
-                                * items}; on the user's partition, written by the guest's worker */
+                                * items} or, when the guest's side refused, {from, strategy, merge_id,
+                                * cart_id?, reply_to?, status, detail?}; on the user's partition, written
+                                * by the guest's worker */
     CART_EV_MERGE_SETTLED      /* cart.merge_settled     data: {into, merge_id, cart_id, status, detail?,
                                 * reply_to?}; on the guest's partition, written by the user's worker */
 } cart_event_type;
@@ -81,13 +83,16 @@ typedef struct cart_merge_data {
     cart_merge_strategy strategy;
     /** lines_merged and merge_settled: the event_id of the merge_requested they follow from. */
     char merge_id[CART_EVENT_ID_MAX + 1];
-    /** lines_merged and merge_settled: the guest cart's cart_id. */
+    /** lines_merged and merge_settled: the guest cart's cart_id; empty on a lines_merged that
+     * carries the guest's side's refusal when the guest had no cart. */
     char cart_id[37];
     /** lines_merged and merge_settled: the subject the waiting gateway listens on; empty for none. */
     char reply_to[CART_REPLY_TO_MAX + 1];
-    /** merge_settled: the user's side's answer, 200 (applied) or a refusal's status. */
+    /** merge_settled: the user's side's answer, 200 (applied) or a refusal's status.
+     * lines_merged: 0 when the guest cart was closed and its lines come along, or the guest's
+     * side's refusal (400..599), which the user's side records under the user and answers. */
     int status;
-    /** merge_settled: a refusal's reason; empty otherwise. */
+    /** merge_settled and lines_merged: a refusal's reason; empty otherwise. */
     char detail[128];
 } cart_merge_data;
 

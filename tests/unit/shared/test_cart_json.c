@@ -187,7 +187,7 @@ START_TEST(test_change_to_json)
     char *cart_txt;
 
     example_cart(&c);
-    s = cart_change_to_json(&c, "idem-\"q\"\\1", "cart.item_added", 17, 1795341662345LL, &len);
+    s = cart_change_to_json(&c, "idem-\"q\"\\1", "cart.item_added", 17, 1795341662345LL, NULL, &len);
     ck_assert_ptr_nonnull(s);
     ck_assert_str_eq(s,
                      "{\"event_id\":\"idem-\\\"q\\\"\\\\1\",\"type\":\"cart.item_added\",\"user_id\":\"u1\","
@@ -211,12 +211,27 @@ START_TEST(test_change_to_json)
     free(s);
 
     /* Control characters are escaped as jansson escapes them; no cart, no notice. */
-    s = cart_change_to_json(&c, "a\tb\x01", "t", 0, 0, NULL);
+    s = cart_change_to_json(&c, "a\tb\x01", "t", 0, 0, NULL, NULL);
     ck_assert_ptr_nonnull(strstr(s, "\"event_id\":\"a\\tb\\u0001\""));
     ck_assert_ptr_nonnull(strstr(s, "\"applied_at\":\"1970-01-01T00:00:00Z\""));
     free(s);
+    /* What the change did follows the cart: a new cart, and the line it touched. */
+    {
+        cart_change_what what = {.created = true, .has_line = true, .quantity_before = 0, .quantity_after = 2};
+        snprintf(what.sku, sizeof what.sku, "A1");
+        s = cart_change_to_json(&c, "e", "cart.item_added", 0, 0, &what, NULL);
+        ck_assert_ptr_nonnull(strstr(s, "\"applied_at\":\"1970-01-01T00:00:00Z\",\"cart_created\":true,"
+                                        "\"line\":{\"sku\":\"A1\",\"quantity_before\":0,\"quantity_after\":2}}"));
+        free(s);
+        what.created = false;
+        what.has_line = false;
+        s = cart_change_to_json(&c, "e", "cart.checked_out", 0, 0, &what, NULL);
+        ck_assert_ptr_nonnull(strstr(s, "\"cart_created\":false}"));
+        ck_assert_ptr_null(strstr(s, "\"line\""));
+        free(s);
+    }
     c.state = CART_NONE;
-    ck_assert_ptr_null(cart_change_to_json(&c, "e", "t", 0, 0, NULL));
+    ck_assert_ptr_null(cart_change_to_json(&c, "e", "t", 0, 0, NULL, NULL));
     cart_cleanup(&c);
 }
 END_TEST
@@ -300,7 +315,7 @@ START_TEST(test_priced_to_and_from_json)
 
     /* The change notice carries the same lines, currency and subtotal. */
     c.state = CART_CHECKED_OUT;
-    notice = cart_change_to_json(&c, "e1", "cart.checked_out", 3, 1795341662000LL, NULL);
+    notice = cart_change_to_json(&c, "e1", "cart.checked_out", 3, 1795341662000LL, NULL, NULL);
     doc = json_loads(notice, 0, NULL);
     ck_assert_ptr_nonnull(doc);
     ck_assert_str_eq(json_string_value(json_object_get(doc, "currency")), "EUR");

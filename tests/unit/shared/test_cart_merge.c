@@ -368,7 +368,7 @@ START_TEST(events_round_trip)
     cart_cleanup(&back);
     free(text);
 
-    ck_assert_int_eq(cart_merge_settled_event(&ev, 422, "over the limit", 6000, &text, &len), CART_OK);
+    ck_assert_int_eq(cart_merge_settled_event(&ev, 422, "over the limit", NULL, 6000, &text, &len), CART_OK);
     ck_assert_int_eq(cart_event_decode(text, len, &st, err, sizeof err), CART_OK);
     ck_assert_int_eq(st.type, CART_EV_MERGE_SETTLED);
     ck_assert_str_eq(st.event_id, "stl-m1");
@@ -377,6 +377,12 @@ START_TEST(events_round_trip)
     ck_assert_int_eq(st.merge.status, 422);
     ck_assert_str_eq(st.merge.detail, "over the limit");
     ck_assert_str_eq(st.merge.reply_to, "_CARTSHARD.reply.g.1");
+    ck_assert_str_eq(st.request_fingerprint, "");
+    free(text);
+    /* A refusal for the key's reuse carries the key's first fingerprint. */
+    ck_assert_int_eq(cart_merge_settled_event(&ev, 422, "reused", "fp-first", 6000, &text, &len), CART_OK);
+    ck_assert_int_eq(cart_event_decode(text, len, &st, err, sizeof err), CART_OK);
+    ck_assert_str_eq(st.request_fingerprint, "fp-first");
     free(text);
 
     /* merge_requested through the plain codec; the strategy defaults to sum. */
@@ -389,6 +395,71 @@ START_TEST(events_round_trip)
     ck_assert_int_eq(ev.merge.strategy, CART_MERGE_SUM);
     ck_assert_str_eq(ev.merge.peer, "u");
     cart_cleanup(&gc);
+}
+END_TEST
+
+/* A refusal at the guest's side travels to the user's side as a lines_merged without lines, with
+ * the merge's fingerprint, the status and the detail; a guest with no cart names none. */
+START_TEST(refused_event_round_trip)
+{
+    cart none, gc;
+    cart_event req = merge_event(CART_EV_MERGE_REQUESTED, "guest", "user"), ev;
+    char *text = NULL, err[200];
+    size_t len;
+
+    strcpy(req.request_fingerprint, "fp-merge");
+    cart_init(&none, "guest");
+    ck_assert_int_eq(cart_merge_refused_event(&req, &none, 404, "no active cart", "_R.1", 5000, &text, &len), CART_OK);
+    ck_assert_ptr_null(strstr(text, "cart_id"));
+    ck_assert_ptr_null(strstr(text, "items"));
+    ck_assert_int_eq(cart_event_decode(text, len, &ev, err, sizeof err), CART_OK);
+    ck_assert_int_eq(ev.type, CART_EV_LINES_MERGED);
+    ck_assert_str_eq(ev.event_id, "mrg-m1");
+    ck_assert_str_eq(ev.user_id, "user");
+    ck_assert_str_eq(ev.merge.peer, "guest");
+    ck_assert_str_eq(ev.merge.merge_id, "m1");
+    ck_assert_str_eq(ev.merge.cart_id, "");
+    ck_assert_int_eq(ev.merge.status, 404);
+    ck_assert_str_eq(ev.merge.detail, "no active cart");
+    ck_assert_str_eq(ev.merge.reply_to, "_R.1");
+    ck_assert_str_eq(ev.request_fingerprint, "fp-merge");
+    free(text);
+
+    /* A guest whose last cart has an id sends it along; the lines stay home. */
+    make(&gc, "guest", CID_G, "A=1");
+    ck_assert_int_eq(cart_merge_refused_event(&req, &gc, 409, "version limit reached", NULL, 5000, &text, &len),
+                     CART_OK);
+    ck_assert_int_eq(cart_event_decode(text, len, &ev, err, sizeof err), CART_OK);
+    ck_assert_str_eq(ev.merge.cart_id, CID_G);
+    ck_assert_int_eq(ev.merge.status, 409);
+    ck_assert_str_eq(ev.merge.reply_to, "");
+    free(text);
+
+    /* The lines' own event carries the fingerprint too, and no status. */
+    ck_assert_int_eq(cart_merge_lines_event(&req, &gc, NULL, 5000, &text, &len), CART_OK);
+    ck_assert_int_eq(cart_event_decode(text, len, &ev, err, sizeof err), CART_OK);
+    ck_assert_int_eq(ev.merge.status, 0);
+    ck_assert_str_eq(ev.request_fingerprint, "fp-merge");
+    ck_assert_ptr_null(strstr(text, "\"status\""));
+    free(text);
+
+    /* Not a refusal's status, or no cart_id where lines come: refused by the decoder. */
+    static const char *const bad[][2] = {
+        {"{\"from\":\"g\",\"merge_id\":\"m\",\"status\":200}", "data.status"},
+        {"{\"from\":\"g\",\"merge_id\":\"m\",\"status\":\"404\"}", "data.status"},
+        {"{\"from\":\"g\",\"merge_id\":\"m\"}", "data.cart_id: missing"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char t[300];
+        snprintf(t, sizeof t,
+                 "{\"event_id\":\"e\",\"type\":\"cart.lines_merged\",\"user_id\":\"u\","
+                 "\"occurred_at\":\"2026-01-01T00:00:00Z\",\"data\":%s}",
+                 bad[i][0]);
+        ck_assert_int_eq(cart_event_decode(t, strlen(t), &ev, err, sizeof err), CART_ERR_INVALID);
+        ck_assert_msg(strstr(err, bad[i][1]) == err, "%s: %s", bad[i][0], err);
+    }
+    cart_cleanup(&gc);
+    cart_cleanup(&none);
 }
 END_TEST
 
@@ -694,6 +765,7 @@ static Suite *suite(void)
     tcase_add_test(tc, writes_while_merging);
     tcase_add_test(tc, derived_ids);
     tcase_add_test(tc, events_round_trip);
+    tcase_add_test(tc, refused_event_round_trip);
     tcase_add_test(tc, bad_events);
     tcase_add_test(tc, random_against_model);
     tcase_add_test(tc, snapshots_by_strategy);

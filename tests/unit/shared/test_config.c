@@ -164,6 +164,37 @@ START_TEST(test_store_defaults)
 }
 END_TEST
 
+START_TEST(test_stats_settings)
+{
+    cart_config c;
+
+    load_ok(&c, CART_ROLE_STATS, NULL);
+    ck_assert_str_eq(c.stats_host, "0.0.0.0");
+    ck_assert_int_eq(c.stats_port, 9201);
+    ck_assert_int_eq(c.stats_batch, 256);
+    ck_assert_ptr_nonnull(c.stats_id);
+    /* STATS_DSN defaults to the first shard. */
+    ck_assert_str_eq(c.stats_dsn, c.shard_dsns[0]);
+    ck_assert_ptr_null(c.store_admin_host);
+    cart_config_cleanup(&c);
+    load_ok(&c, CART_ROLE_STATS, "STATS_DSN", "postgresql://stats@db/stats", "CART_STATS_PORT", "19201",
+            "CART_STATS_ID", "stats-1", NULL);
+    ck_assert_str_eq(c.stats_dsn, "postgresql://stats@db/stats");
+    ck_assert_int_eq(c.stats_port, 19201);
+    ck_assert_str_eq(c.stats_id, "stats-1");
+    cart_config_cleanup(&c);
+    load_bad(CART_ROLE_STATS, "CART_STATS_PORT:", "CART_STATS_PORT", "0", NULL);
+    load_bad(CART_ROLE_STATS, "CART_STATS_BATCH:", "CART_STATS_BATCH", "10001", NULL);
+    load_bad(CART_ROLE_STATS, "CART_STATS_HOST:", "CART_STATS_HOST", "not a host!", NULL);
+    load_bad(CART_ROLE_STATS, "CART_STATS_ID:", "CART_STATS_ID", "a b", NULL);
+    load_bad(CART_ROLE_STATS, "STATS_DSN: not a libpq connection string", "STATS_DSN", "mysql://x", NULL);
+    /* The other roles do not read them. */
+    load_ok(&c, CART_ROLE_STORE, "CART_STATS_PORT", "0", NULL);
+    ck_assert_ptr_null(c.stats_dsn);
+    cart_config_cleanup(&c);
+}
+END_TEST
+
 START_TEST(test_default_ids)
 {
     cart_config c;
@@ -639,6 +670,92 @@ START_TEST(test_tls_files)
 }
 END_TEST
 
+/* Writes `contents` (len bytes) to a new temporary file; returns its path (static buffer). */
+static const char *temp_file(const char *contents, size_t len)
+{
+    static char path[64];
+    int fd;
+
+    snprintf(path, sizeof path, "/tmp/cartshard-test-config-XXXXXX");
+    fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, contents, len), (ssize_t)len);
+    close(fd);
+    return path;
+}
+
+START_TEST(test_redis_password_file)
+{
+    cart_config c;
+    char long_pw[600];
+    const char *p;
+
+    /* Unset or empty: no password but the URL's. */
+    load_ok(&c, CART_ROLE_STORE, "REDIS_PASSWORD_FILE", "", NULL);
+    ck_assert_ptr_null(c.redis_password);
+    cart_config_cleanup(&c);
+    /* One line, its newline (or CRLF) dropped. */
+    p = temp_file("s3cret-Pa55\n", 12);
+    load_ok(&c, CART_ROLE_GATEWAY, "REDIS_PASSWORD_FILE", p, NULL);
+    ck_assert_str_eq(c.redis_password, "s3cret-Pa55");
+    ck_assert_str_eq(c.redis_host, "127.0.0.1");
+    cart_config_cleanup(&c);
+    unlink(p);
+    p = temp_file("pw\r\n", 4);
+    load_ok(&c, CART_ROLE_STORE, "REDIS_URL", "redis://cache:6379/2", "REDIS_PASSWORD_FILE", p, NULL);
+    ck_assert_str_eq(c.redis_password, "pw");
+    ck_assert_int_eq(c.redis_db, 2);
+    cart_config_cleanup(&c);
+    /* Never two passwords. */
+    load_bad(CART_ROLE_STORE, "REDIS_PASSWORD_FILE: set, but REDIS_URL holds a password too", "REDIS_URL",
+             "redis://:other@cache:6379", "REDIS_PASSWORD_FILE", p, NULL);
+    unlink(p);
+    /* Missing, empty, two lines, blanks, too long: named, and the contents never echoed. */
+    load_bad(CART_ROLE_STORE, "REDIS_PASSWORD_FILE: cannot read /nonexistent/redis-password", "REDIS_PASSWORD_FILE",
+             "/nonexistent/redis-password", NULL);
+    p = temp_file("\n", 1);
+    load_bad(CART_ROLE_STORE, "REDIS_PASSWORD_FILE: ", "REDIS_PASSWORD_FILE", p, NULL);
+    ck_assert_ptr_nonnull(strstr(err, "is empty"));
+    unlink(p);
+    p = temp_file("alpha\nbravo\n", 12);
+    load_bad(CART_ROLE_STORE, "REDIS_PASSWORD_FILE: ", "REDIS_PASSWORD_FILE", p, NULL);
+    ck_assert_ptr_nonnull(strstr(err, "second line"));
+    ck_assert_ptr_null(strstr(err, "alpha"));
+    ck_assert_ptr_null(strstr(err, "bravo"));
+    unlink(p);
+    p = temp_file("pass word", 9);
+    load_bad(CART_ROLE_STORE, "REDIS_PASSWORD_FILE: ", "REDIS_PASSWORD_FILE", p, NULL);
+    ck_assert_ptr_null(strstr(err, "pass word"));
+    unlink(p);
+    memset(long_pw, 'x', sizeof long_pw);
+    p = temp_file(long_pw, sizeof long_pw);
+    load_bad(CART_ROLE_STORE, "REDIS_PASSWORD_FILE: ", "REDIS_PASSWORD_FILE", p, NULL);
+    ck_assert_ptr_nonnull(strstr(err, "more than 512 bytes"));
+    unlink(p);
+}
+END_TEST
+
+START_TEST(test_migrate_timeouts)
+{
+    cart_config c;
+
+    load_ok(&c, CART_ROLE_STORE, NULL);
+    ck_assert_int_eq(c.migrate_lock_timeout_ms, 5000);
+    ck_assert_int_eq(c.migrate_statement_timeout_ms, 300000);
+    cart_config_cleanup(&c);
+    load_ok(&c, CART_ROLE_STORE, "MIGRATE_LOCK_TIMEOUT_MS", "250", "MIGRATE_STATEMENT_TIMEOUT_MS", "0", NULL);
+    ck_assert_int_eq(c.migrate_lock_timeout_ms, 250);
+    ck_assert_int_eq(c.migrate_statement_timeout_ms, 0);
+    cart_config_cleanup(&c);
+    /* A lock wait without a bound is what the setting exists to prevent: 0 is refused. */
+    load_bad(CART_ROLE_STORE, "MIGRATE_LOCK_TIMEOUT_MS: expected an integer from 1 to 600000, got \"0\"",
+             "MIGRATE_LOCK_TIMEOUT_MS", "0", NULL);
+    load_bad(CART_ROLE_STORE, "MIGRATE_LOCK_TIMEOUT_MS: expected an integer", "MIGRATE_LOCK_TIMEOUT_MS", "5s", NULL);
+    load_bad(CART_ROLE_STORE, "MIGRATE_STATEMENT_TIMEOUT_MS: expected an integer from 0 to 86400000",
+             "MIGRATE_STATEMENT_TIMEOUT_MS", "-1", NULL);
+}
+END_TEST
+
 START_TEST(test_cors_origins)
 {
     static const char *const bad[] = {
@@ -793,6 +910,7 @@ static Suite *config_suite(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_gateway_defaults);
     tcase_add_test(tc, test_store_defaults);
+    tcase_add_test(tc, test_stats_settings);
     tcase_add_test(tc, test_default_ids);
     tcase_add_test(tc, test_role_specific_reading);
     tcase_add_test(tc, test_exact_message);
@@ -806,6 +924,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_jwt_secret);
     tcase_add_test(tc, test_auth_settings);
     tcase_add_test(tc, test_tls_files);
+    tcase_add_test(tc, test_redis_password_file);
+    tcase_add_test(tc, test_migrate_timeouts);
     tcase_add_test(tc, test_cors_origins);
     tcase_add_test(tc, test_ids);
     tcase_add_test(tc, test_hosts);
