@@ -9,15 +9,6 @@ import { join } from "node:path";
 // Labels the scrape adds to every series (Prometheus itself, a ServiceMonitor or PodMonitor).
 export const TARGET_LABELS = new Set(["namespace", "pod", "job", "instance", "container", "service", "endpoint"]);
 
-// cart-stats' metrics, named by the statistics issue before its code exists in every branch;
-// where services/cart-stats/src exists its own registrations are read as well.
-export const STATS_METRICS = {
-  cartshard_stats_changes_total: { type: "counter", labels: ["outcome"] },
-  cartshard_stats_consumer_pending: { type: "gauge", labels: [] },
-  cartshard_stats_flush_age_seconds: { type: "gauge", labels: [] },
-  cartshard_stats_figure: { type: "gauge", labels: ["window", "figure"] },
-};
-
 function cFiles(dir) {
   let out = [];
   let entries;
@@ -53,7 +44,6 @@ export function metricCatalogue(root) {
       if (!cat[m[1]]) cat[m[1]] = { type: "untyped", labels: [] };
     }
   }
-  for (const [name, def] of Object.entries(STATS_METRICS)) if (!cat[name]) cat[name] = { ...def };
   for (const [name, def] of Object.entries(cat)) {
     if (def.type !== "histogram") continue;
     cat[`${name}_bucket`] = { type: "counter", labels: [...def.labels, "le"] };
