@@ -134,6 +134,9 @@ DEPLOY_APT_PACKAGES=(podman runc docker-compose debootstrap golang-github-contai
 # The Kubernetes suite renders k8s/ with `kubectl kustomize`; Debian 12's kubectl (1.20, kustomize
 # v2.0.3) is enough, and any newer kubectl already installed is used as it is.
 command -v kubectl >/dev/null || DEPLOY_APT_PACKAGES+=(kubernetes-client)
+# The monitoring suite checks and unit-tests the alert rules of k8s/monitoring with promtool, which
+# Debian 12 ships in its prometheus package (2.42); the server it also brings is not started by us.
+command -v promtool >/dev/null || DEPLOY_APT_PACKAGES+=(prometheus)
 
 # Runs the deployment suites (tests/deploy/*.test.mjs: the docker-compose stack, the Kubernetes
 # manifests), every one or those named in the arguments; they need no stack of ours, so they run
