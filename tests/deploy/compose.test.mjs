@@ -40,6 +40,7 @@ const TAG = 'test';
 const IMAGE = {
     gateway: `localhost/cartshard/cart-gateway:${TAG}`,
     cartStore: `localhost/cartshard/cart-store:${TAG}`,
+    cartStats: `localhost/cartshard/cart-stats:${TAG}`,
     postgres: `localhost/cartshard-test/postgres:${TAG}`,
     redis: `localhost/cartshard-test/redis:${TAG}`,
     nats: `localhost/cartshard-test/nats:${TAG}`,
@@ -349,6 +350,7 @@ describe('docker-compose deployment (docker/compose.yaml)', { timeout: 15 * 60_0
             '',
         ].join('\n'));
         state.port = await freePort();
+        do state.statsPort = await freePort(); while (state.statsPort === state.port);
         // The Redis password: a file, readable by the containers' users (it is bind-mounted as
         // it is). The JWKS: in the directory the gateway mounts.
         const secret = join(state.tmp, 'redis-password');
@@ -384,6 +386,7 @@ describe('docker-compose deployment (docker/compose.yaml)', { timeout: 15 * 60_0
             CORS_ALLOWED_ORIGINS: ORIGIN,
             CARTSHARD_BIND_ADDRESS: '127.0.0.1',
             CARTSHARD_GATEWAY_PORT: String(state.port),
+            CARTSHARD_STATS_PORT: String(state.statsPort),
             // Every request of this suite comes from one client; the limiter is not under test.
             RATE_LIMIT_RPS: '1000000',
             RATE_LIMIT_BURST: '1000000',
@@ -444,7 +447,7 @@ describe('docker-compose deployment (docker/compose.yaml)', { timeout: 15 * 60_0
             must('bash', [join(IMAGES_DIR, 'base.sh'), BASE_IMAGE, join(state.tmp, 'base')], { timeoutMs: 8 * 60_000 }));
     });
 
-    test('the images build (cartshard gateway and cart-store, and the stand-ins)', { timeout: 15 * 60_000 }, async () => {
+    test('the images build (cartshard gateway, cart-store and cart-stats, and the stand-ins)', { timeout: 15 * 60_000 }, async () => {
         const rev = await run('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { env: process.env });
         const common = ['build', '--format', 'docker', '--build-arg', `REVISION=${rev.stdout.trim() || 'unknown'}`];
         const dockerfile = join(ROOT, 'docker/Dockerfile');
@@ -454,17 +457,24 @@ describe('docker-compose deployment (docker/compose.yaml)', { timeout: 15 * 60_0
         await timed('build gateway image', () =>
             must('podman', [...common, '-f', dockerfile, '--target', 'cart-gateway', '-t', IMAGE.gateway, ROOT],
                 { timeoutMs: 12 * 60_000 }));
+        await timed('build cart-stats image', () =>
+            must('podman', [...common, '-f', dockerfile, '--target', 'cart-stats', '-t', IMAGE.cartStats, ROOT],
+                { timeoutMs: 12 * 60_000 }));
         // The stand-ins only download packages: build them side by side.
         await timed('build stand-in images', () => Promise.all(['postgres', 'redis', 'nats'].map((s) =>
             must('podman', ['build', '--format', 'docker', '-t', IMAGE[s], join(IMAGES_DIR, s)],
                 { timeoutMs: 10 * 60_000 }))));
-        for (const [name, ref, title] of [['gateway', IMAGE.gateway, 'cart-gateway'], ['cart-store', IMAGE.cartStore, 'cart-store']]) {
+        for (const [name, ref, title] of [
+            ['gateway', IMAGE.gateway, 'cart-gateway'],
+            ['cart-store', IMAGE.cartStore, 'cart-store'],
+            ['cart-stats', IMAGE.cartStats, 'cart-stats'],
+        ]) {
             const r = await must('podman', ['image', 'inspect', '--format',
                 '{{.Config.User}}|{{json .Config.ExposedPorts}}|{{.Config.StopSignal}}|{{index .Config.Labels "org.opencontainers.image.title"}}',
                 ref]);
             const [user, ports, stop, label] = r.stdout.trim().split('|');
             assert.equal(user, '10001:10001', `${name} image must run as uid 10001`);
-            assert.match(ports, name === 'gateway' ? /8080\/tcp/ : /9101\/tcp/, `${name} image EXPOSE`);
+            assert.match(ports, { gateway: /8080\/tcp/, 'cart-store': /9101\/tcp/, 'cart-stats': /9201\/tcp/ }[name], `${name} image EXPOSE`);
             assert.equal(stop, 'SIGTERM', `${name} image STOPSIGNAL`);
             assert.equal(label, title, `${name} image OCI title label`);
             const hc = await must('podman', ['image', 'inspect', '--format', '{{json .HealthCheck}}', ref]);
@@ -473,13 +483,12 @@ describe('docker-compose deployment (docker/compose.yaml)', { timeout: 15 * 60_0
         state.built = true;
     });
 
-    test('docker-compose config accepts the file; cart-stats waits behind its profile', async () => {
+    test('docker-compose config accepts the file; one image name per service', async () => {
         const r = await composeMust(['config', '-q'], { timeoutMs: 60_000 });
         assert.equal(r.stderr.trim(), '', `docker-compose config warns: ${r.stderr}`);
-        // One image name per service, the Kubernetes manifests' names, whatever the tag; cart-stats
-        // only in the stats profile (that `up` leaves it out is checked once the stack runs).
-        const images = (await composeMust(['--profile', 'stats', 'config'], { timeoutMs: 60_000 })).stdout;
-        assert.match(images, /^ {2}cart-stats:\n(?: {4}.*\n)*? {4}profiles:\n {4}- stats$/m, 'cart-stats is in the stats profile');
+        // One image name per service, the Kubernetes manifests' names, whatever the tag.
+        const images = (await composeMust(['config'], { timeoutMs: 60_000 })).stdout;
+        assert.doesNotMatch(images, /profiles:/, 'every service is in the default set');
         for (const name of ['cart-gateway', 'cart-store', 'cart-stats']) {
             assert.match(images, new RegExp(`image: cartshard/${name}:${TAG}$`, 'm'), `image cartshard/${name}`);
         }
@@ -493,11 +502,13 @@ describe('docker-compose deployment (docker/compose.yaml)', { timeout: 15 * 60_0
         await withLogs(async () => {
             await timed('compose up (until healthy)', async () => {
                 await composeMust(['up', '-d', '--no-build'], { timeoutMs: 5 * 60_000 });
-                for (const svc of ['nats', 'redis', 'pg0', 'pg1', 'gateway', 'cart-store']) await waitHealthy(svc, 90_000);
+                for (const svc of ['nats', 'redis', 'pg0', 'pg1', 'gateway', 'cart-store', 'cart-stats']) {
+                    await waitHealthy(svc, 90_000);
+                }
             });
             const workers = await projectContainers('cart-store');
             assert.equal(workers.length, 2, 'two cart-store containers (scale: 2)');
-            assert.deepEqual(await projectContainers('cart-stats'), [], 'no cart-stats without --profile stats');
+            assert.equal((await projectContainers('cart-stats')).length, 1, 'one cart-stats container');
             const [mig] = await projectContainers('migrate');
             const r = await must('podman', ['inspect', '--format', '{{.State.Status}} {{.State.ExitCode}}', mig]);
             assert.equal(r.stdout.trim(), 'exited 0', 'the migrate one-shot exits 0');
@@ -688,8 +699,25 @@ describe('docker-compose deployment (docker/compose.yaml)', { timeout: 15 * 60_0
                 assert.ok(k <= acc + unk, `${u}: quantity ${k} > ${acc} accepted + ${unk} unanswered: an add was doubled`);
                 // Every applied add bumps the version once (the first one creates the cart at 1).
                 assert.equal(cart.version, k + 1, `${u}: version ${cart.version} for ${k} adds of K and one of Z`);
+                state.unitsOfK = (state.unitsOfK ?? 0) + k;
             })));
-        }, ['gateway', 'cart-store']);
+            // cart-stats counted every applied add of K once, through the worker's death: its
+            // notices are at least once (the outbox sends again what a dead worker left).
+            await timed('cart-stats counts every applied add once', async () => {
+                const deadline = Date.now() + 60_000;
+                let units = null;
+                while (Date.now() < deadline) {
+                    const r = await fetch(`http://127.0.0.1:${state.statsPort}/v1/stats/top-skus?window=1h&limit=100`, {
+                        signal: AbortSignal.timeout(10_000),
+                    }).then((res) => res.json()).catch(() => null);
+                    units = Array.isArray(r) ? (r.find((x) => x.sku === 'K')?.units ?? 0) : null;
+                    if (units === state.unitsOfK) break;
+                    await sleep(500);
+                }
+                assert.equal(units, state.unitsOfK, `units of K counted by cart-stats: ${units}; applied: ${state.unitsOfK}`);
+                log(`cart-stats counted ${units} units of K, the applied adds exactly`);
+            });
+        }, ['gateway', 'cart-store', 'cart-stats']);
     });
     test('docker-compose up --scale cart-store=3 spreads the partitions over three workers', { timeout: 3 * 60_000 }, async (t) => {
         if (!state.up) return t.skip('the stack did not come up');
