@@ -80,7 +80,9 @@ const BASE_EXPECTED = {
   PodDisruptionBudget: ["cart-gateway", "cart-store", "cart-stats", "nats", "redis"],
   NetworkPolicy: ["default-deny", "allow-dns", "cart-stats"],
   PodMonitor: ["cart-gateway", "cart-store", "cart-stats", "nats", "redis"],
-  PrometheusRule: ["nats-store"],
+  // nats-store is the base's; cartshard-alerts and the dashboard come from k8s/monitoring.
+  PrometheusRule: ["nats-store", "cartshard-alerts"],
+  ConfigMap: ["cartshard-grafana-dashboard"],
 };
 // The prod overlay is held to more than dev: one NATS server per node, verify-full to the
 // shards, backups, an Ingress.
