@@ -3,8 +3,9 @@
 // pure lets the suite feed them deliberately broken objects and watch them fail.
 
 import { execFileSync } from "node:child_process";
-import { accessSync, constants } from "node:fs";
-import { parseAllDocuments } from "yaml";
+import { accessSync, constants, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseAllDocuments, stringify } from "yaml";
 
 /* ------------------------------------------------------------------------------------------ */
 /* Rendering                                                                                  */
@@ -82,17 +83,22 @@ export function parseYamlStream(text, where) {
 /** The module of the model for an apiVersion and kind, or null when no package models it. */
 export function modelModule(apiVersion, kind) {
   if (apiVersion === "postgresql.cnpg.io/v1") return `@kubernetes-models/cloudnative-pg/postgresql.cnpg.io/v1/${kind}`;
+  if (apiVersion === "monitoring.coreos.com/v1") return `@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/${kind}`;
   if (!/^[A-Za-z0-9.-]+(\/v[0-9a-z]+)?$/.test(apiVersion || "") || !/^[A-Z][A-Za-z0-9]*$/.test(kind || "")) return null;
   return `kubernetes-models/${apiVersion}/${kind}`; // "v1" (core) and "group/version" alike
 }
 
 /**
- * Validates one object against the JSON schema of its kind (kubernetes-models, and
- * @kubernetes-models/cloudnative-pg for the CloudNativePG CRDs); offline, the schemas are
- * compiled into those packages. Returns problems.
+ * Validates one object against the JSON schema of its kind (kubernetes-models,
+ * @kubernetes-models/cloudnative-pg for the CloudNativePG CRDs and
+ * @kubernetes-models/prometheus-operator for PodMonitor, ServiceMonitor and PrometheusRule);
+ * offline, the schemas are compiled into those packages. The Barman Cloud plugin's
+ * ObjectStore has no such package: its fields are checked by hand (checkObjectStoreFields).
+ * Returns problems.
  */
 export async function validateSchema(obj) {
   const id = objId(obj);
+  if (obj.apiVersion === "barmancloud.cnpg.io/v1" && obj.kind === "ObjectStore") return checkObjectStoreFields(obj);
   const mod = modelModule(obj.apiVersion, obj.kind);
   if (!mod) return [`${id}: apiVersion/kind: no schema known for ${obj.apiVersion} ${obj.kind}`];
   let Model;
@@ -108,6 +114,68 @@ export async function validateSchema(obj) {
     return [`${id}: schema: ${e.message.replace(/\bdata\//g, "").replace(/\n/g, "; ")}`];
   }
   return [];
+}
+
+// The fields of the Barman Cloud plugin's ObjectStore (barmancloud.cnpg.io/v1) that these
+// manifests may use, with their types, written from the plugin's API reference: no npm package
+// carries the CRD's schema, so this stands in for it and is stricter than a schema (unknown
+// fields are refused, so a misspelt one does not pass unnoticed).
+const SECRET_KEY_REF = { name: "string", key: "string" };
+const OBJECT_STORE_FIELDS = {
+  spec: {
+    retentionPolicy: "string",
+    configuration: {
+      destinationPath: "string",
+      endpointURL: "string",
+      serverName: "string",
+      endpointCA: SECRET_KEY_REF,
+      s3Credentials: { accessKeyId: SECRET_KEY_REF, secretAccessKey: SECRET_KEY_REF, region: SECRET_KEY_REF, sessionToken: SECRET_KEY_REF, inheritFromIAMRole: "boolean" },
+      azureCredentials: { connectionString: SECRET_KEY_REF, storageAccount: SECRET_KEY_REF, storageKey: SECRET_KEY_REF, storageSasToken: SECRET_KEY_REF, inheritFromAzureAD: "boolean", useDefaultAzureCredentials: "boolean" },
+      googleCredentials: { applicationCredentials: SECRET_KEY_REF, gkeEnvironment: "boolean" },
+      wal: { compression: "string", encryption: "string", maxParallel: "integer", archiveAdditionalCommandArgs: "string[]", restoreAdditionalCommandArgs: "string[]" },
+      data: { compression: "string", encryption: "string", immediateCheckpoint: "boolean", jobs: "integer", additionalCommandArgs: "string[]" },
+      tags: "object",
+      historyTags: "object",
+    },
+    instanceSidecarConfiguration: "object",
+  },
+};
+const BARMAN_COMPRESSION = ["bzip2", "gzip", "lz4", "snappy", "xz", "zstd"];
+
+function fieldsProblems(where, value, shape) {
+  if (shape === "string") return typeof value === "string" ? [] : [`${where}: must be a string`];
+  if (shape === "boolean") return typeof value === "boolean" ? [] : [`${where}: must be a boolean`];
+  if (shape === "integer") return Number.isInteger(value) ? [] : [`${where}: must be an integer`];
+  if (shape === "string[]") return Array.isArray(value) && value.every((v) => typeof v === "string") ? [] : [`${where}: must be a list of strings`];
+  if (shape === "object") return value && typeof value === "object" && !Array.isArray(value) ? [] : [`${where}: must be an object`];
+  if (!value || typeof value !== "object" || Array.isArray(value)) return [`${where}: must be an object`];
+  const out = [];
+  for (const [k, v] of Object.entries(value)) {
+    if (!(k in shape)) out.push(`${where}.${k}: unknown field`);
+    else out.push(...fieldsProblems(`${where}.${k}`, v, shape[k]));
+  }
+  return out;
+}
+
+/**
+ * The hand-written stand-in for the ObjectStore's schema: known fields of the right types, a
+ * destinationPath with a scheme the plugin writes to, exactly one kind of credentials, a
+ * compression it knows and a retention policy it can parse.
+ */
+export function checkObjectStoreFields(o) {
+  const id = objId(o);
+  const problems = fieldsProblems(`${id}: (hand-written ObjectStore fields)`, { spec: o.spec }, OBJECT_STORE_FIELDS);
+  const c = o.spec?.configuration || {};
+  if (!/^(s3|gs|https?):\/\/[^/]+\/?/.test(c.destinationPath || "")) problems.push(`${id}: spec.configuration.destinationPath: ${c.destinationPath} is not an s3://, gs:// or https:// location`);
+  const creds = ["s3Credentials", "azureCredentials", "googleCredentials"].filter((k) => c[k]);
+  if (creds.length !== 1) problems.push(`${id}: spec.configuration: exactly one of s3Credentials, azureCredentials, googleCredentials, got ${creds.length}`);
+  for (const part of ["wal", "data"]) {
+    const comp = c[part]?.compression;
+    if (comp != null && !BARMAN_COMPRESSION.includes(comp)) problems.push(`${id}: spec.configuration.${part}.compression: ${comp} is not one of ${BARMAN_COMPRESSION.join(", ")}`);
+  }
+  const r = o.spec?.retentionPolicy;
+  if (r != null && !/^[1-9][0-9]*[dwm]$/.test(r)) problems.push(`${id}: spec.retentionPolicy: ${r} is not <n>d, <n>w or <n>m`);
+  return problems;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -268,12 +336,33 @@ export function checkContainers(objs) {
         } else if (!serves && !runsToCompletion) {
           problems.push(`${where}.ports: a long-running container must declare what it serves (its probes check it)`);
         }
+        // a shell wrapper hands the container over to its program, or SIGTERM stops at the shell
+        if (!isInit && !runsToCompletion) problems.push(...checkShellExec(where, c));
         // images
         problems.push(...checkImage(where, c.image));
       }
     }
   }
   return problems;
+}
+
+/**
+ * A long-running container started through `sh -c <script>` must `exec` its program at the
+ * start of a statement (not inside a pipeline): otherwise the shell stays the main process,
+ * SIGTERM stops there, and the program is killed at the end of the grace period.
+ */
+export function checkShellExec(where, c) {
+  const argv = [...(c.command || []), ...(c.args || [])];
+  const shell = argv.findIndex((a) => /(^|\/)(ba|da|a)?sh$/.test(a));
+  if (shell < 0 || argv[shell + 1] !== "-c") return [];
+  const script = String(argv[shell + 2] ?? "");
+  const ok = [...script.matchAll(/\bexec\s/g)].some((m) => {
+    const before = script.slice(0, m.index).replace(/[ \t]+$/, ""); // what precedes, newlines kept
+    if (before === "" || /(;|&&)$/.test(before)) return true; // the first statement, or after ; and &&
+    if (!before.endsWith("\n")) return false; // inside a command: "| exec", "x exec"
+    return !/[|\\]$/.test(before.replace(/\s+$/, "")); // a new line, unless the last one goes on (| or \)
+  });
+  return ok ? [] : [`${where}.command: sh -c without an exec of the program (SIGTERM would stop at the shell)`];
 }
 
 /** An image reference with an explicit tag or digest, and not "latest". */
@@ -371,7 +460,7 @@ function secretValue(s, key) {
  */
 export function checkReferences(objs, external = []) {
   const problems = [];
-  const secret = (name) => findObj(objs, "Secret", name) || findObj(external, "Secret", name);
+  const secret = (name) => findObj(objs, "Secret", name) || findObj(external, "Secret", name) || operatorSecret(objs, name);
   for (const o of objs) {
     const id = objId(o);
     const t = podTemplate(o);
@@ -406,6 +495,16 @@ export function checkReferences(objs, external = []) {
           problems.push(`${id}: volume ${v.name}: configMap ${v.configMap.name}: no such ConfigMap`);
         if (v.secret && !v.secret.optional && !secret(v.secret.secretName))
           problems.push(`${id}: volume ${v.name}: secret ${v.secret.secretName}: no such Secret`);
+        for (const src of v.projected?.sources || []) {
+          const ref = src.secret || src.configMap;
+          if (!ref || ref.optional) continue;
+          const found = src.secret ? secret(ref.name) : findObj(objs, "ConfigMap", ref.name);
+          if (!found) problems.push(`${id}: volume ${v.name}: projected ${src.secret ? "secret" : "configMap"} ${ref.name}: no such ${src.secret ? "Secret" : "ConfigMap"}`);
+          else
+            for (const it of ref.items || [])
+              if (!(src.secret ? secretKeys(found) : new Set(Object.keys(found.data || {}))).has(it.key))
+                problems.push(`${id}: volume ${v.name}: projected ${ref.name} has no key ${it.key}`);
+        }
       }
     }
     if (o.kind === "Cluster" && o.apiVersion === "postgresql.cnpg.io/v1") {
@@ -420,9 +519,53 @@ export function checkReferences(objs, external = []) {
           if (!secretKeys(s).has("password")) problems.push(`${id}: spec.bootstrap.initdb.secret ${init.secret.name}: no password`);
         }
       }
+      for (const r of o.spec?.managed?.roles || []) {
+        const name = r.passwordSecret?.name;
+        if (!name) continue;
+        const s = secret(name);
+        if (!s) problems.push(`${id}: spec.managed.roles[${r.name}].passwordSecret ${name}: no such Secret`);
+        else {
+          if (s.type !== "kubernetes.io/basic-auth") problems.push(`${id}: spec.managed.roles[${r.name}].passwordSecret ${name}: type must be kubernetes.io/basic-auth`);
+          if (secretValue(s, "username") !== r.name) problems.push(`${id}: spec.managed.roles[${r.name}].passwordSecret ${name}: username must be the role "${r.name}"`);
+        }
+      }
+      for (const pl of o.spec?.plugins || []) {
+        const store = pl.parameters?.barmanObjectName;
+        if (store && !objs.some((x) => x.kind === "ObjectStore" && x.metadata?.name === store))
+          problems.push(`${id}: spec.plugins[${pl.name}].parameters.barmanObjectName: no ObjectStore ${store} in the render`);
+      }
+    }
+    if (o.kind === "ObjectStore") {
+      const c = o.spec?.configuration || {};
+      for (const creds of [c.s3Credentials, c.azureCredentials, c.googleCredentials]) {
+        for (const [field, ref] of Object.entries(creds || {})) {
+          if (!ref || typeof ref !== "object") continue;
+          const s = secret(ref.name);
+          if (!s) problems.push(`${id}: spec.configuration credentials ${field}: Secret ${ref.name}: no such Secret`);
+          else if (!secretKeys(s).has(ref.key)) problems.push(`${id}: spec.configuration credentials ${field}: Secret ${ref.name} has no key ${ref.key}`);
+        }
+      }
     }
   }
   return problems;
+}
+
+/**
+ * The Secrets the CloudNativePG operator makes for each Cluster of the render (its CA, the
+ * server's certificate, the replication client's), as a stand-in object with their keys; null
+ * for any other name.
+ */
+export function operatorSecret(objs, name) {
+  for (const c of objs.filter((o) => o.kind === "Cluster" && o.apiVersion === "postgresql.cnpg.io/v1")) {
+    const n = c.metadata?.name;
+    const keys = {
+      [`${n}-ca`]: ["ca.crt", "ca.key"],
+      [`${n}-server`]: ["tls.crt", "tls.key"],
+      [`${n}-replication`]: ["tls.crt", "tls.key"],
+    }[name];
+    if (keys) return { kind: "Secret", metadata: { name }, data: Object.fromEntries(keys.map((k) => [k, ""])) };
+  }
+  return null;
 }
 
 /** $(VAR) in an env value is expanded only from variables defined before it (envFrom, then env above). */
@@ -478,9 +621,9 @@ export function allContainers(objs) {
   return out;
 }
 
-/** The cartshard containers: the images cartshard/cart-gateway and cartshard/cart-store. */
+/** The cartshard containers: the images cartshard/cart-gateway, cartshard/cart-store and cartshard/cart-stats. */
 export function appContainers(objs) {
-  return allContainers(objs).filter(({ c }) => /(^|\/)cartshard\/cart-(gateway|store)(:|@|$)/.test(c.image || ""));
+  return allContainers(objs).filter(({ c }) => /(^|\/)cartshard\/cart-(gateway|store|stats)(:|@|$)/.test(c.image || ""));
 }
 
 /**
@@ -711,6 +854,7 @@ export const OUTSIDE = {
   internet: { id: "a client on the internet", ip: "203.0.113.7" },
   apiServer: { id: "the Kubernetes API server", ip: "10.96.0.1" },
   dns: { id: "kube-dns", ns: "kube-system", nsLabels: { "kubernetes.io/metadata.name": "kube-system" }, labels: { "k8s-app": "kube-dns" }, ports: {} },
+  nodeLocalDns: { id: "NodeLocal DNSCache (169.254.20.10)", ip: "169.254.20.10" },
   prometheus: { id: "Prometheus (namespace monitoring)", ns: "monitoring", nsLabels: { "kubernetes.io/metadata.name": "monitoring" }, labels: { "app.kubernetes.io/name": "prometheus" }, ports: {} },
   cnpgOperator: { id: "the CloudNativePG operator", ns: "cnpg-system", nsLabels: { "kubernetes.io/metadata.name": "cnpg-system" }, labels: { "app.kubernetes.io/name": "cloudnative-pg" }, ports: {} },
 };
@@ -735,33 +879,39 @@ export function checkNetworkPolicies(objs) {
   const name = (n) => (l) => l["app.kubernetes.io/name"] === n;
   const gw = by(name("cart-gateway"));
   const store = by(name("cart-store"));
+  const stats = by(name("cart-stats"));
   const nats = by(name("nats"));
   const redis = by(name("redis"));
   const pg = by(name("postgresql"));
   const cnpg = by((l) => "cnpg.io/cluster" in l);
-  for (const [what, list] of [["cart-gateway", gw], ["cart-store", store], ["nats", nats], ["redis", redis], ["postgresql", pg]])
+  for (const [what, list] of [["cart-gateway", gw], ["cart-store", store], ["cart-stats", stats], ["nats", nats], ["redis", redis], ["postgresql", pg]])
     if (list.length === 0) problems.push(`no ${what} pods in the render`);
   const want = [];
   const refuse = [];
   for (const p of pods) {
-    want.push([p, OUTSIDE.dns, 53, "UDP"], [p, OUTSIDE.dns, 53, "TCP"]);
+    want.push([p, OUTSIDE.dns, 53, "UDP"], [p, OUTSIDE.dns, 53, "TCP"], [p, OUTSIDE.nodeLocalDns, 53, "UDP"], [p, OUTSIDE.nodeLocalDns, 53, "TCP"]);
     if (!cnpg.includes(p)) refuse.push([p, OUTSIDE.internet, 443, "TCP"]);
   }
   for (const g of gw) want.push([OUTSIDE.internet, g, 8080]);
-  for (const s of [...gw, ...store]) {
+  for (const s of [...gw, ...store, ...stats]) {
     for (const n of nats) want.push([s, n, 4222]);
     for (const r of redis) want.push([s, r, 6379]);
     for (const d of pg) want.push([s, d, 5432]);
   }
   for (const a of nats) for (const b of nats) want.push([a, b, 6222]);
   for (const s of store) want.push([OUTSIDE.prometheus, s, 9101]);
-  for (const n of nats) want.push([OUTSIDE.prometheus, n, 8222]);
+  for (const s of stats) want.push([OUTSIDE.prometheus, s, 9201]);
+  for (const n of nats) want.push([OUTSIDE.prometheus, n, 8222], [OUTSIDE.prometheus, n, 7777]);
+  for (const r of redis) want.push([OUTSIDE.prometheus, r, 9121]);
   for (const a of cnpg) {
     for (const b of cnpg) want.push([a, b, 5432], [a, b, 8000]);
     want.push([OUTSIDE.cnpgOperator, a, 8000], [a, OUTSIDE.apiServer, 443]);
   }
   for (const n of nats) refuse.push([OUTSIDE.internet, n, 4222], [OUTSIDE.internet, n, 8222]);
-  for (const r of redis) refuse.push([OUTSIDE.internet, r, 6379]);
+  for (const r of redis) refuse.push([OUTSIDE.internet, r, 6379], [OUTSIDE.internet, r, 9121]);
+  for (const n of nats) refuse.push([OUTSIDE.internet, n, 7777]);
+  for (const s of stats) refuse.push([OUTSIDE.internet, s, 9201]);
+  for (const s of stats) for (const n of nats) refuse.push([s, n, 6222]);
   for (const d of pg) refuse.push([OUTSIDE.internet, d, 5432]);
   for (const s of store) refuse.push([OUTSIDE.internet, s, 9101]);
   for (const g of gw) for (const n of nats) refuse.push([g, n, 6222]);
@@ -783,6 +933,477 @@ export function checkNetworkPolicies(objs) {
     if (seen.has(key)) continue;
     seen.add(key);
     if (flowAllowed(policies, src, dst, port, proto)) problems.push(`NetworkPolicy: ${key} is allowed but nothing needs it`);
+  }
+  return problems;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Policy: probes                                                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+const probeTarget = (p) => (p?.httpGet ? `httpGet ${p.httpGet.path}` : p?.tcpSocket ? "tcpSocket" : p?.exec ? "exec" : "none");
+
+/**
+ * Readiness does not cascade and liveness does not restart for another's fault: the cartshard
+ * containers are ready on /readyz and alive (and started) on /healthz; NATS starts on the full
+ * /healthz (current with every stream it holds) with a budget of at least 10 minutes, lives on
+ * js-enabled-only and is ready on js-server-only; no probe asks another host; a sidecar
+ * (any container after the first of its pod) probes only with tcpSocket or httpGet on its own
+ * ports, so it cannot take its pod out of a Service for another service's state.
+ */
+export function checkProbes(objs) {
+  const problems = [];
+  for (const { o, c, init } of appContainers(objs)) {
+    if (init) continue;
+    const where = `${objId(o)}: container ${c.name}`;
+    if (c.livenessProbe?.httpGet?.path !== "/healthz") problems.push(`${where}.livenessProbe: must be httpGet /healthz, is ${probeTarget(c.livenessProbe)}`);
+    if (c.readinessProbe?.httpGet?.path !== "/readyz") problems.push(`${where}.readinessProbe: must be httpGet /readyz, is ${probeTarget(c.readinessProbe)}`);
+    if (c.startupProbe && c.startupProbe.httpGet?.path !== "/healthz") problems.push(`${where}.startupProbe: must be httpGet /healthz, is ${probeTarget(c.startupProbe)}`);
+  }
+  const sts = findObj(objs, "StatefulSet", "nats");
+  const nats = (sts?.spec?.template?.spec?.containers || []).find((x) => /(^|\/)nats:/.test(x.image || ""));
+  if (nats) {
+    const where = `${objId(sts)}: container ${nats.name}`;
+    const sp = nats.startupProbe;
+    if (sp?.httpGet?.path !== "/healthz") problems.push(`${where}.startupProbe: must be httpGet /healthz (the full check: JetStream current with every stream and consumer), is ${probeTarget(sp)}`);
+    const budget = (sp?.initialDelaySeconds || 0) + (sp?.periodSeconds ?? 10) * (sp?.failureThreshold ?? 3);
+    if (sp && budget < 600) problems.push(`${where}.startupProbe: a budget of ${budget} s; a server catching up on its streams needs at least 600`);
+    if (nats.livenessProbe?.httpGet?.path !== "/healthz?js-enabled-only=true") problems.push(`${where}.livenessProbe: must be /healthz?js-enabled-only=true, is ${probeTarget(nats.livenessProbe)}`);
+    if (nats.readinessProbe?.httpGet?.path !== "/healthz?js-server-only=true") problems.push(`${where}.readinessProbe: must be /healthz?js-server-only=true, is ${probeTarget(nats.readinessProbe)}`);
+  }
+  for (const o of objs) {
+    const t = podTemplate(o);
+    if (!t) continue;
+    (t.spec?.containers || []).forEach((c, i) => {
+      const where = `${objId(o)}: container ${c.name}`;
+      for (const p of ["livenessProbe", "readinessProbe", "startupProbe"])
+        if (c[p]?.httpGet?.host) problems.push(`${where}.${p}: httpGet.host ${c[p].httpGet.host}: a probe checks its own pod, not another host`);
+      if (i === 0) return;
+      for (const p of ["livenessProbe", "readinessProbe", "startupProbe"]) {
+        const pr = c[p];
+        if (!pr) continue;
+        const port = pr.httpGet?.port ?? pr.tcpSocket?.port;
+        if (port == null) problems.push(`${where}.${p}: a sidecar probes only its own port (httpGet or tcpSocket), not ${probeTarget(pr)}`);
+        else if (!(c.ports || []).some((cp) => cp.name === port || cp.containerPort === port)) problems.push(`${where}.${p}: port ${port} is not the sidecar's own`);
+      }
+    });
+  }
+  return problems;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Policy: NATS operations                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/** A nats-server size ("40GB", "1536MB", "1G", 1024): bytes, or NaN. K/M/G/T are powers of 1000, KB/MB/GB/TB (and Ki, KiB, ...) of 1024. */
+export function natsSize(v) {
+  const m = /^"?([0-9]+)\s*([KMGT]?)(B|I|IB)?"?$/i.exec(String(v ?? "").trim());
+  if (!m) return NaN;
+  const pow = { "": 0, K: 1, M: 2, G: 3, T: 4 }[m[2].toUpperCase()];
+  return Number(m[1]) * (m[3] ? 1024 : 1000) ** pow;
+}
+
+/** A Go runtime size (GOMEMLIMIT: "900MiB", "1GiB", a plain number of bytes): bytes, or NaN. */
+export function goSize(v) {
+  const m = /^([0-9]+)(B|KiB|MiB|GiB|TiB)?$/.exec(String(v ?? ""));
+  if (!m) return NaN;
+  return Number(m[1]) * { undefined: 1, B: 1, KiB: 2 ** 10, MiB: 2 ** 20, GiB: 2 ** 30, TiB: 2 ** 40 }[m[2]];
+}
+
+/** A nats-server duration ("30s", "2m", "1h"): seconds, or NaN. */
+function natsSeconds(v) {
+  const m = /^"?([0-9]+)(ms|s|m|h)"?$/.exec(String(v ?? "").trim());
+  return m ? Number(m[1]) * { ms: 0.001, s: 1, m: 60, h: 3600 }[m[2]] : NaN;
+}
+
+/**
+ * NATS can be restarted one server at a time without losing the quorum or the clients:
+ * a pid_file on a writable volume, a preStop hook that puts that pid into lame duck mode, a
+ * grace period longer than lame duck mode; GOMEMLIMIT between 50 and 95 % of the memory limit;
+ * every `include` of the configuration present in its ConfigMap; an explicit max_file_store,
+ * at most 90 % of the claimed volume; an alert on the store's use against that limit. With
+ * `strictHostSpread` (prod), one server per node is a hard rule: a required pod anti-affinity
+ * on the hostname, or a DoNotSchedule spread with minDomains of at least the replicas.
+ */
+export function checkNatsOperations(objs, { strictHostSpread = false } = {}) {
+  const problems = [];
+  const sts = findObj(objs, "StatefulSet", "nats");
+  if (!sts) return ["StatefulSet/nats: missing"];
+  const id = objId(sts);
+  const spec = sts.spec?.template?.spec || {};
+  const c = (spec.containers || []).find((x) => /(^|\/)nats:/.test(x.image || ""));
+  if (!c) return [`${id}: no container runs the nats image`];
+  const where = `${id}: container ${c.name}`;
+  const confVol = (spec.volumes || []).find((v) => v.configMap);
+  const cm = confVol && findObj(objs, "ConfigMap", confVol.configMap.name);
+  const files = cm?.data || {};
+  const conf = Object.values(files).join("\n").replace(/#.*$/gm, "");
+  if (!cm) return [...problems, `${id}: no ConfigMap volume with the server configuration`];
+  for (const m of conf.matchAll(/^\s*include\s+"?([^\s"]+)"?/gm)) {
+    const f = m[1].replace(/^\.\//, "");
+    if (!(f in files)) problems.push(`ConfigMap/${cm.metadata.name}: include ${m[1]}: no such key in the ConfigMap (the server would not start)`);
+  }
+  // pid file and lame duck
+  const pid = /^\s*pid_file\s*[:=]?\s*"?([^\s"]+)"?/m.exec(conf)?.[1];
+  if (!pid) problems.push(`ConfigMap/${cm.metadata.name}: pid_file: not set (the preStop hook signals the server through it)`);
+  else {
+    const mount = (c.volumeMounts || []).find((vm) => pid.startsWith(vm.mountPath.replace(/\/?$/, "/")));
+    if (!mount || mount.readOnly) problems.push(`${where}: pid_file ${pid} is not on a writable volume (the root filesystem is read-only)`);
+    const hook = [...(c.lifecycle?.preStop?.exec?.command || [])].join(" ");
+    if (!new RegExp(`(--signal|-sl)[= ]ldm=${pid.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`).test(hook))
+      problems.push(`${where}.lifecycle.preStop: must put the server into lame duck mode (nats-server --signal ldm=${pid}), is "${hook || "none"}"`);
+  }
+  const ldm = natsSeconds(/^\s*lame_duck_duration\s*[:=]?\s*(\S+)/m.exec(conf)?.[1] ?? "2m");
+  const grace = natsSeconds(/^\s*lame_duck_grace_period\s*[:=]?\s*(\S+)/m.exec(conf)?.[1] ?? "10s");
+  const tgps = spec.terminationGracePeriodSeconds ?? 30;
+  if (!(tgps >= ldm + grace + 10)) problems.push(`${id}: spec.template.spec.terminationGracePeriodSeconds: ${tgps}, less than lame duck mode (${ldm} s + ${grace} s) and a margin`);
+  // memory
+  const gomem = (c.env || []).find((e) => e.name === "GOMEMLIMIT")?.value;
+  const memLimit = quantity("memory", c.resources?.limits?.memory);
+  if (gomem == null) problems.push(`${where}: env GOMEMLIMIT: not set (the Go runtime would grow past the memory limit)`);
+  else if (Number.isNaN(goSize(gomem))) problems.push(`${where}: env GOMEMLIMIT: ${gomem} is not a Go size`);
+  else if (!(goSize(gomem) <= 0.95 * memLimit && goSize(gomem) >= 0.5 * memLimit))
+    problems.push(`${where}: env GOMEMLIMIT: ${gomem} is not between 50 and 95 % of the memory limit ${c.resources?.limits?.memory}`);
+  // the store's limit
+  const js = /jetstream\s*\{([^}]*)\}/.exec(conf)?.[1];
+  const mfs = js && /max_file(_store)?\s*[:=]?\s*("?[0-9]+\s*[A-Za-z]*"?)/.exec(js)?.[2];
+  const claim = (sts.spec?.volumeClaimTemplates || []).find((v) => v.metadata?.name === "data");
+  const size = quantity("memory", claim?.spec?.resources?.requests?.storage);
+  if (!js) problems.push(`ConfigMap/${cm.metadata.name}: no jetstream block`);
+  else if (!mfs) problems.push(`ConfigMap/${cm.metadata.name}: jetstream.max_file_store: not set (the server would take 75 % of the space still free at each start)`);
+  else if (Number.isNaN(natsSize(mfs))) problems.push(`ConfigMap/${cm.metadata.name}: jetstream.max_file_store: ${mfs} is not a size`);
+  else if (!(natsSize(mfs) <= 0.9 * size))
+    problems.push(`ConfigMap/${cm.metadata.name}: jetstream.max_file_store: ${mfs} (${natsSize(mfs)} bytes) is more than 90 % of the volume (${claim?.spec?.resources?.requests?.storage})`);
+  const alerts = objs.filter((o) => o.kind === "PrometheusRule").flatMap((r) => (r.spec?.groups || []).flatMap((g) => g.rules || [])).filter((r) => r.alert);
+  const storeAlert = alerts.find((r) => /nats_varz_jetstream_stats_storage/.test(r.expr) && /nats_varz_jetstream_config_max_storage/.test(r.expr) && /\s>\s*0?\.[0-9]+/.test(r.expr));
+  if (!storeAlert) problems.push("PrometheusRule: no alert compares nats_varz_jetstream_stats_storage with nats_varz_jetstream_config_max_storage below 100 % (the store fills unannounced)");
+  // one per node
+  if (strictHostSpread) {
+    const sel = (l) => selects(l, sts.spec?.template?.metadata?.labels);
+    const anti = (spec.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution || []).some((t) => t.topologyKey === "kubernetes.io/hostname" && sel(t.labelSelector));
+    const spread = (spec.topologySpreadConstraints || []).some(
+      (t) => t.topologyKey === "kubernetes.io/hostname" && t.whenUnsatisfiable === "DoNotSchedule" && t.maxSkew === 1 && (t.minDomains ?? 1) >= (sts.spec?.replicas ?? 1) && sel(t.labelSelector),
+    );
+    if (!anti && !spread)
+      problems.push(`${id}: spec.template.spec: nothing keeps the ${sts.spec?.replicas} servers on different nodes (a required podAntiAffinity on kubernetes.io/hostname, or a DoNotSchedule spread with minDomains ${sts.spec?.replicas})`);
+  }
+  return problems;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Policy: PostgreSQL roles, TLS and backups                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+/** For a container: the Secret its DSN entry i logs in with (from user=$(VAR) and VAR's secretKeyRef). */
+function dsnSecrets(c, objs) {
+  const dsns = (effectiveEnv(c, objs).SHARD_DSNS || "").split(",");
+  const raw = String((c.env || []).find((e) => e.name === "SHARD_DSNS")?.value ?? "").split(",");
+  return raw.map((entry, i) => {
+    const v = /user=\$\(([A-Za-z_][A-Za-z0-9_]*)\)/.exec(entry)?.[1];
+    const ref = (c.env || []).find((e) => e.name === v)?.valueFrom?.secretKeyRef;
+    const host = /(?:^|\s)host=(\S+)/.exec(dsns[i] || entry)?.[1];
+    return { host, secret: ref?.name ?? null };
+  });
+}
+
+/**
+ * Two roles per shard: the container that runs `cart-store migrate` logs in with one Secret
+ * (the owner: DDL), every other cartshard container with another (the runtime role), the same
+ * in all of them; where the usernames are known they differ. For a CloudNativePG Cluster the
+ * migrator's Secret is the initdb owner's, the runtime Secret is a managed role's that logs in,
+ * belongs to a group, and that group is granted rows by postInitApplicationSQL.
+ */
+export function checkRoles(objs, external = []) {
+  const problems = [];
+  const secret = (name) => findObj(objs, "Secret", name) || findObj(external, "Secret", name);
+  const apps = appContainers(objs);
+  const isMigrate = (c) => [...(c.command || []), ...(c.args || [])].includes("migrate");
+  const ddl = apps.filter(({ c }) => isMigrate(c));
+  const rt = apps.filter(({ c }) => !isMigrate(c));
+  if (ddl.length === 0) return ["no container runs `cart-store migrate`"];
+  const ddlSecrets = dsnSecrets(ddl[0].c, objs);
+  const rtSecrets = rt.length ? dsnSecrets(rt[0].c, objs) : [];
+  for (const { o, c } of rt) {
+    const mine = dsnSecrets(c, objs);
+    if (JSON.stringify(mine) !== JSON.stringify(rtSecrets)) problems.push(`${objId(o)}: container ${c.name}: logs in to the shards with ${mine.map((m) => m.secret).join(", ")}, not ${rtSecrets.map((m) => m.secret).join(", ")} like the other services`);
+  }
+  ddlSecrets.forEach((d, i) => {
+    const r = rtSecrets[i];
+    if (!d.secret || !r?.secret) {
+      problems.push(`SHARD_DSNS entry ${i}: no user=$(VAR) from a Secret`);
+      return;
+    }
+    if (d.secret === r.secret) problems.push(`SHARD_DSNS entry ${i} (${d.host}): migrate and the services log in with the same Secret ${d.secret}; the services need a runtime role without DDL`);
+    const du = secretValue(secret(d.secret), "username");
+    const ru = secretValue(secret(r.secret), "username");
+    if (du != null && ru != null && du === ru) problems.push(`SHARD_DSNS entry ${i} (${d.host}): ${d.secret} and ${r.secret} name the same role ${du}`);
+    const cluster = objs.find((o) => o.kind === "Cluster" && o.apiVersion === "postgresql.cnpg.io/v1" && `${o.metadata.name}-rw` === d.host);
+    if (!cluster) return;
+    const cid = objId(cluster);
+    // A new cluster (initdb) or one restored from a backup (recovery: its roles and grants come
+    // with the data; the owner's password is set again from the Secret).
+    const boot = cluster.spec?.bootstrap?.initdb ? "initdb" : "recovery";
+    const init = cluster.spec?.bootstrap?.[boot] || {};
+    if (init.secret?.name !== d.secret) problems.push(`${cid}: spec.bootstrap.${boot}.secret is ${init.secret?.name}, but migrate logs in with ${d.secret}`);
+    const role = (cluster.spec?.managed?.roles || []).find((x) => x.passwordSecret?.name === r.secret);
+    if (!role) problems.push(`${cid}: spec.managed.roles: no role with passwordSecret ${r.secret} (the services' login)`);
+    else {
+      if (role.login !== true || (role.ensure ?? "present") !== "present") problems.push(`${cid}: spec.managed.roles[${role.name}]: must be present with login: true`);
+      if (role.superuser || role.createdb || role.createrole) problems.push(`${cid}: spec.managed.roles[${role.name}]: must not be superuser, createdb or createrole`);
+      const sql = (init.postInitApplicationSQL || []).join(";\n");
+      const granted = (role.inRoles || []).some((g) => new RegExp(`ALTER DEFAULT PRIVILEGES FOR ROLE ${init.owner}\\b[^;]*ON TABLES TO ${g}\\b`, "i").test(sql));
+      if (boot === "initdb" && !granted) problems.push(`${cid}: spec.managed.roles[${role.name}]: none of its inRoles (${(role.inRoles || []).join(", ") || "none"}) gets the owner's tables by ALTER DEFAULT PRIVILEGES in postInitApplicationSQL`);
+    }
+  });
+  return problems;
+}
+
+/**
+ * verify-full to every shard: libpq's sslmode (PGSSLMODE, or sslmode= in the entry) is
+ * verify-full in every cartshard container, and each entry's sslrootcert is a file the
+ * container mounts from its Cluster's CA Secret (<cluster>-ca, key ca.crt), not optional.
+ */
+export function checkShardTls(objs) {
+  const problems = [];
+  for (const { o, c } of appContainers(objs)) {
+    const where = `${objId(o)}: container ${c.name}`;
+    const env = effectiveEnv(c, objs);
+    const vols = podTemplate(o)?.spec?.volumes || [];
+    (env.SHARD_DSNS || "").split(",").forEach((dsn, i) => {
+      const mode = /(?:^|\s)sslmode=(\S+)/.exec(dsn)?.[1] ?? env.PGSSLMODE ?? "prefer";
+      if (mode !== "verify-full") problems.push(`${where}: SHARD_DSNS entry ${i}: sslmode ${mode}, expected verify-full`);
+      const host = /(?:^|\s)host=(\S+)/.exec(dsn)?.[1] || "";
+      const root = /(?:^|\s)sslrootcert=(\S+)/.exec(dsn)?.[1] ?? env.PGSSLROOTCERT;
+      if (!root) {
+        problems.push(`${where}: SHARD_DSNS entry ${i}: no sslrootcert (the CA to verify ${host} with)`);
+        return;
+      }
+      const want = `${host.replace(/-rw$/, "")}-ca`;
+      const mount = (c.volumeMounts || []).find((m) => root.startsWith(m.mountPath.replace(/\/?$/, "/")));
+      const rel = mount ? root.slice(mount.mountPath.replace(/\/?$/, "/").length) : null;
+      const vol = mount && vols.find((v) => v.name === mount.name);
+      const sources = vol ? (vol.projected?.sources || []).map((s) => s.secret).filter(Boolean).concat(vol.secret ? [{ ...vol.secret, name: vol.secret.secretName }] : []) : [];
+      const src = sources.find((s) => (s.items || [{ key: "ca.crt", path: "ca.crt" }]).some((it) => it.path === rel && it.key === "ca.crt") && s.name === want);
+      if (!src) problems.push(`${where}: SHARD_DSNS entry ${i}: sslrootcert ${root} is not ca.crt of the Secret ${want} mounted in the container`);
+      else if (src.optional) problems.push(`${where}: SHARD_DSNS entry ${i}: the Secret ${want} is optional; verify-full cannot work without it`);
+    });
+  }
+  return problems;
+}
+
+/**
+ * Backups: every CloudNativePG Cluster archives its WAL through the Barman Cloud plugin into an
+ * ObjectStore of the render, and a ScheduledBackup (plugin method, a six-field schedule) takes
+ * its base backups; no two shards share a destination.
+ */
+export const BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io";
+export function checkBackups(objs) {
+  const problems = [];
+  const clusters = objs.filter((o) => o.kind === "Cluster" && o.apiVersion === "postgresql.cnpg.io/v1");
+  const stores = objs.filter((o) => o.kind === "ObjectStore");
+  const dests = new Map();
+  for (const s of stores) {
+    const d = s.spec?.configuration?.destinationPath;
+    if (dests.has(d)) problems.push(`${objId(s)}: spec.configuration.destinationPath ${d} is also ${dests.get(d)}'s: a restore would mix two shards`);
+    dests.set(d, objId(s));
+  }
+  for (const c of clusters) {
+    const id = objId(c);
+    const pl = (c.spec?.plugins || []).find((p) => p.name === BARMAN_PLUGIN);
+    if (!pl) problems.push(`${id}: spec.plugins: no ${BARMAN_PLUGIN} (no WAL archiving, no backups)`);
+    else {
+      if (pl.isWALArchiver !== true) problems.push(`${id}: spec.plugins[${BARMAN_PLUGIN}].isWALArchiver: must be true`);
+      const store = pl.parameters?.barmanObjectName;
+      if (!stores.some((s) => s.metadata?.name === store)) problems.push(`${id}: spec.plugins[${BARMAN_PLUGIN}].parameters.barmanObjectName: no ObjectStore ${store} in the render`);
+    }
+    if (c.spec?.backup?.barmanObjectStore) problems.push(`${id}: spec.backup.barmanObjectStore: the in-tree Barman Cloud support is deprecated; use the plugin`);
+    const sb = objs.filter((o) => o.kind === "ScheduledBackup" && o.spec?.cluster?.name === c.metadata.name);
+    if (sb.length === 0) problems.push(`${id}: no ScheduledBackup takes its base backups`);
+    for (const b of sb) {
+      if (b.spec?.method !== "plugin" || b.spec?.pluginConfiguration?.name !== BARMAN_PLUGIN)
+        problems.push(`${objId(b)}: spec.method/pluginConfiguration: must be plugin with ${BARMAN_PLUGIN}, is ${b.spec?.method}/${b.spec?.pluginConfiguration?.name}`);
+      if (String(b.spec?.schedule || "").trim().split(/\s+/).length !== 6) problems.push(`${objId(b)}: spec.schedule: "${b.spec?.schedule}" is not six fields (CloudNativePG's schedule starts with seconds)`);
+    }
+  }
+  return problems;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Policy: what the internet reaches, what Prometheus scrapes                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+export const INTERNAL_PATHS = ["/metrics", "/healthz", "/readyz"];
+
+/** Does an Ingress path of this type match the request path x (Kubernetes' element-wise prefix)? */
+function ingressMatches(path, type, x) {
+  if (type === "Exact") return x === path;
+  const p = path.replace(/\/+$/, "");
+  return p === "" || x === p || x.startsWith(`${p}/`);
+}
+
+/**
+ * No Ingress lets the internet reach the gateway's /metrics, /healthz or /readyz: every path
+ * (and default backend) that leads to the Service cart-gateway is checked against them. With
+ * `requireIngress`, some Ingress must lead to cart-gateway.
+ */
+export function checkIngress(objs, { requireIngress = false } = {}) {
+  const problems = [];
+  let routes = 0;
+  for (const ing of objs.filter((o) => o.kind === "Ingress")) {
+    const id = objId(ing);
+    const gw = (b) => b?.service?.name === "cart-gateway";
+    if (gw(ing.spec?.defaultBackend)) problems.push(`${id}: spec.defaultBackend: cart-gateway for every path, ${INTERNAL_PATHS.join(", ")} included`);
+    for (const r of ing.spec?.rules || []) {
+      for (const p of r.http?.paths || []) {
+        if (!gw(p.backend)) continue;
+        routes++;
+        for (const x of INTERNAL_PATHS) if (ingressMatches(p.path || "/", p.pathType, x)) problems.push(`${id}: path ${p.path} (${p.pathType}) lets the internet reach the gateway's ${x}`);
+      }
+    }
+  }
+  if (requireIngress && routes === 0) problems.push("Ingress: none leads to cart-gateway");
+  return problems;
+}
+
+/**
+ * Prometheus can scrape everything: a PodMonitor (or ServiceMonitor) for the gateways, the
+ * workers, cart-stats, NATS, Redis and, where there are CloudNativePG Clusters, their instances;
+ * each selects pods of the render, names a port those pods declare, and the NetworkPolicies let
+ * the monitoring namespace reach it. NATS is scraped through an exporter, not the server's own
+ * JSON monitoring port (8222).
+ */
+export function checkMonitoring(objs) {
+  const problems = [];
+  const pods = podsOf(objs);
+  const policies = objs.filter((o) => o.kind === "NetworkPolicy");
+  const covered = new Set();
+  for (const m of objs.filter((o) => o.kind === "PodMonitor")) {
+    const id = objId(m);
+    const mine = pods.filter((p) => selects(m.spec?.selector, p.labels));
+    if (mine.length === 0) problems.push(`${id}: spec.selector selects no pods of the render`);
+    for (const p of mine) {
+      covered.add(p.labels["app.kubernetes.io/name"] ?? "");
+      if ("cnpg.io/cluster" in p.labels) covered.add("cnpg");
+      for (const ep of m.spec?.podMetricsEndpoints || []) {
+        const port = p.ports[ep.port];
+        if (port == null) {
+          problems.push(`${id}: port ${ep.port}: ${p.id} declares no such port`);
+          continue;
+        }
+        if (p.labels["app.kubernetes.io/name"] === "nats" && port === 8222) problems.push(`${id}: port ${ep.port} (8222) is the server's JSON monitoring, not Prometheus metrics; scrape the exporter`);
+        if (!flowAllowed(policies, OUTSIDE.prometheus, p, port)) problems.push(`${id}: NetworkPolicy: Prometheus (namespace monitoring) may not reach ${p.id}:${port}`);
+      }
+    }
+  }
+  for (const m of objs.filter((o) => o.kind === "ServiceMonitor")) {
+    const id = objId(m);
+    const svcs = objs.filter((o) => o.kind === "Service" && selects(m.spec?.selector, o.metadata?.labels));
+    if (svcs.length === 0) problems.push(`${id}: spec.selector selects no Service of the render`);
+    for (const svc of svcs) {
+      for (const ep of m.spec?.endpoints || []) {
+        const sp = (svc.spec?.ports || []).find((x) => x.name === ep.port);
+        if (!sp) problems.push(`${id}: port ${ep.port}: Service/${svc.metadata.name} has no such port`);
+        for (const p of pods.filter((x) => selects({ matchLabels: svc.spec?.selector || {} }, x.labels))) {
+          covered.add(p.labels["app.kubernetes.io/name"] ?? "");
+          const port = typeof sp?.targetPort === "string" ? p.ports[sp.targetPort] : (sp?.targetPort ?? sp?.port);
+          if (port != null && !flowAllowed(policies, OUTSIDE.prometheus, p, port)) problems.push(`${id}: NetworkPolicy: Prometheus (namespace monitoring) may not reach ${p.id}:${port}`);
+        }
+      }
+    }
+  }
+  const want = ["cart-gateway", "cart-store", "cart-stats", "nats", "redis"];
+  if (pods.some((p) => "cnpg.io/cluster" in p.labels)) want.push("cnpg");
+  for (const w of want) if (!covered.has(w)) problems.push(`no PodMonitor or ServiceMonitor scrapes ${w === "cnpg" ? "the CloudNativePG instances" : w}`);
+  return problems;
+}
+
+/**
+ * Every PrometheusRule of the render passes `promtool check rules` (its spec is a rule file).
+ * Returns problems; `promtool` is the path of the binary.
+ */
+export function checkRulesWithPromtool(objs, promtool, tmpdir) {
+  const problems = [];
+  for (const r of objs.filter((o) => o.kind === "PrometheusRule")) {
+    const f = join(tmpdir, `${r.metadata.name}.rules.yaml`);
+    writeFileSync(f, stringify({ groups: r.spec?.groups || [] }));
+    try {
+      execFileSync(promtool, ["check", "rules", f], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+    } catch (e) {
+      problems.push(`${objId(r)}: promtool check rules: ${`${e.stdout || ""}${e.stderr || ""}`.trim().replace(/\n+/g, " | ")}`);
+    }
+  }
+  return problems;
+}
+
+/**
+ * `promtool test rules` on a test file whose rule_files entry RULES stands for the groups of
+ * the PrometheusRule `name` in the render. Returns problems (promtool's words).
+ */
+export function testRulesWithPromtool(objs, name, testFile, promtool, tmpdir) {
+  const rule = objs.find((o) => o.kind === "PrometheusRule" && o.metadata?.name === name);
+  if (!rule) return [`PrometheusRule/${name}: missing from the render`];
+  const rules = join(tmpdir, `${name}.rules.yaml`);
+  writeFileSync(rules, stringify({ groups: rule.spec?.groups || [] }));
+  const test = join(tmpdir, `${name}.test.yaml`);
+  writeFileSync(test, readFileSync(testFile, "utf8").replace(/^(\s*-\s*)RULES\s*$/m, `$1${rules}`));
+  try {
+    execFileSync(promtool, ["test", "rules", test], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  } catch (e) {
+    return [`PrometheusRule/${name}: promtool test rules: ${`${e.stdout || ""}${e.stderr || ""}`.trim()}`];
+  }
+  return [];
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Policy: images and Redis                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * One name per image: cartshard's are cartshard/cart-gateway, cartshard/cart-store and
+ * cartshard/cart-stats and nothing else. Redis is 7.2.11 or newer (the CVEs fixed in 7.2.6 and
+ * 7.2.11), a cache (no AOF, maxmemory with allkeys-lru), and no command line carries a
+ * password ($(REDIS_PASSWORD) expanded into the arguments, --requirepass).
+ */
+export function checkImagesAndRedis(objs) {
+  const problems = [];
+  for (const { o, c } of allContainers(objs)) {
+    const where = `${objId(o)}: container ${c.name}`;
+    const img = c.image || "";
+    if (/(^|\/)cartshard\//.test(img) && !/(^|\/)cartshard\/cart-(gateway|store|stats)(:|@|$)/.test(img)) problems.push(`${where}.image: ${img}: cartshard's images are cartshard/cart-gateway, cartshard/cart-store and cartshard/cart-stats`);
+    const argv = [...(c.command || []), ...(c.args || [])].join(" ");
+    if (/\$\([A-Z_]*PASSWORD[A-Z_]*\)/.test(argv) || /--requirepass\b/.test(argv)) problems.push(`${where}: a password on the command line (${argv.slice(0, 80)}…); read it from a file`);
+    const rv = /(^|\/)redis:(\d+)\.(\d+)\.(\d+)/.exec(img);
+    if (/(^|\/)redis:/.test(img)) {
+      if (!rv) problems.push(`${where}.image: ${img}: no exact Redis version`);
+      else {
+        const [maj, min, pat] = [Number(rv[2]), Number(rv[3]), Number(rv[4])];
+        if (maj < 7 || (maj === 7 && min < 2) || (maj === 7 && min === 2 && pat < 11)) problems.push(`${where}.image: ${img}: Redis before 7.2.11 has known CVEs`);
+      }
+      if (!/--maxmemory\s+\S+/.test(argv) || !/--maxmemory-policy\s+allkeys-lru/.test(argv)) problems.push(`${where}: Redis is a cache: --maxmemory and --maxmemory-policy allkeys-lru`);
+      if (!/--appendonly\s+"?no"?/.test(argv)) problems.push(`${where}: Redis is a cache: --appendonly no`);
+    }
+  }
+  return problems;
+}
+
+/**
+ * One name everywhere: the cartshard images the manifests run are the ones docker/ builds
+ * (the Dockerfile's targets) and docker/compose.yaml runs, and Redis is 7.2.11 or newer in
+ * both. `compose` and `dockerfile` are the files' texts.
+ */
+export function checkImagesAcrossDeployments(objs, compose, dockerfile) {
+  const problems = [];
+  const k8s = new Set(appContainers(objs).map(({ c }) => /cartshard\/(cart-[a-z]+)/.exec(c.image)?.[1]).filter(Boolean));
+  const composed = new Set([...compose.matchAll(/image:\s*\S*cartshard\}?\/([a-z-]+):/g)].map((m) => m[1]));
+  const targets = new Set([...dockerfile.matchAll(/^FROM\s+\S+\s+AS\s+(cart-[a-z]+)\s*$/gim)].map((m) => m[1]));
+  for (const n of k8s) {
+    if (!composed.has(n)) problems.push(`cartshard/${n}: run by the manifests, but docker/compose.yaml runs ${[...composed].join(", ") || "none"}`);
+    if (!targets.has(n)) problems.push(`cartshard/${n}: run by the manifests, but docker/Dockerfile builds the targets ${[...targets].join(", ") || "none"}`);
+  }
+  for (const n of composed) if (!k8s.has(n)) problems.push(`cartshard/${n}: run by docker/compose.yaml, not by the manifests`);
+  for (const m of compose.matchAll(/redis:(\d+)\.(\d+)\.(\d+)/g)) {
+    const [maj, min, pat] = [Number(m[1]), Number(m[2]), Number(m[3])];
+    if (maj < 7 || (maj === 7 && min < 2) || (maj === 7 && min === 2 && pat < 11)) problems.push(`docker/compose.yaml: ${m[0]}: Redis before 7.2.11 has known CVEs`);
   }
   return problems;
 }

@@ -15,9 +15,25 @@ import { describe, it, before } from "node:test";
 import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
 
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import {
   appContainers,
   checkAvailability,
+  checkBackups,
+  checkImagesAcrossDeployments,
+  checkImagesAndRedis,
+  checkIngress,
+  checkMonitoring,
+  checkNatsOperations,
+  checkObjectStoreFields,
+  checkProbes,
+  checkRoles,
+  checkRulesWithPromtool,
+  checkShardTls,
+  natsSize,
+  testRulesWithPromtool,
+  which,
   checkContainers,
   checkLabels,
   checkNats,
@@ -46,16 +62,34 @@ const CLUSTER_SCOPED = new Set(["Namespace", "ClusterRole", "ClusterRoleBinding"
 // What each overlay must contain besides what the base gives every overlay.
 const EXPECTED = {
   dev: { StatefulSet: ["nats", "redis", "pg-shard-0", "pg-shard-1"], Service: ["pg-shard-0-rw", "pg-shard-1-rw"] },
-  prod: { StatefulSet: ["nats", "redis"], Cluster: ["pg-shard-0", "pg-shard-1"] },
+  prod: {
+    StatefulSet: ["nats", "redis"],
+    Cluster: ["pg-shard-0", "pg-shard-1"],
+    ObjectStore: ["pg-shard-0-backups", "pg-shard-1-backups"],
+    ScheduledBackup: ["pg-shard-0-nightly", "pg-shard-1-nightly"],
+    Ingress: ["cart-gateway"],
+    PodMonitor: ["postgresql"],
+    PrometheusRule: ["postgresql"],
+  },
 };
 const BASE_EXPECTED = {
   Namespace: [NAMESPACE],
-  Deployment: ["cart-gateway", "cart-store"],
+  Deployment: ["cart-gateway", "cart-store", "cart-stats"],
   HorizontalPodAutoscaler: ["cart-gateway"],
-  Service: ["cart-gateway", "nats", "nats-headless", "redis"],
-  PodDisruptionBudget: ["cart-gateway", "cart-store", "nats", "redis"],
-  NetworkPolicy: ["default-deny", "allow-dns"],
+  Service: ["cart-gateway", "cart-stats", "nats", "nats-headless", "redis"],
+  PodDisruptionBudget: ["cart-gateway", "cart-store", "cart-stats", "nats", "redis"],
+  NetworkPolicy: ["default-deny", "allow-dns", "cart-stats"],
+  PodMonitor: ["cart-gateway", "cart-store", "cart-stats", "nats", "redis"],
+  // nats-store is the base's; cartshard-alerts and the dashboard come from k8s/monitoring.
+  PrometheusRule: ["nats-store", "cartshard-alerts"],
+  ConfigMap: ["cartshard-grafana-dashboard"],
 };
+// The prod overlay is held to more than dev: one NATS server per node, verify-full to the
+// shards, backups, an Ingress.
+const IS_PROD = (overlay) => overlay === "prod";
+// promtool unit tests of the alerts of this repository's k8s/ (the services' own are k8s/monitoring's).
+const RULES_DIR = join(dirname(fileURLToPath(import.meta.url)), "rules");
+const RULE_TESTS = { natsStore: join(RULES_DIR, "nats-store.test.yaml"), postgresql: join(RULES_DIR, "postgresql.test.yaml") };
 // Words that mark a value as a placeholder in the Secrets the repository ships.
 const FAKE_MARKERS = ["dev-only", "CHANGE-ME"];
 // The fields of a Kustomization that kustomize v2.0.3 (Debian 12's kubectl 1.20) knows.
@@ -194,6 +228,68 @@ for (const overlay of OVERLAYS) {
     it("ships only placeholder values in its Secrets", () => {
       expectNone(checkSecretsFake([...objs, ...external], FAKE_MARKERS), "secrets");
     });
+
+    it("probes readiness on /readyz and liveness on /healthz, NATS as its chart does, sidecars only themselves", () => {
+      expectNone(checkProbes(objs), "probes");
+    });
+
+    it("restarts NATS safely: pid_file, lame duck preStop, GOMEMLIMIT, an explicit max_file_store under the volume, an alert before it" + (IS_PROD(overlay) ? ", one server per node" : ""), () => {
+      expectNone(checkNatsOperations(objs, { strictHostSpread: IS_PROD(overlay) }), "NATS operations");
+    });
+
+    it("migrates with the owner's role and runs the services with a runtime role", () => {
+      expectNone(checkRoles(objs, external), "roles");
+    });
+
+    it("keeps the gateway's /metrics, /healthz and /readyz off every Ingress" + (IS_PROD(overlay) ? ", and routes the API through one" : ""), () => {
+      expectNone(checkIngress(objs, { requireIngress: IS_PROD(overlay) }), "ingress");
+    });
+
+    it("scrapes the gateways, workers, cart-stats, NATS, Redis" + (IS_PROD(overlay) ? " and CloudNativePG" : "") + " through monitors whose ports the policies open", () => {
+      expectNone(checkMonitoring(objs), "monitoring");
+    });
+
+    it("passes `promtool check rules` with every PrometheusRule", (t) => {
+      const promtool = which("promtool");
+      assert.ok(promtool, "promtool is not on PATH: `scripts/dev test` installs Debian's prometheus package for it");
+      const dir = mkdtempSync(join(tmpdir(), "cartshard-rules-"));
+      try {
+        expectNone(checkRulesWithPromtool(objs, promtool, dir), "promtool");
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+      t.diagnostic(`${objs.filter((o) => o.kind === "PrometheusRule").length} PrometheusRule objects checked`);
+    });
+
+    it("fires the NATS store" + (IS_PROD(overlay) ? " and PostgreSQL" : "") + " alerts when they should and not before (`promtool test rules`)", () => {
+      const promtool = which("promtool");
+      assert.ok(promtool, "promtool is not on PATH: `scripts/dev test` installs Debian's prometheus package for it");
+      const dir = mkdtempSync(join(tmpdir(), "cartshard-rules-"));
+      try {
+        expectNone(testRulesWithPromtool(objs, "nats-store", RULE_TESTS.natsStore, promtool, dir), "rule tests");
+        if (IS_PROD(overlay)) expectNone(testRulesWithPromtool(objs, "postgresql", RULE_TESTS.postgresql, promtool, dir), "rule tests");
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it("uses one name per cartshard image, a patched Redis run as a cache, and no password on a command line", () => {
+      expectNone(checkImagesAndRedis(objs), "images");
+    });
+
+    it("runs the same cartshard images as docker/ builds and compose runs, and a patched Redis there too", () => {
+      expectNone(checkImagesAcrossDeployments(objs, readFileSync(join(ROOT, "docker", "compose.yaml"), "utf8"), readFileSync(join(ROOT, "docker", "Dockerfile"), "utf8")), "images across deployments");
+    });
+
+    if (IS_PROD(overlay)) {
+      it("verifies every shard's certificate (verify-full) against its Cluster's CA", () => {
+        expectNone(checkShardTls(objs), "shard TLS");
+      });
+
+      it("archives WAL and takes scheduled base backups of every shard with the Barman Cloud plugin", () => {
+        expectNone(checkBackups(objs), "backups");
+      });
+    }
   });
 }
 
@@ -227,6 +323,18 @@ describe("k8s: the checks fail on broken objects", () => {
     expectSome(await validateSchema(h), ["HorizontalPodAutoscaler/cart-gateway: schema", "scaleTargetRef"]);
 
     expectSome(await validateSchema({ apiVersion: "example.com/v1", kind: "Widget", metadata: { name: "w" } }), ["Widget/w: apiVersion/kind: no schema known"]);
+
+    // The CRDs of the operators: the Prometheus Operator's PodMonitor and PrometheusRule, and
+    // CloudNativePG's ScheduledBackup.
+    const pm = clone(find(dev, "PodMonitor", "nats"));
+    pm.spec.podMetricsEndpoints[0].port = 7777;
+    expectSome(await validateSchema(pm), ["PodMonitor/nats: schema", "port"]);
+    const pr = clone(find(dev, "PrometheusRule", "nats-store"));
+    pr.spec.groups[0].rules[0].for = 15;
+    expectSome(await validateSchema(pr), ["PrometheusRule/nats-store: schema", "for"]);
+    const sb = clone(find(rendered("prod"), "ScheduledBackup", "pg-shard-0-nightly"));
+    sb.spec.method = "barman";
+    expectSome(await validateSchema(sb), ["ScheduledBackup/pg-shard-0-nightly: schema", "method"]);
   });
 
   it("the container policy names the object and the field", () => {
@@ -242,6 +350,7 @@ describe("k8s: the checks fail on broken objects", () => {
     st.spec.template.spec.securityContext.runAsNonRoot = false;
     delete st.spec.template.spec.containers[0].securityContext.runAsNonRoot;
     st.spec.template.spec.containers[0].resources.requests.cpu = "4";
+    find(objs, "StatefulSet", "redis").spec.template.spec.containers[0].command = ["/bin/sh", "-c", "printf 'requirepass x' |\nexec redis-server -"];
     expectSome(checkContainers(objs), [
       "Deployment/cart-gateway: containers[cart-gateway].readinessProbe: missing",
       "Deployment/cart-gateway: containers[cart-gateway].securityContext.readOnlyRootFilesystem: must be true",
@@ -250,6 +359,7 @@ describe("k8s: the checks fail on broken objects", () => {
       "Deployment/cart-store: initContainers[migrate].image: cartshard/cart-store has no tag",
       "Deployment/cart-store: containers[cart-store].securityContext.runAsNonRoot: must be true",
       "Deployment/cart-store: containers[cart-store].resources: requests.cpu (4) exceeds limits.cpu",
+      "StatefulSet/redis: containers[redis].command: sh -c without an exec of the program",
     ]);
   });
 
@@ -277,7 +387,20 @@ describe("k8s: the checks fail on broken objects", () => {
 
   it("the reference and shard policies catch a missing Secret, a $(VAR) used too early, differing or unknown shards", () => {
     const objs = clone(dev).filter((o) => !(o.kind === "Secret" && o.metadata.name.startsWith("pg-shard-1-credentials")));
-    expectSome(checkReferences(objs), ["Deployment/cart-gateway: container cart-gateway: env SHARD_1_USER: secretKeyRef pg-shard-1-credentials"]);
+    expectSome(checkReferences(objs), ["Deployment/cart-store: container migrate: env SHARD_1_USER: secretKeyRef pg-shard-1-credentials"]);
+    const noRuntime = clone(dev).filter((o) => !(o.kind === "Secret" && o.metadata.name.startsWith("pg-shard-0-runtime")));
+    expectSome(checkReferences(noRuntime), ["Deployment/cart-stats: container cart-stats: env SHARD_0_USER: secretKeyRef pg-shard-0-runtime"]);
+    // prod: the operator's CA Secret counts only while its Cluster is rendered; the managed
+    // role's Secret must exist with the role's name; an ObjectStore's credentials must exist.
+    const prod = clone(rendered("prod")).filter((o) => !(o.kind === "Cluster" && o.metadata.name === "pg-shard-1"));
+    expectSome(checkReferences(prod, externalSecrets("prod")), ["Deployment/cart-gateway: volume pg-ca: projected secret pg-shard-1-ca: no such Secret"]);
+    const ext = clone(externalSecrets("prod"));
+    ext.find((x) => x.metadata.name === "pg-shard-0-runtime").stringData.username = "cartshard";
+    const noS3 = ext.filter((x) => x.metadata.name !== "cartshard-backup-s3");
+    expectSome(checkReferences(rendered("prod"), noS3), [
+      'Cluster/pg-shard-0: spec.managed.roles[cartshard_app].passwordSecret pg-shard-0-runtime: username must be the role "cartshard_app"',
+      "ObjectStore/pg-shard-0-backups: spec.configuration credentials accessKeyId: Secret cartshard-backup-s3: no such Secret",
+    ]);
 
     const objs2 = clone(dev);
     const env = find(objs2, "Deployment", "cart-store").spec.template.spec.containers[0].env;
@@ -333,5 +456,196 @@ describe("k8s: the checks fail on broken objects", () => {
     expectSome(checkLabels(objs), ["Service/redis: labels: missing app.kubernetes.io/component"]);
     const s = { apiVersion: "v1", kind: "Secret", metadata: { name: "leak" }, stringData: { password: "hunter2hunter2" } };
     expectSome(checkSecretsFake([s], FAKE_MARKERS), ["Secret/leak: key password: does not look like a placeholder"]);
+  });
+
+  it("the probe policy wants /readyz for readiness, /healthz for liveness, NATS's startup on the full /healthz, sidecars on their own ports", () => {
+    const objs = clone(dev);
+    const gw = find(objs, "Deployment", "cart-gateway").spec.template.spec.containers[0];
+    gw.livenessProbe.httpGet.path = "/readyz";
+    find(objs, "Deployment", "cart-stats").spec.template.spec.containers[0].readinessProbe.httpGet.path = "/healthz";
+    const nats = find(objs, "StatefulSet", "nats").spec.template.spec;
+    nats.containers[0].startupProbe.httpGet.path = "/healthz?js-enabled-only=true";
+    nats.containers[0].startupProbe.failureThreshold = 12;
+    nats.containers[1].readinessProbe = { httpGet: { path: "/healthz", port: "monitor" } };
+    expectSome(checkProbes(objs), [
+      "Deployment/cart-gateway: container cart-gateway.livenessProbe: must be httpGet /healthz, is httpGet /readyz",
+      "Deployment/cart-stats: container cart-stats.readinessProbe: must be httpGet /readyz, is httpGet /healthz",
+      "StatefulSet/nats: container nats.startupProbe: must be httpGet /healthz (the full check",
+      "StatefulSet/nats: container nats.startupProbe: a budget of 120 s",
+      "StatefulSet/nats: container exporter.readinessProbe: port monitor is not the sidecar's own",
+    ]);
+  });
+
+  it("the NATS operations policy catches a missing pid_file, preStop, GOMEMLIMIT, limit or alert, a limit over the volume, a soft spread in prod", () => {
+    const objs = clone(dev);
+    const cm = objs.find((o) => o.kind === "ConfigMap" && o.metadata.name.startsWith("nats-config"));
+    cm.data["nats.conf"] = cm.data["nats.conf"].replace(/^pid_file:.*$/m, "");
+    cm.data["jetstream.conf"] = cm.data["jetstream.conf"].replace(/^\s*max_file_store:.*$/m, "");
+    const sts = find(objs, "StatefulSet", "nats");
+    sts.spec.template.spec.containers[0].env = sts.spec.template.spec.containers[0].env.filter((e) => e.name !== "GOMEMLIMIT");
+    sts.spec.template.spec.terminationGracePeriodSeconds = 30;
+    const noAlert = objs.filter((o) => o.kind !== "PrometheusRule");
+    expectSome(checkNatsOperations(noAlert), [
+      "pid_file: not set",
+      "StatefulSet/nats: container nats: env GOMEMLIMIT: not set",
+      "StatefulSet/nats: spec.template.spec.terminationGracePeriodSeconds: 30",
+      "jetstream.max_file_store: not set",
+      "PrometheusRule: no alert compares nats_varz_jetstream_stats_storage",
+    ]);
+    const big = clone(dev);
+    const cm2 = big.find((o) => o.kind === "ConfigMap" && o.metadata.name.startsWith("nats-config"));
+    cm2.data["jetstream.conf"] = cm2.data["jetstream.conf"].replace(/max_file_store:.*$/m, "max_file_store: 2GB");
+    cm2.data["nats.conf"] += "\ninclude ./missing.conf\n";
+    find(big, "StatefulSet", "nats").spec.template.spec.containers[0].env.find((e) => e.name === "GOMEMLIMIT").value = "512MiB";
+    find(big, "StatefulSet", "nats").spec.template.spec.containers[0].lifecycle.preStop.exec.command = ["sleep", "30"];
+    expectSome(checkNatsOperations(big), [
+      "jetstream.max_file_store: 2GB (2147483648 bytes) is more than 90 % of the volume (2Gi)",
+      "include ./missing.conf: no such key",
+      "env GOMEMLIMIT: 512MiB is not between 50 and 95 % of the memory limit 512Mi",
+      'StatefulSet/nats: container nats.lifecycle.preStop: must put the server into lame duck mode (nats-server --signal ldm=/var/run/nats/nats.pid), is "sleep 30"',
+    ]);
+    // dev's spread is soft (one node suffices); prod's must be hard.
+    expectSome(checkNatsOperations(clone(dev), { strictHostSpread: true }), ["StatefulSet/nats: spec.template.spec: nothing keeps the 3 servers on different nodes"]);
+    assert.equal(natsSize("40GB"), 40 * 2 ** 30);
+    assert.equal(natsSize("1G"), 1e9);
+    assert.ok(Number.isNaN(natsSize("forty")));
+  });
+
+  it("the role policy catches services that log in as the owner, and a Cluster whose runtime role is not declared", () => {
+    const objs = clone(dev);
+    const owner = find(objs, "Deployment", "cart-store").spec.template.spec.initContainers[0].env.find((e) => e.name === "SHARD_0_USER").valueFrom.secretKeyRef.name;
+    for (const { c } of appContainers(objs))
+      for (const e of c.env || []) if (e.valueFrom?.secretKeyRef?.name?.startsWith("pg-shard-0-runtime")) e.valueFrom.secretKeyRef.name = owner;
+    expectSome(checkRoles(objs), ["SHARD_DSNS entry 0 (pg-shard-0-rw): migrate and the services log in with the same Secret"]);
+    const prod = clone(rendered("prod"));
+    find(prod, "Cluster", "pg-shard-1").spec.managed.roles = [];
+    find(prod, "Cluster", "pg-shard-0").spec.bootstrap.initdb.postInitApplicationSQL = ["CREATE ROLE cartshard_rw NOLOGIN"];
+    expectSome(checkRoles(prod, externalSecrets("prod")), [
+      "Cluster/pg-shard-1: spec.managed.roles: no role with passwordSecret pg-shard-1-runtime",
+      "Cluster/pg-shard-0: spec.managed.roles[cartshard_app]: none of its inRoles (cartshard_rw) gets the owner's tables",
+    ]);
+  });
+
+  it("the TLS policy wants verify-full and each shard's own CA, required", () => {
+    const prod = clone(rendered("prod"));
+    const cm = prod.find((o) => o.kind === "ConfigMap" && o.metadata.name.startsWith("cartshard-config"));
+    cm.data.PGSSLMODE = "require";
+    expectSome(checkShardTls(prod), ["Deployment/cart-gateway: container cart-gateway: SHARD_DSNS entry 0: sslmode require, expected verify-full"]);
+    const prod2 = clone(rendered("prod"));
+    const src = find(prod2, "Deployment", "cart-stats").spec.template.spec.volumes.find((v) => v.name === "pg-ca").projected.sources;
+    src[1].secret.name = "pg-shard-0-ca";
+    src[0].secret.optional = true;
+    expectSome(checkShardTls(prod2), [
+      "Deployment/cart-stats: container cart-stats: SHARD_DSNS entry 1: sslrootcert /etc/cartshard/pg-ca/pg-shard-1/ca.crt is not ca.crt of the Secret pg-shard-1-ca",
+      "Deployment/cart-stats: container cart-stats: SHARD_DSNS entry 0: the Secret pg-shard-0-ca is optional",
+    ]);
+    expectSome(checkShardTls(clone(dev)), ["SHARD_DSNS entry 0: sslmode prefer, expected verify-full"]);
+  });
+
+  it("the backup policy and the ObjectStore's hand-written fields catch a cluster without archiving, a shared destination, a bad schedule, typos", () => {
+    const prod = clone(rendered("prod"));
+    delete find(prod, "Cluster", "pg-shard-0").spec.plugins;
+    find(prod, "ObjectStore", "pg-shard-1-backups").spec.configuration.destinationPath = find(prod, "ObjectStore", "pg-shard-0-backups").spec.configuration.destinationPath;
+    find(prod, "ScheduledBackup", "pg-shard-1-nightly").spec.schedule = "0 2 * * *";
+    expectSome(checkBackups(prod), [
+      "Cluster/pg-shard-0: spec.plugins: no barman-cloud.cloudnative-pg.io",
+      "ObjectStore/pg-shard-1-backups: spec.configuration.destinationPath s3://CHANGE-ME-cartshard-backups/pg-shard-0 is also ObjectStore/pg-shard-0-backups's",
+      'ScheduledBackup/pg-shard-1-nightly: spec.schedule: "0 2 * * *" is not six fields',
+    ]);
+    const noSb = clone(rendered("prod")).filter((o) => o.kind !== "ScheduledBackup");
+    expectSome(checkBackups(noSb), ["Cluster/pg-shard-1: no ScheduledBackup takes its base backups"]);
+    const os = clone(find(rendered("prod"), "ObjectStore", "pg-shard-0-backups"));
+    os.spec.configuration.wal.compresion = "gzip";
+    os.spec.configuration.data.compression = "rar";
+    os.spec.retentionPolicy = "30 days";
+    os.spec.configuration.googleCredentials = { gkeEnvironment: "yes" };
+    expectSome(checkObjectStoreFields(os), [
+      "spec.configuration.wal.compresion: unknown field",
+      "spec.configuration.googleCredentials.gkeEnvironment: must be a boolean",
+      "spec.configuration.data.compression: rar is not one of",
+      "spec.retentionPolicy: 30 days is not",
+      "exactly one of s3Credentials, azureCredentials, googleCredentials, got 2",
+    ]);
+  });
+
+  it("the ingress and monitoring policies catch /metrics on the Ingress, a missing monitor, a port Prometheus may not reach", () => {
+    const prod = clone(rendered("prod"));
+    find(prod, "Ingress", "cart-gateway").spec.rules[0].http.paths[0].path = "/";
+    expectSome(checkIngress(prod), [
+      "Ingress/cart-gateway: path / (Prefix) lets the internet reach the gateway's /metrics",
+      "Ingress/cart-gateway: path / (Prefix) lets the internet reach the gateway's /healthz",
+    ]);
+    expectSome(checkIngress(clone(dev), { requireIngress: true }), ["Ingress: none leads to cart-gateway"]);
+    assert.deepEqual(checkIngress(rendered("prod"), { requireIngress: true }), [], "/v1/ (Prefix) reaches none of them");
+
+    const objs = clone(dev).filter((o) => !(o.kind === "PodMonitor" && o.metadata.name === "redis"));
+    find(objs, "PodMonitor", "nats").spec.podMetricsEndpoints[0].port = "monitor";
+    find(objs, "PodMonitor", "cart-stats").spec.podMetricsEndpoints[0].port = "admin";
+    const np = find(objs, "NetworkPolicy", "cart-store");
+    np.spec.ingress = [];
+    expectSome(checkMonitoring(objs), [
+      "no PodMonitor or ServiceMonitor scrapes redis",
+      "PodMonitor/nats: port monitor (8222) is the server's JSON monitoring",
+      "PodMonitor/cart-stats: port admin: Deployment/cart-stats declares no such port",
+      "PodMonitor/cart-store: NetworkPolicy: Prometheus (namespace monitoring) may not reach Deployment/cart-store:9101",
+    ]);
+    // A ServiceMonitor instead of a PodMonitor: its port must be one of the Service's, and
+    // Prometheus must reach the pods behind it.
+    const sm = clone(dev).filter((o) => !(o.kind === "PodMonitor" && o.metadata.name === "cart-stats"));
+    sm.push({
+      apiVersion: "monitoring.coreos.com/v1",
+      kind: "ServiceMonitor",
+      metadata: { name: "cart-stats", namespace: NAMESPACE },
+      spec: { selector: { matchLabels: { "app.kubernetes.io/name": "cart-stats" } }, endpoints: [{ port: "metrics" }] },
+    });
+    expectSome(checkMonitoring(sm), ["ServiceMonitor/cart-stats: port metrics: Service/cart-stats has no such port"]);
+    sm.at(-1).spec.endpoints[0].port = "http";
+    assert.deepEqual(checkMonitoring(sm), [], "a ServiceMonitor on the Service's port http covers cart-stats");
+    find(sm, "NetworkPolicy", "cart-stats").spec.ingress = [];
+    expectSome(checkMonitoring(sm), ["ServiceMonitor/cart-stats: NetworkPolicy: Prometheus (namespace monitoring) may not reach Deployment/cart-stats:9201"]);
+    const prod2 = clone(rendered("prod")).filter((o) => !(o.kind === "PodMonitor" && o.metadata.name === "postgresql"));
+    expectSome(checkMonitoring(prod2), ["no PodMonitor or ServiceMonitor scrapes the CloudNativePG instances"]);
+  });
+
+  it("promtool refuses a broken rule, and the image policy an old Redis, a second name, a password in argv", (t) => {
+    const promtool = which("promtool");
+    assert.ok(promtool, "promtool is not on PATH");
+    const objs = clone(dev);
+    find(objs, "PrometheusRule", "nats-store").spec.groups[0].rules[0].expr = "max by (pod) (nats_varz_jetstream_stats_storage";
+    const dir = mkdtempSync(join(tmpdir(), "cartshard-rules-"));
+    try {
+      expectSome(checkRulesWithPromtool(objs, promtool, dir), ["PrometheusRule/nats-store: promtool check rules:"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const raised = clone(dev);
+    find(raised, "PrometheusRule", "nats-store").spec.groups[0].rules[0].expr = find(raised, "PrometheusRule", "nats-store").spec.groups[0].rules[0].expr.replace("> 0.8", "> 0.9");
+    const dir2 = mkdtempSync(join(tmpdir(), "cartshard-rules-"));
+    try {
+      expectSome(testRulesWithPromtool(raised, "nats-store", RULE_TESTS.natsStore, promtool, dir2), ["PrometheusRule/nats-store: promtool test rules:", "NatsJetStreamStoreFilling"]);
+    } finally {
+      rmSync(dir2, { recursive: true, force: true });
+    }
+    const im = clone(dev);
+    const r = find(im, "StatefulSet", "redis").spec.template.spec.containers[0];
+    r.image = "redis:7.2.5-alpine";
+    r.command = ["redis-server", "--requirepass", "$(REDIS_PASSWORD)", "--appendonly", "yes"];
+    find(im, "Deployment", "cart-gateway").spec.template.spec.containers[0].image = "cartshard/gateway:0.1.0";
+    expectSome(checkImagesAndRedis(im), [
+      "StatefulSet/redis: container redis.image: redis:7.2.5-alpine: Redis before 7.2.11 has known CVEs",
+      "StatefulSet/redis: container redis: a password on the command line",
+      "StatefulSet/redis: container redis: Redis is a cache: --maxmemory",
+      "StatefulSet/redis: container redis: Redis is a cache: --appendonly no",
+      "Deployment/cart-gateway: container cart-gateway.image: cartshard/gateway:0.1.0: cartshard's images are",
+    ]);
+    const compose = readFileSync(join(ROOT, "docker", "compose.yaml"), "utf8");
+    const dockerfile = readFileSync(join(ROOT, "docker", "Dockerfile"), "utf8");
+    expectSome(checkImagesAcrossDeployments(dev, compose.replace(/cartshard\}\/cart-gateway:/g, "cartshard}/gateway:").replace(/redis:7\.2\.\d+/g, "redis:7.2.5"), dockerfile.replace(/AS cart-stats/g, "AS stats")), [
+      "cartshard/cart-gateway: run by the manifests, but docker/compose.yaml runs",
+      "cartshard/gateway: run by docker/compose.yaml, not by the manifests",
+      "cartshard/cart-stats: run by the manifests, but docker/Dockerfile builds the targets",
+      "docker/compose.yaml: redis:7.2.5: Redis before 7.2.11",
+    ]);
+    t.diagnostic("a broken rule, an old Redis and a stray image name refused");
   });
 });
