@@ -17,6 +17,7 @@
 #include <uv.h>
 
 #include "cartshard/bus.h"
+#include "cartshard/command.h"
 #include "cartshard/clock.h"
 #include "cartshard/config.h"
 #include "cartshard/http.h"
@@ -199,45 +200,21 @@ out:
     return rc;
 }
 
-static void usage(FILE *f)
-{
-    fputs("usage: cart-stats [run | rebuild | version | help]\n"
-          "  run      count the change notices and serve the figures (default)\n"
-          "  rebuild  refill Redis from the minute rows in PostgreSQL (STATS_DSN)\n"
-          "Settings come from environment variables; see docs/reference/commands.md.\n",
-          f);
-}
+static const cart_command commands[] = {{"run", cmd_run}, {"rebuild", cmd_rebuild}};
+
+static const cart_service service = {
+    "cart-stats",
+    ST_VERSION,
+    CART_ROLE_STATS,
+    "usage: cart-stats [run | rebuild | version | help]\n"
+    "  run      count the change notices and serve the figures (default)\n"
+    "  rebuild  refill Redis from the minute rows in PostgreSQL (STATS_DSN)\n"
+    "Settings come from environment variables; see docs/reference/commands.md.\n",
+    commands,
+    sizeof commands / sizeof commands[0],
+};
 
 int main(int argc, char **argv)
 {
-    const char *cmd = argc > 1 ? argv[1] : "run";
-    cart_config cfg;
-    char err[512];
-    int rc;
-
-    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
-        usage(stdout);
-        return 0;
-    }
-    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("cart-stats %s\n", ST_VERSION);
-        return 0;
-    }
-    if (strcmp(cmd, "run") != 0 && strcmp(cmd, "rebuild") != 0) {
-        fprintf(stderr, "cart-stats: unknown command \"%s\"\n", cmd);
-        usage(stderr);
-        return 2;
-    }
-    cart_log_init("cart-stats", CART_LOG_INFO);
-    if (cart_config_load(&cfg, CART_ROLE_STATS, cart_env_getenv, NULL, err, sizeof err) != CART_OK) {
-        cart_log(CART_LOG_ERROR, "invalid configuration", CART_LS("error", err), NULL);
-        fprintf(stderr, "cart-stats: %s\n", err);
-        return 2;
-    }
-    cart_log_init("cart-stats", cfg.log_level);
-    signal(SIGPIPE, SIG_IGN);
-    rc = strcmp(cmd, "rebuild") == 0 ? cmd_rebuild(&cfg) : cmd_run(&cfg);
-    nats_CloseAndWait(2000);
-    cart_config_cleanup(&cfg);
-    return rc;
+    return cart_command_main(&service, argc, argv);
 }

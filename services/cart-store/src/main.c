@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "cartshard/bus.h"
+#include "cartshard/command.h"
 #include "cartshard/config.h"
 #include "cartshard/http.h"
 #include "cartshard/log.h"
@@ -281,47 +282,21 @@ out:
     return rc;
 }
 
-static void usage(FILE *f)
-{
-    fputs("usage: cart-store [run | migrate | version | help]\n"
-          "  run      apply cart events to the PostgreSQL shards (default)\n"
-          "  migrate  apply SQL migrations to every shard and create the JetStream streams\n"
-          "Settings come from environment variables; see the README's Configuration section.\n",
-          f);
-}
+static const cart_command commands[] = {{"run", cmd_run}, {"migrate", cmd_migrate}};
+
+static const cart_service service = {
+    "cart-store",
+    CS_VERSION,
+    CART_ROLE_STORE,
+    "usage: cart-store [run | migrate | version | help]\n"
+    "  run      apply cart events to the PostgreSQL shards (default)\n"
+    "  migrate  apply SQL migrations to every shard and create the JetStream streams\n"
+    "Settings come from environment variables; see the README's Configuration section.\n",
+    commands,
+    sizeof commands / sizeof commands[0],
+};
 
 int main(int argc, char **argv)
 {
-    const char *cmd = argc > 1 ? argv[1] : "run";
-    cart_config cfg;
-    char err[512];
-    int rc;
-
-    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
-        usage(stdout);
-        return 0;
-    }
-    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("cart-store %s\n", CS_VERSION);
-        return 0;
-    }
-    if (strcmp(cmd, "run") != 0 && strcmp(cmd, "migrate") != 0) {
-        fprintf(stderr, "cart-store: unknown command \"%s\"\n", cmd);
-        usage(stderr);
-        return 2;
-    }
-    cart_log_init("cart-store", CART_LOG_INFO);
-    if (cart_config_load(&cfg, CART_ROLE_STORE, cart_env_getenv, NULL, err, sizeof err) != CART_OK) {
-        cart_log(CART_LOG_ERROR, "invalid configuration", CART_LS("error", err), NULL);
-        fprintf(stderr, "cart-store: %s\n", err);
-        return 2;
-    }
-    cart_log_init("cart-store", cfg.log_level);
-    signal(SIGPIPE, SIG_IGN);
-    rc = strcmp(cmd, "migrate") == 0 ? cmd_migrate(&cfg) : cmd_run(&cfg);
-    /* nats.c's threads may still report the connection's close (logging its name, which lives
-     * in cfg): they are joined before cfg goes. */
-    nats_CloseAndWait(2000);
-    cart_config_cleanup(&cfg);
-    return rc;
+    return cart_command_main(&service, argc, argv);
 }
