@@ -106,8 +106,9 @@ typedef struct st_query {
  */
 cart_status st_query_parse(const char *q, size_t len, bool with_limit, st_query *out, char *err, size_t errlen);
 
-/* The most currencies a window's checkout_value shows. */
-#define ST_CURRENCIES_MAX 64
+/* The most currencies a window's checkout_value shows: more than ISO 4217's active codes (about
+ * 180); beyond it, the currencies read first from the window's minutes are the ones shown. */
+#define ST_CURRENCIES_MAX 256
 
 /* A window's sums, as read from the live minute buckets. */
 typedef struct st_figures {
