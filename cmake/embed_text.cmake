@@ -1,7 +1,7 @@
 # embed_text.cmake: turns one text file into a C source file defining a NUL-terminated string, so
 # that a binary carries the file (a Redis Lua script, say) and needs nothing at run time.
 #
-# Run in script mode at build time (shared/CMakeLists.txt wires it up):
+# Run in script mode at build time (cartshard_embed_text in the top-level CMakeLists.txt wires it up):
 #
 #   cmake -DINPUT=<file> -DOUTPUT=<file.c> -DSYMBOL=<C name> [-DHEADER=<header>] -P embed_text.cmake
 #
