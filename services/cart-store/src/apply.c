@@ -166,6 +166,15 @@ static int add_saga_step(cs_shard *sh, cs_item *it, char *json, const char *pref
     return cs_batch_outbox_add(&sh->batch, it->part->id, it->saga_subject, it->saga_msg_id, json, &it->saga_outbox_at);
 }
 
+/* A refusal of a merge step as its outcome: nothing changed. */
+static void refused(cart_outcome *o, cart_status st, int http_status, const char *detail)
+{
+    memset(o, 0, sizeof *o);
+    o->status = st;
+    o->http_status = http_status;
+    snprintf(o->detail, sizeof o->detail, "%s", detail);
+}
+
 /* cart.lines_merged: the guest's lines joined to the user's cart `c`, and the lines that changed
  * recorded in the batch (cs_batch_change records the row). A body whose lines cannot be read is
  * refused 400, so that the guest still hears back. CART_OK or CART_ERR_NOMEM. */
@@ -181,10 +190,7 @@ static cart_status apply_lines_merged(cs_shard *sh, cs_item *it, cart *c, const 
     cart_init(&before, c->user_id);
     st = cart_merge_lines_decode(data ? data : "", (size_t)natsMsg_GetDataLength(it->msg), &guest, err, sizeof err);
     if (st == CART_ERR_INVALID) {
-        memset(o, 0, sizeof *o);
-        o->status = CART_ERR_INVALID;
-        o->http_status = 400;
-        snprintf(o->detail, sizeof o->detail, "%s", err);
+        refused(o, CART_ERR_INVALID, 400, err);
         st = CART_OK;
         goto out;
     }
@@ -271,10 +277,7 @@ static cart_status apply_lines_step(cs_shard *sh, cs_working_set *ws, cs_item *i
     /* A lines_merged from before merges carried their fingerprint has nothing to compare. */
     *record_key = key == NULL && it->ev.request_fingerprint[0] != '\0';
     if (key != NULL && cart_fingerprints_clash(key->fingerprint, it->ev.request_fingerprint)) {
-        memset(o, 0, sizeof *o);
-        o->status = CART_ERR_CONFLICT;
-        o->http_status = 422;
-        snprintf(o->detail, sizeof o->detail, "%s", CS_WORKING_REUSED_DETAIL);
+        refused(o, CART_ERR_CONFLICT, 422, CS_WORKING_REUSED_DETAIL);
         /* The answer carries the key's first request's fingerprint, which tells the gateway (and,
          * through the settlement, the guest's side) that the key was reused. */
         it->key_reused = true;
@@ -283,10 +286,7 @@ static cart_status apply_lines_step(cs_shard *sh, cs_working_set *ws, cs_item *i
         return CART_OK;
     }
     if (it->ev.merge.status != 0) {
-        memset(o, 0, sizeof *o);
-        o->status = CART_ERR_CONFLICT;
-        o->http_status = it->ev.merge.status;
-        snprintf(o->detail, sizeof o->detail, "%s", it->ev.merge.detail);
+        refused(o, CART_ERR_CONFLICT, it->ev.merge.status, it->ev.merge.detail);
         return CART_OK;
     }
     return apply_lines_merged(sh, it, c, lim, now, new_id, o);
