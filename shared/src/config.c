@@ -854,6 +854,14 @@ static cart_status load_store(loader *ld, cart_config *c)
     if ((st = get_int(ld, "CART_STORE_LINGER_US", 1000, 0, 100000, &n)))
         return st;
     c->store_linger_us = (int)n;
+    /* Each held run stays well under the consumers' MaxAckPending (1024), and an ack falls due
+     * long before their AckWait (30 s) could redeliver what it covers. */
+    if ((st = get_int(ld, "CART_STORE_ACK_EVERY", 64, 1, 256, &n)))
+        return st;
+    c->store_ack_every = (int)n;
+    if ((st = get_int(ld, "CART_STORE_ACK_DELAY_MS", 100, 0, 5000, &n)))
+        return st;
+    c->store_ack_delay_ms = n;
     if ((st = load_id(ld, "CART_STORE_ID", &c->store_id)))
         return st;
     if ((st = get_int(ld, "CART_EXPIRY_INTERVAL_MS", 60000, 100, 86400000, &n)))

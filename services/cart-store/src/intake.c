@@ -61,12 +61,13 @@ void cs_intake_on_event(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
     }
     /* A redelivery of something already queued (or committed) is dropped: the queue is the
      * partition's stream order, and the consumer restarts from the committed offset anyway. One
-     * already committed is acknowledged again, since its first ack was evidently lost. */
+     * already committed is acknowledged again, since its ack was lost or is still held past the
+     * consumer's AckWait (a runner stuck in a batch): it covers only committed events either way. */
     if (q == NULL || !b->active || seq <= p->max_seen) {
         bool reack = b->active && seq <= p->committed;
         pthread_mutex_unlock(&sh->mu);
-        if (reack)
-            natsMsg_Ack(msg, NULL);
+        if (reack && natsMsg_Ack(msg, NULL) == NATS_OK)
+            cart_counter_inc(sh->w->m_acks);
         natsMsg_Destroy(msg);
         free(q);
         return;

@@ -136,6 +136,11 @@ static void register_metrics(cs_worker *w)
                                "Times an owned partition had events in the stream beyond its committed offset "
                                "and made no progress for CART_STORE_STALL_MS, and was restarted from that offset.",
                                CART_METRIC_COUNTER);
+    w->m_acks = plain_metric(r, "cartshard_acks_total",
+                             "Acknowledgements sent to JetStream for committed events; each covers every earlier "
+                             "event of its partition (AckAll), so acks per applied event shows how long the runs are "
+                             "(CART_STORE_ACK_EVERY, CART_STORE_ACK_DELAY_MS).",
+                             CART_METRIC_COUNTER);
     w->m_redone = plain_metric(
         r, "cartshard_batches_redone_total",
         "Batches whose writes the shard refused, redone event by event to find the one at fault.", CART_METRIC_COUNTER);

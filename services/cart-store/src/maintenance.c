@@ -109,7 +109,8 @@ out:
 }
 
 /* Asks JetStream how far behind each owned partition is: messages not yet delivered plus those
- * delivered and not yet acknowledged (committed), plus what waits in the local queue. */
+ * delivered and not yet acknowledged, less those committed whose ack is still held (ack_run.h):
+ * what waits in the local queue or in the batch being applied. */
 void cs_maint_update_lag(cs_shard *sh)
 {
     uint32_t n = sh->last - sh->first + 1;
@@ -129,7 +130,11 @@ void cs_maint_update_lag(cs_shard *sh)
             jsConsumerInfo_Destroy(ci);
             return;
         }
-        cart_gauge_set(p->lag, (double)ci->NumPending + (double)ci->NumAckPending);
+        uint64_t behind = ci->NumPending + (uint64_t)ci->NumAckPending;
+        /* A redelivery acknowledged again (intake.c) may have covered part of the held run: never
+         * below 0. */
+        behind = behind > p->ack_run.events ? behind - p->ack_run.events : 0;
+        cart_gauge_set(p->lag, (double)behind);
         jsConsumerInfo_Destroy(ci);
     }
 }

@@ -41,6 +41,8 @@ void cs_ownership_release(cs_shard *sh, cs_partition *p, bool unlock)
     p->broken = false;
     pthread_mutex_unlock(&sh->mu);
     cs_intake_free_queue(q);
+    /* What was committed is acknowledged while the subscription the message points at exists. */
+    cs_relay_ack_held(sh, p);
     if (p->sub) {
         /* Unsubscribing deletes the ephemeral consumer: a JetStream request, which waits out its
          * whole timeout when no server answers (2 s a partition: a worker with 16 partitions

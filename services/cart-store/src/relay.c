@@ -1,6 +1,7 @@
 /*
- * relay.c: what a runner sends out. After a commit: the carts to the Redis cache, the acks, the
- * replies to waiting gateways and the change notices. Dead letters (stored before the offset
+ * relay.c: what a runner sends out. After a commit: the carts to the Redis cache, the replies to
+ * waiting gateways, the change notices, and the acks of the committed events, held per partition
+ * and sent in runs (ack_run.h). Dead letters (stored before the offset
  * moves). The change notices awaiting JetStream's ack (the unacked notices), whose acks come on
  * nats.c's thread, and the outbox rows they free; the outbox sweep that sends again what was never
  * acknowledged.
@@ -10,11 +11,13 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cartshard/bus.h"
+#include "cartshard/clock.h"
 #include "cartshard/fmt.h"
 #include "cartshard/log.h"
 #include "runner_internal.h"
@@ -285,16 +288,74 @@ int cs_relay_outbox_add(cs_shard *sh, uint32_t partition, const char *event_id, 
                                cart_change_msg_id(msg_id, event_id), payload, at);
 }
 
+void cs_relay_ack_held(cs_shard *sh, cs_partition *p)
+{
+    if (p->held_ack == NULL)
+        return;
+    if (natsMsg_Ack(p->held_ack, NULL) == NATS_OK)
+        cart_counter_inc(sh->w->m_acks);
+    else
+        cart_counter_inc(sh->w->m_nats_errors); /* redelivered after AckWait, acked again (intake.c) */
+    natsMsg_Destroy(p->held_ack);
+    p->held_ack = NULL;
+    cs_ack_run_clear(&p->ack_run);
+}
+
+void cs_relay_send_acks(cs_shard *sh, bool all)
+{
+    const cart_config *cfg = sh->w->cfg;
+    uint32_t n = sh->last - sh->first + 1;
+    int64_t now = cart_mono_ms(), next = INT64_MAX;
+
+    if (!all && now < sh->ack_due_ms)
+        return;
+    for (uint32_t i = 0; i < n; i++) {
+        cs_partition *p = &sh->parts[i];
+        if (p->held_ack == NULL)
+            continue;
+        if (all || cs_ack_run_due(&p->ack_run, now, (uint64_t)cfg->store_ack_every, cfg->store_ack_delay_ms))
+            cs_relay_ack_held(sh, p);
+        else if (cs_ack_run_deadline(&p->ack_run, cfg->store_ack_delay_ms) < next)
+            next = cs_ack_run_deadline(&p->ack_run, cfg->store_ack_delay_ms);
+    }
+    sh->ack_due_ms = next;
+}
+
+/* Holds `it`, the last of `events` committed messages of its partition in a batch, for the
+ * partition's ack (AckAll: it covers the rest, and the message it replaces), or acknowledges it at
+ * once when the run is due. Takes the message from the item. */
+static void hold_ack(cs_shard *sh, cs_item *it, uint64_t events, int64_t now)
+{
+    const cart_config *cfg = sh->w->cfg;
+    cs_partition *p = it->part;
+    int64_t due;
+
+    if (!p->owned || p->sub == NULL)
+        return; /* nothing to acknowledge through: its next owner starts from the offset */
+    natsMsg_Destroy(p->held_ack);
+    p->held_ack = it->msg;
+    it->msg = NULL;
+    cs_ack_run_add(&p->ack_run, events, now);
+    if (cs_ack_run_due(&p->ack_run, now, (uint64_t)cfg->store_ack_every, cfg->store_ack_delay_ms)) {
+        cs_relay_ack_held(sh, p);
+        return;
+    }
+    due = cs_ack_run_deadline(&p->ack_run, cfg->store_ack_delay_ms);
+    if (due < sh->ack_due_ms)
+        sh->ack_due_ms = due;
+}
+
 /* After a batch committed: refreshes the cache (before answering, so a client reads its own
- * write), acknowledges (AckAll: the last message of each partition covers the rest), answers the
- * gateways, and relays the changes. */
+ * write), answers the gateways, relays the changes, and holds each partition's last message for
+ * its ack (or acknowledges it when its run is due). */
 void cs_relay_committed(cs_shard *sh, cs_item *items, size_t n, cs_working_set *ws)
 {
+    int64_t now = cart_mono_ms();
+    size_t run = 0;
+
     cs_relay_write_cache(sh, ws);
     for (size_t i = 0; i < n; i++) {
         cs_item *it = &items[i];
-        if (i + 1 == n || items[i + 1].part != it->part)
-            natsMsg_Ack(it->msg, NULL);
         send_reply(sh, it);
         if (it->changed && it->change_json) {
             size_t at;
@@ -311,6 +372,15 @@ void cs_relay_committed(cs_shard *sh, cs_item *items, size_t n, cs_working_set *
     }
     cs_relay_publish_changes(sh, sh->batch.outbox, sh->batch.noutbox);
     cs_batch_reset(&sh->batch);
+    /* A batch holds each partition's messages in stream order, in one run or (taken again after
+     * lingering) two: the last of a run covers the run. */
+    for (size_t i = 0; i < n; i++) {
+        run++;
+        if (i + 1 == n || items[i + 1].part != items[i].part) {
+            hold_ack(sh, &items[i], run, now);
+            run = 0;
+        }
+    }
 }
 
 static int cmp_id(const void *a, const void *b)

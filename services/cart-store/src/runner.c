@@ -96,11 +96,13 @@ static void *runner_main(void *arg)
                 cs_maint_prune_processed(sh);
             next_maint = now + w->cfg->expiry_interval_ms;
         }
+        cs_relay_send_acks(sh, false);
         pthread_mutex_lock(&sh->mu);
         n = cs_intake_take(sh, items, max);
         if (n == 0 && !atomic_load(&w->stopping)) {
             struct timespec until;
-            int64_t wait_ms = next_rebalance - cart_mono_ms();
+            /* Woken by the oldest held ack too, so that an idle partition is acknowledged in time. */
+            int64_t wait_ms = (sh->ack_due_ms < next_rebalance ? sh->ack_due_ms : next_rebalance) - cart_mono_ms();
             if (wait_ms < 1)
                 wait_ms = 1;
             clock_gettime(CLOCK_REALTIME, &until);
@@ -135,8 +137,9 @@ static void *runner_main(void *arg)
         cs_apply_free_items(items, n);
         cs_relay_delete_published(sh, false);
     }
-    /* The notices still in flight: wait for their acks and delete what was stored, so the next
-     * owner does not send them again. */
+    /* What was committed is acknowledged (the releases would, later); the notices still in flight
+     * are waited for and what was stored deleted, so the next owner does not send them again. */
+    cs_relay_send_acks(sh, true);
     sh->acks_settled = cs_relay_wait_acks(sh);
     cs_relay_delete_published(sh, true);
     cs_session_drop(sh, "shutting down");

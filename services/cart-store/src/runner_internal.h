@@ -6,8 +6,8 @@
  *   intake.c       messages from nats.c's threads into the per-partition queues, gap detection
  *   ownership.c    the shard session, partition locks, fair share, acquire/release, resyncs
  *   apply.c        a batch: decode, one transaction with its redo loop, the working set of carts
- *   relay.c        what goes out after a commit: cache, acks, replies, dead letters, change
- *                  notices and their acks, the outbox sweep
+ *   relay.c        what goes out after a commit: cache, replies, dead letters, change notices
+ *                  and their acks, the outbox sweep; the held acks of committed events
  *   maintenance.c  idle-cart expiry, dedup pruning, lag, the partition watchdog
  *   runner.c       the runner thread's loop, cs_worker_start/stop
  *
@@ -31,6 +31,7 @@
 #include "cartshard/cart.h"
 #include "cartshard/event.h"
 #include "cartshard/metrics.h"
+#include "ack_run.h"
 #include "batch.h"
 #include "redis_writer.h"
 #include "store.h"
@@ -92,6 +93,13 @@ struct cs_partition {
     /** Since when (monotonic ms) the stream has held events beyond it without the offset moving;
      * 0: not behind. */
     int64_t behind_since;
+    /* The held acknowledgement (runner thread only; see ack_run.h): */
+    /** The last committed message not acknowledged yet: its ack (AckAll) covers the run. Owned by
+     * the partition; acknowledged or destroyed before its subscription goes, since a message
+     * points at its subscription without holding it. NULL for none. */
+    natsMsg *held_ack;
+    /** The committed events that ack covers, and since when. */
+    cs_ack_run ack_run;
 };
 
 /* A change notice sent and not yet acknowledged by JetStream. */
@@ -145,6 +153,9 @@ struct cs_shard {
     size_t nacked, acked_cap;
     /** At exit: no notice was left unacked, so no ack handler can run any more. */
     bool acks_settled;
+    /** When (monotonic ms) the oldest held ack of the partitions falls due; INT64_MAX for none,
+     * and it may be early (runner thread only). */
+    int64_t ack_due_ms;
     /** A consumer deletion failed in this round of releases (runner thread only). */
     bool bus_unanswered;
     /** The runner's writer of the Redis cart cache. */
@@ -255,8 +266,13 @@ int cs_relay_dead_letter(cs_shard *sh, cs_item *it);
 /* Records in the shard's batch the outbox row of the change notice of `event_id` on `partition`
  * (subject, cart_change_msg_id, `payload` borrowed); its index in *at. 0, or -1 out of memory. */
 int cs_relay_outbox_add(cs_shard *sh, uint32_t partition, const char *event_id, const char *payload, size_t *at);
-/* After a commit: cache, acks, replies, change notices. */
+/* After a commit: cache, replies, change notices, then each partition's last committed message is
+ * held for its ack (taken from its item: item->msg becomes NULL), or acknowledged when due. */
 void cs_relay_committed(cs_shard *sh, cs_item *items, size_t n, cs_working_set *ws);
+/* Acknowledges `p`'s held message (if any) and destroys it. Before its subscription goes. */
+void cs_relay_ack_held(cs_shard *sh, cs_partition *p);
+/* Acknowledges the held messages that are due by age (`all`: every one) and sets ack_due_ms. */
+void cs_relay_send_acks(cs_shard *sh, bool all);
 /* Writes the carts `ws` changed to the Redis cache. */
 void cs_relay_write_cache(cs_shard *sh, cs_working_set *ws);
 /* Sends change notices without waiting for their acks. */

@@ -60,6 +60,7 @@ typedef struct cs_worker {
     cart_metric *m_applied, *m_duplicates, *m_dlq, *m_rejected, *m_batches, *m_batch_seconds, *m_sessions;
     cart_metric *m_key_reused;
     cart_metric *m_owned, *m_expired, *m_resyncs, *m_stalls, *m_redone;
+    cart_metric *m_acks;                      /* acks sent for committed events (one AckAll covers a run) */
     cart_metric *m_pg_errors, *m_nats_errors; /* cartshard_dependency_errors_total by dependency */
     cart_metric_family *m_lag;                /* by partition */
 } cs_worker;

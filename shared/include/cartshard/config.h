@@ -111,6 +111,12 @@ typedef struct cart_config {
     /** CART_STORE_LINGER_US, default 1000, 0..100000 (0: never): how long a busy runner waits for
      * more events before applying a batch of fewer than CS_LINGER_BELOW. */
     int store_linger_us;
+    /** CART_STORE_ACK_EVERY, default 64, 1..256: a partition's committed events are acknowledged
+     * (one AckAll for the run) once this many wait for their ack... */
+    int store_ack_every;
+    /** CART_STORE_ACK_DELAY_MS, default 100, 0..5000 (0: after every batch): ...or once the oldest
+     * of them committed this long ago, or when the partition is given up. */
+    int64_t store_ack_delay_ms;
     /** CART_STORE_ID, default "<hostname>-<pid>": names the worker in logs and locks. */
     char *store_id;
     /** CART_IDLE_TTL, default "30d": carts untouched this long expire. Accepts a number of

@@ -136,6 +136,8 @@ START_TEST(test_gateway_defaults)
     ck_assert_int_eq(c.idle_ttl_ms, 0);
     ck_assert_int_eq(c.expiry_interval_ms, 0);
     ck_assert_int_eq(c.store_stall_ms, 0);
+    ck_assert_int_eq(c.store_ack_every, 0);
+    ck_assert_int_eq(c.store_ack_delay_ms, 0);
     cart_config_cleanup(&c);
     cart_config_cleanup(&c); /* twice is harmless */
 }
@@ -151,6 +153,8 @@ START_TEST(test_store_defaults)
     ck_assert_int_eq(c.store_admin_port, 9101);
     ck_assert_int_eq(c.store_batch, 256);
     ck_assert_int_eq(c.store_linger_us, 1000);
+    ck_assert_int_eq(c.store_ack_every, 64);
+    ck_assert_int_eq(c.store_ack_delay_ms, 100);
     ck_assert_ptr_nonnull(c.store_id);
     ck_assert_int_eq(c.idle_ttl_ms, 30LL * 86400 * 1000);
     ck_assert_int_eq(c.expiry_interval_ms, 60000);
@@ -298,6 +302,8 @@ static const struct int_var {
     {"CART_STORE_ADMIN_PORT", CART_ROLE_STORE, 1, 65535},
     {"CART_STORE_BATCH", CART_ROLE_STORE, 1, 10000},
     {"CART_STORE_LINGER_US", CART_ROLE_STORE, 0, 100000},
+    {"CART_STORE_ACK_EVERY", CART_ROLE_STORE, 1, 256},
+    {"CART_STORE_ACK_DELAY_MS", CART_ROLE_STORE, 0, 5000},
     {"CART_CACHE_TTL", CART_ROLE_STORE, 1, 2592000},
     {"CART_CACHE_TTL", CART_ROLE_GATEWAY, 1, 2592000},
     {"CART_EXPIRY_INTERVAL_MS", CART_ROLE_STORE, 100, 86400000},
@@ -311,6 +317,10 @@ static long long int_field(const cart_config *c, const char *name)
         return c->partitions;
     if (!strcmp(name, "CART_STORE_LINGER_US"))
         return c->store_linger_us;
+    if (!strcmp(name, "CART_STORE_ACK_EVERY"))
+        return c->store_ack_every;
+    if (!strcmp(name, "CART_STORE_ACK_DELAY_MS"))
+        return c->store_ack_delay_ms;
     if (!strcmp(name, "CART_MAX_QUANTITY"))
         return c->max_quantity;
     if (!strcmp(name, "CART_MAX_LINES"))
