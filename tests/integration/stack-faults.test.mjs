@@ -2,7 +2,7 @@
 // the shards after faults injected into the real processes of the test stack, mid-load:
 //   kill -9 of a worker; kill -9 of nats-server (a worker stopped meanwhile); a PostgreSQL shard
 //   restarted; Redis killed; workers scaled 1 -> 3 -> 1; SIGTERM to a worker and to a gateway;
-//   poison and refused events.
+//   poison and refused events; a worker that acknowledges in long runs killed with acks held.
 // After each: every acknowledged change applied exactly once, nothing refused applied, each
 // user's changes in order, final carts as the model says, reads equal to the shards.
 // The scenarios are numbered 1 to 8; 5, the three-node NATS cluster, is in fault-cluster.test.mjs.
@@ -23,11 +23,17 @@ import {
   STORE_BIN,
   closeAll,
   freePort,
+  cartEvent,
   http,
+  metricValue,
+  nats,
   partitionOf,
+  processedEvents,
+  publishEvent,
   publishRaw,
   refuseSkusOnShards,
   redis,
+  shardCart,
   signalAndWait,
   sleep,
   stackHealthy,
@@ -37,6 +43,7 @@ import {
   stopProcess,
   uniqueUser,
   waitFor,
+  workersMetric,
 } from './lib.mjs';
 import { Workload } from './model.mjs';
 
@@ -77,8 +84,11 @@ async function runScenario(t, wl, at, fault, checkOpts = {}) {
   return summary;
 }
 
-/** A private cart-store on the stack's servers (one more member of the group), on a free admin port. */
-async function startWorker(name) {
+/**
+ * A private cart-store on the stack's servers (one more member of the group), on a free admin
+ * port; `env` adds or overrides settings.
+ */
+async function startWorker(name, env = {}) {
   const port = await freePort();
   const child = startProcess(STORE_BIN, [], {
     NATS_URL,
@@ -89,6 +99,7 @@ async function startWorker(name) {
     CART_STORE_ADMIN_PORT: String(port),
     CART_STORE_ID: name,
     LOG_LEVEL: 'warn',
+    ...env,
   });
   child.admin = `http://127.0.0.1:${port}`;
   await waitFor(`${name} to be ready (${child.log()})`, async () => {
@@ -265,6 +276,108 @@ describe('faults mid-load, checked against the client model', FAULT_OPTS, () => 
     for (const r of refused) {
       assert.equal(r.status, 400, r.text);
       assert.match(r.json.detail, /refused/);
+    }
+  });
+});
+
+describe('acknowledgements in runs (CART_STORE_ACK_EVERY, CART_STORE_ACK_DELAY_MS)', FAULT_OPTS, () => {
+  // One worker alone (the stack's two stopped) acknowledges a partition's committed events at most
+  // every 4 s. A client sends one event at a time, each awaited (so at most one is ever not
+  // committed), for 9 s. The consumer's ack floor must lag behind what was committed and catch up
+  // within the delay; the worker's acks must be a few, not one per event; its lag gauge, updated
+  // every 5 s while acks are held, must count only what is not committed (at most the one in
+  // flight). Then the worker is killed with acks held: the stack's workers take over from the
+  // committed offsets, so nothing held comes back to them (no duplicate) and every event is
+  // applied once.
+  const DELAY_MS = 4000;
+
+  /** The partition's consumer of the worker `name`, or null. */
+  async function consumerOf(partition, name) {
+    const jsm = await (await nats()).jetstreamManager();
+    for await (const ci of jsm.consumers.list('CARTS')) {
+      if (ci.config.filter_subject === `carts.events.${partition}` && ci.config.description?.startsWith(`cart-store ${name} `)) {
+        return ci;
+      }
+    }
+    return null;
+  }
+
+  test('9. committed events are acknowledged in runs; a worker killed with acks held loses and doubles nothing', { ...FAULT_OPTS, timeout: 90_000 }, async (t) => {
+    const timeline = { at: (what) => t.diagnostic(what) };
+    const user = uniqueUser('acks');
+    const partition = partitionOf(user);
+    let worker = null;
+    try {
+      await signalAndWait(timeline, 'cs-1', 'SIGTERM');
+      await signalAndWait(timeline, 'cs-2', 'SIGTERM');
+      worker = await startWorker('acks-cs', { CART_STORE_ACK_DELAY_MS: String(DELAY_MS), CART_STORE_ACK_EVERY: '256' });
+      const metrics = async () => (await http('GET', `${worker.admin}/metrics`)).text;
+      const lagOf = (text) => Number(new RegExp(`^cartshard_partition_lag\\{partition="${partition}"\\} (\\S+)$`, 'm').exec(text)?.[1]);
+      await waitFor('the worker to own every partition', async () => metricValue(await metrics(), 'cartshard_partitions_owned') === CART_PARTITIONS, {
+        timeoutMs: 10_000,
+      });
+      const acksBefore = metricValue(await metrics(), 'cartshard_acks_total');
+
+      let sent = 0;
+      let lastSeq = 0;
+      let heldSeen = 0;
+      const lags = [];
+      const start = Date.now();
+      while (Date.now() - start < 9000) {
+        const { ack, reply } = await publishEvent(cartEvent('cart.item_added', user, { sku: 'A', quantity: 1 }), { reply: true });
+        assert.ok([200, 201].includes(reply.status), `${reply.status} ${reply.detail}`);
+        sent++;
+        lastSeq = ack.seq;
+        const ci = await consumerOf(partition, 'acks-cs');
+        assert.ok(ci, "the worker's consumer of the partition");
+        if (ci.ack_floor.stream_seq < lastSeq) heldSeen++;
+        lags.push(lagOf(await metrics()));
+        await sleep(400);
+      }
+      const committedAt = Date.now();
+      const caughtUp = await waitFor('the ack floor to reach the last committed event', async () => {
+        const ci = await consumerOf(partition, 'acks-cs');
+        return ci && ci.ack_floor.stream_seq === lastSeq && ci.num_ack_pending === 0 ? Date.now() : null;
+      }, { timeoutMs: DELAY_MS + 3000, intervalMs: 100 });
+      const acks = metricValue(await metrics(), 'cartshard_acks_total') - acksBefore;
+      t.diagnostic(JSON.stringify({ sent, acks, heldSeen, caughtUpMs: caughtUp - committedAt, lags: lags.join(' ') }));
+      assert.ok(sent >= 10, `events sent (${sent})`);
+      assert.ok(heldSeen >= sent / 2, `the ack floor lagged behind the committed events (${heldSeen} of ${sent} looks)`);
+      assert.ok(acks >= 1 && acks <= 4, `${acks} acks for ${sent} events in 9 s, each run at most ${DELAY_MS} ms old`);
+      assert.ok(Math.max(...lags) <= 1, `the lag counts only the event in flight: ${lags.join(' ')}`);
+      assert.ok(!lags.some(Number.isNaN), 'the partition has a lag gauge');
+      await waitFor('the lag gauge to read 0 once everything was applied and acknowledged', async () => lagOf(await metrics()) === 0, {
+        timeoutMs: 7000,
+      });
+
+      // Held acks, then SIGKILL: the next owners start from the committed offsets.
+      for (let i = 0; i < 5; i++) {
+        const { ack, reply } = await publishEvent(cartEvent('cart.item_added', user, { sku: 'A', quantity: 1 }), { reply: true });
+        assert.equal(reply.status, 200, reply.detail);
+        sent++;
+        lastSeq = ack.seq;
+      }
+      const held = await consumerOf(partition, 'acks-cs');
+      assert.ok(held.ack_floor.stream_seq < lastSeq, `acks held at the kill (floor ${held.ack_floor.stream_seq}, committed ${lastSeq})`);
+      await stopProcess(worker, 'SIGKILL');
+      timeline.at('SIGKILL acks-cs with acks held');
+      worker = null;
+      await stackUp();
+      await stackHealthy();
+      const { reply } = await publishEvent(cartEvent('cart.item_added', user, { sku: 'A', quantity: 1 }), {
+        reply: true,
+        replyTimeoutMs: 15_000,
+      });
+      assert.equal(reply.status, 200, reply.detail);
+      sent++;
+      assert.equal(await workersMetric('cartshard_events_duplicate_total'), 0, 'no committed event was delivered again');
+      assert.equal((await processedEvents(user)).length, sent, 'every event recorded once');
+      const cart = await shardCart(user);
+      assert.equal(cart.version, sent, 'every event applied once');
+      assert.deepEqual(cart.items, [{ sku: 'A', quantity: sent }]);
+    } finally {
+      if (worker) await stopProcess(worker, 'SIGTERM');
+      await stackUp();
     }
   });
 });
