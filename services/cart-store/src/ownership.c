@@ -1,8 +1,8 @@
 /*
  * ownership.c: which partitions a runner owns, and the shard session that holds their locks.
  * The session joins the shard's group lock; a partition is owned while the session holds its lock
- * (worker.h), so losing the session (cs_session_drop) releases everything. A runner takes at most
- * its fair share of the shard's partitions (cs_ownership_rebalance), consumes each from its
+ * (worker.h), so losing the session (cs_session_drop) releases everything. A runner takes its share
+ * of the shard's partitions (cs_ownership_rebalance), consumes each from its
  * committed offset (acquire), and gives up those whose deliveries may have gaps so that they are
  * taken again from their committed offsets (cs_ownership_restart_lost).
  *
@@ -162,8 +162,22 @@ void cs_ownership_rebalance(cs_shard *sh)
     bool ranked = true;
     cs_store_err e;
 
-    if (cs_store_members(sh->pg, CS_LOCK_NS_GROUP, &members, &rank, &ranked, &e) != CART_OK || members < 1 ||
-        rank < 0 || rank >= members) {
+    if (cs_store_members(sh->pg, CS_LOCK_NS_GROUP, &members, &rank, &ranked, &e) != CART_OK) {
+        /* The shard is away. A runner that applies none of its partitions learns it only here:
+         * it reports the shard down (readiness, metrics) and reconnects, as one whose batch
+         * failed does. */
+        cart_counter_inc(sh->w->m_pg_errors);
+        if (e.transient || PQstatus(sh->pg) != CONNECTION_OK) {
+            cs_session_drop(sh, e.msg[0] ? e.msg : "counting the workers failed");
+            return;
+        }
+        /* Refused for another reason: as if alone; the partition locks still keep each to one
+         * owner. */
+        cart_log(CART_LOG_WARN, "counting the workers failed", CART_LS("shard", sh->name), CART_LS("error", e.msg),
+                 NULL);
+        members = 0;
+    }
+    if (members < 1 || rank < 0 || rank >= members) {
         members = 1;
         rank = 0;
         ranked = true;
