@@ -25,6 +25,11 @@ uint32_t cart_shard_of(uint32_t partition, uint32_t partitions, uint32_t shards)
     return (uint32_t)((uint64_t)partition * shards / partitions);
 }
 
+uint32_t cart_worker_of(uint32_t partition, uint32_t partitions, uint32_t workers)
+{
+    return (uint32_t)((uint64_t)partition * workers / partitions);
+}
+
 void cart_shard_partitions(uint32_t shard, uint32_t partitions, uint32_t shards, uint32_t *first, uint32_t *last)
 {
     /* The smallest p with p * shards / partitions >= shard is ceil(shard * partitions / shards). */

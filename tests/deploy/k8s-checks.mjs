@@ -1020,6 +1020,7 @@ function natsSeconds(v) {
  * NATS can be restarted one server at a time without losing the quorum or the clients:
  * a pid_file on a writable volume, a preStop hook that puts that pid into lame duck mode, a
  * grace period longer than lame duck mode; GOMEMLIMIT between 50 and 95 % of the memory limit;
+ * GOMAXPROCS taken from the container's CPU limit (not one thread per core of the node);
  * every `include` of the configuration present in its ConfigMap; an explicit max_file_store,
  * at most 90 % of the claimed volume; an alert on the store's use against that limit. With
  * `strictHostSpread` (prod), one server per node is a hard rule: a required pod anti-affinity
@@ -1064,6 +1065,13 @@ export function checkNatsOperations(objs, { strictHostSpread = false } = {}) {
   else if (Number.isNaN(goSize(gomem))) problems.push(`${where}: env GOMEMLIMIT: ${gomem} is not a Go size`);
   else if (!(goSize(gomem) <= 0.95 * memLimit && goSize(gomem) >= 0.5 * memLimit))
     problems.push(`${where}: env GOMEMLIMIT: ${gomem} is not between 50 and 95 % of the memory limit ${c.resources?.limits?.memory}`);
+  // scheduler threads: from the CPU limit
+  const procs = (c.env || []).find((e) => e.name === "GOMAXPROCS");
+  const ref = procs?.valueFrom?.resourceFieldRef;
+  if (procs == null) problems.push(`${where}: env GOMAXPROCS: not set (the Go runtime would run a thread per core of the node, beyond the CPU limit)`);
+  else if (!(ref?.resource === "limits.cpu" && (ref.containerName == null || ref.containerName === c.name) && String(ref.divisor ?? "1") === "1"))
+    problems.push(`${where}: env GOMAXPROCS: must come from this container's limits.cpu (resourceFieldRef, divisor 1)`);
+  else if (c.resources?.limits?.cpu == null) problems.push(`${where}: env GOMAXPROCS: the container has no CPU limit to take it from`);
   // the store's limit
   const js = /jetstream\s*\{([^}]*)\}/.exec(conf)?.[1];
   const mfs = js && /max_file(_store)?\s*[:=]?\s*("?[0-9]+\s*[A-Za-z]*"?)/.exec(js)?.[2];

@@ -476,18 +476,19 @@ describe("k8s: the checks fail on broken objects", () => {
     ]);
   });
 
-  it("the NATS operations policy catches a missing pid_file, preStop, GOMEMLIMIT, limit or alert, a limit over the volume, a soft spread in prod", () => {
+  it("the NATS operations policy catches a missing pid_file, preStop, GOMEMLIMIT, GOMAXPROCS, limit or alert, a limit over the volume, a soft spread in prod", () => {
     const objs = clone(dev);
     const cm = objs.find((o) => o.kind === "ConfigMap" && o.metadata.name.startsWith("nats-config"));
     cm.data["nats.conf"] = cm.data["nats.conf"].replace(/^pid_file:.*$/m, "");
     cm.data["jetstream.conf"] = cm.data["jetstream.conf"].replace(/^\s*max_file_store:.*$/m, "");
     const sts = find(objs, "StatefulSet", "nats");
-    sts.spec.template.spec.containers[0].env = sts.spec.template.spec.containers[0].env.filter((e) => e.name !== "GOMEMLIMIT");
+    sts.spec.template.spec.containers[0].env = sts.spec.template.spec.containers[0].env.filter((e) => e.name !== "GOMEMLIMIT" && e.name !== "GOMAXPROCS");
     sts.spec.template.spec.terminationGracePeriodSeconds = 30;
     const noAlert = objs.filter((o) => o.kind !== "PrometheusRule");
     expectSome(checkNatsOperations(noAlert), [
       "pid_file: not set",
       "StatefulSet/nats: container nats: env GOMEMLIMIT: not set",
+      "StatefulSet/nats: container nats: env GOMAXPROCS: not set",
       "StatefulSet/nats: spec.template.spec.terminationGracePeriodSeconds: 30",
       "jetstream.max_file_store: not set",
       "PrometheusRule: no alert compares nats_varz_jetstream_stats_storage",
@@ -498,10 +499,12 @@ describe("k8s: the checks fail on broken objects", () => {
     cm2.data["nats.conf"] += "\ninclude ./missing.conf\n";
     find(big, "StatefulSet", "nats").spec.template.spec.containers[0].env.find((e) => e.name === "GOMEMLIMIT").value = "512MiB";
     find(big, "StatefulSet", "nats").spec.template.spec.containers[0].lifecycle.preStop.exec.command = ["sleep", "30"];
+    find(big, "StatefulSet", "nats").spec.template.spec.containers[0].env.find((e) => e.name === "GOMAXPROCS").valueFrom.resourceFieldRef.resource = "requests.cpu";
     expectSome(checkNatsOperations(big), [
       "jetstream.max_file_store: 2GB (2147483648 bytes) is more than 90 % of the volume (2Gi)",
       "include ./missing.conf: no such key",
       "env GOMEMLIMIT: 512MiB is not between 50 and 95 % of the memory limit 512Mi",
+      "env GOMAXPROCS: must come from this container's limits.cpu (resourceFieldRef, divisor 1)",
       'StatefulSet/nats: container nats.lifecycle.preStop: must put the server into lame duck mode (nats-server --signal ldm=/var/run/nats/nats.pid), is "sleep 30"',
     ]);
     // dev's spread is soft (one node suffices); prod's must be hard.

@@ -2,15 +2,18 @@
 // the shards after faults injected into the real processes of the test stack, mid-load:
 //   kill -9 of a worker; kill -9 of nats-server (a worker stopped meanwhile); a PostgreSQL shard
 //   restarted; Redis killed; workers scaled 1 -> 3 -> 1; SIGTERM to a worker and to a gateway;
-//   poison and refused events; a worker that acknowledges in long runs killed with acks held.
+//   poison and refused events; the partitions shared out by rank as workers come and go (6b); a
+//   worker that acknowledges in long runs killed with acks held (9).
 // After each: every acknowledged change applied exactly once, nothing refused applied, each
 // user's changes in order, final carts as the model says, reads equal to the shards.
-// The scenarios are numbered 1 to 8; 5, the three-node NATS cluster, is in fault-cluster.test.mjs.
+// The scenarios are numbered 1 to 9; 5, the three-node NATS cluster, is in fault-cluster.test.mjs.
 //
 // Needs STACK_DIR, CARTSHARD_DEV and CARTSHARD_STACK (scripts/dev test sets them).
 
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
+
+import pg from 'pg';
 
 import {
   CART_PARTITIONS,
@@ -21,13 +24,14 @@ import {
   SHARD_DSNS,
   STACK_CONTROL,
   STORE_BIN,
+  cartEvent,
   closeAll,
   freePort,
-  cartEvent,
   http,
   metricValue,
   nats,
   partitionOf,
+  partitionOwners,
   processedEvents,
   publishEvent,
   publishRaw,
@@ -202,6 +206,70 @@ describe('faults mid-load, checked against the client model', FAULT_OPTS, () => 
       await sleep(1500);
       await restartStack(wl); // back to the stack's 2
     });
+  });
+
+  test('6b. the partitions go to the workers in runs by rank, a shard each for two; by count beside an unranked worker', FAULT_OPTS, async (t) => {
+    // ownership.c: with W live workers ranked by CART_STORE_ID, rank r applies the partitions p
+    // with p * W / CART_PARTITIONS = r. The owners are read from the shards' partition locks.
+    const runs = (ids) => {
+      const sorted = [...ids].sort();
+      return Array.from({ length: CART_PARTITIONS }, (_, p) => sorted[Math.floor((p * sorted.length) / CART_PARTITIONS)]);
+    };
+    const ownersAre = (ids, what) =>
+      waitFor(
+        what,
+        async () => {
+          const owners = await partitionOwners();
+          const want = runs(ids);
+          return want.every((id, p) => owners.get(p) === id) ? owners : null;
+        },
+        { timeoutMs: 20_000, intervalMs: 250 },
+      );
+    const wl = new Workload({ users: 20, ops: 40, pauseMs: 80 });
+    let extra = null;
+    await runScenario(t, wl, 60, async () => {
+      await ownersAre(['cs-1', 'cs-2'], 'cs-1 to apply shard 0 and cs-2 shard 1');
+      wl.at('a shard each');
+      extra = await startWorker('cs-3');
+      await ownersAre(['cs-1', 'cs-2', 'cs-3'], 'three workers to apply 11, 11 and 10 partitions in runs');
+      wl.at('runs of 11, 11, 10');
+      await stopProcess(extra, 'SIGTERM');
+      assert.equal(extra.exitCode, 0, `a clean exit: ${extra.log()}`);
+      await signalAndWait(wl, 'cs-2', 'SIGTERM');
+      await ownersAre(['cs-1'], 'cs-1 alone to apply every partition');
+      wl.at('cs-1 alone');
+      await restartStack(wl);
+      await ownersAre(['cs-1', 'cs-2'], 'a shard each again');
+    });
+
+    // A member of the group that joined without the ranking lock (an older build, mid rolling
+    // upgrade): every worker then takes at most ceil(partitions of the shard / live workers) of
+    // each shard, as that build does, and ranks again once it is gone. This member applies
+    // nothing, so nothing is written meanwhile.
+    const older = SHARD_DSNS.map((dsn) => new pg.Client({ connectionString: dsn, application_name: 'cart-store cs-0-older' }));
+    try {
+      for (const c of older) {
+        await c.connect();
+        await c.query('SELECT pg_advisory_lock_shared($1::int, 0)', [0x47525550]); // CS_LOCK_NS_GROUP, 'GRUP'
+      }
+      const perShard = CART_PARTITIONS / SHARD_DSNS.length;
+      const cap = Math.ceil(perShard / 3);
+      const counted = await waitFor(
+        `each worker to hold at most ${cap} partitions of each shard, both ${2 * cap} in all`,
+        async () => {
+          const owners = await partitionOwners();
+          const held = { 'cs-1': [0, 0], 'cs-2': [0, 0] };
+          for (const [p, id] of owners) held[id][Math.floor(p / perShard)]++;
+          const ok = Object.values(held).every((byShard) => byShard.every((n) => n === cap));
+          return ok ? held : null;
+        },
+        { timeoutMs: 20_000, intervalMs: 250 },
+      );
+      t.diagnostic(`beside an unranked member: ${JSON.stringify(counted)}`);
+    } finally {
+      for (const c of older) await c.end().catch(() => {});
+    }
+    await ownersAre(['cs-1', 'cs-2'], 'a shard each once the unranked member left');
   });
 
   test('7a. SIGTERM to a worker mid-load: its batch commits, nothing is delivered twice', FAULT_OPTS, async (t) => {

@@ -1,8 +1,8 @@
 /*
  * ownership.c: which partitions a runner owns, and the shard session that holds their locks.
  * The session joins the shard's group lock; a partition is owned while the session holds its lock
- * (worker.h), so losing the session (cs_session_drop) releases everything. A runner takes at most
- * its fair share of the shard's partitions (cs_ownership_rebalance), consumes each from its
+ * (worker.h), so losing the session (cs_session_drop) releases everything. A runner takes its share
+ * of the shard's partitions (cs_ownership_rebalance), consumes each from its
  * committed offset (acquire), and gives up those whose deliveries may have gaps so that they are
  * taken again from their committed offsets (cs_ownership_restart_lost).
  *
@@ -14,6 +14,7 @@
 
 #include "cartshard/bus.h"
 #include "cartshard/log.h"
+#include "cartshard/partition.h"
 #include "cartshard/pg.h"
 #include "runner_internal.h"
 
@@ -135,39 +136,77 @@ static int acquire_partition(cs_shard *sh, cs_partition *p)
     return 0;
 }
 
-/* Takes or gives partitions so that this runner holds its fair share. */
+/* Whether partition `p` is this runner's to apply. With W live workers, the worker ranked r among
+ * them applies the partitions p with p * W / CART_PARTITIONS = r (cart_worker_of): one
+ * contiguous run each, which keeps a shard's writers as few as the counts allow (with two workers
+ * and two shards, one each), so its events come in larger batches, each paying its round trips
+ * and its commit once. Every shard ranks the same workers the same way (by CART_STORE_ID). In a
+ * group with an older worker, which does not rank (a rolling upgrade), each runner takes instead
+ * any partitions up to ceil(partitions of the shard / W), as that version does. */
+static bool wanted(const cs_partition *p, uint32_t partitions, int members, int rank, bool ranked, uint32_t *room)
+{
+    if (ranked)
+        return cart_worker_of(p->id, partitions, (uint32_t)members) == (uint32_t)rank;
+    if (*room == 0)
+        return false;
+    (*room)--;
+    return true;
+}
+
+/* Takes or gives partitions so that this runner holds its share (`wanted`). The partition locks
+ * keep a partition to one owner while the workers' views differ for a moment (one joining or
+ * leaving): a partition wanted by a new owner is taken once the old one gave it back, at its next
+ * rebalance (about a second). */
 void cs_ownership_rebalance(cs_shard *sh)
 {
-    uint32_t n = sh->last - sh->first + 1, owned = 0, target;
-    int members = 1;
+    uint32_t n = sh->last - sh->first + 1, partitions = sh->w->cfg->partitions, room;
+    int members = 1, rank = 0;
+    bool ranked = true;
     cs_store_err e;
 
-    if (cs_store_count_locks(sh->pg, CS_LOCK_NS_GROUP, &members, &e) != CART_OK || members < 1)
-        members = 1;
-    sh->bus_unanswered = false;
-    target = (n + (uint32_t)members - 1) / (uint32_t)members;
-    for (uint32_t i = 0; i < n; i++)
-        owned += sh->parts[i].owned;
-    /* Give back the highest partitions first; the others pick them up on their next round. */
-    for (uint32_t i = n; i-- > 0 && owned > target;) {
-        if (sh->parts[i].owned) {
-            cs_ownership_release(sh, &sh->parts[i], true);
-            owned--;
+    if (cs_store_members(sh->pg, CS_LOCK_NS_GROUP, &members, &rank, &ranked, &e) != CART_OK) {
+        /* The shard is away. A runner that applies none of its partitions learns it only here:
+         * it reports the shard down (readiness, metrics) and reconnects, as one whose batch
+         * failed does. */
+        cart_counter_inc(sh->w->m_pg_errors);
+        if (e.transient || PQstatus(sh->pg) != CONNECTION_OK) {
+            cs_session_drop(sh, e.msg[0] ? e.msg : "counting the workers failed");
+            return;
         }
+        /* Refused for another reason: as if alone; the partition locks still keep each to one
+         * owner. */
+        cart_log(CART_LOG_WARN, "counting the workers failed", CART_LS("shard", sh->name), CART_LS("error", e.msg),
+                 NULL);
+        members = 0;
     }
-    for (uint32_t i = 0; i < n && owned < target && sh->pg; i++) {
+    if (members < 1 || rank < 0 || rank >= members) {
+        members = 1;
+        rank = 0;
+        ranked = true;
+    }
+    sh->bus_unanswered = false;
+    /* The unranked share, the lowest partitions held first: the highest are given back. */
+    room = (n + (uint32_t)members - 1) / (uint32_t)members;
+    for (uint32_t i = 0; i < n; i++) {
+        cs_partition *p = &sh->parts[i];
+        if (p->owned && !wanted(p, partitions, members, rank, ranked, &room))
+            cs_ownership_release(sh, p, true);
+    }
+    for (uint32_t i = 0; i < n && sh->pg; i++) {
         cs_partition *p = &sh->parts[i];
         bool got = false;
-        if (p->owned)
+        if (p->owned || !wanted(p, partitions, members, rank, ranked, &room))
             continue;
         if (cs_store_try_lock(sh->pg, CS_LOCK_NS_PARTITION, (int32_t)p->id, &got, &e) != CART_OK)
             return;
-        if (!got)
+        if (!got) {
+            room += !ranked; /* not taken: the room stays for another */
             continue;
-        if (acquire_partition(sh, p) == 0)
-            owned++;
-        else
+        }
+        if (acquire_partition(sh, p) != 0) {
             cs_store_unlock(sh->pg, CS_LOCK_NS_PARTITION, (int32_t)p->id, &e);
+            room += !ranked;
+        }
     }
 }
 

@@ -46,15 +46,26 @@ static const struct stmt {
     {"get_off", "SELECT stream_seq FROM partition_offsets WHERE partition = $1", 1},
     {"try_lock", "SELECT pg_try_advisory_lock($1::int, $2::int)", 2},
     {"unlock", "SELECT pg_advisory_unlock($1::int, $2::int)", 2},
-    {"join", "SELECT pg_advisory_lock_shared($1::int, 0)", 1},
+    /* Key 0 marks a live worker; key 1 one that shares the partitions out by rank
+     * (cs_ownership_rebalance): a group with a worker that holds only key 0 (an older version,
+     * during a rolling upgrade) shares them out as that version does. */
+    {"join", "SELECT pg_advisory_lock_shared($1::int, 0), pg_advisory_lock_shared($1::int, 1)", 1},
     {"outbox_list",
      "SELECT id, subject, msg_id, payload FROM outbox WHERE partition = ANY($1::int[]) ORDER BY id LIMIT 500", 1},
-    {"count_locks",
-     /* pg_locks lists the locks of every database of the server: only this database's members
-      * count (another deployment on the same server has a group of its own). */
-     "SELECT count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::int::oid"
-     " AND objsubid = 2 AND granted"
-     " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    {"members",
+     /* The live workers of this shard's group (the sessions holding one of its shared locks);
+      * how many of them sort before this session by (application_name, pid), where
+      * application_name is "cart-store <CART_STORE_ID>", so that every shard orders the same
+      * workers the same way; whether this session is among them; and how many hold key 1. pg_locks
+      * lists the locks of every database of the server: only this database's members count
+      * (another deployment on the same server has a group of its own). */
+     "WITH l AS (SELECT pid, objid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::int::oid"
+     " AND objsubid = 2 AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())),"
+     " m AS (SELECT pid, bool_or(objid = 1) AS ranked FROM l GROUP BY pid),"
+     " n AS (SELECT m.pid, m.ranked, coalesce(a.application_name, '') COLLATE \"C\" AS app"
+     " FROM m LEFT JOIN pg_stat_activity a ON a.pid = m.pid)"
+     " SELECT count(*), count(*) FILTER (WHERE (app, pid) < (current_setting('application_name') COLLATE \"C\","
+     " pg_backend_pid())), count(*) FILTER (WHERE pid = pg_backend_pid()), count(*) FILTER (WHERE ranked) FROM n",
      1},
 };
 
@@ -503,7 +514,7 @@ cart_status cs_store_unlock(PGconn *pg, int32_t ns, int32_t key, cs_store_err *e
     return lock_call(pg, "unlock", ns, key, NULL, e);
 }
 
-cart_status cs_store_count_locks(PGconn *pg, int32_t ns, int *count, cs_store_err *e)
+cart_status cs_store_members(PGconn *pg, int32_t ns, int *count, int *rank, bool *ranked, cs_store_err *e)
 {
     char a[16];
     const char *vals[1] = {a};
@@ -511,10 +522,15 @@ cart_status cs_store_count_locks(PGconn *pg, int32_t ns, int *count, cs_store_er
     cart_status st;
 
     snprintf(a, sizeof a, "%d", (int)ns);
-    st = run(pg, "count_locks", 1, vals, PGRES_TUPLES_OK, &res, e);
+    st = run(pg, "members", 1, vals, PGRES_TUPLES_OK, &res, e);
     if (st != CART_OK)
         return st;
     *count = atoi(PQgetvalue(res, 0, 0));
+    *rank = atoi(PQgetvalue(res, 0, 1));
+    *ranked = atoi(PQgetvalue(res, 0, 3)) == *count;
+    /* Not listed itself (it always is, having joined): it counts all the same, after the others. */
+    if (atoi(PQgetvalue(res, 0, 2)) == 0)
+        *count += 1;
     PQclear(res);
     return CART_OK;
 }

@@ -80,11 +80,14 @@ cart_status cs_store_try_lock(PGconn *pg, int32_t ns, int32_t key, bool *got, cs
 /* Releases a lock taken with cs_store_try_lock. */
 cart_status cs_store_unlock(PGconn *pg, int32_t ns, int32_t key, cs_store_err *e);
 
-/* Counts the sessions holding any lock in namespace `ns` (live workers on this shard). */
-cart_status cs_store_count_locks(PGconn *pg, int32_t ns, int *count, cs_store_err *e);
+/* The live workers on this shard (the sessions holding a lock in namespace `ns`, this one
+ * included) in *count; this session's place among them (0 .. *count - 1, ordered by application
+ * name, then pid) in *rank; and in *ranked whether all of them joined with key 1 (share the
+ * partitions out by rank; see cs_ownership_rebalance). */
+cart_status cs_store_members(PGconn *pg, int32_t ns, int *count, int *rank, bool *ranked, cs_store_err *e);
 
-/* Joins the shard's worker group: a shared lock in namespace `ns` held for the session's life,
- * so that cs_store_count_locks(ns) counts the live workers. */
+/* Joins the shard's worker group: shared locks (ns, 0) and (ns, 1) held for the session's life,
+ * so that cs_store_members(ns) counts the live workers. */
 cart_status cs_store_join(PGconn *pg, int32_t ns, cs_store_err *e);
 
 /* Lists up to 500 outbox rows of the partitions in `partitions` (an array literal "{1,2}"),

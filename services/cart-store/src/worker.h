@@ -7,8 +7,9 @@
  * the lock. Each owned partition has its own JetStream push consumer that starts right after the
  * partition's committed offset (table partition_offsets, written in the same transaction as the
  * changes), so a new owner replays exactly what its predecessor did not commit, in order.
- * Runners share the partitions of a shard fairly: each takes at most ceil(partitions of the shard
- * / live workers), where live workers are the sessions holding the shard's group lock.
+ * The live workers (the sessions holding a shard's group lock) share the partitions out in
+ * contiguous runs by rank, so that a shard has as few writers as the counts allow
+ * (cs_ownership_rebalance).
  */
 #ifndef CS_WORKER_H
 #define CS_WORKER_H

@@ -26,4 +26,12 @@ uint32_t cart_shard_of(uint32_t partition, uint32_t partitions, uint32_t shards)
  * A shard may own no partition only when shards > partitions, which config rejects. */
 void cart_shard_partitions(uint32_t shard, uint32_t partitions, uint32_t shards, uint32_t *first, uint32_t *last);
 
+/* The worker, by rank in [0, workers), that applies `partition` when `workers` workers are live:
+ * partition * workers / partitions, the shard map's arithmetic. Each worker gets one contiguous
+ * run of partitions, as equal as they can be, so that a shard has as few writers as the counts
+ * allow: with as many workers as shards (or a divisor or multiple of that), every shard is
+ * applied by one worker (or every worker writes to one shard). More workers than partitions
+ * leave some with none. Requires partition < partitions and workers >= 1. */
+uint32_t cart_worker_of(uint32_t partition, uint32_t partitions, uint32_t workers);
+
 #endif

@@ -56,6 +56,55 @@ START_TEST(test_shard_map_contiguous)
 }
 END_TEST
 
+START_TEST(test_worker_share)
+{
+    /* Every partition has exactly one worker; each worker's run is contiguous and within one of
+     * the even share; and a shard is written by as few workers as the counts allow. */
+    for (uint32_t parts = 1; parts <= 64; parts++) {
+        for (uint32_t workers = 1; workers <= parts + 3; workers++) {
+            uint32_t count[80] = {0}, prev = 0;
+            for (uint32_t p = 0; p < parts; p++) {
+                uint32_t w = cart_worker_of(p, parts, workers);
+                ck_assert_uint_lt(w, workers);
+                ck_assert(w >= prev);
+                prev = w;
+                count[w]++;
+            }
+            for (uint32_t w = 0; w < workers; w++) {
+                ck_assert_uint_le(count[w], (parts + workers - 1) / workers);
+                ck_assert_uint_ge(count[w], parts / workers);
+            }
+            /* When one count divides the other, the shards and the workers nest: a shard has one
+             * writer (fewer workers), or a worker writes to one shard (more workers). */
+            for (uint32_t shards = 1; shards <= parts; shards++) {
+                if (shards % workers != 0 && workers % shards != 0)
+                    continue;
+                for (uint32_t p = 0; p < parts; p++) {
+                    uint32_t s = cart_shard_of(p, parts, shards), w = cart_worker_of(p, parts, workers);
+                    if (shards % workers == 0)
+                        ck_assert_uint_eq(w, s / (shards / workers));
+                    if (workers % shards == 0)
+                        ck_assert_uint_eq(s, w / (workers / shards));
+                }
+            }
+        }
+    }
+    /* The deployments' counts: 32 partitions, 2 shards. Two workers take a shard each. */
+    ck_assert_uint_eq(cart_worker_of(15, 32, 2), 0);
+    ck_assert_uint_eq(cart_worker_of(16, 32, 2), 1);
+    /* Four take half a shard each; three take 11, 11 and 10 (the second one on both shards). */
+    ck_assert_uint_eq(cart_worker_of(7, 32, 4), 0);
+    ck_assert_uint_eq(cart_worker_of(8, 32, 4), 1);
+    ck_assert_uint_eq(cart_worker_of(10, 32, 3), 0);
+    ck_assert_uint_eq(cart_worker_of(11, 32, 3), 1);
+    ck_assert_uint_eq(cart_worker_of(21, 32, 3), 1);
+    ck_assert_uint_eq(cart_worker_of(22, 32, 3), 2);
+    /* More workers than partitions: some have none. */
+    ck_assert_uint_eq(cart_worker_of(0, 2, 5), 0);
+    ck_assert_uint_eq(cart_worker_of(1, 2, 5), 2);
+}
+END_TEST
+
 static Suite *partition_suite(void)
 {
     Suite *s = suite_create("partition");
@@ -63,6 +112,7 @@ static Suite *partition_suite(void)
     tcase_add_test(tc, test_fnv_vectors);
     tcase_add_test(tc, test_partition_in_range);
     tcase_add_test(tc, test_shard_map_contiguous);
+    tcase_add_test(tc, test_worker_share);
     suite_add_tcase(s, tc);
     return s;
 }
