@@ -1,9 +1,9 @@
 /*
  * relay.c: what a runner sends out. After a commit: the carts to the Redis cache, the replies to
  * waiting gateways, the change notices, and the acks of the committed events, held per partition
- * and sent in runs (ack_run.h). Dead letters (stored before the offset moves). The change notices awaiting JetStream's ack (the unacked notices), whose acks come on
- * nats.c's thread, and the outbox rows they free; the outbox sweep that sends again what was never
- * acknowledged.
+ * and sent in runs (ack_run.h). Dead letters (stored before the offset moves). The change notices
+ * awaiting JetStream's ack (the unacked notices), whose acks come on nats.c's thread, and the
+ * outbox rows they free; the outbox sweep that sends again what was never acknowledged.
  *
  * Threads: cs_relay_on_change_ack on nats.c's threads; the rest on the runner thread. The unacked
  * notices and the acked ids are guarded by cs_shard.acks_mu.
