@@ -374,23 +374,29 @@ function cacheDelta(before, after) {
 
 /**
  * The workers' counters summed over the workers `indexes` that answer (0 for one that does not):
- * { applied, batches, batchSeconds }.
+ * { applied, batches, batchSeconds, acks } (acks: NaN from a worker without that counter).
  */
 async function workerCounters(indexes = [0, 1]) {
   const each = await Promise.all(
     indexes.map(async (i) => {
       const r = await http('GET', `${CART_STORE_ADMIN_URLS[i]}/metrics`, { timeoutMs: 1000 }).catch(() => null);
-      if (r?.status !== 200) return { applied: 0, batches: 0, batchSeconds: 0 };
+      if (r?.status !== 200) return { applied: 0, batches: 0, batchSeconds: 0, acks: 0 };
       return {
         applied: metricValue(r.text, 'cartshard_events_applied_total'),
         batches: metricValue(r.text, 'cartshard_batches_total'),
         batchSeconds: metricValue(r.text, 'cartshard_batch_duration_seconds_sum'),
+        acks: metricValue(r.text, 'cartshard_acks_total'),
       };
     }),
   );
   return each.reduce(
-    (a, b) => ({ applied: a.applied + b.applied, batches: a.batches + b.batches, batchSeconds: a.batchSeconds + b.batchSeconds }),
-    { applied: 0, batches: 0, batchSeconds: 0 },
+    (a, b) => ({
+      applied: a.applied + b.applied,
+      batches: a.batches + b.batches,
+      batchSeconds: a.batchSeconds + b.batchSeconds,
+      acks: a.acks + b.acks,
+    }),
+    { applied: 0, batches: 0, batchSeconds: 0, acks: 0 },
   );
 }
 
@@ -401,7 +407,8 @@ async function appliedTotal(indexes = [0, 1]) {
 
 /**
  * How the workers applied the events between two workerCounters(): how many, in how many
- * transactions (one per batch), and how long a batch took on average. Undefined when none.
+ * transactions (one per batch), how long a batch took on average, and how many deliveries the
+ * workers acknowledged per event (null when a worker does not count them). Undefined when none.
  */
 function batchFigures(before, after) {
   const events = after.applied - before.applied;
@@ -412,6 +419,7 @@ function batchFigures(before, after) {
     batches,
     events_per_batch: round(events / batches, 2),
     mean_batch_ms: round((1000 * (after.batchSeconds - before.batchSeconds)) / batches, 2),
+    acks_per_event: Number.isFinite(after.acks - before.acks) ? round((after.acks - before.acks) / events, 3) : null,
   };
 }
 

@@ -36,14 +36,15 @@ test('costPerRequest: µs and switches per request, services summed apart from t
   const processes = {
     gateway: { cpu_s: 1.2, ctx_switches: { voluntary: 15000, involuntary: 3000 } },
     'cs-1': { cpu_s: 0.5, ctx_switches: { voluntary: 6000, involuntary: 0 } },
+    'cart-stats': { cpu_s: 0.3, ctx_switches: { voluntary: 500, involuntary: 500 } },
     'postgres-0': { cpu_s: 2.3, ctx_switches: { voluntary: 4000, involuntary: 2000 } },
     wrk: { cpu_s: 0.4, ctx_switches: { voluntary: 1000, involuntary: 1000 } },
     'bench (node)': { cpu_s: 0.9 },
   };
   const c = costPerRequest(processes, 10000);
   assert.equal(c.requests, 10000);
-  assert.deepEqual(c.cpu_us, { services: 400, gateway: 120, 'cs-1': 50, 'postgres-0': 230, wrk: 40 });
-  assert.deepEqual(c.ctx_switches, { services: 3, gateway: 1.8, 'cs-1': 0.6, 'postgres-0': 0.6, wrk: 0.2 });
+  assert.deepEqual(c.cpu_us, { services: 430, gateway: 120, 'cs-1': 50, 'cart-stats': 30, 'postgres-0': 230, wrk: 40 });
+  assert.deepEqual(c.ctx_switches, { services: 3.1, gateway: 1.8, 'cs-1': 0.6, 'cart-stats': 0.1, 'postgres-0': 0.6, wrk: 0.2 });
   // Without counted switches there are none to report; without requests there is no cost.
   const plain = costPerRequest({ gateway: { cpu_s: 1 } }, 1000, 'pgbench');
   assert.deepEqual(plain, { requests: 1000, cpu_us: { services: 1000, gateway: 1000 } });

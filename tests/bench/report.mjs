@@ -113,7 +113,7 @@ export function otherRatios(sc) {
   ].filter(([, v]) => v !== null);
 }
 
-const PROCESS_COLUMNS = ['gateway', 'cs-1', 'cs-2', 'nats-server', 'redis-server', 'postgres-0', 'postgres-1'];
+const PROCESS_COLUMNS = ['gateway', 'cs-1', 'cs-2', 'cart-stats', 'nats-server', 'redis-server', 'postgres-0', 'postgres-1'];
 const TOOLS = ['wrk', 'h2o', 'redis-benchmark', 'psql', 'pgbench', 'js_publish', 'bench (node)'];
 
 function fmt(v, digits = 1) {
@@ -155,7 +155,10 @@ function answersCell(r) {
   }
   if (r.worker_batches) {
     const b = r.worker_batches;
-    parts.push(`workers: ${fmt(b.events_per_batch, 1)} events/batch, ${fmt(b.mean_batch_ms, 1)} ms/batch`);
+    parts.push(
+      `workers: ${fmt(b.events_per_batch, 1)} events/batch, ${fmt(b.mean_batch_ms, 1)} ms/batch` +
+        (b.acks_per_event != null ? `, ${fmt(b.acks_per_event, 2)} acks/event` : ''),
+    );
   }
   return parts.join('; ');
 }
