@@ -148,6 +148,11 @@ test('targets: the write paths as ratios to their parts, and the CPU per committ
   assert.equal(e.add_async_vs_js_publish.met, true);
   assert.equal(e.sync_add_cpu_us.met, false);
   assert.equal(e.sync_add_p99_ms.met, false);
+  // Paced at another rate (BENCH_SYNC_RATE), both are measured against nothing: not met.
+  const slow = targets({ ...sc, add_sync: { ...sc.add_sync, throughput_rps: 500, target_rps: 500, latency_ms: { p99: 5 } } });
+  const sl = Object.fromEntries(slow.map((x) => [x.key, x]));
+  assert.equal(sl.sync_add_p99_ms.met, false);
+  assert.match(sl.sync_add_p99_ms.note, /paced at 500\/s, not the target's 2000\/s/);
 
   // Without the baselines the ratios are not measured, not missed.
   const alone = Object.fromEntries(targets({ add_sync_max: { throughput_rps: 1 } }).map((x) => [x.key, x.met]));

@@ -55,15 +55,18 @@ export function targets(sc) {
       key: 'sync_add_p99_ms',
       value: sync?.latency_ms?.p99,
       goal: '<= 10 at 2000 req/s (+-5 %)',
-      ok: (v) => v <= 10 && sync.rate_within_5pct,
+      ok: (v) => v <= 10 && sync.rate_within_5pct && sync.target_rps === 2000,
       means: `p99 of adds waiting for the commit, paced at ${sync?.target_rps ?? 2000} req/s (achieved ${sync?.throughput_rps ?? '?'} req/s)`,
-      note: sync ? `achieved ${fmt(sync.throughput_rps, 0)} req/s${sync.rate_within_5pct ? '' : ', not within 5 %'}` : '',
+      note: sync
+        ? `achieved ${fmt(sync.throughput_rps, 0)} req/s${sync.rate_within_5pct ? '' : ', not within 5 %'}` +
+          (sync.target_rps !== undefined && sync.target_rps !== 2000 ? `, paced at ${sync.target_rps}/s, not the target's 2000/s` : '')
+        : '',
     },
     {
       key: 'sync_add_cpu_us',
       value: sync?.cost_per_request?.cpu_us?.services,
       goal: '<= 400 at 2000 req/s (+-5 %)',
-      ok: (v) => v <= 400 && sync.rate_within_5pct,
+      ok: (v) => v <= 400 && sync.rate_within_5pct && sync.target_rps === 2000,
       means: 'CPU µs per committed add of the services (gateway, workers, NATS, Redis, PostgreSQL; from /proc) in add_sync',
       note: sync?.cost_per_request?.ctx_switches
         ? `${fmt(sync.cost_per_request.ctx_switches.services, 1)} context switches per add`
