@@ -893,6 +893,9 @@ static cart_status load_stats(loader *ld, cart_config *c)
     if ((st = get_int(ld, "CART_STATS_BATCH", 256, 1, 10000, &n)))
         return st;
     c->stats_batch = (int)n;
+    if ((st = get_int(ld, "CART_STATS_LINGER_MS", 100, 0, 5000, &n)))
+        return st;
+    c->stats_linger_ms = (int)n;
     if ((st = load_id(ld, "CART_STATS_ID", &c->stats_id)))
         return st;
     if (v == NULL || *v == '\0')

@@ -54,6 +54,8 @@ static int backoff(int ms)
 /* Connects to STATS_DSN if not connected. */
 static bool pg_connect(consumer *c)
 {
+    char err[256];
+
     if (c->pg != NULL && PQstatus(c->pg) == CONNECTION_OK)
         return true;
     if (c->pg != NULL)
@@ -71,8 +73,34 @@ static bool pg_connect(consumer *c)
         atomic_store(&c->s->pg_ok, false);
         return false;
     }
+    if (st_pg_prepare(c->pg, err, sizeof err) != 0) {
+        cart_counter_inc(c->s->m_pg_errors);
+        cart_log(CART_LOG_WARN, "postgresql session setup failed", CART_LS("error", err), NULL);
+        PQfinish(c->pg);
+        c->pg = NULL;
+        atomic_store(&c->s->pg_ok, false);
+        return false;
+    }
     atomic_store(&c->s->pg_ok, true);
     return true;
+}
+
+/* Fetches the next batch. With CART_STATS_LINGER_MS, the pull waits that long for a full batch:
+ * a plain fetch returns what is there at once, which under a steady stream of changes is a few
+ * notices, each batch then paying its statement and commit (measured at 2,000 changes/s: 6
+ * notices a batch and about 100 µs of shard 0's CPU per change). The counts are at most that much
+ * later. Without it, it takes what is there, and waits FETCH_WAIT_MS only when nothing is. */
+static natsStatus fetch(consumer *c, natsMsgList *list, jsErrCode *jerr)
+{
+    jsFetchRequest fr;
+
+    if (c->s->cfg->stats_linger_ms == 0)
+        return natsSubscription_Fetch(list, c->sub, c->s->cfg->stats_batch, FETCH_WAIT_MS, jerr);
+    jsFetchRequest_Init(&fr);
+    fr.Batch = c->s->cfg->stats_batch;
+    fr.Expires = (int64_t)c->s->cfg->stats_linger_ms * 1000000;
+    *jerr = 0;
+    return natsSubscription_FetchRequest(list, c->sub, &fr);
 }
 
 /* Makes the pull subscription on the shared durable consumer. */
@@ -319,7 +347,7 @@ static void *consumer_main(void *arg)
             wait = backoff(wait);
             continue;
         }
-        st = natsSubscription_Fetch(&list, c.sub, c.s->cfg->stats_batch, FETCH_WAIT_MS, &jerr);
+        st = fetch(&c, &list, &jerr);
         if (st == NATS_TIMEOUT || (st == NATS_OK && list.Count == 0)) {
             /* Nothing waits: everything counted so far is durable. */
             atomic_store(&c.s->flushed_at_ms, cart_now_ms());

@@ -81,6 +81,26 @@ static char *notices_json(const st_notice *const *v, size_t n)
     return text;
 }
 
+int st_pg_prepare(PGconn *pg, char *err, size_t errlen)
+{
+    /* Planned once per session: the statement's five writes took longer to plan (about 1.4 ms)
+     * than to run on a batch of a few notices. Its plan reaches every row by an index whatever
+     * the batch, so the generic plan is the one to keep. */
+    PGresult *res = PQexec(pg, "SET plan_cache_mode = force_generic_plan");
+    int rc = -1;
+
+    if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+        PQclear(res);
+        res = PQprepare(pg, "count", COUNT_SQL, 1, NULL);
+        if (PQresultStatus(res) == PGRES_COMMAND_OK)
+            rc = 0;
+    }
+    if (rc != 0)
+        pg_error(pg, res, err, errlen);
+    PQclear(res);
+    return rc;
+}
+
 int st_pg_count(PGconn *pg, const st_notice *const *v, size_t n, bool *fresh, int64_t *minute, char *err, size_t errlen)
 {
     char *doc = notices_json(v, n);
@@ -92,7 +112,7 @@ int st_pg_count(PGconn *pg, const st_notice *const *v, size_t n, bool *fresh, in
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    res = PQexecParams(pg, COUNT_SQL, 1, NULL, params, NULL, NULL, 0);
+    res = PQexecPrepared(pg, "count", 1, params, NULL, NULL, 0);
     if (PQresultStatus(res) == PGRES_TUPLES_OK) {
         /* The ids counted now, and those counted before with the minute they were counted in (a
          * batch holds distinct ids; one whose first count committed while this statement waited

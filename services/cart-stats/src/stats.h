@@ -113,6 +113,9 @@ int st_live_has_marker(st_live *l);
 
 /* --- pgstore.c: the minute rows --- */
 
+/* Prepares a new session for st_pg_count (its statement, planned once). 0, or -1 with `err`. */
+int st_pg_prepare(PGconn *pg, char *err, size_t errlen);
+
 /* Counts notices v[0..n) (distinct event ids) in one statement: their ids into stats_seen, and
  * the counts of those not there before into the minute rows; fresh[i] says whether v[i] was
  * counted now (false: counted before, a duplicate), minute[i] the minute its id was first counted

@@ -148,6 +148,9 @@ typedef struct cart_config {
     char *stats_id;
     /** CART_STATS_BATCH, default 256, 1..10000: most notices counted in one transaction. */
     int stats_batch;
+    /** CART_STATS_LINGER_MS, default 100, 0..5000: how long a fetch waits for a full batch
+     * (0: it takes what is there and waits only when nothing is). */
+    int stats_linger_ms;
 } cart_config;
 
 /*

@@ -176,19 +176,23 @@ START_TEST(test_stats_settings)
     ck_assert_str_eq(c.stats_host, "0.0.0.0");
     ck_assert_int_eq(c.stats_port, 9201);
     ck_assert_int_eq(c.stats_batch, 256);
+    ck_assert_int_eq(c.stats_linger_ms, 100);
     ck_assert_ptr_nonnull(c.stats_id);
     /* STATS_DSN defaults to the first shard. */
     ck_assert_str_eq(c.stats_dsn, c.shard_dsns[0]);
     ck_assert_ptr_null(c.store_admin_host);
     cart_config_cleanup(&c);
     load_ok(&c, CART_ROLE_STATS, "STATS_DSN", "postgresql://stats@db/stats", "CART_STATS_PORT", "19201",
-            "CART_STATS_ID", "stats-1", NULL);
+            "CART_STATS_ID", "stats-1", "CART_STATS_LINGER_MS", "0", NULL);
     ck_assert_str_eq(c.stats_dsn, "postgresql://stats@db/stats");
+    ck_assert_int_eq(c.stats_linger_ms, 0);
     ck_assert_int_eq(c.stats_port, 19201);
     ck_assert_str_eq(c.stats_id, "stats-1");
     cart_config_cleanup(&c);
     load_bad(CART_ROLE_STATS, "CART_STATS_PORT:", "CART_STATS_PORT", "0", NULL);
     load_bad(CART_ROLE_STATS, "CART_STATS_BATCH:", "CART_STATS_BATCH", "10001", NULL);
+    load_bad(CART_ROLE_STATS, "CART_STATS_LINGER_MS:", "CART_STATS_LINGER_MS", "5001", NULL);
+    load_bad(CART_ROLE_STATS, "CART_STATS_LINGER_MS:", "CART_STATS_LINGER_MS", "-1", NULL);
     load_bad(CART_ROLE_STATS, "CART_STATS_HOST:", "CART_STATS_HOST", "not a host!", NULL);
     load_bad(CART_ROLE_STATS, "CART_STATS_ID:", "CART_STATS_ID", "a b", NULL);
     load_bad(CART_ROLE_STATS, "STATS_DSN: not a libpq connection string", "STATS_DSN", "mysql://x", NULL);
