@@ -4,7 +4,7 @@
  * owns on one PostgreSQL shard; its code is split by concern:
  *
  *   intake.c       messages from nats.c's threads into the per-partition queues, gap detection
- *   ownership.c    the shard session, partition locks, fair share, acquire/release, resyncs
+ *   ownership.c    the shard session, partition locks, shares by rank, acquire/release, resyncs
  *   apply.c        a batch: decode, one transaction with its redo loop, the working set of carts
  *   relay.c        what goes out after a commit: cache, replies, dead letters, change notices
  *                  and their acks, the outbox sweep; the held acks of committed events
@@ -240,7 +240,7 @@ size_t cs_intake_take(cs_shard *sh, cs_item *items, size_t max);
 int cs_session_open(cs_shard *sh);
 /* Releases every partition and closes the session (`why` is logged). */
 void cs_session_drop(cs_shard *sh, const char *why);
-/* Takes or gives partitions so that this runner holds its fair share. */
+/* Takes or gives partitions so that this runner holds its share (its run of partitions by rank). */
 void cs_ownership_rebalance(cs_shard *sh);
 /* Stops consuming `p` and forgets its queue (unlocking it with `unlock`). */
 void cs_ownership_release(cs_shard *sh, cs_partition *p, bool unlock);
