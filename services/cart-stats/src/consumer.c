@@ -54,7 +54,7 @@ static int backoff(int ms)
 /* Connects to STATS_DSN if not connected. */
 static bool pg_connect(consumer *c)
 {
-    char err[256];
+    char err[256], redacted[256];
 
     if (c->pg != NULL && PQstatus(c->pg) == CONNECTION_OK)
         return true;
@@ -62,27 +62,25 @@ static bool pg_connect(consumer *c)
         PQfinish(c->pg);
     c->pg = cart_pg_open(c->s->cfg->stats_dsn, "cart-stats", 5, false);
     if (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK) {
-        char redacted[256];
-        cart_counter_inc(c->s->m_pg_errors);
         cart_log(CART_LOG_WARN, "postgresql connection failed",
                  CART_LS("dsn", cart_pg_redact(c->s->cfg->stats_dsn, redacted, sizeof redacted)),
                  CART_LS("error", c->pg != NULL ? PQerrorMessage(c->pg) : "out of memory"), NULL);
-        if (c->pg != NULL)
-            PQfinish(c->pg);
-        c->pg = NULL;
-        atomic_store(&c->s->pg_ok, false);
-        return false;
+        goto failed;
     }
     if (st_pg_prepare(c->pg, err, sizeof err) != 0) {
-        cart_counter_inc(c->s->m_pg_errors);
         cart_log(CART_LOG_WARN, "postgresql session setup failed", CART_LS("error", err), NULL);
-        PQfinish(c->pg);
-        c->pg = NULL;
-        atomic_store(&c->s->pg_ok, false);
-        return false;
+        goto failed;
     }
     atomic_store(&c->s->pg_ok, true);
     return true;
+
+failed:
+    cart_counter_inc(c->s->m_pg_errors);
+    if (c->pg != NULL)
+        PQfinish(c->pg);
+    c->pg = NULL;
+    atomic_store(&c->s->pg_ok, false);
+    return false;
 }
 
 /* Fetches the next batch. With CART_STATS_LINGER_MS, the pull waits that long for a full batch:
